@@ -1,0 +1,1 @@
+//! Embedded driver (in progress).

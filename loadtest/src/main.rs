@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("loadtest: no scenario yet");
+}

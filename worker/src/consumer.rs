@@ -1,0 +1,1 @@
+//! Owned by the fleet work; placeholder until it lands.

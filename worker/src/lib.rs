@@ -1,0 +1,17 @@
+//! mapfleet worker: consumes task steps, runs the task, publishes the outcome, then acks.
+//!
+//! # Layout
+//! - [`task`]: the `Task` trait, `TaskFailure`, and the `Registry` that maps a resource ARN
+//!   (`arn:mapfleet:task:::NAME`) to the task that serves it.
+//! - [`builtin`]: utility tasks for tests and load (`echo`, `sleep`, `fail`).
+//! - [`consumer`]: the RabbitMQ consumer loop (prefetch, manual acks, graceful shutdown).
+//! - [`face`]: the face engine (local ONNX models or Rekognition) behind one interface.
+//! - [`store`]: the object store (local directory per bucket, or S3).
+//! - [`photo`]: the rider-photo tasks, one file per task.
+
+pub mod builtin;
+pub mod consumer;
+pub mod face;
+pub mod photo;
+pub mod store;
+pub mod task;

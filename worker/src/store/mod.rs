@@ -1,0 +1,1 @@
+//! Owned by the photo-task work; placeholder until it lands.

@@ -5,7 +5,7 @@ use std::fmt;
 /// An error raised while running a state: an error name (`States.Runtime`, a task's custom
 /// error, ...) and a human-readable cause. This is what Retry and Catch match on and what
 /// `{"Error", "Cause"}` in a Catch's ResultPath holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatesError {
     pub error: String,
     pub cause: String,

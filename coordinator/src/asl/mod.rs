@@ -1,7 +1,11 @@
 //! Amazon States Language: definitions, paths, templates, intrinsics, rules. Pure.
 
+pub mod choice;
+pub mod definition;
 pub mod error;
 pub mod intrinsics;
+pub mod parse;
 pub mod path;
+pub mod retry;
 pub mod scope;
 pub mod template;

@@ -1,0 +1,199 @@
+//! The validated form of a state machine definition.
+//!
+//! Everything here was checked by [`super::parse`]: state names are resolved to indices,
+//! paths, templates and intrinsics are pre-parsed, and field combinations AWS rejects cannot
+//! be represented. The engine only ever sees this form.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+use serde_json::Value;
+
+use super::choice::ChoiceRule;
+use super::intrinsics::Intrinsic;
+use super::path::{Path, ReferencePath};
+use super::retry::{Catcher, Retrier};
+use super::template::Template;
+
+/// The query language of a definition or a state. JSONata arrives in a later release; the
+/// field is parsed now so definitions that name it get a clear error instead of a misread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryLanguage {
+    JsonPath,
+    JsonAta,
+}
+
+/// A whole definition.
+#[derive(Debug)]
+pub struct StateMachine {
+    pub comment: Option<String>,
+    pub version: Option<String>,
+    pub query_language: QueryLanguage,
+    /// Execution-wide `TimeoutSeconds`.
+    pub timeout_seconds: Option<u64>,
+    /// The top-level `States` block.
+    pub root: Arc<Graph>,
+    /// Every graph in the definition (root, Parallel branches, Map processors), indexed by
+    /// [`GraphId`], so a cursor can name the graph it runs in with a small number.
+    pub graphs: Vec<Arc<Graph>>,
+}
+
+/// Identifies one `States` block inside a definition: 0 is the root.
+pub type GraphId = usize;
+
+/// Identifies a state inside its graph.
+pub type StateId = usize;
+
+/// One `StartAt` + `States` block: the top level, a Parallel branch or a Map processor.
+#[derive(Debug)]
+pub struct Graph {
+    pub id: GraphId,
+    pub start_at: StateId,
+    pub states: Vec<State>,
+    pub by_name: HashMap<String, StateId>,
+}
+
+impl Graph {
+    pub fn state(&self, id: StateId) -> &State {
+        &self.states[id]
+    }
+}
+
+/// Where a state goes when it completes normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Next(StateId),
+    End,
+}
+
+/// A value given either literally or through a `...Path` field.
+#[derive(Debug, Clone)]
+pub enum Dynamic<T> {
+    Literal(T),
+    Path(Path),
+}
+
+/// The source of a Fail state's `Error` or `Cause`.
+#[derive(Debug, Clone)]
+pub enum TextSource {
+    Literal(String),
+    Path(Path),
+    Intrinsic(Intrinsic),
+}
+
+/// The fields shared by several state types. Which ones a state may carry is checked at
+/// parse time; absent ones hold their AWS defaults here.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// `InputPath`: `None` is an explicit `null` (the effective input becomes `{}`).
+    pub input_path: Option<Path>,
+    /// `OutputPath`: `None` is an explicit `null` (the output becomes `{}`).
+    pub output_path: Option<Path>,
+    /// `ResultPath`: `None` is an explicit `null` (the result is discarded).
+    pub result_path: Option<ReferencePath>,
+    pub parameters: Option<Template>,
+    pub result_selector: Option<Template>,
+    pub assign: Option<Template>,
+    pub transition: Transition,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+    /// Whether any expression of this state reads the context object (`$$`): the engine
+    /// builds the context only for those states.
+    pub uses_context: bool,
+}
+
+/// One state, validated.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub name: String,
+    pub comment: Option<String>,
+    pub common: Common,
+    pub kind: StateKind,
+}
+
+impl State {
+    /// AWS's type name: `Pass`, `Task`, ...
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            StateKind::Pass { .. } => "Pass",
+            StateKind::Task(_) => "Task",
+            StateKind::Choice { .. } => "Choice",
+            StateKind::Wait(_) => "Wait",
+            StateKind::Succeed => "Succeed",
+            StateKind::Fail { .. } => "Fail",
+            StateKind::Parallel { .. } => "Parallel",
+            StateKind::Map(_) => "Map",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum StateKind {
+    Pass {
+        result: Option<Value>,
+    },
+    Task(TaskSpec),
+    Choice {
+        choices: Vec<ChoiceRule>,
+        default: Option<StateId>,
+    },
+    Wait(WaitSpec),
+    Succeed,
+    Fail {
+        error: Option<TextSource>,
+        cause: Option<TextSource>,
+    },
+    Parallel {
+        branches: Vec<GraphId>,
+    },
+    Map(Box<MapSpec>),
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub resource: String,
+    pub timeout_seconds: Option<Dynamic<u64>>,
+    pub heartbeat_seconds: Option<Dynamic<u64>>,
+    pub credentials: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub enum WaitSpec {
+    Seconds(u64),
+    SecondsPath(Path),
+    Timestamp(DateTime<FixedOffset>),
+    TimestampPath(Path),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessorMode {
+    Inline,
+    Distributed,
+}
+
+#[derive(Debug, Clone)]
+pub struct ItemBatcher {
+    pub max_items_per_batch: Option<Dynamic<u64>>,
+    pub max_input_bytes_per_batch: Option<Dynamic<u64>>,
+    pub batch_input: Option<Template>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MapSpec {
+    pub items_path: Option<Path>,
+    /// `ItemSelector` or the legacy `Parameters` of a Map (never both).
+    pub item_selector: Option<Template>,
+    pub processor: GraphId,
+    pub mode: ProcessorMode,
+    /// `ExecutionType` of a distributed processor (`STANDARD` or `EXPRESS`).
+    pub execution_type: Option<String>,
+    /// 0 means no user limit.
+    pub max_concurrency: Dynamic<u64>,
+    pub tolerated_failure_percentage: Option<Dynamic<f64>>,
+    pub tolerated_failure_count: Option<Dynamic<u64>>,
+    pub item_batcher: Option<ItemBatcher>,
+    pub item_reader: Option<Value>,
+    pub result_writer: Option<Value>,
+    pub label: Option<String>,
+}

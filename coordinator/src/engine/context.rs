@@ -1,0 +1,86 @@
+//! Facts about an execution that every state can see, and the context object (`$$`).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// What is fixed for the life of an execution.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionInfo {
+    pub execution_arn: String,
+    pub name: String,
+    pub state_machine_arn: String,
+    pub state_machine_name: String,
+    pub role_arn: String,
+    pub start_time: DateTime<Utc>,
+    pub input: Value,
+    pub redrive_count: u32,
+}
+
+impl ExecutionInfo {
+    /// Builds the ARNs the way Step Functions does, in mapfleet's local region/account.
+    pub fn new(state_machine_name: &str, execution_name: &str, input: Value, start_time: DateTime<Utc>) -> Self {
+        let (region, account) = (LOCAL_REGION, LOCAL_ACCOUNT);
+        ExecutionInfo {
+            execution_arn: format!("arn:aws:states:{region}:{account}:execution:{state_machine_name}:{execution_name}"),
+            name: execution_name.to_string(),
+            state_machine_arn: format!("arn:aws:states:{region}:{account}:stateMachine:{state_machine_name}"),
+            state_machine_name: state_machine_name.to_string(),
+            role_arn: format!("arn:aws:iam::{account}:role/mapfleet-execution"),
+            start_time,
+            input,
+            redrive_count: 0,
+        }
+    }
+}
+
+/// The region mapfleet reports in ARNs.
+pub const LOCAL_REGION: &str = "local";
+/// The account id mapfleet reports in ARNs (twelve digits, as ARNs require).
+pub const LOCAL_ACCOUNT: &str = "000000000000";
+
+/// Formats a timestamp as Step Functions does in the context object.
+pub fn iso(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Per-state facts for `$$.State`, `$$.Map` and `$$.Task`.
+pub struct StateFacts<'a> {
+    pub name: &'a str,
+    pub entered_time: &'a DateTime<Utc>,
+    pub retry_count: u32,
+    pub map_item: Option<(usize, &'a Value)>,
+    pub task_token: Option<&'a str>,
+}
+
+/// Builds `$$` for one evaluation.
+pub fn context_object(info: &ExecutionInfo, facts: &StateFacts<'_>) -> Value {
+    let mut ctx = Map::new();
+    ctx.insert(
+        "Execution".into(),
+        json!({
+            "Id": info.execution_arn,
+            "Input": info.input,
+            "Name": info.name,
+            "RoleArn": info.role_arn,
+            "StartTime": iso(&info.start_time),
+            "RedriveCount": info.redrive_count,
+        }),
+    );
+    ctx.insert(
+        "State".into(),
+        json!({
+            "EnteredTime": iso(facts.entered_time),
+            "Name": facts.name,
+            "RetryCount": facts.retry_count,
+        }),
+    );
+    ctx.insert("StateMachine".into(), json!({ "Id": info.state_machine_arn, "Name": info.state_machine_name }));
+    if let Some(token) = facts.task_token {
+        ctx.insert("Task".into(), json!({ "Token": token }));
+    }
+    if let Some((index, value)) = facts.map_item {
+        ctx.insert("Map".into(), json!({ "Item": { "Index": index, "Value": value } }));
+    }
+    Value::Object(ctx)
+}

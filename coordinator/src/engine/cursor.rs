@@ -1,0 +1,174 @@
+//! Cursors, the events a driver feeds them and the actions they ask for.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::history::Event;
+use crate::asl::definition::{GraphId, StateId};
+use crate::asl::error::StatesError;
+
+/// Names a cursor within its execution: `""` for the root, then `/<index>` per level, e.g.
+/// `/3` for item 3 of a top-level Map, `/3/1` for branch 1 of a Parallel inside it.
+pub type CursorId = String;
+
+/// The id of the child at `index` under `parent`.
+pub fn child_id(parent: &str, index: usize) -> CursorId {
+    format!("{parent}/{index}")
+}
+
+/// Where a cursor stands within its graph.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cursor {
+    pub id: CursorId,
+    /// The Map iteration or Parallel branch this cursor is, within its parent.
+    pub parent: Option<ParentLink>,
+    pub graph: GraphId,
+    pub state: StateId,
+    /// The raw input of the current state.
+    pub input: Value,
+    /// Workflow variables visible to this cursor (`Assign`).
+    pub vars: Map<String, Value>,
+    /// Bumped whenever the cursor starts waiting on something (a step, a timer), so a late
+    /// outcome or timer of an earlier wait is recognised and dropped.
+    pub seq: u64,
+    /// Retry counters of the current state, one per retrier.
+    pub retries: Vec<u32>,
+    pub entered_at: DateTime<Utc>,
+    pub phase: Phase,
+    /// The id of this cursor's latest history event (the `previousEventId` of its next one).
+    pub last_event: u64,
+    /// The id of the current state's `...StateEntered` event (quoted in runtime errors).
+    pub entered_event: u64,
+}
+
+/// How a child cursor hangs under its parent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParentLink {
+    pub id: CursorId,
+    pub index: usize,
+    pub kind: ChildKind,
+    /// The parent's Map or Parallel state name (MapIteration events carry it).
+    pub state_name: String,
+}
+
+/// What a cursor is doing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Phase {
+    /// About to enter `state` with `input`.
+    Ready,
+    /// A Task step is out; waiting for its outcome (or its timeout timer).
+    Task(TaskWait),
+    /// A Wait state waiting for its timer; `output` is what it will pass on.
+    Wait { output: Value },
+    /// Waiting out the backoff before a retry.
+    Backoff(RetryAgain),
+    /// A Map or Parallel waiting for its children.
+    Children(Box<Children>),
+    /// Waiting for the driver to hand back the ordered results of all children.
+    Collecting(Box<Children>),
+    /// Finished; nothing more will happen to this cursor.
+    Done,
+}
+
+/// What to do when a retry's backoff timer fires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RetryAgain {
+    /// Publish the task step again with this effective input.
+    Task { effective_input: Value },
+    /// Run the Map or Parallel state again from its start.
+    Rerun,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskWait {
+    pub resource: String,
+    pub effective_input: Value,
+    pub timeout: Option<u64>,
+    pub heartbeat: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChildKind {
+    Map,
+    Parallel,
+}
+
+/// The bookkeeping of a running Map or Parallel state. Constant-size: the items and the
+/// children's results are kept by the driver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Children {
+    pub kind: ChildKind,
+    /// The effective input of the state: what `$` means in a Map's ItemSelector, or what
+    /// every Parallel branch receives.
+    pub effective_input: Value,
+    pub total: usize,
+    /// Children with an index below this have been started.
+    pub next: usize,
+    pub running: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    /// 0: no limit.
+    pub max_concurrency: usize,
+    pub tolerated_count: Option<u64>,
+    pub tolerated_percentage: Option<f64>,
+    /// Set when the state failed and is waiting for running children to be aborted.
+    pub failure: Option<StatesError>,
+    /// The id of the `MapStateStarted` / `ParallelStateStarted` event.
+    pub started_event: u64,
+    /// The stored items are already the children's inputs (ItemSelector and ItemBatcher
+    /// were applied when the Map started), rather than raw items.
+    pub preselected: bool,
+}
+
+/// Something that happened to a cursor.
+#[derive(Debug, Clone)]
+pub enum CursorEvent {
+    /// Enter the current state (a fresh cursor, or after a transition).
+    Enter,
+    /// The step published with this `seq` succeeded.
+    StepSucceeded { seq: u64, output: Value },
+    /// The step published with this `seq` failed.
+    StepFailed { seq: u64, error: StatesError },
+    /// The timer scheduled with this `seq` fired.
+    TimerFired { seq: u64 },
+    /// Child `index` finished (its output, if any, went to the driver's result store).
+    ChildFinished { index: usize, result: Result<(), StatesError> },
+    /// The driver's answer to [`Action::CollectResults`]: every child's output, in order.
+    Results { results: Vec<Value> },
+    /// The parent (or the user) stops this cursor.
+    Abort,
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Append to the execution history.
+    History(Event),
+    /// Run a Task: publish a step for a worker.
+    PublishStep {
+        cursor: CursorId,
+        seq: u64,
+        /// 1 for the first try, then 2, 3, ... for retries.
+        attempt: u32,
+        resource: String,
+        input: Value,
+        timeout: Option<Duration>,
+        heartbeat: Option<Duration>,
+    },
+    /// Feed `TimerFired { seq }` to the cursor at `at`.
+    ScheduleTimer { cursor: CursorId, seq: u64, at: DateTime<Utc> },
+    /// Keep a Map's items; `StartChildren` refers to them by index.
+    StoreItems { cursor: CursorId, items: Vec<Value> },
+    /// Create children `from..to` of `cursor` (via [`super::Engine::spawn_child`]) and enter them.
+    StartChildren { cursor: CursorId, from: usize, to: usize },
+    /// Stop every running child of `cursor` (feed them `Abort`), dropping their outcomes.
+    AbortChildren { cursor: CursorId },
+    /// Hand `Results` with the outputs of children `0..count` back to `cursor`.
+    CollectResults { cursor: CursorId, count: usize },
+    /// The cursor is done. For the root cursor this ends the execution; for a child, the
+    /// driver keeps `Ok` output as result `index` and tells the parent `ChildFinished`.
+    Finished { cursor: CursorId, result: Result<Value, StatesError> },
+}

@@ -1,0 +1,166 @@
+//! Task states: publish a step, then handle its outcome, timeout or failure.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Engine, Tx};
+use crate::asl::definition::{Dynamic, TaskSpec};
+use crate::asl::error::{StatesError, names};
+use crate::asl::scope::Scope;
+use crate::engine::cursor::{Action, Cursor, Phase, RetryAgain, TaskWait};
+use crate::engine::dataflow;
+use crate::engine::history::EventType;
+
+/// How history names a resource: `(resourceType, resource)` for Task events, or a Lambda
+/// function ARN for the legacy Lambda events.
+enum ResourceKind<'a> {
+    Lambda,
+    Task { resource_type: &'a str, resource: &'a str },
+}
+
+fn classify(resource: &str) -> ResourceKind<'_> {
+    if resource.starts_with("arn:aws:lambda:") {
+        return ResourceKind::Lambda;
+    }
+    if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
+        let (service, action) = rest.split_once(':').unwrap_or((rest, ""));
+        return ResourceKind::Task { resource_type: service, resource: action };
+    }
+    if let Some(name) = resource.strip_prefix("arn:mapfleet:task:::") {
+        return ResourceKind::Task { resource_type: "mapfleet", resource: name };
+    }
+    ResourceKind::Task { resource_type: "activity", resource }
+}
+
+fn resolve_seconds(d: &Option<Dynamic<u64>>, field: &str, scope: &Scope<'_>) -> Result<Option<u64>, StatesError> {
+    match d {
+        None => Ok(None),
+        Some(Dynamic::Literal(n)) => Ok(Some(*n)),
+        Some(Dynamic::Path(p)) => {
+            let v = p.eval(scope)?;
+            match v.as_u64().filter(|n| *n > 0) {
+                Some(n) => Ok(Some(n)),
+                None => Err(StatesError::runtime(format!(
+                    "The {field}Path field refers to value \"{v}\" which is not a valid positive integer: {}",
+                    p.as_str()
+                ))),
+            }
+        }
+    }
+}
+
+impl Engine {
+    pub(super) fn start_task(&self, cursor: &mut Cursor, spec: &TaskSpec, tx: &mut Tx<'_>) -> bool {
+        let state = self.state(cursor);
+        let token = format!("{}#{}#{}", self.info.execution_arn, cursor.id, cursor.seq + 1);
+        let ctx = self.context(cursor, state, None, Some(&token));
+        let effective = dataflow::effective_input(&state.common, &cursor.input, &ctx, &cursor.vars)
+            .and_then(|v| dataflow::check_size(&v, "task input").map(|_| v));
+        match effective {
+            Ok(effective) => {
+                self.publish_task(cursor, spec, effective, tx);
+                false
+            }
+            Err(e) => self.handle_error(cursor, e, None, tx),
+        }
+    }
+
+    pub(super) fn publish_task(&self, cursor: &mut Cursor, spec: &TaskSpec, effective: Value, tx: &mut Tx<'_>) {
+        let vars = cursor.vars.clone();
+        let scope = Scope { input: &effective, context: &Value::Null, vars: &vars };
+        let timeouts = resolve_seconds(&spec.timeout_seconds, "TimeoutSeconds", &scope)
+            .and_then(|t| Ok((t, resolve_seconds(&spec.heartbeat_seconds, "HeartbeatSeconds", &scope)?)));
+        let (timeout, heartbeat) = match timeouts {
+            Ok(t) => t,
+            Err(e) => {
+                if self.handle_error(cursor, e, None, tx) {
+                    self.enter(cursor, tx);
+                }
+                return;
+            }
+        };
+        cursor.seq += 1;
+        let attempt = 1 + cursor.retries.iter().sum::<u32>();
+        match classify(&spec.resource) {
+            ResourceKind::Lambda => {
+                let mut details = json!({ "resource": spec.resource, "input": effective });
+                if let Some(t) = timeout {
+                    details["timeoutInSeconds"] = json!(t);
+                }
+                tx.record(cursor, EventType::LambdaFunctionScheduled, details);
+                tx.record(cursor, EventType::LambdaFunctionStarted, Value::Null);
+            }
+            ResourceKind::Task { resource_type, resource } => {
+                let mut details = json!({
+                    "resourceType": resource_type,
+                    "resource": resource,
+                    "region": crate::engine::context::LOCAL_REGION,
+                    "parameters": effective.to_string(),
+                });
+                if let Some(t) = timeout {
+                    details["timeoutInSeconds"] = json!(t);
+                }
+                if let Some(h) = heartbeat {
+                    details["heartbeatInSeconds"] = json!(h);
+                }
+                tx.record(cursor, EventType::TaskScheduled, details);
+                tx.record(cursor, EventType::TaskStarted, json!({ "resourceType": resource_type, "resource": resource }));
+            }
+        }
+        tx.actions.push(Action::PublishStep {
+            cursor: cursor.id.clone(),
+            seq: cursor.seq,
+            attempt,
+            resource: spec.resource.clone(),
+            input: effective.clone(),
+            timeout: timeout.map(Duration::from_secs),
+            heartbeat: heartbeat.map(Duration::from_secs),
+        });
+        if let Some(t) = timeout {
+            let at = tx.now + chrono::Duration::seconds(t as i64);
+            tx.actions.push(Action::ScheduleTimer { cursor: cursor.id.clone(), seq: cursor.seq, at });
+        }
+        cursor.phase = Phase::Task(TaskWait { resource: spec.resource.clone(), effective_input: effective, timeout, heartbeat });
+    }
+
+    fn task_event(&self, cursor: &mut Cursor, wait: &TaskWait, lambda: EventType, task: EventType, mut details: Value, tx: &mut Tx<'_>) {
+        match classify(&wait.resource) {
+            ResourceKind::Lambda => {
+                tx.record(cursor, lambda, details);
+            }
+            ResourceKind::Task { resource_type, resource } => {
+                details["resourceType"] = json!(resource_type);
+                details["resource"] = json!(resource);
+                tx.record(cursor, task, details);
+            }
+        }
+    }
+
+    pub(super) fn task_succeeded(&self, cursor: &mut Cursor, wait: TaskWait, output: Value, tx: &mut Tx<'_>) -> bool {
+        if let Err(e) = dataflow::check_size(&output, "task result") {
+            return self.task_failed(cursor, wait, e, tx);
+        }
+        let details = json!({ "output": output });
+        self.task_event(cursor, &wait, EventType::LambdaFunctionSucceeded, EventType::TaskSucceeded, details, tx);
+        self.complete(cursor, output, tx)
+    }
+
+    pub(super) fn task_failed(&self, cursor: &mut Cursor, wait: TaskWait, error: StatesError, tx: &mut Tx<'_>) -> bool {
+        let details = json!({ "error": error.error, "cause": error.cause });
+        self.task_event(cursor, &wait, EventType::LambdaFunctionFailed, EventType::TaskFailed, details, tx);
+        let again = RetryAgain::Task { effective_input: wait.effective_input };
+        self.handle_error(cursor, error, Some(again), tx)
+    }
+
+    pub(super) fn task_timed_out(&self, cursor: &mut Cursor, wait: TaskWait, tx: &mut Tx<'_>) -> bool {
+        let error = StatesError::new(names::TIMEOUT, format!("The task did not complete within {} seconds.", wait.timeout.unwrap_or(0)));
+        let details = json!({ "error": error.error, "cause": error.cause });
+        self.task_event(cursor, &wait, EventType::LambdaFunctionTimedOut, EventType::TaskTimedOut, details, tx);
+        // The step may still finish later; its outcome carries the old seq and is dropped.
+        cursor.seq += 1;
+        let again = RetryAgain::Task { effective_input: wait.effective_input };
+        self.handle_error(cursor, error, Some(again), tx)
+    }
+
+}

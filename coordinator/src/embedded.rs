@@ -200,7 +200,7 @@ impl Driver {
                     self.items.remove(&cursor);
                     self.queue.push_back((cursor, CursorEvent::Results { results }));
                 }
-                Action::Finished { cursor, result } => self.finished(cursor, result),
+                Action::Finished { cursor, result, last_event } => self.finished(cursor, result, last_event),
             }
         }
     }
@@ -253,7 +253,7 @@ impl Driver {
         self.carry_out(all);
     }
 
-    fn finished(&mut self, id: CursorId, result: Result<Value, StatesError>) {
+    fn finished(&mut self, id: CursorId, result: Result<Value, StatesError>, last_event: u64) {
         let Some(cursor) = self.cursors.remove(&id) else { return };
         match cursor.parent {
             None => {
@@ -274,7 +274,7 @@ impl Driver {
                     }
                     Err(e) => Err(e),
                 };
-                self.queue.push_back((link.id, CursorEvent::ChildFinished { index: link.index, result }));
+                self.queue.push_back((link.id, CursorEvent::ChildFinished { index: link.index, result, last_event }));
             }
         }
     }

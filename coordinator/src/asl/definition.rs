@@ -101,6 +101,9 @@ pub struct Common {
     /// Whether any expression of this state reads the context object (`$$`): the engine
     /// builds the context only for those states.
     pub uses_context: bool,
+    /// Whether one of them may read `$$.Execution.Input` (or the whole context): only then
+    /// does the context carry a copy of the execution input, which can be large.
+    pub uses_execution_input: bool,
 }
 
 /// One state, validated.

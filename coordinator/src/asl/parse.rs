@@ -304,6 +304,26 @@ pub fn parse_definition_value(value: &Value) -> Result<StateMachine, InvalidDefi
     Ok(StateMachine { comment, version, query_language, timeout_seconds, root: graphs[root_id].clone(), graphs })
 }
 
+/// Whether some `$$` reference in a state's JSON text may read the execution input: any
+/// reference other than the small, fixed members of the context object.
+fn context_reads_input(text: &str) -> bool {
+    const SMALL: &[&str] = &[
+        ".Map.",
+        ".State.",
+        ".StateMachine.",
+        ".Task.",
+        ".Execution.Id",
+        ".Execution.Name",
+        ".Execution.StartTime",
+        ".Execution.RoleArn",
+        ".Execution.RedriveCount",
+    ];
+    text.match_indices("$$").any(|(i, _)| {
+        let rest = &text[i + 2..];
+        !SMALL.iter().any(|p| rest.starts_with(p))
+    })
+}
+
 fn serde_message(e: &serde_json::Error) -> String {
     // serde says "unknown field `X`, expected one of ..."; AWS says "Field 'X' is not supported".
     let text = e.to_string();
@@ -492,7 +512,9 @@ impl Builder {
             }
         }
         let comment = self.string_opt(raw.Comment.as_ref(), &loc.field("Comment"));
-        let uses_context = raw_value.to_string().contains("$$");
+        let raw_text = raw_value.to_string();
+        let uses_context = raw_text.contains("$$");
+        let uses_execution_input = context_reads_input(&raw_text);
         let terminal = matches!(type_name.as_str(), "Choice" | "Succeed" | "Fail");
         let transition = if terminal {
             Transition::End
@@ -513,6 +535,7 @@ impl Builder {
             retry: self.retriers(raw.Retry.as_ref(), loc),
             catch: self.catchers(raw.Catch.as_ref(), loc, names),
             uses_context,
+            uses_execution_input,
         };
         let kind = match type_name.as_str() {
             "Pass" => {

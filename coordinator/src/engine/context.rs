@@ -53,20 +53,22 @@ pub struct StateFacts<'a> {
     pub task_token: Option<&'a str>,
 }
 
-/// Builds `$$` for one evaluation.
-pub fn context_object(info: &ExecutionInfo, facts: &StateFacts<'_>) -> Value {
+/// Builds `$$` for one evaluation. `with_input` adds `Execution.Input`, which is left out
+/// when the state cannot read it: copying a large input for every Map item would make a
+/// Map quadratic.
+pub fn context_object(info: &ExecutionInfo, facts: &StateFacts<'_>, with_input: bool) -> Value {
     let mut ctx = Map::new();
-    ctx.insert(
-        "Execution".into(),
-        json!({
-            "Id": info.execution_arn,
-            "Input": info.input,
-            "Name": info.name,
-            "RoleArn": info.role_arn,
-            "StartTime": iso(&info.start_time),
-            "RedriveCount": info.redrive_count,
-        }),
-    );
+    let mut execution = json!({
+        "Id": info.execution_arn,
+        "Name": info.name,
+        "RoleArn": info.role_arn,
+        "StartTime": iso(&info.start_time),
+        "RedriveCount": info.redrive_count,
+    });
+    if with_input {
+        execution["Input"] = info.input.clone();
+    }
+    ctx.insert("Execution".into(), execution);
     ctx.insert(
         "State".into(),
         json!({

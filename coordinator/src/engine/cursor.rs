@@ -42,6 +42,10 @@ pub struct Cursor {
     pub last_event: u64,
     /// The id of the current state's `...StateEntered` event (quoted in runtime errors).
     pub entered_event: u64,
+    /// Writes no history: a Distributed Map's child runs as a child execution, whose events
+    /// are not part of the parent's history.
+    #[serde(default)]
+    pub quiet: bool,
 }
 
 /// How a child cursor hangs under its parent.
@@ -121,6 +125,10 @@ pub struct Children {
     /// The stored items are already the children's inputs (ItemSelector and ItemBatcher
     /// were applied when the Map started), rather than raw items.
     pub preselected: bool,
+    /// A Distributed Map: children run as child executions (no events in this history) and
+    /// the run is reported as a Map Run.
+    #[serde(default)]
+    pub distributed: bool,
 }
 
 /// Something that happened to a cursor.
@@ -135,7 +143,8 @@ pub enum CursorEvent {
     /// The timer scheduled with this `seq` fired.
     TimerFired { seq: u64 },
     /// Child `index` finished (its output, if any, went to the driver's result store).
-    ChildFinished { index: usize, result: Result<(), StatesError> },
+    /// `last_event` is the child's last history event, which the parent's next event follows.
+    ChildFinished { index: usize, result: Result<(), StatesError>, last_event: u64 },
     /// The driver's answer to [`Action::CollectResults`]: every child's output, in order.
     Results { results: Vec<Value> },
     /// The parent (or the user) stops this cursor.
@@ -170,5 +179,5 @@ pub enum Action {
     CollectResults { cursor: CursorId, count: usize },
     /// The cursor is done. For the root cursor this ends the execution; for a child, the
     /// driver keeps `Ok` output as result `index` and tells the parent `ChildFinished`.
-    Finished { cursor: CursorId, result: Result<Value, StatesError> },
+    Finished { cursor: CursorId, result: Result<Value, StatesError>, last_event: u64 },
 }

@@ -36,6 +36,9 @@ pub enum EventType {
     MapIterationSucceeded,
     MapIterationFailed,
     MapIterationAborted,
+    MapRunStarted,
+    MapRunSucceeded,
+    MapRunFailed,
     ParallelStateStarted,
     ParallelStateSucceeded,
     ParallelStateFailed,
@@ -123,7 +126,9 @@ fn details_member(t: &EventType) -> Option<&'static str> {
         MapIterationSucceeded => "mapIterationSucceededEventDetails",
         MapIterationFailed => "mapIterationFailedEventDetails",
         MapIterationAborted => "mapIterationAbortedEventDetails",
-        LambdaFunctionStarted | MapStateSucceeded | MapStateFailed | MapStateAborted | ParallelStateStarted
+        MapRunStarted => "mapRunStartedEventDetails",
+        MapRunFailed => "mapRunFailedEventDetails",
+        LambdaFunctionStarted | MapRunSucceeded | MapStateSucceeded | MapStateFailed | MapStateAborted | ParallelStateStarted
         | ParallelStateSucceeded | ParallelStateFailed | ParallelStateAborted | WaitStateAborted
         | TaskStateAborted => return None,
     })

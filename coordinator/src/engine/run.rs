@@ -33,6 +33,9 @@ impl<'a> Tx<'a> {
 
     /// Appends a history event for `cursor` and returns its id.
     fn record(&mut self, cursor: &mut Cursor, event_type: EventType, details: Value) -> u64 {
+        if cursor.quiet {
+            return cursor.last_event;
+        }
         let id = *self.next_event_id;
         *self.next_event_id += 1;
         let previous_event_id = cursor.last_event;
@@ -55,11 +58,13 @@ pub struct EngineOptions {
     /// The most children (Map iterations) one Map state runs at once when its definition says
     /// `MaxConcurrency: 0`: a fleet-wide cap that keeps memory flat for huge batches.
     pub max_children_in_flight: usize,
+    /// The largest state input or output, in bytes (AWS: 256 KiB); 0 turns the check off.
+    pub payload_limit: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { max_children_in_flight: 1000 }
+        EngineOptions { max_children_in_flight: 1000, payload_limit: super::PAYLOAD_LIMIT_BYTES }
     }
 }
 
@@ -106,6 +111,7 @@ impl Engine {
             phase: Phase::Ready,
             last_event: 0,
             entered_event: 0,
+            quiet: false,
         };
         tx.record(
             &mut root,
@@ -138,7 +144,12 @@ impl Engine {
                 self.exit_and_transition(cursor, &name, output, tx)
             }
             (Phase::Backoff(again), CursorEvent::TimerFired { seq }) if seq == cursor.seq => self.retry_now(cursor, again, tx),
-            (Phase::Children(ch), CursorEvent::ChildFinished { index, result }) => self.child_finished(cursor, *ch, index, result, tx),
+            (Phase::Children(ch), CursorEvent::ChildFinished { index, result, last_event }) => {
+                if last_event > cursor.last_event {
+                    cursor.last_event = last_event;
+                }
+                self.child_finished(cursor, *ch, index, result, tx)
+            }
             (Phase::Collecting(ch), CursorEvent::Results { results }) => self.children_collected(cursor, *ch, results, tx),
             (phase, CursorEvent::Abort) => {
                 self.abort(cursor, phase, tx);
@@ -163,6 +174,7 @@ impl Engine {
         context_object(
             &self.info,
             &StateFacts { name: &state.name, entered_time: &cursor.entered_at, retry_count, map_item, task_token: token },
+            state.common.uses_execution_input,
         )
     }
 
@@ -376,7 +388,7 @@ impl Engine {
             let vars = dataflow::assign(&state.common.assign, &selected, &ctx, &cursor.vars)?;
             let combined = dataflow::result_path(&state.common.result_path, &cursor.input, selected)?;
             let output = dataflow::output_path(&state.common.output_path, combined, &ctx, &cursor.vars)?;
-            dataflow::check_size(&output, &format!("state/task '{}' returned a result with a size", state.name))?;
+            dataflow::check_size(&output, &format!("state/task '{}' returned a result with a size", state.name), self.options.payload_limit)?;
             Ok::<_, StatesError>((vars, output))
         })();
         match processed {
@@ -412,6 +424,12 @@ impl Engine {
     /// Retry, then Catch, then fail the cursor. `retry_with` is what a retry re-runs (a
     /// Task's effective input); `None` re-runs the whole state.
     fn handle_error(&self, cursor: &mut Cursor, error: StatesError, retry_with: Option<RetryAgain>, tx: &mut Tx<'_>) -> bool {
+        self.handle_error_then(cursor, error, retry_with, &[], tx)
+    }
+
+    /// [`Self::handle_error`], writing `give_up` events (e.g. `MapStateFailed`) once it is
+    /// clear the state will not be retried.
+    fn handle_error_then(&self, cursor: &mut Cursor, error: StatesError, retry_with: Option<RetryAgain>, give_up: &[(EventType, Value)], tx: &mut Tx<'_>) -> bool {
         let state = self.state(cursor);
         let error = self.runtime_cause(cursor, state, error);
         if let Some(i) = state.common.retry.iter().position(|r| error_matches(&r.error_equals, &error.error)) {
@@ -426,6 +444,9 @@ impl Engine {
                 cursor.phase = Phase::Backoff(retry_with.unwrap_or(RetryAgain::Rerun));
                 return false;
             }
+        }
+        for (event_type, details) in give_up {
+            tx.record(cursor, *event_type, details.clone());
         }
         if let Some(catcher) = state.common.catch.iter().find(|c| error_matches(&c.error_equals, &error.error)) {
             let error_output = json!({ "Error": error.error, "Cause": error.cause });
@@ -470,6 +491,7 @@ impl Engine {
     /// Ends a cursor: the execution for the root, an iteration or branch otherwise.
     fn finish(&self, cursor: &mut Cursor, result: Result<Value, StatesError>, tx: &mut Tx<'_>) {
         cursor.phase = Phase::Done;
+        let last_event = cursor.last_event;
         match &cursor.parent {
             None => match &result {
                 Ok(output) => {
@@ -486,7 +508,7 @@ impl Engine {
             }
             Some(_) => {}
         }
-        tx.actions.push(Action::Finished { cursor: cursor.id.clone(), result });
+        tx.actions.push(Action::Finished { cursor: cursor.id.clone(), result, last_event });
     }
 
     /// Stops a cursor on its parent's (or the user's) request.

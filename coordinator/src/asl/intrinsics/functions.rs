@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
@@ -16,6 +18,12 @@ use crate::asl::scope::Scope;
 
 /// AWS's limit on the input of Base64Encode/Base64Decode/Hash, in characters.
 const MAX_ENCODE_INPUT: usize = 10_000;
+/// Standard alphabet; padding written when encoding and optional when decoding, like
+/// Java's `Base64.getEncoder()`/`getDecoder()` that AWS uses.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 /// AWS's limit on the length of an ArrayRange result.
 const MAX_RANGE_ITEMS: i128 = 1000;
 
@@ -54,7 +62,11 @@ pub(super) fn eval(call: &Call, scope: &Scope<'_>) -> Result<Value, StatesError>
             serde_json::from_str(s)
                 .map_err(|e| fail(f, format!("The argument is not valid JSON text: {e}")))
         }
-        Func::JsonToString => Ok(Value::String(args[0].to_string())),
+        Func::JsonToString => {
+            let mut out = String::new();
+            format::push_json(&mut out, &args[0]);
+            Ok(Value::String(out))
+        }
         Func::Array => Ok(Value::Array(args)),
         Func::ArrayPartition => {
             let items = array_arg(f, &args, 0)?;

@@ -102,6 +102,7 @@ fn functions_match_aws() {
             json!("Data to encode"),
         ),
         ("States.Base64Decode('')", json!("")),
+        ("States.Base64Decode('SGVsbG8')", json!("Hello")),
         ("States.Base64Encode($rawString)", json!("SGVsbG8gV29ybGQ=")),
         (
             "States.Hash('input data', 'SHA-1')",

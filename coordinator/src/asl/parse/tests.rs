@@ -81,8 +81,8 @@ fn commented_skeleton_is_rejected_with_line_and_column() {
     let d = &found[0];
     assert_eq!(d.code, "INVALID_JSON_DESCRIPTION");
     assert!(d.message.contains("comments"), "{}", d.message);
-    assert!(d.message.contains("line 18"), "{}", d.message);
-    assert_eq!(d.location.as_deref(), Some("line 18, column 6"));
+    assert!(d.message.contains("line 19, column 6"), "{}", d.message);
+    assert_eq!(d.location.as_deref(), Some("line 19, column 6"));
 }
 
 #[test]

@@ -126,11 +126,8 @@ impl ReferencePath {
         let mut want = String::new();
         push_ref_step(&mut want, &self.steps[depth]);
         StatesError::runtime(format!(
-            "Invalid path '{}' : Unable to set {} on {} at {}: it is {}",
+            "Invalid path '{}' : Unable to write {want} into {at}, which is {}",
             self.text,
-            want,
-            at,
-            at,
             json_kind(found)
         ))
     }

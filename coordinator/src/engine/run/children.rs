@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{Engine, Tx};
-use crate::asl::definition::{Dynamic, ItemBatcher, MapSpec, StateKind};
+use crate::asl::definition::{Dynamic, ItemBatcher, MapSpec, ProcessorMode, StateKind};
 use crate::asl::error::{StatesError, names};
 use crate::asl::scope::Scope;
 use crate::engine::context::{StateFacts, context_object};
@@ -33,6 +33,7 @@ impl Engine {
             failure: None,
             started_event,
             preselected: false,
+            distributed: false,
         };
         tx.actions.push(Action::StartChildren { cursor: cursor.id.clone(), from: 0, to: branches });
         cursor.phase = Phase::Children(Box::new(ch));
@@ -41,24 +42,47 @@ impl Engine {
 
     pub(super) fn start_map(&self, cursor: &mut Cursor, spec: &MapSpec, ctx: &Value, tx: &mut Tx<'_>) -> bool {
         let state = self.state(cursor);
-        let prepared = (|| {
+        let selected = (|| {
             let effective = dataflow::input_path(&state.common.input_path, &cursor.input, ctx, &cursor.vars)?;
             let scope = Scope { input: &effective, context: ctx, vars: &cursor.vars };
             let items = match &spec.items_path {
                 Some(p) => p.eval(&scope)?,
                 None => effective.clone(),
             };
-            let Value::Array(items) = items else {
-                return Err(StatesError::runtime(format!(
+            match items {
+                Value::Array(items) => Ok((effective, items)),
+                other => Err(StatesError::runtime(format!(
                     "Invalid path '{}' : The Map state's ItemsPath must reference a JSON array, but it references {}",
                     spec.items_path.as_ref().map(|p| p.as_str()).unwrap_or("$"),
-                    kind_of(&items)
-                )));
-            };
-            let max_concurrency = match &spec.max_concurrency {
-                Dynamic::Literal(n) => *n,
-                Dynamic::Path(p) => integer_at(p.eval(&scope)?, "MaxConcurrencyPath", p.as_str())?,
-            };
+                    kind_of(&other)
+                ))),
+            }
+        })();
+        let (effective, items) = match selected {
+            Ok(v) => v,
+            Err(e) => return self.handle_error(cursor, e, None, tx),
+        };
+        // AWS checks MaxConcurrency before it writes MapStateStarted, the tolerated failure
+        // settings after it, and starts the Map Run once both are valid.
+        let max_concurrency = match &spec.max_concurrency {
+            Dynamic::Literal(n) => Ok(*n),
+            Dynamic::Path(p) => p
+                .eval(&Scope { input: &effective, context: ctx, vars: &cursor.vars })
+                .and_then(|v| integer_at(v, "MaxConcurrencyPath", p.as_str())),
+        };
+        let max_concurrency = match max_concurrency {
+            Ok(n) => n,
+            Err(e) => {
+                let e = self.runtime_cause(cursor, state, e);
+                self.finish(cursor, Err(e), tx);
+                return false;
+            }
+        };
+        let started_event = tx.record(cursor, EventType::MapStateStarted, json!({ "length": items.len() }));
+        let distributed = spec.mode == ProcessorMode::Distributed;
+        let mut give_up = Vec::new();
+        let settings = (|| {
+            let scope = Scope { input: &effective, context: ctx, vars: &cursor.vars };
             let tolerated_count = match &spec.tolerated_failure_count {
                 None => None,
                 Some(Dynamic::Literal(n)) => Some(*n),
@@ -87,19 +111,43 @@ impl Engine {
                     Some(pct)
                 }
             };
-            let (items, preselected) = match &spec.item_batcher {
-                None => (items, false),
-                Some(batcher) => (self.batch(spec, batcher, items, &effective, cursor, &scope)?, true),
-            };
-            Ok((effective, items, max_concurrency, tolerated_count, tolerated_percentage, preselected))
+            Ok((tolerated_count, tolerated_percentage))
         })();
-        let (effective, items, max_concurrency, tolerated_count, tolerated_percentage, preselected) = match prepared {
-            Ok(p) => p,
-            Err(e) => return self.handle_error(cursor, e, None, tx),
+        let (tolerated_count, tolerated_percentage) = match settings {
+            Ok(s) => s,
+            Err(e) => {
+                // A runtime error: no Catch applies, the state just fails.
+                let e = self.runtime_cause(cursor, state, e);
+                self.finish(cursor, Err(e), tx);
+                return false;
+            }
+        };
+        if distributed {
+            let arn = self.map_run_arn(cursor, spec);
+            tx.record(cursor, EventType::MapRunStarted, json!({ "mapRunArn": arn }));
+        }
+        let batched = match &spec.item_batcher {
+            None => Ok((items, false)),
+            Some(batcher) => {
+                let scope = Scope { input: &effective, context: ctx, vars: &cursor.vars };
+                self.batch(spec, batcher, items, &effective, cursor, &scope).map(|b| (b, true))
+            }
+        };
+        let (items, preselected) = match batched {
+            Ok(b) => b,
+            Err(e) => {
+                if distributed {
+                    give_up.push((EventType::MapRunFailed, json!({ "error": e.error, "cause": e.cause })));
+                }
+                give_up.push((EventType::MapStateFailed, Value::Null));
+                return self.handle_error_then(cursor, e, None, &give_up, tx);
+            }
         };
         let total = items.len();
-        let started_event = tx.record(cursor, EventType::MapStateStarted, json!({ "length": total }));
         if total == 0 {
+            if distributed {
+                tx.record(cursor, EventType::MapRunSucceeded, Value::Null);
+            }
             tx.record(cursor, EventType::MapStateSucceeded, Value::Null);
             return self.complete(cursor, Value::Array(Vec::new()), tx);
         }
@@ -117,11 +165,22 @@ impl Engine {
             failure: None,
             started_event,
             preselected,
+            distributed,
         };
         tx.actions.push(Action::StoreItems { cursor: cursor.id.clone(), items });
         self.start_more(cursor, &mut ch, tx);
         cursor.phase = Phase::Children(Box::new(ch));
         false
+    }
+
+    /// `arn:aws:states:REGION:ACCOUNT:mapRun:MACHINE/LABEL:UUID`, stable for one run.
+    fn map_run_arn(&self, cursor: &Cursor, spec: &MapSpec) -> String {
+        let state = self.state(cursor);
+        let label = spec.label.clone().unwrap_or_else(|| state.name.clone());
+        let seed = format!("{}#{}#{}", self.info.execution_arn, cursor.id, cursor.entered_event);
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, seed.as_bytes());
+        let (region, account) = (crate::engine::context::LOCAL_REGION, crate::engine::context::LOCAL_ACCOUNT);
+        format!("arn:aws:states:{region}:{account}:mapRun:{}/{label}:{id}", self.info.state_machine_name)
     }
 
     /// Applies ItemSelector to every item and groups them as ItemBatcher says.
@@ -182,6 +241,7 @@ impl Engine {
                 map_item: Some((index, &item)),
                 task_token: None,
             },
+            state.common.uses_execution_input,
         );
         selector.eval(&Scope { input: effective, context: &ctx, vars: &cursor.vars })
     }
@@ -230,8 +290,10 @@ impl Engine {
             phase: Phase::Ready,
             last_event: parent.last_event,
             entered_event: 0,
+            quiet: parent.quiet || ch.distributed,
         };
         if ch.kind == ChildKind::Map {
+            child.last_event = ch.started_event.max(parent.last_event);
             tx.record(&mut child, EventType::MapIterationStarted, json!({ "index": index, "name": state.name }));
         }
         match input {
@@ -270,9 +332,13 @@ impl Engine {
             if ch.running > 0 || ch.next < ch.total {
                 tx.actions.push(Action::AbortChildren { cursor: cursor.id.clone() });
             }
+            let mut give_up = Vec::new();
+            if ch.distributed {
+                give_up.push((EventType::MapRunFailed, json!({ "error": failure.error, "cause": failure.cause })));
+            }
             let t = if ch.kind == ChildKind::Map { EventType::MapStateFailed } else { EventType::ParallelStateFailed };
-            tx.record(cursor, t, Value::Null);
-            return self.handle_error(cursor, failure, None, tx);
+            give_up.push((t, Value::Null));
+            return self.handle_error_then(cursor, failure, None, &give_up, tx);
         }
         self.start_more(cursor, &mut ch, tx);
         if ch.succeeded + ch.failed == ch.total {
@@ -285,8 +351,13 @@ impl Engine {
     }
 
     pub(super) fn children_collected(&self, cursor: &mut Cursor, ch: Children, results: Vec<Value>, tx: &mut Tx<'_>) -> bool {
-        let t = if ch.kind == ChildKind::Map { EventType::MapStateSucceeded } else { EventType::ParallelStateSucceeded };
-        tx.record(cursor, t, Value::Null);
+        // AWS writes no ParallelStateSucceeded: a Parallel goes straight to its exit.
+        if ch.kind == ChildKind::Map {
+            if ch.distributed {
+                tx.record(cursor, EventType::MapRunSucceeded, Value::Null);
+            }
+            tx.record(cursor, EventType::MapStateSucceeded, Value::Null);
+        }
         self.complete(cursor, Value::Array(results), tx)
     }
 }

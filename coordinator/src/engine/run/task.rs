@@ -56,7 +56,7 @@ impl Engine {
         let token = format!("{}#{}#{}", self.info.execution_arn, cursor.id, cursor.seq + 1);
         let ctx = self.context(cursor, state, None, Some(&token));
         let effective = dataflow::effective_input(&state.common, &cursor.input, &ctx, &cursor.vars)
-            .and_then(|v| dataflow::check_size(&v, "task input").map(|_| v));
+            .and_then(|v| dataflow::check_size(&v, "task input", self.options.payload_limit).map(|_| v));
         match effective {
             Ok(effective) => {
                 self.publish_task(cursor, spec, effective, tx);
@@ -138,7 +138,7 @@ impl Engine {
     }
 
     pub(super) fn task_succeeded(&self, cursor: &mut Cursor, wait: TaskWait, output: Value, tx: &mut Tx<'_>) -> bool {
-        if let Err(e) = dataflow::check_size(&output, "task result") {
+        if let Err(e) = dataflow::check_size(&output, "task result", self.options.payload_limit) {
             return self.task_failed(cursor, wait, e, tx);
         }
         let details = json!({ "output": output });

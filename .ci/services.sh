@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Makes sure the services the tests talk to are up on loopback:
+#   RabbitMQ 127.0.0.1:5672 (guest/guest), Redis 127.0.0.1:6379.
+# A service already listening is left alone. One installed but stopped is started; one
+# missing is installed from Debian's packages first (needs root and apt-get).
+set -euo pipefail
+
+say() { echo "services: $*" >&2; }
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds name
+    local i
+    for ((i = 0; i < $2 * 2; i++)); do
+        listening "$1" && return 0
+        sleep 0.5
+    done
+    say "error: $3 did not start listening on 127.0.0.1:$1 within $2 s"
+    return 1
+}
+
+apt_install() {
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        say "error: $* not installed and cannot install it here (needs root and apt-get); install it and rerun"
+        exit 1
+    fi
+    say "installing $* from Debian's packages"
+    if [ -z "${APT_UPDATED:-}" ]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if listening 6379; then
+    say "Redis is up on 127.0.0.1:6379"
+else
+    command -v redis-server >/dev/null || apt_install redis-server redis-tools
+    mkdir -p /tmp/mapfleet-redis
+    say "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+        --dir /tmp/mapfleet-redis --logfile /tmp/mapfleet-redis/redis.log
+    wait_port 6379 30 Redis
+fi
+
+if listening 5672; then
+    say "RabbitMQ is up on 127.0.0.1:5672"
+else
+    command -v rabbitmq-server >/dev/null || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_install rabbitmq-server
+    say "starting RabbitMQ (takes 10-20 s)"
+    rabbitmq-server -detached >/dev/null 2>&1 || /usr/lib/rabbitmq/bin/rabbitmq-server -detached
+    wait_port 5672 120 RabbitMQ
+    rabbitmqctl await_startup >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,40 @@
+# One way to run things, for people and CI alike.
+#   make test   services up, models fetched, every test (the README's test command)
+#   make lint   rustfmt and clippy, warnings are errors
+#   make bench  the benchmarks (figures are ratios or rates measured in the same run)
+#   make demo   the rider-photo batch in embedded mode (the README's first command)
+#   make fuzz   the expression-layer fuzz targets (not part of CI)
+
+CARGO ?= cargo
+MODELS_DIR ?= $(or $(MAPFLEET_MODELS_DIR),$(CURDIR)/mapfleet-data/models)
+export MAPFLEET_MODELS_DIR := $(MODELS_DIR)
+FUZZ_SECONDS ?= 600
+
+.PHONY: test lint bench demo fuzz services models
+
+test: services models
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: services models
+	$(CARGO) bench -p coordinator --bench map_pass
+
+demo: models
+	$(CARGO) run --release -q -p coordinator --bin mapfleet -- demo
+
+services:
+	bash .ci/services.sh
+
+models:
+	bash deploy/setup-models.sh "$(MODELS_DIR)"
+
+fuzz:
+	cd coordinator && for t in path_parse template_parse_eval intrinsic_parse_eval; do \
+		dict=fuzz/intrinsics.dict; [ $$t = path_parse ] && dict=fuzz/paths.dict; \
+		mkdir -p fuzz/corpus/$$t; \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none -a $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -dict=$$dict -max_len=4096 -rss_limit_mb=1024 -timeout=10 || exit 1; \
+	done

@@ -11,8 +11,10 @@ use serde_json::{Map, Value, json};
 
 use crate::asl::definition::StateMachine;
 use crate::asl::parse::{InvalidDefinition, parse_definition};
-use crate::embedded::{EmbeddedOptions, ExecutionResult, NoTasks, Status, TaskExecutor, run_execution};
+use crate::embedded::{EmbeddedOptions, ExecutionResult, Status, run_execution};
 use crate::engine::ExecutionInfo;
+
+mod photos;
 
 /// Exit status of a rejected definition or input (nothing ran).
 pub const EXIT_REJECTED: u8 = 2;
@@ -24,6 +26,10 @@ pub const EXIT_FAILED: u8 = 1;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Where buckets, the face collection and the metadata table live (embedded mode and the
+    /// local photo commands).
+    #[arg(long, global = true, env = "MAPFLEET_DATA_DIR", default_value = "mapfleet-data")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -33,8 +39,68 @@ pub enum Command {
         /// The state machine definition (Amazon States Language JSON).
         definition: PathBuf,
     },
-    /// Run one execution in this process (embedded mode) and print its output.
+    /// Run one execution and print its output: in this process (embedded mode), or on the
+    /// fleet when `--redis`/`--amqp` (or their env vars) are given.
     Run(RunArgs),
+    /// Run a coordinator of the fleet (stateless; run as many as you like).
+    Coordinator(CoordinatorArgs),
+    /// Describe an execution of the fleet (DescribeExecution's shape).
+    Describe {
+        /// The execution ARN printed by `mapfleet run --detach`.
+        arn: String,
+        /// Add the history events.
+        #[arg(long)]
+        history: bool,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Print an execution's history (GetExecutionHistory's `events`).
+    History {
+        arn: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Print the resource ARNs and bucket names to put in place of the workshop's
+    /// `REPLACE_WITH_...` values.
+    Resources,
+    /// Objects in the local buckets (`<data-dir>/buckets/<bucket>/<key>`).
+    #[command(subcommand)]
+    Objects(photos::ObjectsCommand),
+    /// Face engine debugging: detect, compare, the face collection.
+    #[command(subcommand)]
+    Faces(photos::FacesCommand),
+    /// The rider-photo metadata table.
+    #[command(subcommand)]
+    Metadata(photos::MetadataCommand),
+    /// The main job: load the workshop's photos and run its batch (Map) state machine.
+    Demo {
+        /// Where the example's definitions, input and photos are.
+        #[arg(long, default_value = "examples/rider-photos")]
+        examples: PathBuf,
+    },
+    /// Stop an execution of the fleet (it ends ABORTED).
+    Stop {
+        arn: String,
+        /// The error recorded in ExecutionAborted.
+        #[arg(long, default_value = "")]
+        error: String,
+        /// The cause recorded in ExecutionAborted.
+        #[arg(long, default_value = "")]
+        cause: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+}
+
+/// Where the fleet is, for client commands (only Redis is needed to submit and follow).
+#[derive(Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// The fleet's Redis (`redis://host:port/db`).
+    #[arg(long, env = "MAPFLEET_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    pub redis: String,
+    /// The fleet's namespace of queues and keys.
+    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
+    pub prefix: String,
 }
 
 #[derive(Args, Debug)]
@@ -53,25 +119,141 @@ pub struct RunArgs {
     /// Add the GetExecutionHistory `events` to the printed object.
     #[arg(long)]
     pub history: bool,
+    /// Run on the fleet whose Redis is here instead of in this process.
+    #[arg(long, env = "MAPFLEET_REDIS_URL")]
+    pub redis: Option<String>,
+    /// Run on the fleet (the coordinators' RabbitMQ; the client itself only needs Redis).
+    #[arg(long, env = "MAPFLEET_AMQP_URL")]
+    pub amqp: Option<String>,
+    /// The fleet's namespace of queues and keys.
+    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
+    pub prefix: String,
+    /// On the fleet: print the execution ARN and return without waiting.
+    #[arg(long)]
+    pub detach: bool,
+    /// Filled from the global `--data-dir`.
+    #[arg(skip)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CoordinatorArgs {
+    #[command(flatten)]
+    pub fleet: shared::config::FleetConfig,
+    /// Executions this coordinator advances at once.
+    #[arg(long, env = "MAPFLEET_PARALLEL", default_value_t = 4)]
+    pub parallel: usize,
+    /// Most iterations of one Map in flight when its MaxConcurrency is 0 (the fleet cap).
+    #[arg(long, env = "MAPFLEET_FLEET_CAP", default_value_t = 1000)]
+    pub fleet_cap: usize,
+    /// Publish a step again when its outcome is this many seconds overdue.
+    #[arg(long, env = "MAPFLEET_REDRIVE_AFTER_SECS", default_value_t = 600)]
+    pub redrive_after_secs: u64,
 }
 
 /// Entry point of the `mapfleet` binary.
 pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
-    match cli.command {
-        Command::Validate { definition } => validate(&definition),
-        Command::Run(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_FAILED);
-                }
-            };
-            runtime.block_on(run(args, Arc::new(NoTasks)))
-        }
+    match &cli.command {
+        Command::Validate { definition } => return validate(definition),
+        Command::Resources => return photos::resources(),
+        _ => {}
     }
+    let data_dir = cli.data_dir.clone();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    runtime.block_on(async move {
+        let result = match cli.command {
+            Command::Validate { .. } | Command::Resources => unreachable!("handled above"),
+            Command::Run(mut args) => {
+                args.data_dir = data_dir;
+                return run(args).await;
+            }
+            Command::Objects(cmd) => photos::objects(&data_dir, cmd).await,
+            Command::Faces(cmd) => photos::faces(&data_dir, cmd).await,
+            Command::Metadata(cmd) => photos::metadata(&data_dir, cmd).await,
+            Command::Demo { examples } => photos::demo(&data_dir, &examples).await,
+            Command::Coordinator(args) => coordinator(args).await,
+            Command::Describe { arn, history, fleet } => describe_fleet(&arn, history, &fleet).await,
+            Command::History { arn, fleet } => history_fleet(&arn, &fleet).await,
+            Command::Stop { arn, error, cause, fleet } => stop_fleet(&arn, &error, &cause, &fleet).await,
+        };
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+    })
+}
+
+async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+    use crate::fleet::service::{Coordinator, ServiceOptions};
+    tracing::info!(config = %args.fleet, "starting a coordinator");
+    if let Some(addr) = args.fleet.metrics_addr {
+        let (bound, _) = shared::metrics::serve(addr).await?;
+        eprintln!("metrics on http://{bound}/metrics");
+    }
+    let mut opts = ServiceOptions { parallel: args.parallel, ..Default::default() };
+    opts.engine.max_children_in_flight = args.fleet_cap.max(1);
+    opts.redrive_after = std::time::Duration::from_secs(args.redrive_after_secs);
+    let c = Coordinator::connect(&args.fleet, opts).await?;
+    c.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn describe_fleet(arn: &str, history: bool, fleet: &FleetArgs) -> anyhow::Result<ExitCode> {
+    let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    let result = client.describe(arn, history).await?;
+    let mut doc = describe(&result);
+    if history {
+        doc["events"] = Value::Array(result.events.iter().map(|e| e.to_aws_json()).collect());
+    }
+    println!("{doc}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn history_fleet(arn: &str, fleet: &FleetArgs) -> anyhow::Result<ExitCode> {
+    let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    let events: Vec<Value> = client.history(arn).await?.iter().map(|e| e.to_aws_json()).collect();
+    println!("{}", json!({ "events": events }));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop_fleet(arn: &str, error: &str, cause: &str, fleet: &FleetArgs) -> anyhow::Result<ExitCode> {
+    let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    client.stop(arn, error, cause).await?;
+    eprintln!("stop requested for {arn}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing() {
@@ -152,8 +334,15 @@ fn machine_name(path: &Path) -> String {
     if cleaned.is_empty() { "StateMachine".into() } else { cleaned }
 }
 
-/// `mapfleet run` in embedded mode.
-pub async fn run(args: RunArgs, executor: Arc<dyn TaskExecutor>) -> ExitCode {
+/// `mapfleet run`: embedded mode, or the fleet when a Redis/AMQP URL is configured.
+pub async fn run(args: RunArgs) -> ExitCode {
+    let text = match read_text(&args.definition) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_REJECTED);
+        }
+    };
     let def = match load_definition(&args.definition) {
         Ok(d) => Arc::new(d),
         Err(code) => return code,
@@ -171,9 +360,59 @@ pub async fn run(args: RunArgs, executor: Arc<dyn TaskExecutor>) -> ExitCode {
         return ExitCode::from(EXIT_REJECTED);
     }
     let info = ExecutionInfo::new(&machine_name(&args.definition), &name, input, Utc::now());
+    if args.redis.is_some() || args.amqp.is_some() {
+        return match run_on_fleet(&args, &text, &def, info).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
+    }
+    let executor = match crate::tasks::embedded_executor(&args.data_dir, &def).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
     let opts = EmbeddedOptions { keep_history: args.history, ..Default::default() };
     let result = run_execution(def, info, executor, opts).await;
     print_result(&result, &args)
+}
+
+/// `mapfleet run` forced to embedded mode (the demo, whatever the environment says).
+pub async fn run_embedded(mut args: RunArgs) -> ExitCode {
+    args.redis = None;
+    args.amqp = None;
+    run(args).await
+}
+
+async fn run_on_fleet(args: &RunArgs, text: &str, def: &StateMachine, info: ExecutionInfo) -> anyhow::Result<ExitCode> {
+    let redis = args.redis.clone().unwrap_or_else(|| "redis://127.0.0.1:6379/".to_string());
+    let client = crate::fleet::client::FleetClient::connect(&redis, &args.prefix).await?;
+    client.submit(text, def, &info).await?;
+    if args.detach {
+        println!("{}", info.execution_arn);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let total = map_items_hint(def, &info.input);
+    let mut result = client.wait(&info.execution_arn, total).await?;
+    if args.history {
+        result.events = client.history(&info.execution_arn).await?;
+    }
+    Ok(print_result(&result, args))
+}
+
+/// The item count of a top-level Map reading `ItemsPath` from the input, for the progress bar.
+fn map_items_hint(def: &StateMachine, input: &Value) -> Option<usize> {
+    def.root.states.iter().find_map(|s| match &s.kind {
+        crate::asl::definition::StateKind::Map(spec) => {
+            let path = spec.items_path.as_ref()?.as_str().strip_prefix("$.")?;
+            input.get(path)?.as_array().map(Vec::len)
+        }
+        _ => None,
+    })
 }
 
 fn iso(t: &chrono::DateTime<Utc>) -> String {

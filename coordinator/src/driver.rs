@@ -244,7 +244,7 @@ impl Processor {
                     backend.drop_children(&cursor).await?;
                     self.queue.push_back((cursor, CursorEvent::Results { results }));
                 }
-                Action::Finished { cursor, result, last_event } => self.finished(backend, cursor, result, last_event).await?,
+                Action::Finished { cursor, result, last_event, finished_event } => self.finished(backend, cursor, result, last_event, finished_event).await?,
             }
         }
         Ok(())
@@ -301,10 +301,11 @@ impl Processor {
         for e in history {
             backend.record(e);
         }
+        self.queue.push_back((parent_id.to_string(), CursorEvent::ChildrenAborted));
         Ok(())
     }
 
-    async fn finished(&mut self, backend: &mut dyn Backend, id: CursorId, result: Result<Value, StatesError>, last_event: u64) -> Result<(), BackendError> {
+    async fn finished(&mut self, backend: &mut dyn Backend, id: CursorId, result: Result<Value, StatesError>, last_event: u64, finished_event: u64) -> Result<(), BackendError> {
         let Some(cursor) = self.remove(&id) else { return Ok(()) };
         match cursor.parent {
             None => {
@@ -318,7 +319,7 @@ impl Processor {
                 };
                 backend.remove_live(&link.id, &id).await?;
                 if backend.store_result(&link.id, link.index, output).await? {
-                    self.queue.push_back((link.id, CursorEvent::ChildFinished { index: link.index, result, last_event }));
+                    self.queue.push_back((link.id, CursorEvent::ChildFinished { index: link.index, result, last_event, finished_event }));
                 }
             }
         }
@@ -327,6 +328,8 @@ impl Processor {
 
     /// Ends the execution from outside: a user's stop, or the execution timeout.
     pub async fn stop(&mut self, backend: &mut dyn Backend, error: StatesError, timed_out: bool, now: impl Fn() -> DateTime<Utc>) -> Result<(), BackendError> {
+        // Running children stop first, so their events come before the execution's end.
+        self.abort_children(backend, "", &now).await?;
         if let Some(mut root) = self.cursor(backend, "").await? {
             let mut next = self.next_event_id;
             let mut tx = Tx::new(now(), rand::random(), &mut next);
@@ -335,10 +338,8 @@ impl Processor {
             self.next_event_id = next;
             self.remove("");
             for action in actions {
-                match action {
-                    Action::History(e) => backend.record(e),
-                    Action::AbortChildren { cursor } => self.abort_children(backend, &cursor, &now).await?,
-                    _ => {}
+                if let Action::History(e) = action {
+                    backend.record(e);
                 }
             }
         }

@@ -9,10 +9,14 @@
 //! - [`driver`]: the [`driver::Processor`] that feeds events to cursors and carries out
 //!   their actions, over a small [`driver::Backend`] seam.
 //! - [`embedded`]: the in-memory backend and loop used by `mapfleet run` without a fleet.
-//! - [`cli`]: the `mapfleet` command line (`validate`, `run`).
+//! - [`fleet`]: the Redis backend, the coordinator service and the fleet client.
+//! - [`tasks`]: the worker's tasks as an in-process executor for embedded mode.
+//! - [`cli`]: the `mapfleet` command line.
 
 pub mod asl;
 pub mod cli;
 pub mod driver;
 pub mod embedded;
 pub mod engine;
+pub mod fleet;
+pub mod tasks;

@@ -1,3 +1,263 @@
-fn main() {
-    eprintln!("loadtest: no scenario yet");
+//! `loadtest`: measures the fleet against the machine it runs on, in one bounded run.
+//!
+//! # Scenarios
+//! - `baseline` ([`baseline`]): raw RabbitMQ on this machine: persistent messages published
+//!   with windowed publisher confirms into one quorum queue while one consumer acks each:
+//!   the ceiling any queue-driven fleet here can reach.
+//! - `echo-fleet` ([`fleet`]): N `echo` steps through K real `mapfleet-worker` processes,
+//!   driven by `shared::testkit::Harness` (publish with confirms, consume outcomes, apply
+//!   each with the exactly-once Redis scripts, reduce in order, verify `results[i] ==
+//!   items[i]`).
+//! - `map-coordinator` ([`map_coordinator`]): a Map of `--items` (10,000) `echo` items with
+//!   `MaxConcurrency: 0` through the real fleet: C `mapfleet coordinator` processes and K
+//!   `mapfleet-worker` processes on a fresh prefix, submitted as `mapfleet run --detach`
+//!   does, timed until SUCCEEDED, verified (`output[i] == items[i]`, every iteration
+//!   succeeded once).
+//!
+//! The report prints each rate and the ratio of each fleet scenario to the baseline. Every
+//! scenario is bounded in count (`--messages`, `--steps`, `--items`) and time
+//! (`--time-limit-secs`), and cleans up its prefix's queues and keys.
+
+mod baseline;
+mod fleet;
+mod map_coordinator;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Baseline,
+    EchoFleet,
+    MapCoordinator,
+}
+
+/// Measure the raw broker and the mapfleet fleet on this machine.
+#[derive(Parser, Debug)]
+#[command(name = "loadtest")]
+struct Cli {
+    /// RabbitMQ URL.
+    #[arg(
+        long = "amqp",
+        env = "MAPFLEET_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+
+    /// Redis URL.
+    #[arg(
+        long = "redis",
+        env = "MAPFLEET_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    redis_url: String,
+
+    /// Scenarios to run, in order (default: all).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Scenario::Baseline, Scenario::EchoFleet, Scenario::MapCoordinator])]
+    scenarios: Vec<Scenario>,
+
+    /// Messages in the baseline.
+    #[arg(long, default_value_t = 10_000)]
+    messages: usize,
+
+    /// `echo` steps through the fleet.
+    #[arg(long, default_value_t = 10_000)]
+    steps: usize,
+
+    /// Items of the map-coordinator scenario's Map.
+    #[arg(long, default_value_t = 10_000)]
+    items: usize,
+
+    /// `mapfleet coordinator` processes of the map-coordinator scenario.
+    #[arg(long, default_value_t = 1)]
+    coordinators: usize,
+
+    /// The coordinators' `--fleet-cap` (iterations in flight for `MaxConcurrency: 0`;
+    /// default: theirs).
+    #[arg(long)]
+    fleet_cap: Option<usize>,
+
+    /// The coordinators' `--parallel` (default: theirs).
+    #[arg(long)]
+    parallel: Option<usize>,
+
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+
+    /// Task slots (and prefetch) per worker.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+
+    /// Confirm window of the publishers (baseline and fleet alike).
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+
+    /// The `mapfleet-worker` binary (default: next to this one).
+    #[arg(long)]
+    worker_bin: Option<PathBuf>,
+
+    /// The `mapfleet` binary (default: next to this one).
+    #[arg(long)]
+    mapfleet_bin: Option<PathBuf>,
+
+    /// Bound on each scenario run.
+    #[arg(long, default_value_t = 300)]
+    time_limit_secs: u64,
+
+    /// Rounds: each round runs every scenario once (interleaved, so drift in the machine's
+    /// load hits both alike); the summary uses the medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let limit = Duration::from_secs(cli.time_limit_secs);
+    let mut baseline_rates = Vec::new();
+    let mut fleet_rates = Vec::new();
+    let mut map_rates = Vec::new();
+    let worker_bin = match &cli.worker_bin {
+        Some(b) => b.clone(),
+        None => map_coordinator::sibling("mapfleet-worker")?,
+    };
+    let mapfleet_bin = match &cli.mapfleet_bin {
+        Some(b) => b.clone(),
+        None => map_coordinator::sibling("mapfleet")?,
+    };
+    println!(
+        "loadtest: amqp={} redis={} (release build recommended)",
+        shared::config::redact_url(&cli.amqp_url),
+        shared::config::redact_url(&cli.redis_url)
+    );
+    for round in 1..=cli.rounds.max(1) {
+        println!("round {round}:");
+        for scenario in &cli.scenarios {
+            match scenario {
+                Scenario::Baseline => {
+                    let r = tokio::time::timeout(
+                        limit,
+                        baseline::run(&cli.amqp_url, cli.messages, cli.window),
+                    )
+                    .await
+                    .context("baseline timed out")??;
+                    println!(
+                        "baseline:   {} msgs, publish+confirm (window {}) + consume+ack on one quorum queue: {:.2} s, {:.0} msg/s",
+                        r.messages,
+                        cli.window,
+                        r.elapsed.as_secs_f64(),
+                        r.rate()
+                    );
+                    baseline_rates.push(r.rate());
+                }
+                Scenario::EchoFleet => {
+                    let r = tokio::time::timeout(
+                        limit,
+                        fleet::run(&fleet::Params {
+                            amqp_url: &cli.amqp_url,
+                            redis_url: &cli.redis_url,
+                            worker_bin: &worker_bin,
+                            steps: cli.steps,
+                            workers: cli.workers,
+                            concurrency: cli.concurrency,
+                            window: cli.window,
+                            limit,
+                        }),
+                    )
+                    .await
+                    .context("echo-fleet timed out")??;
+                    println!(
+                        "echo-fleet: {} steps through {} workers x {} slots: {:.2} s, {:.0} steps/s (applied {}, duplicates {}, all published after {:.2} s, {} outcome messages: {:.1} outcomes each)",
+                        r.steps,
+                        cli.workers,
+                        cli.concurrency,
+                        r.elapsed.as_secs_f64(),
+                        r.rate(),
+                        r.applied,
+                        r.duplicates,
+                        r.publish_elapsed.as_secs_f64(),
+                        r.outcome_messages,
+                        r.applied as f64 / r.outcome_messages.max(1) as f64
+                    );
+                    fleet_rates.push(r.rate());
+                }
+                Scenario::MapCoordinator => {
+                    let r = tokio::time::timeout(
+                        limit + Duration::from_secs(60),
+                        map_coordinator::run(&map_coordinator::Params {
+                            amqp_url: &cli.amqp_url,
+                            redis_url: &cli.redis_url,
+                            worker_bin: &worker_bin,
+                            mapfleet_bin: &mapfleet_bin,
+                            items: cli.items,
+                            workers: cli.workers,
+                            coordinators: cli.coordinators,
+                            concurrency: cli.concurrency,
+                            window: cli.window,
+                            fleet_cap: cli.fleet_cap,
+                            parallel: cli.parallel,
+                            limit,
+                        }),
+                    )
+                    .await
+                    .context("map-coordinator timed out")??;
+                    println!(
+                        "map-coordinator: {}-item echo Map (MaxConcurrency 0) through {} coordinator(s) and {} workers x {} slots: {:.2} s, {:.0} items/s",
+                        r.items,
+                        cli.coordinators,
+                        cli.workers,
+                        cli.concurrency,
+                        r.elapsed.as_secs_f64(),
+                        r.rate()
+                    );
+                    map_rates.push(r.rate());
+                }
+            }
+        }
+    }
+    let (b, f, m) = (
+        median(baseline_rates),
+        median(fleet_rates),
+        median(map_rates),
+    );
+    println!("summary (medians of {} rounds):", cli.rounds.max(1));
+    if let Some(b) = b {
+        println!("baseline:        {b:.0} msg/s");
+    }
+    if let Some(f) = f {
+        println!("echo-fleet:      {f:.0} steps/s");
+    }
+    if let Some(m) = m {
+        println!("map-coordinator: {m:.0} items/s");
+    }
+    if let (Some(b), Some(f)) = (b, f) {
+        println!(
+            "ratio:           echo-fleet steps/s / baseline msgs/s = {:.2} (a step is a step message, its share of an outcome message and 3 Redis scripts)",
+            f / b
+        );
+    }
+    if let (Some(b), Some(m)) = (b, m) {
+        println!(
+            "ratio:           map-coordinator items/s / baseline msgs/s = {:.2} (aim >= 0.5; an item is a step message, its share of an outcome message and the coordinator's Redis work)",
+            m / b
+        );
+    }
+    Ok(())
 }

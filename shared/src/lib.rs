@@ -1,2 +1,42 @@
 //! What the coordinator and the workers both speak: step and outcome messages, queue and
 //! exchange names, the Redis key schema and scripts, configuration and metric names.
+//!
+//! `shared` is the fleet's boundary and holds no business logic: nothing here knows what a
+//! state machine is. The coordinator decides *what* to publish and *how* to advance a
+//! cursor; this crate only fixes *how it travels* and *how it is stored atomically*.
+//!
+//! # Layout
+//! - [`messages`]: the versioned wire format, [`messages::StepMessage`] (coordinator →
+//!   worker) and [`messages::OutcomeMessage`] (worker → coordinator).
+//! - [`topology`]: exchange and queue names under a prefix, routing of steps by resource,
+//!   quorum queues with a delivery limit and a dead-letter queue, and [`topology::declare`].
+//! - [`amqp`]: connecting with bounded retry, the confirming [`amqp::Publisher`] (window of
+//!   unconfirmed messages, `mandatory`, persistent, timeouts, retry after recovery) and
+//!   consumer helpers (manual acks, per-consumer prefetch).
+//! - [`redis_schema`]: key names and TTLs, and the Lua scripts that make outcomes apply
+//!   exactly once, iteration results reduce exactly once, and timers fire from any
+//!   coordinator.
+//! - [`config`]: typed, documented configuration (defaults → `MAPFLEET_*` env → flags).
+//! - [`metrics`]: the metric catalogue and the `/metrics` exporter.
+//! - [`testkit`]: helpers for tests and the load generator (unique prefixes, a minimal
+//!   "coordinator" that publishes steps and applies outcomes through this crate's API).
+
+pub mod amqp;
+pub mod config;
+pub mod messages;
+pub mod metrics;
+pub mod redis_schema;
+pub mod testkit;
+pub mod topology;
+
+/// Re-exported so callers use exactly the client versions this crate speaks.
+pub use lapin;
+pub use redis;
+
+/// Milliseconds since the Unix epoch, the time unit of every deadline and timer on the wire.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,1 +1,613 @@
-//! Owned by the fleet work; placeholder until it lands.
+//! The step consumer: take a step, run its task, publish the outcome with a confirm, then
+//! ack.
+//!
+//! # Order of effects (why at-least-once is safe here)
+//! 1. take a delivery (per-consumer prefetch ≈ task slots, so no worker hoards steps);
+//! 2. run the task (CPU-heavy tasks move themselves off the runtime with `spawn_blocking`),
+//!    cut off at the step's deadline;
+//! 3. publish the outcome and wait for the broker's confirm;
+//! 4. only then ack the step.
+//!
+//! A crash anywhere before 4 makes the broker redeliver the step; the second outcome is then
+//! dropped by the coordinator's apply script, keyed by the step id. A transient failure
+//! (`TaskFailure::retryable`) nacks the step back to the queue instead, and every return
+//! counts against the queue's delivery limit, past which the broker dead-letters the step.
+//!
+//! # Shutdown
+//! When `shutdown` resolves the consumers are cancelled (no new deliveries), in-flight steps
+//! get `grace` to finish and ack, and what is still unfinished then is given back to the
+//! broker by closing the channels (unacked deliveries are requeued).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::{Channel, Connection};
+use shared::amqp::{self, Publisher, PublisherOptions};
+use shared::config::FleetConfig;
+use shared::messages::{OutcomeMessage, StepMessage, StepResult, Timings};
+use shared::topology::{self, Topology};
+use shared::{metrics, now_ms};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+use tracing::Instrument;
+
+use crate::task::{Registry, TaskFailure};
+
+/// Error name of a step whose deadline passed (ASL's own name for it).
+pub const TIMEOUT_ERROR: &str = "States.Timeout";
+/// Error name of a step no task in this worker serves.
+pub const UNKNOWN_RESOURCE_ERROR: &str = "Mapfleet.UnknownResource";
+/// Error name of a task that panicked.
+pub const TASK_PANIC_ERROR: &str = "States.TaskFailed";
+
+/// How one worker consumes.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Steps queues to consume, by route name (`default`, or a `Route::queue`).
+    pub queues: Vec<String>,
+    /// Task slots: steps running at once, across all queues.
+    pub concurrency: usize,
+    /// Unacked deliveries each queue's consumer may hold.
+    pub prefetch: u16,
+    /// Time in-flight steps get to finish after shutdown is requested.
+    pub grace: Duration,
+    /// Who we are, in outcomes and consumer tags.
+    pub worker_id: String,
+    /// Most outcomes published as one message (1 = one message per outcome). Outcomes
+    /// that are ready at the same moment share a message; a lone outcome never waits.
+    pub outcome_batch: usize,
+    /// Test hook: wait this long between the outcome's confirm and the ack, widening the
+    /// window in which a killed worker leaves a published-but-unacked step (whose
+    /// redelivery must then be dropped as a duplicate). Zero in production.
+    pub test_ack_delay: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("could not connect: {0}")]
+    Connect(#[from] amqp::ConnectError),
+    #[error("broker: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the consumer of {0} was cancelled by the broker (queue deleted?)")]
+    Cancelled(String),
+}
+
+/// `host/pid`, a worker's identity in outcomes and logs.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}/{}", std::process::id())
+}
+
+/// Connects with `fleet`'s settings, declares the topology and consumes until `shutdown`.
+pub async fn run_with_config(
+    fleet: &FleetConfig,
+    registry: Registry,
+    opts: ConsumerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConsumerError> {
+    let conn =
+        Arc::new(amqp::connect(&fleet.amqp_url, &opts.worker_id, fleet.connect_timeout()).await?);
+    let topo = fleet.topology();
+    let channel = conn.create_channel().await?;
+    topology::declare(&channel, &topo).await?;
+    let _ = channel.close(200, "declared".into()).await;
+    let result = run(
+        conn.clone(),
+        topo,
+        registry,
+        opts,
+        fleet.confirm_window,
+        shutdown,
+    )
+    .await;
+    let _ = conn.close(200, "worker stopped".into()).await;
+    result
+}
+
+struct Ctx {
+    registry: Registry,
+    /// To the outcome batcher: an outcome, and where to report whether it was confirmed.
+    outcomes: mpsc::Sender<PendingOutcome>,
+    worker_id: String,
+    test_ack_delay: Duration,
+}
+
+type PendingOutcome = (OutcomeMessage, oneshot::Sender<Result<(), String>>);
+
+/// Outcome batches awaiting their confirm at once; while they wait, new outcomes pile up
+/// and the next batch grows (group commit).
+const OUTCOME_BATCHES_IN_FLIGHT: usize = 4;
+
+/// Consumes `opts.queues` of `topo` on `conn` until `shutdown` resolves (then drains, see
+/// the module docs) or a consumer fails.
+pub async fn run(
+    conn: Arc<Connection>,
+    topo: Topology,
+    registry: Registry,
+    opts: ConsumerOptions,
+    confirm_window: usize,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConsumerError> {
+    let publisher = Publisher::new(
+        conn.clone(),
+        PublisherOptions {
+            window: confirm_window.max(opts.concurrency),
+            ..PublisherOptions::default()
+        },
+    )
+    .await?;
+    let (outcomes, outcome_rx) = mpsc::channel(opts.concurrency.max(1));
+    let batcher = tokio::spawn(batch_outcomes(
+        publisher,
+        topo.clone(),
+        outcome_rx,
+        opts.outcome_batch.max(1),
+    ));
+    let ctx = Arc::new(Ctx {
+        registry,
+        outcomes,
+        worker_id: opts.worker_id.clone(),
+        test_ack_delay: opts.test_ack_delay,
+    });
+    let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut loops = JoinSet::new();
+    for route in &opts.queues {
+        let queue = topo.steps_queue(route);
+        let tag = format!("{}:{route}", opts.worker_id);
+        let (channel, consumer) = amqp::consume(&conn, &queue, &tag, opts.prefetch).await?;
+        tracing::info!(%queue, prefetch = opts.prefetch, concurrency = opts.concurrency, "consuming");
+        loops.spawn(consume_loop(
+            ctx.clone(),
+            channel,
+            consumer,
+            queue,
+            tag,
+            slots.clone(),
+            stop_rx.clone(),
+            opts.grace,
+        ));
+    }
+
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown => tracing::info!(grace = ?opts.grace, "shutdown requested: stop consuming, finish in-flight steps"),
+        Some(ended) = loops.join_next() => {
+            failure = Some(ended.expect("consume loop panicked"));
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(ended) = loops.join_next().await {
+        let ended = ended.expect("consume loop panicked");
+        if failure.is_none() {
+            failure = Some(ended);
+        }
+    }
+    // Every handler is done: dropping the last sender lets the batcher finish.
+    drop(ctx);
+    let _ = timeout(Duration::from_secs(5), batcher).await;
+    match failure {
+        Some(Err(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Publishes outcomes in batches: takes one, adds whatever else is already waiting (up to
+/// `max_batch`), publishes them as one confirmed message and tells each handler the result.
+async fn batch_outcomes(
+    publisher: Publisher,
+    topo: Topology,
+    mut rx: mpsc::Receiver<PendingOutcome>,
+    max_batch: usize,
+) {
+    let in_flight = Arc::new(Semaphore::new(OUTCOME_BATCHES_IN_FLIGHT));
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let Some(first) = rx.recv().await else { break };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (publisher, topo) = (publisher.clone(), topo.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            let (outcomes, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let result = publisher
+                .publish_outcomes(&topo, &outcomes)
+                .await
+                .map_err(|e| e.to_string());
+            for waiter in waiters {
+                let _ = waiter.send(result.clone());
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn consume_loop(
+    ctx: Arc<Ctx>,
+    channel: Channel,
+    mut consumer: lapin::Consumer,
+    queue: String,
+    tag: String,
+    slots: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<(), ConsumerError> {
+    let mut in_flight = JoinSet::new();
+    let mut outcome = Ok(());
+    loop {
+        while in_flight.try_join_next().is_some() {}
+        // A slot first, then a delivery: a worker never takes a step it cannot start.
+        let permit = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            p = slots.clone().acquire_owned() => p.expect("slots are never closed"),
+        };
+        let next = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            d = consumer.next() => d,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                let ctx = ctx.clone();
+                in_flight.spawn(async move {
+                    handle(&ctx, delivery).await;
+                    drop(permit);
+                });
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%queue, error = %e, "consumer error; waiting for recovery");
+                if let Err(e) = channel.wait_for_recovery(e).await {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
+            None => {
+                outcome = Err(ConsumerError::Cancelled(queue.clone()));
+                break;
+            }
+        }
+    }
+    // No new deliveries; what the broker already pushed but we never took goes back to the
+    // queue when the channel closes below.
+    let _ = timeout(
+        Duration::from_secs(5),
+        channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()),
+    )
+    .await;
+    let drained = timeout(grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(%queue, unfinished = in_flight.len(), "grace period over; unfinished steps go back to the queue");
+        in_flight.abort_all();
+    }
+    let _ = channel.close(200, "worker stopping".into()).await;
+    outcome
+}
+
+/// What running a step came to.
+enum Ran {
+    /// Publish this outcome, then ack.
+    Outcome(StepResult),
+    /// Transient failure: give the step back to the queue.
+    Requeue(TaskFailure),
+}
+
+async fn handle(ctx: &Ctx, delivery: Delivery) {
+    let m = metrics::get();
+    m.steps_consumed.inc();
+    let received_ms = now_ms();
+    let mut redeliveries = topology::delivery_count(delivery.properties.headers().as_ref());
+    if delivery.redelivered {
+        m.steps_redelivered.inc();
+        redeliveries = redeliveries.max(1);
+    }
+    let step = match StepMessage::decode(&delivery.data) {
+        Ok(step) => step,
+        Err(e) => {
+            // Nobody can be told about a step we cannot read: dead-letter it for a human.
+            tracing::error!(error = %e, "undecodable step; rejecting to the dead-letter queue");
+            m.steps_rejected.inc();
+            let _ = delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await;
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "step",
+        execution = %step.id.execution,
+        cursor = %step.id.cursor,
+        seq = step.id.seq,
+        attempt = step.id.attempt,
+        resource = %step.resource,
+        redeliveries,
+    );
+    async {
+        let started_ms = now_ms();
+        let ran = run_step(&ctx.registry, &step).await;
+        let finished_ms = now_ms();
+        let result = match ran {
+            Ran::Outcome(result) => result,
+            Ran::Requeue(failure) => {
+                // Back off a little so a flapping dependency is not hammered; every return
+                // counts toward the delivery limit.
+                let backoff = Duration::from_millis(250u64 << redeliveries.min(5)).min(Duration::from_secs(10));
+                tracing::warn!(error = %failure.error, cause = %failure.cause, ?backoff, "transient failure; requeueing");
+                tokio::time::sleep(backoff).await;
+                let _ = delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await;
+                m.steps_requeued.inc();
+                return;
+            }
+        };
+        let mut outcome = OutcomeMessage::for_step(
+            &step,
+            result,
+            ctx.worker_id.clone(),
+            Timings {
+                received_ms,
+                started_ms,
+                finished_ms,
+            },
+        );
+        outcome.redeliveries = redeliveries;
+        let (confirmed_tx, confirmed_rx) = oneshot::channel();
+        let published = match ctx.outcomes.send((outcome, confirmed_tx)).await {
+            Ok(()) => confirmed_rx
+                .await
+                .unwrap_or_else(|_| Err("the outcome publisher stopped".into())),
+            Err(_) => Err("the outcome publisher stopped".into()),
+        };
+        if let Err(e) = published {
+            // Not acked: the step runs again (here or elsewhere) rather than being lost.
+            tracing::error!(error = %e, "could not publish the outcome; requeueing the step");
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await;
+            m.steps_requeued.inc();
+            return;
+        }
+        if !ctx.test_ack_delay.is_zero() {
+            tokio::time::sleep(ctx.test_ack_delay).await;
+        }
+        match delivery.acker.ack(BasicAckOptions::default()).await {
+            Ok(true) => m.steps_acked.inc(),
+            // The channel died after the outcome was confirmed: the broker redelivers the
+            // step and the coordinator drops its second outcome as a duplicate.
+            Ok(false) => tracing::warn!("ack not sent: channel gone; the step will be redelivered"),
+            Err(e) => tracing::warn!(error = %e, "ack failed; the step will be redelivered"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_step(registry: &Registry, step: &StepMessage) -> Ran {
+    let Some(task) = registry.resolve(&step.resource) else {
+        let served: Vec<&str> = registry.resources().collect();
+        return Ran::Outcome(StepResult::Err {
+            error: UNKNOWN_RESOURCE_ERROR.into(),
+            cause: format!(
+                "this worker serves no task for {:?} (it serves: {})",
+                step.resource,
+                served.join(", ")
+            ),
+        });
+    };
+    let m = metrics::get();
+    let name = task.name();
+    let budget = match step.deadline_ms {
+        Some(deadline) => {
+            let now = now_ms();
+            if now >= deadline {
+                m.task_duration
+                    .with_label_values(&[name, "timeout"])
+                    .observe(0.0);
+                return Ran::Outcome(timeout_result(step, "before the task started"));
+            }
+            Some(Duration::from_millis(deadline - now))
+        }
+        None => None,
+    };
+    m.tasks_in_flight.inc();
+    let started = Instant::now();
+    let run = AssertUnwindSafe(task.run(step.input.clone())).catch_unwind();
+    let ran = match budget {
+        Some(budget) => timeout(budget, run).await.ok(),
+        None => Some(run.await),
+    };
+    m.tasks_in_flight.dec();
+    let (label, ran) = match ran {
+        None => (
+            "timeout",
+            Ran::Outcome(timeout_result(step, "while the task ran")),
+        ),
+        Some(Ok(Ok(output))) => ("ok", Ran::Outcome(StepResult::Ok { output })),
+        Some(Ok(Err(failure))) if failure.retryable => ("retry", Ran::Requeue(failure)),
+        Some(Ok(Err(failure))) => (
+            "error",
+            Ran::Outcome(StepResult::Err {
+                error: failure.error,
+                cause: failure.cause,
+            }),
+        ),
+        Some(Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(panic = %msg, "task panicked");
+            (
+                "error",
+                Ran::Outcome(StepResult::Err {
+                    error: TASK_PANIC_ERROR.into(),
+                    cause: format!("task {name} panicked: {msg}"),
+                }),
+            )
+        }
+    };
+    m.task_duration
+        .with_label_values(&[name, label])
+        .observe(started.elapsed().as_secs_f64());
+    ran
+}
+
+fn timeout_result(step: &StepMessage, when: &str) -> StepResult {
+    StepResult::Err {
+        error: TIMEOUT_ERROR.into(),
+        cause: format!(
+            "the step's deadline ({} ms since the epoch) passed {when}",
+            step.deadline_ms.unwrap_or_default()
+        ),
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Task, resource_arn};
+    use serde_json::json;
+    use shared::messages::StepId;
+
+    struct Panics;
+    #[async_trait::async_trait]
+    impl Task for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+        async fn run(&self, _: serde_json::Value) -> Result<serde_json::Value, TaskFailure> {
+            panic!("boom")
+        }
+    }
+
+    struct Flaky;
+    #[async_trait::async_trait]
+    impl Task for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        async fn run(&self, _: serde_json::Value) -> Result<serde_json::Value, TaskFailure> {
+            Err(TaskFailure::retryable("Net", "down"))
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut r = crate::registry::default_registry(Default::default());
+        r.register(Arc::new(Panics));
+        r.register(Arc::new(Flaky));
+        r
+    }
+
+    fn step(name: &str, input: serde_json::Value) -> StepMessage {
+        StepMessage::new(
+            StepId {
+                execution: "e".into(),
+                cursor: "c".into(),
+                seq: 1,
+                attempt: 1,
+            },
+            resource_arn(name),
+            input,
+        )
+    }
+
+    fn err_name(ran: Ran) -> String {
+        match ran {
+            Ran::Outcome(StepResult::Err { error, .. }) => error,
+            Ran::Outcome(StepResult::Ok { output }) => panic!("unexpected ok {output}"),
+            Ran::Requeue(f) => panic!("unexpected requeue {f:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn outcomes_of_run_step() {
+        let r = registry();
+        match run_step(&r, &step("echo", json!([1]))).await {
+            Ran::Outcome(StepResult::Ok { output }) => assert_eq!(output, json!([1])),
+            _ => panic!("echo failed"),
+        }
+        assert_eq!(
+            err_name(run_step(&r, &step("fail", json!({"error": "E"}))).await),
+            "E"
+        );
+        assert_eq!(
+            err_name(run_step(&r, &step("nope", json!(null))).await),
+            UNKNOWN_RESOURCE_ERROR
+        );
+        assert_eq!(
+            err_name(run_step(&r, &step("panics", json!(null))).await),
+            TASK_PANIC_ERROR
+        );
+        assert!(matches!(
+            run_step(&r, &step("flaky", json!(null))).await,
+            Ran::Requeue(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn deadline_is_enforced() {
+        let r = registry();
+        let mut late = step("echo", json!(1));
+        late.deadline_ms = Some(now_ms() - 1);
+        assert_eq!(err_name(run_step(&r, &late).await), TIMEOUT_ERROR);
+        let mut slow = step("sleep", json!({"ms": 5000}));
+        slow.deadline_ms = Some(now_ms() + 50);
+        let started = Instant::now();
+        assert_eq!(err_name(run_step(&r, &slow).await), TIMEOUT_ERROR);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}

@@ -5,6 +5,7 @@
 //!   (`arn:mapfleet:task:::NAME`) to the task that serves it.
 //! - [`builtin`]: utility tasks for tests and load (`echo`, `sleep`, `fail`).
 //! - [`consumer`]: the RabbitMQ consumer loop (prefetch, manual acks, graceful shutdown).
+//! - [`registry`]: [`registry::default_registry`], every task this build serves.
 //! - [`face`]: the face engine (local ONNX models or Rekognition) behind one interface.
 //! - [`store`]: the object store (local directory per bucket, or S3).
 //! - [`photo`]: the rider-photo tasks, one file per task.
@@ -13,5 +14,8 @@ pub mod builtin;
 pub mod consumer;
 pub mod face;
 pub mod photo;
+pub mod registry;
 pub mod store;
 pub mod task;
+
+pub use registry::{RegistryOptions, default_registry};

@@ -1,4 +1,111 @@
-fn main() {
-    eprintln!("mapfleet-worker: the fleet consumer is not built yet");
-    std::process::exit(2);
+//! `mapfleet-worker`: parse flags, start logging and metrics, consume until SIGTERM.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use shared::config::FleetConfig;
+use worker::consumer::{self, ConsumerOptions};
+use worker::{RegistryOptions, default_registry};
+
+/// A stateless mapfleet worker: consumes task steps from RabbitMQ, runs them, publishes
+/// each outcome and then acks the step.
+#[derive(Parser)]
+#[command(name = "mapfleet-worker", version)]
+struct Cli {
+    #[command(flatten)]
+    fleet: FleetConfig,
+
+    /// Steps queues to consume, by route name: `default` takes every resource without a
+    /// `--route`; a route name takes the resources routed to it.
+    #[arg(
+        long,
+        env = "MAPFLEET_WORKER_QUEUES",
+        value_delimiter = ',',
+        default_value = "default"
+    )]
+    queues: Vec<String>,
+
+    /// Task slots: steps run at once. The prefetch defaults to this.
+    #[arg(long, env = "MAPFLEET_CONCURRENCY", default_value_t = 8)]
+    concurrency: usize,
+
+    /// Seconds in-flight steps get to finish after SIGTERM / ctrl-c; unfinished ones then
+    /// go back to the queue.
+    #[arg(long, env = "MAPFLEET_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    grace_secs: u64,
+
+    /// Most outcomes sent as one broker message (1 disables batching). Only outcomes that
+    /// are ready at the same moment are batched; none waits for company.
+    #[arg(long, env = "MAPFLEET_OUTCOME_BATCH", default_value_t = 64)]
+    outcome_batch: usize,
+
+    /// Register test-only tasks (`crash`, which aborts the process). Never in production.
+    #[arg(long, env = "MAPFLEET_TEST_TASKS")]
+    enable_test_tasks: bool,
+
+    /// Where the rider-photo tasks keep buckets, the face collection and the metadata table
+    /// (workers of one machine share it).
+    #[arg(long, env = "MAPFLEET_DATA_DIR", default_value = "mapfleet-data")]
+    data_dir: std::path::PathBuf,
+
+    /// Serve only the utility tasks (no face models needed).
+    #[arg(long, env = "MAPFLEET_NO_PHOTO_TASKS")]
+    no_photo_tasks: bool,
+
+    /// Test hook (honoured only with --enable-test-tasks): milliseconds between an
+    /// outcome's confirm and the step's ack.
+    #[arg(long, hide = true, default_value_t = 0)]
+    test_ack_delay_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = Cli::parse();
+    let worker_id = consumer::default_worker_id();
+    tracing::info!(config = %cli.fleet, %worker_id, queues = ?cli.queues, concurrency = cli.concurrency, "starting");
+    if let Some(addr) = cli.fleet.metrics_addr {
+        let (bound, _server) = shared::metrics::serve(addr)
+            .await
+            .with_context(|| format!("binding metrics on {addr}"))?;
+        tracing::info!(%bound, "serving /metrics");
+    }
+    let concurrency = cli.concurrency.max(1);
+    let opts = ConsumerOptions {
+        queues: cli.queues.clone(),
+        concurrency,
+        prefetch: cli
+            .fleet
+            .prefetch
+            .unwrap_or(u16::try_from(concurrency).unwrap_or(u16::MAX)),
+        grace: Duration::from_secs(cli.grace_secs),
+        worker_id,
+        outcome_batch: cli.outcome_batch,
+        test_ack_delay: if cli.enable_test_tasks {
+            Duration::from_millis(cli.test_ack_delay_ms)
+        } else {
+            Duration::ZERO
+        },
+    };
+    let mut registry = default_registry(RegistryOptions {
+        test_tasks: cli.enable_test_tasks,
+    });
+    if !cli.no_photo_tasks {
+        worker::registry::add_local_photo_tasks(&mut registry, &cli.data_dir, concurrency)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} (or start with --no-photo-tasks to serve only the utility tasks)"))?;
+    }
+    tracing::info!(resources = ?registry.resources().collect::<Vec<_>>(), "serving");
+    consumer::run_with_config(&cli.fleet, registry, opts, consumer::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
 }

@@ -73,6 +73,8 @@ pub enum Phase {
     Children(Box<Children>),
     /// Waiting for the driver to hand back the ordered results of all children.
     Collecting(Box<Children>),
+    /// A child failed the state: waiting for the others to be stopped (`ChildrenAborted`).
+    Aborting(Box<Children>),
     /// Finished; nothing more will happen to this cursor.
     Done,
 }
@@ -80,7 +82,8 @@ pub enum Phase {
 /// What to do when a retry's backoff timer fires.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RetryAgain {
-    /// Publish the task step again with this effective input.
+    /// Publish the task step again. InputPath and Parameters are evaluated anew (so
+    /// `$$.State.RetryCount` counts); `effective_input` is the failed attempt's.
     Task { effective_input: Value },
     /// Run the Map or Parallel state again from its start.
     Rerun,
@@ -129,6 +132,9 @@ pub struct Children {
     /// the run is reported as a Map Run.
     #[serde(default)]
     pub distributed: bool,
+    /// The latest MapIterationSucceeded/Failed event: MapStateSucceeded follows it.
+    #[serde(default)]
+    pub last_iteration_event: u64,
 }
 
 /// Something that happened to a cursor.
@@ -144,11 +150,14 @@ pub enum CursorEvent {
     TimerFired { seq: u64 },
     /// Child `index` finished (its output, if any, went to the driver's result store).
     /// `last_event` is the child's last history event, which the parent's next event follows.
-    ChildFinished { index: usize, result: Result<(), StatesError>, last_event: u64 },
+    /// `finished_event` is its MapIterationSucceeded/Failed event (0 for a Parallel branch).
+    ChildFinished { index: usize, result: Result<(), StatesError>, last_event: u64, finished_event: u64 },
     /// The driver's answer to [`Action::CollectResults`]: every child's output, in order.
     Results { results: Vec<Value> },
     /// The parent (or the user) stops this cursor.
     Abort,
+    /// The driver stopped every running child, as [`Action::AbortChildren`] asked.
+    ChildrenAborted,
 }
 
 /// Something the driver must do.
@@ -173,11 +182,12 @@ pub enum Action {
     StoreItems { cursor: CursorId, items: Vec<Value> },
     /// Create children `from..to` of `cursor` (via [`super::Engine::spawn_child`]) and enter them.
     StartChildren { cursor: CursorId, from: usize, to: usize },
-    /// Stop every running child of `cursor` (feed them `Abort`), dropping their outcomes.
+    /// Stop every running child of `cursor` (feed them `Abort`), dropping their outcomes and
+    /// results, then feed `ChildrenAborted` to `cursor`.
     AbortChildren { cursor: CursorId },
     /// Hand `Results` with the outputs of children `0..count` back to `cursor`.
     CollectResults { cursor: CursorId, count: usize },
     /// The cursor is done. For the root cursor this ends the execution; for a child, the
     /// driver keeps `Ok` output as result `index` and tells the parent `ChildFinished`.
-    Finished { cursor: CursorId, result: Result<Value, StatesError>, last_event: u64 },
+    Finished { cursor: CursorId, result: Result<Value, StatesError>, last_event: u64, finished_event: u64 },
 }

@@ -22,6 +22,8 @@ pub mod cursor;
 pub mod dataflow;
 pub mod history;
 pub mod run;
+#[cfg(test)]
+mod tests;
 
 pub use context::ExecutionInfo;
 pub use cursor::{Action, ChildKind, Cursor, CursorEvent, CursorId, Phase};

@@ -144,13 +144,15 @@ impl Engine {
                 self.exit_and_transition(cursor, &name, output, tx)
             }
             (Phase::Backoff(again), CursorEvent::TimerFired { seq }) if seq == cursor.seq => self.retry_now(cursor, again, tx),
-            (Phase::Children(ch), CursorEvent::ChildFinished { index, result, last_event }) => {
+            (Phase::Children(mut ch), CursorEvent::ChildFinished { index, result, last_event, finished_event }) => {
                 if last_event > cursor.last_event {
                     cursor.last_event = last_event;
                 }
+                ch.last_iteration_event = ch.last_iteration_event.max(finished_event);
                 self.child_finished(cursor, *ch, index, result, tx)
             }
             (Phase::Collecting(ch), CursorEvent::Results { results }) => self.children_collected(cursor, *ch, results, tx),
+            (Phase::Aborting(ch), CursorEvent::ChildrenAborted) => self.children_aborted(cursor, *ch, tx),
             (phase, CursorEvent::Abort) => {
                 self.abort(cursor, phase, tx);
                 false
@@ -477,12 +479,12 @@ impl Engine {
 
     fn retry_now(&self, cursor: &mut Cursor, again: RetryAgain, tx: &mut Tx<'_>) -> bool {
         match again {
-            RetryAgain::Task { effective_input } => {
+            // InputPath and Parameters are evaluated again: `$$.State.RetryCount` counts.
+            RetryAgain::Task { .. } => {
                 let StateKind::Task(spec) = &self.state(cursor).kind else {
                     return false;
                 };
-                self.publish_task(cursor, spec, effective_input, tx);
-                false
+                self.start_task(cursor, spec, tx)
             }
             RetryAgain::Rerun => self.run_state(cursor, tx),
         }
@@ -491,7 +493,10 @@ impl Engine {
     /// Ends a cursor: the execution for the root, an iteration or branch otherwise.
     fn finish(&self, cursor: &mut Cursor, result: Result<Value, StatesError>, tx: &mut Tx<'_>) {
         cursor.phase = Phase::Done;
+        // The parent's next event follows the child's last inner event, as in AWS's
+        // histories; a Map's MapStateSucceeded follows the last MapIteration event instead.
         let last_event = cursor.last_event;
+        let mut finished_event = 0;
         match &cursor.parent {
             None => match &result {
                 Ok(output) => {
@@ -504,11 +509,11 @@ impl Engine {
             Some(link) if link.kind == ChildKind::Map => {
                 let details = json!({ "index": link.index, "name": link.state_name });
                 let t = if result.is_ok() { EventType::MapIterationSucceeded } else { EventType::MapIterationFailed };
-                tx.record(cursor, t, details);
+                finished_event = tx.record(cursor, t, details);
             }
             Some(_) => {}
         }
-        tx.actions.push(Action::Finished { cursor: cursor.id.clone(), result, last_event });
+        tx.actions.push(Action::Finished { cursor: cursor.id.clone(), result, last_event, finished_event });
     }
 
     /// Stops a cursor on its parent's (or the user's) request.
@@ -524,7 +529,7 @@ impl Engine {
             Phase::Wait { .. } => {
                 tx.record(cursor, EventType::WaitStateAborted, Value::Null);
             }
-            Phase::Children(ch) | Phase::Collecting(ch) => {
+            Phase::Children(ch) | Phase::Collecting(ch) | Phase::Aborting(ch) => {
                 let t = if ch.kind == ChildKind::Map { EventType::MapStateAborted } else { EventType::ParallelStateAborted };
                 tx.record(cursor, t, Value::Null);
                 tx.actions.push(Action::AbortChildren { cursor: cursor.id.clone() });
@@ -540,11 +545,10 @@ impl Engine {
     }
 
     /// Ends the whole execution from outside: a user's stop, or the execution timeout.
+    /// The driver stops the root's running children first (their abort events precede the
+    /// execution's end).
     pub fn stop_execution(&self, root: &mut Cursor, error: StatesError, timed_out: bool, tx: &mut Tx<'_>) {
-        let phase = std::mem::replace(&mut root.phase, Phase::Done);
-        if let Phase::Children(_) | Phase::Collecting(_) = phase {
-            tx.actions.push(Action::AbortChildren { cursor: root.id.clone() });
-        }
+        root.phase = Phase::Done;
         let t = if timed_out { EventType::ExecutionTimedOut } else { EventType::ExecutionAborted };
         tx.record(root, t, error_details(&error));
     }

@@ -1,1 +1,91 @@
-//! Owned by the photo-task work; placeholder until it lands.
+//! Where photos, thumbnails and metadata live.
+//!
+//! - [`ObjectStore`]: S3-shaped buckets of objects. [`LocalStore`] keeps each bucket as a
+//!   directory, `<data-dir>/buckets/<bucket>/<key>` (the embedded default); an S3 client can
+//!   implement the same trait.
+//! - [`MetadataTable`]: the rider-photo table (the workshop's DynamoDB table keyed by
+//!   `Username`). [`LocalMetadataTable`] keeps it as a JSON file under the data dir.
+
+pub(crate) mod jsonfile;
+mod local;
+mod metadata;
+
+pub use local::LocalStore;
+pub use metadata::{LocalMetadataTable, MetadataTable, PhotoMetadata, ThumbnailRef};
+
+/// Errors of the object store and the metadata table.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key does not exist in the bucket (S3 `NoSuchKey`).
+    #[error("The specified key does not exist: {bucket}/{key}")]
+    NoSuchKey { bucket: String, key: String },
+    /// The bucket does not exist (S3 `NoSuchBucket`).
+    #[error("The specified bucket does not exist: {0}")]
+    NoSuchBucket(String),
+    /// A bucket name or key that this store refuses, e.g. one that would leave its bucket.
+    #[error("invalid object name {bucket}/{key}: {reason}")]
+    InvalidName {
+        bucket: String,
+        key: String,
+        reason: &'static str,
+    },
+    /// The object is larger than the caller's limit; nothing beyond the limit was read.
+    #[error("object {bucket}/{key} is larger than {limit} bytes")]
+    TooLarge {
+        bucket: String,
+        key: String,
+        limit: u64,
+    },
+    /// The backing storage failed.
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored document could not be parsed.
+    #[error("corrupt stored document {path}: {message}")]
+    Corrupt { path: String, message: String },
+}
+
+/// An object's bytes and its entity tag (for the local store, the sha256 of the content, so that
+/// the tag changes whenever the content does).
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub bytes: std::sync::Arc<[u8]>,
+    pub etag: String,
+}
+
+/// S3-shaped object storage.
+#[async_trait::async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Reads an object, refusing (without reading it all) one larger than `max_bytes`.
+    async fn get(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Object, Error>;
+
+    /// Writes an object, replacing any previous one; returns its entity tag.
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<String, Error>;
+
+    /// Creates a bucket if it does not exist.
+    async fn create_bucket(&self, bucket: &str) -> Result<(), Error>;
+
+    /// The keys of a bucket, sorted.
+    async fn list(&self, bucket: &str) -> Result<Vec<String>, Error>;
+}
+
+/// The sha256 of some bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
+/// Lower-case hex of some bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

@@ -34,6 +34,7 @@ impl Engine {
             started_event,
             preselected: false,
             distributed: false,
+            last_iteration_event: 0,
         };
         tx.actions.push(Action::StartChildren { cursor: cursor.id.clone(), from: 0, to: branches });
         cursor.phase = Phase::Children(Box::new(ch));
@@ -166,6 +167,7 @@ impl Engine {
             started_event,
             preselected,
             distributed,
+            last_iteration_event: 0,
         };
         tx.actions.push(Action::StoreItems { cursor: cursor.id.clone(), items });
         self.start_more(cursor, &mut ch, tx);
@@ -328,17 +330,12 @@ impl Engine {
                 }
             }
         }
-        if let Some(failure) = ch.failure.take() {
-            if ch.running > 0 || ch.next < ch.total {
-                tx.actions.push(Action::AbortChildren { cursor: cursor.id.clone() });
-            }
-            let mut give_up = Vec::new();
-            if ch.distributed {
-                give_up.push((EventType::MapRunFailed, json!({ "error": failure.error, "cause": failure.cause })));
-            }
-            let t = if ch.kind == ChildKind::Map { EventType::MapStateFailed } else { EventType::ParallelStateFailed };
-            give_up.push((t, Value::Null));
-            return self.handle_error_then(cursor, failure, None, &give_up, tx);
+        if ch.failure.is_some() {
+            // Stop the other children first; the state fails once the driver confirms
+            // with `ChildrenAborted`, so their abort events come before the failure's.
+            tx.actions.push(Action::AbortChildren { cursor: cursor.id.clone() });
+            cursor.phase = Phase::Aborting(Box::new(ch));
+            return false;
         }
         self.start_more(cursor, &mut ch, tx);
         if ch.succeeded + ch.failed == ch.total {
@@ -350,13 +347,31 @@ impl Engine {
         false
     }
 
+    /// The children of a failed Map or Parallel were stopped: the state fails now (through
+    /// its Retry and Catch).
+    pub(super) fn children_aborted(&self, cursor: &mut Cursor, mut ch: Children, tx: &mut Tx<'_>) -> bool {
+        let Some(failure) = ch.failure.take() else { return false };
+        let mut give_up = Vec::new();
+        if ch.distributed {
+            give_up.push((EventType::MapRunFailed, json!({ "error": failure.error, "cause": failure.cause })));
+        }
+        let t = if ch.kind == ChildKind::Map { EventType::MapStateFailed } else { EventType::ParallelStateFailed };
+        give_up.push((t, Value::Null));
+        self.handle_error_then(cursor, failure, None, &give_up, tx)
+    }
+
     pub(super) fn children_collected(&self, cursor: &mut Cursor, ch: Children, results: Vec<Value>, tx: &mut Tx<'_>) -> bool {
         // AWS writes no ParallelStateSucceeded: a Parallel goes straight to its exit.
         if ch.kind == ChildKind::Map {
             if ch.distributed {
                 tx.record(cursor, EventType::MapRunSucceeded, Value::Null);
             }
+            // AWS hangs MapStateSucceeded and MapStateExited side by side off the last
+            // MapIterationSucceeded.
+            let anchor = if ch.last_iteration_event > 0 { ch.last_iteration_event } else { cursor.last_event };
+            cursor.last_event = anchor;
             tx.record(cursor, EventType::MapStateSucceeded, Value::Null);
+            cursor.last_event = anchor;
         }
         self.complete(cursor, Value::Array(results), tx)
     }

@@ -51,35 +51,32 @@ fn resolve_seconds(d: &Option<Dynamic<u64>>, field: &str, scope: &Scope<'_>) -> 
 }
 
 impl Engine {
+    /// Prepares and publishes the task step: on entry and again on every retry, so that
+    /// `$$.State.RetryCount` (and the task token) in Parameters are those of the attempt.
     pub(super) fn start_task(&self, cursor: &mut Cursor, spec: &TaskSpec, tx: &mut Tx<'_>) -> bool {
         let state = self.state(cursor);
         let token = format!("{}#{}#{}", self.info.execution_arn, cursor.id, cursor.seq + 1);
         let ctx = self.context(cursor, state, None, Some(&token));
-        let effective = dataflow::effective_input(&state.common, &cursor.input, &ctx, &cursor.vars)
-            .and_then(|v| dataflow::check_size(&v, "task input", self.options.payload_limit).map(|_| v));
-        match effective {
-            Ok(effective) => {
-                self.publish_task(cursor, spec, effective, tx);
+        // TimeoutSecondsPath and HeartbeatSecondsPath read the state input (after InputPath),
+        // not the Parameters output: AWS times out a task whose Parameters drop the field.
+        let prepared = dataflow::input_path(&state.common.input_path, &cursor.input, &ctx, &cursor.vars).and_then(|selected| {
+            let scope = Scope { input: &selected, context: &ctx, vars: &cursor.vars };
+            let timeout = resolve_seconds(&spec.timeout_seconds, "TimeoutSeconds", &scope)?;
+            let heartbeat = resolve_seconds(&spec.heartbeat_seconds, "HeartbeatSeconds", &scope)?;
+            let effective = dataflow::parameters(&state.common.parameters, selected, &ctx, &cursor.vars)?;
+            dataflow::check_size(&effective, "task input", self.options.payload_limit)?;
+            Ok((effective, timeout, heartbeat))
+        });
+        match prepared {
+            Ok((effective, timeout, heartbeat)) => {
+                self.publish_task(cursor, spec, effective, timeout, heartbeat, tx);
                 false
             }
             Err(e) => self.handle_error(cursor, e, None, tx),
         }
     }
 
-    pub(super) fn publish_task(&self, cursor: &mut Cursor, spec: &TaskSpec, effective: Value, tx: &mut Tx<'_>) {
-        let vars = cursor.vars.clone();
-        let scope = Scope { input: &effective, context: &Value::Null, vars: &vars };
-        let timeouts = resolve_seconds(&spec.timeout_seconds, "TimeoutSeconds", &scope)
-            .and_then(|t| Ok((t, resolve_seconds(&spec.heartbeat_seconds, "HeartbeatSeconds", &scope)?)));
-        let (timeout, heartbeat) = match timeouts {
-            Ok(t) => t,
-            Err(e) => {
-                if self.handle_error(cursor, e, None, tx) {
-                    self.enter(cursor, tx);
-                }
-                return;
-            }
-        };
+    fn publish_task(&self, cursor: &mut Cursor, spec: &TaskSpec, effective: Value, timeout: Option<u64>, heartbeat: Option<u64>, tx: &mut Tx<'_>) {
         cursor.seq += 1;
         let attempt = 1 + cursor.retries.iter().sum::<u32>();
         match classify(&spec.resource) {
@@ -148,7 +145,14 @@ impl Engine {
 
     pub(super) fn task_failed(&self, cursor: &mut Cursor, wait: TaskWait, error: StatesError, tx: &mut Tx<'_>) -> bool {
         let details = json!({ "error": error.error, "cause": error.cause });
-        self.task_event(cursor, &wait, EventType::LambdaFunctionFailed, EventType::TaskFailed, details, tx);
+        // A worker that enforced the step's deadline reports States.Timeout itself: the
+        // history shows it as the timeout it is, as when the coordinator's timer fires first.
+        let (lambda, task) = if error.error == names::TIMEOUT {
+            (EventType::LambdaFunctionTimedOut, EventType::TaskTimedOut)
+        } else {
+            (EventType::LambdaFunctionFailed, EventType::TaskFailed)
+        };
+        self.task_event(cursor, &wait, lambda, task, details, tx);
         let again = RetryAgain::Task { effective_input: wait.effective_input };
         self.handle_error(cursor, error, Some(again), tx)
     }

@@ -1,0 +1,194 @@
+//! The rider-photo commands: `resources`, `objects`, `faces`, `metadata` and `demo`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use worker::photo::{DEFAULT_COLLECTION_ID, DEFAULT_METADATA_TABLE, DEFAULT_PHOTO_BUCKET, DEFAULT_THUMBNAIL_BUCKET, PhotoContext, TASK_NAMES};
+use worker::store::ObjectStore;
+use worker::task::resource_arn;
+
+#[derive(Subcommand, Debug)]
+pub enum ObjectsCommand {
+    /// Copy local files into a bucket (key = the file name, or `--key`).
+    Put {
+        bucket: String,
+        files: Vec<PathBuf>,
+        /// The key, when putting a single file.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List a bucket's keys.
+    List { bucket: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FacesCommand {
+    /// DetectFaces on an image file: prints the FaceDetails.
+    Detect { image: PathBuf },
+    /// CompareFaces between two image files (similarity 0-100, match at 70).
+    Compare { source: PathBuf, target: PathBuf },
+    /// The face collection.
+    #[command(subcommand)]
+    Collection(CollectionCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CollectionCommand {
+    /// ListFaces.
+    List,
+    /// DeleteFaces: the given face ids, or every face with `--all`.
+    Delete {
+        face_ids: Vec<String>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MetadataCommand {
+    /// Every stored row.
+    List,
+    /// The row of one user.
+    Get { user_id: String },
+}
+
+/// The workshop's CloudFormation outputs, mapfleet's way: what to put in place of each
+/// `REPLACE_WITH_...`.
+pub fn resources() -> ExitCode {
+    let outputs = [
+        ("FaceDetectionFunctionArn", resource_arn("face-detection")),
+        ("NotificationPlaceholderFunctionArn", resource_arn("notification-placeholder")),
+        ("FaceSearchFunctionArn", resource_arn("face-search")),
+        ("IndexFaceFunctionArn", resource_arn("index-face")),
+        ("ThumbnailFunctionArn", resource_arn("thumbnail")),
+        ("PersistMetadataFunctionArn", resource_arn("persist-metadata")),
+        ("RiderPhotoS3Bucket", DEFAULT_PHOTO_BUCKET.to_string()),
+        ("ThumbnailS3Bucket", DEFAULT_THUMBNAIL_BUCKET.to_string()),
+        ("RiderPhotoDDBTable", DEFAULT_METADATA_TABLE.to_string()),
+        ("RekognitionCollectionID", DEFAULT_COLLECTION_ID.to_string()),
+    ];
+    let width = outputs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in outputs {
+        println!("{k:width$}  {v}");
+    }
+    debug_assert_eq!(TASK_NAMES.len(), 6);
+    for extra in ["echo", "sleep", "fail"] {
+        println!("{:width$}  {}", format!("utility: {extra}"), resource_arn(extra));
+    }
+    ExitCode::SUCCESS
+}
+
+async fn context(data_dir: &Path) -> anyhow::Result<PhotoContext> {
+    let sessions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    worker::registry::local_photo_context(data_dir, sessions).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+fn store(data_dir: &Path) -> worker::store::LocalStore {
+    worker::store::LocalStore::new(data_dir.join("buckets"))
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Copies files into a local bucket.
+pub async fn put_objects(data_dir: &Path, bucket: &str, files: &[PathBuf], key: Option<&str>) -> anyhow::Result<()> {
+    if key.is_some() && files.len() != 1 {
+        bail!("--key names one object: give exactly one file with it");
+    }
+    let store = store(data_dir);
+    store.create_bucket(bucket).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let name = match key {
+            Some(k) => k.to_string(),
+            None => file.file_name().and_then(|n| n.to_str()).context("a file name is needed as the key")?.to_string(),
+        };
+        store.put(bucket, &name, bytes, content_type(file)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        eprintln!("put s3://{bucket}/{name}");
+    }
+    Ok(())
+}
+
+pub async fn objects(data_dir: &Path, cmd: ObjectsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ObjectsCommand::Put { bucket, files, key } => put_objects(data_dir, &bucket, &files, key.as_deref()).await?,
+        ObjectsCommand::List { bucket } => {
+            for k in store(data_dir).list(&bucket).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                println!("{k}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn faces(data_dir: &Path, cmd: FacesCommand) -> anyhow::Result<ExitCode> {
+    use worker::face::commands as fc;
+    let ctx = context(data_dir).await?;
+    let engine = &*ctx.faces;
+    let collection = &ctx.config.collection_id;
+    let out: Value = match cmd {
+        FacesCommand::Detect { image } => fc::detect_file(engine, &image).await,
+        FacesCommand::Compare { source, target } => fc::compare_files(engine, &source, &target, ctx.config.face_match_threshold).await,
+        FacesCommand::Collection(CollectionCommand::List) => fc::collection_list(engine, collection).await,
+        FacesCommand::Collection(CollectionCommand::Delete { face_ids, all }) => {
+            if face_ids.is_empty() && !all {
+                bail!("name the face ids to delete, or pass --all");
+            }
+            fc::collection_delete(engine, collection, &face_ids).await
+        }
+    }
+    .map_err(|e| anyhow::anyhow!(e))?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn metadata(data_dir: &Path, cmd: MetadataCommand) -> anyhow::Result<ExitCode> {
+    let ctx = context(data_dir).await?;
+    let out = match cmd {
+        MetadataCommand::List => json!({ "Items": ctx.metadata.list().await.map_err(|e| anyhow::anyhow!("{e}"))? }),
+        MetadataCommand::Get { user_id } => match ctx.metadata.get(&user_id).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            Some(row) => json!({ "Item": row }),
+            None => bail!("no metadata row for user {user_id:?}"),
+        },
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The main job: the workshop's batch of rider photos through the dynamic-input (Map) state
+/// machine, in embedded mode. Loads the photos into the bucket first.
+pub async fn demo(data_dir: &Path, examples: &Path) -> anyhow::Result<ExitCode> {
+    let photos = examples.join("photos");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&photos)
+        .with_context(|| format!("cannot read {} (run the demo from the repository root, or pass --examples)", photos.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| content_type(p).starts_with("image/"))
+        .collect();
+    files.sort();
+    put_objects(data_dir, DEFAULT_PHOTO_BUCKET, &files, None).await?;
+    let definition = examples.join("ImageProcessingStateMachine-DynamicInput.json");
+    let input = examples.join("batch-input.json");
+    eprintln!("running {} with {} (embedded mode, data in {})", definition.display(), input.display(), data_dir.display());
+    let args = super::RunArgs {
+        definition,
+        input: Some(input.to_string_lossy().into_owned()),
+        name: None,
+        describe: false,
+        history: false,
+        redis: None,
+        amqp: None,
+        prefix: "mapfleet".into(),
+        detach: false,
+        data_dir: data_dir.to_path_buf(),
+    };
+    Ok(super::run_embedded(args).await)
+}

@@ -1,0 +1,394 @@
+//! [`RedisBackend`]: the [`Backend`] of the fleet. Reads go to Redis; writes are buffered and
+//! committed in one `MULTI` with the cursors and the consumed inbox entries, so a batch of
+//! processing either happens completely or not at all.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde_json::Value;
+
+use super::keys::FleetKeys;
+use super::timer_member;
+use crate::driver::{Backend, BackendError, Changes, StepRequest};
+use crate::engine::cursor::{Cursor, CursorId};
+use crate::engine::history::{Event, EventType};
+
+fn err(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
+}
+
+/// A child-output field: JSON text, or this marker for a child that failed.
+const FAILED: &str = "!failed";
+
+/// Buffered writes of one batch.
+#[derive(Default)]
+pub struct Pending {
+    items: HashMap<CursorId, Vec<Value>>,
+    results: HashMap<CursorId, HashMap<usize, Option<Value>>>,
+    live_add: HashMap<CursorId, HashSet<CursorId>>,
+    live_remove: HashMap<CursorId, HashSet<CursorId>>,
+    /// Parents whose items, results and live sets are deleted before the writes above.
+    dropped: HashSet<CursorId>,
+    pub steps: Vec<StepRequest>,
+    pub timers: Vec<(String, i64)>,
+    pub history: Vec<Event>,
+}
+
+/// The fleet's backend for one batch of one execution.
+pub struct RedisBackend {
+    pub conn: ConnectionManager,
+    pub keys: FleetKeys,
+    pub arn: String,
+    /// Re-drive a step whose outcome has not arrived after this long (0: never).
+    pub redrive_after_ms: i64,
+    pub pending: Pending,
+}
+
+impl RedisBackend {
+    pub fn new(conn: ConnectionManager, keys: FleetKeys, arn: String, redrive_after_ms: i64) -> RedisBackend {
+        RedisBackend { conn, keys, arn, redrive_after_ms, pending: Pending::default() }
+    }
+
+    /// Adds this batch's writes to `pipe` (run atomically by the caller), in an order where a
+    /// parent dropped and refilled in the same batch ends up refilled.
+    pub fn write_into(&mut self, pipe: &mut Commit, changes: &Changes, ttl_secs: i64) {
+        let arn = self.arn.clone();
+        let p = std::mem::take(&mut self.pending);
+        for parent in &p.dropped {
+            pipe.del(&self.keys.items(&arn, parent));
+            pipe.del(&self.keys.results(&arn, parent));
+            pipe.del(&self.keys.live(&arn, parent));
+        }
+        for (parent, items) in &p.items {
+            let key = self.keys.items(&arn, parent);
+            for chunk in items.iter().enumerate().collect::<Vec<_>>().chunks(500) {
+                let pairs: Vec<(usize, String)> = chunk.iter().map(|(i, v)| (*i, v.to_string())).collect();
+                pipe.hset_multiple(&key, &pairs);
+            }
+            pipe.expire(&key, ttl_secs);
+        }
+        for (parent, results) in &p.results {
+            let key = self.keys.results(&arn, parent);
+            let pairs: Vec<(usize, String)> = results
+                .iter()
+                .map(|(i, v)| (*i, v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| FAILED.to_string())))
+                .collect();
+            if !pairs.is_empty() {
+                pipe.hset_multiple(&key, &pairs);
+                pipe.expire(&key, ttl_secs);
+            }
+        }
+        for (parent, children) in &p.live_add {
+            let key = self.keys.live(&arn, parent);
+            let members: Vec<&String> = children.iter().collect();
+            if !members.is_empty() {
+                pipe.sadd(&key, &members);
+                pipe.expire(&key, ttl_secs);
+            }
+        }
+        for (parent, children) in &p.live_remove {
+            let members: Vec<&String> = children.iter().collect();
+            if !members.is_empty() {
+                pipe.srem(&self.keys.live(&arn, parent), &members);
+            }
+        }
+        let cursors_key = self.keys.cursors(&arn);
+        if !changes.changed.is_empty() {
+            let pairs: Vec<(String, String)> = changes
+                .changed
+                .iter()
+                .map(|c| (c.id.clone(), serde_json::to_string(c).expect("cursors serialize")))
+                .collect();
+            pipe.hset_multiple(&cursors_key, &pairs);
+        }
+        if !changes.removed.is_empty() {
+            pipe.hdel(&cursors_key, &changes.removed);
+        }
+        pipe.expire(&cursors_key, ttl_secs);
+        if !p.history.is_empty() {
+            let key = self.keys.history(&arn);
+            let events: Vec<String> = p.history.iter().map(|e| serde_json::to_string(e).expect("events serialize")).collect();
+            pipe.rpush(&key, &events);
+            pipe.expire(&key, ttl_secs);
+            let (mut started, mut succeeded, mut failed) = (0i64, 0i64, 0i64);
+            for e in &p.history {
+                match e.event_type {
+                    EventType::MapIterationStarted => started += 1,
+                    EventType::MapIterationSucceeded => succeeded += 1,
+                    EventType::MapIterationFailed | EventType::MapIterationAborted => failed += 1,
+                    _ => {}
+                }
+            }
+            let exec = self.keys.exec(&arn);
+            for (field, n) in [("items_started", started), ("items_succeeded", succeeded), ("items_failed", failed)] {
+                if n > 0 {
+                    pipe.hincr(&exec, field, n);
+                }
+            }
+        }
+        let timers = self.keys.shared.timers();
+        for (member, due) in &p.timers {
+            pipe.zadd(&timers, member, *due);
+        }
+        if !p.steps.is_empty() {
+            let outbox = self.keys.outbox(&arn);
+            let steps: Vec<String> = p.steps.iter().map(|s| step_json(&arn, s)).collect();
+            pipe.rpush(&outbox, &steps);
+            pipe.expire(&outbox, ttl_secs);
+            if self.redrive_after_ms > 0 {
+                let due = Utc::now().timestamp_millis() + self.redrive_after_ms;
+                for s in &p.steps {
+                    pipe.zadd(&timers, &timer_member('R', &arn, &s.cursor, s.seq), due);
+                }
+            }
+        }
+    }
+}
+
+/// The commands of one commit, run by one script that first checks that the committing
+/// coordinator still holds the execution's lease: a coordinator that stalled past its lease
+/// (and whose execution another one took over) can never write a stale batch.
+#[derive(Default)]
+pub struct Commit {
+    cmds: Vec<Vec<String>>,
+}
+
+/// Pairs and members per command: well under Lua's limit on unpacked arguments.
+const CHUNK: usize = 400;
+
+const COMMIT: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for _, c in ipairs(cjson.decode(ARGV[2])) do redis.call(unpack(c)) end
+return 1
+"#;
+
+impl Commit {
+    fn push(&mut self, parts: Vec<String>) {
+        self.cmds.push(parts);
+    }
+
+    pub fn del(&mut self, key: &str) {
+        self.push(vec!["DEL".into(), key.into()]);
+    }
+
+    pub fn expire(&mut self, key: &str, secs: i64) {
+        self.push(vec!["EXPIRE".into(), key.into(), secs.to_string()]);
+    }
+
+    pub fn hset(&mut self, key: &str, field: &str, value: impl ToString) {
+        self.push(vec!["HSET".into(), key.into(), field.into(), value.to_string()]);
+    }
+
+    pub fn hset_multiple<F: ToString, V: ToString>(&mut self, key: &str, pairs: &[(F, V)]) {
+        for chunk in pairs.chunks(CHUNK) {
+            let mut c = vec!["HSET".to_string(), key.to_string()];
+            for (f, v) in chunk {
+                c.push(f.to_string());
+                c.push(v.to_string());
+            }
+            self.push(c);
+        }
+    }
+
+    pub fn hdel(&mut self, key: &str, fields: &[String]) {
+        for chunk in fields.chunks(CHUNK) {
+            let mut c = vec!["HDEL".to_string(), key.to_string()];
+            c.extend(chunk.iter().cloned());
+            self.push(c);
+        }
+    }
+
+    pub fn hincr(&mut self, key: &str, field: &str, by: i64) {
+        self.push(vec!["HINCRBY".into(), key.into(), field.into(), by.to_string()]);
+    }
+
+    fn many(&mut self, cmd: &str, key: &str, values: &[impl AsRef<str>]) {
+        for chunk in values.chunks(CHUNK) {
+            let mut c = vec![cmd.to_string(), key.to_string()];
+            c.extend(chunk.iter().map(|v| v.as_ref().to_string()));
+            self.push(c);
+        }
+    }
+
+    pub fn rpush(&mut self, key: &str, values: &[impl AsRef<str>]) {
+        self.many("RPUSH", key, values);
+    }
+
+    pub fn sadd(&mut self, key: &str, members: &[impl AsRef<str>]) {
+        self.many("SADD", key, members);
+    }
+
+    pub fn srem(&mut self, key: &str, members: &[impl AsRef<str>]) {
+        self.many("SREM", key, members);
+    }
+
+    pub fn zadd(&mut self, key: &str, member: &str, score: i64) {
+        self.push(vec!["ZADD".into(), key.into(), score.to_string(), member.into()]);
+    }
+
+    pub fn ltrim(&mut self, key: &str, start: i64, stop: i64) {
+        self.push(vec!["LTRIM".into(), key.into(), start.to_string(), stop.to_string()]);
+    }
+
+    /// Runs every command atomically if `me` holds `lease_key`; false (and nothing written)
+    /// otherwise.
+    pub async fn run(self, conn: &mut ConnectionManager, lease_key: &str, me: &str) -> redis::RedisResult<bool> {
+        let body = serde_json::to_string(&self.cmds).expect("commands serialize");
+        let n: i64 = redis::Script::new(COMMIT).key(lease_key).arg(me).arg(body).invoke_async(conn).await?;
+        Ok(n == 1)
+    }
+}
+
+/// A step as kept in the outbox (then published as a `shared` step message).
+pub fn step_json(arn: &str, s: &StepRequest) -> String {
+    serde_json::json!({
+        "execution": arn,
+        "cursor": s.cursor,
+        "seq": s.seq,
+        "attempt": s.attempt,
+        "resource": s.resource,
+        "input": s.input,
+        "timeout_ms": s.timeout.map(|d| d.as_millis() as u64),
+        "heartbeat_s": s.heartbeat.map(|d| d.as_secs()),
+    })
+    .to_string()
+}
+
+#[async_trait::async_trait]
+impl Backend for RedisBackend {
+    async fn load_cursor(&mut self, id: &str) -> Result<Option<Cursor>, BackendError> {
+        let text: Option<String> = self.conn.hget(self.keys.cursors(&self.arn), id).await.map_err(err)?;
+        match text {
+            None => Ok(None),
+            Some(t) => serde_json::from_str(&t).map(Some).map_err(|e| err(format!("cursor {id:?} is unreadable: {e}"))),
+        }
+    }
+
+    async fn store_items(&mut self, map: &str, items: Vec<Value>) -> Result<(), BackendError> {
+        self.pending.results.remove(map);
+        self.pending.items.insert(map.to_string(), items);
+        Ok(())
+    }
+
+    async fn items(&mut self, map: &str, from: usize, to: usize) -> Result<Vec<Value>, BackendError> {
+        if let Some(items) = self.pending.items.get(map) {
+            return Ok(items[from.min(items.len())..to.min(items.len())].to_vec());
+        }
+        if to <= from {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<usize> = (from..to).collect();
+        let key = self.keys.items(&self.arn, map);
+        let raw: Vec<Option<String>> = if fields.len() == 1 {
+            vec![self.conn.hget(&key, fields[0]).await.map_err(err)?]
+        } else {
+            redis::cmd("HMGET").arg(&key).arg(&fields).query_async(&mut self.conn).await.map_err(err)?
+        };
+        raw.into_iter()
+            .map(|t| match t {
+                Some(t) => serde_json::from_str(&t).map_err(err),
+                None => Err(err(format!("item of Map {map:?} is missing from the store"))),
+            })
+            .collect()
+    }
+
+    async fn store_result(&mut self, parent: &str, index: usize, output: Option<Value>) -> Result<bool, BackendError> {
+        let buffered = self.pending.results.entry(parent.to_string()).or_default();
+        if buffered.contains_key(&index) {
+            return Ok(false);
+        }
+        if !self.pending.dropped.contains(parent) {
+            let exists: bool = self.conn.hexists(self.keys.results(&self.arn, parent), index).await.map_err(err)?;
+            if exists {
+                return Ok(false);
+            }
+        }
+        self.pending.results.entry(parent.to_string()).or_default().insert(index, output);
+        Ok(true)
+    }
+
+    async fn results(&mut self, parent: &str, count: usize) -> Result<Vec<Value>, BackendError> {
+        let mut out = vec![Value::Null; count];
+        if !self.pending.dropped.contains(parent) {
+            let key = self.keys.results(&self.arn, parent);
+            let mut start = 0;
+            while start < count {
+                let end = (start + 1000).min(count);
+                let fields: Vec<usize> = (start..end).collect();
+                let raw: Vec<Option<String>> =
+                    redis::cmd("HMGET").arg(&key).arg(&fields).query_async(&mut self.conn).await.map_err(err)?;
+                for (i, t) in raw.into_iter().enumerate() {
+                    if let Some(t) = t.filter(|t| t != FAILED) {
+                        out[start + i] = serde_json::from_str(&t).map_err(err)?;
+                    }
+                }
+                start = end;
+            }
+        }
+        if let Some(buffered) = self.pending.results.get(parent) {
+            for (i, v) in buffered {
+                if let (Some(slot), Some(v)) = (out.get_mut(*i), v) {
+                    *slot = v.clone();
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn drop_children(&mut self, parent: &str) -> Result<(), BackendError> {
+        self.pending.dropped.insert(parent.to_string());
+        self.pending.items.remove(parent);
+        self.pending.results.remove(parent);
+        self.pending.live_add.remove(parent);
+        self.pending.live_remove.remove(parent);
+        Ok(())
+    }
+
+    async fn add_live(&mut self, parent: &str, children: &[CursorId]) -> Result<(), BackendError> {
+        let add = self.pending.live_add.entry(parent.to_string()).or_default();
+        add.extend(children.iter().cloned());
+        if let Some(remove) = self.pending.live_remove.get_mut(parent) {
+            for c in children {
+                remove.remove(c);
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_live(&mut self, parent: &str, child: &str) -> Result<(), BackendError> {
+        if let Some(add) = self.pending.live_add.get_mut(parent) {
+            add.remove(child);
+        }
+        self.pending.live_remove.entry(parent.to_string()).or_default().insert(child.to_string());
+        Ok(())
+    }
+
+    async fn live(&mut self, parent: &str) -> Result<Vec<CursorId>, BackendError> {
+        let mut set: HashSet<CursorId> = if self.pending.dropped.contains(parent) {
+            HashSet::new()
+        } else {
+            self.conn.smembers(self.keys.live(&self.arn, parent)).await.map_err(err)?
+        };
+        if let Some(add) = self.pending.live_add.get(parent) {
+            set.extend(add.iter().cloned());
+        }
+        if let Some(remove) = self.pending.live_remove.get(parent) {
+            set.retain(|c| !remove.contains(c));
+        }
+        Ok(set.into_iter().collect())
+    }
+
+    fn publish(&mut self, step: StepRequest) {
+        self.pending.steps.push(step);
+    }
+
+    fn schedule(&mut self, cursor: &str, seq: u64, at: DateTime<Utc>) {
+        self.pending.timers.push((timer_member('T', &self.arn, cursor, seq), at.timestamp_millis()));
+    }
+
+    fn record(&mut self, event: Event) {
+        self.pending.history.push(event);
+    }
+}

@@ -1,0 +1,179 @@
+//! The user's side of the fleet: submit an execution, follow it, describe it, read its
+//! history, stop it. Talks to Redis only; coordinators do the rest.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use sha2::Digest;
+
+use super::InboxEvent;
+use super::keys::FleetKeys;
+use super::service::enqueue;
+use crate::asl::definition::StateMachine;
+use crate::asl::error::StatesError;
+use crate::driver::Status;
+use crate::embedded::ExecutionResult;
+use crate::engine::ExecutionInfo;
+use crate::engine::history::Event;
+
+/// A connection to a fleet's Redis, for clients.
+#[derive(Clone)]
+pub struct FleetClient {
+    pub conn: ConnectionManager,
+    pub keys: FleetKeys,
+}
+
+impl FleetClient {
+    pub async fn connect(redis_url: &str, prefix: &str) -> anyhow::Result<FleetClient> {
+        let conn = shared::redis_schema::connect(redis_url)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {}", shared::config::redact_url(redis_url)))?;
+        Ok(FleetClient { conn, keys: FleetKeys::new(prefix) })
+    }
+
+    /// Stores the definition and the execution, and queues its start.
+    pub async fn submit(&self, definition_text: &str, def: &StateMachine, info: &ExecutionInfo) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let def_id = hex(&sha2::Sha256::digest(definition_text.as_bytes()));
+        let exec_key = self.keys.exec(&info.execution_arn);
+        let created: bool = conn.hset_nx(&exec_key, "status", Status::Running.as_str()).await?;
+        if !created {
+            bail!("Execution Already Exists: '{}'", info.execution_arn);
+        }
+        let start_ms = info.start_time.timestamp_millis();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .set(self.keys.definition(&def_id), definition_text)
+            .ignore()
+            .hset_multiple(
+                &exec_key,
+                &[
+                    ("def", def_id.clone()),
+                    ("info", serde_json::to_string(info)?),
+                    ("next_event", "1".to_string()),
+                    ("started", "0".to_string()),
+                    ("start_ms", start_ms.to_string()),
+                ],
+            )
+            .ignore()
+            .zadd(self.keys.executions(), &info.execution_arn, start_ms)
+            .ignore();
+        if let Some(t) = def.timeout_seconds {
+            let due = start_ms + (t as i64) * 1000;
+            pipe.zadd(self.keys.shared.timers(), super::timer_member('X', &info.execution_arn, "", 0), due).ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await?;
+        enqueue(&mut conn, &self.keys, &info.execution_arn, &[InboxEvent::Start]).await?;
+        Ok(())
+    }
+
+    /// Asks the coordinators to stop an execution (ExecutionAborted).
+    pub async fn stop(&self, arn: &str, error: &str, cause: &str) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let exists: bool = conn.exists(self.keys.exec(arn)).await?;
+        if !exists {
+            bail!("Execution Does Not Exist: '{arn}'");
+        }
+        enqueue(&mut conn, &self.keys, arn, &[InboxEvent::Stop { error: error.into(), cause: cause.into() }]).await?;
+        Ok(())
+    }
+
+    /// The execution as it stands, with its history when `with_history`.
+    pub async fn describe(&self, arn: &str, with_history: bool) -> anyhow::Result<ExecutionResult> {
+        let mut conn = self.conn.clone();
+        let exec: HashMap<String, String> = conn.hgetall(self.keys.exec(arn)).await?;
+        if exec.is_empty() {
+            bail!("Execution Does Not Exist: '{arn}'");
+        }
+        let info: ExecutionInfo = serde_json::from_str(exec.get("info").context("execution without info")?)?;
+        let status = exec.get("status").and_then(|s| Status::parse(s)).unwrap_or(Status::Running);
+        let output = exec.get("output").and_then(|o| serde_json::from_str(o).ok());
+        let error = exec.get("error").map(|e| StatesError::new(e.clone(), exec.get("cause").cloned().unwrap_or_default()));
+        let stop_date = exec
+            .get("stop_date")
+            .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+            .map(|d| d.with_timezone(&Utc))
+            .unwrap_or_else(Utc::now);
+        let events = if with_history { self.history(arn).await? } else { Vec::new() };
+        Ok(ExecutionResult { info, status, output, error, stop_date, events, transitions: 0 })
+    }
+
+    /// The execution's history events, in order.
+    pub async fn history(&self, arn: &str) -> anyhow::Result<Vec<Event>> {
+        let mut conn = self.conn.clone();
+        let raw: Vec<String> = conn.lrange(self.keys.history(arn), 0, -1).await?;
+        raw.iter().map(|t| serde_json::from_str(t).context("unreadable history event")).collect()
+    }
+
+    /// The execution's status alone (one `HGET`: cheap enough to poll).
+    pub async fn status(&self, arn: &str) -> anyhow::Result<Status> {
+        let mut conn = self.conn.clone();
+        let status: Option<String> = conn.hget(self.keys.exec(arn), "status").await?;
+        status.as_deref().and_then(Status::parse).with_context(|| format!("Execution Does Not Exist: '{arn}'"))
+    }
+
+    /// Map progress counters: (items started, succeeded, failed).
+    pub async fn progress(&self, arn: &str) -> anyhow::Result<(u64, u64, u64)> {
+        let mut conn = self.conn.clone();
+        let v: Vec<Option<u64>> = redis::cmd("HMGET")
+            .arg(self.keys.exec(arn))
+            .arg(&["items_started", "items_succeeded", "items_failed"])
+            .query_async(&mut conn)
+            .await?;
+        Ok((v[0].unwrap_or(0), v[1].unwrap_or(0), v[2].unwrap_or(0)))
+    }
+
+    /// Waits for the execution to end, drawing a progress line on stderr when it is a
+    /// terminal and the execution runs a Map.
+    pub async fn wait(&self, arn: &str, total_items: Option<usize>) -> anyhow::Result<ExecutionResult> {
+        let show = std::io::stderr().is_terminal();
+        let started = Instant::now();
+        let mut drawn = false;
+        loop {
+            let mut conn = self.conn.clone();
+            let status: Option<String> = conn.hget(self.keys.exec(arn), "status").await?;
+            let status = status.as_deref().and_then(Status::parse).context("the execution disappeared from Redis")?;
+            if status != Status::Running {
+                if drawn {
+                    eprintln!();
+                }
+                return self.describe(arn, false).await;
+            }
+            if show {
+                let (s, ok, failed) = self.progress(arn).await?;
+                if s > 0 {
+                    draw_progress(s, ok, failed, total_items, started.elapsed());
+                    drawn = true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn draw_progress(started: u64, ok: u64, failed: u64, total: Option<usize>, elapsed: Duration) {
+    let done = ok + failed;
+    let in_flight = started.saturating_sub(done);
+    let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
+    let (bar, eta) = match total {
+        Some(t) if t > 0 => {
+            let frac = (done as f64 / t as f64).min(1.0);
+            let width = 30;
+            let filled = (frac * width as f64) as usize;
+            let eta = if rate > 0.0 { format!("{:.0}s", (t as f64 - done as f64).max(0.0) / rate) } else { "?".into() };
+            (format!("[{}{}] {done}/{t}", "#".repeat(filled), " ".repeat(width - filled)), eta)
+        }
+        _ => (format!("{done} items"), "?".into()),
+    };
+    eprint!("\r{bar}  ok {ok}  failed {failed}  in flight {in_flight}  {rate:.0} items/s  ETA {eta}   ");
+    let _ = std::io::stderr().flush();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

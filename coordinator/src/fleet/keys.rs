@@ -1,0 +1,81 @@
+//! The Redis keys the coordinator's fleet driver uses, on top of `shared`'s schema
+//! (`shared::redis_schema::Keys`: execution hash, per-step cursor hash, history, timers).
+//! Every per-execution key carries the ARN as a hash tag, like `shared`'s.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:{ARN}:cursors` | hash | cursor id → engine cursor (JSON) |
+//! | `P:{ARN}:inbox` | list | [`super::InboxEvent`]s not processed yet |
+//! | `P:{ARN}:outbox` | list | step messages committed, not yet published |
+//! | `P:{ARN}:lease` | string | the coordinator processing the execution now (PX) |
+//! | `P:{ARN}:items:CURSOR` | hash | a Map's items, index → JSON |
+//! | `P:{ARN}:results:CURSOR` | hash | a Map's or Parallel's child outputs, index → JSON |
+//! | `P:{ARN}:live:CURSOR` | set | the running children of a Map or Parallel |
+//! | `P:ready` | sorted set | executions with inbox or outbox entries → since (ms) |
+//! | `P:executions` | sorted set | every execution ARN → start time (ms) |
+
+use shared::redis_schema::Keys;
+
+/// Key names for one fleet prefix.
+#[derive(Debug, Clone)]
+pub struct FleetKeys {
+    pub shared: Keys,
+}
+
+impl FleetKeys {
+    pub fn new(prefix: &str) -> FleetKeys {
+        FleetKeys { shared: Keys::new(prefix) }
+    }
+
+    fn p(&self) -> &str {
+        self.shared.prefix()
+    }
+
+    pub fn exec(&self, arn: &str) -> String {
+        self.shared.execution(arn)
+    }
+
+    pub fn history(&self, arn: &str) -> String {
+        self.shared.history(arn)
+    }
+
+    pub fn definition(&self, id: &str) -> String {
+        self.shared.definition(id)
+    }
+
+    pub fn cursors(&self, arn: &str) -> String {
+        format!("{}:{{{arn}}}:cursors", self.p())
+    }
+
+    pub fn inbox(&self, arn: &str) -> String {
+        format!("{}:{{{arn}}}:inbox", self.p())
+    }
+
+    pub fn outbox(&self, arn: &str) -> String {
+        format!("{}:{{{arn}}}:outbox", self.p())
+    }
+
+    pub fn lease(&self, arn: &str) -> String {
+        format!("{}:{{{arn}}}:lease", self.p())
+    }
+
+    pub fn items(&self, arn: &str, cursor: &str) -> String {
+        format!("{}:{{{arn}}}:items:{cursor}", self.p())
+    }
+
+    pub fn results(&self, arn: &str, cursor: &str) -> String {
+        format!("{}:{{{arn}}}:results:{cursor}", self.p())
+    }
+
+    pub fn live(&self, arn: &str, cursor: &str) -> String {
+        format!("{}:{{{arn}}}:live:{cursor}", self.p())
+    }
+
+    pub fn ready(&self) -> String {
+        format!("{}:ready", self.p())
+    }
+
+    pub fn executions(&self) -> String {
+        format!("{}:executions", self.p())
+    }
+}

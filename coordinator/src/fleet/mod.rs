@@ -1,0 +1,94 @@
+//! The fleet: executions whose state lives in Redis and whose steps go to workers through
+//! RabbitMQ. Any number of coordinators may run; they hold no state of their own.
+//!
+//! # How an execution moves
+//! Everything that happens to an execution (its start, a step outcome, a timer, a stop) is
+//! appended to the execution's **inbox** (a Redis list) and the execution is flagged in the
+//! **ready** set. A coordinator takes a short **lease** on a ready execution, loads the
+//! cursors the inbox events concern, runs them through the same [`Processor`] as embedded
+//! mode, and commits everything in one `MULTI`: changed cursors, history, items, results,
+//! timers, the consumed inbox entries, and the steps to publish (the **outbox**). Then it
+//! publishes the outbox and clears it. A coordinator killed at any point leaves either the
+//! inbox (nothing committed: the next lease holder redoes it) or the outbox (committed, not
+//! yet published: the next lease holder publishes it); a step published twice is harmless,
+//! since outcomes are applied at most once.
+//!
+//! # Layout
+//! - [`keys`]: the Redis keys this module adds to `shared`'s schema.
+//! - [`backend`]: [`backend::RedisBackend`], the [`crate::driver::Backend`] over Redis.
+//! - [`service`]: the coordinator service (`mapfleet coordinator`).
+//! - [`client`]: submit, wait with progress, describe, history, stop.
+//!
+//! [`Processor`]: crate::driver::Processor
+
+pub mod backend;
+pub mod client;
+pub mod keys;
+pub mod service;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::asl::error::StatesError;
+
+/// One entry of an execution's inbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InboxEvent {
+    /// Start the execution (written once by the submitter).
+    Start,
+    /// A step's outcome, already deduplicated by `shared`'s `apply_outcome` script.
+    Outcome { cursor: String, seq: u64, result: Result<Value, StatesError> },
+    /// A timer of a cursor fired.
+    Timer { cursor: String, seq: u64 },
+    /// A step's re-drive timer fired: publish it again if the cursor still waits for it.
+    Redrive { cursor: String, seq: u64 },
+    /// The execution's `TimeoutSeconds` passed.
+    Timeout,
+    /// A user asked to stop the execution.
+    Stop { error: String, cause: String },
+}
+
+/// A timer member in `shared`'s timer set: `T|arn|cursor|seq`, `R|arn|cursor|seq` (re-drive)
+/// or `X|arn` (execution timeout).
+pub fn timer_member(kind: char, arn: &str, cursor: &str, seq: u64) -> String {
+    match kind {
+        'X' => format!("X|{arn}"),
+        k => format!("{k}|{arn}|{seq}|{cursor}"),
+    }
+}
+
+/// Parses a timer member back into its execution and inbox event.
+pub fn parse_timer(member: &str) -> Option<(String, InboxEvent)> {
+    let mut parts = member.splitn(4, '|');
+    let kind = parts.next()?;
+    let arn = parts.next()?.to_string();
+    if kind == "X" {
+        return Some((arn, InboxEvent::Timeout));
+    }
+    let seq: u64 = parts.next()?.parse().ok()?;
+    let cursor = parts.next()?.to_string();
+    match kind {
+        "T" => Some((arn, InboxEvent::Timer { cursor, seq })),
+        "R" => Some((arn, InboxEvent::Redrive { cursor, seq })),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_members_round_trip() {
+        // Execution names cannot contain `|`; cursor ids can contain anything but come last.
+        let arn = "arn:aws:states:local:000000000000:execution:sm:e1";
+        match parse_timer(&timer_member('T', arn, "/3/1", 7)) {
+            Some((a, InboxEvent::Timer { cursor, seq })) => assert_eq!((a.as_str(), cursor.as_str(), seq), (arn, "/3/1", 7)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_timer(&timer_member('R', arn, "", 2)), Some((_, InboxEvent::Redrive { seq: 2, .. }))));
+        assert!(matches!(parse_timer(&timer_member('X', arn, "", 0)), Some((a, InboxEvent::Timeout)) if a == arn));
+        assert!(parse_timer("Z|a|1|c").is_none());
+    }
+}

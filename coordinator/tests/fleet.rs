@@ -1,0 +1,325 @@
+//! The fleet end to end, against the real RabbitMQ and Redis on 127.0.0.1: real coordinator
+//! and worker processes, killed with SIGKILL where the test says so. Each test uses its own
+//! prefix (queues and keys), so tests run in parallel and leave each other alone.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The `mapfleet-worker` binary, built next to this test's own binaries by
+/// `cargo test --workspace` (or `cargo build -p worker`).
+fn worker_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("mapfleet-worker");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p worker` (cargo test --workspace builds it)", bin.display());
+    bin
+}
+
+const MAPFLEET: &str = env!("CARGO_BIN_EXE_mapfleet");
+
+struct Proc(Child);
+
+impl Proc {
+    fn kill(&mut self) {
+        let _ = self.0.kill(); // SIGKILL
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Fleet {
+    prefix: String,
+    dir: tempfile::TempDir,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+/// One fleet at a time: each test starts several processes, and on a 2-core machine running
+/// them side by side only measures the machine's overload.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the coordinators' logs of a failed test.
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+            eprintln!("logs kept in {}", dir.keep().display());
+        }
+    }
+}
+
+impl Fleet {
+    fn new(tag: &str) -> Fleet {
+        let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        let prefix = format!("mft-{tag}-{}", uuid::Uuid::new_v4().simple());
+        Fleet { prefix, dir: tempfile::tempdir().expect("temp dir"), _serial: serial }
+    }
+
+    fn coordinator(&self) -> Proc {
+        let log = std::fs::File::create(self.dir.path().join(format!("coordinator-{}.log", uuid::Uuid::new_v4().simple()))).unwrap();
+        Proc(
+            Command::new(MAPFLEET)
+                .args(["coordinator", "--prefix", &self.prefix, "--delivery-limit", "5"])
+                .env("MAPFLEET_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start a coordinator"),
+        )
+    }
+
+    fn worker(&self, concurrency: u32) -> Proc {
+        Proc(
+            Command::new(worker_bin())
+                .args(["--prefix", &self.prefix, "--delivery-limit", "5", "--concurrency", &concurrency.to_string(), "--enable-test-tasks", "--no-photo-tasks"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start a worker"),
+        )
+    }
+
+    fn write(&self, name: &str, v: &Value) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        p
+    }
+
+    /// Submits an execution and returns its ARN without waiting.
+    fn submit(&self, def: &Value, input: &Value, name: &str) -> String {
+        let d = self.write(&format!("{name}-def.json"), def);
+        let i = self.write(&format!("{name}-in.json"), input);
+        let out = Command::new(MAPFLEET)
+            .args(["run", d.to_str().unwrap(), "--input", i.to_str().unwrap(), "--name", name, "--detach"])
+            .args(["--redis", "redis://127.0.0.1:6379/", "--prefix", &self.prefix])
+            .output()
+            .expect("mapfleet run");
+        assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn describe(&self, arn: &str, history: bool) -> Value {
+        let mut cmd = Command::new(MAPFLEET);
+        cmd.args(["describe", arn, "--prefix", &self.prefix]);
+        if history {
+            cmd.arg("--history");
+        }
+        let out = cmd.output().expect("mapfleet describe");
+        assert!(out.status.success(), "describe failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("describe prints JSON")
+    }
+
+    /// Waits until the execution leaves RUNNING; panics after `limit`.
+    fn wait(&self, arn: &str, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let d = self.describe(arn, false);
+            if d["status"] != "RUNNING" {
+                return self.describe(arn, true);
+            }
+            assert!(started.elapsed() < limit, "execution still RUNNING after {limit:?}; logs in {}", self.dir.path().display());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn echo_map(max_concurrency: u64, resource: &str, params: Value) -> Value {
+    json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": max_concurrency,
+        "ItemProcessor": {"StartAt": "E", "States": {"E": {"Type": "Task", "Resource": resource, "Parameters": params, "End": true}}},
+        "End": true}}})
+}
+
+fn output(d: &Value) -> Value {
+    serde_json::from_str(d["output"].as_str().expect("an output")).unwrap()
+}
+
+fn events_of<'a>(d: &'a Value, t: &str) -> Vec<&'a Value> {
+    d["events"].as_array().unwrap().iter().filter(|e| e["type"] == t).collect()
+}
+
+/// Every item index succeeded exactly once.
+fn assert_each_iteration_once(d: &Value, n: usize) {
+    let mut seen = vec![0u32; n];
+    for e in events_of(d, "MapIterationSucceeded") {
+        seen[e["mapIterationSucceededEventDetails"]["index"].as_u64().unwrap() as usize] += 1;
+    }
+    let wrong: Vec<(usize, u32)> = seen.iter().copied().enumerate().filter(|(_, c)| *c != 1).take(10).collect();
+    assert!(wrong.is_empty(), "iterations not succeeded exactly once (index, times): {wrong:?}");
+}
+
+#[test]
+fn two_thousand_echo_items_in_order() {
+    let fleet = Fleet::new("echo");
+    let _c = fleet.coordinator();
+    let _w1 = fleet.worker(16);
+    let _w2 = fleet.worker(16);
+    let items: Vec<Value> = (0..2000).map(|i| json!({ "i": i, "tag": format!("item-{i}") })).collect();
+    let arn = fleet.submit(&echo_map(0, "arn:mapfleet:task:::echo", json!({"i.$": "$.i", "tag.$": "$.tag"})), &json!({ "items": items }), "echo2k");
+    let d = fleet.wait(&arn, Duration::from_secs(120));
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    assert_eq!(output(&d), Value::Array(items));
+    assert_each_iteration_once(&d, 2000);
+}
+
+#[test]
+fn survives_killed_worker_and_restarted_coordinator() {
+    let fleet = Fleet::new("kill");
+    let mut coordinator = fleet.coordinator();
+    let mut doomed = fleet.worker(16);
+    let _w2 = fleet.worker(16);
+    let items: Vec<Value> = (0..2000).map(|i| json!({ "i": i })).collect();
+    // A little sleep per step keeps work in flight when the processes die.
+    let def = echo_map(0, "arn:mapfleet:task:::sleep", json!({"ms": 5, "i.$": "$.i"}));
+    let arn = fleet.submit(&def, &json!({ "items": items }), "kill2k");
+    let started = Instant::now();
+    loop {
+        let done = events_of(&fleet.describe(&arn, true), "MapIterationSucceeded").len();
+        if done >= 300 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress before the kills ({done} done)");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    doomed.kill();
+    coordinator.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let _restarted = fleet.coordinator();
+    let d = fleet.wait(&arn, Duration::from_secs(180));
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let expected: Vec<Value> = (0..2000).map(|i| json!({ "ms": 5, "i": i })).collect();
+    assert_eq!(output(&d), Value::Array(expected));
+    assert_each_iteration_once(&d, 2000);
+}
+
+#[test]
+fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
+    let fleet = Fleet::new("crash");
+    let _c = fleet.coordinator();
+    // Workers die on the crash step; keep a few around so the rest of the batch proceeds.
+    // One slot each: a worker that dies takes down only the step it was running (steps it
+    // had merely prefetched would be redelivered too, and count towards their own limit).
+    let mut workers: Vec<Proc> = (0..3).map(|_| fleet.worker(1)).collect();
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.items", "ToleratedFailureCount": 1,
+        "ItemProcessor": {"StartAt": "Pick", "States": {
+            "Pick": {"Type": "Choice", "Choices": [{"Variable": "$.crash", "BooleanEquals": true, "Next": "Crash"}], "Default": "Echo"},
+            "Crash": {"Type": "Task", "Resource": "arn:mapfleet:task:::crash", "End": true},
+            "Echo": {"Type": "Task", "Resource": "arn:mapfleet:task:::echo", "End": true}}},
+        "End": true}}});
+    let items: Vec<Value> = (0..40).map(|i| json!({ "i": i, "crash": i == 7 })).collect();
+    let arn = fleet.submit(&def, &json!({ "items": items }), "crash");
+    let started = Instant::now();
+    let d = loop {
+        // Replace crashed workers, as a deployment would.
+        for w in workers.iter_mut() {
+            if w.0.try_wait().ok().flatten().is_some() {
+                *w = fleet.worker(1);
+            }
+        }
+        let d = fleet.describe(&arn, false);
+        if d["status"] != "RUNNING" {
+            break fleet.describe(&arn, true);
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "still running; logs in {}", fleet.dir.path().display());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let out = output(&d);
+    for (i, v) in out.as_array().unwrap().iter().enumerate() {
+        if i == 7 {
+            assert_eq!(v, &Value::Null, "the dead-lettered item has no result");
+        } else {
+            assert_eq!(v, &json!({ "i": i, "crash": false }));
+        }
+    }
+    let failed: Vec<&Value> = events_of(&d, "TaskFailed");
+    assert!(
+        failed.iter().any(|e| e["taskFailedEventDetails"]["error"] == "Mapfleet.StepDeadLettered"
+            && e["taskFailedEventDetails"]["cause"].as_str().unwrap_or("").contains("dead-lettered")),
+        "no dead-letter failure in {failed:?}"
+    );
+    assert_eq!(events_of(&d, "MapIterationFailed").len(), 1);
+}
+
+/// The largest number of tasks running at once, measured from the history: a task runs
+/// between its TaskScheduled and its TaskSucceeded, so the overlap of those intervals bounds
+/// what the workers really ran at once.
+fn max_overlap(d: &Value) -> usize {
+    let mut edges: Vec<(String, i32)> = Vec::new();
+    for e in d["events"].as_array().unwrap() {
+        match e["type"].as_str() {
+            Some("TaskScheduled") => edges.push((e["timestamp"].as_str().unwrap().to_string(), 1)),
+            Some("TaskSucceeded" | "TaskFailed" | "TaskTimedOut") => edges.push((e["timestamp"].as_str().unwrap().to_string(), -1)),
+            _ => {}
+        }
+    }
+    // Ends before starts at equal times: touching intervals do not overlap.
+    edges.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+#[test]
+fn max_concurrency_is_never_exceeded_fleet_wide() {
+    let fleet = Fleet::new("maxc");
+    let _c1 = fleet.coordinator();
+    let _c2 = fleet.coordinator();
+    let _w1 = fleet.worker(8);
+    let _w2 = fleet.worker(8);
+    let items: Vec<Value> = (0..40).map(|i| json!(i)).collect();
+    let arn = fleet.submit(&echo_map(5, "arn:mapfleet:task:::sleep", json!({"ms": 150})), &json!({ "items": items }), "maxc");
+    let d = fleet.wait(&arn, Duration::from_secs(120));
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let overlap = max_overlap(&d);
+    assert!(overlap <= 5, "{overlap} tasks overlapped under MaxConcurrency 5");
+    assert!(overlap >= 3, "only {overlap} tasks ever overlapped: the test did not load the fleet");
+}
+
+#[test]
+fn retry_catch_timeout_and_fail_behave_as_embedded() {
+    let fleet = Fleet::new("flow");
+    let _c = fleet.coordinator();
+    let _w = fleet.worker(4);
+    let def = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:mapfleet:task:::fail", "Parameters": {"error": "Boom", "cause": "c"},
+              "Retry": [{"ErrorEquals": ["Boom"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1}],
+              "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.err", "Next": "S"}], "End": true},
+        "S": {"Type": "Task", "Resource": "arn:mapfleet:task:::sleep", "Parameters": {"ms": 5000}, "TimeoutSeconds": 1,
+              "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.timeout", "Next": "F"}], "End": true},
+        "F": {"Type": "Fail", "Error": "Done", "CausePath": "$.err.Cause"}}});
+    let arn = fleet.submit(&def, &json!({}), "flow");
+    let d = fleet.wait(&arn, Duration::from_secs(60));
+    assert_eq!(d["status"], "FAILED", "{d}");
+    assert_eq!(d["error"], "Done");
+    assert_eq!(d["cause"], "c");
+    let types: Vec<&str> = d["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types.iter().filter(|t| **t == "TaskScheduled").count(), 4, "3 tries of T, 1 of S: {types:?}");
+    assert!(types.contains(&"TaskTimedOut"), "{types:?}");
+
+    // The same definition in embedded mode gives the same result.
+    let dpath = fleet.write("flow-def.json", &def);
+    let out = Command::new(MAPFLEET).args(["run", dpath.to_str().unwrap(), "--describe"]).output().unwrap();
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&e["status"], &e["error"], &e["cause"]), (&d["status"], &d["error"], &d["cause"]));
+}
+
+#[test]
+fn unknown_execution_is_a_clear_error() {
+    let fleet = Fleet::new("none");
+    let out = Command::new(MAPFLEET)
+        .args(["describe", "arn:aws:states:local:000000000000:execution:x:nope", "--prefix", &fleet.prefix])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Execution Does Not Exist"));
+}

@@ -1,0 +1,146 @@
+//! The workshop's batch on the fleet and in embedded mode gives the same results: real
+//! RabbitMQ, Redis, coordinator and worker processes, real photos and face models.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const MAPFLEET: &str = env!("CARGO_MANIFEST_DIR");
+
+fn mapfleet() -> &'static str {
+    env!("CARGO_BIN_EXE_mapfleet")
+}
+
+fn repo() -> PathBuf {
+    Path::new(MAPFLEET).parent().expect("workspace root").to_path_buf()
+}
+
+fn worker_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("mapfleet-worker");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p worker`", bin.display());
+    bin
+}
+
+/// The face models: `MAPFLEET_MODELS_DIR`, else `<repo>/mapfleet-data/models`, fetched by the
+/// setup script when missing.
+fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("MAPFLEET_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("mapfleet-data/models"));
+    if !dir.join("libonnxruntime.so").exists() {
+        let ok = Command::new("bash").arg(repo().join("deploy/setup-models.sh")).arg(&dir).status().map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "deploy/setup-models.sh failed: the face models are needed");
+    }
+    dir
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(args: &[&str], data_dir: &Path) -> Output {
+    let out = Command::new(mapfleet())
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("MAPFLEET_MODELS_DIR", models_dir())
+        .current_dir(repo())
+        .output()
+        .expect("run mapfleet");
+    assert!(out.status.success(), "mapfleet {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn load_photos(data_dir: &Path) {
+    let photos: Vec<String> = std::fs::read_dir(repo().join("examples/rider-photos/photos"))
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".jpg"))
+        .collect();
+    let mut args = vec!["objects", "put", "mapfleet-rider-photos"];
+    args.extend(photos.iter().map(String::as_str));
+    run(&args, data_dir);
+}
+
+/// What the workshop shows of each result: the rejection, or the accepted photo's thumbnail.
+fn summary(results: &Value) -> Vec<String> {
+    results
+        .as_array()
+        .expect("results array")
+        .iter()
+        .map(|r| match (&r["errorInfo"]["messageToSend"], &r["parallelResult"]) {
+            (m, _) if m.is_object() => format!("{} {}: {}", r["userId"], m["title"], m["message"]),
+            (_, p) if p.is_array() => {
+                assert!(p[0]["FaceId"].is_string(), "an indexed face: {p}");
+                format!("{} accepted: {}", r["userId"], p[1]["thumbnail"]["s3key"])
+            }
+            _ => panic!("unexpected result {r}"),
+        })
+        .collect()
+}
+
+#[test]
+fn batch_on_the_fleet_matches_embedded_mode() {
+    let def = repo().join("examples/rider-photos/ImageProcessingStateMachine-DynamicInput.json");
+    let input = repo().join("examples/rider-photos/batch-input.json");
+    let (def, input) = (def.to_str().unwrap().to_string(), input.to_str().unwrap().to_string());
+
+    // Embedded mode.
+    let embedded_dir = tempfile::tempdir().unwrap();
+    load_photos(embedded_dir.path());
+    let out = run(&["run", &def, "--input", &input], embedded_dir.path());
+    let embedded: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let embedded = summary(&embedded["results"]);
+
+    // The fleet: one coordinator, one worker with the photo tasks over its own data dir.
+    let fleet_dir = tempfile::tempdir().unwrap();
+    load_photos(fleet_dir.path());
+    let prefix = format!("mft-photos-{}", uuid::Uuid::new_v4().simple());
+    let _coordinator = Proc(
+        Command::new(mapfleet()).args(["coordinator", "--prefix", &prefix]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    let _worker = Proc(
+        Command::new(worker_bin())
+            .args(["--prefix", &prefix, "--concurrency", "4", "--data-dir"])
+            .arg(fleet_dir.path())
+            .env("MAPFLEET_MODELS_DIR", models_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let on_fleet = |name: &str| -> Vec<String> {
+        let started = Instant::now();
+        let out = Command::new(mapfleet())
+            .args(["run", &def, "--input", &input, "--name", name, "--redis", "redis://127.0.0.1:6379/", "--prefix", &prefix])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "fleet run failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(started.elapsed() < Duration::from_secs(120));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        summary(&v["results"])
+    };
+    let first = on_fleet("photos-1");
+    assert_eq!(first, embedded, "the fleet and embedded mode disagree");
+
+    // Exactly one of the two happy-face items is accepted; the rest are the workshop's.
+    let accepted: Vec<&String> = first.iter().filter(|s| s.contains("accepted")).collect();
+    assert_eq!(accepted.len(), 1, "{first:#?}");
+    assert!(accepted[0].ends_with("resized-1_happy_face.jpg"));
+    assert!(first.iter().any(|s| s.contains("\"FaceAlreadyExistsError\": \"Face in the picture is already in the system. \"")), "{first:#?}");
+    assert_eq!(first[1], "\"user_b\" \"PhotoDoesNotMeetRequirementError\": \"Face is wearing sunglasses\"");
+    assert_eq!(first[2], "\"user_c\" \"PhotoDoesNotMeetRequirementError\": \"Detected 3 faces in the photo.\"");
+    assert_eq!(first[3], "\"user_d\" \"PhotoDoesNotMeetRequirementError\": \"Detected 0 faces in the photo.\"");
+
+    // Again: both happy faces are now duplicates.
+    let second = on_fleet("photos-2");
+    for i in [0, 4] {
+        assert!(second[i].contains("FaceAlreadyExistsError"), "{second:#?}");
+    }
+}

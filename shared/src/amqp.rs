@@ -1,0 +1,435 @@
+//! RabbitMQ plumbing, as the reliability guides say: connect with bounded retry, publish with
+//! publisher confirms (a window of unconfirmed messages, `mandatory`, persistent, timeouts,
+//! retry after recovery), consume with manual acks and per-consumer prefetch.
+//!
+//! Delivery is at-least-once end to end. The publisher may publish a message twice (a
+//! confirm that timed out was perhaps delivered); consumers dedupe through the Redis scripts
+//! in [`crate::redis_schema`], keyed by [`crate::messages::StepId`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use tokio::sync::{RwLock, Semaphore};
+use tokio::time::timeout;
+
+use crate::config::redact_url;
+use crate::messages::{OutcomeBatch, OutcomeMessage, StepMessage};
+use crate::metrics;
+use crate::topology::Topology;
+
+/// Persistent delivery mode: the broker writes the message to disk before confirming.
+const PERSISTENT: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("could not connect to {url} after {attempts} attempts in {elapsed:?}: {last}")]
+    GaveUp {
+        /// The URL with its password redacted.
+        url: String,
+        attempts: u32,
+        elapsed: Duration,
+        last: String,
+    },
+}
+
+/// Connects to `url`, retrying with exponential backoff (100 ms doubling to 2 s) until
+/// `give_up_after` has passed, then fails with a clear error. The connection has lapin's
+/// auto-recovery enabled: channels, consumers and topology are replayed after a network
+/// failure, and [`Publisher`] waits for that before retrying a failed publish.
+pub async fn connect(
+    url: &str,
+    connection_name: &str,
+    give_up_after: Duration,
+) -> Result<Connection, ConnectError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let props = ConnectionProperties::default()
+            .with_connection_name(connection_name.into())
+            .enable_auto_recover();
+        let left = give_up_after.saturating_sub(started.elapsed());
+        let per_try = left.clamp(Duration::from_millis(100), Duration::from_secs(10));
+        let last = match timeout(per_try, Connection::connect(url, props)).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("connect attempt timed out after {per_try:?}"),
+        };
+        if started.elapsed() + delay >= give_up_after {
+            return Err(ConnectError::GaveUp {
+                url: redact_url(url),
+                attempts,
+                elapsed: started.elapsed(),
+                last,
+            });
+        }
+        tracing::warn!(url = %redact_url(url), attempts, error = %last, "AMQP connect failed, retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Opens a channel with per-consumer `prefetch` and starts a manual-ack consumer on `queue`.
+/// Keep the returned channel alive as long as the consumer; every delivery must be acked,
+/// nacked or rejected on it.
+pub async fn consume(
+    conn: &Connection,
+    queue: &str,
+    consumer_tag: &str,
+    prefetch: u16,
+) -> Result<(Channel, lapin::Consumer), lapin::Error> {
+    let channel = conn.create_channel().await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions { global: false })
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            consumer_tag.into(),
+            BasicConsumeOptions {
+                no_ack: false,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((channel, consumer))
+}
+
+/// Knobs of a [`Publisher`].
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    /// Most messages published and not yet confirmed at once, across all callers.
+    pub window: usize,
+    /// Bound on handing one message to the connection.
+    pub publish_timeout: Duration,
+    /// Bound on waiting for the broker's confirm of one message.
+    pub confirm_timeout: Duration,
+    /// Attempts per message before giving up (nacks, timeouts, channel failures).
+    pub max_attempts: u32,
+    /// Bound on waiting for lapin's connection recovery between attempts.
+    pub recovery_timeout: Duration,
+}
+
+impl Default for PublisherOptions {
+    fn default() -> Self {
+        Self {
+            window: 256,
+            publish_timeout: Duration::from_secs(10),
+            confirm_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            recovery_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// `mandatory` caught it: no queue is bound for this routing key. Not retried: the
+    /// topology is missing (call [`crate::topology::declare`]).
+    #[error(
+        "unroutable: the broker returned the message to {exchange:?} / {routing_key:?} ({reply})"
+    )]
+    Unroutable {
+        exchange: String,
+        routing_key: String,
+        reply: String,
+    },
+    #[error("the broker nacked the message")]
+    Nacked,
+    #[error("{0} timed out after {1:?}")]
+    Timeout(&'static str, Duration),
+    #[error("channel error: {0}")]
+    Channel(#[from] lapin::Error),
+    #[error("gave up after {attempts} attempts; last error: {last}")]
+    GaveUp {
+        attempts: u32,
+        last: Box<PublishError>,
+    },
+}
+
+impl PublishError {
+    fn metric_reason(&self) -> &'static str {
+        match self {
+            PublishError::Unroutable { .. } => "returned",
+            PublishError::Nacked => "nack",
+            PublishError::Timeout(..) => "timeout",
+            PublishError::Channel(_) | PublishError::GaveUp { .. } => "channel",
+        }
+    }
+}
+
+/// One message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    /// Becomes the AMQP `message_id` (the step id, for tracing through the broker).
+    pub message_id: Option<String>,
+}
+
+impl Outgoing {
+    /// A step, routed by its resource through the steps exchange.
+    pub fn step(topo: &Topology, step: &StepMessage) -> Self {
+        Self {
+            exchange: topo.steps_exchange(),
+            routing_key: step.resource.clone(),
+            body: step.encode(),
+            message_id: Some(step.id.message_id()),
+        }
+    }
+
+    /// An outcome, to the outcomes queue through the default exchange.
+    pub fn outcome(topo: &Topology, outcome: &OutcomeMessage) -> Self {
+        Self {
+            exchange: String::new(),
+            routing_key: topo.outcomes_queue(),
+            body: outcome.encode(),
+            message_id: Some(outcome.id.message_id()),
+        }
+    }
+
+    /// Several outcomes as one [`OutcomeBatch`] message (one outcome: a plain
+    /// [`OutcomeMessage`]).
+    pub fn outcomes(topo: &Topology, outcomes: &[OutcomeMessage]) -> Self {
+        match outcomes {
+            [one] => Self::outcome(topo, one),
+            many => Self {
+                exchange: String::new(),
+                routing_key: topo.outcomes_queue(),
+                body: OutcomeBatch::new(many.to_vec()).encode(),
+                message_id: many
+                    .first()
+                    .map(|o| format!("{}+{}", o.id.message_id(), many.len() - 1)),
+            },
+        }
+    }
+}
+
+/// A confirming publisher on its own channel. Cheap to clone; all clones share the channel
+/// and the confirm window, so any number of tasks may publish concurrently: lapin pipelines
+/// their publishes and the broker confirms them in batches (the fsync is amortised), while
+/// the window bounds how much is unconfirmed at once.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Arc<Connection>,
+    channel: RwLock<Channel>,
+    window: Semaphore,
+    opts: PublisherOptions,
+}
+
+impl Publisher {
+    /// A publisher on a new channel of `conn` (shared: the publisher opens a fresh channel
+    /// on it if its own is closed by a channel-level error).
+    pub async fn new(conn: Arc<Connection>, opts: PublisherOptions) -> Result<Self, lapin::Error> {
+        let channel = confirming_channel(&conn).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn,
+                channel: RwLock::new(channel),
+                window: Semaphore::new(opts.window.max(1)),
+                opts,
+            }),
+        })
+    }
+
+    /// Publishes one message and returns once the broker confirmed it, retrying (after
+    /// waiting for connection recovery) up to `max_attempts`. A retried message may reach
+    /// the queue twice; consumers are idempotent.
+    pub async fn publish(&self, msg: &Outgoing) -> Result<(), PublishError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = {
+                let _permit = self
+                    .inner
+                    .window
+                    .acquire()
+                    .await
+                    .expect("the window semaphore is never closed");
+                self.try_once(msg).await
+            };
+            let err = match result {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            };
+            metrics::get()
+                .publish_failures
+                .with_label_values(&[err.metric_reason()])
+                .inc();
+            if matches!(err, PublishError::Unroutable { .. }) {
+                return Err(err);
+            }
+            if attempt >= self.inner.opts.max_attempts {
+                return Err(PublishError::GaveUp {
+                    attempts: attempt,
+                    last: Box::new(err),
+                });
+            }
+            tracing::warn!(attempt, error = %err, routing_key = %msg.routing_key, "publish failed, retrying");
+            self.recover(err).await;
+        }
+    }
+
+    /// Publishes a step ([`Outgoing::step`]) and waits for its confirm.
+    pub async fn publish_step(
+        &self,
+        topo: &Topology,
+        step: &StepMessage,
+    ) -> Result<(), PublishError> {
+        let m = metrics::get();
+        m.steps_published.inc();
+        self.publish(&Outgoing::step(topo, step)).await?;
+        m.steps_confirmed.inc();
+        Ok(())
+    }
+
+    /// Publishes many steps, pipelined through the window; returns when all are confirmed
+    /// (or the first definitive failure).
+    pub async fn publish_steps(
+        &self,
+        topo: &Topology,
+        steps: impl IntoIterator<Item = StepMessage>,
+    ) -> Result<(), PublishError> {
+        let mut set = tokio::task::JoinSet::new();
+        // Each spawned publish takes a window permit itself; this extra bound keeps the
+        // number of spawned-but-waiting tasks (and their bodies) near the window.
+        let spawn_bound = Arc::new(Semaphore::new(self.inner.opts.window.max(1) * 2));
+        for step in steps {
+            let permit = spawn_bound
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            let this = self.clone();
+            let topo = topo.clone();
+            set.spawn(async move {
+                let _permit = permit;
+                this.publish_step(&topo, &step).await
+            });
+            while let Some(done) = set.try_join_next() {
+                done.expect("publish task panicked")?;
+            }
+        }
+        while let Some(done) = set.join_next().await {
+            done.expect("publish task panicked")?;
+        }
+        Ok(())
+    }
+
+    /// Publishes an outcome ([`Outgoing::outcome`]) and waits for its confirm.
+    pub async fn publish_outcome(
+        &self,
+        topo: &Topology,
+        outcome: &OutcomeMessage,
+    ) -> Result<(), PublishError> {
+        self.publish(&Outgoing::outcome(topo, outcome)).await?;
+        metrics::get().outcomes_published.inc();
+        Ok(())
+    }
+
+    /// Publishes outcomes as one message ([`Outgoing::outcomes`]) and waits for its confirm.
+    pub async fn publish_outcomes(
+        &self,
+        topo: &Topology,
+        outcomes: &[OutcomeMessage],
+    ) -> Result<(), PublishError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.publish(&Outgoing::outcomes(topo, outcomes)).await?;
+        metrics::get()
+            .outcomes_published
+            .inc_by(outcomes.len() as u64);
+        Ok(())
+    }
+
+    async fn try_once(&self, msg: &Outgoing) -> Result<(), PublishError> {
+        let opts = &self.inner.opts;
+        let channel = self.inner.channel.read().await.clone();
+        let mut props = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type("application/json".into());
+        if let Some(id) = &msg.message_id {
+            props = props.with_message_id(ShortString::from(id.as_str()));
+        }
+        let started = Instant::now();
+        let confirm = timeout(
+            opts.publish_timeout,
+            channel.basic_publish(
+                msg.exchange.as_str().into(),
+                msg.routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &msg.body,
+                props,
+            ),
+        )
+        .await
+        .map_err(|_| PublishError::Timeout("publish", opts.publish_timeout))??;
+        let confirmation = timeout(opts.confirm_timeout, confirm)
+            .await
+            .map_err(|_| PublishError::Timeout("publisher confirm", opts.confirm_timeout))??;
+        metrics::get()
+            .publish_confirm_duration
+            .observe(started.elapsed().as_secs_f64());
+        match confirmation {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+                Err(PublishError::Unroutable {
+                    exchange: msg.exchange.clone(),
+                    routing_key: msg.routing_key.clone(),
+                    reply: format!("{} {}", returned.reply_code, returned.reply_text),
+                })
+            }
+            Confirmation::Nack(None) => Err(PublishError::Nacked),
+        }
+    }
+
+    /// After a failed attempt: wait for lapin's auto-recovery, or open a fresh confirming
+    /// channel when the connection is fine but the channel is gone.
+    async fn recover(&self, err: PublishError) {
+        let opts = &self.inner.opts;
+        if let PublishError::Channel(lapin_err) = err {
+            let channel = self.inner.channel.read().await.clone();
+            match timeout(opts.recovery_timeout, channel.wait_for_recovery(lapin_err)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => tracing::warn!(error = %e, "channel not recoverable"),
+                Err(_) => tracing::warn!("timed out waiting for AMQP recovery"),
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut guard = self.inner.channel.write().await;
+        if guard.status().connected() {
+            return;
+        }
+        if self.inner.conn.status().connected() {
+            match confirming_channel(&self.inner.conn).await {
+                Ok(ch) => *guard = ch,
+                Err(e) => tracing::warn!(error = %e, "could not reopen publisher channel"),
+            }
+        }
+    }
+}
+
+async fn confirming_channel(conn: &Connection) -> Result<Channel, lapin::Error> {
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}

@@ -1,0 +1,197 @@
+//! Typed configuration shared by every fleet process, layered defaults → `MAPFLEET_*`
+//! environment → command-line flags (clap resolves the layers: a flag beats its env var,
+//! which beats the default written here). Binaries `#[command(flatten)]` [`FleetConfig`]
+//! next to their own options.
+//!
+//! Secrets: URLs may carry passwords; print them only through [`redact_url`] (the `Debug`
+//! and `Display` of [`FleetConfig`] already do).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::topology::{Route, Topology};
+
+/// Connection and topology settings every fleet process needs.
+#[derive(Clone, clap::Args)]
+pub struct FleetConfig {
+    /// RabbitMQ URL (`amqp://user:password@host:port/vhost`; `%2f` is the default vhost).
+    #[arg(
+        long = "amqp",
+        env = "MAPFLEET_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Redis URL (`redis://[:password@]host:port/db`).
+    #[arg(
+        long = "redis",
+        env = "MAPFLEET_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis_url: String,
+
+    /// Namespace of every exchange, queue and Redis key, so several fleets (or tests) can
+    /// share one broker and one Redis.
+    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
+    pub prefix: String,
+
+    /// Unacked deliveries a consumer may hold. Workers default it to their task slots
+    /// (`--concurrency`): more would sit idle in one worker while another starves.
+    #[arg(long, env = "MAPFLEET_PREFETCH")]
+    pub prefetch: Option<u16>,
+
+    /// Deliveries of one message before the broker dead-letters it (the quorum queues'
+    /// `x-delivery-limit`). Every process of a fleet must agree: queues are declared once
+    /// with it and a different value is refused by the broker.
+    #[arg(long, env = "MAPFLEET_DELIVERY_LIMIT", default_value_t = 5)]
+    pub delivery_limit: u32,
+
+    /// Extra steps queues, `NAME=ARN[,ARN...]`, separated by `;` in the env var: those
+    /// resources go to `<prefix>.steps.NAME` instead of the default queue.
+    #[arg(long = "route", env = "MAPFLEET_ROUTES", value_delimiter = ';')]
+    pub routes: Vec<Route>,
+
+    /// Serve Prometheus metrics on this address (`/metrics`); off when unset.
+    #[arg(long, env = "MAPFLEET_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Give up connecting to RabbitMQ after this many seconds of retrying.
+    #[arg(long, env = "MAPFLEET_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
+    pub connect_timeout_secs: u64,
+
+    /// Unconfirmed publishes allowed at once per publisher (the confirm window).
+    #[arg(long, env = "MAPFLEET_CONFIRM_WINDOW", default_value_t = 256)]
+    pub confirm_window: usize,
+}
+
+impl FleetConfig {
+    /// The defaults, as if no env var and no flag were given.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: FleetConfig,
+        }
+        // Parse with env lookups disabled: `defaults` must not depend on the environment.
+        use clap::{CommandFactory, FromArgMatches};
+        let cmd = Only::command().mut_args(|a| a.env(None::<&str>));
+        let matches = cmd.get_matches_from(["defaults"]);
+        Only::from_arg_matches(&matches)
+            .expect("defaults parse")
+            .config
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.prefix.clone(), self.delivery_limit).with_routes(self.routes.clone())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+impl std::fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetConfig")
+            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("prefix", &self.prefix)
+            .field("prefetch", &self.prefetch)
+            .field("delivery_limit", &self.delivery_limit)
+            .field("routes", &self.routes)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("confirm_window", &self.confirm_window)
+            .finish()
+    }
+}
+
+impl std::fmt::Display for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "amqp={} redis={} prefix={} delivery_limit={}",
+            redact_url(&self.amqp_url),
+            redact_url(&self.redis_url),
+            self.prefix,
+            self.delivery_limit
+        )
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`; URLs without a password are
+/// returned unchanged.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_string();
+    };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return url.to_string();
+    };
+    format!(
+        "{}{}:***{}",
+        &url[..scheme_end + 3],
+        &userinfo[..colon],
+        &rest[at..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: FleetConfig,
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("redis://:s3cr@t@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(redact_url("amqp://user@h/"), "amqp://user@h/");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn flags_override_defaults_and_debug_hides_secrets() {
+        let d = FleetConfig::defaults();
+        assert_eq!(d.prefix, "mapfleet");
+        assert_eq!(d.delivery_limit, 5);
+        let cli = Cli::parse_from([
+            "x",
+            "--amqp",
+            "amqp://u:pw@h:1/%2f",
+            "--prefix",
+            "p",
+            "--delivery-limit",
+            "3",
+            "--route",
+            "heavy=arn:a,arn:b",
+        ]);
+        assert_eq!(cli.config.prefix, "p");
+        assert_eq!(cli.config.topology().delivery_limit(), 3);
+        assert_eq!(cli.config.routes[0].resources.len(), 2);
+        let shown = format!("{:?} {}", cli.config, cli.config);
+        assert!(!shown.contains("pw"), "{shown}");
+    }
+}

@@ -1,0 +1,291 @@
+//! The metric catalogue of every mapfleet process, and the `/metrics` exporter.
+//!
+//! One process-wide [`Metrics`] ([`get`]) owns its own `prometheus::Registry`; the shared
+//! plumbing (publisher, scripts) records into it, and each binary serves it with [`serve`]
+//! when started with `--metrics-addr`.
+//!
+//! Labels are small closed sets only: task name, outcome, script name, failure reason.
+//! **Never** a label per execution, item, cursor or object key: Prometheus keeps one series
+//! per label value, so such a label turns a batch of a million items into a million series.
+//!
+//! | metric | type | labels | who records |
+//! |---|---|---|---|
+//! | `mapfleet_steps_published_total` | counter | | coordinator (publisher) |
+//! | `mapfleet_steps_confirmed_total` | counter | | coordinator (publisher) |
+//! | `mapfleet_outcomes_published_total` | counter | | worker |
+//! | `mapfleet_publish_failures_total` | counter | `reason` = nack, timeout, returned, channel | publisher |
+//! | `mapfleet_publish_confirm_duration_seconds` | histogram | | publisher |
+//! | `mapfleet_steps_consumed_total` | counter | | worker |
+//! | `mapfleet_steps_acked_total` | counter | | worker |
+//! | `mapfleet_steps_requeued_total` | counter | | worker (retryable failure) |
+//! | `mapfleet_steps_redelivered_total` | counter | | worker (broker redelivery seen) |
+//! | `mapfleet_steps_rejected_total` | counter | | worker (undecodable step) |
+//! | `mapfleet_steps_dead_lettered_total` | counter | | coordinator (dead-letter consumer) |
+//! | `mapfleet_task_duration_seconds` | histogram | `task`, `outcome` = ok, error, timeout, retry | worker |
+//! | `mapfleet_tasks_in_flight` | gauge | | worker |
+//! | `mapfleet_iterations_in_flight` | gauge | | coordinator |
+//! | `mapfleet_outcome_duplicates_total` | counter | | coordinator (apply script said duplicate) |
+//! | `mapfleet_redis_script_duration_seconds` | histogram | `script` | anyone running a script |
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Every metric a mapfleet process can record.
+pub struct Metrics {
+    pub registry: Registry,
+    pub steps_published: IntCounter,
+    pub steps_confirmed: IntCounter,
+    pub outcomes_published: IntCounter,
+    pub publish_failures: IntCounterVec,
+    pub publish_confirm_duration: Histogram,
+    pub steps_consumed: IntCounter,
+    pub steps_acked: IntCounter,
+    pub steps_requeued: IntCounter,
+    pub steps_redelivered: IntCounter,
+    pub steps_rejected: IntCounter,
+    pub steps_dead_lettered: IntCounter,
+    pub task_duration: HistogramVec,
+    pub tasks_in_flight: IntGauge,
+    pub iterations_in_flight: IntGauge,
+    pub outcome_duplicates: IntCounter,
+    pub redis_script_duration: HistogramVec,
+}
+
+/// The process-wide catalogue.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        fn counter(reg: &Registry, name: &str, help: &str) -> IntCounter {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            reg.register(Box::new(c.clone())).expect("unique metric");
+            c
+        }
+        fn gauge(reg: &Registry, name: &str, help: &str) -> IntGauge {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            reg.register(Box::new(g.clone())).expect("unique metric");
+            g
+        }
+        let publish_failures = IntCounterVec::new(
+            Opts::new(
+                "mapfleet_publish_failures_total",
+                "Failed publish attempts, by reason (each may be retried).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(publish_failures.clone()))
+            .expect("unique metric");
+        let publish_confirm_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "mapfleet_publish_confirm_duration_seconds",
+                "From publish to the broker's confirm.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(publish_confirm_duration.clone()))
+            .expect("unique metric");
+        let task_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mapfleet_task_duration_seconds",
+                "Time a worker spent running a task, by task name and outcome.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            &["task", "outcome"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(task_duration.clone()))
+            .expect("unique metric");
+        let redis_script_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mapfleet_redis_script_duration_seconds",
+                "Round trip of one Redis script call, by script.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5,
+            ]),
+            &["script"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(redis_script_duration.clone()))
+            .expect("unique metric");
+
+        Self {
+            steps_published: counter(
+                &registry,
+                "mapfleet_steps_published_total",
+                "Steps handed to the broker.",
+            ),
+            steps_confirmed: counter(
+                &registry,
+                "mapfleet_steps_confirmed_total",
+                "Steps the broker confirmed (persisted).",
+            ),
+            outcomes_published: counter(
+                &registry,
+                "mapfleet_outcomes_published_total",
+                "Outcomes published and confirmed.",
+            ),
+            steps_consumed: counter(
+                &registry,
+                "mapfleet_steps_consumed_total",
+                "Step deliveries a worker took.",
+            ),
+            steps_acked: counter(
+                &registry,
+                "mapfleet_steps_acked_total",
+                "Step deliveries acked after their outcome was confirmed.",
+            ),
+            steps_requeued: counter(
+                &registry,
+                "mapfleet_steps_requeued_total",
+                "Step deliveries nacked back to the queue after a transient failure.",
+            ),
+            steps_redelivered: counter(
+                &registry,
+                "mapfleet_steps_redelivered_total",
+                "Step deliveries the broker marked as redelivered.",
+            ),
+            steps_rejected: counter(
+                &registry,
+                "mapfleet_steps_rejected_total",
+                "Undecodable step deliveries rejected to the dead-letter queue.",
+            ),
+            steps_dead_lettered: counter(
+                &registry,
+                "mapfleet_steps_dead_lettered_total",
+                "Steps found in the dead-letter queue.",
+            ),
+            tasks_in_flight: gauge(
+                &registry,
+                "mapfleet_tasks_in_flight",
+                "Tasks running in this worker now.",
+            ),
+            iterations_in_flight: gauge(
+                &registry,
+                "mapfleet_iterations_in_flight",
+                "Map iterations started and not finished.",
+            ),
+            outcome_duplicates: counter(
+                &registry,
+                "mapfleet_outcome_duplicates_total",
+                "Outcomes dropped because their step was already applied (or is gone).",
+            ),
+            publish_failures,
+            publish_confirm_duration,
+            task_duration,
+            redis_script_duration,
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+/// Serves [`get`]'s metrics as `GET /metrics` on `addr` (port 0 picks one) until the task is
+/// dropped or aborted. Returns the bound address.
+///
+/// A deliberately tiny HTTP/1.1 responder (one request per connection, then close): a
+/// scrape endpoint needs nothing more, and it spares every binary an HTTP framework.
+pub async fn serve(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let handle = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream)).await;
+            });
+        }
+    });
+    Ok((local, handle))
+}
+
+async fn answer(mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, ctype, body) =
+        if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                get().encode(),
+            )
+        } else {
+            (
+                "404 Not Found",
+                "text/plain",
+                "not found: try /metrics\n".to_string(),
+            )
+        };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_the_catalogue() {
+        get().steps_published.inc();
+        get()
+            .task_duration
+            .with_label_values(&["echo", "ok"])
+            .observe(0.01);
+        let (addr, handle) = serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(out.contains("mapfleet_steps_published_total"));
+        assert!(out.contains("mapfleet_task_duration_seconds_bucket{outcome=\"ok\",task=\"echo\""));
+        handle.abort();
+    }
+}

@@ -1,0 +1,231 @@
+//! The two ONNX models, run with onnxruntime through `ort` (`load-dynamic`: the library is the
+//! `libonnxruntime.so` that `deploy/setup-models.sh` takes from the PyPI `onnxruntime` wheel).
+//!
+//! Sessions run single-threaded (`intra_threads = 1`, no spinning): parallelism comes from
+//! running several tasks at once, one session each, so a pool holds one session per
+//! concurrent runner. `Session::run` needs `&mut`, hence a mutex per session.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use image::RgbImage;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef;
+
+use super::align::CROP;
+use super::similarity::normalize;
+use super::yunet::{self, Detection, StrideOutputs};
+
+/// File names inside the models directory (as written by `deploy/setup-models.sh`).
+pub const YUNET_FILE: &str = "face_detection_yunet_2023mar_folded.onnx";
+pub const SFACE_FILE: &str = "face_recognition_sface_2021dec_folded.onnx";
+pub const ORT_LIB_FILE: &str = "libonnxruntime.so";
+
+/// The embedding's length.
+pub const EMBEDDING_LEN: usize = 128;
+
+/// Where the models and the onnxruntime library are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelPaths {
+    pub yunet: PathBuf,
+    pub sface: PathBuf,
+    pub onnxruntime: PathBuf,
+}
+
+impl ModelPaths {
+    /// The files `deploy/setup-models.sh` writes into `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            yunet: dir.join(YUNET_FILE),
+            sface: dir.join(SFACE_FILE),
+            onnxruntime: dir.join(ORT_LIB_FILE),
+        }
+    }
+
+    /// The first missing file, if any.
+    pub fn missing(&self) -> Option<&Path> {
+        [&self.yunet, &self.sface, &self.onnxruntime]
+            .into_iter()
+            .find(|p| !p.is_file())
+            .map(PathBuf::as_path)
+    }
+}
+
+/// The process-wide onnxruntime environment: the library can be loaded once per process.
+static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+fn environment(lib: &Path) -> Result<&'static ort::environment::Environment, String> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            let builder =
+                ort::init_from(lib).map_err(|e| format!("loading {}: {e}", lib.display()))?;
+            builder
+                .with_name("mapfleet")
+                .build()
+                .map_err(|e| format!("onnxruntime environment: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A few sessions of one model; a runner takes a free one, or waits on one.
+struct Pool {
+    sessions: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    fn load(env: &ort::environment::Environment, path: &Path, size: usize) -> Result<Self, String> {
+        let mut sessions = Vec::with_capacity(size);
+        for _ in 0..size.max(1) {
+            let opts = |e: ort::Error<ort::session::builder::SessionBuilder>| {
+                format!("session options: {e}")
+            };
+            let mut b = Session::builder(env)
+                .map_err(|e| format!("session builder: {e}"))?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(opts)?
+                .with_intra_threads(1)
+                .map_err(opts)?
+                .with_inter_threads(1)
+                .map_err(opts)?
+                .with_intra_op_spinning(false)
+                .map_err(opts)?;
+            let s = b
+                .commit_from_file(path)
+                .map_err(|e| format!("loading {}: {e}", path.display()))?;
+            sessions.push(Mutex::new(s));
+        }
+        Ok(Self {
+            sessions,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        for s in &self.sessions {
+            if let Ok(mut g) = s.try_lock() {
+                return f(&mut g);
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sessions.len();
+        let mut g = self.sessions[i].lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+}
+
+/// Detection settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DetectOptions {
+    /// Minimum face score (0–1); 0.8 drops YuNet's rare background hits.
+    pub score_threshold: f32,
+    /// NMS overlap.
+    pub nms_iou: f32,
+    /// At most this many faces per image.
+    pub max_faces: usize,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        Self {
+            score_threshold: 0.8,
+            nms_iou: 0.3,
+            max_faces: 100,
+        }
+    }
+}
+
+/// YuNet and SFace, loaded.
+pub struct Models {
+    yunet: Pool,
+    sface: Pool,
+}
+
+impl Models {
+    /// Loads both models with `sessions` sessions each.
+    pub fn load(paths: &ModelPaths, sessions: usize) -> Result<Self, String> {
+        if let Some(p) = paths.missing() {
+            return Err(format!(
+                "{} is missing; run deploy/setup-models.sh",
+                p.display()
+            ));
+        }
+        let env = environment(&paths.onnxruntime)?;
+        Ok(Self {
+            yunet: Pool::load(env, &paths.yunet, sessions)?,
+            sface: Pool::load(env, &paths.sface, sessions)?,
+        })
+    }
+
+    /// The faces of an image, best first.
+    pub fn detect(&self, rgb: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>, String> {
+        let lb = yunet::letterbox(rgb)?;
+        let n = yunet::INPUT_SIZE as i64;
+        self.yunet.with(|s| {
+            let input = TensorRef::from_array_view(([1i64, 3, n, n], &lb.data[..]))
+                .map_err(|e| e.to_string())?;
+            let out = s
+                .run(ort::inputs!["input" => input])
+                .map_err(|e| format!("YuNet: {e}"))?;
+            let get = |name: String| -> Result<&[f32], String> {
+                let v = out
+                    .get(&name)
+                    .ok_or_else(|| format!("YuNet: no output {name}"))?;
+                v.try_extract_tensor::<f32>()
+                    .map(|(_, d)| d)
+                    .map_err(|e| format!("YuNet {name}: {e}"))
+            };
+            let mut per = Vec::with_capacity(3);
+            for s in yunet::STRIDES {
+                per.push(StrideOutputs {
+                    cls: get(format!("cls_{s}"))?,
+                    obj: get(format!("obj_{s}"))?,
+                    bbox: get(format!("bbox_{s}"))?,
+                    kps: get(format!("kps_{s}"))?,
+                });
+            }
+            let per: [StrideOutputs<'_>; 3] =
+                per.try_into().map_err(|_| "YuNet: outputs".to_string())?;
+            Ok(yunet::decode(
+                &per,
+                lb.scale,
+                opts.score_threshold,
+                opts.nms_iou,
+                opts.max_faces,
+            ))
+        })
+    }
+
+    /// The L2-normalised SFace embedding of an aligned 112×112 RGB crop.
+    pub fn embed(&self, crop: &[u8]) -> Result<Vec<f32>, String> {
+        if crop.len() != CROP * CROP * 3 {
+            return Err("embed: crop must be 112x112 RGB".into());
+        }
+        let plane = CROP * CROP;
+        let mut data = vec![0f32; 3 * plane];
+        for (i, px) in crop.chunks_exact(3).enumerate() {
+            data[i] = f32::from(px[0]);
+            data[plane + i] = f32::from(px[1]);
+            data[2 * plane + i] = f32::from(px[2]);
+        }
+        let n = CROP as i64;
+        self.sface.with(|s| {
+            let input = TensorRef::from_array_view(([1i64, 3, n, n], &data[..]))
+                .map_err(|e| e.to_string())?;
+            let out = s
+                .run(ort::inputs![input])
+                .map_err(|e| format!("SFace: {e}"))?;
+            let (_, v) = out[0]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| format!("SFace: {e}"))?;
+            if v.len() != EMBEDDING_LEN {
+                return Err(format!("SFace: embedding has {} values", v.len()));
+            }
+            let mut v = v.to_vec();
+            normalize(&mut v);
+            Ok(v)
+        })
+    }
+}

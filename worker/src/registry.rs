@@ -1,0 +1,53 @@
+//! The tasks a `mapfleet-worker` (and embedded mode) serves.
+
+use std::path::{Path, PathBuf};
+
+use crate::face::models::ModelPaths;
+use crate::photo::{LocalPaths, PhotoConfig, PhotoContext, register_photo_tasks};
+use crate::task::Registry;
+
+/// What goes into [`default_registry`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegistryOptions {
+    /// Also register test-only tasks (`crash`). Never in production.
+    pub test_tasks: bool,
+}
+
+/// The built-in utility tasks (`echo`, `sleep`, `fail`, and `crash` for tests).
+pub fn default_registry(opts: RegistryOptions) -> Registry {
+    let mut registry = Registry::new();
+    crate::builtin::register(&mut registry, opts.test_tasks);
+    registry
+}
+
+/// Where the face models are: `MAPFLEET_MODELS_DIR`, else `<data-dir>/models` (where
+/// `deploy/setup-models.sh` puts them by default).
+pub fn models_dir(data_dir: &Path) -> PathBuf {
+    match std::env::var_os("MAPFLEET_MODELS_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => data_dir.join("models"),
+    }
+}
+
+/// The rider-photo tasks over a local data directory (buckets, face collection, metadata
+/// table), with `sessions` ONNX sessions per model. A clear error names the models directory
+/// when the models are not there.
+pub async fn local_photo_context(data_dir: &Path, sessions: usize) -> Result<PhotoContext, String> {
+    let paths = LocalPaths { data_dir: data_dir.to_path_buf(), models_dir: models_dir(data_dir) };
+    if let Some(missing) = ModelPaths::in_dir(&paths.models_dir).missing() {
+        return Err(format!(
+            "the face models are not installed ({} is missing): run `make models` or \
+             `bash deploy/setup-models.sh {}`",
+            missing.display(),
+            paths.models_dir.display()
+        ));
+    }
+    PhotoContext::local(&paths, PhotoConfig::default(), sessions.max(1)).await
+}
+
+/// Adds the rider-photo tasks of [`local_photo_context`] to `registry`.
+pub async fn add_local_photo_tasks(registry: &mut Registry, data_dir: &Path, sessions: usize) -> Result<(), String> {
+    let ctx = local_photo_context(data_dir, sessions).await?;
+    register_photo_tasks(registry, ctx);
+    Ok(())
+}

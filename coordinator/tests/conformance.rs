@@ -90,11 +90,10 @@ fn matches_mask(parts: &[&str], got: &str) -> bool {
 }
 
 fn json_equal(exp: &Value, got: &Value) -> bool {
-    if let (Value::String(e), Value::String(g)) = (exp, got) {
-        if let Some(parts) = mask_parts(e) {
+    if let (Value::String(e), Value::String(g)) = (exp, got)
+        && let Some(parts) = mask_parts(e) {
             return matches_mask(&parts, g);
         }
-    }
     match (exp, got) {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (Value::Object(a), Value::Object(b)) => {
@@ -130,21 +129,19 @@ fn compare(case: &Value, got: &Got, with_events: bool) -> Result<(), String> {
                 return Err(format!("output differs\n     expected: {}\n     got     : {output}", exp["output"]));
             }
         }
-        "FAILED" => {
-            if exp["error"].as_str() != got.error.as_deref() {
+        "FAILED"
+            if exp["error"].as_str() != got.error.as_deref() => {
                 return Err(format!("error {:?} != {}", got.error, exp["error"]));
             }
-        }
         _ => {}
     }
-    if with_events {
-        if let Some(expected) = case["expected_events"].as_array() {
+    if with_events
+        && let Some(expected) = case["expected_events"].as_array() {
             let types: Vec<&str> = expected.iter().filter_map(|e| e["type"].as_str()).collect();
             if types != got.events {
                 return Err(format!("event types differ\n     expected: {types:?}\n     got     : {:?}", got.events));
             }
         }
-    }
     Ok(())
 }
 

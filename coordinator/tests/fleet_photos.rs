@@ -78,7 +78,7 @@ fn summary(results: &Value) -> Vec<String> {
             (m, _) if m.is_object() => format!("{} {}: {}", r["userId"], m["title"], m["message"]),
             (_, p) if p.is_array() => {
                 assert!(p[0]["FaceId"].is_string(), "an indexed face: {p}");
-                format!("{} accepted: {}", r["userId"], p[1]["thumbnail"]["s3key"])
+                format!("{} accepted: {}", r["userId"], p[1]["thumbnail"]["s3key"].as_str().unwrap_or("?"))
             }
             _ => panic!("unexpected result {r}"),
         })
@@ -127,13 +127,19 @@ fn batch_on_the_fleet_matches_embedded_mode() {
         summary(&v["results"])
     };
     let first = on_fleet("photos-1");
-    assert_eq!(first, embedded, "the fleet and embedded mode disagree");
-
-    // Exactly one of the two happy-face items is accepted; the rest are the workshop's.
-    let accepted: Vec<&String> = first.iter().filter(|s| s.contains("accepted")).collect();
-    assert_eq!(accepted.len(), 1, "{first:#?}");
-    assert!(accepted[0].ends_with("resized-1_happy_face.jpg"));
-    assert!(first.iter().any(|s| s.contains("\"FaceAlreadyExistsError\": \"Face in the picture is already in the system. \"")), "{first:#?}");
+    // Items 1-3 are decided by the photo alone; of the two happy-face items (0 and 4), which
+    // one wins the duplicate race is up to timing, in either mode.
+    assert_eq!(first[1..4], embedded[1..4], "the fleet and embedded mode disagree");
+    for results in [&first, &embedded] {
+        let happy = [&results[0], &results[4]];
+        let accepted: Vec<&&String> = happy.iter().filter(|s| s.contains("accepted")).collect();
+        assert_eq!(accepted.len(), 1, "exactly one happy face is accepted: {results:#?}");
+        assert!(accepted[0].ends_with("accepted: resized-1_happy_face.jpg"), "{results:#?}");
+        assert!(
+            happy.iter().any(|s| s.ends_with("\"FaceAlreadyExistsError\": \"Face in the picture is already in the system. \"")),
+            "{results:#?}"
+        );
+    }
     assert_eq!(first[1], "\"user_b\" \"PhotoDoesNotMeetRequirementError\": \"Face is wearing sunglasses\"");
     assert_eq!(first[2], "\"user_c\" \"PhotoDoesNotMeetRequirementError\": \"Detected 3 faces in the photo.\"");
     assert_eq!(first[3], "\"user_d\" \"PhotoDoesNotMeetRequirementError\": \"Detected 0 faces in the photo.\"");

@@ -327,11 +327,10 @@ fn context_reads_input(text: &str) -> bool {
 fn serde_message(e: &serde_json::Error) -> String {
     // serde says "unknown field `X`, expected one of ..."; AWS says "Field 'X' is not supported".
     let text = e.to_string();
-    if let Some(rest) = text.strip_prefix("unknown field `") {
-        if let Some(end) = rest.find('`') {
+    if let Some(rest) = text.strip_prefix("unknown field `")
+        && let Some(end) = rest.find('`') {
             return format!("Field '{}' is not supported", &rest[..end]);
         }
-    }
     text
 }
 
@@ -756,11 +755,10 @@ impl Builder {
         };
         let timeout_seconds = self.dynamic_u64(raw.TimeoutSeconds.as_ref(), raw.TimeoutSecondsPath.as_ref(), "TimeoutSeconds", loc, false)?;
         let heartbeat_seconds = self.dynamic_u64(raw.HeartbeatSeconds.as_ref(), raw.HeartbeatSecondsPath.as_ref(), "HeartbeatSeconds", loc, false)?;
-        if let (Some(Dynamic::Literal(t)), Some(Dynamic::Literal(h))) = (&timeout_seconds, &heartbeat_seconds) {
-            if h >= t {
+        if let (Some(Dynamic::Literal(t)), Some(Dynamic::Literal(h))) = (&timeout_seconds, &heartbeat_seconds)
+            && h >= t {
                 self.err(&loc.field("HeartbeatSeconds"), "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'");
             }
-        }
         if let Some(c) = raw.Credentials.as_ref() {
             let ok = c.as_object().is_some_and(|o| o.contains_key("RoleArn") || o.contains_key("RoleArn.$"));
             if !ok {
@@ -1092,11 +1090,10 @@ impl Builder {
             Some(v) => Some(self.item_batcher(v, &loc.field("ItemBatcher"))?),
         };
         for (field, value) in [("ItemReader", &raw.ItemReader), ("ResultWriter", &raw.ResultWriter)] {
-            if let Some(v) = value {
-                if !v.is_object() {
+            if let Some(v) = value
+                && !v.is_object() {
                     self.err(&loc.field(field), format!("'{field}' must be a JSON object"));
                 }
-            }
         }
         let label = match raw.Label.as_ref() {
             None => None,

@@ -156,11 +156,10 @@ impl Event {
                     details.insert((*detail).to_string(), json!({ "truncated": false }));
                 }
             }
-            if let Some(v) = details.get_mut("parameters") {
-                if !v.is_string() {
+            if let Some(v) = details.get_mut("parameters")
+                && !v.is_string() {
                     *v = Value::String(v.to_string());
                 }
-            }
             obj.insert(member.into(), Value::Object(details));
         }
         Value::Object(obj)

@@ -536,11 +536,10 @@ impl Engine {
             }
             Phase::Ready | Phase::Backoff(_) => {}
         }
-        if let Some(link) = cursor.parent.clone() {
-            if link.kind == ChildKind::Map {
+        if let Some(link) = cursor.parent.clone()
+            && link.kind == ChildKind::Map {
                 tx.record(cursor, EventType::MapIterationAborted, json!({ "index": link.index, "name": link.state_name }));
             }
-        }
         cursor.phase = Phase::Done;
     }
 

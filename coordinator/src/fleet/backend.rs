@@ -44,11 +44,86 @@ pub struct RedisBackend {
     /// Re-drive a step whose outcome has not arrived after this long (0: never).
     pub redrive_after_ms: i64,
     pub pending: Pending,
+    /// Reads done ahead of need; valid for the whole batch, because nothing else writes an
+    /// execution's keys while its lease is held and this batch's writes are buffered.
+    read: ReadCache,
+}
+
+/// Items read ahead of [`Backend::items`]: a Map starts its next iterations one or a few at a
+/// time as earlier ones finish, so one `HMGET` serves many calls.
+const ITEMS_READ_AHEAD: usize = 1024;
+
+/// What a batch read from Redis ahead of need (see [`RedisBackend::prefetch`]).
+#[derive(Default)]
+struct ReadCache {
+    /// Cursor id → its stored JSON (None: not stored).
+    cursors: HashMap<CursorId, Option<String>>,
+    /// (parent, index) → whether the child's result is stored.
+    results: HashMap<(CursorId, usize), bool>,
+    /// Map → index → stored item (JSON).
+    items: HashMap<CursorId, HashMap<usize, String>>,
 }
 
 impl RedisBackend {
     pub fn new(conn: ConnectionManager, keys: FleetKeys, arn: String, redrive_after_ms: i64) -> RedisBackend {
-        RedisBackend { conn, keys, arn, redrive_after_ms, pending: Pending::default() }
+        RedisBackend { conn, keys, arn, redrive_after_ms, pending: Pending::default(), read: ReadCache::default() }
+    }
+
+    /// Reads ahead what processing events for `cursors` will read: the cursors, their
+    /// parents, and whether each child's result is stored already. Two round trips in all
+    /// instead of a few per event; later reads of the same things come from memory.
+    pub async fn prefetch(&mut self, cursors: &[&str]) -> Result<(), BackendError> {
+        let key = self.keys.cursors(&self.arn);
+        let mut wanted: Vec<&str> = cursors.iter().copied().filter(|c| !self.read.cursors.contains_key(*c)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<Option<String>> =
+            redis::cmd("HMGET").arg(&key).arg(&wanted).query_async(&mut self.conn).await.map_err(err)?;
+        let mut links: Vec<(CursorId, usize)> = Vec::new();
+        for (id, text) in wanted.iter().zip(texts) {
+            if let Some(t) = &text {
+                if let Ok(c) = serde_json::from_str::<Cursor>(t) {
+                    if let Some(link) = c.parent {
+                        links.push((link.id, link.index));
+                    }
+                }
+            }
+            self.read.cursors.insert(id.to_string(), text);
+        }
+        let mut parents: Vec<&str> =
+            links.iter().map(|(p, _)| p.as_str()).filter(|p| !self.read.cursors.contains_key(*p)).collect();
+        parents.sort_unstable();
+        parents.dedup();
+        let checks: Vec<&(CursorId, usize)> = links.iter().filter(|l| !self.read.results.contains_key(*l)).collect();
+        if parents.is_empty() && checks.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        if !parents.is_empty() {
+            pipe.cmd("HMGET").arg(&key).arg(&parents);
+        }
+        for (parent, index) in &checks {
+            pipe.cmd("HEXISTS").arg(self.keys.results(&self.arn, parent)).arg(*index);
+        }
+        let mut replies: Vec<redis::Value> = pipe.query_async(&mut self.conn).await.map_err(err)?;
+        if replies.len() != usize::from(!parents.is_empty()) + checks.len() {
+            return Err(err("unexpected reply count while reading ahead"));
+        }
+        let exists = replies.split_off(usize::from(!parents.is_empty()));
+        if let Some(parent_texts) = replies.pop() {
+            let parent_texts: Vec<Option<String>> = redis::from_redis_value(parent_texts).map_err(err)?;
+            for (id, text) in parents.iter().zip(parent_texts) {
+                self.read.cursors.insert(id.to_string(), text);
+            }
+        }
+        for (link, exists) in checks.into_iter().zip(exists) {
+            let exists: bool = redis::from_redis_value(exists).map_err(err)?;
+            self.read.results.insert(link.clone(), exists);
+        }
+        Ok(())
     }
 
     /// Adds this batch's writes to `pipe` (run atomically by the caller), in an order where a
@@ -158,11 +233,19 @@ pub struct Commit {
 /// Pairs and members per command: well under Lua's limit on unpacked arguments.
 const CHUNK: usize = 400;
 
+/// ARGV[2] holds each command's argument count (JSON); the commands' arguments follow in
+/// ARGV[3..], as they are: no JSON escaping of large values on either side.
 const COMMIT: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-for _, c in ipairs(cjson.decode(ARGV[2])) do redis.call(unpack(c)) end
+local at = 3
+for _, n in ipairs(cjson.decode(ARGV[2])) do
+  redis.call(unpack(ARGV, at, at + n - 1))
+  at = at + n
+end
 return 1
 "#;
+
+static COMMIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| redis::Script::new(COMMIT));
 
 impl Commit {
     fn push(&mut self, parts: Vec<String>) {
@@ -235,8 +318,13 @@ impl Commit {
     /// Runs every command atomically if `me` holds `lease_key`; false (and nothing written)
     /// otherwise.
     pub async fn run(self, conn: &mut ConnectionManager, lease_key: &str, me: &str) -> redis::RedisResult<bool> {
-        let body = serde_json::to_string(&self.cmds).expect("commands serialize");
-        let n: i64 = redis::Script::new(COMMIT).key(lease_key).arg(me).arg(body).invoke_async(conn).await?;
+        let counts: Vec<usize> = self.cmds.iter().map(Vec::len).collect();
+        let mut inv = COMMIT_SCRIPT.key(lease_key);
+        inv.arg(me).arg(serde_json::to_string(&counts).expect("counts serialize"));
+        for c in &self.cmds {
+            inv.arg(c);
+        }
+        let n: i64 = inv.invoke_async(conn).await?;
         Ok(n == 1)
     }
 }
@@ -259,7 +347,10 @@ pub fn step_json(arn: &str, s: &StepRequest) -> String {
 #[async_trait::async_trait]
 impl Backend for RedisBackend {
     async fn load_cursor(&mut self, id: &str) -> Result<Option<Cursor>, BackendError> {
-        let text: Option<String> = self.conn.hget(self.keys.cursors(&self.arn), id).await.map_err(err)?;
+        let text: Option<String> = match self.read.cursors.get(id) {
+            Some(t) => t.clone(),
+            None => self.conn.hget(self.keys.cursors(&self.arn), id).await.map_err(err)?,
+        };
         match text {
             None => Ok(None),
             Some(t) => serde_json::from_str(&t).map(Some).map_err(|e| err(format!("cursor {id:?} is unreadable: {e}"))),
@@ -279,16 +370,24 @@ impl Backend for RedisBackend {
         if to <= from {
             return Ok(Vec::new());
         }
-        let fields: Vec<usize> = (from..to).collect();
-        let key = self.keys.items(&self.arn, map);
-        let raw: Vec<Option<String>> = if fields.len() == 1 {
-            vec![self.conn.hget(&key, fields[0]).await.map_err(err)?]
-        } else {
-            redis::cmd("HMGET").arg(&key).arg(&fields).query_async(&mut self.conn).await.map_err(err)?
-        };
-        raw.into_iter()
-            .map(|t| match t {
-                Some(t) => serde_json::from_str(&t).map_err(err),
+        let cached = self.read.items.get(map).is_some_and(|c| (from..to).all(|i| c.contains_key(&i)));
+        if !cached {
+            // Read this range and the next ones (items are written once, with the Map).
+            let fields: Vec<usize> = (from..to.max(from + ITEMS_READ_AHEAD)).collect();
+            let key = self.keys.items(&self.arn, map);
+            let raw: Vec<Option<String>> =
+                redis::cmd("HMGET").arg(&key).arg(&fields).query_async(&mut self.conn).await.map_err(err)?;
+            let cache = self.read.items.entry(map.to_string()).or_default();
+            for (i, t) in fields.into_iter().zip(raw) {
+                if let Some(t) = t {
+                    cache.insert(i, t);
+                }
+            }
+        }
+        let cache = self.read.items.get(map);
+        (from..to)
+            .map(|i| match cache.and_then(|c| c.get(&i)) {
+                Some(t) => serde_json::from_str(t).map_err(err),
                 None => Err(err(format!("item of Map {map:?} is missing from the store"))),
             })
             .collect()
@@ -300,7 +399,10 @@ impl Backend for RedisBackend {
             return Ok(false);
         }
         if !self.pending.dropped.contains(parent) {
-            let exists: bool = self.conn.hexists(self.keys.results(&self.arn, parent), index).await.map_err(err)?;
+            let exists: bool = match self.read.results.get(&(parent.to_string(), index)) {
+                Some(e) => *e,
+                None => self.conn.hexists(self.keys.results(&self.arn, parent), index).await.map_err(err)?,
+            };
             if exists {
                 return Ok(false);
             }

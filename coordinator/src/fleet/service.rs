@@ -85,6 +85,42 @@ end
 return 0
 "#;
 
+/// Executions whose parsed facts a coordinator keeps (the cache is emptied when full).
+const INFO_CACHE_SIZE: usize = 1024;
+
+/// Outcome messages a coordinator applies at once (their Redis round trips overlap).
+const OUTCOME_DELIVERIES_AT_ONCE: usize = 16;
+
+/// Runs `op` until it succeeds, backing off from 50 ms; gives up (with the last error) once
+/// the backoff reaches 30 s.
+async fn retrying<T, E, F, Fut>(what: &str, mut op: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<anyhow::Error>,
+{
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if delay < Duration::from_secs(30) => {
+                let e: anyhow::Error = e.into();
+                tracing::warn!(error = %format!("{e:#}"), "cannot {what} yet, retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => return Err(e.into().context(format!("cannot {what}"))),
+        }
+    }
+}
+
+/// A task publishing an execution's outbox ([`Coordinator::process_batch`]).
+pub type Flush = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+async fn join(flush: Flush) -> anyhow::Result<()> {
+    flush.await.context("a publishing task panicked")?
+}
+
 /// One coordinator process.
 pub struct Coordinator {
     conn: ConnectionManager,
@@ -96,6 +132,8 @@ pub struct Coordinator {
     opts: ServiceOptions,
     id: String,
     defs: Mutex<HashMap<String, Arc<StateMachine>>>,
+    /// Parsed execution facts by ARN (at most [`INFO_CACHE_SIZE`]).
+    infos: Mutex<HashMap<String, Arc<ExecutionInfo>>>,
     wake: Notify,
 }
 
@@ -133,6 +171,7 @@ impl Coordinator {
             opts,
             id,
             defs: Mutex::new(HashMap::new()),
+            infos: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         }))
     }
@@ -162,24 +201,45 @@ impl Coordinator {
         }
     }
 
+    /// Consumes outcome messages (each one outcome or a worker's batch), applying up to
+    /// [`OUTCOME_DELIVERIES_AT_ONCE`] messages concurrently; each is acked once its outcomes
+    /// are applied and in their executions' inboxes.
     async fn consume_outcomes(self: Arc<Self>) -> anyhow::Result<()> {
         let (channel, mut consumer) =
             shared::amqp::consume(&self.amqp, &self.topo.outcomes_queue(), &format!("{}-outcomes", self.id), 512).await?;
+        let slots = Arc::new(Semaphore::new(OUTCOME_DELIVERIES_AT_ONCE));
+        let mut tasks = tokio::task::JoinSet::new();
         while let Some(delivery) = consumer.next().await {
             let delivery = delivery?;
-            match decode_outcomes(&delivery.data) {
-                Ok(outcomes) => {
-                    for o in outcomes {
-                        let result = match o.result {
-                            StepResult::Ok { output } => Ok(output),
-                            StepResult::Err { error, cause } => Err(StatesError::new(error, cause)),
-                        };
-                        self.deliver(&o.id, result).await?;
+            let permit = slots.clone().acquire_owned().await.expect("never closed");
+            let me = self.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                match decode_outcomes(&delivery.data) {
+                    Ok(outcomes) => {
+                        let outcomes = outcomes
+                            .into_iter()
+                            .map(|o| {
+                                let result = match o.result {
+                                    StepResult::Ok { output } => Ok(output),
+                                    StepResult::Err { error, cause } => Err(StatesError::new(error, cause)),
+                                };
+                                (o.id, result)
+                            })
+                            .collect();
+                        me.deliver_all(outcomes).await?;
                     }
+                    Err(e) => tracing::error!(error = %e, "dropping an unreadable outcome message"),
                 }
-                Err(e) => tracing::error!(error = %e, "dropping an unreadable outcome message"),
+                delivery.ack(BasicAckOptions::default()).await?;
+                anyhow::Ok(())
+            });
+            while let Some(done) = tasks.try_join_next() {
+                done.context("an outcome task panicked")??;
             }
-            delivery.ack(BasicAckOptions::default()).await?;
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.context("an outcome task panicked")??;
         }
         drop(channel);
         anyhow::bail!("the outcomes consumer was cancelled by the broker")
@@ -187,28 +247,43 @@ impl Coordinator {
 
     /// Applies an outcome exactly once (the `shared` script) and hands it to its execution.
     async fn deliver(&self, id: &StepId, result: Result<Value, StatesError>) -> anyhow::Result<()> {
-        let text = serde_json::to_string(&result).expect("outcomes serialize");
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let attempt = async {
-                if self.store.apply_outcome(id, &text).await? == Applied::Applied {
-                    let mut conn = self.conn.clone();
-                    let event = InboxEvent::Outcome { cursor: id.cursor.clone(), seq: id.seq, result: result.clone() };
-                    enqueue(&mut conn, &self.keys, &id.execution, &[event]).await?;
-                }
-                Ok::<_, anyhow::Error>(())
-            };
-            match attempt.await {
-                Ok(()) => break,
-                Err(e) if delay < Duration::from_secs(30) => {
-                    tracing::warn!(error = %e, "cannot apply an outcome yet, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => return Err(e),
+        self.deliver_all(vec![(id.clone(), result)]).await
+    }
+
+    /// Applies outcomes exactly once (`shared`'s batched script: one round trip for a
+    /// worker's batch) and hands the applied ones to their executions' inboxes (one atomic
+    /// append per execution).
+    async fn deliver_all(&self, outcomes: Vec<(StepId, Result<Value, StatesError>)>) -> anyhow::Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<String> = outcomes.iter().map(|(_, r)| serde_json::to_string(r).expect("outcomes serialize")).collect();
+        let pairs: Vec<(&StepId, &str)> = outcomes.iter().zip(&texts).map(|((id, _), t)| (id, t.as_str())).collect();
+        let applied = retrying("apply outcomes", || self.store.apply_outcomes(&pairs)).await?;
+        // The applied outcomes, by execution, in delivery order.
+        let mut events: Vec<(&str, Vec<InboxEvent>)> = Vec::new();
+        for ((id, result), applied) in outcomes.iter().zip(applied) {
+            if applied != Applied::Applied {
+                continue;
+            }
+            let event = InboxEvent::Outcome { cursor: id.cursor.clone(), seq: id.seq, result: result.clone() };
+            match events.iter_mut().find(|(arn, _)| *arn == id.execution) {
+                Some((_, list)) => list.push(event),
+                None => events.push((id.execution.as_str(), vec![event])),
             }
         }
-        self.wake.notify_one();
+        for (arn, list) in &events {
+            // Only the append is retried: the outcomes are applied already, and a second
+            // apply would drop them as duplicates.
+            retrying("queue outcomes", || {
+                let mut conn = self.conn.clone();
+                async move { enqueue(&mut conn, &self.keys, arn, list).await }
+            })
+            .await?;
+        }
+        if !events.is_empty() {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -291,8 +366,11 @@ impl Coordinator {
                 took_any = true;
                 let me = self.clone();
                 tokio::spawn(async move {
+                    // The previous batch's steps, being published while the next batch is
+                    // processed.
+                    let mut publishing: Option<Flush> = None;
                     loop {
-                        match me.process(&arn).await {
+                        match me.process_batch(&arn, &mut publishing).await {
                             Ok(true) => {
                                 // Still busy with it: extend the lease, or stop if it was lost.
                                 if !me.renew(&arn).await {
@@ -305,6 +383,12 @@ impl Coordinator {
                                 tokio::time::sleep(Duration::from_millis(500)).await;
                                 break;
                             }
+                        }
+                    }
+                    if let Some(flush) = publishing.take() {
+                        if let Err(e) = join(flush).await {
+                            // Still in the outbox: the next holder of the lease publishes it.
+                            tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot publish steps; will retry");
                         }
                     }
                     let mut conn = me.conn.clone();
@@ -341,6 +425,22 @@ impl Coordinator {
         Ok(def)
     }
 
+    /// The execution's facts (immutable once submitted), parsed once and kept.
+    async fn execution_info(&self, arn: &str) -> anyhow::Result<Arc<ExecutionInfo>> {
+        if let Some(info) = self.infos.lock().expect("info cache lock").get(arn) {
+            return Ok(info.clone());
+        }
+        let mut conn = self.conn.clone();
+        let text: Option<String> = conn.hget(self.keys.exec(arn), "info").await?;
+        let info: Arc<ExecutionInfo> = Arc::new(serde_json::from_str(&text.context("execution without info")?)?);
+        let mut infos = self.infos.lock().expect("info cache lock");
+        if infos.len() >= INFO_CACHE_SIZE {
+            infos.clear();
+        }
+        infos.insert(arn.to_string(), info.clone());
+        Ok(info)
+    }
+
     /// Publishes what the outbox holds, then clears it.
     async fn flush_outbox(&self, arn: &str) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
@@ -350,6 +450,7 @@ impl Coordinator {
         }
         let now = shared::now_ms();
         let mut steps = Vec::with_capacity(outbox.len());
+        let mut values = Vec::with_capacity(outbox.len());
         for text in &outbox {
             let v: Value = serde_json::from_str(text)?;
             let id = StepId {
@@ -358,7 +459,12 @@ impl Coordinator {
                 seq: v["seq"].as_u64().unwrap_or(0),
                 attempt: v["attempt"].as_u64().unwrap_or(1) as u32,
             };
-            self.store.await_step(arn, &id.cursor, id.seq, id.attempt).await?;
+            values.push((id, v));
+        }
+        // Every cursor awaits its step before any step is published (one round trip).
+        let awaiting: Vec<(&str, u64, u32)> = values.iter().map(|(id, _)| (id.cursor.as_str(), id.seq, id.attempt)).collect();
+        self.store.await_steps(arn, &awaiting).await?;
+        for (id, v) in values {
             let mut step = StepMessage::new(id, v["resource"].as_str().unwrap_or_default(), v["input"].clone());
             step.deadline_ms = v["timeout_ms"].as_u64().map(|t| now + t);
             step.heartbeat_seconds = v["heartbeat_s"].as_u64().map(|h| h as u32);
@@ -369,14 +475,42 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Advances one execution by one batch of its inbox, and publishes the steps it
+    /// committed. Returns whether more may be waiting.
+    pub async fn process(self: &Arc<Self>, arn: &str) -> anyhow::Result<bool> {
+        let mut publishing = None;
+        let more = self.process_batch(arn, &mut publishing).await;
+        if let Some(flush) = publishing {
+            join(flush).await?;
+        }
+        more
+    }
+
     /// Advances one execution by one batch of its inbox. Returns whether more may be waiting.
-    pub async fn process(&self, arn: &str) -> anyhow::Result<bool> {
+    ///
+    /// The batch's steps are published by a task left in `publishing` (the outbox protocol
+    /// holds: they are committed to the outbox first, and trimmed from it once confirmed), so
+    /// the next batch is processed while they travel. A batch waits for the previous batch's
+    /// publishing before it starts its own, so one task at a time publishes an outbox: with
+    /// `publishing` empty (a fresh lease), the batch first publishes what a previous holder
+    /// left in the outbox.
+    pub async fn process_batch(self: &Arc<Self>, arn: &str, publishing: &mut Option<Flush>) -> anyhow::Result<bool> {
+        let batch_started = std::time::Instant::now();
         let mut conn = self.conn.clone();
-        self.flush_outbox(arn).await?;
-        let exec: HashMap<String, String> = conn.hgetall(self.keys.exec(arn)).await?;
+        if publishing.is_none() {
+            self.flush_outbox(arn).await?;
+        }
+        // The execution's small fields; its `info` (which holds the execution input, perhaps
+        // large) is read and parsed once per execution: it never changes.
+        const FIELDS: [&str; 4] = ["status", "def", "next_event", "started"];
+        let values: Vec<Option<String>> = redis::cmd("HMGET").arg(self.keys.exec(arn)).arg(&FIELDS).query_async(&mut conn).await?;
+        let exec: HashMap<&str, String> = FIELDS.iter().zip(values).filter_map(|(f, v)| Some((*f, v?))).collect();
         let inbox_key = self.keys.inbox(arn);
         let raw: Vec<String> = conn.lrange(&inbox_key, 0, self.opts.batch as isize - 1).await?;
         if raw.is_empty() {
+            if let Some(flush) = publishing.take() {
+                join(flush).await?;
+            }
             let _: i64 = redis::Script::new(SETTLE)
                 .key(&inbox_key)
                 .key(self.keys.outbox(arn))
@@ -393,24 +527,40 @@ impl Coordinator {
             return Ok(true);
         }
         let def_id = exec.get("def").context("execution without a definition id")?;
-        let def_text: String = conn.get(self.keys.definition(def_id)).await.context("the execution's definition is gone")?;
-        let def = self.definition(&def_text, def_id)?;
-        let info: ExecutionInfo = serde_json::from_str(exec.get("info").context("execution without info")?)?;
+        let cached = self.defs.lock().expect("definition cache lock").get(def_id.as_str()).cloned();
+        let def = match cached {
+            Some(d) => d,
+            None => {
+                let def_text: String = conn.get(self.keys.definition(def_id)).await.context("the execution's definition is gone")?;
+                self.definition(&def_text, def_id)?
+            }
+        };
+        let info = self.execution_info(arn).await?;
         let next_event: u64 = exec.get("next_event").and_then(|s| s.parse().ok()).unwrap_or(1);
         let mut started = exec.get("started").map(String::as_str) == Some("1");
-        let mut engine = Engine::new(def, info);
-        engine.options = self.opts.engine.clone();
+        let engine = Engine { def, info, options: self.opts.engine.clone() };
         let mut p = Processor::new(engine, next_event, true);
         let mut backend = RedisBackend::new(conn.clone(), self.keys.clone(), arn.to_string(), self.opts.redrive_after.as_millis() as i64);
         let now = Utc::now;
+        let mut events = Vec::with_capacity(raw.len());
         for text in &raw {
-            let event: InboxEvent = match serde_json::from_str(text) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(execution = %arn, error = %e, "skipping an unreadable inbox entry");
-                    continue;
-                }
-            };
+            match serde_json::from_str::<InboxEvent>(text) {
+                Ok(e) => events.push(e),
+                Err(e) => tracing::error!(execution = %arn, error = %e, "skipping an unreadable inbox entry"),
+            }
+        }
+        // Read the cursors the batch's events concern (and their parents, and whether their
+        // results are stored) in two round trips instead of several per event.
+        let touched: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                InboxEvent::Outcome { cursor, .. } | InboxEvent::Timer { cursor, .. } => Some(cursor.as_str()),
+                _ => None,
+            })
+            .collect();
+        backend.prefetch(&touched).await?;
+        let read_at = batch_started.elapsed();
+        for event in events {
             match event {
                 InboxEvent::Start => {
                     if !started {
@@ -439,6 +589,7 @@ impl Coordinator {
             }
         }
         p.run(&mut backend, now).await?;
+        let ran_at = batch_started.elapsed();
         let changes = p.take_changes();
         let ttl = self.opts.ttl.as_secs() as i64;
         let exec_key = self.keys.exec(arn);
@@ -466,15 +617,31 @@ impl Coordinator {
         if !committed {
             anyhow::bail!("lost the lease on the execution before committing; another coordinator has it");
         }
-        self.flush_outbox(arn).await?;
+        let committed_at = batch_started.elapsed();
+        if let Some(flush) = publishing.take() {
+            join(flush).await?;
+        }
+        let waited = batch_started.elapsed() - committed_at;
+        let me = self.clone();
+        let arn_owned = arn.to_string();
+        *publishing = Some(tokio::spawn(async move { me.flush_outbox(&arn_owned).await }));
+        tracing::debug!(
+            execution = %arn,
+            events = raw.len(),
+            read_ms = read_at.as_secs_f64() * 1e3,
+            run_ms = (ran_at - read_at).as_secs_f64() * 1e3,
+            commit_ms = (committed_at - ran_at).as_secs_f64() * 1e3,
+            publish_wait_ms = waited.as_secs_f64() * 1e3,
+            "processed a batch"
+        );
         Ok(true)
     }
 
     /// A step's outcome is overdue: publish it again if its cursor still waits for it.
     async fn redrive(&self, backend: &mut RedisBackend, cursor: &str, seq: u64) -> anyhow::Result<()> {
         let Some(c) = backend.load_cursor(cursor).await? else { return Ok(()) };
-        if let Phase::Task(wait) = &c.phase {
-            if c.seq == seq {
+        if let Phase::Task(wait) = &c.phase
+            && c.seq == seq {
                 tracing::warn!(execution = %backend.arn, cursor, seq, resource = %wait.resource, "re-driving a step whose outcome is overdue");
                 backend.publish(StepRequest {
                     cursor: cursor.to_string(),
@@ -486,7 +653,6 @@ impl Coordinator {
                     heartbeat: wait.heartbeat.map(Duration::from_secs),
                 });
             }
-        }
         Ok(())
     }
 }

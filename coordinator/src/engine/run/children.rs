@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 use super::{Engine, Tx};
 use crate::asl::definition::{Dynamic, ItemBatcher, MapSpec, ProcessorMode, StateKind};
 use crate::asl::error::{StatesError, names};
+use crate::asl::path::json_kind;
 use crate::asl::scope::Scope;
 use crate::engine::context::{StateFacts, context_object};
 use crate::engine::cursor::*;
@@ -55,7 +56,7 @@ impl Engine {
                 other => Err(StatesError::runtime(format!(
                     "Invalid path '{}' : The Map state's ItemsPath must reference a JSON array, but it references {}",
                     spec.items_path.as_ref().map(|p| p.as_str()).unwrap_or("$"),
-                    kind_of(&other)
+                    json_kind(&other)
                 ))),
             }
         })();
@@ -374,17 +375,6 @@ impl Engine {
             cursor.last_event = anchor;
         }
         self.complete(cursor, Value::Array(results), tx)
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

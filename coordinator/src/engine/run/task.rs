@@ -12,6 +12,14 @@ use crate::engine::cursor::{Action, Cursor, Phase, RetryAgain, TaskWait};
 use crate::engine::dataflow;
 use crate::engine::history::EventType;
 
+/// The earlier of a task's timeout and heartbeat deadlines, in seconds.
+fn first_deadline(timeout: Option<u64>, heartbeat: Option<u64>) -> Option<u64> {
+    match (timeout, heartbeat) {
+        (Some(t), Some(h)) => Some(t.min(h)),
+        (t, h) => t.or(h),
+    }
+}
+
 /// How history names a resource: `(resourceType, resource)` for Task events, or a Lambda
 /// function ARN for the legacy Lambda events.
 enum ResourceKind<'a> {
@@ -114,7 +122,9 @@ impl Engine {
             timeout: timeout.map(Duration::from_secs),
             heartbeat: heartbeat.map(Duration::from_secs),
         });
-        if let Some(t) = timeout {
+        // Tasks send no heartbeats, so the first heartbeat deadline is the one that counts:
+        // one timer at whichever of the two deadlines comes first.
+        if let Some(t) = first_deadline(timeout, heartbeat) {
             let at = tx.now + chrono::Duration::seconds(t as i64);
             tx.actions.push(Action::ScheduleTimer { cursor: cursor.id.clone(), seq: cursor.seq, at });
         }
@@ -158,7 +168,17 @@ impl Engine {
     }
 
     pub(super) fn task_timed_out(&self, cursor: &mut Cursor, wait: TaskWait, tx: &mut Tx<'_>) -> bool {
-        let error = StatesError::new(names::TIMEOUT, format!("The task did not complete within {} seconds.", wait.timeout.unwrap_or(0)));
+        let heartbeat_first = match (wait.heartbeat, wait.timeout) {
+            (Some(h), Some(t)) => h < t,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let error = if heartbeat_first {
+            let h = wait.heartbeat.unwrap_or(0);
+            StatesError::new(names::HEARTBEAT_TIMEOUT, format!("The task sent no heartbeat within {h} seconds."))
+        } else {
+            StatesError::new(names::TIMEOUT, format!("The task did not complete within {} seconds.", wait.timeout.unwrap_or(0)))
+        };
         let details = json!({ "error": error.error, "cause": error.cause });
         self.task_event(cursor, &wait, EventType::LambdaFunctionTimedOut, EventType::TaskTimedOut, details, tx);
         // The step may still finish later; its outcome carries the old seq and is dropped.

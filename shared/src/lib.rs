@@ -16,6 +16,7 @@
 //! - [`redis_schema`]: key names and TTLs, and the Lua scripts that make outcomes apply
 //!   exactly once, iteration results reduce exactly once, and timers fire from any
 //!   coordinator.
+//! - [`inbox`]: applying outcomes and queueing them for the coordinators in one script.
 //! - [`config`]: typed, documented configuration (defaults → `MAPFLEET_*` env → flags).
 //! - [`metrics`]: the metric catalogue and the `/metrics` exporter.
 //! - [`testkit`]: helpers for tests and the load generator (unique prefixes, a minimal
@@ -23,6 +24,7 @@
 
 pub mod amqp;
 pub mod config;
+pub mod inbox;
 pub mod messages;
 pub mod metrics;
 pub mod redis_schema;

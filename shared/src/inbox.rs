@@ -1,0 +1,90 @@
+//! Handing step outcomes to the coordinators, atomically.
+//!
+//! An outcome is applied (the `apply_outcome` rule of [`crate::redis_schema`]: only if its
+//! cursor awaits exactly that step id) **and** appended to its execution's inbox in one
+//! script. Two separate calls would leave a window where a coordinator that dies between them
+//! has marked the outcome applied without queueing it: the redelivered outcome would then be
+//! dropped as a duplicate and the step would never complete.
+
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use crate::messages::StepId;
+use crate::metrics;
+use crate::redis_schema::{Applied, Keys, StoreError};
+
+const APPLY_TO_INBOX: &str = r#"
+-- KEYS[1] the execution's inbox (list), KEYS[2] the ready set (zset), KEYS[3..] cursor hashes
+-- ARGV[1] ttl seconds, ARGV[2] now ms, ARGV[3] execution ARN,
+-- then per cursor hash: seq, attempt, outcome, inbox entry
+local applied = {}
+local pushed = 0
+for i = 3, #KEYS do
+  local j = 4 + (i - 3) * 4
+  local cur = redis.call('HMGET', KEYS[i], 'seq', 'attempt', 'phase')
+  if cur[1] == ARGV[j] and cur[2] == ARGV[j + 1] and cur[3] == 'awaiting' then
+    redis.call('HSET', KEYS[i], 'phase', 'applied', 'outcome', ARGV[j + 2], 'applied_ms', ARGV[2])
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+    redis.call('RPUSH', KEYS[1], ARGV[j + 3])
+    pushed = pushed + 1
+    applied[i - 2] = 1
+  else
+    applied[i - 2] = 0
+  end
+end
+if pushed > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])
+end
+return applied
+"#;
+
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPLY_TO_INBOX));
+
+/// One outcome to hand over: its step, the outcome as stored in the cursor hash, and the
+/// entry to append to the execution's inbox.
+pub struct Delivery<'a> {
+    pub id: &'a StepId,
+    pub outcome: &'a str,
+    pub inbox_entry: &'a str,
+}
+
+/// Applies outcomes of **one execution** and queues the applied ones in its inbox (`inbox`),
+/// flagging the execution in the ready set (`ready`), all in one script. Returns, in order,
+/// whether each was applied or dropped as a duplicate (stale, late or redelivered).
+pub async fn apply_to_inbox(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    ttl_secs: u64,
+    inbox: &str,
+    ready: &str,
+    deliveries: &[Delivery<'_>],
+) -> Result<Vec<Applied>, StoreError> {
+    let Some(first) = deliveries.first() else { return Ok(Vec::new()) };
+    let arn = &first.id.execution;
+    if deliveries.iter().any(|d| &d.id.execution != arn) {
+        return Err(StoreError::Reply("apply_to_inbox takes the outcomes of one execution".into()));
+    }
+    let mut inv = SCRIPT.prepare_invoke();
+    inv.key(inbox).key(ready).arg(ttl_secs.max(1)).arg(crate::now_ms()).arg(arn);
+    for d in deliveries {
+        inv.key(keys.cursor(arn, &d.id.cursor)).arg(d.id.seq).arg(d.id.attempt).arg(d.outcome).arg(d.inbox_entry);
+    }
+    let started = Instant::now();
+    let flags: Vec<i64> = inv.invoke_async(conn).await?;
+    metrics::get().redis_script_duration.with_label_values(&["apply_to_inbox"]).observe(started.elapsed().as_secs_f64());
+    Ok(flags
+        .into_iter()
+        .map(|f| {
+            if f == 1 {
+                Applied::Applied
+            } else {
+                metrics::get().outcome_duplicates.inc();
+                Applied::Duplicate
+            }
+        })
+        .collect())
+}

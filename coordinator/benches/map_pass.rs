@@ -23,24 +23,44 @@ fn definition() -> String {
 }
 
 fn main() {
-    let items: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000);
+    let items: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000);
     let def = Arc::new(parse_definition(&definition()).expect("the benchmark definition is valid"));
     let input = json!({ "items": (0..items).map(|i| json!({ "k": format!("item-{i}") })).collect::<Vec<_>>() });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     println!("embedded Map of Pass states, {items} items, one core (current-thread runtime)");
     for (label, keep_history) in [("history kept", true), ("history off", false)] {
         let mut best = f64::MAX;
         let mut transitions = 0;
         for round in 0..5 {
-            let info = ExecutionInfo::new("bench", &format!("run-{round}"), input.clone(), chrono::Utc::now());
-            let mut opts = EmbeddedOptions { keep_history, ..Default::default() };
+            let info = ExecutionInfo::new(
+                "bench",
+                &format!("run-{round}"),
+                input.clone(),
+                chrono::Utc::now(),
+            );
+            let mut opts = EmbeddedOptions {
+                keep_history,
+                ..Default::default()
+            };
             // 10,000 results are over AWS's 256 KiB payload limit: lift it for the benchmark.
             opts.engine.payload_limit = 0;
             let started = Instant::now();
             let result = rt.block_on(run_execution(def.clone(), info, Arc::new(NoTasks), opts));
             let secs = started.elapsed().as_secs_f64();
             assert_eq!(result.status, Status::Succeeded);
-            assert_eq!(result.output.as_ref().map(|o| o["results"].as_array().map(Vec::len)), Some(Some(items)));
+            assert_eq!(
+                result
+                    .output
+                    .as_ref()
+                    .map(|o| o["results"].as_array().map(Vec::len)),
+                Some(Some(items))
+            );
             transitions = result.transitions;
             best = best.min(secs);
         }

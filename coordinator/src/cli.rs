@@ -22,13 +22,22 @@ pub const EXIT_REJECTED: u8 = 2;
 pub const EXIT_FAILED: u8 = 1;
 
 #[derive(Parser, Debug)]
-#[command(name = "mapfleet", version, about = "Run AWS Step Functions state machines (Amazon States Language) on your own fleet")]
+#[command(
+    name = "mapfleet",
+    version,
+    about = "Run AWS Step Functions state machines (Amazon States Language) on your own fleet"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Where buckets, the face collection and the metadata table live (embedded mode and the
     /// local photo commands).
-    #[arg(long, global = true, env = "MAPFLEET_DATA_DIR", default_value = "mapfleet-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "MAPFLEET_DATA_DIR",
+        default_value = "mapfleet-data"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -96,7 +105,11 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct FleetArgs {
     /// The fleet's Redis (`redis://host:port/db`).
-    #[arg(long, env = "MAPFLEET_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    #[arg(
+        long,
+        env = "MAPFLEET_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
     pub redis: String,
     /// The fleet's namespace of queues and keys.
     #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
@@ -161,7 +174,10 @@ pub fn main() -> ExitCode {
         _ => {}
     }
     let data_dir = cli.data_dir.clone();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -180,9 +196,18 @@ pub fn main() -> ExitCode {
             Command::Metadata(cmd) => photos::metadata(&data_dir, cmd).await,
             Command::Demo { examples } => photos::demo(&data_dir, &examples).await,
             Command::Coordinator(args) => coordinator(args).await,
-            Command::Describe { arn, history, fleet } => describe_fleet(&arn, history, &fleet).await,
+            Command::Describe {
+                arn,
+                history,
+                fleet,
+            } => describe_fleet(&arn, history, &fleet).await,
             Command::History { arn, fleet } => history_fleet(&arn, &fleet).await,
-            Command::Stop { arn, error, cause, fleet } => stop_fleet(&arn, &error, &cause, &fleet).await,
+            Command::Stop {
+                arn,
+                error,
+                cause,
+                fleet,
+            } => stop_fleet(&arn, &error, &cause, &fleet).await,
         };
         match result {
             Ok(code) => code,
@@ -201,7 +226,10 @@ async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         let (bound, _) = shared::metrics::serve(addr).await?;
         eprintln!("metrics on http://{bound}/metrics");
     }
-    let mut opts = ServiceOptions { parallel: args.parallel, ..Default::default() };
+    let mut opts = ServiceOptions {
+        parallel: args.parallel,
+        ..Default::default()
+    };
     opts.engine.max_children_in_flight = args.fleet_cap.max(1);
     opts.redrive_after = std::time::Duration::from_secs(args.redrive_after_secs);
     let c = Coordinator::connect(&args.fleet, opts).await?;
@@ -244,12 +272,22 @@ async fn describe_fleet(arn: &str, history: bool, fleet: &FleetArgs) -> anyhow::
 
 async fn history_fleet(arn: &str, fleet: &FleetArgs) -> anyhow::Result<ExitCode> {
     let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
-    let events: Vec<Value> = client.history(arn).await?.iter().map(|e| e.to_aws_json()).collect();
+    let events: Vec<Value> = client
+        .history(arn)
+        .await?
+        .iter()
+        .map(|e| e.to_aws_json())
+        .collect();
     println!("{}", json!({ "events": events }));
     Ok(ExitCode::SUCCESS)
 }
 
-async fn stop_fleet(arn: &str, error: &str, cause: &str, fleet: &FleetArgs) -> anyhow::Result<ExitCode> {
+async fn stop_fleet(
+    arn: &str,
+    error: &str,
+    cause: &str,
+    fleet: &FleetArgs,
+) -> anyhow::Result<ExitCode> {
     let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
     client.stop(arn, error, cause).await?;
     eprintln!("stop requested for {arn}");
@@ -257,8 +295,12 @@ async fn stop_fleet(arn: &str, error: &str, cause: &str, fleet: &FleetArgs) -> a
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAPFLEET_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAPFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn read_text(path: &Path) -> Result<String, String> {
@@ -297,12 +339,15 @@ fn read_input(input: Option<&str>) -> Result<Value, String> {
         None => return Ok(json!({})),
         Some("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read the input from stdin: {e}"))?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("cannot read the input from stdin: {e}"))?;
             s
         }
         Some(path) => read_text(Path::new(path))?,
     };
-    let value: Value = serde_json::from_str(&text).map_err(|e| format!("Invalid execution input: {e}"))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| format!("Invalid execution input: {e}"))?;
     if text.len() > crate::engine::PAYLOAD_LIMIT_BYTES {
         return Err(format!(
             "Invalid execution input: {} bytes exceed the {} byte limit",
@@ -316,22 +361,44 @@ fn read_input(input: Option<&str>) -> Result<Value, String> {
 /// Step Functions' name rules for executions and state machines.
 pub fn check_name(name: &str) -> Result<(), String> {
     let bad = name.chars().find(|c| {
-        c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(*c) || ('\u{7f}'..='\u{9f}').contains(c)
+        c.is_whitespace()
+            || c.is_control()
+            || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(*c)
+            || ('\u{7f}'..='\u{9f}').contains(c)
     });
     if name.is_empty() || name.chars().count() > 80 {
         return Err(format!("Invalid Name: '{name}' (1 to 80 characters)"));
     }
     if let Some(c) = bad {
-        return Err(format!("Invalid Name: '{name}' (the character {c:?} is not allowed)"));
+        return Err(format!(
+            "Invalid Name: '{name}' (the character {c:?} is not allowed)"
+        ));
     }
     Ok(())
 }
 
 /// A state machine name from the definition's file name.
 fn machine_name(path: &Path) -> String {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("StateMachine");
-    let cleaned: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).take(80).collect();
-    if cleaned.is_empty() { "StateMachine".into() } else { cleaned }
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("StateMachine");
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(80)
+        .collect();
+    if cleaned.is_empty() {
+        "StateMachine".into()
+    } else {
+        cleaned
+    }
 }
 
 /// `mapfleet run`: embedded mode, or the fleet when a Redis/AMQP URL is configured.
@@ -354,7 +421,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_REJECTED);
         }
     };
-    let name = args.name.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     if let Err(e) = check_name(&name) {
         eprintln!("error: {e}");
         return ExitCode::from(EXIT_REJECTED);
@@ -376,7 +446,10 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let opts = EmbeddedOptions { keep_history: args.history, ..Default::default() };
+    let opts = EmbeddedOptions {
+        keep_history: args.history,
+        ..Default::default()
+    };
     let result = run_execution(def, info, executor, opts).await;
     print_result(&result, &args)
 }
@@ -388,8 +461,16 @@ pub async fn run_embedded(mut args: RunArgs) -> ExitCode {
     run(args).await
 }
 
-async fn run_on_fleet(args: &RunArgs, text: &str, def: &StateMachine, info: ExecutionInfo) -> anyhow::Result<ExitCode> {
-    let redis = args.redis.clone().unwrap_or_else(|| "redis://127.0.0.1:6379/".to_string());
+async fn run_on_fleet(
+    args: &RunArgs,
+    text: &str,
+    def: &StateMachine,
+    info: ExecutionInfo,
+) -> anyhow::Result<ExitCode> {
+    let redis = args
+        .redis
+        .clone()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_string());
     let client = crate::fleet::client::FleetClient::connect(&redis, &args.prefix).await?;
     client.submit(text, def, &info).await?;
     if args.detach {
@@ -423,7 +504,10 @@ fn iso(t: &chrono::DateTime<Utc>) -> String {
 pub fn describe(result: &ExecutionResult) -> Value {
     let mut obj = Map::new();
     obj.insert("executionArn".into(), json!(result.info.execution_arn));
-    obj.insert("stateMachineArn".into(), json!(result.info.state_machine_arn));
+    obj.insert(
+        "stateMachineArn".into(),
+        json!(result.info.state_machine_arn),
+    );
     obj.insert("name".into(), json!(result.info.name));
     obj.insert("status".into(), json!(result.status.as_str()));
     obj.insert("startDate".into(), json!(iso(&result.info.start_time)));
@@ -448,7 +532,11 @@ pub fn describe(result: &ExecutionResult) -> Value {
 }
 
 fn print_result(result: &ExecutionResult, args: &RunArgs) -> ExitCode {
-    let code = if result.status == Status::Succeeded { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) };
+    let code = if result.status == Status::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    };
     if args.describe {
         let mut doc = describe(result);
         if args.history {
@@ -463,7 +551,10 @@ fn print_result(result: &ExecutionResult, args: &RunArgs) -> ExitCode {
     }
     match (&result.output, &result.error) {
         (Some(output), _) if !args.history => {
-            println!("{}", serde_json::to_string_pretty(output).unwrap_or_else(|_| output.to_string()));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(output).unwrap_or_else(|_| output.to_string())
+            );
         }
         (_, Some(e)) => {
             eprintln!("execution {} {}", result.info.name, result.status.as_str());

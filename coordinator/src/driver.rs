@@ -76,9 +76,19 @@ pub trait Backend: Send {
     /// Keeps a Map's items (its children's raw inputs), addressed by index.
     async fn store_items(&mut self, map: &str, items: Vec<Value>) -> Result<(), BackendError>;
     /// Items `from..to` of a Map.
-    async fn items(&mut self, map: &str, from: usize, to: usize) -> Result<Vec<Value>, BackendError>;
+    async fn items(
+        &mut self,
+        map: &str,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Value>, BackendError>;
     /// Keeps child `index`'s output. Returns false when it was already stored (a replay).
-    async fn store_result(&mut self, parent: &str, index: usize, output: Option<Value>) -> Result<bool, BackendError>;
+    async fn store_result(
+        &mut self,
+        parent: &str,
+        index: usize,
+        output: Option<Value>,
+    ) -> Result<bool, BackendError>;
     /// The outputs of children `0..count`, in order (null where a child failed).
     async fn results(&mut self, parent: &str, count: usize) -> Result<Vec<Value>, BackendError>;
     /// Forgets a parent's items, results and live children.
@@ -179,7 +189,11 @@ impl Processor {
         self.cursors.remove(id)
     }
 
-    async fn cursor(&mut self, backend: &mut dyn Backend, id: &str) -> Result<Option<Cursor>, BackendError> {
+    async fn cursor(
+        &mut self,
+        backend: &mut dyn Backend,
+        id: &str,
+    ) -> Result<Option<Cursor>, BackendError> {
         if let Some(c) = self.cursors.remove(id) {
             return Ok(Some(c));
         }
@@ -191,7 +205,11 @@ impl Processor {
 
     /// What changed since the last call (for a backend that persists cursors).
     pub fn take_changes(&mut self) -> Changes {
-        let changed = self.dirty.drain().filter_map(|id| self.cursors.get(&id).cloned()).collect();
+        let changed = self
+            .dirty
+            .drain()
+            .filter_map(|id| self.cursors.get(&id).cloned())
+            .collect();
         let removed = self.removed.drain().collect();
         Changes { changed, removed }
     }
@@ -203,7 +221,11 @@ impl Processor {
 
     /// Processes queued events, and the events they cause, until none is left or the
     /// execution ended.
-    pub async fn run(&mut self, backend: &mut dyn Backend, now: impl Fn() -> DateTime<Utc>) -> Result<(), BackendError> {
+    pub async fn run(
+        &mut self,
+        backend: &mut dyn Backend,
+        now: impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
         while let Some((id, event)) = self.queue.pop_front() {
             if self.outcome.is_some() {
                 self.queue.clear();
@@ -223,7 +245,12 @@ impl Processor {
         Ok(())
     }
 
-    async fn carry_out(&mut self, backend: &mut dyn Backend, actions: Vec<Action>, now: &impl Fn() -> DateTime<Utc>) -> Result<(), BackendError> {
+    async fn carry_out(
+        &mut self,
+        backend: &mut dyn Backend,
+        actions: Vec<Action>,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
         for action in actions {
             match action {
                 Action::History(e) => {
@@ -232,28 +259,70 @@ impl Processor {
                     }
                     backend.record(e);
                 }
-                Action::PublishStep { cursor, seq, attempt, resource, input, timeout, heartbeat } => {
-                    backend.publish(StepRequest { cursor, seq, attempt, resource, input, timeout, heartbeat });
+                Action::PublishStep {
+                    cursor,
+                    seq,
+                    attempt,
+                    resource,
+                    input,
+                    timeout,
+                    heartbeat,
+                } => {
+                    backend.publish(StepRequest {
+                        cursor,
+                        seq,
+                        attempt,
+                        resource,
+                        input,
+                        timeout,
+                        heartbeat,
+                    });
                 }
                 Action::ScheduleTimer { cursor, seq, at } => backend.schedule(&cursor, seq, at),
                 Action::StoreItems { cursor, items } => backend.store_items(&cursor, items).await?,
-                Action::StartChildren { cursor, from, to } => self.start_children(backend, &cursor, from, to, now).await?,
-                Action::AbortChildren { cursor } => self.abort_children(backend, &cursor, now).await?,
+                Action::StartChildren { cursor, from, to } => {
+                    self.start_children(backend, &cursor, from, to, now).await?
+                }
+                Action::AbortChildren { cursor } => {
+                    self.abort_children(backend, &cursor, now).await?
+                }
                 Action::CollectResults { cursor, count } => {
                     let results = backend.results(&cursor, count).await?;
                     backend.drop_children(&cursor).await?;
-                    self.queue.push_back((cursor, CursorEvent::Results { results }));
+                    self.queue
+                        .push_back((cursor, CursorEvent::Results { results }));
                 }
-                Action::Finished { cursor, result, last_event, finished_event } => self.finished(backend, cursor, result, last_event, finished_event).await?,
+                Action::Finished {
+                    cursor,
+                    result,
+                    last_event,
+                    finished_event,
+                } => {
+                    self.finished(backend, cursor, result, last_event, finished_event)
+                        .await?
+                }
             }
         }
         Ok(())
     }
 
-    async fn start_children(&mut self, backend: &mut dyn Backend, parent_id: &str, from: usize, to: usize, now: &impl Fn() -> DateTime<Utc>) -> Result<(), BackendError> {
-        let Some(parent) = self.cursor(backend, parent_id).await? else { return Ok(()) };
+    async fn start_children(
+        &mut self,
+        backend: &mut dyn Backend,
+        parent_id: &str,
+        from: usize,
+        to: usize,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        let Some(parent) = self.cursor(backend, parent_id).await? else {
+            return Ok(());
+        };
         let is_map = matches!(&parent.phase, Phase::Children(ch) if ch.kind == crate::engine::ChildKind::Map);
-        let items = if is_map { backend.items(parent_id, from, to).await? } else { Vec::new() };
+        let items = if is_map {
+            backend.items(parent_id, from, to).await?
+        } else {
+            Vec::new()
+        };
         let mut next = self.next_event_id;
         let mut tx = Tx::new(now(), rand::random(), &mut next);
         let mut spawned = Vec::with_capacity(to - from);
@@ -277,11 +346,18 @@ impl Processor {
         Box::pin(self.carry_out(backend, actions, now)).await
     }
 
-    async fn abort_children(&mut self, backend: &mut dyn Backend, parent_id: &str, now: &impl Fn() -> DateTime<Utc>) -> Result<(), BackendError> {
+    async fn abort_children(
+        &mut self,
+        backend: &mut dyn Backend,
+        parent_id: &str,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
         let children = backend.live(parent_id).await?;
         let mut history = Vec::new();
         for id in children {
-            let Some(mut child) = self.cursor(backend, &id).await? else { continue };
+            let Some(mut child) = self.cursor(backend, &id).await? else {
+                continue;
+            };
             let mut next = self.next_event_id;
             let mut tx = Tx::new(now(), rand::random(), &mut next);
             self.engine.apply(&mut child, CursorEvent::Abort, &mut tx);
@@ -292,7 +368,9 @@ impl Processor {
                 match action {
                     Action::History(e) => history.push(e),
                     // The aborted child's own children go too.
-                    Action::AbortChildren { cursor } => Box::pin(self.abort_children(backend, &cursor, now)).await?,
+                    Action::AbortChildren { cursor } => {
+                        Box::pin(self.abort_children(backend, &cursor, now)).await?
+                    }
                     _ => {}
                 }
             }
@@ -301,15 +379,29 @@ impl Processor {
         for e in history {
             backend.record(e);
         }
-        self.queue.push_back((parent_id.to_string(), CursorEvent::ChildrenAborted));
+        self.queue
+            .push_back((parent_id.to_string(), CursorEvent::ChildrenAborted));
         Ok(())
     }
 
-    async fn finished(&mut self, backend: &mut dyn Backend, id: CursorId, result: Result<Value, StatesError>, last_event: u64, finished_event: u64) -> Result<(), BackendError> {
-        let Some(cursor) = self.remove(&id) else { return Ok(()) };
+    async fn finished(
+        &mut self,
+        backend: &mut dyn Backend,
+        id: CursorId,
+        result: Result<Value, StatesError>,
+        last_event: u64,
+        finished_event: u64,
+    ) -> Result<(), BackendError> {
+        let Some(cursor) = self.remove(&id) else {
+            return Ok(());
+        };
         match cursor.parent {
             None => {
-                let status = if result.is_ok() { Status::Succeeded } else { Status::Failed };
+                let status = if result.is_ok() {
+                    Status::Succeeded
+                } else {
+                    Status::Failed
+                };
                 self.outcome = Some((status, result));
             }
             Some(link) => {
@@ -319,7 +411,15 @@ impl Processor {
                 };
                 backend.remove_live(&link.id, &id).await?;
                 if backend.store_result(&link.id, link.index, output).await? {
-                    self.queue.push_back((link.id, CursorEvent::ChildFinished { index: link.index, result, last_event, finished_event }));
+                    self.queue.push_back((
+                        link.id,
+                        CursorEvent::ChildFinished {
+                            index: link.index,
+                            result,
+                            last_event,
+                            finished_event,
+                        },
+                    ));
                 }
             }
         }
@@ -327,13 +427,20 @@ impl Processor {
     }
 
     /// Ends the execution from outside: a user's stop, or the execution timeout.
-    pub async fn stop(&mut self, backend: &mut dyn Backend, error: StatesError, timed_out: bool, now: impl Fn() -> DateTime<Utc>) -> Result<(), BackendError> {
+    pub async fn stop(
+        &mut self,
+        backend: &mut dyn Backend,
+        error: StatesError,
+        timed_out: bool,
+        now: impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
         // Running children stop first, so their events come before the execution's end.
         self.abort_children(backend, "", &now).await?;
         if let Some(mut root) = self.cursor(backend, "").await? {
             let mut next = self.next_event_id;
             let mut tx = Tx::new(now(), rand::random(), &mut next);
-            self.engine.stop_execution(&mut root, error.clone(), timed_out, &mut tx);
+            self.engine
+                .stop_execution(&mut root, error.clone(), timed_out, &mut tx);
             let actions = tx.actions;
             self.next_event_id = next;
             self.remove("");
@@ -344,7 +451,11 @@ impl Processor {
             }
         }
         self.queue.clear();
-        let status = if timed_out { Status::TimedOut } else { Status::Aborted };
+        let status = if timed_out {
+            Status::TimedOut
+        } else {
+            Status::Aborted
+        };
         self.outcome = Some((status, Err(error)));
         Ok(())
     }

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 
 use crate::asl::definition::StateMachine;
 use crate::asl::error::{StatesError, names};
-use crate::driver::{Backend, BackendError, Processor, StepRequest};
 pub use crate::driver::Status;
+use crate::driver::{Backend, BackendError, Processor, StepRequest};
 use crate::engine::cursor::{Cursor, CursorEvent, CursorId};
 use crate::engine::history::Event;
 use crate::engine::run::EngineOptions;
@@ -57,7 +57,11 @@ impl TaskExecutor for NoTasks {
 /// The error of a Task whose resource no worker serves: `States.Runtime`, so no Catch
 /// swallows a misconfiguration and the execution fails instead of waiting forever.
 pub fn unserved(resource: &str, served: &[String]) -> StatesError {
-    let served = if served.is_empty() { "none".to_string() } else { served.join(", ") };
+    let served = if served.is_empty() {
+        "none".to_string()
+    } else {
+        served.join(", ")
+    };
     StatesError::runtime(format!(
         "No worker serves the resource '{resource}'. Resources served here: {served}. \
          Replace the ARN with one of them (see `mapfleet resources`) or run a worker that serves it."
@@ -87,7 +91,10 @@ pub struct EmbeddedOptions {
 
 impl Default for EmbeddedOptions {
     fn default() -> Self {
-        EmbeddedOptions { engine: EngineOptions::default(), keep_history: true }
+        EmbeddedOptions {
+            engine: EngineOptions::default(),
+            keep_history: true,
+        }
     }
 }
 
@@ -119,16 +126,31 @@ impl Backend for MemoryBackend {
     }
 
     async fn store_items(&mut self, map: &str, items: Vec<Value>) -> Result<(), BackendError> {
-        self.results.insert(map.to_string(), vec![None; items.len()]);
+        self.results
+            .insert(map.to_string(), vec![None; items.len()]);
         self.items.insert(map.to_string(), items);
         Ok(())
     }
 
-    async fn items(&mut self, map: &str, from: usize, to: usize) -> Result<Vec<Value>, BackendError> {
-        Ok(self.items.get(map).map(|items| items[from.min(items.len())..to.min(items.len())].to_vec()).unwrap_or_default())
+    async fn items(
+        &mut self,
+        map: &str,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Value>, BackendError> {
+        Ok(self
+            .items
+            .get(map)
+            .map(|items| items[from.min(items.len())..to.min(items.len())].to_vec())
+            .unwrap_or_default())
     }
 
-    async fn store_result(&mut self, parent: &str, index: usize, output: Option<Value>) -> Result<bool, BackendError> {
+    async fn store_result(
+        &mut self,
+        parent: &str,
+        index: usize,
+        output: Option<Value>,
+    ) -> Result<bool, BackendError> {
         let results = self.results.entry(parent.to_string()).or_default();
         if results.len() <= index {
             results.resize(index + 1, None);
@@ -138,8 +160,13 @@ impl Backend for MemoryBackend {
     }
 
     async fn results(&mut self, parent: &str, count: usize) -> Result<Vec<Value>, BackendError> {
-        let mut results: Vec<Value> =
-            self.results.remove(parent).unwrap_or_default().into_iter().map(|r| r.unwrap_or(Value::Null)).collect();
+        let mut results: Vec<Value> = self
+            .results
+            .remove(parent)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.unwrap_or(Value::Null))
+            .collect();
         results.resize(count, Value::Null);
         Ok(results)
     }
@@ -152,7 +179,10 @@ impl Backend for MemoryBackend {
     }
 
     async fn add_live(&mut self, parent: &str, children: &[CursorId]) -> Result<(), BackendError> {
-        self.live.entry(parent.to_string()).or_default().extend(children.iter().cloned());
+        self.live
+            .entry(parent.to_string())
+            .or_default()
+            .extend(children.iter().cloned());
         Ok(())
     }
 
@@ -164,11 +194,21 @@ impl Backend for MemoryBackend {
     }
 
     async fn live(&mut self, parent: &str) -> Result<Vec<CursorId>, BackendError> {
-        Ok(self.live.get(parent).map(|s| s.iter().cloned().collect()).unwrap_or_default())
+        Ok(self
+            .live
+            .get(parent)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     fn publish(&mut self, step: StepRequest) {
-        let StepRequest { cursor, seq, resource, input, .. } = step;
+        let StepRequest {
+            cursor,
+            seq,
+            resource,
+            input,
+            ..
+        } = step;
         if !self.executor.serves(&resource) {
             let error = unserved(&resource, &self.executor.resources());
             self.refused.push((cursor, seq, Err(error)));
@@ -179,16 +219,20 @@ impl Backend for MemoryBackend {
             // The task runs in a task of its own so that a panic in it becomes this step's
             // failure instead of a step that never ends.
             let run = tokio::spawn(async move { executor.execute(&resource, input).await });
-            let result = run
-                .await
-                .unwrap_or_else(|e| Err(StatesError::new(names::TASK_FAILED, format!("The task crashed: {e}"))));
+            let result = run.await.unwrap_or_else(|e| {
+                Err(StatesError::new(
+                    names::TASK_FAILED,
+                    format!("The task crashed: {e}"),
+                ))
+            });
             (cursor, seq, result)
         });
     }
 
     fn schedule(&mut self, cursor: &str, seq: u64, at: DateTime<Utc>) {
         self.timer_order += 1;
-        self.timers.push(Reverse((at, self.timer_order, cursor.to_string(), seq)));
+        self.timers
+            .push(Reverse((at, self.timer_order, cursor.to_string(), seq)));
     }
 
     fn record(&mut self, event: Event) {
@@ -206,13 +250,22 @@ fn outcome_event(seq: u64, result: Result<Value, StatesError>) -> CursorEvent {
 }
 
 /// Runs one execution to its end in this process.
-pub async fn run_execution(def: Arc<StateMachine>, info: ExecutionInfo, executor: Arc<dyn TaskExecutor>, opts: EmbeddedOptions) -> ExecutionResult {
+pub async fn run_execution(
+    def: Arc<StateMachine>,
+    info: ExecutionInfo,
+    executor: Arc<dyn TaskExecutor>,
+    opts: EmbeddedOptions,
+) -> ExecutionResult {
     let timeout = def.timeout_seconds;
     let mut engine = Engine::new(def, info);
     engine.options = opts.engine.clone();
     let wall_base = engine.info.start_time;
     let clock_base = Instant::now();
-    let now = move || wall_base + chrono::Duration::from_std(Instant::now().saturating_duration_since(clock_base)).unwrap_or_default();
+    let now = move || {
+        wall_base
+            + chrono::Duration::from_std(Instant::now().saturating_duration_since(clock_base))
+                .unwrap_or_default()
+    };
     let deadline = timeout.map(|s| clock_base + std::time::Duration::from_secs(s));
     let mut backend = MemoryBackend {
         executor,
@@ -254,11 +307,16 @@ pub async fn run_execution(def: Arc<StateMachine>, info: ExecutionInfo, executor
             if p.has_queued() {
                 continue;
             }
-            let e = StatesError::runtime("The execution stopped making progress: no task, timer or event is pending");
+            let e = StatesError::runtime(
+                "The execution stopped making progress: no task, timer or event is pending",
+            );
             let _ = p.stop(&mut backend, e, false, now).await;
             break;
         }
-        let next_timer = backend.timers.peek().map(|Reverse((at, ..))| Instant::now() + (*at - current).to_std().unwrap_or_default());
+        let next_timer = backend
+            .timers
+            .peek()
+            .map(|Reverse((at, ..))| Instant::now() + (*at - current).to_std().unwrap_or_default());
         let wake = match (next_timer, deadline) {
             (Some(t), Some(dl)) => Some(t.min(dl)),
             (t, dl) => t.or(dl),

@@ -14,7 +14,11 @@ fn worker_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let bin = dir.join("mapfleet-worker");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p worker` (cargo test --workspace builds it)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p worker` (cargo test --workspace builds it)",
+        bin.display()
+    );
     bin
 }
 
@@ -59,26 +63,56 @@ impl Fleet {
     fn new(tag: &str) -> Fleet {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let prefix = format!("mft-{tag}-{}", uuid::Uuid::new_v4().simple());
-        Fleet { prefix, dir: tempfile::tempdir().expect("temp dir"), _serial: serial }
+        Fleet {
+            prefix,
+            dir: tempfile::tempdir().expect("temp dir"),
+            _serial: serial,
+        }
     }
 
     fn coordinator(&self) -> Proc {
-        let log = std::fs::File::create(self.dir.path().join(format!("coordinator-{}.log", uuid::Uuid::new_v4().simple()))).unwrap();
-        Proc(
+        self.coordinator_with(&[]).0
+    }
+
+    /// A coordinator with extra flags, and the path of its log.
+    fn coordinator_with(&self, extra: &[&str]) -> (Proc, PathBuf) {
+        let log_path = self
+            .dir
+            .path()
+            .join(format!("coordinator-{}.log", uuid::Uuid::new_v4().simple()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let proc = Proc(
             Command::new(MAPFLEET)
-                .args(["coordinator", "--prefix", &self.prefix, "--delivery-limit", "5"])
+                .args([
+                    "coordinator",
+                    "--prefix",
+                    &self.prefix,
+                    "--delivery-limit",
+                    "5",
+                ])
+                .args(extra)
                 .env("MAPFLEET_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .expect("start a coordinator"),
-        )
+        );
+        (proc, log_path)
     }
 
     fn worker(&self, concurrency: u32) -> Proc {
         Proc(
             Command::new(worker_bin())
-                .args(["--prefix", &self.prefix, "--delivery-limit", "5", "--concurrency", &concurrency.to_string(), "--enable-test-tasks", "--no-photo-tasks"])
+                .args([
+                    "--prefix",
+                    &self.prefix,
+                    "--delivery-limit",
+                    "5",
+                    "--concurrency",
+                    &concurrency.to_string(),
+                    "--enable-test-tasks",
+                    "--no-photo-tasks",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -97,11 +131,28 @@ impl Fleet {
         let d = self.write(&format!("{name}-def.json"), def);
         let i = self.write(&format!("{name}-in.json"), input);
         let out = Command::new(MAPFLEET)
-            .args(["run", d.to_str().unwrap(), "--input", i.to_str().unwrap(), "--name", name, "--detach"])
-            .args(["--redis", "redis://127.0.0.1:6379/", "--prefix", &self.prefix])
+            .args([
+                "run",
+                d.to_str().unwrap(),
+                "--input",
+                i.to_str().unwrap(),
+                "--name",
+                name,
+                "--detach",
+            ])
+            .args([
+                "--redis",
+                "redis://127.0.0.1:6379/",
+                "--prefix",
+                &self.prefix,
+            ])
             .output()
             .expect("mapfleet run");
-        assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "submit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
@@ -112,7 +163,11 @@ impl Fleet {
             cmd.arg("--history");
         }
         let out = cmd.output().expect("mapfleet describe");
-        assert!(out.status.success(), "describe failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "describe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("describe prints JSON")
     }
 
@@ -124,7 +179,11 @@ impl Fleet {
             if d["status"] != "RUNNING" {
                 return self.describe(arn, true);
             }
-            assert!(started.elapsed() < limit, "execution still RUNNING after {limit:?}; logs in {}", self.dir.path().display());
+            assert!(
+                started.elapsed() < limit,
+                "execution still RUNNING after {limit:?}; logs in {}",
+                self.dir.path().display()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -141,31 +200,84 @@ fn output(d: &Value) -> Value {
 }
 
 fn events_of<'a>(d: &'a Value, t: &str) -> Vec<&'a Value> {
-    d["events"].as_array().unwrap().iter().filter(|e| e["type"] == t).collect()
+    d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == t)
+        .collect()
 }
 
 /// Every item index succeeded exactly once.
 fn assert_each_iteration_once(d: &Value, n: usize) {
     let mut seen = vec![0u32; n];
     for e in events_of(d, "MapIterationSucceeded") {
-        seen[e["mapIterationSucceededEventDetails"]["index"].as_u64().unwrap() as usize] += 1;
+        seen[e["mapIterationSucceededEventDetails"]["index"]
+            .as_u64()
+            .unwrap() as usize] += 1;
     }
-    let wrong: Vec<(usize, u32)> = seen.iter().copied().enumerate().filter(|(_, c)| *c != 1).take(10).collect();
-    assert!(wrong.is_empty(), "iterations not succeeded exactly once (index, times): {wrong:?}");
+    let wrong: Vec<(usize, u32)> = seen
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, c)| *c != 1)
+        .take(10)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "iterations not succeeded exactly once (index, times): {wrong:?}"
+    );
 }
 
 #[test]
 fn two_thousand_echo_items_in_order() {
     let fleet = Fleet::new("echo");
-    let _c = fleet.coordinator();
+    let (_c, log) = fleet.coordinator_with(&["--metrics-addr", "127.0.0.1:0"]);
     let _w1 = fleet.worker(16);
     let _w2 = fleet.worker(16);
-    let items: Vec<Value> = (0..2000).map(|i| json!({ "i": i, "tag": format!("item-{i}") })).collect();
-    let arn = fleet.submit(&echo_map(0, "arn:mapfleet:task:::echo", json!({"i.$": "$.i", "tag.$": "$.tag"})), &json!({ "items": items }), "echo2k");
+    let items: Vec<Value> = (0..2000)
+        .map(|i| json!({ "i": i, "tag": format!("item-{i}") }))
+        .collect();
+    let arn = fleet.submit(
+        &echo_map(
+            0,
+            "arn:mapfleet:task:::echo",
+            json!({"i.$": "$.i", "tag.$": "$.tag"}),
+        ),
+        &json!({ "items": items }),
+        "echo2k",
+    );
     let d = fleet.wait(&arn, Duration::from_secs(120));
     assert_eq!(d["status"], "SUCCEEDED", "{d}");
     assert_eq!(output(&d), Value::Array(items));
     assert_each_iteration_once(&d, 2000);
+
+    // The coordinator's metrics count what it did.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let addr = text
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics on http://"))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics address in the log: {text}"));
+    let metrics = http_get(addr, "/metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing from {metrics}"))
+    };
+    assert!(value("mapfleet_steps_published_total ") >= 2000.0);
+    assert_eq!(value("mapfleet_iterations_in_flight "), 0.0);
+}
+
+/// A plain HTTP/1.0 GET on loopback.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
 }
 
 #[test]
@@ -176,7 +288,11 @@ fn survives_killed_worker_and_restarted_coordinator() {
     let _w2 = fleet.worker(16);
     let items: Vec<Value> = (0..2000).map(|i| json!({ "i": i })).collect();
     // A little sleep per step keeps work in flight when the processes die.
-    let def = echo_map(0, "arn:mapfleet:task:::sleep", json!({"ms": 5, "i.$": "$.i"}));
+    let def = echo_map(
+        0,
+        "arn:mapfleet:task:::sleep",
+        json!({"ms": 5, "i.$": "$.i"}),
+    );
     let arn = fleet.submit(&def, &json!({ "items": items }), "kill2k");
     let started = Instant::now();
     loop {
@@ -184,7 +300,10 @@ fn survives_killed_worker_and_restarted_coordinator() {
         if done >= 300 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress before the kills ({done} done)");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress before the kills ({done} done)"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     doomed.kill();
@@ -212,7 +331,9 @@ fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
             "Crash": {"Type": "Task", "Resource": "arn:mapfleet:task:::crash", "End": true},
             "Echo": {"Type": "Task", "Resource": "arn:mapfleet:task:::echo", "End": true}}},
         "End": true}}});
-    let items: Vec<Value> = (0..40).map(|i| json!({ "i": i, "crash": i == 7 })).collect();
+    let items: Vec<Value> = (0..40)
+        .map(|i| json!({ "i": i, "crash": i == 7 }))
+        .collect();
     let arn = fleet.submit(&def, &json!({ "items": items }), "crash");
     let started = Instant::now();
     let d = loop {
@@ -226,7 +347,11 @@ fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
         if d["status"] != "RUNNING" {
             break fleet.describe(&arn, true);
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "still running; logs in {}", fleet.dir.path().display());
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "still running; logs in {}",
+            fleet.dir.path().display()
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(d["status"], "SUCCEEDED", "{d}");
@@ -240,8 +365,13 @@ fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
     }
     let failed: Vec<&Value> = events_of(&d, "TaskFailed");
     assert!(
-        failed.iter().any(|e| e["taskFailedEventDetails"]["error"] == "Mapfleet.StepDeadLettered"
-            && e["taskFailedEventDetails"]["cause"].as_str().unwrap_or("").contains("dead-lettered")),
+        failed.iter().any(
+            |e| e["taskFailedEventDetails"]["error"] == "Mapfleet.StepDeadLettered"
+                && e["taskFailedEventDetails"]["cause"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("dead-lettered")
+        ),
         "no dead-letter failure in {failed:?}"
     );
     assert_eq!(events_of(&d, "MapIterationFailed").len(), 1);
@@ -255,7 +385,9 @@ fn max_overlap(d: &Value) -> usize {
     for e in d["events"].as_array().unwrap() {
         match e["type"].as_str() {
             Some("TaskScheduled") => edges.push((e["timestamp"].as_str().unwrap().to_string(), 1)),
-            Some("TaskSucceeded" | "TaskFailed" | "TaskTimedOut") => edges.push((e["timestamp"].as_str().unwrap().to_string(), -1)),
+            Some("TaskSucceeded" | "TaskFailed" | "TaskTimedOut") => {
+                edges.push((e["timestamp"].as_str().unwrap().to_string(), -1))
+            }
             _ => {}
         }
     }
@@ -277,12 +409,22 @@ fn max_concurrency_is_never_exceeded_fleet_wide() {
     let _w1 = fleet.worker(8);
     let _w2 = fleet.worker(8);
     let items: Vec<Value> = (0..40).map(|i| json!(i)).collect();
-    let arn = fleet.submit(&echo_map(5, "arn:mapfleet:task:::sleep", json!({"ms": 150})), &json!({ "items": items }), "maxc");
+    let arn = fleet.submit(
+        &echo_map(5, "arn:mapfleet:task:::sleep", json!({"ms": 150})),
+        &json!({ "items": items }),
+        "maxc",
+    );
     let d = fleet.wait(&arn, Duration::from_secs(120));
     assert_eq!(d["status"], "SUCCEEDED", "{d}");
     let overlap = max_overlap(&d);
-    assert!(overlap <= 5, "{overlap} tasks overlapped under MaxConcurrency 5");
-    assert!(overlap >= 3, "only {overlap} tasks ever overlapped: the test did not load the fleet");
+    assert!(
+        overlap <= 5,
+        "{overlap} tasks overlapped under MaxConcurrency 5"
+    );
+    assert!(
+        overlap >= 3,
+        "only {overlap} tasks ever overlapped: the test did not load the fleet"
+    );
 }
 
 #[test]
@@ -302,22 +444,42 @@ fn retry_catch_timeout_and_fail_behave_as_embedded() {
     assert_eq!(d["status"], "FAILED", "{d}");
     assert_eq!(d["error"], "Done");
     assert_eq!(d["cause"], "c");
-    let types: Vec<&str> = d["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(types.iter().filter(|t| **t == "TaskScheduled").count(), 4, "3 tries of T, 1 of S: {types:?}");
+    let types: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "TaskScheduled").count(),
+        4,
+        "3 tries of T, 1 of S: {types:?}"
+    );
     assert!(types.contains(&"TaskTimedOut"), "{types:?}");
 
     // The same definition in embedded mode gives the same result.
     let dpath = fleet.write("flow-def.json", &def);
-    let out = Command::new(MAPFLEET).args(["run", dpath.to_str().unwrap(), "--describe"]).output().unwrap();
+    let out = Command::new(MAPFLEET)
+        .args(["run", dpath.to_str().unwrap(), "--describe"])
+        .output()
+        .unwrap();
     let e: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((&e["status"], &e["error"], &e["cause"]), (&d["status"], &d["error"], &d["cause"]));
+    assert_eq!(
+        (&e["status"], &e["error"], &e["cause"]),
+        (&d["status"], &d["error"], &d["cause"])
+    );
 }
 
 #[test]
 fn unknown_execution_is_a_clear_error() {
     let fleet = Fleet::new("none");
     let out = Command::new(MAPFLEET)
-        .args(["describe", "arn:aws:states:local:000000000000:execution:x:nope", "--prefix", &fleet.prefix])
+        .args([
+            "describe",
+            "arn:aws:states:local:000000000000:execution:x:nope",
+            "--prefix",
+            &fleet.prefix,
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -14,23 +14,43 @@ fn mapfleet() -> &'static str {
 }
 
 fn repo() -> PathBuf {
-    Path::new(MAPFLEET).parent().expect("workspace root").to_path_buf()
+    Path::new(MAPFLEET)
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 fn worker_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("mapfleet-worker");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p worker`", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("mapfleet-worker");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p worker`",
+        bin.display()
+    );
     bin
 }
 
 /// The face models: `MAPFLEET_MODELS_DIR`, else `<repo>/mapfleet-data/models`, fetched by the
 /// setup script when missing.
 fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("MAPFLEET_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("mapfleet-data/models"));
+    let dir = std::env::var_os("MAPFLEET_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("mapfleet-data/models"));
     if !dir.join("libonnxruntime.so").exists() {
-        let ok = Command::new("bash").arg(repo().join("deploy/setup-models.sh")).arg(&dir).status().map(|s| s.success());
-        assert!(matches!(ok, Ok(true)), "deploy/setup-models.sh failed: the face models are needed");
+        let ok = Command::new("bash")
+            .arg(repo().join("deploy/setup-models.sh"))
+            .arg(&dir)
+            .status()
+            .map(|s| s.success());
+        assert!(
+            matches!(ok, Ok(true)),
+            "deploy/setup-models.sh failed: the face models are needed"
+        );
     }
     dir
 }
@@ -53,7 +73,11 @@ fn run(args: &[&str], data_dir: &Path) -> Output {
         .current_dir(repo())
         .output()
         .expect("run mapfleet");
-    assert!(out.status.success(), "mapfleet {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mapfleet {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -74,14 +98,22 @@ fn summary(results: &Value) -> Vec<String> {
         .as_array()
         .expect("results array")
         .iter()
-        .map(|r| match (&r["errorInfo"]["messageToSend"], &r["parallelResult"]) {
-            (m, _) if m.is_object() => format!("{} {}: {}", r["userId"], m["title"], m["message"]),
-            (_, p) if p.is_array() => {
-                assert!(p[0]["FaceId"].is_string(), "an indexed face: {p}");
-                format!("{} accepted: {}", r["userId"], p[1]["thumbnail"]["s3key"].as_str().unwrap_or("?"))
-            }
-            _ => panic!("unexpected result {r}"),
-        })
+        .map(
+            |r| match (&r["errorInfo"]["messageToSend"], &r["parallelResult"]) {
+                (m, _) if m.is_object() => {
+                    format!("{} {}: {}", r["userId"], m["title"], m["message"])
+                }
+                (_, p) if p.is_array() => {
+                    assert!(p[0]["FaceId"].is_string(), "an indexed face: {p}");
+                    format!(
+                        "{} accepted: {}",
+                        r["userId"],
+                        p[1]["thumbnail"]["s3key"].as_str().unwrap_or("?")
+                    )
+                }
+                _ => panic!("unexpected result {r}"),
+            },
+        )
         .collect()
 }
 
@@ -89,7 +121,10 @@ fn summary(results: &Value) -> Vec<String> {
 fn batch_on_the_fleet_matches_embedded_mode() {
     let def = repo().join("examples/rider-photos/ImageProcessingStateMachine-DynamicInput.json");
     let input = repo().join("examples/rider-photos/batch-input.json");
-    let (def, input) = (def.to_str().unwrap().to_string(), input.to_str().unwrap().to_string());
+    let (def, input) = (
+        def.to_str().unwrap().to_string(),
+        input.to_str().unwrap().to_string(),
+    );
 
     // Embedded mode.
     let embedded_dir = tempfile::tempdir().unwrap();
@@ -103,7 +138,12 @@ fn batch_on_the_fleet_matches_embedded_mode() {
     load_photos(fleet_dir.path());
     let prefix = format!("mft-photos-{}", uuid::Uuid::new_v4().simple());
     let _coordinator = Proc(
-        Command::new(mapfleet()).args(["coordinator", "--prefix", &prefix]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+        Command::new(mapfleet())
+            .args(["coordinator", "--prefix", &prefix])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
     );
     let _worker = Proc(
         Command::new(worker_bin())
@@ -118,10 +158,25 @@ fn batch_on_the_fleet_matches_embedded_mode() {
     let on_fleet = |name: &str| -> Vec<String> {
         let started = Instant::now();
         let out = Command::new(mapfleet())
-            .args(["run", &def, "--input", &input, "--name", name, "--redis", "redis://127.0.0.1:6379/", "--prefix", &prefix])
+            .args([
+                "run",
+                &def,
+                "--input",
+                &input,
+                "--name",
+                name,
+                "--redis",
+                "redis://127.0.0.1:6379/",
+                "--prefix",
+                &prefix,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "fleet run failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fleet run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(started.elapsed() < Duration::from_secs(120));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         summary(&v["results"])
@@ -129,20 +184,42 @@ fn batch_on_the_fleet_matches_embedded_mode() {
     let first = on_fleet("photos-1");
     // Items 1-3 are decided by the photo alone; of the two happy-face items (0 and 4), which
     // one wins the duplicate race is up to timing, in either mode.
-    assert_eq!(first[1..4], embedded[1..4], "the fleet and embedded mode disagree");
+    assert_eq!(
+        first[1..4],
+        embedded[1..4],
+        "the fleet and embedded mode disagree"
+    );
     for results in [&first, &embedded] {
         let happy = [&results[0], &results[4]];
         let accepted: Vec<&&String> = happy.iter().filter(|s| s.contains("accepted")).collect();
-        assert_eq!(accepted.len(), 1, "exactly one happy face is accepted: {results:#?}");
-        assert!(accepted[0].ends_with("accepted: resized-1_happy_face.jpg"), "{results:#?}");
+        assert_eq!(
+            accepted.len(),
+            1,
+            "exactly one happy face is accepted: {results:#?}"
+        );
         assert!(
-            happy.iter().any(|s| s.ends_with("\"FaceAlreadyExistsError\": \"Face in the picture is already in the system. \"")),
+            accepted[0].ends_with("accepted: resized-1_happy_face.jpg"),
+            "{results:#?}"
+        );
+        assert!(
+            happy.iter().any(|s| s.ends_with(
+                "\"FaceAlreadyExistsError\": \"Face in the picture is already in the system. \""
+            )),
             "{results:#?}"
         );
     }
-    assert_eq!(first[1], "\"user_b\" \"PhotoDoesNotMeetRequirementError\": \"Face is wearing sunglasses\"");
-    assert_eq!(first[2], "\"user_c\" \"PhotoDoesNotMeetRequirementError\": \"Detected 3 faces in the photo.\"");
-    assert_eq!(first[3], "\"user_d\" \"PhotoDoesNotMeetRequirementError\": \"Detected 0 faces in the photo.\"");
+    assert_eq!(
+        first[1],
+        "\"user_b\" \"PhotoDoesNotMeetRequirementError\": \"Face is wearing sunglasses\""
+    );
+    assert_eq!(
+        first[2],
+        "\"user_c\" \"PhotoDoesNotMeetRequirementError\": \"Detected 3 faces in the photo.\""
+    );
+    assert_eq!(
+        first[3],
+        "\"user_d\" \"PhotoDoesNotMeetRequirementError\": \"Detected 0 faces in the photo.\""
+    );
 
     // Again: both happy faces are now duplicates.
     let second = on_fleet("photos-2");

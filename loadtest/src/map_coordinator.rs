@@ -150,8 +150,12 @@ async fn measure(p: &Params<'_>, harness: &Harness, topo: &Topology) -> anyhow::
         status.as_str(),
         result.error
     );
-    let output = result.output.context("a SUCCEEDED execution without output")?;
-    let got = output.as_array().context("the Map's output is not an array")?;
+    let output = result
+        .output
+        .context("a SUCCEEDED execution without output")?;
+    let got = output
+        .as_array()
+        .context("the Map's output is not an array")?;
     ensure!(
         got.len() == items.len(),
         "{} results for {} items",
@@ -190,13 +194,11 @@ fn spawn_coordinator(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Proc> {
         .env_remove("MAPFLEET_METRICS_ADDR")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(
-            if std::env::var_os("MAPFLEET_LOADTEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            },
-        )
+        .stderr(if std::env::var_os("MAPFLEET_LOADTEST_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .with_context(|| format!("spawning {}", p.mapfleet_bin.display()))?;
     Ok(Proc(child))

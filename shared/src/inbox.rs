@@ -63,19 +63,34 @@ pub async fn apply_to_inbox(
     ready: &str,
     deliveries: &[Delivery<'_>],
 ) -> Result<Vec<Applied>, StoreError> {
-    let Some(first) = deliveries.first() else { return Ok(Vec::new()) };
+    let Some(first) = deliveries.first() else {
+        return Ok(Vec::new());
+    };
     let arn = &first.id.execution;
     if deliveries.iter().any(|d| &d.id.execution != arn) {
-        return Err(StoreError::Reply("apply_to_inbox takes the outcomes of one execution".into()));
+        return Err(StoreError::Reply(
+            "apply_to_inbox takes the outcomes of one execution".into(),
+        ));
     }
     let mut inv = SCRIPT.prepare_invoke();
-    inv.key(inbox).key(ready).arg(ttl_secs.max(1)).arg(crate::now_ms()).arg(arn);
+    inv.key(inbox)
+        .key(ready)
+        .arg(ttl_secs.max(1))
+        .arg(crate::now_ms())
+        .arg(arn);
     for d in deliveries {
-        inv.key(keys.cursor(arn, &d.id.cursor)).arg(d.id.seq).arg(d.id.attempt).arg(d.outcome).arg(d.inbox_entry);
+        inv.key(keys.cursor(arn, &d.id.cursor))
+            .arg(d.id.seq)
+            .arg(d.id.attempt)
+            .arg(d.outcome)
+            .arg(d.inbox_entry);
     }
     let started = Instant::now();
     let flags: Vec<i64> = inv.invoke_async(conn).await?;
-    metrics::get().redis_script_duration.with_label_values(&["apply_to_inbox"]).observe(started.elapsed().as_secs_f64());
+    metrics::get()
+        .redis_script_duration
+        .with_label_values(&["apply_to_inbox"])
+        .observe(started.elapsed().as_secs_f64());
     Ok(flags
         .into_iter()
         .map(|f| {

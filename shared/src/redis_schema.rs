@@ -21,8 +21,8 @@
 //! # Scripts (each one atomic)
 //! - [`FleetStore::apply_outcome`]: applies an outcome only if the cursor is awaiting exactly
 //!   that (seq, attempt); a duplicate, stale or late outcome returns [`Applied::Duplicate`].
-//!   [`FleetStore::apply_outcomes`] does the same for many outcomes in one call, and
-//!   [`FleetStore::await_steps`] marks many cursors as [`FleetStore::await_step`] does.
+//!   [`FleetStore::await_steps`] marks many cursors (one script call) as
+//!   [`FleetStore::await_step`] marks one.
 //! - [`FleetStore::store_iteration_result`]: stores result `i` once and decrements
 //!   `remaining` once; exactly one call sees `remaining == 0` with `stored == true`.
 //! - [`FleetStore::claim_due_timers`]: takes due timers under a lease, so any coordinator may
@@ -170,24 +170,6 @@ end
 return #KEYS
 "#;
 
-const APPLY_OUTCOMES: &str = r#"
--- KEYS: cursor hashes; ARGV: ttl seconds, now ms, then (seq, attempt, outcome) per key.
--- Returns one 1 (applied) or 0 (duplicate) per key, as APPLY_OUTCOME would.
-local out = {}
-for i, key in ipairs(KEYS) do
-  local seq, attempt, outcome = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
-  local cur = redis.call('HMGET', key, 'seq', 'attempt', 'phase')
-  if cur[1] ~= seq or cur[2] ~= attempt or cur[3] ~= 'awaiting' then
-    out[i] = 0
-  else
-    redis.call('HSET', key, 'phase', 'applied', 'outcome', outcome, 'applied_ms', ARGV[2])
-    redis.call('EXPIRE', key, ARGV[1])
-    out[i] = 1
-  end
-end
-return out
-"#;
-
 const INIT_MAP_RUN: &str = r#"
 -- KEYS[1] meta hash; ARGV: total, ttl seconds, now ms
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -239,7 +221,6 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     await_step: Script::new(AWAIT_STEP),
     apply_outcome: Script::new(APPLY_OUTCOME),
     await_steps: Script::new(AWAIT_STEPS),
-    apply_outcomes: Script::new(APPLY_OUTCOMES),
     init_map_run: Script::new(INIT_MAP_RUN),
     store_result: Script::new(STORE_RESULT),
     claim_timers: Script::new(CLAIM_TIMERS),
@@ -250,15 +231,14 @@ struct Scripts {
     await_step: Script,
     apply_outcome: Script,
     await_steps: Script,
-    apply_outcomes: Script,
     init_map_run: Script,
     store_result: Script,
     claim_timers: Script,
     complete_timer: Script,
 }
 
-/// Most keys one batched script call ([`FleetStore::await_steps`],
-/// [`FleetStore::apply_outcomes`]) touches: bounds one call's run time in Redis.
+/// Most keys one batched script call (e.g. [`FleetStore::await_steps`]) should touch: bounds
+/// one call's run time in Redis.
 pub const BATCH: usize = 1000;
 
 fn secs(d: Duration) -> u64 {
@@ -379,59 +359,13 @@ impl FleetStore {
             let mut inv = SCRIPTS.await_steps.prepare_invoke();
             inv.arg(secs(self.ttls.execution));
             for (cursor, seq, attempt) in chunk {
-                inv.key(self.keys.cursor(arn, cursor)).arg(*seq).arg(*attempt);
+                inv.key(self.keys.cursor(arn, cursor))
+                    .arg(*seq)
+                    .arg(*attempt);
             }
             let _: i64 = self.timed("await_steps", inv).await?;
         }
         Ok(())
-    }
-
-    /// [`Self::apply_outcome`] for many outcomes: each is applied exactly as `apply_outcome`
-    /// applies it (only if its cursor awaits exactly that (seq, attempt)), with one script
-    /// call per execution (and per [`BATCH`] outcomes), so the keys of one call share a hash
-    /// tag. Returns what happened to each outcome, in order.
-    pub async fn apply_outcomes(
-        &self,
-        outcomes: &[(&StepId, &str)],
-    ) -> Result<Vec<Applied>, StoreError> {
-        let mut out = vec![Applied::Duplicate; outcomes.len()];
-        // Group by execution, keeping each group's original positions.
-        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, (id, _)) in outcomes.iter().enumerate() {
-            match groups.iter_mut().find(|(arn, _)| *arn == id.execution) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((id.execution.as_str(), vec![i])),
-            }
-        }
-        for (_, members) in groups {
-            for chunk in members.chunks(BATCH) {
-                let mut inv = SCRIPTS.apply_outcomes.prepare_invoke();
-                inv.arg(secs(self.ttls.execution)).arg(crate::now_ms());
-                for &i in chunk {
-                    let (id, outcome) = outcomes[i];
-                    inv.key(self.keys.cursor(&id.execution, &id.cursor))
-                        .arg(id.seq)
-                        .arg(id.attempt)
-                        .arg(outcome);
-                }
-                let applied: Vec<i64> = self.timed("apply_outcomes", inv).await?;
-                if applied.len() != chunk.len() {
-                    return Err(StoreError::Reply(format!(
-                        "apply_outcomes answered {} results for {} outcomes",
-                        applied.len(),
-                        chunk.len()
-                    )));
-                }
-                for (&i, n) in chunk.iter().zip(applied) {
-                    if n == 1 {
-                        out[i] = Applied::Applied;
-                    } else {
-                        metrics::get().outcome_duplicates.inc();
-                    }
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// A cursor's fields (`seq`, `attempt`, `phase`, `outcome`, …).
@@ -646,6 +580,44 @@ mod tests {
         }
         assert_eq!(k.timers(), "p:timers");
         assert_eq!(k.definition("abc"), "p:def:abc");
+    }
+
+    /// Against the Redis on 127.0.0.1 (as the integration tests): `await_steps` leaves each
+    /// cursor exactly as `await_step` does, so `apply_outcome` accepts the awaited step once.
+    #[tokio::test]
+    async fn await_steps_marks_cursors_as_await_step_does() {
+        let prefix = format!("mft-await-{}-{}", std::process::id(), crate::now_ms());
+        let store = FleetStore::connect("redis://127.0.0.1:6379/", &prefix)
+            .await
+            .expect("redis on 127.0.0.1");
+        let arn = "arn:aws:states:local:0:execution:sm:e1";
+        store.await_step(arn, "one", 4, 2).await.unwrap();
+        store
+            .await_steps(arn, &[("many/0", 4, 2), ("many/1", 7, 1)])
+            .await
+            .unwrap();
+        let one = store.cursor_fields(arn, "one").await.unwrap();
+        let many = store.cursor_fields(arn, "many/0").await.unwrap();
+        assert_eq!(one, many);
+        let id = |cursor: &str, seq, attempt| StepId {
+            execution: arn.into(),
+            cursor: cursor.into(),
+            seq,
+            attempt,
+        };
+        let apply = |id: StepId| {
+            let store = store.clone();
+            async move { store.apply_outcome(&id, "{}").await.unwrap() }
+        };
+        assert_eq!(apply(id("many/1", 7, 1)).await, Applied::Applied);
+        assert_eq!(apply(id("many/1", 7, 1)).await, Applied::Duplicate);
+        assert_eq!(apply(id("many/0", 4, 1)).await, Applied::Duplicate);
+        // Marking again clears the applied outcome.
+        store.await_steps(arn, &[("many/1", 8, 1)]).await.unwrap();
+        let fields = store.cursor_fields(arn, "many/1").await.unwrap();
+        assert!(!fields.contains_key("outcome"));
+        assert_eq!(fields.get("phase").map(String::as_str), Some("awaiting"));
+        store.delete_prefix().await.unwrap();
     }
 
     #[test]

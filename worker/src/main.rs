@@ -102,7 +102,11 @@ async fn main() -> anyhow::Result<()> {
     if !cli.no_photo_tasks {
         worker::registry::add_local_photo_tasks(&mut registry, &cli.data_dir, concurrency)
             .await
-            .map_err(|e| anyhow::anyhow!("{e} (or start with --no-photo-tasks to serve only the utility tasks)"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{e} (or start with --no-photo-tasks to serve only the utility tasks)"
+                )
+            })?;
     }
     tracing::info!(resources = ?registry.resources().collect::<Vec<_>>(), "serving");
     consumer::run_with_config(&cli.fleet, registry, opts, consumer::shutdown_signal()).await?;

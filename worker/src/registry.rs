@@ -33,7 +33,10 @@ pub fn models_dir(data_dir: &Path) -> PathBuf {
 /// table), with `sessions` ONNX sessions per model. A clear error names the models directory
 /// when the models are not there.
 pub async fn local_photo_context(data_dir: &Path, sessions: usize) -> Result<PhotoContext, String> {
-    let paths = LocalPaths { data_dir: data_dir.to_path_buf(), models_dir: models_dir(data_dir) };
+    let paths = LocalPaths {
+        data_dir: data_dir.to_path_buf(),
+        models_dir: models_dir(data_dir),
+    };
     if let Some(missing) = ModelPaths::in_dir(&paths.models_dir).missing() {
         return Err(format!(
             "the face models are not installed ({} is missing): run `make models` or \
@@ -46,7 +49,11 @@ pub async fn local_photo_context(data_dir: &Path, sessions: usize) -> Result<Pho
 }
 
 /// Adds the rider-photo tasks of [`local_photo_context`] to `registry`.
-pub async fn add_local_photo_tasks(registry: &mut Registry, data_dir: &Path, sessions: usize) -> Result<(), String> {
+pub async fn add_local_photo_tasks(
+    registry: &mut Registry,
+    data_dir: &Path,
+    sessions: usize,
+) -> Result<(), String> {
     let ctx = local_photo_context(data_dir, sessions).await?;
     register_photo_tasks(registry, ctx);
     Ok(())

@@ -27,7 +27,11 @@ pub struct TaskFailure {
 impl TaskFailure {
     /// A definitive task error: becomes the step's outcome.
     pub fn fatal(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        Self { error: error.into(), cause: cause.into(), retryable: false }
+        Self {
+            error: error.into(),
+            cause: cause.into(),
+            retryable: false,
+        }
     }
 
     /// A Lambda-shaped error: the cause is `{"errorMessage", "errorType"}` as JSON text.
@@ -38,7 +42,11 @@ impl TaskFailure {
 
     /// A transient failure: the step should be redelivered rather than failed.
     pub fn retryable(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        Self { error: error.into(), cause: cause.into(), retryable: true }
+        Self {
+            error: error.into(),
+            cause: cause.into(),
+            retryable: true,
+        }
     }
 }
 

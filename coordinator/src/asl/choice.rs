@@ -77,13 +77,19 @@ const OPERATORS: &[(&str, Operator)] = &[
     ("NumericLessThan", Operator::NumericLessThan),
     ("NumericGreaterThan", Operator::NumericGreaterThan),
     ("NumericLessThanEquals", Operator::NumericLessThanEquals),
-    ("NumericGreaterThanEquals", Operator::NumericGreaterThanEquals),
+    (
+        "NumericGreaterThanEquals",
+        Operator::NumericGreaterThanEquals,
+    ),
     ("BooleanEquals", Operator::BooleanEquals),
     ("TimestampEquals", Operator::TimestampEquals),
     ("TimestampLessThan", Operator::TimestampLessThan),
     ("TimestampGreaterThan", Operator::TimestampGreaterThan),
     ("TimestampLessThanEquals", Operator::TimestampLessThanEquals),
-    ("TimestampGreaterThanEquals", Operator::TimestampGreaterThanEquals),
+    (
+        "TimestampGreaterThanEquals",
+        Operator::TimestampGreaterThanEquals,
+    ),
     ("IsNull", Operator::IsNull),
     ("IsPresent", Operator::IsPresent),
     ("IsNumeric", Operator::IsNumeric),
@@ -96,20 +102,34 @@ impl Operator {
     fn kind(self) -> OperandKind {
         use Operator::*;
         match self {
-            StringEquals | StringLessThan | StringGreaterThan | StringLessThanEquals
-            | StringGreaterThanEquals | StringMatches => OperandKind::String,
-            NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals
+            StringEquals
+            | StringLessThan
+            | StringGreaterThan
+            | StringLessThanEquals
+            | StringGreaterThanEquals
+            | StringMatches => OperandKind::String,
+            NumericEquals
+            | NumericLessThan
+            | NumericGreaterThan
+            | NumericLessThanEquals
             | NumericGreaterThanEquals => OperandKind::Number,
-            BooleanEquals | IsNull | IsPresent | IsNumeric | IsString | IsBoolean
-            | IsTimestamp => OperandKind::Boolean,
-            TimestampEquals | TimestampLessThan | TimestampGreaterThan
-            | TimestampLessThanEquals | TimestampGreaterThanEquals => OperandKind::Timestamp,
+            BooleanEquals | IsNull | IsPresent | IsNumeric | IsString | IsBoolean | IsTimestamp => {
+                OperandKind::Boolean
+            }
+            TimestampEquals
+            | TimestampLessThan
+            | TimestampGreaterThan
+            | TimestampLessThanEquals
+            | TimestampGreaterThanEquals => OperandKind::Timestamp,
         }
     }
 
     fn is_type_test(self) -> bool {
         use Operator::*;
-        matches!(self, IsNull | IsPresent | IsNumeric | IsString | IsBoolean | IsTimestamp)
+        matches!(
+            self,
+            IsNull | IsPresent | IsNumeric | IsString | IsBoolean | IsTimestamp
+        )
     }
 }
 
@@ -126,17 +146,31 @@ const RULE_META: &[&str] = &["Next", "Comment", "Assign"];
 
 /// Parses one rule object. `top_level` rules carry `Next` (and may carry `Assign`); nested
 /// rules inside And/Or/Not must not.
-pub(crate) fn parse_condition(v: &Value, loc: &Loc, top_level: bool, diags: &mut Vec<Diagnostic>) -> Option<Condition> {
+pub(crate) fn parse_condition(
+    v: &Value,
+    loc: &Loc,
+    top_level: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Condition> {
     let Some(obj) = v.as_object() else {
-        diags.push(Diagnostic::schema(loc, "A Choice rule must be a JSON object"));
+        diags.push(Diagnostic::schema(
+            loc,
+            "A Choice rule must be a JSON object",
+        ));
         return None;
     };
     for key in ["Next", "Assign"] {
         if !top_level && obj.contains_key(key) {
-            diags.push(Diagnostic::schema(&loc.field(key), format!("The field '{key}' is only allowed in a top-level Choice rule")));
+            diags.push(Diagnostic::schema(
+                &loc.field(key),
+                format!("The field '{key}' is only allowed in a top-level Choice rule"),
+            ));
         }
     }
-    let combinators: Vec<&str> = ["And", "Or", "Not"].into_iter().filter(|k| obj.contains_key(*k)).collect();
+    let combinators: Vec<&str> = ["And", "Or", "Not"]
+        .into_iter()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
     let comparisons: Vec<(&str, Operator)> = OPERATORS
         .iter()
         .filter(|(name, _)| obj.contains_key(*name))
@@ -155,13 +189,17 @@ pub(crate) fn parse_condition(v: &Value, loc: &Loc, top_level: bool, diags: &mut
             || comparisons.iter().any(|(n, _)| n == key)
             || path_comparisons.iter().any(|(n, _)| n == key);
         if !known {
-            diags.push(Diagnostic::schema(&loc.field(key), format!("Field '{key}' is not supported in a Choice rule")));
+            diags.push(Diagnostic::schema(
+                &loc.field(key),
+                format!("Field '{key}' is not supported in a Choice rule"),
+            ));
         }
     }
     let operator_count = combinators.len() + comparisons.len() + path_comparisons.len();
     if operator_count != 1 {
         let message = if operator_count == 0 {
-            "A Choice rule must have exactly one comparison operator or one of And, Or, Not".to_string()
+            "A Choice rule must have exactly one comparison operator or one of And, Or, Not"
+                .to_string()
         } else {
             "A Choice rule must not have more than one comparison operator".to_string()
         };
@@ -170,22 +208,33 @@ pub(crate) fn parse_condition(v: &Value, loc: &Loc, top_level: bool, diags: &mut
     }
     if let Some(comb) = combinators.first() {
         if obj.contains_key("Variable") {
-            diags.push(Diagnostic::schema(&loc.field("Variable"), format!("'Variable' is not allowed with '{comb}'")));
+            diags.push(Diagnostic::schema(
+                &loc.field("Variable"),
+                format!("'Variable' is not allowed with '{comb}'"),
+            ));
         }
         let inner = &obj[*comb];
         let inner_loc = loc.field(comb);
         return match *comb {
-            "Not" => parse_condition(inner, &inner_loc, false, diags).map(|c| Condition::Not(Box::new(c))),
+            "Not" => parse_condition(inner, &inner_loc, false, diags)
+                .map(|c| Condition::Not(Box::new(c))),
             _ => {
                 let Some(list) = inner.as_array().filter(|a| !a.is_empty()) else {
-                    diags.push(Diagnostic::schema(&inner_loc, format!("'{comb}' must be a non-empty array of Choice rules")));
+                    diags.push(Diagnostic::schema(
+                        &inner_loc,
+                        format!("'{comb}' must be a non-empty array of Choice rules"),
+                    ));
                     return None;
                 };
                 let mut parsed = Vec::with_capacity(list.len());
                 for (i, rule) in list.iter().enumerate() {
                     parsed.push(parse_condition(rule, &inner_loc.index(i), false, diags)?);
                 }
-                Some(if *comb == "And" { Condition::And(parsed) } else { Condition::Or(parsed) })
+                Some(if *comb == "And" {
+                    Condition::And(parsed)
+                } else {
+                    Condition::Or(parsed)
+                })
             }
         };
     }
@@ -193,16 +242,26 @@ pub(crate) fn parse_condition(v: &Value, loc: &Loc, top_level: bool, diags: &mut
         Some(Value::String(s)) => match Path::parse(s) {
             Ok(p) => p,
             Err(e) => {
-                diags.push(Diagnostic::new("INVALID_JSON_PATH", &loc.field("Variable"), format!("The value for the field 'Variable' must be a valid JSONPath: {e}")));
+                diags.push(Diagnostic::new(
+                    "INVALID_JSON_PATH",
+                    &loc.field("Variable"),
+                    format!("The value for the field 'Variable' must be a valid JSONPath: {e}"),
+                ));
                 return None;
             }
         },
         Some(_) => {
-            diags.push(Diagnostic::schema(&loc.field("Variable"), "'Variable' must be a string"));
+            diags.push(Diagnostic::schema(
+                &loc.field("Variable"),
+                "'Variable' must be a string",
+            ));
             return None;
         }
         None => {
-            diags.push(Diagnostic::schema(loc, "These fields are required: [Variable]"));
+            diags.push(Diagnostic::schema(
+                loc,
+                "These fields are required: [Variable]",
+            ));
             return None;
         }
     };
@@ -222,17 +281,32 @@ pub(crate) fn parse_condition(v: &Value, loc: &Loc, top_level: bool, diags: &mut
                 OperandKind::Boolean => "a boolean",
                 OperandKind::Timestamp => "an RFC3339 timestamp string",
             };
-            diags.push(Diagnostic::schema(&field_loc, format!("The value of '{name}' must be {expected}")));
+            diags.push(Diagnostic::schema(
+                &field_loc,
+                format!("The value of '{name}' must be {expected}"),
+            ));
             return None;
         }
-        return Some(Condition::Compare { variable, op: *op, operand: Operand::Literal(raw.clone()) });
+        return Some(Condition::Compare {
+            variable,
+            op: *op,
+            operand: Operand::Literal(raw.clone()),
+        });
     }
     let (name, op) = &path_comparisons[0];
     let field_loc = loc.field(name);
     match obj[name.as_str()].as_str().map(Path::parse) {
-        Some(Ok(p)) => Some(Condition::Compare { variable, op: *op, operand: Operand::Path(p) }),
+        Some(Ok(p)) => Some(Condition::Compare {
+            variable,
+            op: *op,
+            operand: Operand::Path(p),
+        }),
         _ => {
-            diags.push(Diagnostic::new("INVALID_JSON_PATH", &field_loc, format!("The value for the field '{name}' must be a valid JSONPath")));
+            diags.push(Diagnostic::new(
+                "INVALID_JSON_PATH",
+                &field_loc,
+                format!("The value for the field '{name}' must be a valid JSONPath"),
+            ));
             None
         }
     }
@@ -259,12 +333,21 @@ impl Condition {
                 Ok(false)
             }
             Condition::Not(inner) => Ok(!inner.eval(scope)?),
-            Condition::Compare { variable, op, operand } => compare(variable, *op, operand, scope),
+            Condition::Compare {
+                variable,
+                op,
+                operand,
+            } => compare(variable, *op, operand, scope),
         }
     }
 }
 
-fn compare(variable: &Path, op: Operator, operand: &Operand, scope: &Scope<'_>) -> Result<bool, StatesError> {
+fn compare(
+    variable: &Path,
+    op: Operator,
+    operand: &Operand,
+    scope: &Scope<'_>,
+) -> Result<bool, StatesError> {
     let value = match variable.eval(scope) {
         Ok(v) => Some(v),
         Err(e) if op == Operator::IsPresent => {
@@ -310,24 +393,34 @@ fn compare(variable: &Path, op: Operator, operand: &Operand, scope: &Scope<'_>) 
             (Some(s), Some(pattern)) => string_matches(s, pattern),
             _ => false,
         },
-        StringEquals | StringLessThan | StringGreaterThan | StringLessThanEquals | StringGreaterThanEquals => {
-            match (value.as_str(), rhs.as_str()) {
-                (Some(a), Some(b)) => ordering_holds(op, a.cmp(b)),
-                _ => false,
-            }
-        }
-        NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals | NumericGreaterThanEquals => {
-            match (value.as_number(), rhs.as_number()) {
-                (Some(a), Some(b)) => match compare_numbers(a, b) {
-                    Some(ord) => ordering_holds(op, ord),
-                    None => false,
-                },
-                _ => false,
-            }
-        }
-        TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals
+        StringEquals
+        | StringLessThan
+        | StringGreaterThan
+        | StringLessThanEquals
+        | StringGreaterThanEquals => match (value.as_str(), rhs.as_str()) {
+            (Some(a), Some(b)) => ordering_holds(op, a.cmp(b)),
+            _ => false,
+        },
+        NumericEquals
+        | NumericLessThan
+        | NumericGreaterThan
+        | NumericLessThanEquals
+        | NumericGreaterThanEquals => match (value.as_number(), rhs.as_number()) {
+            (Some(a), Some(b)) => match compare_numbers(a, b) {
+                Some(ord) => ordering_holds(op, ord),
+                None => false,
+            },
+            _ => false,
+        },
+        TimestampEquals
+        | TimestampLessThan
+        | TimestampGreaterThan
+        | TimestampLessThanEquals
         | TimestampGreaterThanEquals => {
-            match (value.as_str().and_then(parse_timestamp), rhs.as_str().and_then(parse_timestamp)) {
+            match (
+                value.as_str().and_then(parse_timestamp),
+                rhs.as_str().and_then(parse_timestamp),
+            ) {
                 (Some(a), Some(b)) => ordering_holds(op, a.cmp(&b)),
                 _ => false,
             }
@@ -344,7 +437,9 @@ fn ordering_holds(op: Operator, ord: std::cmp::Ordering) -> bool {
         StringLessThan | NumericLessThan | TimestampLessThan => ord == Less,
         StringGreaterThan | NumericGreaterThan | TimestampGreaterThan => ord == Greater,
         StringLessThanEquals | NumericLessThanEquals | TimestampLessThanEquals => ord != Greater,
-        StringGreaterThanEquals | NumericGreaterThanEquals | TimestampGreaterThanEquals => ord != Less,
+        StringGreaterThanEquals | NumericGreaterThanEquals | TimestampGreaterThanEquals => {
+            ord != Less
+        }
         _ => false,
     }
 }

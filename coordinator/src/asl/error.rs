@@ -13,7 +13,10 @@ pub struct StatesError {
 
 impl StatesError {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        Self { error: error.into(), cause: cause.into() }
+        Self {
+            error: error.into(),
+            cause: cause.into(),
+        }
     }
 
     /// `States.Runtime`: an invalid path, a bad value for a `...Path` field, ...

@@ -13,11 +13,11 @@ use serde_json::{Map, Value};
 
 use super::choice::{self, ChoiceRule};
 use super::definition::*;
+use super::error::names;
 use super::intrinsics::Intrinsic;
 use super::path::{Path, ReferencePath};
 use super::retry::{Catcher, Jitter, Retrier};
 use super::template::Template;
-use super::error::names;
 
 /// Where in the definition a diagnostic points: a JSON-pointer-like path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(code: &'static str, loc: &Loc, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Error, code, message: message.into(), location: Some(loc.as_str().to_string()) }
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            location: Some(loc.as_str().to_string()),
+        }
     }
 
     pub fn schema(loc: &Loc, message: impl Into<String>) -> Diagnostic {
@@ -219,25 +224,86 @@ struct RawState {
 /// Fields each state type accepts besides `Type`, `Comment` and `QueryLanguage`.
 fn allowed_fields(type_name: &str) -> &'static [&'static str] {
     match type_name {
-        "Pass" => &["Next", "End", "InputPath", "OutputPath", "ResultPath", "Parameters", "Result", "Assign"],
+        "Pass" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "Result",
+            "Assign",
+        ],
         "Task" => &[
-            "Next", "End", "InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector", "Assign",
-            "Retry", "Catch", "Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds",
-            "HeartbeatSecondsPath", "Credentials",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Assign",
+            "Retry",
+            "Catch",
+            "Resource",
+            "TimeoutSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSeconds",
+            "HeartbeatSecondsPath",
+            "Credentials",
         ],
         "Choice" => &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
-        "Wait" => &["Next", "End", "InputPath", "OutputPath", "Seconds", "SecondsPath", "Timestamp", "TimestampPath", "Assign"],
+        "Wait" => &[
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "Seconds",
+            "SecondsPath",
+            "Timestamp",
+            "TimestampPath",
+            "Assign",
+        ],
         "Succeed" => &["InputPath", "OutputPath"],
         "Fail" => &["Error", "ErrorPath", "Cause", "CausePath"],
         "Parallel" => &[
-            "Next", "End", "InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector", "Assign",
-            "Retry", "Catch", "Branches",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Assign",
+            "Retry",
+            "Catch",
+            "Branches",
         ],
         "Map" => &[
-            "Next", "End", "InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector", "Assign",
-            "Retry", "Catch", "Iterator", "ItemProcessor", "ItemsPath", "ItemSelector", "MaxConcurrency",
-            "MaxConcurrencyPath", "ToleratedFailurePercentage", "ToleratedFailurePercentagePath",
-            "ToleratedFailureCount", "ToleratedFailureCountPath", "ItemBatcher", "ItemReader", "ResultWriter", "Label",
+            "Next",
+            "End",
+            "InputPath",
+            "OutputPath",
+            "ResultPath",
+            "Parameters",
+            "ResultSelector",
+            "Assign",
+            "Retry",
+            "Catch",
+            "Iterator",
+            "ItemProcessor",
+            "ItemsPath",
+            "ItemSelector",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
+            "ItemBatcher",
+            "ItemReader",
+            "ResultWriter",
+            "Label",
         ],
         _ => &[],
     }
@@ -245,21 +311,36 @@ fn allowed_fields(type_name: &str) -> &'static [&'static str] {
 
 /// Parses and validates an already-decoded definition.
 pub fn parse_definition_value(value: &Value) -> Result<StateMachine, InvalidDefinition> {
-    let mut b = Builder { diags: Vec::new(), graphs: Vec::new(), labels: HashSet::new() };
+    let mut b = Builder {
+        diags: Vec::new(),
+        graphs: Vec::new(),
+        labels: HashSet::new(),
+    };
     let root_loc = Loc::root();
     let Some(obj) = value.as_object() else {
-        return Err(InvalidDefinition(vec![Diagnostic::schema(&root_loc, "Definition must be a valid JSON object")]));
+        return Err(InvalidDefinition(vec![Diagnostic::schema(
+            &root_loc,
+            "Definition must be a valid JSON object",
+        )]));
     };
     let raw: RawMachine = match serde_json::from_value(Value::Object(obj.clone())) {
         Ok(r) => r,
-        Err(e) => return Err(InvalidDefinition(vec![Diagnostic::schema(&root_loc, serde_message(&e))])),
+        Err(e) => {
+            return Err(InvalidDefinition(vec![Diagnostic::schema(
+                &root_loc,
+                serde_message(&e),
+            )]));
+        }
     };
     let query_language = match raw.QueryLanguage.as_ref() {
         None => QueryLanguage::JsonPath,
         Some(Value::String(s)) if s == "JSONPath" => QueryLanguage::JsonPath,
         Some(Value::String(s)) if s == "JSONata" => QueryLanguage::JsonAta,
         Some(_) => {
-            b.diags.push(Diagnostic::schema(&root_loc.field("QueryLanguage"), "QueryLanguage must be 'JSONPath' or 'JSONata'"));
+            b.diags.push(Diagnostic::schema(
+                &root_loc.field("QueryLanguage"),
+                "QueryLanguage must be 'JSONPath' or 'JSONata'",
+            ));
             QueryLanguage::JsonPath
         }
     };
@@ -278,7 +359,10 @@ pub fn parse_definition_value(value: &Value) -> Result<StateMachine, InvalidDefi
         missing.push("StartAt");
     }
     if !missing.is_empty() {
-        b.diags.push(Diagnostic::schema(&root_loc, format!("These fields are required: [{}]", missing.join(", "))));
+        b.diags.push(Diagnostic::schema(
+            &root_loc,
+            format!("These fields are required: [{}]", missing.join(", ")),
+        ));
         return Err(InvalidDefinition(b.diags));
     }
     let timeout_seconds = match raw.TimeoutSeconds.as_ref() {
@@ -286,22 +370,44 @@ pub fn parse_definition_value(value: &Value) -> Result<StateMachine, InvalidDefi
         Some(v) => match v.as_u64().filter(|n| *n > 0 && *n <= 99_999_999) {
             Some(n) => Some(n),
             None => {
-                b.diags.push(Diagnostic::schema(&root_loc.field("TimeoutSeconds"), "TimeoutSeconds must be a positive integer"));
+                b.diags.push(Diagnostic::schema(
+                    &root_loc.field("TimeoutSeconds"),
+                    "TimeoutSeconds must be a positive integer",
+                ));
                 None
             }
         },
     };
     let comment = b.string_opt(raw.Comment.as_ref(), &root_loc.field("Comment"));
     let version = b.string_opt(raw.Version.as_ref(), &root_loc.field("Version"));
-    let root_id = b.graph(raw.StartAt.as_ref(), raw.States.as_ref(), &root_loc, query_language);
+    let root_id = b.graph(
+        raw.StartAt.as_ref(),
+        raw.States.as_ref(),
+        &root_loc,
+        query_language,
+    );
     if b.diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(InvalidDefinition(b.diags));
     }
-    let graphs: Vec<Arc<Graph>> = b.graphs.into_iter().map(|g| Arc::new(g.expect("every graph is built"))).collect();
+    let graphs: Vec<Arc<Graph>> = b
+        .graphs
+        .into_iter()
+        .map(|g| Arc::new(g.expect("every graph is built")))
+        .collect();
     let Some(root_id) = root_id else {
-        return Err(InvalidDefinition(vec![Diagnostic::schema(&root_loc, "The definition has no valid States")]));
+        return Err(InvalidDefinition(vec![Diagnostic::schema(
+            &root_loc,
+            "The definition has no valid States",
+        )]));
     };
-    Ok(StateMachine { comment, version, query_language, timeout_seconds, root: graphs[root_id].clone(), graphs })
+    Ok(StateMachine {
+        comment,
+        version,
+        query_language,
+        timeout_seconds,
+        root: graphs[root_id].clone(),
+        graphs,
+    })
 }
 
 /// Whether some `$$` reference in a state's JSON text may read the execution input: any
@@ -328,9 +434,10 @@ fn serde_message(e: &serde_json::Error) -> String {
     // serde says "unknown field `X`, expected one of ..."; AWS says "Field 'X' is not supported".
     let text = e.to_string();
     if let Some(rest) = text.strip_prefix("unknown field `")
-        && let Some(end) = rest.find('`') {
-            return format!("Field '{}' is not supported", &rest[..end]);
-        }
+        && let Some(end) = rest.find('`')
+    {
+        return format!("Field '{}' is not supported", &rest[..end]);
+    }
     text
 }
 
@@ -359,7 +466,13 @@ impl Builder {
     }
 
     /// Builds one `StartAt` + `States` block and returns its id.
-    fn graph(&mut self, start_at: Option<&Value>, states: Option<&Value>, loc: &Loc, ql: QueryLanguage) -> Option<GraphId> {
+    fn graph(
+        &mut self,
+        start_at: Option<&Value>,
+        states: Option<&Value>,
+        loc: &Loc,
+        ql: QueryLanguage,
+    ) -> Option<GraphId> {
         let id = self.graphs.len();
         self.graphs.push(None);
         let states_loc = loc.field("States");
@@ -374,7 +487,10 @@ impl Builder {
         let mut by_name = HashMap::new();
         for (i, name) in states_obj.keys().enumerate() {
             if name.is_empty() || name.chars().count() > 80 {
-                self.err(&states_loc.field(name), "State names must be 1 to 80 characters long");
+                self.err(
+                    &states_loc.field(name),
+                    "State names must be 1 to 80 characters long",
+                );
             }
             by_name.insert(name.clone(), i);
         }
@@ -408,7 +524,12 @@ impl Builder {
         let start = start?;
         let states: Vec<State> = built.into_iter().collect::<Option<Vec<_>>>()?;
         self.check_reachability(&states, start, &states_loc);
-        self.graphs[id] = Some(Graph { id, start_at: start, states, by_name });
+        self.graphs[id] = Some(Graph {
+            id,
+            start_at: start,
+            states,
+            by_name,
+        });
         Some(id)
     }
 
@@ -445,7 +566,14 @@ impl Builder {
         }
     }
 
-    fn state(&mut self, name: &str, raw_value: &Value, loc: &Loc, names: &HashMap<String, StateId>, ql: QueryLanguage) -> Option<State> {
+    fn state(
+        &mut self,
+        name: &str,
+        raw_value: &Value,
+        loc: &Loc,
+        names: &HashMap<String, StateId>,
+        ql: QueryLanguage,
+    ) -> Option<State> {
         if !raw_value.is_object() {
             self.err(loc, "A state must be a JSON object");
             return None;
@@ -470,7 +598,10 @@ impl Builder {
         };
         let allowed = allowed_fields(&type_name);
         if allowed.is_empty() {
-            self.err(&loc.field("Type"), format!("Unknown state type '{type_name}'"));
+            self.err(
+                &loc.field("Type"),
+                format!("Unknown state type '{type_name}'"),
+            );
             return None;
         }
         let state_ql = match raw.QueryLanguage.as_ref() {
@@ -490,7 +621,10 @@ impl Builder {
                 QueryLanguage::JsonAta
             }
             Some(_) => {
-                self.err(&loc.field("QueryLanguage"), "QueryLanguage must be 'JSONPath' or 'JSONata'");
+                self.err(
+                    &loc.field("QueryLanguage"),
+                    "QueryLanguage must be 'JSONPath' or 'JSONata'",
+                );
                 ql
             }
         };
@@ -528,7 +662,11 @@ impl Builder {
             output_path: self.query_path_field(nullable("OutputPath"), "OutputPath", loc),
             result_path: self.reference_path_field(nullable("ResultPath"), "ResultPath", loc),
             parameters: None,
-            result_selector: self.template_field(raw.ResultSelector.as_ref(), "ResultSelector", loc),
+            result_selector: self.template_field(
+                raw.ResultSelector.as_ref(),
+                "ResultSelector",
+                loc,
+            ),
             assign: self.template_field(raw.Assign.as_ref(), "Assign", loc),
             transition,
             retry: self.retriers(raw.Retry.as_ref(), loc),
@@ -539,7 +677,9 @@ impl Builder {
         let kind = match type_name.as_str() {
             "Pass" => {
                 common.parameters = self.template_field(raw.Parameters.as_ref(), "Parameters", loc);
-                StateKind::Pass { result: raw.Result.clone() }
+                StateKind::Pass {
+                    result: raw.Result.clone(),
+                }
             }
             "Task" => {
                 common.parameters = self.template_field(raw.Parameters.as_ref(), "Parameters", loc);
@@ -555,7 +695,12 @@ impl Builder {
             "Parallel" => {
                 common.parameters = self.template_field(raw.Parameters.as_ref(), "Parameters", loc);
                 let branches_loc = loc.field("Branches");
-                let Some(list) = raw.Branches.as_ref().and_then(Value::as_array).filter(|l| !l.is_empty()) else {
+                let Some(list) = raw
+                    .Branches
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .filter(|l| !l.is_empty())
+                else {
                     self.err(&branches_loc, "'Branches' must be a non-empty array");
                     return None;
                 };
@@ -568,7 +713,10 @@ impl Builder {
                     };
                     for key in obj.keys() {
                         if !matches!(key.as_str(), "StartAt" | "States" | "Comment") {
-                            self.err(&bl.field(key), format!("Field '{key}' is not supported in a branch"));
+                            self.err(
+                                &bl.field(key),
+                                format!("Field '{key}' is not supported in a branch"),
+                            );
                         }
                     }
                     if let Some(g) = self.graph(obj.get("StartAt"), obj.get("States"), &bl, ql) {
@@ -580,10 +728,21 @@ impl Builder {
             "Map" => StateKind::Map(Box::new(self.map(&raw, loc, ql)?)),
             _ => unreachable!("allowed_fields rejected unknown types"),
         };
-        Some(State { name: name.to_string(), comment, common, kind })
+        Some(State {
+            name: name.to_string(),
+            comment,
+            common,
+            kind,
+        })
     }
 
-    fn transition(&mut self, next: Option<&Value>, end: Option<&Value>, loc: &Loc, names: &HashMap<String, StateId>) -> Transition {
+    fn transition(
+        &mut self,
+        next: Option<&Value>,
+        end: Option<&Value>,
+        loc: &Loc,
+        names: &HashMap<String, StateId>,
+    ) -> Transition {
         let is_end = match end {
             None => false,
             Some(Value::Bool(b)) => *b,
@@ -597,7 +756,10 @@ impl Builder {
                 self.err(loc, "Only one of 'Next' or 'End' may be set");
                 Transition::End
             }
-            (Some(v), false) => self.resolve(v, &loc.field("Next"), names).map(Transition::Next).unwrap_or(Transition::End),
+            (Some(v), false) => self
+                .resolve(v, &loc.field("Next"), names)
+                .map(Transition::Next)
+                .unwrap_or(Transition::End),
             (None, true) => Transition::End,
             (None, false) => {
                 self.diags.push(Diagnostic::new(
@@ -610,7 +772,12 @@ impl Builder {
         }
     }
 
-    fn resolve(&mut self, v: &Value, loc: &Loc, names: &HashMap<String, StateId>) -> Option<StateId> {
+    fn resolve(
+        &mut self,
+        v: &Value,
+        loc: &Loc,
+        names: &HashMap<String, StateId>,
+    ) -> Option<StateId> {
         match v {
             Value::String(s) => match names.get(s) {
                 Some(i) => Some(*i),
@@ -647,7 +814,10 @@ impl Builder {
                 }
             },
             Some(_) => {
-                self.err(&loc.field(field), format!("'{field}' must be a string or null"));
+                self.err(
+                    &loc.field(field),
+                    format!("'{field}' must be a string or null"),
+                );
                 None
             }
         }
@@ -671,23 +841,33 @@ impl Builder {
         }
     }
 
-    fn reference_path_field(&mut self, v: Option<&Value>, field: &str, loc: &Loc) -> Option<ReferencePath> {
+    fn reference_path_field(
+        &mut self,
+        v: Option<&Value>,
+        field: &str,
+        loc: &Loc,
+    ) -> Option<ReferencePath> {
         match v {
             None => Some(ReferencePath::parse("$").expect("`$` is a valid reference path")),
             Some(Value::Null) => None,
-            Some(Value::String(s)) => match ReferencePath::parse(s) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    self.diags.push(Diagnostic::new(
+            Some(Value::String(s)) => {
+                match ReferencePath::parse(s) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        self.diags.push(Diagnostic::new(
                         "INVALID_REFERENCE_PATH",
                         &loc.field(field),
                         format!("The value for the field '{field}' must be a valid Reference Path: {e}"),
                     ));
-                    None
+                        None
+                    }
                 }
-            },
+            }
             Some(_) => {
-                self.err(&loc.field(field), format!("'{field}' must be a string or null"));
+                self.err(
+                    &loc.field(field),
+                    format!("'{field}' must be a string or null"),
+                );
                 None
             }
         }
@@ -700,7 +880,10 @@ impl Builder {
             // are accepted for Parameters in practice, so only reject non-objects for
             // the selectors that must shape an object.
             if field == "ResultSelector" {
-                self.err(&loc.field(field), format!("'{field}' must be a JSON object"));
+                self.err(
+                    &loc.field(field),
+                    format!("'{field}' must be a JSON object"),
+                );
                 return None;
             }
         }
@@ -722,21 +905,41 @@ impl Builder {
         match v.as_u64() {
             Some(n) if allow_zero || n > 0 => Some(n),
             _ => {
-                let what = if allow_zero { "a non-negative integer" } else { "a positive integer" };
+                let what = if allow_zero {
+                    "a non-negative integer"
+                } else {
+                    "a positive integer"
+                };
                 self.err(&loc.field(field), format!("'{field}' must be {what}"));
                 None
             }
         }
     }
 
-    fn dynamic_u64(&mut self, lit: Option<&Value>, path: Option<&Value>, field: &str, loc: &Loc, allow_zero: bool) -> Option<Option<Dynamic<u64>>> {
+    fn dynamic_u64(
+        &mut self,
+        lit: Option<&Value>,
+        path: Option<&Value>,
+        field: &str,
+        loc: &Loc,
+        allow_zero: bool,
+    ) -> Option<Option<Dynamic<u64>>> {
         match (lit, path) {
             (Some(_), Some(_)) => {
-                self.err(loc, format!("Only one of '{field}' or '{field}Path' may be set"));
+                self.err(
+                    loc,
+                    format!("Only one of '{field}' or '{field}Path' may be set"),
+                );
                 None
             }
-            (Some(v), None) => Some(Some(Dynamic::Literal(self.positive_int(v, field, loc, allow_zero)?))),
-            (None, Some(p)) => Some(Some(Dynamic::Path(self.path_string(p, &format!("{field}Path"), loc)?))),
+            (Some(v), None) => Some(Some(Dynamic::Literal(
+                self.positive_int(v, field, loc, allow_zero)?,
+            ))),
+            (None, Some(p)) => Some(Some(Dynamic::Path(self.path_string(
+                p,
+                &format!("{field}Path"),
+                loc,
+            )?))),
             (None, None) => Some(None),
         }
     }
@@ -745,7 +948,10 @@ impl Builder {
         let resource = match raw.Resource.as_ref() {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(_) => {
-                self.err(&loc.field("Resource"), "'Resource' must be a non-empty string (an ARN)");
+                self.err(
+                    &loc.field("Resource"),
+                    "'Resource' must be a non-empty string (an ARN)",
+                );
                 return None;
             }
             None => {
@@ -753,24 +959,61 @@ impl Builder {
                 return None;
             }
         };
-        let timeout_seconds = self.dynamic_u64(raw.TimeoutSeconds.as_ref(), raw.TimeoutSecondsPath.as_ref(), "TimeoutSeconds", loc, false)?;
-        let heartbeat_seconds = self.dynamic_u64(raw.HeartbeatSeconds.as_ref(), raw.HeartbeatSecondsPath.as_ref(), "HeartbeatSeconds", loc, false)?;
-        if let (Some(Dynamic::Literal(t)), Some(Dynamic::Literal(h))) = (&timeout_seconds, &heartbeat_seconds)
-            && h >= t {
-                self.err(&loc.field("HeartbeatSeconds"), "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'");
-            }
+        let timeout_seconds = self.dynamic_u64(
+            raw.TimeoutSeconds.as_ref(),
+            raw.TimeoutSecondsPath.as_ref(),
+            "TimeoutSeconds",
+            loc,
+            false,
+        )?;
+        let heartbeat_seconds = self.dynamic_u64(
+            raw.HeartbeatSeconds.as_ref(),
+            raw.HeartbeatSecondsPath.as_ref(),
+            "HeartbeatSeconds",
+            loc,
+            false,
+        )?;
+        if let (Some(Dynamic::Literal(t)), Some(Dynamic::Literal(h))) =
+            (&timeout_seconds, &heartbeat_seconds)
+            && h >= t
+        {
+            self.err(
+                &loc.field("HeartbeatSeconds"),
+                "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'",
+            );
+        }
         if let Some(c) = raw.Credentials.as_ref() {
-            let ok = c.as_object().is_some_and(|o| o.contains_key("RoleArn") || o.contains_key("RoleArn.$"));
+            let ok = c
+                .as_object()
+                .is_some_and(|o| o.contains_key("RoleArn") || o.contains_key("RoleArn.$"));
             if !ok {
-                self.err(&loc.field("Credentials"), "The field 'RoleArn' is required but was missing");
+                self.err(
+                    &loc.field("Credentials"),
+                    "The field 'RoleArn' is required but was missing",
+                );
             }
         }
-        Some(TaskSpec { resource, timeout_seconds, heartbeat_seconds, credentials: raw.Credentials.clone() })
+        Some(TaskSpec {
+            resource,
+            timeout_seconds,
+            heartbeat_seconds,
+            credentials: raw.Credentials.clone(),
+        })
     }
 
-    fn choice(&mut self, raw: &RawState, loc: &Loc, names: &HashMap<String, StateId>) -> Option<StateKind> {
+    fn choice(
+        &mut self,
+        raw: &RawState,
+        loc: &Loc,
+        names: &HashMap<String, StateId>,
+    ) -> Option<StateKind> {
         let choices_loc = loc.field("Choices");
-        let Some(list) = raw.Choices.as_ref().and_then(Value::as_array).filter(|l| !l.is_empty()) else {
+        let Some(list) = raw
+            .Choices
+            .as_ref()
+            .and_then(Value::as_array)
+            .filter(|l| !l.is_empty())
+        else {
             self.err(&choices_loc, "'Choices' must be a non-empty array");
             return None;
         };
@@ -788,7 +1031,11 @@ impl Builder {
             };
             let assign = self.template_field(rule.get("Assign"), "Assign", &rl);
             match (cond, next) {
-                (Some(condition), Some(next)) => choices.push(ChoiceRule { condition, next, assign }),
+                (Some(condition), Some(next)) => choices.push(ChoiceRule {
+                    condition,
+                    next,
+                    assign,
+                }),
                 _ => ok = false,
             }
         }
@@ -815,23 +1062,53 @@ impl Builder {
             return None;
         }
         match given[0] {
-            "Seconds" => Some(WaitSpec::Seconds(self.positive_int(raw.Seconds.as_ref()?, "Seconds", loc, true)?)),
-            "SecondsPath" => Some(WaitSpec::SecondsPath(self.path_string(raw.SecondsPath.as_ref()?, "SecondsPath", loc)?)),
-            "Timestamp" => match raw.Timestamp.as_ref()?.as_str().and_then(choice::parse_timestamp) {
+            "Seconds" => Some(WaitSpec::Seconds(self.positive_int(
+                raw.Seconds.as_ref()?,
+                "Seconds",
+                loc,
+                true,
+            )?)),
+            "SecondsPath" => Some(WaitSpec::SecondsPath(self.path_string(
+                raw.SecondsPath.as_ref()?,
+                "SecondsPath",
+                loc,
+            )?)),
+            "Timestamp" => match raw
+                .Timestamp
+                .as_ref()?
+                .as_str()
+                .and_then(choice::parse_timestamp)
+            {
                 Some(ts) => Some(WaitSpec::Timestamp(ts)),
                 None => {
-                    self.err(&loc.field("Timestamp"), "String does not match RFC3339 timestamp");
+                    self.err(
+                        &loc.field("Timestamp"),
+                        "String does not match RFC3339 timestamp",
+                    );
                     None
                 }
             },
-            _ => Some(WaitSpec::TimestampPath(self.path_string(raw.TimestampPath.as_ref()?, "TimestampPath", loc)?)),
+            _ => Some(WaitSpec::TimestampPath(self.path_string(
+                raw.TimestampPath.as_ref()?,
+                "TimestampPath",
+                loc,
+            )?)),
         }
     }
 
-    fn text_source(&mut self, lit: Option<&Value>, path: Option<&Value>, field: &str, loc: &Loc) -> Option<TextSource> {
+    fn text_source(
+        &mut self,
+        lit: Option<&Value>,
+        path: Option<&Value>,
+        field: &str,
+        loc: &Loc,
+    ) -> Option<TextSource> {
         match (lit, path) {
             (Some(_), Some(_)) => {
-                self.err(loc, format!("Only one of '{field}' or '{field}Path' may be set"));
+                self.err(
+                    loc,
+                    format!("Only one of '{field}' or '{field}Path' may be set"),
+                );
                 None
             }
             (Some(Value::String(s)), None) => Some(TextSource::Literal(s.clone())),
@@ -850,11 +1127,15 @@ impl Builder {
                         }
                     }
                 } else {
-                    self.path_string(&Value::String(s.clone()), &field_path, loc).map(TextSource::Path)
+                    self.path_string(&Value::String(s.clone()), &field_path, loc)
+                        .map(TextSource::Path)
                 }
             }
             (None, Some(_)) => {
-                self.err(&loc.field(&format!("{field}Path")), format!("'{field}Path' must be a string"));
+                self.err(
+                    &loc.field(&format!("{field}Path")),
+                    format!("'{field}Path' must be a string"),
+                );
                 None
             }
             (None, None) => None,
@@ -863,8 +1144,15 @@ impl Builder {
 
     fn error_equals(&mut self, obj: &Map<String, Value>, loc: &Loc) -> Option<Vec<String>> {
         let field_loc = loc.field("ErrorEquals");
-        let Some(list) = obj.get("ErrorEquals").and_then(Value::as_array).filter(|l| !l.is_empty()) else {
-            self.err(&field_loc, "'ErrorEquals' must be a non-empty array of error names");
+        let Some(list) = obj
+            .get("ErrorEquals")
+            .and_then(Value::as_array)
+            .filter(|l| !l.is_empty())
+        else {
+            self.err(
+                &field_loc,
+                "'ErrorEquals' must be a non-empty array of error names",
+            );
             return None;
         };
         let mut names_out = Vec::with_capacity(list.len());
@@ -872,7 +1160,10 @@ impl Builder {
             match v.as_str() {
                 Some(s) => {
                     if s.starts_with("States.") && !names::PREDEFINED.contains(&s) {
-                        self.err(&field_loc.index(i), format!("'{s}' is not a predefined error name"));
+                        self.err(
+                            &field_loc.index(i),
+                            format!("'{s}' is not a predefined error name"),
+                        );
                     }
                     names_out.push(s.to_string());
                 }
@@ -880,7 +1171,10 @@ impl Builder {
             }
         }
         if names_out.iter().any(|n| n == names::ALL) && names_out.len() > 1 {
-            self.err(&field_loc, "'States.ALL' must appear alone in 'ErrorEquals'");
+            self.err(
+                &field_loc,
+                "'States.ALL' must appear alone in 'ErrorEquals'",
+            );
         }
         Some(names_out)
     }
@@ -889,7 +1183,10 @@ impl Builder {
     fn check_all_is_last(&mut self, lists: &[Vec<String>], loc: &Loc) {
         for (i, l) in lists.iter().enumerate() {
             if i + 1 < lists.len() && l.iter().any(|n| n == names::ALL) {
-                self.err(&loc.index(i), "'States.ALL' must only appear in the last element");
+                self.err(
+                    &loc.index(i),
+                    "'States.ALL' must only appear in the last element",
+                );
             }
         }
     }
@@ -909,41 +1206,73 @@ impl Builder {
                 continue;
             };
             for key in obj.keys() {
-                if !matches!(key.as_str(), "ErrorEquals" | "IntervalSeconds" | "MaxAttempts" | "BackoffRate" | "MaxDelaySeconds" | "JitterStrategy" | "Comment") {
-                    self.err(&il.field(key), format!("Field '{key}' is not supported in a retrier"));
+                if !matches!(
+                    key.as_str(),
+                    "ErrorEquals"
+                        | "IntervalSeconds"
+                        | "MaxAttempts"
+                        | "BackoffRate"
+                        | "MaxDelaySeconds"
+                        | "JitterStrategy"
+                        | "Comment"
+                ) {
+                    self.err(
+                        &il.field(key),
+                        format!("Field '{key}' is not supported in a retrier"),
+                    );
                 }
             }
-            let Some(error_equals) = self.error_equals(obj, &il) else { continue };
-            let mut r = Retrier { error_equals, ..Default::default() };
+            let Some(error_equals) = self.error_equals(obj, &il) else {
+                continue;
+            };
+            let mut r = Retrier {
+                error_equals,
+                ..Default::default()
+            };
             if let Some(x) = obj.get("IntervalSeconds") {
                 match x.as_u64().filter(|n| (1..=99_999_999).contains(n)) {
                     Some(n) => r.interval_seconds = n,
-                    None => self.err(&il.field("IntervalSeconds"), "'IntervalSeconds' must be a positive integer"),
+                    None => self.err(
+                        &il.field("IntervalSeconds"),
+                        "'IntervalSeconds' must be a positive integer",
+                    ),
                 }
             }
             if let Some(x) = obj.get("MaxAttempts") {
                 match x.as_u64().filter(|n| *n <= 99_999_999) {
                     Some(n) => r.max_attempts = n,
-                    None => self.err(&il.field("MaxAttempts"), "'MaxAttempts' must be a non-negative integer"),
+                    None => self.err(
+                        &il.field("MaxAttempts"),
+                        "'MaxAttempts' must be a non-negative integer",
+                    ),
                 }
             }
             if let Some(x) = obj.get("BackoffRate") {
                 match x.as_f64().filter(|n| *n >= 1.0) {
                     Some(n) => r.backoff_rate = n,
-                    None => self.err(&il.field("BackoffRate"), "'BackoffRate' must be a number greater than or equal to 1.0"),
+                    None => self.err(
+                        &il.field("BackoffRate"),
+                        "'BackoffRate' must be a number greater than or equal to 1.0",
+                    ),
                 }
             }
             if let Some(x) = obj.get("MaxDelaySeconds") {
                 match x.as_u64().filter(|n| (1..31_622_400).contains(n)) {
                     Some(n) => r.max_delay_seconds = Some(n),
-                    None => self.err(&il.field("MaxDelaySeconds"), "'MaxDelaySeconds' must be a positive integer below 31622400"),
+                    None => self.err(
+                        &il.field("MaxDelaySeconds"),
+                        "'MaxDelaySeconds' must be a positive integer below 31622400",
+                    ),
                 }
             }
             if let Some(x) = obj.get("JitterStrategy") {
                 match x.as_str() {
                     Some("FULL") => r.jitter = Jitter::Full,
                     Some("NONE") => r.jitter = Jitter::None,
-                    _ => self.err(&il.field("JitterStrategy"), "'JitterStrategy' must be 'FULL' or 'NONE'"),
+                    _ => self.err(
+                        &il.field("JitterStrategy"),
+                        "'JitterStrategy' must be 'FULL' or 'NONE'",
+                    ),
                 }
             }
             out.push(r);
@@ -953,7 +1282,12 @@ impl Builder {
         out
     }
 
-    fn catchers(&mut self, v: Option<&Value>, loc: &Loc, names_map: &HashMap<String, StateId>) -> Vec<Catcher> {
+    fn catchers(
+        &mut self,
+        v: Option<&Value>,
+        loc: &Loc,
+        names_map: &HashMap<String, StateId>,
+    ) -> Vec<Catcher> {
         let Some(v) = v else { return Vec::new() };
         let cl = loc.field("Catch");
         let Some(list) = v.as_array() else {
@@ -968,8 +1302,14 @@ impl Builder {
                 continue;
             };
             for key in obj.keys() {
-                if !matches!(key.as_str(), "ErrorEquals" | "Next" | "ResultPath" | "Assign" | "Comment") {
-                    self.err(&il.field(key), format!("Field '{key}' is not supported in a catcher"));
+                if !matches!(
+                    key.as_str(),
+                    "ErrorEquals" | "Next" | "ResultPath" | "Assign" | "Comment"
+                ) {
+                    self.err(
+                        &il.field(key),
+                        format!("Field '{key}' is not supported in a catcher"),
+                    );
                 }
             }
             let error_equals = self.error_equals(obj, &il);
@@ -983,7 +1323,12 @@ impl Builder {
             let result_path = self.reference_path_field(obj.get("ResultPath"), "ResultPath", &il);
             let assign = self.template_field(obj.get("Assign"), "Assign", &il);
             if let (Some(error_equals), Some(next)) = (error_equals, next) {
-                out.push(Catcher { error_equals, next, result_path, assign });
+                out.push(Catcher {
+                    error_equals,
+                    next,
+                    result_path,
+                    assign,
+                });
             }
         }
         let lists: Vec<Vec<String>> = out.iter().map(|c| c.error_equals.clone()).collect();
@@ -1013,9 +1358,15 @@ impl Builder {
         let mut execution_type = None;
         for key in pobj.keys() {
             // AWS accepts ProcessorConfig under the legacy Iterator name too.
-            let ok = matches!(key.as_str(), "StartAt" | "States" | "Comment" | "ProcessorConfig");
+            let ok = matches!(
+                key.as_str(),
+                "StartAt" | "States" | "Comment" | "ProcessorConfig"
+            );
             if !ok {
-                self.err(&pl.field(key), format!("Field '{key}' is not supported in '{proc_field}'"));
+                self.err(
+                    &pl.field(key),
+                    format!("Field '{key}' is not supported in '{proc_field}'"),
+                );
             }
         }
         if let Some(cfg) = pobj.get("ProcessorConfig") {
@@ -1027,13 +1378,24 @@ impl Builder {
                             "Mode" => match v.as_str() {
                                 Some("INLINE") => mode = ProcessorMode::Inline,
                                 Some("DISTRIBUTED") => mode = ProcessorMode::Distributed,
-                                _ => self.err(&cl.field("Mode"), "'Mode' must be 'INLINE' or 'DISTRIBUTED'"),
+                                _ => self.err(
+                                    &cl.field("Mode"),
+                                    "'Mode' must be 'INLINE' or 'DISTRIBUTED'",
+                                ),
                             },
                             "ExecutionType" => match v.as_str() {
-                                Some(t @ ("STANDARD" | "EXPRESS")) => execution_type = Some(t.to_string()),
-                                _ => self.err(&cl.field("ExecutionType"), "'ExecutionType' must be 'STANDARD' or 'EXPRESS'"),
+                                Some(t @ ("STANDARD" | "EXPRESS")) => {
+                                    execution_type = Some(t.to_string())
+                                }
+                                _ => self.err(
+                                    &cl.field("ExecutionType"),
+                                    "'ExecutionType' must be 'STANDARD' or 'EXPRESS'",
+                                ),
                             },
-                            _ => self.err(&cl.field(k), format!("Field '{k}' is not supported in 'ProcessorConfig'")),
+                            _ => self.err(
+                                &cl.field(k),
+                                format!("Field '{k}' is not supported in 'ProcessorConfig'"),
+                            ),
                         }
                     }
                 }
@@ -1041,7 +1403,10 @@ impl Builder {
             }
         }
         if mode == ProcessorMode::Distributed && execution_type.is_none() {
-            self.err(&pl.field("ProcessorConfig"), "A DISTRIBUTED processor needs an 'ExecutionType' (STANDARD or EXPRESS)");
+            self.err(
+                &pl.field("ProcessorConfig"),
+                "A DISTRIBUTED processor needs an 'ExecutionType' (STANDARD or EXPRESS)",
+            );
         }
         let processor = self.graph(pobj.get("StartAt"), pobj.get("States"), &pl, ql)?;
         let item_selector = match (raw.ItemSelector.as_ref(), raw.Parameters.as_ref()) {
@@ -1061,7 +1426,13 @@ impl Builder {
             self.err(loc, "Only one of 'ItemReader' or 'ItemsPath' may be set");
         }
         let max_concurrency = self
-            .dynamic_u64(raw.MaxConcurrency.as_ref(), raw.MaxConcurrencyPath.as_ref(), "MaxConcurrency", loc, true)?
+            .dynamic_u64(
+                raw.MaxConcurrency.as_ref(),
+                raw.MaxConcurrencyPath.as_ref(),
+                "MaxConcurrency",
+                loc,
+                true,
+            )?
             .unwrap_or(Dynamic::Literal(0));
         let tolerated_failure_count = self.dynamic_u64(
             raw.ToleratedFailureCount.as_ref(),
@@ -1070,7 +1441,10 @@ impl Builder {
             loc,
             true,
         )?;
-        let tolerated_failure_percentage = match (raw.ToleratedFailurePercentage.as_ref(), raw.ToleratedFailurePercentagePath.as_ref()) {
+        let tolerated_failure_percentage = match (
+            raw.ToleratedFailurePercentage.as_ref(),
+            raw.ToleratedFailurePercentagePath.as_ref(),
+        ) {
             (Some(_), Some(_)) => {
                 self.err(loc, "Only one of 'ToleratedFailurePercentage' or 'ToleratedFailurePercentagePath' may be set");
                 return None;
@@ -1078,22 +1452,36 @@ impl Builder {
             (Some(v), None) => match v.as_f64().filter(|p| (0.0..=100.0).contains(p)) {
                 Some(p) => Some(Dynamic::Literal(p)),
                 None => {
-                    self.err(&loc.field("ToleratedFailurePercentage"), "'ToleratedFailurePercentage' must be a number between 0 and 100");
+                    self.err(
+                        &loc.field("ToleratedFailurePercentage"),
+                        "'ToleratedFailurePercentage' must be a number between 0 and 100",
+                    );
                     return None;
                 }
             },
-            (None, Some(p)) => Some(Dynamic::Path(self.path_string(p, "ToleratedFailurePercentagePath", loc)?)),
+            (None, Some(p)) => Some(Dynamic::Path(self.path_string(
+                p,
+                "ToleratedFailurePercentagePath",
+                loc,
+            )?)),
             (None, None) => None,
         };
         let item_batcher = match raw.ItemBatcher.as_ref() {
             None => None,
             Some(v) => Some(self.item_batcher(v, &loc.field("ItemBatcher"))?),
         };
-        for (field, value) in [("ItemReader", &raw.ItemReader), ("ResultWriter", &raw.ResultWriter)] {
+        for (field, value) in [
+            ("ItemReader", &raw.ItemReader),
+            ("ResultWriter", &raw.ResultWriter),
+        ] {
             if let Some(v) = value
-                && !v.is_object() {
-                    self.err(&loc.field(field), format!("'{field}' must be a JSON object"));
-                }
+                && !v.is_object()
+            {
+                self.err(
+                    &loc.field(field),
+                    format!("'{field}' must be a JSON object"),
+                );
+            }
         }
         let label = match raw.Label.as_ref() {
             None => None,
@@ -1107,10 +1495,16 @@ impl Builder {
                         || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(*c)
                         || ('\u{7f}'..='\u{9f}').contains(c)
                 }) {
-                    self.err(&loc.field("Label"), format!("Label contains invalid character: {bad:?}"));
+                    self.err(
+                        &loc.field("Label"),
+                        format!("Label contains invalid character: {bad:?}"),
+                    );
                 }
                 if !self.labels.insert(l.clone()) {
-                    self.err(&loc.field("Label"), format!("Label '{l}' is not unique in the definition"));
+                    self.err(
+                        &loc.field("Label"),
+                        format!("Label '{l}' is not unique in the definition"),
+                    );
                 }
                 Some(l.clone())
             }
@@ -1143,19 +1537,41 @@ impl Builder {
         for key in obj.keys() {
             if !matches!(
                 key.as_str(),
-                "MaxItemsPerBatch" | "MaxItemsPerBatchPath" | "MaxInputBytesPerBatch" | "MaxInputBytesPerBatchPath" | "BatchInput"
+                "MaxItemsPerBatch"
+                    | "MaxItemsPerBatchPath"
+                    | "MaxInputBytesPerBatch"
+                    | "MaxInputBytesPerBatchPath"
+                    | "BatchInput"
             ) {
-                self.err(&loc.field(key), format!("Field '{key}' is not supported in 'ItemBatcher'"));
+                self.err(
+                    &loc.field(key),
+                    format!("Field '{key}' is not supported in 'ItemBatcher'"),
+                );
             }
         }
-        let max_items_per_batch = self.dynamic_u64(obj.get("MaxItemsPerBatch"), obj.get("MaxItemsPerBatchPath"), "MaxItemsPerBatch", loc, false)?;
-        let max_input_bytes_per_batch =
-            self.dynamic_u64(obj.get("MaxInputBytesPerBatch"), obj.get("MaxInputBytesPerBatchPath"), "MaxInputBytesPerBatch", loc, false)?;
+        let max_items_per_batch = self.dynamic_u64(
+            obj.get("MaxItemsPerBatch"),
+            obj.get("MaxItemsPerBatchPath"),
+            "MaxItemsPerBatch",
+            loc,
+            false,
+        )?;
+        let max_input_bytes_per_batch = self.dynamic_u64(
+            obj.get("MaxInputBytesPerBatch"),
+            obj.get("MaxInputBytesPerBatchPath"),
+            "MaxInputBytesPerBatch",
+            loc,
+            false,
+        )?;
         if max_items_per_batch.is_none() && max_input_bytes_per_batch.is_none() {
             self.err(loc, "'ItemBatcher' needs 'MaxItemsPerBatch' or 'MaxInputBytesPerBatch' (or their Path forms)");
         }
         let batch_input = self.template_field(obj.get("BatchInput"), "BatchInput", loc);
-        Some(ItemBatcher { max_items_per_batch, max_input_bytes_per_batch, batch_input })
+        Some(ItemBatcher {
+            max_items_per_batch,
+            max_input_bytes_per_batch,
+            batch_input,
+        })
     }
 }
 

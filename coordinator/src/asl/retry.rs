@@ -104,18 +104,29 @@ mod tests {
         let task = list(&["States.TaskFailed"]);
         assert!(error_matches(&task, "Lambda.Unknown"));
         assert!(!error_matches(&task, "States.Timeout"));
-        assert!(error_matches(&list(&["States.Timeout"]), "States.HeartbeatTimeout"));
+        assert!(error_matches(
+            &list(&["States.Timeout"]),
+            "States.HeartbeatTimeout"
+        ));
         assert!(error_matches(&list(&["A", "B"]), "B"));
         assert!(!error_matches(&list(&["A"]), "a"));
     }
 
     #[test]
     fn backoff_grows_and_caps() {
-        let r = Retrier { interval_seconds: 2, backoff_rate: 2.0, max_delay_seconds: Some(5), ..Default::default() };
+        let r = Retrier {
+            interval_seconds: 2,
+            backoff_rate: 2.0,
+            max_delay_seconds: Some(5),
+            ..Default::default()
+        };
         assert_eq!(r.delay(0, 0.5), Duration::from_secs(2));
         assert_eq!(r.delay(1, 0.5), Duration::from_secs(4));
         assert_eq!(r.delay(2, 0.5), Duration::from_secs(5));
-        let j = Retrier { jitter: Jitter::Full, ..r };
+        let j = Retrier {
+            jitter: Jitter::Full,
+            ..r
+        };
         assert_eq!(j.delay(1, 0.5), Duration::from_secs(2));
     }
 }

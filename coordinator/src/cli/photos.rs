@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
-use worker::photo::{DEFAULT_COLLECTION_ID, DEFAULT_METADATA_TABLE, DEFAULT_PHOTO_BUCKET, DEFAULT_THUMBNAIL_BUCKET, PhotoContext, TASK_NAMES};
+use worker::photo::{
+    DEFAULT_COLLECTION_ID, DEFAULT_METADATA_TABLE, DEFAULT_PHOTO_BUCKET, DEFAULT_THUMBNAIL_BUCKET,
+    PhotoContext, TASK_NAMES,
+};
 use worker::store::ObjectStore;
 use worker::task::resource_arn;
 
@@ -60,11 +63,17 @@ pub enum MetadataCommand {
 pub fn resources() -> ExitCode {
     let outputs = [
         ("FaceDetectionFunctionArn", resource_arn("face-detection")),
-        ("NotificationPlaceholderFunctionArn", resource_arn("notification-placeholder")),
+        (
+            "NotificationPlaceholderFunctionArn",
+            resource_arn("notification-placeholder"),
+        ),
         ("FaceSearchFunctionArn", resource_arn("face-search")),
         ("IndexFaceFunctionArn", resource_arn("index-face")),
         ("ThumbnailFunctionArn", resource_arn("thumbnail")),
-        ("PersistMetadataFunctionArn", resource_arn("persist-metadata")),
+        (
+            "PersistMetadataFunctionArn",
+            resource_arn("persist-metadata"),
+        ),
         ("RiderPhotoS3Bucket", DEFAULT_PHOTO_BUCKET.to_string()),
         ("ThumbnailS3Bucket", DEFAULT_THUMBNAIL_BUCKET.to_string()),
         ("RiderPhotoDDBTable", DEFAULT_METADATA_TABLE.to_string()),
@@ -76,14 +85,22 @@ pub fn resources() -> ExitCode {
     }
     debug_assert_eq!(TASK_NAMES.len(), 6);
     for extra in ["echo", "sleep", "fail"] {
-        println!("{:width$}  {}", format!("utility: {extra}"), resource_arn(extra));
+        println!(
+            "{:width$}  {}",
+            format!("utility: {extra}"),
+            resource_arn(extra)
+        );
     }
     ExitCode::SUCCESS
 }
 
 async fn context(data_dir: &Path) -> anyhow::Result<PhotoContext> {
-    let sessions = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    worker::registry::local_photo_context(data_dir, sessions).await.map_err(|e| anyhow::anyhow!(e))
+    let sessions = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    worker::registry::local_photo_context(data_dir, sessions)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 fn store(data_dir: &Path) -> worker::store::LocalStore {
@@ -91,7 +108,12 @@ fn store(data_dir: &Path) -> worker::store::LocalStore {
 }
 
 fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("png") => "image/png",
         Some("json") => "application/json",
@@ -100,19 +122,35 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 /// Copies files into a local bucket.
-pub async fn put_objects(data_dir: &Path, bucket: &str, files: &[PathBuf], key: Option<&str>) -> anyhow::Result<()> {
+pub async fn put_objects(
+    data_dir: &Path,
+    bucket: &str,
+    files: &[PathBuf],
+    key: Option<&str>,
+) -> anyhow::Result<()> {
     if key.is_some() && files.len() != 1 {
         bail!("--key names one object: give exactly one file with it");
     }
     let store = store(data_dir);
-    store.create_bucket(bucket).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    store
+        .create_bucket(bucket)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     for file in files {
-        let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let name = match key {
             Some(k) => k.to_string(),
-            None => file.file_name().and_then(|n| n.to_str()).context("a file name is needed as the key")?.to_string(),
+            None => file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .context("a file name is needed as the key")?
+                .to_string(),
         };
-        store.put(bucket, &name, bytes, content_type(file)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        store
+            .put(bucket, &name, bytes, content_type(file))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         eprintln!("put s3://{bucket}/{name}");
     }
     Ok(())
@@ -120,9 +158,15 @@ pub async fn put_objects(data_dir: &Path, bucket: &str, files: &[PathBuf], key: 
 
 pub async fn objects(data_dir: &Path, cmd: ObjectsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ObjectsCommand::Put { bucket, files, key } => put_objects(data_dir, &bucket, &files, key.as_deref()).await?,
+        ObjectsCommand::Put { bucket, files, key } => {
+            put_objects(data_dir, &bucket, &files, key.as_deref()).await?
+        }
         ObjectsCommand::List { bucket } => {
-            for k in store(data_dir).list(&bucket).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+            for k in store(data_dir)
+                .list(&bucket)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
                 println!("{k}");
             }
         }
@@ -137,8 +181,12 @@ pub async fn faces(data_dir: &Path, cmd: FacesCommand) -> anyhow::Result<ExitCod
     let collection = &ctx.config.collection_id;
     let out: Value = match cmd {
         FacesCommand::Detect { image } => fc::detect_file(engine, &image).await,
-        FacesCommand::Compare { source, target } => fc::compare_files(engine, &source, &target, ctx.config.face_match_threshold).await,
-        FacesCommand::Collection(CollectionCommand::List) => fc::collection_list(engine, collection).await,
+        FacesCommand::Compare { source, target } => {
+            fc::compare_files(engine, &source, &target, ctx.config.face_match_threshold).await
+        }
+        FacesCommand::Collection(CollectionCommand::List) => {
+            fc::collection_list(engine, collection).await
+        }
         FacesCommand::Collection(CollectionCommand::Delete { face_ids, all }) => {
             if face_ids.is_empty() && !all {
                 bail!("name the face ids to delete, or pass --all");
@@ -154,8 +202,15 @@ pub async fn faces(data_dir: &Path, cmd: FacesCommand) -> anyhow::Result<ExitCod
 pub async fn metadata(data_dir: &Path, cmd: MetadataCommand) -> anyhow::Result<ExitCode> {
     let ctx = context(data_dir).await?;
     let out = match cmd {
-        MetadataCommand::List => json!({ "Items": ctx.metadata.list().await.map_err(|e| anyhow::anyhow!("{e}"))? }),
-        MetadataCommand::Get { user_id } => match ctx.metadata.get(&user_id).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        MetadataCommand::List => {
+            json!({ "Items": ctx.metadata.list().await.map_err(|e| anyhow::anyhow!("{e}"))? })
+        }
+        MetadataCommand::Get { user_id } => match ctx
+            .metadata
+            .get(&user_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        {
             Some(row) => json!({ "Item": row }),
             None => bail!("no metadata row for user {user_id:?}"),
         },
@@ -169,7 +224,12 @@ pub async fn metadata(data_dir: &Path, cmd: MetadataCommand) -> anyhow::Result<E
 pub async fn demo(data_dir: &Path, examples: &Path) -> anyhow::Result<ExitCode> {
     let photos = examples.join("photos");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&photos)
-        .with_context(|| format!("cannot read {} (run the demo from the repository root, or pass --examples)", photos.display()))?
+        .with_context(|| {
+            format!(
+                "cannot read {} (run the demo from the repository root, or pass --examples)",
+                photos.display()
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| content_type(p).starts_with("image/"))
         .collect();
@@ -177,7 +237,12 @@ pub async fn demo(data_dir: &Path, examples: &Path) -> anyhow::Result<ExitCode> 
     put_objects(data_dir, DEFAULT_PHOTO_BUCKET, &files, None).await?;
     let definition = examples.join("ImageProcessingStateMachine-DynamicInput.json");
     let input = examples.join("batch-input.json");
-    eprintln!("running {} with {} (embedded mode, data in {})", definition.display(), input.display(), data_dir.display());
+    eprintln!(
+        "running {} with {} (embedded mode, data in {})",
+        definition.display(),
+        input.display(),
+        data_dir.display()
+    );
     let args = super::RunArgs {
         definition,
         input: Some(input.to_string_lossy().into_owned()),

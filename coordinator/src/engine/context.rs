@@ -19,12 +19,21 @@ pub struct ExecutionInfo {
 
 impl ExecutionInfo {
     /// Builds the ARNs the way Step Functions does, in mapfleet's local region/account.
-    pub fn new(state_machine_name: &str, execution_name: &str, input: Value, start_time: DateTime<Utc>) -> Self {
+    pub fn new(
+        state_machine_name: &str,
+        execution_name: &str,
+        input: Value,
+        start_time: DateTime<Utc>,
+    ) -> Self {
         let (region, account) = (LOCAL_REGION, LOCAL_ACCOUNT);
         ExecutionInfo {
-            execution_arn: format!("arn:aws:states:{region}:{account}:execution:{state_machine_name}:{execution_name}"),
+            execution_arn: format!(
+                "arn:aws:states:{region}:{account}:execution:{state_machine_name}:{execution_name}"
+            ),
             name: execution_name.to_string(),
-            state_machine_arn: format!("arn:aws:states:{region}:{account}:stateMachine:{state_machine_name}"),
+            state_machine_arn: format!(
+                "arn:aws:states:{region}:{account}:stateMachine:{state_machine_name}"
+            ),
             state_machine_name: state_machine_name.to_string(),
             role_arn: format!("arn:aws:iam::{account}:role/mapfleet-execution"),
             start_time,
@@ -77,12 +86,18 @@ pub fn context_object(info: &ExecutionInfo, facts: &StateFacts<'_>, with_input: 
             "RetryCount": facts.retry_count,
         }),
     );
-    ctx.insert("StateMachine".into(), json!({ "Id": info.state_machine_arn, "Name": info.state_machine_name }));
+    ctx.insert(
+        "StateMachine".into(),
+        json!({ "Id": info.state_machine_arn, "Name": info.state_machine_name }),
+    );
     if let Some(token) = facts.task_token {
         ctx.insert("Task".into(), json!({ "Token": token }));
     }
     if let Some((index, value)) = facts.map_item {
-        ctx.insert("Map".into(), json!({ "Item": { "Index": index, "Value": value } }));
+        ctx.insert(
+            "Map".into(),
+            json!({ "Item": { "Index": index, "Value": value } }),
+        );
     }
     Value::Object(ctx)
 }

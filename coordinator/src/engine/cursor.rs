@@ -151,7 +151,12 @@ pub enum CursorEvent {
     /// Child `index` finished (its output, if any, went to the driver's result store).
     /// `last_event` is the child's last history event, which the parent's next event follows.
     /// `finished_event` is its MapIterationSucceeded/Failed event (0 for a Parallel branch).
-    ChildFinished { index: usize, result: Result<(), StatesError>, last_event: u64, finished_event: u64 },
+    ChildFinished {
+        index: usize,
+        result: Result<(), StatesError>,
+        last_event: u64,
+        finished_event: u64,
+    },
     /// The driver's answer to [`Action::CollectResults`]: every child's output, in order.
     Results { results: Vec<Value> },
     /// The parent (or the user) stops this cursor.
@@ -177,11 +182,19 @@ pub enum Action {
         heartbeat: Option<Duration>,
     },
     /// Feed `TimerFired { seq }` to the cursor at `at`.
-    ScheduleTimer { cursor: CursorId, seq: u64, at: DateTime<Utc> },
+    ScheduleTimer {
+        cursor: CursorId,
+        seq: u64,
+        at: DateTime<Utc>,
+    },
     /// Keep a Map's items; `StartChildren` refers to them by index.
     StoreItems { cursor: CursorId, items: Vec<Value> },
     /// Create children `from..to` of `cursor` (via [`super::Engine::spawn_child`]) and enter them.
-    StartChildren { cursor: CursorId, from: usize, to: usize },
+    StartChildren {
+        cursor: CursorId,
+        from: usize,
+        to: usize,
+    },
     /// Stop every running child of `cursor` (feed them `Abort`), dropping their outcomes and
     /// results, then feed `ChildrenAborted` to `cursor`.
     AbortChildren { cursor: CursorId },
@@ -189,5 +202,10 @@ pub enum Action {
     CollectResults { cursor: CursorId, count: usize },
     /// The cursor is done. For the root cursor this ends the execution; for a child, the
     /// driver keeps `Ok` output as result `index` and tells the parent `ChildFinished`.
-    Finished { cursor: CursorId, result: Result<Value, StatesError>, last_event: u64, finished_event: u64 },
+    Finished {
+        cursor: CursorId,
+        result: Result<Value, StatesError>,
+        last_event: u64,
+        finished_event: u64,
+    },
 }

@@ -11,38 +11,74 @@ use crate::asl::scope::Scope;
 use crate::asl::template::Template;
 
 /// `InputPath`: `None` (an explicit null) gives `{}`.
-pub fn input_path(path: &Option<Path>, input: &Value, context: &Value, vars: &Map<String, Value>) -> Result<Value, StatesError> {
+pub fn input_path(
+    path: &Option<Path>,
+    input: &Value,
+    context: &Value,
+    vars: &Map<String, Value>,
+) -> Result<Value, StatesError> {
     match path {
         None => Ok(Value::Object(Map::new())),
         Some(p) if p.is_root() => Ok(input.clone()),
-        Some(p) => p.eval(&Scope { input, context, vars }),
+        Some(p) => p.eval(&Scope {
+            input,
+            context,
+            vars,
+        }),
     }
 }
 
 /// `Parameters` (or a Map's `ItemSelector`) applied to the effective input.
-pub fn parameters(template: &Option<Template>, effective: Value, context: &Value, vars: &Map<String, Value>) -> Result<Value, StatesError> {
+pub fn parameters(
+    template: &Option<Template>,
+    effective: Value,
+    context: &Value,
+    vars: &Map<String, Value>,
+) -> Result<Value, StatesError> {
     match template {
         None => Ok(effective),
-        Some(t) => t.eval(&Scope { input: &effective, context, vars }),
+        Some(t) => t.eval(&Scope {
+            input: &effective,
+            context,
+            vars,
+        }),
     }
 }
 
 /// The state's effective input: InputPath, then Parameters.
-pub fn effective_input(common: &Common, input: &Value, context: &Value, vars: &Map<String, Value>) -> Result<Value, StatesError> {
+pub fn effective_input(
+    common: &Common,
+    input: &Value,
+    context: &Value,
+    vars: &Map<String, Value>,
+) -> Result<Value, StatesError> {
     let selected = input_path(&common.input_path, input, context, vars)?;
     parameters(&common.parameters, selected, context, vars)
 }
 
 /// What a state produced, after ResultSelector, ready for ResultPath/OutputPath/Assign.
-pub fn select_result(common: &Common, result: Value, context: &Value, vars: &Map<String, Value>) -> Result<Value, StatesError> {
+pub fn select_result(
+    common: &Common,
+    result: Value,
+    context: &Value,
+    vars: &Map<String, Value>,
+) -> Result<Value, StatesError> {
     match &common.result_selector {
         None => Ok(result),
-        Some(t) => t.eval(&Scope { input: &result, context, vars }),
+        Some(t) => t.eval(&Scope {
+            input: &result,
+            context,
+            vars,
+        }),
     }
 }
 
 /// `ResultPath`: where the result goes inside the raw state input. `None` (null) discards it.
-pub fn result_path(path: &Option<ReferencePath>, input: &Value, result: Value) -> Result<Value, StatesError> {
+pub fn result_path(
+    path: &Option<ReferencePath>,
+    input: &Value,
+    result: Value,
+) -> Result<Value, StatesError> {
     match path {
         None => Ok(input.clone()),
         Some(p) if p.is_root() => Ok(result),
@@ -51,19 +87,37 @@ pub fn result_path(path: &Option<ReferencePath>, input: &Value, result: Value) -
 }
 
 /// `OutputPath`: `None` (an explicit null) gives `{}`.
-pub fn output_path(path: &Option<Path>, value: Value, context: &Value, vars: &Map<String, Value>) -> Result<Value, StatesError> {
+pub fn output_path(
+    path: &Option<Path>,
+    value: Value,
+    context: &Value,
+    vars: &Map<String, Value>,
+) -> Result<Value, StatesError> {
     match path {
         None => Ok(Value::Object(Map::new())),
         Some(p) if p.is_root() => Ok(value),
-        Some(p) => p.eval(&Scope { input: &value, context, vars }),
+        Some(p) => p.eval(&Scope {
+            input: &value,
+            context,
+            vars,
+        }),
     }
 }
 
 /// Evaluates an `Assign` block against `$` = the state result; the new values become visible
 /// from the next state on.
-pub fn assign(template: &Option<Template>, result: &Value, context: &Value, vars: &Map<String, Value>) -> Result<Option<Map<String, Value>>, StatesError> {
+pub fn assign(
+    template: &Option<Template>,
+    result: &Value,
+    context: &Value,
+    vars: &Map<String, Value>,
+) -> Result<Option<Map<String, Value>>, StatesError> {
     let Some(t) = template else { return Ok(None) };
-    match t.eval(&Scope { input: result, context, vars })? {
+    match t.eval(&Scope {
+        input: result,
+        context,
+        vars,
+    })? {
         Value::Object(m) => Ok(Some(m)),
         _ => Ok(None),
     }

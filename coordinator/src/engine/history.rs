@@ -128,8 +128,16 @@ fn details_member(t: &EventType) -> Option<&'static str> {
         MapIterationAborted => "mapIterationAbortedEventDetails",
         MapRunStarted => "mapRunStartedEventDetails",
         MapRunFailed => "mapRunFailedEventDetails",
-        LambdaFunctionStarted | MapRunSucceeded | MapStateSucceeded | MapStateFailed | MapStateAborted | ParallelStateStarted
-        | ParallelStateSucceeded | ParallelStateFailed | ParallelStateAborted | WaitStateAborted
+        LambdaFunctionStarted
+        | MapRunSucceeded
+        | MapStateSucceeded
+        | MapStateFailed
+        | MapStateAborted
+        | ParallelStateStarted
+        | ParallelStateSucceeded
+        | ParallelStateFailed
+        | ParallelStateAborted
+        | WaitStateAborted
         | TaskStateAborted => return None,
     })
 }
@@ -141,7 +149,10 @@ impl Event {
     /// Renders the event as GetExecutionHistory returns it.
     pub fn to_aws_json(&self) -> Value {
         let mut obj = Map::new();
-        obj.insert("timestamp".into(), json!(self.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)));
+        obj.insert(
+            "timestamp".into(),
+            json!(self.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        );
         obj.insert("type".into(), json!(self.event_type.name()));
         obj.insert("id".into(), json!(self.id));
         obj.insert("previousEventId".into(), json!(self.previous_event_id));
@@ -157,12 +168,12 @@ impl Event {
                 }
             }
             if let Some(v) = details.get_mut("parameters")
-                && !v.is_string() {
-                    *v = Value::String(v.to_string());
-                }
+                && !v.is_string()
+            {
+                *v = Value::String(v.to_string());
+            }
             obj.insert(member.into(), Value::Object(details));
         }
         Value::Object(obj)
     }
 }
-

@@ -1,8 +1,8 @@
 //! What each state type does with each event.
 
-use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 use super::context::{ExecutionInfo, StateFacts, context_object};
 use super::cursor::*;
@@ -28,7 +28,12 @@ pub struct Tx<'a> {
 
 impl<'a> Tx<'a> {
     pub fn new(now: DateTime<Utc>, random: f64, next_event_id: &'a mut u64) -> Self {
-        Tx { now, random, next_event_id, actions: Vec::new() }
+        Tx {
+            now,
+            random,
+            next_event_id,
+            actions: Vec::new(),
+        }
     }
 
     /// Appends a history event for `cursor` and returns its id.
@@ -64,7 +69,10 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { max_children_in_flight: 1000, payload_limit: super::PAYLOAD_LIMIT_BYTES }
+        EngineOptions {
+            max_children_in_flight: 1000,
+            payload_limit: super::PAYLOAD_LIMIT_BYTES,
+        }
     }
 }
 
@@ -85,7 +93,11 @@ enum Outcome {
 
 impl Engine {
     pub fn new(def: Arc<StateMachine>, info: ExecutionInfo) -> Engine {
-        Engine { def, info: Arc::new(info), options: EngineOptions::default() }
+        Engine {
+            def,
+            info: Arc::new(info),
+            options: EngineOptions::default(),
+        }
     }
 
     fn graph(&self, id: GraphId) -> &Graph {
@@ -132,27 +144,45 @@ impl Engine {
                 self.enter(cursor, tx);
                 false
             }
-            (Phase::Task(wait), CursorEvent::StepSucceeded { seq, output }) if seq == cursor.seq => {
+            (Phase::Task(wait), CursorEvent::StepSucceeded { seq, output })
+                if seq == cursor.seq =>
+            {
                 self.task_succeeded(cursor, wait, output, tx)
             }
             (Phase::Task(wait), CursorEvent::StepFailed { seq, error }) if seq == cursor.seq => {
                 self.task_failed(cursor, wait, error, tx)
             }
-            (Phase::Task(wait), CursorEvent::TimerFired { seq }) if seq == cursor.seq => self.task_timed_out(cursor, wait, tx),
+            (Phase::Task(wait), CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
+                self.task_timed_out(cursor, wait, tx)
+            }
             (Phase::Wait { output }, CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
                 let name = self.state(cursor).name.clone();
                 self.exit_and_transition(cursor, &name, output, tx)
             }
-            (Phase::Backoff(again), CursorEvent::TimerFired { seq }) if seq == cursor.seq => self.retry_now(cursor, again, tx),
-            (Phase::Children(mut ch), CursorEvent::ChildFinished { index, result, last_event, finished_event }) => {
+            (Phase::Backoff(again), CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
+                self.retry_now(cursor, again, tx)
+            }
+            (
+                Phase::Children(mut ch),
+                CursorEvent::ChildFinished {
+                    index,
+                    result,
+                    last_event,
+                    finished_event,
+                },
+            ) => {
                 if last_event > cursor.last_event {
                     cursor.last_event = last_event;
                 }
                 ch.last_iteration_event = ch.last_iteration_event.max(finished_event);
                 self.child_finished(cursor, *ch, index, result, tx)
             }
-            (Phase::Collecting(ch), CursorEvent::Results { results }) => self.children_collected(cursor, *ch, results, tx),
-            (Phase::Aborting(ch), CursorEvent::ChildrenAborted) => self.children_aborted(cursor, *ch, tx),
+            (Phase::Collecting(ch), CursorEvent::Results { results }) => {
+                self.children_collected(cursor, *ch, results, tx)
+            }
+            (Phase::Aborting(ch), CursorEvent::ChildrenAborted) => {
+                self.children_aborted(cursor, *ch, tx)
+            }
             (phase, CursorEvent::Abort) => {
                 self.abort(cursor, phase, tx);
                 false
@@ -168,21 +198,37 @@ impl Engine {
     }
 
     /// Builds `$$` for the cursor's current state, only when the state reads it.
-    fn context(&self, cursor: &Cursor, state: &State, map_item: Option<(usize, &Value)>, token: Option<&str>) -> Value {
+    fn context(
+        &self,
+        cursor: &Cursor,
+        state: &State,
+        map_item: Option<(usize, &Value)>,
+        token: Option<&str>,
+    ) -> Value {
         if !state.common.uses_context {
             return Value::Null;
         }
         let retry_count = cursor.retries.iter().sum();
         context_object(
             &self.info,
-            &StateFacts { name: &state.name, entered_time: &cursor.entered_at, retry_count, map_item, task_token: token },
+            &StateFacts {
+                name: &state.name,
+                entered_time: &cursor.entered_at,
+                retry_count,
+                map_item,
+                task_token: token,
+            },
             state.common.uses_execution_input,
         )
     }
 
     /// Prefixes a runtime error's cause the way AWS does.
     fn runtime_cause(&self, cursor: &Cursor, state: &State, e: StatesError) -> StatesError {
-        if e.error == names::RUNTIME && !e.cause.starts_with("An error occurred while executing the state") {
+        if e.error == names::RUNTIME
+            && !e
+                .cause
+                .starts_with("An error occurred while executing the state")
+        {
             StatesError::runtime(format!(
                 "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
                 state.name, cursor.entered_event, e.cause
@@ -200,7 +246,11 @@ impl Engine {
             cursor.entered_at = tx.now;
             cursor.retries = vec![0; state.common.retry.len()];
             let details = json!({ "name": state.name, "input": cursor.input });
-            cursor.entered_event = tx.record(cursor, EventType::StateEntered(StateType::of(state)), details);
+            cursor.entered_event = tx.record(
+                cursor,
+                EventType::StateEntered(StateType::of(state)),
+                details,
+            );
             if !self.run_state(cursor, tx) {
                 return;
             }
@@ -220,15 +270,28 @@ impl Engine {
                 }
             }
             StateKind::Task(spec) => return self.start_task(cursor, spec, tx),
-            StateKind::Choice { choices, default } => return self.choose(cursor, choices, *default, &ctx, tx),
+            StateKind::Choice { choices, default } => {
+                return self.choose(cursor, choices, *default, &ctx, tx);
+            }
             StateKind::Wait(spec) => return self.wait(cursor, spec, &ctx, tx),
             StateKind::Succeed => {
-                let result = dataflow::input_path(&state.common.input_path, &cursor.input, &ctx, &cursor.vars)
-                    .and_then(|v| dataflow::output_path(&state.common.output_path, v, &ctx, &cursor.vars));
+                let result = dataflow::input_path(
+                    &state.common.input_path,
+                    &cursor.input,
+                    &ctx,
+                    &cursor.vars,
+                )
+                .and_then(|v| {
+                    dataflow::output_path(&state.common.output_path, v, &ctx, &cursor.vars)
+                });
                 match result {
                     Ok(output) => {
                         let name = state.name.clone();
-                        tx.record(cursor, EventType::StateExited(StateType::Succeed), json!({ "name": name, "output": output }));
+                        tx.record(
+                            cursor,
+                            EventType::StateExited(StateType::Succeed),
+                            json!({ "name": name, "output": output }),
+                        );
                         self.finish(cursor, Ok(output), tx);
                     }
                     Err(e) => {
@@ -242,7 +305,9 @@ impl Engine {
                 let error = self.fail_text(error.as_ref(), cursor, &ctx);
                 let cause = self.fail_text(cause.as_ref(), cursor, &ctx);
                 let result = match (error, cause) {
-                    (Ok(error), Ok(cause)) => StatesError::new(error.unwrap_or_default(), cause.unwrap_or_default()),
+                    (Ok(error), Ok(cause)) => {
+                        StatesError::new(error.unwrap_or_default(), cause.unwrap_or_default())
+                    }
                     (Err(e), _) | (_, Err(e)) => self.runtime_cause(cursor, state, e),
                 };
                 self.finish(cursor, Err(result), tx);
@@ -259,8 +324,17 @@ impl Engine {
         }
     }
 
-    fn fail_text(&self, source: Option<&TextSource>, cursor: &Cursor, ctx: &Value) -> Result<Option<String>, StatesError> {
-        let scope = Scope { input: &cursor.input, context: ctx, vars: &cursor.vars };
+    fn fail_text(
+        &self,
+        source: Option<&TextSource>,
+        cursor: &Cursor,
+        ctx: &Value,
+    ) -> Result<Option<String>, StatesError> {
+        let scope = Scope {
+            input: &cursor.input,
+            context: ctx,
+            vars: &cursor.vars,
+        };
         let value = match source {
             None => return Ok(None),
             Some(TextSource::Literal(s)) => return Ok(Some(s.clone())),
@@ -273,9 +347,21 @@ impl Engine {
         }
     }
 
-    fn choose(&self, cursor: &mut Cursor, choices: &[crate::asl::choice::ChoiceRule], default: Option<StateId>, ctx: &Value, tx: &mut Tx<'_>) -> bool {
+    fn choose(
+        &self,
+        cursor: &mut Cursor,
+        choices: &[crate::asl::choice::ChoiceRule],
+        default: Option<StateId>,
+        ctx: &Value,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         let state = self.state(cursor);
-        let effective = match dataflow::input_path(&state.common.input_path, &cursor.input, ctx, &cursor.vars) {
+        let effective = match dataflow::input_path(
+            &state.common.input_path,
+            &cursor.input,
+            ctx,
+            &cursor.vars,
+        ) {
             Ok(v) => v,
             Err(e) => {
                 let e = self.runtime_cause(cursor, state, e);
@@ -283,7 +369,11 @@ impl Engine {
                 return false;
             }
         };
-        let scope = Scope { input: &effective, context: ctx, vars: &cursor.vars };
+        let scope = Scope {
+            input: &effective,
+            context: ctx,
+            vars: &cursor.vars,
+        };
         let mut target = None;
         for rule in choices {
             match rule.condition.eval(&scope) {
@@ -305,21 +395,37 @@ impl Engine {
             (None, None) => {
                 let e = StatesError::new(
                     names::NO_CHOICE_MATCHED,
-                    format!("No Matches! (no Choice rule of state '{}' matched and it has no Default)", state.name),
+                    format!(
+                        "No Matches! (no Choice rule of state '{}' matched and it has no Default)",
+                        state.name
+                    ),
                 );
                 self.finish(cursor, Err(e), tx);
                 return false;
             }
         };
-        let processed = dataflow::assign(assign, &effective, ctx, &cursor.vars)
-            .and_then(|vars| Ok((vars, dataflow::output_path(&state.common.output_path, effective.clone(), ctx, &cursor.vars)?)));
+        let processed = dataflow::assign(assign, &effective, ctx, &cursor.vars).and_then(|vars| {
+            Ok((
+                vars,
+                dataflow::output_path(
+                    &state.common.output_path,
+                    effective.clone(),
+                    ctx,
+                    &cursor.vars,
+                )?,
+            ))
+        });
         match processed {
             Ok((vars, output)) => {
                 if let Some(vars) = vars {
                     cursor.vars.extend(vars);
                 }
                 let name = state.name.clone();
-                tx.record(cursor, EventType::StateExited(StateType::Choice), json!({ "name": name, "output": output }));
+                tx.record(
+                    cursor,
+                    EventType::StateExited(StateType::Choice),
+                    json!({ "name": name, "output": output }),
+                );
                 cursor.state = next;
                 cursor.input = output;
                 cursor.phase = Phase::Ready;
@@ -369,7 +475,11 @@ impl Engine {
                     cursor.vars.extend(vars);
                 }
                 cursor.seq += 1;
-                tx.actions.push(Action::ScheduleTimer { cursor: cursor.id.clone(), seq: cursor.seq, at: due });
+                tx.actions.push(Action::ScheduleTimer {
+                    cursor: cursor.id.clone(),
+                    seq: cursor.seq,
+                    at: due,
+                });
                 cursor.phase = Phase::Wait { output };
             }
             Err(e) => {
@@ -388,9 +498,15 @@ impl Engine {
         let processed = (|| {
             let selected = dataflow::select_result(&state.common, result, &ctx, &cursor.vars)?;
             let vars = dataflow::assign(&state.common.assign, &selected, &ctx, &cursor.vars)?;
-            let combined = dataflow::result_path(&state.common.result_path, &cursor.input, selected)?;
-            let output = dataflow::output_path(&state.common.output_path, combined, &ctx, &cursor.vars)?;
-            dataflow::check_size(&output, &format!("state/task '{}' returned a result with a size", state.name), self.options.payload_limit)?;
+            let combined =
+                dataflow::result_path(&state.common.result_path, &cursor.input, selected)?;
+            let output =
+                dataflow::output_path(&state.common.output_path, combined, &ctx, &cursor.vars)?;
+            dataflow::check_size(
+                &output,
+                &format!("state/task '{}' returned a result with a size", state.name),
+                self.options.payload_limit,
+            )?;
             Ok::<_, StatesError>((vars, output))
         })();
         match processed {
@@ -406,9 +522,19 @@ impl Engine {
     }
 
     /// Writes `...StateExited` and follows `Next` (true: enter it now) or ends the cursor.
-    fn exit_and_transition(&self, cursor: &mut Cursor, name: &str, output: Value, tx: &mut Tx<'_>) -> bool {
+    fn exit_and_transition(
+        &self,
+        cursor: &mut Cursor,
+        name: &str,
+        output: Value,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         let state = self.state(cursor);
-        tx.record(cursor, EventType::StateExited(StateType::of(state)), json!({ "name": name, "output": output }));
+        tx.record(
+            cursor,
+            EventType::StateExited(StateType::of(state)),
+            json!({ "name": name, "output": output }),
+        );
         match state.common.transition {
             Transition::Next(next) => {
                 cursor.state = next;
@@ -425,24 +551,48 @@ impl Engine {
 
     /// Retry, then Catch, then fail the cursor. `retry_with` is what a retry re-runs (a
     /// Task's effective input); `None` re-runs the whole state.
-    fn handle_error(&self, cursor: &mut Cursor, error: StatesError, retry_with: Option<RetryAgain>, tx: &mut Tx<'_>) -> bool {
+    fn handle_error(
+        &self,
+        cursor: &mut Cursor,
+        error: StatesError,
+        retry_with: Option<RetryAgain>,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         self.handle_error_then(cursor, error, retry_with, &[], tx)
     }
 
     /// [`Self::handle_error`], writing `give_up` events (e.g. `MapStateFailed`) once it is
     /// clear the state will not be retried.
-    fn handle_error_then(&self, cursor: &mut Cursor, error: StatesError, retry_with: Option<RetryAgain>, give_up: &[(EventType, Value)], tx: &mut Tx<'_>) -> bool {
+    fn handle_error_then(
+        &self,
+        cursor: &mut Cursor,
+        error: StatesError,
+        retry_with: Option<RetryAgain>,
+        give_up: &[(EventType, Value)],
+        tx: &mut Tx<'_>,
+    ) -> bool {
         let state = self.state(cursor);
         let error = self.runtime_cause(cursor, state, error);
-        if let Some(i) = state.common.retry.iter().position(|r| error_matches(&r.error_equals, &error.error)) {
+        if let Some(i) = state
+            .common
+            .retry
+            .iter()
+            .position(|r| error_matches(&r.error_equals, &error.error))
+        {
             let retrier = &state.common.retry[i];
             let count = cursor.retries[i];
             if u64::from(count) < retrier.max_attempts {
                 cursor.retries[i] += 1;
                 let delay = retrier.delay(count, tx.random);
                 cursor.seq += 1;
-                let at = tx.now + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::days(366));
-                tx.actions.push(Action::ScheduleTimer { cursor: cursor.id.clone(), seq: cursor.seq, at });
+                let at = tx.now
+                    + chrono::Duration::from_std(delay)
+                        .unwrap_or_else(|_| chrono::Duration::days(366));
+                tx.actions.push(Action::ScheduleTimer {
+                    cursor: cursor.id.clone(),
+                    seq: cursor.seq,
+                    at,
+                });
                 cursor.phase = Phase::Backoff(retry_with.unwrap_or(RetryAgain::Rerun));
                 return false;
             }
@@ -450,18 +600,32 @@ impl Engine {
         for (event_type, details) in give_up {
             tx.record(cursor, *event_type, details.clone());
         }
-        if let Some(catcher) = state.common.catch.iter().find(|c| error_matches(&c.error_equals, &error.error)) {
+        if let Some(catcher) = state
+            .common
+            .catch
+            .iter()
+            .find(|c| error_matches(&c.error_equals, &error.error))
+        {
             let error_output = json!({ "Error": error.error, "Cause": error.cause });
             let ctx = self.context(cursor, state, None, None);
             let processed = dataflow::assign(&catcher.assign, &error_output, &ctx, &cursor.vars)
-                .and_then(|vars| Ok((vars, dataflow::result_path(&catcher.result_path, &cursor.input, error_output)?)));
+                .and_then(|vars| {
+                    Ok((
+                        vars,
+                        dataflow::result_path(&catcher.result_path, &cursor.input, error_output)?,
+                    ))
+                });
             match processed {
                 Ok((vars, output)) => {
                     if let Some(vars) = vars {
                         cursor.vars.extend(vars);
                     }
                     let name = state.name.clone();
-                    tx.record(cursor, EventType::StateExited(StateType::of(state)), json!({ "name": name, "output": output }));
+                    tx.record(
+                        cursor,
+                        EventType::StateExited(StateType::of(state)),
+                        json!({ "name": name, "output": output }),
+                    );
                     cursor.state = catcher.next;
                     cursor.input = output;
                     cursor.phase = Phase::Ready;
@@ -500,7 +664,11 @@ impl Engine {
         match &cursor.parent {
             None => match &result {
                 Ok(output) => {
-                    tx.record(cursor, EventType::ExecutionSucceeded, json!({ "output": output }));
+                    tx.record(
+                        cursor,
+                        EventType::ExecutionSucceeded,
+                        json!({ "output": output }),
+                    );
                 }
                 Err(e) => {
                     tx.record(cursor, EventType::ExecutionFailed, error_details(e));
@@ -508,12 +676,21 @@ impl Engine {
             },
             Some(link) if link.kind == ChildKind::Map => {
                 let details = json!({ "index": link.index, "name": link.state_name });
-                let t = if result.is_ok() { EventType::MapIterationSucceeded } else { EventType::MapIterationFailed };
+                let t = if result.is_ok() {
+                    EventType::MapIterationSucceeded
+                } else {
+                    EventType::MapIterationFailed
+                };
                 finished_event = tx.record(cursor, t, details);
             }
             Some(_) => {}
         }
-        tx.actions.push(Action::Finished { cursor: cursor.id.clone(), result, last_event, finished_event });
+        tx.actions.push(Action::Finished {
+            cursor: cursor.id.clone(),
+            result,
+            last_event,
+            finished_event,
+        });
     }
 
     /// Stops a cursor on its parent's (or the user's) request.
@@ -530,25 +707,46 @@ impl Engine {
                 tx.record(cursor, EventType::WaitStateAborted, Value::Null);
             }
             Phase::Children(ch) | Phase::Collecting(ch) | Phase::Aborting(ch) => {
-                let t = if ch.kind == ChildKind::Map { EventType::MapStateAborted } else { EventType::ParallelStateAborted };
+                let t = if ch.kind == ChildKind::Map {
+                    EventType::MapStateAborted
+                } else {
+                    EventType::ParallelStateAborted
+                };
                 tx.record(cursor, t, Value::Null);
-                tx.actions.push(Action::AbortChildren { cursor: cursor.id.clone() });
+                tx.actions.push(Action::AbortChildren {
+                    cursor: cursor.id.clone(),
+                });
             }
             Phase::Ready | Phase::Backoff(_) => {}
         }
         if let Some(link) = cursor.parent.clone()
-            && link.kind == ChildKind::Map {
-                tx.record(cursor, EventType::MapIterationAborted, json!({ "index": link.index, "name": link.state_name }));
-            }
+            && link.kind == ChildKind::Map
+        {
+            tx.record(
+                cursor,
+                EventType::MapIterationAborted,
+                json!({ "index": link.index, "name": link.state_name }),
+            );
+        }
         cursor.phase = Phase::Done;
     }
 
     /// Ends the whole execution from outside: a user's stop, or the execution timeout.
     /// The driver stops the root's running children first (their abort events precede the
     /// execution's end).
-    pub fn stop_execution(&self, root: &mut Cursor, error: StatesError, timed_out: bool, tx: &mut Tx<'_>) {
+    pub fn stop_execution(
+        &self,
+        root: &mut Cursor,
+        error: StatesError,
+        timed_out: bool,
+        tx: &mut Tx<'_>,
+    ) {
         root.phase = Phase::Done;
-        let t = if timed_out { EventType::ExecutionTimedOut } else { EventType::ExecutionAborted };
+        let t = if timed_out {
+            EventType::ExecutionTimedOut
+        } else {
+            EventType::ExecutionAborted
+        };
         tx.record(root, t, error_details(&error));
     }
 }
@@ -580,11 +778,12 @@ fn wait_seconds(v: &Value, path: &str) -> Result<i64, StatesError> {
             if n.as_u64().is_some() {
                 return Ok(31_622_400);
             }
-            Err(StatesError::runtime(format!("The SecondsPath parameter cannot be parsed as a long value: {path} == {n}")))
+            Err(StatesError::runtime(format!(
+                "The SecondsPath parameter cannot be parsed as a long value: {path} == {n}"
+            )))
         }
         other => Err(StatesError::runtime(format!(
             "The SecondsPath parameter cannot be parsed as a long value: {path} == {other}"
         ))),
     }
 }
-

@@ -556,7 +556,8 @@ fn event_ids_are_contiguous_and_previous_event_ids_chain_per_cursor() {
     let f1 = b.apply(&mut c1, CursorEvent::Enter);
     let f0 = b.apply(&mut c0, CursorEvent::Enter);
     for (index, actions) in [(1, f1), (0, f0)] {
-        let (result, last_event, finished_event) = finished(&actions).expect("the iteration ran to its end");
+        let (result, last_event, finished_event) =
+            finished(&actions).expect("the iteration ran to its end");
         assert!(result.is_ok());
         b.apply(
             &mut map,

@@ -47,6 +47,9 @@ pub struct RedisBackend {
     /// Reads done ahead of need; valid for the whole batch, because nothing else writes an
     /// execution's keys while its lease is held and this batch's writes are buffered.
     read: ReadCache,
+    /// Cursors known to be what Redis holds (the coordinator's cache from its previous
+    /// batch); taken by [`Backend::load_cursor`].
+    pub parsed: HashMap<CursorId, Cursor>,
 }
 
 /// Items read ahead of [`Backend::items`]: a Map starts its next iterations one or a few at a
@@ -65,8 +68,21 @@ struct ReadCache {
 }
 
 impl RedisBackend {
-    pub fn new(conn: ConnectionManager, keys: FleetKeys, arn: String, redrive_after_ms: i64) -> RedisBackend {
-        RedisBackend { conn, keys, arn, redrive_after_ms, pending: Pending::default(), read: ReadCache::default() }
+    pub fn new(
+        conn: ConnectionManager,
+        keys: FleetKeys,
+        arn: String,
+        redrive_after_ms: i64,
+    ) -> RedisBackend {
+        RedisBackend {
+            conn,
+            keys,
+            arn,
+            redrive_after_ms,
+            pending: Pending::default(),
+            read: ReadCache::default(),
+            parsed: HashMap::new(),
+        }
     }
 
     /// Reads ahead what processing events for `cursors` will read: the cursors, their
@@ -74,30 +90,58 @@ impl RedisBackend {
     /// instead of a few per event; later reads of the same things come from memory.
     pub async fn prefetch(&mut self, cursors: &[&str]) -> Result<(), BackendError> {
         let key = self.keys.cursors(&self.arn);
-        let mut wanted: Vec<&str> = cursors.iter().copied().filter(|c| !self.read.cursors.contains_key(*c)).collect();
+        let mut wanted: Vec<&str> = cursors
+            .iter()
+            .copied()
+            .filter(|c| !self.read.cursors.contains_key(*c) && !self.parsed.contains_key(*c))
+            .collect();
         wanted.sort_unstable();
         wanted.dedup();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let texts: Vec<Option<String>> =
-            redis::cmd("HMGET").arg(&key).arg(&wanted).query_async(&mut self.conn).await.map_err(err)?;
-        let mut links: Vec<(CursorId, usize)> = Vec::new();
+        let mut links: Vec<(CursorId, usize)> = cursors
+            .iter()
+            .filter_map(|c| {
+                self.parsed
+                    .get(*c)?
+                    .parent
+                    .as_ref()
+                    .map(|l| (l.id.clone(), l.index))
+            })
+            .collect();
+        let texts: Vec<Option<String>> = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            redis::cmd("HMGET")
+                .arg(&key)
+                .arg(&wanted)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(err)?
+        };
         for (id, text) in wanted.iter().zip(texts) {
-            if let Some(t) = &text {
-                if let Ok(c) = serde_json::from_str::<Cursor>(t) {
-                    if let Some(link) = c.parent {
-                        links.push((link.id, link.index));
-                    }
+            // Parsed once here (for the parent link) and handed to `load_cursor` as is; an
+            // unreadable one stays text, for `load_cursor` to report.
+            if let Some(t) = &text
+                && let Ok(c) = serde_json::from_str::<Cursor>(t)
+            {
+                if let Some(link) = &c.parent {
+                    links.push((link.id.clone(), link.index));
                 }
+                self.parsed.insert(id.to_string(), c);
+                continue;
             }
             self.read.cursors.insert(id.to_string(), text);
         }
-        let mut parents: Vec<&str> =
-            links.iter().map(|(p, _)| p.as_str()).filter(|p| !self.read.cursors.contains_key(*p)).collect();
+        let mut parents: Vec<&str> = links
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .filter(|p| !self.read.cursors.contains_key(*p) && !self.parsed.contains_key(*p))
+            .collect();
         parents.sort_unstable();
         parents.dedup();
-        let checks: Vec<&(CursorId, usize)> = links.iter().filter(|l| !self.read.results.contains_key(*l)).collect();
+        let checks: Vec<&(CursorId, usize)> = links
+            .iter()
+            .filter(|l| !self.read.results.contains_key(*l))
+            .collect();
         if parents.is_empty() && checks.is_empty() {
             return Ok(());
         }
@@ -106,7 +150,9 @@ impl RedisBackend {
             pipe.cmd("HMGET").arg(&key).arg(&parents);
         }
         for (parent, index) in &checks {
-            pipe.cmd("HEXISTS").arg(self.keys.results(&self.arn, parent)).arg(*index);
+            pipe.cmd("HEXISTS")
+                .arg(self.keys.results(&self.arn, parent))
+                .arg(*index);
         }
         let mut replies: Vec<redis::Value> = pipe.query_async(&mut self.conn).await.map_err(err)?;
         if replies.len() != usize::from(!parents.is_empty()) + checks.len() {
@@ -114,7 +160,8 @@ impl RedisBackend {
         }
         let exists = replies.split_off(usize::from(!parents.is_empty()));
         if let Some(parent_texts) = replies.pop() {
-            let parent_texts: Vec<Option<String>> = redis::from_redis_value(parent_texts).map_err(err)?;
+            let parent_texts: Vec<Option<String>> =
+                redis::from_redis_value(parent_texts).map_err(err)?;
             for (id, text) in parents.iter().zip(parent_texts) {
                 self.read.cursors.insert(id.to_string(), text);
             }
@@ -139,7 +186,8 @@ impl RedisBackend {
         for (parent, items) in &p.items {
             let key = self.keys.items(&arn, parent);
             for chunk in items.iter().enumerate().collect::<Vec<_>>().chunks(500) {
-                let pairs: Vec<(usize, String)> = chunk.iter().map(|(i, v)| (*i, v.to_string())).collect();
+                let pairs: Vec<(usize, String)> =
+                    chunk.iter().map(|(i, v)| (*i, v.to_string())).collect();
                 pipe.hset_multiple(&key, &pairs);
             }
             pipe.expire(&key, ttl_secs);
@@ -148,7 +196,14 @@ impl RedisBackend {
             let key = self.keys.results(&arn, parent);
             let pairs: Vec<(usize, String)> = results
                 .iter()
-                .map(|(i, v)| (*i, v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| FAILED.to_string())))
+                .map(|(i, v)| {
+                    (
+                        *i,
+                        v.as_ref()
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| FAILED.to_string()),
+                    )
+                })
                 .collect();
             if !pairs.is_empty() {
                 pipe.hset_multiple(&key, &pairs);
@@ -174,7 +229,12 @@ impl RedisBackend {
             let pairs: Vec<(String, String)> = changes
                 .changed
                 .iter()
-                .map(|c| (c.id.clone(), serde_json::to_string(c).expect("cursors serialize")))
+                .map(|c| {
+                    (
+                        c.id.clone(),
+                        serde_json::to_string(c).expect("cursors serialize"),
+                    )
+                })
                 .collect();
             pipe.hset_multiple(&cursors_key, &pairs);
         }
@@ -184,7 +244,11 @@ impl RedisBackend {
         pipe.expire(&cursors_key, ttl_secs);
         if !p.history.is_empty() {
             let key = self.keys.history(&arn);
-            let events: Vec<String> = p.history.iter().map(|e| serde_json::to_string(e).expect("events serialize")).collect();
+            let events: Vec<String> = p
+                .history
+                .iter()
+                .map(|e| serde_json::to_string(e).expect("events serialize"))
+                .collect();
             pipe.rpush(&key, &events);
             pipe.expire(&key, ttl_secs);
             let (mut started, mut succeeded, mut failed) = (0i64, 0i64, 0i64);
@@ -196,8 +260,16 @@ impl RedisBackend {
                     _ => {}
                 }
             }
+            // This process's share of the fleet's iterations in flight (sum it over processes).
+            shared::metrics::get()
+                .iterations_in_flight
+                .add(started - succeeded - failed);
             let exec = self.keys.exec(&arn);
-            for (field, n) in [("items_started", started), ("items_succeeded", succeeded), ("items_failed", failed)] {
+            for (field, n) in [
+                ("items_started", started),
+                ("items_succeeded", succeeded),
+                ("items_failed", failed),
+            ] {
                 if n > 0 {
                     pipe.hincr(&exec, field, n);
                 }
@@ -245,7 +317,8 @@ end
 return 1
 "#;
 
-static COMMIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| redis::Script::new(COMMIT));
+static COMMIT_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(COMMIT));
 
 impl Commit {
     fn push(&mut self, parts: Vec<String>) {
@@ -261,7 +334,12 @@ impl Commit {
     }
 
     pub fn hset(&mut self, key: &str, field: &str, value: impl ToString) {
-        self.push(vec!["HSET".into(), key.into(), field.into(), value.to_string()]);
+        self.push(vec![
+            "HSET".into(),
+            key.into(),
+            field.into(),
+            value.to_string(),
+        ]);
     }
 
     pub fn hset_multiple<F: ToString, V: ToString>(&mut self, key: &str, pairs: &[(F, V)]) {
@@ -284,7 +362,12 @@ impl Commit {
     }
 
     pub fn hincr(&mut self, key: &str, field: &str, by: i64) {
-        self.push(vec!["HINCRBY".into(), key.into(), field.into(), by.to_string()]);
+        self.push(vec![
+            "HINCRBY".into(),
+            key.into(),
+            field.into(),
+            by.to_string(),
+        ]);
     }
 
     fn many(&mut self, cmd: &str, key: &str, values: &[impl AsRef<str>]) {
@@ -308,19 +391,35 @@ impl Commit {
     }
 
     pub fn zadd(&mut self, key: &str, member: &str, score: i64) {
-        self.push(vec!["ZADD".into(), key.into(), score.to_string(), member.into()]);
+        self.push(vec![
+            "ZADD".into(),
+            key.into(),
+            score.to_string(),
+            member.into(),
+        ]);
     }
 
     pub fn ltrim(&mut self, key: &str, start: i64, stop: i64) {
-        self.push(vec!["LTRIM".into(), key.into(), start.to_string(), stop.to_string()]);
+        self.push(vec![
+            "LTRIM".into(),
+            key.into(),
+            start.to_string(),
+            stop.to_string(),
+        ]);
     }
 
     /// Runs every command atomically if `me` holds `lease_key`; false (and nothing written)
     /// otherwise.
-    pub async fn run(self, conn: &mut ConnectionManager, lease_key: &str, me: &str) -> redis::RedisResult<bool> {
+    pub async fn run(
+        self,
+        conn: &mut ConnectionManager,
+        lease_key: &str,
+        me: &str,
+    ) -> redis::RedisResult<bool> {
         let counts: Vec<usize> = self.cmds.iter().map(Vec::len).collect();
         let mut inv = COMMIT_SCRIPT.key(lease_key);
-        inv.arg(me).arg(serde_json::to_string(&counts).expect("counts serialize"));
+        inv.arg(me)
+            .arg(serde_json::to_string(&counts).expect("counts serialize"));
         for c in &self.cmds {
             inv.arg(c);
         }
@@ -347,13 +446,22 @@ pub fn step_json(arn: &str, s: &StepRequest) -> String {
 #[async_trait::async_trait]
 impl Backend for RedisBackend {
     async fn load_cursor(&mut self, id: &str) -> Result<Option<Cursor>, BackendError> {
+        if let Some(c) = self.parsed.remove(id) {
+            return Ok(Some(c));
+        }
         let text: Option<String> = match self.read.cursors.get(id) {
             Some(t) => t.clone(),
-            None => self.conn.hget(self.keys.cursors(&self.arn), id).await.map_err(err)?,
+            None => self
+                .conn
+                .hget(self.keys.cursors(&self.arn), id)
+                .await
+                .map_err(err)?,
         };
         match text {
             None => Ok(None),
-            Some(t) => serde_json::from_str(&t).map(Some).map_err(|e| err(format!("cursor {id:?} is unreadable: {e}"))),
+            Some(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| err(format!("cursor {id:?} is unreadable: {e}"))),
         }
     }
 
@@ -363,20 +471,33 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
-    async fn items(&mut self, map: &str, from: usize, to: usize) -> Result<Vec<Value>, BackendError> {
+    async fn items(
+        &mut self,
+        map: &str,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Value>, BackendError> {
         if let Some(items) = self.pending.items.get(map) {
             return Ok(items[from.min(items.len())..to.min(items.len())].to_vec());
         }
         if to <= from {
             return Ok(Vec::new());
         }
-        let cached = self.read.items.get(map).is_some_and(|c| (from..to).all(|i| c.contains_key(&i)));
+        let cached = self
+            .read
+            .items
+            .get(map)
+            .is_some_and(|c| (from..to).all(|i| c.contains_key(&i)));
         if !cached {
             // Read this range and the next ones (items are written once, with the Map).
             let fields: Vec<usize> = (from..to.max(from + ITEMS_READ_AHEAD)).collect();
             let key = self.keys.items(&self.arn, map);
-            let raw: Vec<Option<String>> =
-                redis::cmd("HMGET").arg(&key).arg(&fields).query_async(&mut self.conn).await.map_err(err)?;
+            let raw: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&key)
+                .arg(&fields)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(err)?;
             let cache = self.read.items.entry(map.to_string()).or_default();
             for (i, t) in fields.into_iter().zip(raw) {
                 if let Some(t) = t {
@@ -388,12 +509,19 @@ impl Backend for RedisBackend {
         (from..to)
             .map(|i| match cache.and_then(|c| c.get(&i)) {
                 Some(t) => serde_json::from_str(t).map_err(err),
-                None => Err(err(format!("item of Map {map:?} is missing from the store"))),
+                None => Err(err(format!(
+                    "item of Map {map:?} is missing from the store"
+                ))),
             })
             .collect()
     }
 
-    async fn store_result(&mut self, parent: &str, index: usize, output: Option<Value>) -> Result<bool, BackendError> {
+    async fn store_result(
+        &mut self,
+        parent: &str,
+        index: usize,
+        output: Option<Value>,
+    ) -> Result<bool, BackendError> {
         let buffered = self.pending.results.entry(parent.to_string()).or_default();
         if buffered.contains_key(&index) {
             return Ok(false);
@@ -401,13 +529,21 @@ impl Backend for RedisBackend {
         if !self.pending.dropped.contains(parent) {
             let exists: bool = match self.read.results.get(&(parent.to_string(), index)) {
                 Some(e) => *e,
-                None => self.conn.hexists(self.keys.results(&self.arn, parent), index).await.map_err(err)?,
+                None => self
+                    .conn
+                    .hexists(self.keys.results(&self.arn, parent), index)
+                    .await
+                    .map_err(err)?,
             };
             if exists {
                 return Ok(false);
             }
         }
-        self.pending.results.entry(parent.to_string()).or_default().insert(index, output);
+        self.pending
+            .results
+            .entry(parent.to_string())
+            .or_default()
+            .insert(index, output);
         Ok(true)
     }
 
@@ -419,8 +555,12 @@ impl Backend for RedisBackend {
             while start < count {
                 let end = (start + 1000).min(count);
                 let fields: Vec<usize> = (start..end).collect();
-                let raw: Vec<Option<String>> =
-                    redis::cmd("HMGET").arg(&key).arg(&fields).query_async(&mut self.conn).await.map_err(err)?;
+                let raw: Vec<Option<String>> = redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg(&fields)
+                    .query_async(&mut self.conn)
+                    .await
+                    .map_err(err)?;
                 for (i, t) in raw.into_iter().enumerate() {
                     if let Some(t) = t.filter(|t| t != FAILED) {
                         out[start + i] = serde_json::from_str(&t).map_err(err)?;
@@ -463,7 +603,11 @@ impl Backend for RedisBackend {
         if let Some(add) = self.pending.live_add.get_mut(parent) {
             add.remove(child);
         }
-        self.pending.live_remove.entry(parent.to_string()).or_default().insert(child.to_string());
+        self.pending
+            .live_remove
+            .entry(parent.to_string())
+            .or_default()
+            .insert(child.to_string());
         Ok(())
     }
 
@@ -471,7 +615,10 @@ impl Backend for RedisBackend {
         let mut set: HashSet<CursorId> = if self.pending.dropped.contains(parent) {
             HashSet::new()
         } else {
-            self.conn.smembers(self.keys.live(&self.arn, parent)).await.map_err(err)?
+            self.conn
+                .smembers(self.keys.live(&self.arn, parent))
+                .await
+                .map_err(err)?
         };
         if let Some(add) = self.pending.live_add.get(parent) {
             set.extend(add.iter().cloned());
@@ -487,10 +634,64 @@ impl Backend for RedisBackend {
     }
 
     fn schedule(&mut self, cursor: &str, seq: u64, at: DateTime<Utc>) {
-        self.pending.timers.push((timer_member('T', &self.arn, cursor, seq), at.timestamp_millis()));
+        self.pending.timers.push((
+            timer_member('T', &self.arn, cursor, seq),
+            at.timestamp_millis(),
+        ));
     }
 
     fn record(&mut self, event: Event) {
         self.pending.history.push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the Redis on 127.0.0.1 (as the fleet tests): values travel as plain script
+    /// arguments, so quotes, newlines and non-ASCII text must arrive byte for byte; and a
+    /// coordinator without the lease writes nothing.
+    #[tokio::test]
+    async fn commit_writes_values_as_they_are_and_only_under_the_lease() {
+        let mut conn = shared::redis_schema::connect("redis://127.0.0.1:6379/")
+            .await
+            .expect("redis on 127.0.0.1");
+        let p = format!("mft-commit-{}", uuid::Uuid::new_v4().simple());
+        let (lease, hash, list) = (
+            format!("{p}:lease"),
+            format!("{p}:hash"),
+            format!("{p}:list"),
+        );
+        let _: () = conn.set(&lease, "me").await.unwrap();
+        let odd = "{\"a\": \"quote \\\" and\nnewline\", \"b\": \"héllo 🚀\"}";
+        let mut c = Commit::default();
+        c.hset(&hash, "odd", odd);
+        c.hset_multiple(
+            &hash,
+            &(0..1000).map(|i| (i, format!("v{i}"))).collect::<Vec<_>>(),
+        );
+        c.rpush(&list, &["x", "", "y z"]);
+        c.expire(&list, 60);
+        assert!(c.run(&mut conn, &lease, "me").await.unwrap());
+        let got: String = conn.hget(&hash, "odd").await.unwrap();
+        assert_eq!(got, odd);
+        let n: usize = conn.hlen(&hash).await.unwrap();
+        assert_eq!(n, 1001);
+        let items: Vec<String> = conn.lrange(&list, 0, -1).await.unwrap();
+        assert_eq!(items, ["x", "", "y z"]);
+
+        let mut c = Commit::default();
+        c.hset(&hash, "odd", "overwritten");
+        assert!(!c.run(&mut conn, &lease, "someone else").await.unwrap());
+        let got: String = conn.hget(&hash, "odd").await.unwrap();
+        assert_eq!(got, odd);
+        assert!(
+            Commit::default()
+                .run(&mut conn, &lease, "me")
+                .await
+                .unwrap()
+        );
+        let _: () = conn.del(&[&lease, &hash, &list]).await.unwrap();
     }
 }

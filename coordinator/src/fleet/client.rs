@@ -32,16 +32,31 @@ impl FleetClient {
     pub async fn connect(redis_url: &str, prefix: &str) -> anyhow::Result<FleetClient> {
         let conn = shared::redis_schema::connect(redis_url)
             .await
-            .with_context(|| format!("cannot connect to Redis at {}", shared::config::redact_url(redis_url)))?;
-        Ok(FleetClient { conn, keys: FleetKeys::new(prefix) })
+            .with_context(|| {
+                format!(
+                    "cannot connect to Redis at {}",
+                    shared::config::redact_url(redis_url)
+                )
+            })?;
+        Ok(FleetClient {
+            conn,
+            keys: FleetKeys::new(prefix),
+        })
     }
 
     /// Stores the definition and the execution, and queues its start.
-    pub async fn submit(&self, definition_text: &str, def: &StateMachine, info: &ExecutionInfo) -> anyhow::Result<()> {
+    pub async fn submit(
+        &self,
+        definition_text: &str,
+        def: &StateMachine,
+        info: &ExecutionInfo,
+    ) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let def_id = hex(&sha2::Sha256::digest(definition_text.as_bytes()));
         let exec_key = self.keys.exec(&info.execution_arn);
-        let created: bool = conn.hset_nx(&exec_key, "status", Status::Running.as_str()).await?;
+        let created: bool = conn
+            .hset_nx(&exec_key, "status", Status::Running.as_str())
+            .await?;
         if !created {
             bail!("Execution Already Exists: '{}'", info.execution_arn);
         }
@@ -65,10 +80,21 @@ impl FleetClient {
             .ignore();
         if let Some(t) = def.timeout_seconds {
             let due = start_ms + (t as i64) * 1000;
-            pipe.zadd(self.keys.shared.timers(), super::timer_member('X', &info.execution_arn, "", 0), due).ignore();
+            pipe.zadd(
+                self.keys.shared.timers(),
+                super::timer_member('X', &info.execution_arn, "", 0),
+                due,
+            )
+            .ignore();
         }
         let _: () = pipe.query_async(&mut conn).await?;
-        enqueue(&mut conn, &self.keys, &info.execution_arn, &[InboxEvent::Start]).await?;
+        enqueue(
+            &mut conn,
+            &self.keys,
+            &info.execution_arn,
+            &[InboxEvent::Start],
+        )
+        .await?;
         Ok(())
     }
 
@@ -79,7 +105,16 @@ impl FleetClient {
         if !exists {
             bail!("Execution Does Not Exist: '{arn}'");
         }
-        enqueue(&mut conn, &self.keys, arn, &[InboxEvent::Stop { error: error.into(), cause: cause.into() }]).await?;
+        enqueue(
+            &mut conn,
+            &self.keys,
+            arn,
+            &[InboxEvent::Stop {
+                error: error.into(),
+                cause: cause.into(),
+            }],
+        )
+        .await?;
         Ok(())
     }
 
@@ -90,31 +125,56 @@ impl FleetClient {
         if exec.is_empty() {
             bail!("Execution Does Not Exist: '{arn}'");
         }
-        let info: ExecutionInfo = serde_json::from_str(exec.get("info").context("execution without info")?)?;
-        let status = exec.get("status").and_then(|s| Status::parse(s)).unwrap_or(Status::Running);
-        let output = exec.get("output").and_then(|o| serde_json::from_str(o).ok());
-        let error = exec.get("error").map(|e| StatesError::new(e.clone(), exec.get("cause").cloned().unwrap_or_default()));
+        let info: ExecutionInfo =
+            serde_json::from_str(exec.get("info").context("execution without info")?)?;
+        let status = exec
+            .get("status")
+            .and_then(|s| Status::parse(s))
+            .unwrap_or(Status::Running);
+        let output = exec
+            .get("output")
+            .and_then(|o| serde_json::from_str(o).ok());
+        let error = exec
+            .get("error")
+            .map(|e| StatesError::new(e.clone(), exec.get("cause").cloned().unwrap_or_default()));
         let stop_date = exec
             .get("stop_date")
             .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_else(Utc::now);
-        let events = if with_history { self.history(arn).await? } else { Vec::new() };
-        Ok(ExecutionResult { info, status, output, error, stop_date, events, transitions: 0 })
+        let events = if with_history {
+            self.history(arn).await?
+        } else {
+            Vec::new()
+        };
+        Ok(ExecutionResult {
+            info,
+            status,
+            output,
+            error,
+            stop_date,
+            events,
+            transitions: 0,
+        })
     }
 
     /// The execution's history events, in order.
     pub async fn history(&self, arn: &str) -> anyhow::Result<Vec<Event>> {
         let mut conn = self.conn.clone();
         let raw: Vec<String> = conn.lrange(self.keys.history(arn), 0, -1).await?;
-        raw.iter().map(|t| serde_json::from_str(t).context("unreadable history event")).collect()
+        raw.iter()
+            .map(|t| serde_json::from_str(t).context("unreadable history event"))
+            .collect()
     }
 
     /// The execution's status alone (one `HGET`: cheap enough to poll).
     pub async fn status(&self, arn: &str) -> anyhow::Result<Status> {
         let mut conn = self.conn.clone();
         let status: Option<String> = conn.hget(self.keys.exec(arn), "status").await?;
-        status.as_deref().and_then(Status::parse).with_context(|| format!("Execution Does Not Exist: '{arn}'"))
+        status
+            .as_deref()
+            .and_then(Status::parse)
+            .with_context(|| format!("Execution Does Not Exist: '{arn}'"))
     }
 
     /// Map progress counters: (items started, succeeded, failed).
@@ -130,14 +190,21 @@ impl FleetClient {
 
     /// Waits for the execution to end, drawing a progress line on stderr when it is a
     /// terminal and the execution runs a Map.
-    pub async fn wait(&self, arn: &str, total_items: Option<usize>) -> anyhow::Result<ExecutionResult> {
+    pub async fn wait(
+        &self,
+        arn: &str,
+        total_items: Option<usize>,
+    ) -> anyhow::Result<ExecutionResult> {
         let show = std::io::stderr().is_terminal();
         let started = Instant::now();
         let mut drawn = false;
         loop {
             let mut conn = self.conn.clone();
             let status: Option<String> = conn.hget(self.keys.exec(arn), "status").await?;
-            let status = status.as_deref().and_then(Status::parse).context("the execution disappeared from Redis")?;
+            let status = status
+                .as_deref()
+                .and_then(Status::parse)
+                .context("the execution disappeared from Redis")?;
             if status != Status::Running {
                 if drawn {
                     eprintln!();
@@ -165,12 +232,25 @@ fn draw_progress(started: u64, ok: u64, failed: u64, total: Option<usize>, elaps
             let frac = (done as f64 / t as f64).min(1.0);
             let width = 30;
             let filled = (frac * width as f64) as usize;
-            let eta = if rate > 0.0 { format!("{:.0}s", (t as f64 - done as f64).max(0.0) / rate) } else { "?".into() };
-            (format!("[{}{}] {done}/{t}", "#".repeat(filled), " ".repeat(width - filled)), eta)
+            let eta = if rate > 0.0 {
+                format!("{:.0}s", (t as f64 - done as f64).max(0.0) / rate)
+            } else {
+                "?".into()
+            };
+            (
+                format!(
+                    "[{}{}] {done}/{t}",
+                    "#".repeat(filled),
+                    " ".repeat(width - filled)
+                ),
+                eta,
+            )
         }
         _ => (format!("{done} items"), "?".into()),
     };
-    eprint!("\r{bar}  ok {ok}  failed {failed}  in flight {in_flight}  {rate:.0} items/s  ETA {eta}   ");
+    eprint!(
+        "\r{bar}  ok {ok}  failed {failed}  in flight {in_flight}  {rate:.0} items/s  ETA {eta}   "
+    );
     let _ = std::io::stderr().flush();
 }
 

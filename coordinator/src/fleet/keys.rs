@@ -13,6 +13,11 @@
 //! | `P:{ARN}:live:CURSOR` | set | the running children of a Map or Parallel |
 //! | `P:ready` | sorted set | executions with inbox or outbox entries → since (ms) |
 //! | `P:executions` | sorted set | every execution ARN → start time (ms) |
+//!
+//! The execution hash (`shared`'s `P:{ARN}:exec`) gains `next_event`, `started`, the Map
+//! progress counters `items_started` / `items_succeeded` / `items_failed`, and `commits`: the
+//! number of batches committed, which a coordinator compares with its own count to know whether
+//! the cursors it kept from its last batch are still what Redis holds.
 
 use shared::redis_schema::Keys;
 
@@ -24,7 +29,9 @@ pub struct FleetKeys {
 
 impl FleetKeys {
     pub fn new(prefix: &str) -> FleetKeys {
-        FleetKeys { shared: Keys::new(prefix) }
+        FleetKeys {
+            shared: Keys::new(prefix),
+        }
     }
 
     fn p(&self) -> &str {

@@ -13,6 +13,7 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 use shared::amqp::{Publisher, PublisherOptions};
 use shared::config::FleetConfig;
+use shared::inbox::{Delivery, apply_to_inbox};
 use shared::lapin::options::BasicAckOptions;
 use shared::messages::{StepId, StepMessage, StepResult, decode_outcomes};
 use shared::redis_schema::{Applied, FleetStore};
@@ -24,8 +25,8 @@ use super::keys::FleetKeys;
 use super::{InboxEvent, parse_timer};
 use crate::asl::definition::StateMachine;
 use crate::asl::error::StatesError;
-use crate::driver::{Backend, Processor, Status, StepRequest};
-use crate::engine::cursor::{CursorEvent, Phase};
+use crate::driver::{Backend, Changes, Processor, Status, StepRequest};
+use crate::engine::cursor::{Cursor, CursorEvent, CursorId, Phase};
 use crate::engine::run::EngineOptions;
 use crate::engine::{Engine, ExecutionInfo};
 
@@ -52,7 +53,7 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             engine: EngineOptions::default(),
-            batch: 512,
+            batch: 1024,
             // Short, and renewed after every batch: a killed coordinator's executions are
             // taken over within seconds.
             lease: Duration::from_secs(5),
@@ -121,6 +122,9 @@ async fn join(flush: Flush) -> anyhow::Result<()> {
     flush.await.context("a publishing task panicked")?
 }
 
+/// An execution's cursors as of its n-th commit: (n, cursor id → cursor).
+type CachedCursors = (u64, HashMap<CursorId, Cursor>);
+
 /// One coordinator process.
 pub struct Coordinator {
     conn: ConnectionManager,
@@ -134,33 +138,71 @@ pub struct Coordinator {
     defs: Mutex<HashMap<String, Arc<StateMachine>>>,
     /// Parsed execution facts by ARN (at most [`INFO_CACHE_SIZE`]).
     infos: Mutex<HashMap<String, Arc<ExecutionInfo>>>,
+    /// Per execution being advanced here: the cursors as of its `commits`-th commit.
+    /// Dropped when this coordinator lets go of the execution.
+    cursor_cache: Mutex<HashMap<String, CachedCursors>>,
     wake: Notify,
 }
 
 /// Appends events to an execution's inbox and flags it ready, atomically.
-pub async fn enqueue(conn: &mut ConnectionManager, keys: &FleetKeys, arn: &str, events: &[InboxEvent]) -> redis::RedisResult<()> {
+pub async fn enqueue(
+    conn: &mut ConnectionManager,
+    keys: &FleetKeys,
+    arn: &str,
+    events: &[InboxEvent],
+) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     pipe.atomic();
-    let encoded: Vec<String> = events.iter().map(|e| serde_json::to_string(e).expect("inbox events serialize")).collect();
+    let encoded: Vec<String> = events
+        .iter()
+        .map(|e| serde_json::to_string(e).expect("inbox events serialize"))
+        .collect();
     pipe.rpush(keys.inbox(arn), encoded).ignore();
-    pipe.cmd("ZADD").arg(keys.ready()).arg("NX").arg(Utc::now().timestamp_millis()).arg(arn).ignore();
+    pipe.cmd("ZADD")
+        .arg(keys.ready())
+        .arg("NX")
+        .arg(Utc::now().timestamp_millis())
+        .arg(arn)
+        .ignore();
     pipe.query_async(conn).await
 }
 
 impl Coordinator {
     /// Connects to Redis and RabbitMQ and declares the topology.
-    pub async fn connect(fleet: &FleetConfig, opts: ServiceOptions) -> anyhow::Result<Arc<Coordinator>> {
+    pub async fn connect(
+        fleet: &FleetConfig,
+        opts: ServiceOptions,
+    ) -> anyhow::Result<Arc<Coordinator>> {
         let conn = shared::redis_schema::connect(&fleet.redis_url)
             .await
-            .with_context(|| format!("cannot connect to Redis at {}", shared::config::redact_url(&fleet.redis_url)))?;
+            .with_context(|| {
+                format!(
+                    "cannot connect to Redis at {}",
+                    shared::config::redact_url(&fleet.redis_url)
+                )
+            })?;
         let keys = FleetKeys::new(&fleet.prefix);
         let store = FleetStore::new(conn.clone(), keys.shared.clone(), Default::default());
-        let id = format!("coordinator-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-        let amqp = Arc::new(shared::amqp::connect(&fleet.amqp_url, &id, fleet.connect_timeout()).await?);
+        let id = format!(
+            "coordinator-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let amqp =
+            Arc::new(shared::amqp::connect(&fleet.amqp_url, &id, fleet.connect_timeout()).await?);
         let topo = fleet.topology();
         let channel = amqp.create_channel().await?;
-        shared::topology::declare(&channel, &topo).await.context("cannot declare the queue topology")?;
-        let publisher = Publisher::new(amqp.clone(), PublisherOptions { window: fleet.confirm_window, ..Default::default() }).await?;
+        shared::topology::declare(&channel, &topo)
+            .await
+            .context("cannot declare the queue topology")?;
+        let publisher = Publisher::new(
+            amqp.clone(),
+            PublisherOptions {
+                window: fleet.confirm_window,
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(Arc::new(Coordinator {
             conn,
             keys,
@@ -172,13 +214,17 @@ impl Coordinator {
             id,
             defs: Mutex::new(HashMap::new()),
             infos: Mutex::new(HashMap::new()),
+            cursor_cache: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         }))
     }
 
     /// Runs until `shutdown` resolves: outcome and dead-letter consumers, the timer poller and
     /// the ready-execution loop.
-    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.clone().consume_outcomes());
         tasks.spawn(self.clone().consume_dead_letters());
@@ -205,8 +251,13 @@ impl Coordinator {
     /// [`OUTCOME_DELIVERIES_AT_ONCE`] messages concurrently; each is acked once its outcomes
     /// are applied and in their executions' inboxes.
     async fn consume_outcomes(self: Arc<Self>) -> anyhow::Result<()> {
-        let (channel, mut consumer) =
-            shared::amqp::consume(&self.amqp, &self.topo.outcomes_queue(), &format!("{}-outcomes", self.id), 512).await?;
+        let (channel, mut consumer) = shared::amqp::consume(
+            &self.amqp,
+            &self.topo.outcomes_queue(),
+            &format!("{}-outcomes", self.id),
+            512,
+        )
+        .await?;
         let slots = Arc::new(Semaphore::new(OUTCOME_DELIVERIES_AT_ONCE));
         let mut tasks = tokio::task::JoinSet::new();
         while let Some(delivery) = consumer.next().await {
@@ -222,7 +273,9 @@ impl Coordinator {
                             .map(|o| {
                                 let result = match o.result {
                                     StepResult::Ok { output } => Ok(output),
-                                    StepResult::Err { error, cause } => Err(StatesError::new(error, cause)),
+                                    StepResult::Err { error, cause } => {
+                                        Err(StatesError::new(error, cause))
+                                    }
                                 };
                                 (o.id, result)
                             })
@@ -250,51 +303,78 @@ impl Coordinator {
         self.deliver_all(vec![(id.clone(), result)]).await
     }
 
-    /// Applies outcomes exactly once (`shared`'s batched script: one round trip for a
-    /// worker's batch) and hands the applied ones to their executions' inboxes (one atomic
-    /// append per execution).
-    async fn deliver_all(&self, outcomes: Vec<(StepId, Result<Value, StatesError>)>) -> anyhow::Result<()> {
-        if outcomes.is_empty() {
-            return Ok(());
-        }
-        let texts: Vec<String> = outcomes.iter().map(|(_, r)| serde_json::to_string(r).expect("outcomes serialize")).collect();
-        let pairs: Vec<(&StepId, &str)> = outcomes.iter().zip(&texts).map(|((id, _), t)| (id, t.as_str())).collect();
-        let applied = retrying("apply outcomes", || self.store.apply_outcomes(&pairs)).await?;
-        // The applied outcomes, by execution, in delivery order.
-        let mut events: Vec<(&str, Vec<InboxEvent>)> = Vec::new();
-        for ((id, result), applied) in outcomes.iter().zip(applied) {
-            if applied != Applied::Applied {
-                continue;
-            }
-            let event = InboxEvent::Outcome { cursor: id.cursor.clone(), seq: id.seq, result: result.clone() };
-            match events.iter_mut().find(|(arn, _)| *arn == id.execution) {
-                Some((_, list)) => list.push(event),
-                None => events.push((id.execution.as_str(), vec![event])),
-            }
-        }
-        for (arn, list) in &events {
-            // Only the append is retried: the outcomes are applied already, and a second
-            // apply would drop them as duplicates.
-            retrying("queue outcomes", || {
-                let mut conn = self.conn.clone();
-                async move { enqueue(&mut conn, &self.keys, arn, list).await }
+    /// Applies outcomes exactly once and appends the applied ones to their executions'
+    /// inboxes, both in one script per execution (`shared::inbox::apply_to_inbox`: one round
+    /// trip for a worker's batch, and no window where an outcome is applied but not queued).
+    async fn deliver_all(
+        &self,
+        outcomes: Vec<(StepId, Result<Value, StatesError>)>,
+    ) -> anyhow::Result<()> {
+        let texts: Vec<(String, String)> = outcomes
+            .iter()
+            .map(|(id, result)| {
+                let event = InboxEvent::Outcome {
+                    cursor: id.cursor.clone(),
+                    seq: id.seq,
+                    result: result.clone(),
+                };
+                (
+                    serde_json::to_string(result).expect("outcomes serialize"),
+                    serde_json::to_string(&event).expect("inbox events serialize"),
+                )
             })
-            .await?;
+            .collect();
+        // By execution, in delivery order.
+        let mut groups: Vec<(&str, Vec<Delivery<'_>>)> = Vec::new();
+        for ((id, _), (outcome, entry)) in outcomes.iter().zip(&texts) {
+            let d = Delivery {
+                id,
+                outcome,
+                inbox_entry: entry,
+            };
+            match groups.iter_mut().find(|(arn, _)| *arn == id.execution) {
+                Some((_, list)) => list.push(d),
+                None => groups.push((id.execution.as_str(), vec![d])),
+            }
         }
-        if !events.is_empty() {
+        let ttl = self.opts.ttl.as_secs();
+        let ready = self.keys.ready();
+        let mut any = false;
+        for (arn, list) in &groups {
+            let inbox = self.keys.inbox(arn);
+            for chunk in list.chunks(shared::redis_schema::BATCH) {
+                let applied = retrying("apply outcomes", || {
+                    let mut conn = self.conn.clone();
+                    let (inbox, ready) = (&inbox, &ready);
+                    async move {
+                        apply_to_inbox(&mut conn, &self.keys.shared, ttl, inbox, ready, chunk).await
+                    }
+                })
+                .await?;
+                any |= applied.contains(&Applied::Applied);
+            }
+        }
+        if any {
             self.wake.notify_one();
         }
         Ok(())
     }
 
     async fn consume_dead_letters(self: Arc<Self>) -> anyhow::Result<()> {
-        let (channel, mut consumer) =
-            shared::amqp::consume(&self.amqp, &self.topo.dead_letter_queue(), &format!("{}-dead", self.id), 16).await?;
+        let (channel, mut consumer) = shared::amqp::consume(
+            &self.amqp,
+            &self.topo.dead_letter_queue(),
+            &format!("{}-dead", self.id),
+            16,
+        )
+        .await?;
         while let Some(delivery) = consumer.next().await {
             let delivery = delivery?;
             match StepMessage::decode(&delivery.data) {
                 Ok(step) => {
-                    let info = shared::topology::DeadLetterInfo::from_headers(delivery.properties.headers().as_ref());
+                    let info = shared::topology::DeadLetterInfo::from_headers(
+                        delivery.properties.headers().as_ref(),
+                    );
                     let cause = format!(
                         "The step for resource '{}' was dead-lettered by the broker ({}, queue {}): its worker failed on \
                          every one of the {} deliveries allowed.",
@@ -304,7 +384,9 @@ impl Coordinator {
                         self.topo.delivery_limit()
                     );
                     tracing::error!(execution = %step.id.execution, cursor = %step.id.cursor, "{cause}");
-                    self.deliver(&step.id, Err(StatesError::new(DEAD_LETTERED, cause))).await?;
+                    shared::metrics::get().steps_dead_lettered.inc();
+                    self.deliver(&step.id, Err(StatesError::new(DEAD_LETTERED, cause)))
+                        .await?;
                 }
                 Err(e) => tracing::error!(error = %e, "dropping an unreadable dead letter"),
             }
@@ -318,7 +400,11 @@ impl Coordinator {
         let mut conn = self.conn.clone();
         loop {
             let now = Utc::now().timestamp_millis().max(0) as u64;
-            match self.store.claim_due_timers(now, 256, Duration::from_secs(30)).await {
+            match self
+                .store
+                .claim_due_timers(now, 256, Duration::from_secs(30))
+                .await
+            {
                 Ok(due) if !due.is_empty() => {
                     for timer in due {
                         if let Some((arn, event)) = parse_timer(&timer.member) {
@@ -350,7 +436,9 @@ impl Coordinator {
             };
             let mut took_any = false;
             for arn in ready {
-                let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
                 let lease: Option<String> = redis::cmd("SET")
                     .arg(self.keys.lease(&arn))
                     .arg(&self.id)
@@ -385,15 +473,22 @@ impl Coordinator {
                             }
                         }
                     }
-                    if let Some(flush) = publishing.take() {
-                        if let Err(e) = join(flush).await {
-                            // Still in the outbox: the next holder of the lease publishes it.
-                            tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot publish steps; will retry");
-                        }
+                    if let Some(flush) = publishing.take()
+                        && let Err(e) = join(flush).await
+                    {
+                        // Still in the outbox: the next holder of the lease publishes it.
+                        tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot publish steps; will retry");
                     }
+                    me.cursor_cache
+                        .lock()
+                        .expect("cursor cache lock")
+                        .remove(&arn);
                     let mut conn = me.conn.clone();
-                    let _: Result<i64, _> =
-                        redis::Script::new(RELEASE).key(me.keys.lease(&arn)).arg(&me.id).invoke_async(&mut conn).await;
+                    let _: Result<i64, _> = redis::Script::new(RELEASE)
+                        .key(me.keys.lease(&arn))
+                        .arg(&me.id)
+                        .invoke_async(&mut conn)
+                        .await;
                     drop(permit);
                     me.wake.notify_one();
                 });
@@ -421,7 +516,10 @@ impl Coordinator {
             return Ok(d.clone());
         }
         let def = Arc::new(crate::asl::parse::parse_definition(text)?);
-        self.defs.lock().expect("definition cache lock").insert(id.to_string(), def.clone());
+        self.defs
+            .lock()
+            .expect("definition cache lock")
+            .insert(id.to_string(), def.clone());
         Ok(def)
     }
 
@@ -432,7 +530,9 @@ impl Coordinator {
         }
         let mut conn = self.conn.clone();
         let text: Option<String> = conn.hget(self.keys.exec(arn), "info").await?;
-        let info: Arc<ExecutionInfo> = Arc::new(serde_json::from_str(&text.context("execution without info")?)?);
+        let info: Arc<ExecutionInfo> = Arc::new(serde_json::from_str(
+            &text.context("execution without info")?,
+        )?);
         let mut infos = self.infos.lock().expect("info cache lock");
         if infos.len() >= INFO_CACHE_SIZE {
             infos.clear();
@@ -462,16 +562,28 @@ impl Coordinator {
             values.push((id, v));
         }
         // Every cursor awaits its step before any step is published (one round trip).
-        let awaiting: Vec<(&str, u64, u32)> = values.iter().map(|(id, _)| (id.cursor.as_str(), id.seq, id.attempt)).collect();
+        let awaiting: Vec<(&str, u64, u32)> = values
+            .iter()
+            .map(|(id, _)| (id.cursor.as_str(), id.seq, id.attempt))
+            .collect();
         self.store.await_steps(arn, &awaiting).await?;
         for (id, v) in values {
-            let mut step = StepMessage::new(id, v["resource"].as_str().unwrap_or_default(), v["input"].clone());
+            let mut step = StepMessage::new(
+                id,
+                v["resource"].as_str().unwrap_or_default(),
+                v["input"].clone(),
+            );
             step.deadline_ms = v["timeout_ms"].as_u64().map(|t| now + t);
             step.heartbeat_seconds = v["heartbeat_s"].as_u64().map(|h| h as u32);
             steps.push(step);
         }
-        self.publisher.publish_steps(&self.topo, steps).await.context("cannot publish steps")?;
-        let _: () = conn.ltrim(self.keys.outbox(arn), outbox.len() as isize, -1).await?;
+        self.publisher
+            .publish_steps(&self.topo, steps)
+            .await
+            .context("cannot publish steps")?;
+        let _: () = conn
+            .ltrim(self.keys.outbox(arn), outbox.len() as isize, -1)
+            .await?;
         Ok(())
     }
 
@@ -494,7 +606,11 @@ impl Coordinator {
     /// publishing before it starts its own, so one task at a time publishes an outbox: with
     /// `publishing` empty (a fresh lease), the batch first publishes what a previous holder
     /// left in the outbox.
-    pub async fn process_batch(self: &Arc<Self>, arn: &str, publishing: &mut Option<Flush>) -> anyhow::Result<bool> {
+    pub async fn process_batch(
+        self: &Arc<Self>,
+        arn: &str,
+        publishing: &mut Option<Flush>,
+    ) -> anyhow::Result<bool> {
         let batch_started = std::time::Instant::now();
         let mut conn = self.conn.clone();
         if publishing.is_none() {
@@ -502,11 +618,21 @@ impl Coordinator {
         }
         // The execution's small fields; its `info` (which holds the execution input, perhaps
         // large) is read and parsed once per execution: it never changes.
-        const FIELDS: [&str; 4] = ["status", "def", "next_event", "started"];
-        let values: Vec<Option<String>> = redis::cmd("HMGET").arg(self.keys.exec(arn)).arg(&FIELDS).query_async(&mut conn).await?;
-        let exec: HashMap<&str, String> = FIELDS.iter().zip(values).filter_map(|(f, v)| Some((*f, v?))).collect();
+        const FIELDS: [&str; 5] = ["status", "def", "next_event", "started", "commits"];
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.exec(arn))
+            .arg(&FIELDS)
+            .query_async(&mut conn)
+            .await?;
+        let exec: HashMap<&str, String> = FIELDS
+            .iter()
+            .zip(values)
+            .filter_map(|(f, v)| Some((*f, v?)))
+            .collect();
         let inbox_key = self.keys.inbox(arn);
-        let raw: Vec<String> = conn.lrange(&inbox_key, 0, self.opts.batch as isize - 1).await?;
+        let raw: Vec<String> = conn
+            .lrange(&inbox_key, 0, self.opts.batch as isize - 1)
+            .await?;
         if raw.is_empty() {
             if let Some(flush) = publishing.take() {
                 join(flush).await?;
@@ -526,27 +652,67 @@ impl Coordinator {
             let _: () = conn.ltrim(&inbox_key, raw.len() as isize, -1).await?;
             return Ok(true);
         }
-        let def_id = exec.get("def").context("execution without a definition id")?;
-        let cached = self.defs.lock().expect("definition cache lock").get(def_id.as_str()).cloned();
+        let def_id = exec
+            .get("def")
+            .context("execution without a definition id")?;
+        let cached = self
+            .defs
+            .lock()
+            .expect("definition cache lock")
+            .get(def_id.as_str())
+            .cloned();
         let def = match cached {
             Some(d) => d,
             None => {
-                let def_text: String = conn.get(self.keys.definition(def_id)).await.context("the execution's definition is gone")?;
+                let def_text: String = conn
+                    .get(self.keys.definition(def_id))
+                    .await
+                    .context("the execution's definition is gone")?;
                 self.definition(&def_text, def_id)?
             }
         };
         let info = self.execution_info(arn).await?;
-        let next_event: u64 = exec.get("next_event").and_then(|s| s.parse().ok()).unwrap_or(1);
+        let next_event: u64 = exec
+            .get("next_event")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
         let mut started = exec.get("started").map(String::as_str) == Some("1");
-        let engine = Engine { def, info, options: self.opts.engine.clone() };
+        let engine = Engine {
+            def,
+            info,
+            options: self.opts.engine.clone(),
+        };
         let mut p = Processor::new(engine, next_event, true);
-        let mut backend = RedisBackend::new(conn.clone(), self.keys.clone(), arn.to_string(), self.opts.redrive_after.as_millis() as i64);
+        let mut backend = RedisBackend::new(
+            conn.clone(),
+            self.keys.clone(),
+            arn.to_string(),
+            self.opts.redrive_after.as_millis() as i64,
+        );
+        // The cursors this coordinator's last commit of the execution wrote, if no commit
+        // happened since (by anyone): they are what Redis holds, already parsed.
+        let commits: u64 = exec
+            .get("commits")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let cached = self
+            .cursor_cache
+            .lock()
+            .expect("cursor cache lock")
+            .remove(arn);
+        if let Some((at, cursors)) = cached
+            && at == commits
+        {
+            backend.parsed = cursors;
+        }
         let now = Utc::now;
         let mut events = Vec::with_capacity(raw.len());
         for text in &raw {
             match serde_json::from_str::<InboxEvent>(text) {
                 Ok(e) => events.push(e),
-                Err(e) => tracing::error!(execution = %arn, error = %e, "skipping an unreadable inbox entry"),
+                Err(e) => {
+                    tracing::error!(execution = %arn, error = %e, "skipping an unreadable inbox entry")
+                }
             }
         }
         // Read the cursors the batch's events concern (and their parents, and whether their
@@ -554,7 +720,9 @@ impl Coordinator {
         let touched: Vec<&str> = events
             .iter()
             .filter_map(|e| match e {
-                InboxEvent::Outcome { cursor, .. } | InboxEvent::Timer { cursor, .. } => Some(cursor.as_str()),
+                InboxEvent::Outcome { cursor, .. } | InboxEvent::Timer { cursor, .. } => {
+                    Some(cursor.as_str())
+                }
                 _ => None,
             })
             .collect();
@@ -568,23 +736,35 @@ impl Coordinator {
                         started = true;
                     }
                 }
-                InboxEvent::Outcome { cursor, seq, result } => p.push(
+                InboxEvent::Outcome {
+                    cursor,
+                    seq,
+                    result,
+                } => p.push(
                     cursor,
                     match result {
                         Ok(output) => CursorEvent::StepSucceeded { seq, output },
                         Err(error) => CursorEvent::StepFailed { seq, error },
                     },
                 ),
-                InboxEvent::Timer { cursor, seq } => p.push(cursor, CursorEvent::TimerFired { seq }),
-                InboxEvent::Redrive { cursor, seq } => self.redrive(&mut backend, &cursor, seq).await?,
+                InboxEvent::Timer { cursor, seq } => {
+                    p.push(cursor, CursorEvent::TimerFired { seq })
+                }
+                InboxEvent::Redrive { cursor, seq } => {
+                    self.redrive(&mut backend, &cursor, seq).await?
+                }
                 InboxEvent::Timeout => {
                     p.run(&mut backend, now).await?;
-                    let e = StatesError::new(crate::asl::error::names::TIMEOUT, "The execution exceeded its TimeoutSeconds.");
+                    let e = StatesError::new(
+                        crate::asl::error::names::TIMEOUT,
+                        "The execution exceeded its TimeoutSeconds.",
+                    );
                     p.stop(&mut backend, e, true, now).await?;
                 }
                 InboxEvent::Stop { error, cause } => {
                     p.run(&mut backend, now).await?;
-                    p.stop(&mut backend, StatesError::new(error, cause), false, now).await?;
+                    p.stop(&mut backend, StatesError::new(error, cause), false, now)
+                        .await?;
                 }
             }
         }
@@ -595,6 +775,7 @@ impl Coordinator {
         let exec_key = self.keys.exec(arn);
         let mut commit = Commit::default();
         backend.write_into(&mut commit, &changes, ttl);
+        commit.hincr(&exec_key, "commits", 1);
         commit.hset(&exec_key, "next_event", p.next_event_id);
         if started {
             commit.hset(&exec_key, "started", "1");
@@ -613,24 +794,46 @@ impl Coordinator {
             commit.del(&self.keys.cursors(arn));
         }
         commit.expire(&exec_key, ttl);
-        let committed = commit.run(&mut conn, &self.keys.lease(arn), &self.id).await.context("cannot commit the batch")?;
+        let prepared_at = batch_started.elapsed();
+        let committed = commit
+            .run(&mut conn, &self.keys.lease(arn), &self.id)
+            .await
+            .context("cannot commit the batch")?;
         if !committed {
-            anyhow::bail!("lost the lease on the execution before committing; another coordinator has it");
+            anyhow::bail!(
+                "lost the lease on the execution before committing; another coordinator has it"
+            );
         }
         let committed_at = batch_started.elapsed();
+        if p.outcome.is_none() {
+            // What Redis holds now: the cursors this batch wrote, and those it did not touch.
+            let Changes { changed, removed } = changes;
+            let mut cursors = std::mem::take(&mut backend.parsed);
+            for id in &removed {
+                cursors.remove(id);
+            }
+            cursors.extend(changed.into_iter().map(|c| (c.id.clone(), c)));
+            self.cursor_cache
+                .lock()
+                .expect("cursor cache lock")
+                .insert(arn.to_string(), (commits + 1, cursors));
+        }
         if let Some(flush) = publishing.take() {
             join(flush).await?;
         }
         let waited = batch_started.elapsed() - committed_at;
         let me = self.clone();
         let arn_owned = arn.to_string();
-        *publishing = Some(tokio::spawn(async move { me.flush_outbox(&arn_owned).await }));
+        *publishing = Some(tokio::spawn(
+            async move { me.flush_outbox(&arn_owned).await },
+        ));
         tracing::debug!(
             execution = %arn,
             events = raw.len(),
             read_ms = read_at.as_secs_f64() * 1e3,
             run_ms = (ran_at - read_at).as_secs_f64() * 1e3,
-            commit_ms = (committed_at - ran_at).as_secs_f64() * 1e3,
+            prepare_ms = (prepared_at - ran_at).as_secs_f64() * 1e3,
+            commit_ms = (committed_at - prepared_at).as_secs_f64() * 1e3,
             publish_wait_ms = waited.as_secs_f64() * 1e3,
             "processed a batch"
         );
@@ -638,21 +841,29 @@ impl Coordinator {
     }
 
     /// A step's outcome is overdue: publish it again if its cursor still waits for it.
-    async fn redrive(&self, backend: &mut RedisBackend, cursor: &str, seq: u64) -> anyhow::Result<()> {
-        let Some(c) = backend.load_cursor(cursor).await? else { return Ok(()) };
+    async fn redrive(
+        &self,
+        backend: &mut RedisBackend,
+        cursor: &str,
+        seq: u64,
+    ) -> anyhow::Result<()> {
+        let Some(c) = backend.load_cursor(cursor).await? else {
+            return Ok(());
+        };
         if let Phase::Task(wait) = &c.phase
-            && c.seq == seq {
-                tracing::warn!(execution = %backend.arn, cursor, seq, resource = %wait.resource, "re-driving a step whose outcome is overdue");
-                backend.publish(StepRequest {
-                    cursor: cursor.to_string(),
-                    seq,
-                    attempt: 1 + c.retries.iter().sum::<u32>(),
-                    resource: wait.resource.clone(),
-                    input: wait.effective_input.clone(),
-                    timeout: wait.timeout.map(Duration::from_secs),
-                    heartbeat: wait.heartbeat.map(Duration::from_secs),
-                });
-            }
+            && c.seq == seq
+        {
+            tracing::warn!(execution = %backend.arn, cursor, seq, resource = %wait.resource, "re-driving a step whose outcome is overdue");
+            backend.publish(StepRequest {
+                cursor: cursor.to_string(),
+                seq,
+                attempt: 1 + c.retries.iter().sum::<u32>(),
+                resource: wait.resource.clone(),
+                input: wait.effective_input.clone(),
+                timeout: wait.timeout.map(Duration::from_secs),
+                heartbeat: wait.heartbeat.map(Duration::from_secs),
+            });
+        }
         Ok(())
     }
 }

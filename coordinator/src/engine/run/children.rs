@@ -13,12 +13,19 @@ use crate::engine::dataflow;
 use crate::engine::history::EventType;
 
 impl Engine {
-    pub(super) fn start_parallel(&self, cursor: &mut Cursor, branches: usize, ctx: &Value, tx: &mut Tx<'_>) -> bool {
+    pub(super) fn start_parallel(
+        &self,
+        cursor: &mut Cursor,
+        branches: usize,
+        ctx: &Value,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         let state = self.state(cursor);
-        let effective = match dataflow::effective_input(&state.common, &cursor.input, ctx, &cursor.vars) {
-            Ok(v) => v,
-            Err(e) => return self.handle_error(cursor, e, None, tx),
-        };
+        let effective =
+            match dataflow::effective_input(&state.common, &cursor.input, ctx, &cursor.vars) {
+                Ok(v) => v,
+                Err(e) => return self.handle_error(cursor, e, None, tx),
+            };
         let started_event = tx.record(cursor, EventType::ParallelStateStarted, Value::Null);
         let ch = Children {
             kind: ChildKind::Parallel,
@@ -37,16 +44,31 @@ impl Engine {
             distributed: false,
             last_iteration_event: 0,
         };
-        tx.actions.push(Action::StartChildren { cursor: cursor.id.clone(), from: 0, to: branches });
+        tx.actions.push(Action::StartChildren {
+            cursor: cursor.id.clone(),
+            from: 0,
+            to: branches,
+        });
         cursor.phase = Phase::Children(Box::new(ch));
         false
     }
 
-    pub(super) fn start_map(&self, cursor: &mut Cursor, spec: &MapSpec, ctx: &Value, tx: &mut Tx<'_>) -> bool {
+    pub(super) fn start_map(
+        &self,
+        cursor: &mut Cursor,
+        spec: &MapSpec,
+        ctx: &Value,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         let state = self.state(cursor);
         let selected = (|| {
-            let effective = dataflow::input_path(&state.common.input_path, &cursor.input, ctx, &cursor.vars)?;
-            let scope = Scope { input: &effective, context: ctx, vars: &cursor.vars };
+            let effective =
+                dataflow::input_path(&state.common.input_path, &cursor.input, ctx, &cursor.vars)?;
+            let scope = Scope {
+                input: &effective,
+                context: ctx,
+                vars: &cursor.vars,
+            };
             let items = match &spec.items_path {
                 Some(p) => p.eval(&scope)?,
                 None => effective.clone(),
@@ -69,7 +91,11 @@ impl Engine {
         let max_concurrency = match &spec.max_concurrency {
             Dynamic::Literal(n) => Ok(*n),
             Dynamic::Path(p) => p
-                .eval(&Scope { input: &effective, context: ctx, vars: &cursor.vars })
+                .eval(&Scope {
+                    input: &effective,
+                    context: ctx,
+                    vars: &cursor.vars,
+                })
                 .and_then(|v| integer_at(v, "MaxConcurrencyPath", p.as_str())),
         };
         let max_concurrency = match max_concurrency {
@@ -80,18 +106,28 @@ impl Engine {
                 return false;
             }
         };
-        let started_event = tx.record(cursor, EventType::MapStateStarted, json!({ "length": items.len() }));
+        let started_event = tx.record(
+            cursor,
+            EventType::MapStateStarted,
+            json!({ "length": items.len() }),
+        );
         let distributed = spec.mode == ProcessorMode::Distributed;
         let mut give_up = Vec::new();
         let settings = (|| {
-            let scope = Scope { input: &effective, context: ctx, vars: &cursor.vars };
+            let scope = Scope {
+                input: &effective,
+                context: ctx,
+                vars: &cursor.vars,
+            };
             let tolerated_count = match &spec.tolerated_failure_count {
                 None => None,
                 Some(Dynamic::Literal(n)) => Some(*n),
                 Some(Dynamic::Path(p)) => {
                     let v = p.eval(&scope)?;
                     if v.as_i64().is_some_and(|n| n < 0) {
-                        return Err(StatesError::runtime("ToleratedFailureCount cannot be negative."));
+                        return Err(StatesError::runtime(
+                            "ToleratedFailureCount cannot be negative.",
+                        ));
                     }
                     Some(integer_at(v, "ToleratedFailureCountPath", p.as_str())?)
                 }
@@ -108,7 +144,9 @@ impl Engine {
                         ))
                     })?;
                     if !(0.0..=100.0).contains(&pct) {
-                        return Err(StatesError::runtime("ToleratedFailurePercentage must be between 0 and 100."));
+                        return Err(StatesError::runtime(
+                            "ToleratedFailurePercentage must be between 0 and 100.",
+                        ));
                     }
                     Some(pct)
                 }
@@ -126,20 +164,32 @@ impl Engine {
         };
         if distributed {
             let arn = self.map_run_arn(cursor, spec);
-            tx.record(cursor, EventType::MapRunStarted, json!({ "mapRunArn": arn }));
+            tx.record(
+                cursor,
+                EventType::MapRunStarted,
+                json!({ "mapRunArn": arn }),
+            );
         }
         let batched = match &spec.item_batcher {
             None => Ok((items, false)),
             Some(batcher) => {
-                let scope = Scope { input: &effective, context: ctx, vars: &cursor.vars };
-                self.batch(spec, batcher, items, &effective, cursor, &scope).map(|b| (b, true))
+                let scope = Scope {
+                    input: &effective,
+                    context: ctx,
+                    vars: &cursor.vars,
+                };
+                self.batch(spec, batcher, items, &effective, cursor, &scope)
+                    .map(|b| (b, true))
             }
         };
         let (items, preselected) = match batched {
             Ok(b) => b,
             Err(e) => {
                 if distributed {
-                    give_up.push((EventType::MapRunFailed, json!({ "error": e.error, "cause": e.cause })));
+                    give_up.push((
+                        EventType::MapRunFailed,
+                        json!({ "error": e.error, "cause": e.cause }),
+                    ));
                 }
                 give_up.push((EventType::MapStateFailed, Value::Null));
                 return self.handle_error_then(cursor, e, None, &give_up, tx);
@@ -170,7 +220,10 @@ impl Engine {
             distributed,
             last_iteration_event: 0,
         };
-        tx.actions.push(Action::StoreItems { cursor: cursor.id.clone(), items });
+        tx.actions.push(Action::StoreItems {
+            cursor: cursor.id.clone(),
+            items,
+        });
         self.start_more(cursor, &mut ch, tx);
         cursor.phase = Phase::Children(Box::new(ch));
         false
@@ -180,22 +233,43 @@ impl Engine {
     fn map_run_arn(&self, cursor: &Cursor, spec: &MapSpec) -> String {
         let state = self.state(cursor);
         let label = spec.label.clone().unwrap_or_else(|| state.name.clone());
-        let seed = format!("{}#{}#{}", self.info.execution_arn, cursor.id, cursor.entered_event);
+        let seed = format!(
+            "{}#{}#{}",
+            self.info.execution_arn, cursor.id, cursor.entered_event
+        );
         let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, seed.as_bytes());
-        let (region, account) = (crate::engine::context::LOCAL_REGION, crate::engine::context::LOCAL_ACCOUNT);
-        format!("arn:aws:states:{region}:{account}:mapRun:{}/{label}:{id}", self.info.state_machine_name)
+        let (region, account) = (
+            crate::engine::context::LOCAL_REGION,
+            crate::engine::context::LOCAL_ACCOUNT,
+        );
+        format!(
+            "arn:aws:states:{region}:{account}:mapRun:{}/{label}:{id}",
+            self.info.state_machine_name
+        )
     }
 
     /// Applies ItemSelector to every item and groups them as ItemBatcher says.
-    fn batch(&self, spec: &MapSpec, batcher: &ItemBatcher, items: Vec<Value>, effective: &Value, cursor: &Cursor, scope: &Scope<'_>) -> Result<Vec<Value>, StatesError> {
+    fn batch(
+        &self,
+        spec: &MapSpec,
+        batcher: &ItemBatcher,
+        items: Vec<Value>,
+        effective: &Value,
+        cursor: &Cursor,
+        scope: &Scope<'_>,
+    ) -> Result<Vec<Value>, StatesError> {
         let resolve = |d: &Option<Dynamic<u64>>| -> Result<Option<u64>, StatesError> {
             match d {
                 None => Ok(None),
                 Some(Dynamic::Literal(n)) => Ok(Some(*n)),
-                Some(Dynamic::Path(p)) => Ok(Some(integer_at(p.eval(scope)?, "ItemBatcher", p.as_str())?)),
+                Some(Dynamic::Path(p)) => {
+                    Ok(Some(integer_at(p.eval(scope)?, "ItemBatcher", p.as_str())?))
+                }
             }
         };
-        let max_items = resolve(&batcher.max_items_per_batch)?.unwrap_or(u64::MAX).max(1) as usize;
+        let max_items = resolve(&batcher.max_items_per_batch)?
+            .unwrap_or(u64::MAX)
+            .max(1) as usize;
         let max_bytes = resolve(&batcher.max_input_bytes_per_batch)?.unwrap_or(u64::MAX) as usize;
         let batch_input = match &batcher.batch_input {
             Some(t) => Some(t.eval(scope)?),
@@ -207,7 +281,9 @@ impl Engine {
         for (index, item) in items.into_iter().enumerate() {
             let selected = self.select_item(spec, effective, cursor, index, item)?;
             let size = serde_json::to_vec(&selected).map(|b| b.len()).unwrap_or(0);
-            if !current.is_empty() && (current.len() >= max_items || current_bytes + size > max_bytes) {
+            if !current.is_empty()
+                && (current.len() >= max_items || current_bytes + size > max_bytes)
+            {
                 batches.push(std::mem::take(&mut current));
                 current_bytes = 0;
             }
@@ -232,8 +308,17 @@ impl Engine {
 
     /// A Map item's iteration input: ItemSelector (or legacy Parameters) with
     /// `$$.Map.Item`, or the item itself.
-    fn select_item(&self, spec: &MapSpec, effective: &Value, cursor: &Cursor, index: usize, item: Value) -> Result<Value, StatesError> {
-        let Some(selector) = &spec.item_selector else { return Ok(item) };
+    fn select_item(
+        &self,
+        spec: &MapSpec,
+        effective: &Value,
+        cursor: &Cursor,
+        index: usize,
+        item: Value,
+    ) -> Result<Value, StatesError> {
+        let Some(selector) = &spec.item_selector else {
+            return Ok(item);
+        };
         let state = self.state(cursor);
         let ctx = context_object(
             &self.info,
@@ -246,17 +331,29 @@ impl Engine {
             },
             state.common.uses_execution_input,
         );
-        selector.eval(&Scope { input: effective, context: &ctx, vars: &cursor.vars })
+        selector.eval(&Scope {
+            input: effective,
+            context: &ctx,
+            vars: &cursor.vars,
+        })
     }
 
     /// Starts as many children as the concurrency limits allow.
     fn start_more(&self, cursor: &Cursor, ch: &mut Children, tx: &mut Tx<'_>) {
         let cap = self.options.max_children_in_flight.max(1);
-        let limit = if ch.max_concurrency == 0 { cap } else { ch.max_concurrency.min(cap) };
+        let limit = if ch.max_concurrency == 0 {
+            cap
+        } else {
+            ch.max_concurrency.min(cap)
+        };
         let room = limit.saturating_sub(ch.running);
         let count = room.min(ch.total - ch.next);
         if count > 0 {
-            tx.actions.push(Action::StartChildren { cursor: cursor.id.clone(), from: ch.next, to: ch.next + count });
+            tx.actions.push(Action::StartChildren {
+                cursor: cursor.id.clone(),
+                from: ch.next,
+                to: ch.next + count,
+            });
             ch.next += count;
             ch.running += count;
         }
@@ -264,25 +361,44 @@ impl Engine {
 
     /// Creates child `index` of `parent` (a Map iteration over `item`, or a Parallel branch),
     /// ready for `Enter`. An ItemSelector that fails finishes the child at once with its error.
-    pub fn spawn_child(&self, parent: &Cursor, index: usize, item: Option<Value>, tx: &mut Tx<'_>) -> Cursor {
+    pub fn spawn_child(
+        &self,
+        parent: &Cursor,
+        index: usize,
+        item: Option<Value>,
+        tx: &mut Tx<'_>,
+    ) -> Cursor {
         let Phase::Children(ch) = &parent.phase else {
             panic!("spawn_child on a cursor that is not running children");
         };
         let state = self.state(parent);
         let generation = parent.seq;
-        let id = if generation == 0 { child_id(&parent.id, index) } else { format!("{}/{generation}:{index}", parent.id) };
+        let id = if generation == 0 {
+            child_id(&parent.id, index)
+        } else {
+            format!("{}/{generation}:{index}", parent.id)
+        };
         let (graph, input) = match &state.kind {
             StateKind::Parallel { branches } => (branches[index], Ok(ch.effective_input.clone())),
             StateKind::Map(spec) => {
                 let item = item.unwrap_or(Value::Null);
-                let input = if ch.preselected { Ok(item) } else { self.select_item(spec, &ch.effective_input, parent, index, item) };
+                let input = if ch.preselected {
+                    Ok(item)
+                } else {
+                    self.select_item(spec, &ch.effective_input, parent, index, item)
+                };
                 (spec.processor, input)
             }
             _ => unreachable!("only Map and Parallel states have children"),
         };
         let mut child = Cursor {
             id,
-            parent: Some(ParentLink { id: parent.id.clone(), index, kind: ch.kind, state_name: state.name.clone() }),
+            parent: Some(ParentLink {
+                id: parent.id.clone(),
+                index,
+                kind: ch.kind,
+                state_name: state.name.clone(),
+            }),
             graph,
             state: self.def.graphs[graph].start_at,
             input: Value::Null,
@@ -297,7 +413,11 @@ impl Engine {
         };
         if ch.kind == ChildKind::Map {
             child.last_event = ch.started_event.max(parent.last_event);
-            tx.record(&mut child, EventType::MapIterationStarted, json!({ "index": index, "name": state.name }));
+            tx.record(
+                &mut child,
+                EventType::MapIterationStarted,
+                json!({ "index": index, "name": state.name }),
+            );
         }
         match input {
             Ok(v) => child.input = v,
@@ -309,7 +429,14 @@ impl Engine {
         child
     }
 
-    pub(super) fn child_finished(&self, cursor: &mut Cursor, mut ch: Children, index: usize, result: Result<(), StatesError>, tx: &mut Tx<'_>) -> bool {
+    pub(super) fn child_finished(
+        &self,
+        cursor: &mut Cursor,
+        mut ch: Children,
+        index: usize,
+        result: Result<(), StatesError>,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         let _ = index;
         ch.running = ch.running.saturating_sub(1);
         match result {
@@ -321,7 +448,9 @@ impl Engine {
                     ch.failure = Some(e);
                 } else {
                     let over_count = ch.tolerated_count.is_some_and(|c| ch.failed as u64 > c);
-                    let over_pct = ch.tolerated_percentage.is_some_and(|p| (ch.failed as f64) * 100.0 / (ch.total as f64) > p);
+                    let over_pct = ch
+                        .tolerated_percentage
+                        .is_some_and(|p| (ch.failed as f64) * 100.0 / (ch.total as f64) > p);
                     if over_count || over_pct {
                         ch.failure = Some(StatesError::new(
                             names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
@@ -334,13 +463,18 @@ impl Engine {
         if ch.failure.is_some() {
             // Stop the other children first; the state fails once the driver confirms
             // with `ChildrenAborted`, so their abort events come before the failure's.
-            tx.actions.push(Action::AbortChildren { cursor: cursor.id.clone() });
+            tx.actions.push(Action::AbortChildren {
+                cursor: cursor.id.clone(),
+            });
             cursor.phase = Phase::Aborting(Box::new(ch));
             return false;
         }
         self.start_more(cursor, &mut ch, tx);
         if ch.succeeded + ch.failed == ch.total {
-            tx.actions.push(Action::CollectResults { cursor: cursor.id.clone(), count: ch.total });
+            tx.actions.push(Action::CollectResults {
+                cursor: cursor.id.clone(),
+                count: ch.total,
+            });
             cursor.phase = Phase::Collecting(Box::new(ch));
         } else {
             cursor.phase = Phase::Children(Box::new(ch));
@@ -350,18 +484,38 @@ impl Engine {
 
     /// The children of a failed Map or Parallel were stopped: the state fails now (through
     /// its Retry and Catch).
-    pub(super) fn children_aborted(&self, cursor: &mut Cursor, mut ch: Children, tx: &mut Tx<'_>) -> bool {
-        let Some(failure) = ch.failure.take() else { return false };
+    pub(super) fn children_aborted(
+        &self,
+        cursor: &mut Cursor,
+        mut ch: Children,
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        let Some(failure) = ch.failure.take() else {
+            return false;
+        };
         let mut give_up = Vec::new();
         if ch.distributed {
-            give_up.push((EventType::MapRunFailed, json!({ "error": failure.error, "cause": failure.cause })));
+            give_up.push((
+                EventType::MapRunFailed,
+                json!({ "error": failure.error, "cause": failure.cause }),
+            ));
         }
-        let t = if ch.kind == ChildKind::Map { EventType::MapStateFailed } else { EventType::ParallelStateFailed };
+        let t = if ch.kind == ChildKind::Map {
+            EventType::MapStateFailed
+        } else {
+            EventType::ParallelStateFailed
+        };
         give_up.push((t, Value::Null));
         self.handle_error_then(cursor, failure, None, &give_up, tx)
     }
 
-    pub(super) fn children_collected(&self, cursor: &mut Cursor, ch: Children, results: Vec<Value>, tx: &mut Tx<'_>) -> bool {
+    pub(super) fn children_collected(
+        &self,
+        cursor: &mut Cursor,
+        ch: Children,
+        results: Vec<Value>,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         // AWS writes no ParallelStateSucceeded: a Parallel goes straight to its exit.
         if ch.kind == ChildKind::Map {
             if ch.distributed {
@@ -369,7 +523,11 @@ impl Engine {
             }
             // AWS hangs MapStateSucceeded and MapStateExited side by side off the last
             // MapIterationSucceeded.
-            let anchor = if ch.last_iteration_event > 0 { ch.last_iteration_event } else { cursor.last_event };
+            let anchor = if ch.last_iteration_event > 0 {
+                ch.last_iteration_event
+            } else {
+                cursor.last_event
+            };
             cursor.last_event = anchor;
             tx.record(cursor, EventType::MapStateSucceeded, Value::Null);
             cursor.last_event = anchor;
@@ -390,6 +548,8 @@ fn integer_at(v: Value, field: &str, path: &str) -> Result<u64, StatesError> {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        StatesError::runtime(format!("The {field} field refers to value \"{shown}\" which is not a valid integer: {path}"))
+        StatesError::runtime(format!(
+            "The {field} field refers to value \"{shown}\" which is not a valid integer: {path}"
+        ))
     })
 }

@@ -24,7 +24,10 @@ fn first_deadline(timeout: Option<u64>, heartbeat: Option<u64>) -> Option<u64> {
 /// function ARN for the legacy Lambda events.
 enum ResourceKind<'a> {
     Lambda,
-    Task { resource_type: &'a str, resource: &'a str },
+    Task {
+        resource_type: &'a str,
+        resource: &'a str,
+    },
 }
 
 fn classify(resource: &str) -> ResourceKind<'_> {
@@ -33,15 +36,28 @@ fn classify(resource: &str) -> ResourceKind<'_> {
     }
     if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
         let (service, action) = rest.split_once(':').unwrap_or((rest, ""));
-        return ResourceKind::Task { resource_type: service, resource: action };
+        return ResourceKind::Task {
+            resource_type: service,
+            resource: action,
+        };
     }
     if let Some(name) = resource.strip_prefix("arn:mapfleet:task:::") {
-        return ResourceKind::Task { resource_type: "mapfleet", resource: name };
+        return ResourceKind::Task {
+            resource_type: "mapfleet",
+            resource: name,
+        };
     }
-    ResourceKind::Task { resource_type: "activity", resource }
+    ResourceKind::Task {
+        resource_type: "activity",
+        resource,
+    }
 }
 
-fn resolve_seconds(d: &Option<Dynamic<u64>>, field: &str, scope: &Scope<'_>) -> Result<Option<u64>, StatesError> {
+fn resolve_seconds(
+    d: &Option<Dynamic<u64>>,
+    field: &str,
+    scope: &Scope<'_>,
+) -> Result<Option<u64>, StatesError> {
     match d {
         None => Ok(None),
         Some(Dynamic::Literal(n)) => Ok(Some(*n)),
@@ -63,18 +79,35 @@ impl Engine {
     /// `$$.State.RetryCount` (and the task token) in Parameters are those of the attempt.
     pub(super) fn start_task(&self, cursor: &mut Cursor, spec: &TaskSpec, tx: &mut Tx<'_>) -> bool {
         let state = self.state(cursor);
-        let token = format!("{}#{}#{}", self.info.execution_arn, cursor.id, cursor.seq + 1);
+        let token = format!(
+            "{}#{}#{}",
+            self.info.execution_arn,
+            cursor.id,
+            cursor.seq + 1
+        );
         let ctx = self.context(cursor, state, None, Some(&token));
         // TimeoutSecondsPath and HeartbeatSecondsPath read the state input (after InputPath),
         // not the Parameters output: AWS times out a task whose Parameters drop the field.
-        let prepared = dataflow::input_path(&state.common.input_path, &cursor.input, &ctx, &cursor.vars).and_then(|selected| {
-            let scope = Scope { input: &selected, context: &ctx, vars: &cursor.vars };
-            let timeout = resolve_seconds(&spec.timeout_seconds, "TimeoutSeconds", &scope)?;
-            let heartbeat = resolve_seconds(&spec.heartbeat_seconds, "HeartbeatSeconds", &scope)?;
-            let effective = dataflow::parameters(&state.common.parameters, selected, &ctx, &cursor.vars)?;
-            dataflow::check_size(&effective, "task input", self.options.payload_limit)?;
-            Ok((effective, timeout, heartbeat))
-        });
+        let prepared =
+            dataflow::input_path(&state.common.input_path, &cursor.input, &ctx, &cursor.vars)
+                .and_then(|selected| {
+                    let scope = Scope {
+                        input: &selected,
+                        context: &ctx,
+                        vars: &cursor.vars,
+                    };
+                    let timeout = resolve_seconds(&spec.timeout_seconds, "TimeoutSeconds", &scope)?;
+                    let heartbeat =
+                        resolve_seconds(&spec.heartbeat_seconds, "HeartbeatSeconds", &scope)?;
+                    let effective = dataflow::parameters(
+                        &state.common.parameters,
+                        selected,
+                        &ctx,
+                        &cursor.vars,
+                    )?;
+                    dataflow::check_size(&effective, "task input", self.options.payload_limit)?;
+                    Ok((effective, timeout, heartbeat))
+                });
         match prepared {
             Ok((effective, timeout, heartbeat)) => {
                 self.publish_task(cursor, spec, effective, timeout, heartbeat, tx);
@@ -84,7 +117,15 @@ impl Engine {
         }
     }
 
-    fn publish_task(&self, cursor: &mut Cursor, spec: &TaskSpec, effective: Value, timeout: Option<u64>, heartbeat: Option<u64>, tx: &mut Tx<'_>) {
+    fn publish_task(
+        &self,
+        cursor: &mut Cursor,
+        spec: &TaskSpec,
+        effective: Value,
+        timeout: Option<u64>,
+        heartbeat: Option<u64>,
+        tx: &mut Tx<'_>,
+    ) {
         cursor.seq += 1;
         let attempt = 1 + cursor.retries.iter().sum::<u32>();
         match classify(&spec.resource) {
@@ -96,7 +137,10 @@ impl Engine {
                 tx.record(cursor, EventType::LambdaFunctionScheduled, details);
                 tx.record(cursor, EventType::LambdaFunctionStarted, Value::Null);
             }
-            ResourceKind::Task { resource_type, resource } => {
+            ResourceKind::Task {
+                resource_type,
+                resource,
+            } => {
                 let mut details = json!({
                     "resourceType": resource_type,
                     "resource": resource,
@@ -110,7 +154,11 @@ impl Engine {
                     details["heartbeatInSeconds"] = json!(h);
                 }
                 tx.record(cursor, EventType::TaskScheduled, details);
-                tx.record(cursor, EventType::TaskStarted, json!({ "resourceType": resource_type, "resource": resource }));
+                tx.record(
+                    cursor,
+                    EventType::TaskStarted,
+                    json!({ "resourceType": resource_type, "resource": resource }),
+                );
             }
         }
         tx.actions.push(Action::PublishStep {
@@ -126,17 +174,37 @@ impl Engine {
         // one timer at whichever of the two deadlines comes first.
         if let Some(t) = first_deadline(timeout, heartbeat) {
             let at = tx.now + chrono::Duration::seconds(t as i64);
-            tx.actions.push(Action::ScheduleTimer { cursor: cursor.id.clone(), seq: cursor.seq, at });
+            tx.actions.push(Action::ScheduleTimer {
+                cursor: cursor.id.clone(),
+                seq: cursor.seq,
+                at,
+            });
         }
-        cursor.phase = Phase::Task(TaskWait { resource: spec.resource.clone(), effective_input: effective, timeout, heartbeat });
+        cursor.phase = Phase::Task(TaskWait {
+            resource: spec.resource.clone(),
+            effective_input: effective,
+            timeout,
+            heartbeat,
+        });
     }
 
-    fn task_event(&self, cursor: &mut Cursor, wait: &TaskWait, lambda: EventType, task: EventType, mut details: Value, tx: &mut Tx<'_>) {
+    fn task_event(
+        &self,
+        cursor: &mut Cursor,
+        wait: &TaskWait,
+        lambda: EventType,
+        task: EventType,
+        mut details: Value,
+        tx: &mut Tx<'_>,
+    ) {
         match classify(&wait.resource) {
             ResourceKind::Lambda => {
                 tx.record(cursor, lambda, details);
             }
-            ResourceKind::Task { resource_type, resource } => {
+            ResourceKind::Task {
+                resource_type,
+                resource,
+            } => {
                 details["resourceType"] = json!(resource_type);
                 details["resource"] = json!(resource);
                 tx.record(cursor, task, details);
@@ -144,16 +212,35 @@ impl Engine {
         }
     }
 
-    pub(super) fn task_succeeded(&self, cursor: &mut Cursor, wait: TaskWait, output: Value, tx: &mut Tx<'_>) -> bool {
+    pub(super) fn task_succeeded(
+        &self,
+        cursor: &mut Cursor,
+        wait: TaskWait,
+        output: Value,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         if let Err(e) = dataflow::check_size(&output, "task result", self.options.payload_limit) {
             return self.task_failed(cursor, wait, e, tx);
         }
         let details = json!({ "output": output });
-        self.task_event(cursor, &wait, EventType::LambdaFunctionSucceeded, EventType::TaskSucceeded, details, tx);
+        self.task_event(
+            cursor,
+            &wait,
+            EventType::LambdaFunctionSucceeded,
+            EventType::TaskSucceeded,
+            details,
+            tx,
+        );
         self.complete(cursor, output, tx)
     }
 
-    pub(super) fn task_failed(&self, cursor: &mut Cursor, wait: TaskWait, error: StatesError, tx: &mut Tx<'_>) -> bool {
+    pub(super) fn task_failed(
+        &self,
+        cursor: &mut Cursor,
+        wait: TaskWait,
+        error: StatesError,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         let details = json!({ "error": error.error, "cause": error.cause });
         // A worker that enforced the step's deadline reports States.Timeout itself: the
         // history shows it as the timeout it is, as when the coordinator's timer fires first.
@@ -163,11 +250,18 @@ impl Engine {
             (EventType::LambdaFunctionFailed, EventType::TaskFailed)
         };
         self.task_event(cursor, &wait, lambda, task, details, tx);
-        let again = RetryAgain::Task { effective_input: wait.effective_input };
+        let again = RetryAgain::Task {
+            effective_input: wait.effective_input,
+        };
         self.handle_error(cursor, error, Some(again), tx)
     }
 
-    pub(super) fn task_timed_out(&self, cursor: &mut Cursor, wait: TaskWait, tx: &mut Tx<'_>) -> bool {
+    pub(super) fn task_timed_out(
+        &self,
+        cursor: &mut Cursor,
+        wait: TaskWait,
+        tx: &mut Tx<'_>,
+    ) -> bool {
         let heartbeat_first = match (wait.heartbeat, wait.timeout) {
             (Some(h), Some(t)) => h < t,
             (Some(_), None) => true,
@@ -175,16 +269,33 @@ impl Engine {
         };
         let error = if heartbeat_first {
             let h = wait.heartbeat.unwrap_or(0);
-            StatesError::new(names::HEARTBEAT_TIMEOUT, format!("The task sent no heartbeat within {h} seconds."))
+            StatesError::new(
+                names::HEARTBEAT_TIMEOUT,
+                format!("The task sent no heartbeat within {h} seconds."),
+            )
         } else {
-            StatesError::new(names::TIMEOUT, format!("The task did not complete within {} seconds.", wait.timeout.unwrap_or(0)))
+            StatesError::new(
+                names::TIMEOUT,
+                format!(
+                    "The task did not complete within {} seconds.",
+                    wait.timeout.unwrap_or(0)
+                ),
+            )
         };
         let details = json!({ "error": error.error, "cause": error.cause });
-        self.task_event(cursor, &wait, EventType::LambdaFunctionTimedOut, EventType::TaskTimedOut, details, tx);
+        self.task_event(
+            cursor,
+            &wait,
+            EventType::LambdaFunctionTimedOut,
+            EventType::TaskTimedOut,
+            details,
+            tx,
+        );
         // The step may still finish later; its outcome carries the old seq and is dropped.
         cursor.seq += 1;
-        let again = RetryAgain::Task { effective_input: wait.effective_input };
+        let again = RetryAgain::Task {
+            effective_input: wait.effective_input,
+        };
         self.handle_error(cursor, error, Some(again), tx)
     }
-
 }

@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 600
 .PHONY: test lint bench demo fuzz services models
 
 test: services models
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --lib --bins --tests
 
 lint:
 	$(CARGO) fmt --all --check

@@ -6,7 +6,8 @@
 //! appended to the execution's **inbox** (a Redis list) and the execution is flagged in the
 //! **ready** set. A coordinator takes a short **lease** on a ready execution, loads the
 //! cursors the inbox events concern, runs them through the same [`Processor`] as embedded
-//! mode, and commits everything in one `MULTI`: changed cursors, history, items, results,
+//! mode, and commits everything with one script that first checks the lease is still its
+//! own ([`backend::Commit`]): changed cursors, history, items, results,
 //! timers, the consumed inbox entries, and the steps to publish (the **outbox**). Then it
 //! publishes the outbox and clears it. A coordinator killed at any point leaves either the
 //! inbox (nothing committed: the next lease holder redoes it) or the outbox (committed, not

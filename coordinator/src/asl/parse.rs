@@ -802,17 +802,7 @@ impl Builder {
         match v {
             None => Some(Path::parse("$").expect("`$` is a valid path")),
             Some(Value::Null) => None,
-            Some(Value::String(s)) => match Path::parse(s) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    self.diags.push(Diagnostic::new(
-                        "INVALID_JSON_PATH",
-                        &loc.field(field),
-                        format!("The value for the field '{field}' must be a valid JSONPath: {e}"),
-                    ));
-                    None
-                }
-            },
+            Some(text @ Value::String(_)) => self.path_string(text, field, loc),
             Some(_) => {
                 self.err(
                     &loc.field(field),

@@ -162,6 +162,9 @@ pub struct CoordinatorArgs {
     /// Publish a step again when its outcome is this many seconds overdue.
     #[arg(long, env = "MAPFLEET_REDRIVE_AFTER_SECS", default_value_t = 600)]
     pub redrive_after_secs: u64,
+    /// Fail a step whose resource no live worker has served for this many seconds.
+    #[arg(long, env = "MAPFLEET_UNSERVED_GRACE_SECS", default_value_t = 30)]
+    pub unserved_grace_secs: u64,
 }
 
 /// Entry point of the `mapfleet` binary.
@@ -232,6 +235,7 @@ async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     };
     opts.engine.max_children_in_flight = args.fleet_cap.max(1);
     opts.redrive_after = std::time::Duration::from_secs(args.redrive_after_secs);
+    opts.unserved_grace = std::time::Duration::from_secs(args.unserved_grace_secs);
     let c = Coordinator::connect(&args.fleet, opts).await?;
     c.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

@@ -485,3 +485,37 @@ fn unknown_execution_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Execution Does Not Exist"));
 }
+
+#[test]
+fn a_step_no_worker_serves_fails_instead_of_waiting() {
+    // No worker runs at all: the step would wait in its queue forever. The coordinator
+    // sees no live worker serving the resource and fails the step after the grace.
+    let fleet = Fleet::new("unserved");
+    let (_c, _log) = fleet.coordinator_with(&["--unserved-grace-secs", "1"]);
+    let def = json!({"StartAt": "N", "States": {
+        "N": {"Type": "Task", "Resource": "arn:mapfleet:task:::echo", "End": true}}});
+    let arn = fleet.submit(&def, &json!({"x": 1}), "unserved");
+    let d = fleet.wait(&arn, Duration::from_secs(60));
+    assert_eq!(d["status"], "FAILED", "{d}");
+    assert_eq!(d["error"], "States.Runtime");
+    let cause = d["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("No worker serves the resource 'arn:mapfleet:task:::echo'"),
+        "{cause}"
+    );
+}
+
+#[test]
+fn a_resource_the_workers_do_not_have_fails_the_step() {
+    // Workers run, but none serves this resource: the worker that takes the step says so.
+    let fleet = Fleet::new("unknown");
+    let _c = fleet.coordinator();
+    let _w = fleet.worker(2);
+    let def = json!({"StartAt": "N", "States": {
+        "N": {"Type": "Task", "Resource": "arn:mapfleet:task:::nobody-serves-this", "End": true}}});
+    let arn = fleet.submit(&def, &json!({"x": 1}), "unknown");
+    let d = fleet.wait(&arn, Duration::from_secs(60));
+    assert_eq!(d["status"], "FAILED", "{d}");
+    let cause = d["cause"].as_str().unwrap();
+    assert!(cause.contains("nobody-serves-this"), "{cause}");
+}

@@ -17,6 +17,7 @@
 //!   exactly once, iteration results reduce exactly once, and timers fire from any
 //!   coordinator.
 //! - [`inbox`]: applying outcomes and queueing them for the coordinators in one script.
+//! - [`workers`]: which resources the live workers serve.
 //! - [`config`]: typed, documented configuration (defaults → `MAPFLEET_*` env → flags).
 //! - [`metrics`]: the metric catalogue and the `/metrics` exporter.
 //! - [`testkit`]: helpers for tests and the load generator (unique prefixes, a minimal
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod redis_schema;
 pub mod testkit;
 pub mod topology;
+pub mod workers;
 
 /// Re-exported so callers use exactly the client versions this crate speaks.
 pub use lapin;

@@ -109,7 +109,37 @@ async fn main() -> anyhow::Result<()> {
             })?;
     }
     tracing::info!(resources = ?registry.resources().collect::<Vec<_>>(), "serving");
-    consumer::run_with_config(&cli.fleet, registry, opts, consumer::shutdown_signal()).await?;
+    // Tell the coordinators what this worker serves, so they fail steps nobody serves
+    // instead of leaving them waiting. Advisory: a worker without Redis still works.
+    let resources: Vec<String> = registry.resources().map(str::to_string).collect();
+    let registration = match shared::redis_schema::connect(&cli.fleet.redis_url).await {
+        Ok(conn) => Some((
+            conn.clone(),
+            shared::workers::keep_registered(
+                conn,
+                cli.fleet.prefix.clone(),
+                opts.worker_id.clone(),
+                resources,
+                Duration::from_secs(15),
+            ),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "no Redis: this worker's resources are not registered");
+            None
+        }
+    };
+    let result = consumer::run_with_config(
+        &cli.fleet,
+        registry,
+        opts.clone(),
+        consumer::shutdown_signal(),
+    )
+    .await;
+    if let Some((mut conn, task)) = registration {
+        task.abort();
+        let _ = shared::workers::unregister(&mut conn, &cli.fleet.prefix, &opts.worker_id).await;
+    }
+    result?;
     tracing::info!("stopped");
     Ok(())
 }

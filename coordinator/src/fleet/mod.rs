@@ -58,14 +58,17 @@ pub enum InboxEvent {
     Timer { cursor: String, seq: u64 },
     /// A step's re-drive timer fired: publish it again if the cursor still waits for it.
     Redrive { cursor: String, seq: u64 },
+    /// A step was published for a resource no live worker served: fail it if that is still
+    /// so (the grace lets workers that start late pick it up).
+    Unserved { cursor: String, seq: u64 },
     /// The execution's `TimeoutSeconds` passed.
     Timeout,
     /// A user asked to stop the execution.
     Stop { error: String, cause: String },
 }
 
-/// A timer member in `shared`'s timer set: `T|arn|cursor|seq`, `R|arn|cursor|seq` (re-drive)
-/// or `X|arn` (execution timeout).
+/// A timer member in `shared`'s timer set: `T|arn|seq|cursor`, `R|arn|seq|cursor` (re-drive),
+/// `U|arn|seq|cursor` (unserved resource check) or `X|arn` (execution timeout).
 pub fn timer_member(kind: char, arn: &str, cursor: &str, seq: u64) -> String {
     match kind {
         'X' => format!("X|{arn}"),
@@ -86,6 +89,7 @@ pub fn parse_timer(member: &str) -> Option<(String, InboxEvent)> {
     match kind {
         "T" => Some((arn, InboxEvent::Timer { cursor, seq })),
         "R" => Some((arn, InboxEvent::Redrive { cursor, seq })),
+        "U" => Some((arn, InboxEvent::Unserved { cursor, seq })),
         _ => None,
     }
 }

@@ -47,6 +47,8 @@ pub struct ServiceOptions {
     pub redrive_after: Duration,
     /// How long an execution's data stays in Redis after its last change.
     pub ttl: Duration,
+    /// How long a step for a resource no live worker serves may wait for one before it fails.
+    pub unserved_grace: Duration,
 }
 
 impl Default for ServiceOptions {
@@ -60,6 +62,7 @@ impl Default for ServiceOptions {
             parallel: 4,
             redrive_after: Duration::from_secs(600),
             ttl: Duration::from_secs(7 * 24 * 3600),
+            unserved_grace: Duration::from_secs(30),
         }
     }
 }
@@ -577,6 +580,7 @@ impl Coordinator {
             step.heartbeat_seconds = v["heartbeat_s"].as_u64().map(|h| h as u32);
             steps.push(step);
         }
+        self.check_served(arn, &steps).await?;
         self.publisher
             .publish_steps(&self.topo, steps)
             .await
@@ -753,6 +757,11 @@ impl Coordinator {
                 InboxEvent::Redrive { cursor, seq } => {
                     self.redrive(&mut backend, &cursor, seq).await?
                 }
+                InboxEvent::Unserved { cursor, seq } => {
+                    if let Some(error) = self.still_unserved(&mut backend, &cursor, seq).await? {
+                        p.push(cursor, CursorEvent::StepFailed { seq, error });
+                    }
+                }
                 InboxEvent::Timeout => {
                     p.run(&mut backend, now).await?;
                     let e = StatesError::new(
@@ -841,6 +850,46 @@ impl Coordinator {
     }
 
     /// A step's outcome is overdue: publish it again if its cursor still waits for it.
+    /// The failure of a step that still waits and whose resource no live worker serves.
+    async fn still_unserved(
+        &self,
+        backend: &mut RedisBackend,
+        cursor: &str,
+        seq: u64,
+    ) -> anyhow::Result<Option<StatesError>> {
+        let Some(c) = backend.load_cursor(cursor).await? else {
+            return Ok(None);
+        };
+        let Phase::Task(wait) = &c.phase else {
+            return Ok(None);
+        };
+        if c.seq != seq {
+            return Ok(None);
+        }
+        let mut conn = self.conn.clone();
+        let served = shared::workers::served(&mut conn, self.keys.shared.prefix()).await?;
+        if served.contains(&wait.resource) {
+            return Ok(None);
+        }
+        let mut served: Vec<String> = served.into_iter().collect();
+        served.sort();
+        Ok(Some(crate::embedded::unserved(&wait.resource, &served)))
+    }
+
+    /// Schedules an unserved-resource check for the steps whose resource no live worker
+    /// serves right now.
+    async fn check_served(&self, arn: &str, steps: &[StepMessage]) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let served = shared::workers::served(&mut conn, self.keys.shared.prefix()).await?;
+        let due = Utc::now().timestamp_millis() + self.opts.unserved_grace.as_millis() as i64;
+        for step in steps.iter().filter(|s| !served.contains(&s.resource)) {
+            tracing::warn!(execution = arn, resource = %step.resource, "no live worker serves this resource");
+            let member = super::timer_member('U', arn, &step.id.cursor, step.id.seq);
+            let _: () = conn.zadd(self.keys.shared.timers(), member, due).await?;
+        }
+        Ok(())
+    }
+
     async fn redrive(
         &self,
         backend: &mut RedisBackend,

@@ -1,0 +1,181 @@
+//! What comes into a coordinator: outcome messages, dead letters and due timers, each turned
+//! into inbox events of their executions.
+
+use super::*;
+
+impl Coordinator {
+    /// Consumes outcome messages (each one outcome or a worker's batch), applying up to
+    /// [`OUTCOME_DELIVERIES_AT_ONCE`] messages concurrently; each is acked once its outcomes
+    /// are applied and in their executions' inboxes.
+    pub(super) async fn consume_outcomes(self: Arc<Self>) -> anyhow::Result<()> {
+        let (channel, mut consumer) = shared::amqp::consume(
+            &self.amqp,
+            &self.topo.outcomes_queue(),
+            &format!("{}-outcomes", self.id),
+            512,
+        )
+        .await?;
+        let slots = Arc::new(Semaphore::new(OUTCOME_DELIVERIES_AT_ONCE));
+        let mut tasks = tokio::task::JoinSet::new();
+        while let Some(delivery) = consumer.next().await {
+            let delivery = delivery?;
+            let permit = slots.clone().acquire_owned().await.expect("never closed");
+            let me = self.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                match decode_outcomes(&delivery.data) {
+                    Ok(outcomes) => {
+                        let outcomes = outcomes
+                            .into_iter()
+                            .map(|o| {
+                                let result = match o.result {
+                                    StepResult::Ok { output } => Ok(output),
+                                    StepResult::Err { error, cause } => {
+                                        Err(StatesError::new(error, cause))
+                                    }
+                                };
+                                (o.id, result)
+                            })
+                            .collect();
+                        me.deliver_all(outcomes).await?;
+                    }
+                    Err(e) => tracing::error!(error = %e, "dropping an unreadable outcome message"),
+                }
+                delivery.ack(BasicAckOptions::default()).await?;
+                anyhow::Ok(())
+            });
+            while let Some(done) = tasks.try_join_next() {
+                done.context("an outcome task panicked")??;
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.context("an outcome task panicked")??;
+        }
+        drop(channel);
+        anyhow::bail!("the outcomes consumer was cancelled by the broker")
+    }
+
+    /// Applies an outcome exactly once (the `shared` script) and hands it to its execution.
+    async fn deliver(&self, id: &StepId, result: Result<Value, StatesError>) -> anyhow::Result<()> {
+        self.deliver_all(vec![(id.clone(), result)]).await
+    }
+
+    /// Applies outcomes exactly once and appends the applied ones to their executions'
+    /// inboxes, both in one script per execution (`shared::inbox::apply_to_inbox`: one round
+    /// trip for a worker's batch, and no window where an outcome is applied but not queued).
+    async fn deliver_all(
+        &self,
+        outcomes: Vec<(StepId, Result<Value, StatesError>)>,
+    ) -> anyhow::Result<()> {
+        let texts: Vec<(String, String)> = outcomes
+            .iter()
+            .map(|(id, result)| {
+                let event = InboxEvent::Outcome {
+                    cursor: id.cursor.clone(),
+                    seq: id.seq,
+                    result: result.clone(),
+                };
+                (
+                    serde_json::to_string(result).expect("outcomes serialize"),
+                    serde_json::to_string(&event).expect("inbox events serialize"),
+                )
+            })
+            .collect();
+        // By execution, in delivery order.
+        let mut groups: Vec<(&str, Vec<Delivery<'_>>)> = Vec::new();
+        for ((id, _), (outcome, entry)) in outcomes.iter().zip(&texts) {
+            let d = Delivery {
+                id,
+                outcome,
+                inbox_entry: entry,
+            };
+            match groups.iter_mut().find(|(arn, _)| *arn == id.execution) {
+                Some((_, list)) => list.push(d),
+                None => groups.push((id.execution.as_str(), vec![d])),
+            }
+        }
+        let ttl = self.opts.ttl.as_secs();
+        let ready = self.keys.ready();
+        let mut any = false;
+        for (arn, list) in &groups {
+            let inbox = self.keys.inbox(arn);
+            for chunk in list.chunks(shared::redis_schema::BATCH) {
+                let applied = retrying("apply outcomes", || {
+                    let mut conn = self.conn.clone();
+                    let (inbox, ready) = (&inbox, &ready);
+                    async move {
+                        apply_to_inbox(&mut conn, &self.keys.shared, ttl, inbox, ready, chunk).await
+                    }
+                })
+                .await?;
+                any |= applied.contains(&Applied::Applied);
+            }
+        }
+        if any {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn consume_dead_letters(self: Arc<Self>) -> anyhow::Result<()> {
+        let (channel, mut consumer) = shared::amqp::consume(
+            &self.amqp,
+            &self.topo.dead_letter_queue(),
+            &format!("{}-dead", self.id),
+            16,
+        )
+        .await?;
+        while let Some(delivery) = consumer.next().await {
+            let delivery = delivery?;
+            match StepMessage::decode(&delivery.data) {
+                Ok(step) => {
+                    let info = shared::topology::DeadLetterInfo::from_headers(
+                        delivery.properties.headers().as_ref(),
+                    );
+                    let cause = format!(
+                        "The step for resource '{}' was dead-lettered by the broker ({}, queue {}): its worker failed on \
+                         every one of the {} deliveries allowed.",
+                        step.resource,
+                        info.reason.as_deref().unwrap_or("unknown reason"),
+                        info.queue.as_deref().unwrap_or("unknown"),
+                        self.topo.delivery_limit()
+                    );
+                    tracing::error!(execution = %step.id.execution, cursor = %step.id.cursor, "{cause}");
+                    shared::metrics::get().steps_dead_lettered.inc();
+                    self.deliver(&step.id, Err(StatesError::new(DEAD_LETTERED, cause)))
+                        .await?;
+                }
+                Err(e) => tracing::error!(error = %e, "dropping an unreadable dead letter"),
+            }
+            delivery.ack(BasicAckOptions::default()).await?;
+        }
+        drop(channel);
+        anyhow::bail!("the dead-letter consumer was cancelled by the broker")
+    }
+
+    pub(super) async fn fire_timers(self: Arc<Self>) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        loop {
+            let now = Utc::now().timestamp_millis().max(0) as u64;
+            match self
+                .store
+                .claim_due_timers(now, 256, Duration::from_secs(30))
+                .await
+            {
+                Ok(due) if !due.is_empty() => {
+                    for timer in due {
+                        if let Some((arn, event)) = parse_timer(&timer.member) {
+                            enqueue(&mut conn, &self.keys, &arn, &[event]).await?;
+                        }
+                        self.store.complete_timer(&timer).await?;
+                    }
+                    self.wake.notify_one();
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot claim timers, retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -4,9 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, ensure};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
+use anyhow::ensure;
 use serde_json::json;
 use shared::testkit::{Batch, Harness, WorkerProcess, unique_prefix};
 use shared::topology::Topology;
@@ -66,7 +64,8 @@ pub async fn run(p: &Params<'_>) -> anyhow::Result<Report> {
             )
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    wait_for_consumers(&harness, p.workers as u32).await?;
+    let steps_queue = harness.topo.default_steps_queue();
+    crate::map_coordinator::wait_for_consumers(&harness, &steps_queue, p.workers as u32).await?;
 
     let batch = Batch {
         arn: format!(
@@ -109,33 +108,4 @@ pub async fn run(p: &Params<'_>) -> anyhow::Result<Report> {
         duplicates: report.duplicates,
         outcome_messages: report.deliveries,
     })
-}
-
-/// Waits until `n` consumers are on the default steps queue, so the measurement does not
-/// include process start-up.
-async fn wait_for_consumers(h: &Harness, n: u32) -> anyhow::Result<()> {
-    let ch = h.conn.create_channel().await?;
-    let queue = h.topo.default_steps_queue();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let q = ch
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .context("passive declare")?;
-        if q.consumer_count() >= n {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "workers did not start consuming within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

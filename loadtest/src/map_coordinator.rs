@@ -206,7 +206,7 @@ fn spawn_coordinator(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Proc> {
 
 /// Waits until `n` consumers are on `queue`, so the measurement does not include process
 /// start-up.
-async fn wait_for_consumers(h: &Harness, queue: &str, n: u32) -> anyhow::Result<()> {
+pub async fn wait_for_consumers(h: &Harness, queue: &str, n: u32) -> anyhow::Result<()> {
     let ch = h.conn.create_channel().await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

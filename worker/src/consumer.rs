@@ -318,6 +318,18 @@ enum Ran {
     Requeue(TaskFailure),
 }
 
+/// Hands a step back to the broker for another delivery (here or to another worker).
+async fn requeue(delivery: &Delivery) {
+    let _ = delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        })
+        .await;
+    metrics::get().steps_requeued.inc();
+}
+
 async fn handle(ctx: &Ctx, delivery: Delivery) {
     let m = metrics::get();
     m.steps_consumed.inc();
@@ -361,14 +373,7 @@ async fn handle(ctx: &Ctx, delivery: Delivery) {
                 let backoff = Duration::from_millis(250u64 << redeliveries.min(5)).min(Duration::from_secs(10));
                 tracing::warn!(error = %failure.error, cause = %failure.cause, ?backoff, "transient failure; requeueing");
                 tokio::time::sleep(backoff).await;
-                let _ = delivery
-                    .acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    })
-                    .await;
-                m.steps_requeued.inc();
+                requeue(&delivery).await;
                 return;
             }
         };
@@ -393,14 +398,7 @@ async fn handle(ctx: &Ctx, delivery: Delivery) {
         if let Err(e) = published {
             // Not acked: the step runs again (here or elsewhere) rather than being lost.
             tracing::error!(error = %e, "could not publish the outcome; requeueing the step");
-            let _ = delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await;
-            m.steps_requeued.inc();
+            requeue(&delivery).await;
             return;
         }
         if !ctx.test_ack_delay.is_zero() {

@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::asl::error::StatesError;
+use crate::engine::Engine;
 use crate::engine::cursor::{Action, Cursor, CursorEvent, CursorId, Phase};
 use crate::engine::history::{Event, EventType};
 use crate::engine::run::Tx;
-use crate::engine::{Engine, ExecutionInfo};
 
 /// How an execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -212,11 +212,6 @@ impl Processor {
             .collect();
         let removed = self.removed.drain().collect();
         Changes { changed, removed }
-    }
-
-    /// Forgets cached cursors (the next batch loads them from the backend again).
-    pub fn clear_cache(&mut self) {
-        self.cursors.clear();
     }
 
     /// Processes queued events, and the events they cause, until none is left or the
@@ -459,14 +454,4 @@ impl Processor {
         self.outcome = Some((status, Err(error)));
         Ok(())
     }
-}
-
-/// Facts needed to describe an execution, whatever ran it.
-#[derive(Debug, Clone)]
-pub struct ExecutionSummary {
-    pub info: ExecutionInfo,
-    pub status: Status,
-    pub output: Option<Value>,
-    pub error: Option<StatesError>,
-    pub stop_date: Option<DateTime<Utc>>,
 }

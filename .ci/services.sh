@@ -52,3 +52,14 @@ else
     wait_port 5672 120 RabbitMQ
     rabbitmqctl await_startup >/dev/null 2>&1 || true
 fi
+
+# What the broker carries into the run: a broker left with thousands of queues, or with a
+# memory or disk alarm raised (publishers blocked), makes the fleet tests hang; say so up front.
+if command -v rabbitmqctl >/dev/null; then
+    queues=$(timeout 60 rabbitmqctl list_queues name -q 2>/dev/null | wc -l || echo "?")
+    say "RabbitMQ holds $queues queues"
+    if ! timeout 60 rabbitmq-diagnostics -q check_local_alarms >/dev/null 2>&1; then
+        say "warning: RabbitMQ reports a resource alarm (publishers are blocked):"
+        timeout 60 rabbitmq-diagnostics -q alarms >&2 || true
+    fi
+fi

@@ -1,6 +1,6 @@
 //! The fleet end to end, against the real RabbitMQ and Redis on 127.0.0.1: real coordinator
 //! and worker processes, killed with SIGKILL where the test says so. Each test uses its own
-//! prefix (queues and keys), so tests run in parallel and leave each other alone.
+//! prefix (queues and keys), deleted when the test ends, and the tests take turns.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -52,9 +52,38 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 impl Drop for Fleet {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            // Keep the coordinators' logs of a failed test.
+            // Show the end of every process's log (CI keeps only the test output), and keep
+            // the files.
+            print_log_tails(self.dir.path());
             let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
             eprintln!("logs kept in {}", dir.keep().display());
+        }
+        // The processes are gone (tests declare them after the fleet, so they drop first).
+        shared::testkit::teardown_prefix(&self.prefix);
+    }
+}
+
+/// Prints the last lines of each `*.log` in `dir` to stderr.
+fn print_log_tails(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        eprintln!(
+            "---- last {} lines of {} ----",
+            tail.len(),
+            log.file_name().unwrap_or_default().to_string_lossy()
+        );
+        for line in tail {
+            eprintln!("{line}");
         }
     }
 }
@@ -101,6 +130,11 @@ impl Fleet {
     }
 
     fn worker(&self, concurrency: u32) -> Proc {
+        let log_path = self
+            .dir
+            .path()
+            .join(format!("worker-{}.log", uuid::Uuid::new_v4().simple()));
+        let log = std::fs::File::create(&log_path).unwrap();
         Proc(
             Command::new(worker_bin())
                 .args([
@@ -113,8 +147,9 @@ impl Fleet {
                     "--enable-test-tasks",
                     "--no-photo-tasks",
                 ])
+                .env("MAPFLEET_LOG", "info")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .expect("start a worker"),
         )

@@ -57,6 +57,15 @@ fn models_dir() -> PathBuf {
 
 struct Proc(Child);
 
+/// Deletes the fleet prefix's queues and keys when the test ends.
+struct Teardown(String);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        shared::testkit::teardown_prefix(&self.0);
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -137,6 +146,8 @@ fn batch_on_the_fleet_matches_embedded_mode() {
     let fleet_dir = tempfile::tempdir().unwrap();
     load_photos(fleet_dir.path());
     let prefix = format!("mft-photos-{}", uuid::Uuid::new_v4().simple());
+    // Declared before the processes, so it drops (and deletes the prefix) after them.
+    let _teardown = Teardown(prefix.clone());
     let _coordinator = Proc(
         Command::new(mapfleet())
             .args(["coordinator", "--prefix", &prefix])

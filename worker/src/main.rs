@@ -61,12 +61,12 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
+    // The same log filter variable as the coordinator (`MAPFLEET_LOG=debug`,
+    // `MAPFLEET_LOG=worker=debug,info`, ...); info by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAPFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
 

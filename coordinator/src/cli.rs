@@ -15,6 +15,7 @@ use crate::embedded::{EmbeddedOptions, ExecutionResult, Status, run_execution};
 use crate::engine::ExecutionInfo;
 
 mod photos;
+mod rekognition;
 
 /// Exit status of a rejected definition or input (nothing ran).
 pub const EXIT_REJECTED: u8 = 2;
@@ -81,6 +82,9 @@ pub enum Command {
     /// The rider-photo metadata table.
     #[command(subcommand)]
     Metadata(photos::MetadataCommand),
+    /// mapfleet's Rekognition-compatible endpoint (for `mapfleet-worker --face-engine aws`).
+    #[command(subcommand)]
+    Rekognition(rekognition::RekognitionCommand),
     /// The main job: load the workshop's photos and run its batch (Map) state machine.
     Demo {
         /// Where the example's definitions, input and photos are.
@@ -198,6 +202,7 @@ pub fn main() -> ExitCode {
             Command::Faces(cmd) => photos::faces(&data_dir, cmd).await,
             Command::Metadata(cmd) => photos::metadata(&data_dir, cmd).await,
             Command::Demo { examples } => photos::demo(&data_dir, &examples).await,
+            Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
             Command::Coordinator(args) => coordinator(args).await,
             Command::Describe {
                 arn,

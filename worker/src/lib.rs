@@ -3,6 +3,10 @@
 //! # Layout
 //! - [`task`]: the `Task` trait, `TaskFailure`, and the `Registry` that maps a resource ARN
 //!   (`arn:mapfleet:task:::NAME`) to the task that serves it.
+//! - [`aws`]: the SDK configuration (region, credentials, HTTPS client) of the S3 store and
+//!   the Rekognition engine.
+//! - [`backends`]: the `--face-engine` / `--object-store` choice of the photo tasks.
+//! - [`endpoint`]: mapfleet's Rekognition-compatible endpoint, serving a face engine.
 //! - [`builtin`]: utility tasks for tests and load (`echo`, `sleep`, `fail`).
 //! - [`consumer`]: the RabbitMQ consumer loop (prefetch, manual acks, graceful shutdown).
 //! - [`registry`]: [`registry::default_registry`], every task this build serves.
@@ -10,8 +14,11 @@
 //! - [`store`]: the object store (local directory per bucket, or S3).
 //! - [`photo`]: the rider-photo tasks, one file per task.
 
+pub mod aws;
+pub mod backends;
 pub mod builtin;
 pub mod consumer;
+pub mod endpoint;
 pub mod face;
 pub mod photo;
 pub mod registry;

@@ -53,6 +53,10 @@ struct Cli {
     #[arg(long, env = "MAPFLEET_NO_PHOTO_TASKS")]
     no_photo_tasks: bool,
 
+    /// Object store and face engine of the photo tasks (local, or AWS / compatible endpoints).
+    #[command(flatten)]
+    backends: worker::backends::BackendArgs,
+
     /// Test hook (honoured only with --enable-test-tasks): milliseconds between an
     /// outcome's confirm and the step's ack.
     #[arg(long, hide = true, default_value_t = 0)]
@@ -100,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         test_tasks: cli.enable_test_tasks,
     });
     if !cli.no_photo_tasks {
-        worker::registry::add_local_photo_tasks(&mut registry, &cli.data_dir, concurrency)
+        worker::backends::add_photo_tasks(&mut registry, &cli.data_dir, concurrency, &cli.backends)
             .await
             .map_err(|e| {
                 anyhow::anyhow!(

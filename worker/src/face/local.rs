@@ -90,6 +90,7 @@ impl LocalEngine {
                     self.config.max_object_bytes
                 ))),
                 Err(store::Error::Io(e)) => Err(FaceError::Internal(format!("object store: {e}"))),
+                Err(e @ store::Error::Unavailable(_)) => Err(FaceError::Internal(e.to_string())),
                 Err(_) => Err(FaceError::InvalidS3Object(INVALID_S3_OBJECT.into())),
             },
             Image::Bytes(b) => {

@@ -3,6 +3,8 @@
 //!
 //! - [`LocalEngine`]: YuNet detection and SFace embeddings run with onnxruntime (the `ort`
 //!   crate, `load-dynamic`), models fetched by `deploy/setup-models.sh`.
+//! - [`RekognitionEngine`]: Amazon Rekognition (or mapfleet's compatible endpoint) through
+//!   `aws-sdk-rekognition`.
 //! - [`collection`]: where indexed faces live ([`LocalCollections`] under the data dir; a
 //!   shared store such as Redis implements the same trait for a fleet).
 //! - [`imagefile`]: bounded decoding (header check before any pixel is decoded).
@@ -19,6 +21,7 @@ pub mod commands;
 pub mod imagefile;
 mod local;
 pub mod models;
+pub mod rekognition;
 pub mod similarity;
 pub mod yunet;
 
@@ -29,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use collection::{FaceCollections, LocalCollections};
 pub use local::{LocalEngine, LocalEngineConfig, MAX_OBJECT_BYTES};
 pub use models::{ModelPaths, Models};
+pub use rekognition::RekognitionEngine;
 
 /// The embedding model's name, reported as Rekognition's `FaceModelVersion`.
 pub const FACE_MODEL_VERSION: &str = "sface-2021dec+yunet-2023mar";
@@ -218,8 +222,7 @@ impl FaceError {
     }
 }
 
-/// Rekognition's operations. Implementations: [`LocalEngine`]; an `aws-sdk-rekognition` client
-/// can implement the same trait.
+/// Rekognition's operations. Implementations: [`LocalEngine`], [`RekognitionEngine`].
 #[async_trait::async_trait]
 pub trait FaceEngine: Send + Sync {
     /// Creates an empty collection; `ResourceAlreadyExists` if it exists.

@@ -32,6 +32,9 @@ fn store_failure(e: store::Error) -> TaskFailure {
         store::Error::Io(e) => {
             TaskFailure::retryable("ServiceUnavailable", format!("object store: {e}"))
         }
+        e @ store::Error::Unavailable(_) => {
+            TaskFailure::retryable("ServiceUnavailable", e.to_string())
+        }
         other => TaskFailure::lambda("Error", &other.to_string()),
     }
 }

@@ -130,7 +130,7 @@ impl LocalStore {
 }
 
 /// Bucket names: 1–255 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
-fn validate_bucket(bucket: &str) -> Result<(), Error> {
+pub(super) fn validate_bucket(bucket: &str) -> Result<(), Error> {
     let ok = !bucket.is_empty()
         && bucket.len() <= 255
         && bucket != "."

@@ -1,17 +1,19 @@
 //! Where photos, thumbnails and metadata live.
 //!
 //! - [`ObjectStore`]: S3-shaped buckets of objects. [`LocalStore`] keeps each bucket as a
-//!   directory, `<data-dir>/buckets/<bucket>/<key>` (the embedded default); an S3 client can
-//!   implement the same trait.
+//!   directory, `<data-dir>/buckets/<bucket>/<key>` (the embedded default); [`S3Store`] keeps
+//!   them in S3 or an S3-compatible server.
 //! - [`MetadataTable`]: the rider-photo table (the workshop's DynamoDB table keyed by
 //!   `Username`). [`LocalMetadataTable`] keeps it as a JSON file under the data dir.
 
 pub(crate) mod jsonfile;
 mod local;
 mod metadata;
+mod s3;
 
 pub use local::LocalStore;
 pub use metadata::{LocalMetadataTable, MetadataTable, PhotoMetadata, ThumbnailRef};
+pub use s3::S3Store;
 
 /// Errors of the object store and the metadata table.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,17 @@ pub enum Error {
     /// The backing storage failed.
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
+    /// The storage service failed or could not be reached (connection, timeout, throttling,
+    /// 5xx); worth retrying.
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+    /// The storage service refused the request for another reason (e.g. `AccessDenied`).
+    #[error("object store refused {bucket}/{key}: {message}")]
+    Refused {
+        bucket: String,
+        key: String,
+        message: String,
+    },
     /// A stored document could not be parsed.
     #[error("corrupt stored document {path}: {message}")]
     Corrupt { path: String, message: String },

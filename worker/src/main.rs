@@ -44,8 +44,8 @@ struct Cli {
     #[arg(long, env = "MAPFLEET_TEST_TASKS")]
     enable_test_tasks: bool,
 
-    /// Where the rider-photo tasks keep buckets, the face collection and the metadata table
-    /// (workers of one machine share it).
+    /// Where the rider-photo tasks keep buckets (workers of one machine share it), and the
+    /// face collection and metadata table with `--photo-stores data-dir`.
     #[arg(long, env = "MAPFLEET_DATA_DIR", default_value = "mapfleet-data")]
     data_dir: std::path::PathBuf,
 
@@ -53,10 +53,27 @@ struct Cli {
     #[arg(long, env = "MAPFLEET_NO_PHOTO_TASKS")]
     no_photo_tasks: bool,
 
+    /// Where the photo tasks keep the face collection and the metadata table: `redis` (the
+    /// fleet's `--redis` under `--prefix`, shared by every worker) or `data-dir` (this
+    /// machine's `--data-dir` only: duplicates are then caught only among its workers).
+    #[arg(
+        long,
+        env = "MAPFLEET_PHOTO_STORES",
+        value_enum,
+        default_value = "redis"
+    )]
+    photo_stores: PhotoStoresFlag,
+
     /// Test hook (honoured only with --enable-test-tasks): milliseconds between an
     /// outcome's confirm and the step's ack.
     #[arg(long, hide = true, default_value_t = 0)]
     test_ack_delay_ms: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PhotoStoresFlag {
+    Redis,
+    DataDir,
 }
 
 #[tokio::main]
@@ -100,7 +117,14 @@ async fn main() -> anyhow::Result<()> {
         test_tasks: cli.enable_test_tasks,
     });
     if !cli.no_photo_tasks {
-        worker::registry::add_local_photo_tasks(&mut registry, &cli.data_dir, concurrency)
+        let stores = match cli.photo_stores {
+            PhotoStoresFlag::Redis => worker::photo::StoresAt::Redis {
+                url: cli.fleet.redis_url.clone(),
+                prefix: cli.fleet.prefix.clone(),
+            },
+            PhotoStoresFlag::DataDir => worker::photo::StoresAt::DataDir,
+        };
+        worker::registry::add_photo_tasks(&mut registry, &cli.data_dir, concurrency, &stores)
             .await
             .map_err(|e| {
                 anyhow::anyhow!(

@@ -3,8 +3,9 @@
 //!
 //! - [`LocalEngine`]: YuNet detection and SFace embeddings run with onnxruntime (the `ort`
 //!   crate, `load-dynamic`), models fetched by `deploy/setup-models.sh`.
-//! - [`collection`]: where indexed faces live ([`LocalCollections`] under the data dir; a
-//!   shared store such as Redis implements the same trait for a fleet).
+//! - [`collection`]: where indexed faces live, behind [`FaceCollections`]:
+//!   [`LocalCollections`] under the data dir (embedded mode), [`RedisCollections`]
+//!   ([`redis_collection`]) in the fleet's Redis.
 //! - [`imagefile`]: bounded decoding (header check before any pixel is decoded).
 //! - [`yunet`], [`align`], [`attributes`], [`models`]: the pipeline's pieces.
 //! - [`commands`]: the `mapfleet faces ...` debugging commands as library calls.
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod imagefile;
 mod local;
 pub mod models;
+pub mod redis_collection;
 pub mod similarity;
 pub mod yunet;
 
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use collection::{FaceCollections, LocalCollections};
 pub use local::{LocalEngine, LocalEngineConfig, MAX_OBJECT_BYTES};
 pub use models::{ModelPaths, Models};
+pub use redis_collection::RedisCollections;
 
 /// The embedding model's name, reported as Rekognition's `FaceModelVersion`.
 pub const FACE_MODEL_VERSION: &str = "sface-2021dec+yunet-2023mar";

@@ -4,14 +4,17 @@
 //!   directory, `<data-dir>/buckets/<bucket>/<key>` (the embedded default); an S3 client can
 //!   implement the same trait.
 //! - [`MetadataTable`]: the rider-photo table (the workshop's DynamoDB table keyed by
-//!   `Username`). [`LocalMetadataTable`] keeps it as a JSON file under the data dir.
+//!   `Username`). [`LocalMetadataTable`] keeps it as a JSON file under the data dir
+//!   (embedded mode); [`RedisMetadataTable`] as a hash in the fleet's Redis.
 
 pub(crate) mod jsonfile;
 mod local;
 mod metadata;
+mod redis_metadata;
 
 pub use local::LocalStore;
 pub use metadata::{LocalMetadataTable, MetadataTable, PhotoMetadata, ThumbnailRef};
+pub use redis_metadata::RedisMetadataTable;
 
 /// Errors of the object store and the metadata table.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,9 @@ pub enum Error {
     /// The backing storage failed.
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
+    /// The fleet's Redis failed (a shared metadata table).
+    #[error("redis: {0}")]
+    Redis(#[from] shared::redis::RedisError),
     /// A stored document could not be parsed.
     #[error("corrupt stored document {path}: {message}")]
     Corrupt { path: String, message: String },

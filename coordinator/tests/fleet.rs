@@ -352,6 +352,50 @@ fn survives_killed_worker_and_restarted_coordinator() {
     assert_each_iteration_once(&d, 2000);
 }
 
+/// The broker closes every connection of the coordinator and the worker mid-batch (as a
+/// broker restart or a network cut would): both connect again and the batch finishes, every
+/// item once and in order.
+#[test]
+fn broker_closing_every_connection_loses_nothing() {
+    if !shared::testkit::rabbitmqctl_usable() {
+        eprintln!("skipped: rabbitmqctl cannot reach the broker here");
+        return;
+    }
+    let fleet = Fleet::new("conn");
+    let coordinator = fleet.coordinator();
+    let worker = fleet.worker(16);
+    let items: Vec<Value> = (0..600).map(|i| json!({ "i": i })).collect();
+    let def = echo_map(
+        0,
+        "arn:mapfleet:task:::sleep",
+        json!({"ms": 5, "i.$": "$.i"}),
+    );
+    let arn = fleet.submit(&def, &json!({ "items": items }), "conn600");
+    let started = Instant::now();
+    while events_of(&fleet.describe(&arn, true), "MapIterationSucceeded").len() < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress before the connections were closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Connection names: `coordinator-PID-...` and `HOST/PID`.
+    let closed =
+        shared::testkit::force_close_connections(&format!("coordinator-{}-", coordinator.0.id()))
+            .unwrap_or(0)
+            + shared::testkit::force_close_connections(&format!("/{}\"", worker.0.id()))
+                .unwrap_or(0);
+    assert!(
+        closed >= 2,
+        "closed {closed} connections, expected the coordinator's and the worker's"
+    );
+    let d = fleet.wait(&arn, Duration::from_secs(120));
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let expected: Vec<Value> = (0..600).map(|i| json!({ "ms": 5, "i": i })).collect();
+    assert_eq!(output(&d), Value::Array(expected));
+    assert_each_iteration_once(&d, 600);
+}
+
 #[test]
 fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
     let fleet = Fleet::new("crash");

@@ -147,6 +147,10 @@ pub struct Coordinator {
     /// Dropped when this coordinator lets go of the execution.
     cursor_cache: Mutex<HashMap<String, CachedCursors>>,
     wake: Notify,
+    /// One permit per execution this coordinator may advance at once (`opts.parallel`).
+    slots: Arc<Semaphore>,
+    /// Set on shutdown: executions being advanced stop after their current batch.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Appends events to an execution's inbox and flags it ready, atomically.
@@ -208,6 +212,7 @@ impl Coordinator {
             },
         )
         .await?;
+        let slots = Arc::new(Semaphore::new(opts.parallel.max(1)));
         Ok(Arc::new(Coordinator {
             conn,
             keys,
@@ -221,7 +226,17 @@ impl Coordinator {
             infos: Mutex::new(HashMap::new()),
             cursor_cache: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            slots,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Closes the broker connection. For a process that goes on after [`Coordinator::run`]
+    /// returned (tests): an execution being advanced when `run` stopped may still try to
+    /// publish, and an open connection would recover its channel by declaring the topology
+    /// again, bringing back queues that were meant to be gone.
+    pub async fn close(&self) {
+        let _ = self.amqp.close(200, "coordinator stopped".into()).await;
     }
 
     /// Runs until `shutdown` resolves: outcome and dead-letter consumers, the timer poller and
@@ -239,6 +254,14 @@ impl Coordinator {
             _ = shutdown => {
                 tracing::info!(id = %self.id, "coordinator stopping");
                 tasks.abort_all();
+                // Let the executions being advanced finish their batch and release their
+                // leases, so another coordinator takes them over at once rather than after
+                // the lease; bounded by the lease, after which others take over anyway.
+                self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                let all = self.opts.parallel.max(1) as u32;
+                if tokio::time::timeout(self.opts.lease, self.slots.acquire_many(all)).await.is_err() {
+                    tracing::warn!(id = %self.id, "executions still being advanced at shutdown; their leases lapse");
+                }
                 Ok(())
             }
             Some(done) = tasks.join_next() => {
@@ -253,7 +276,7 @@ impl Coordinator {
     }
 
     async fn advance_ready(self: Arc<Self>) -> anyhow::Result<()> {
-        let slots = Arc::new(Semaphore::new(self.opts.parallel.max(1)));
+        let slots = self.slots.clone();
         let mut conn = self.conn.clone();
         loop {
             let ready: Vec<String> = match conn.zrange(self.keys.ready(), 0, 63).await {
@@ -289,6 +312,9 @@ impl Coordinator {
                     let mut publishing: Option<Flush> = None;
                     loop {
                         match me.process_batch(&arn, &mut publishing).await {
+                            Ok(true) if me.stopping.load(std::sync::atomic::Ordering::SeqCst) => {
+                                break;
+                            }
                             Ok(true) => {
                                 // Still busy with it: extend the lease, or stop if it was lost.
                                 if !me.renew(&arn).await {

@@ -17,6 +17,7 @@ use coordinator::fleet::client::FleetClient;
 use coordinator::fleet::service::{Coordinator, ServiceOptions};
 use serde_json::Value;
 use shared::config::FleetConfig;
+use shared::supervise::{Shutdown, restart_on_failure};
 use worker::consumer::{self, ConsumerOptions};
 use worker::task::{Registry, Task, TaskFailure};
 
@@ -80,13 +81,57 @@ impl Backend for Fleet {
     ) -> Result<Outcome, String> {
         let def = parse_definition_value(definition).map_err(|e| e.to_string())?;
         let prefix = shared::testkit::unique_prefix("engine-fx");
+        let log = log_file();
         let result = run_on(&prefix, definition, def, input, executor).await;
         // Blocking on its own runtime: off this one's worker threads.
         tokio::task::spawn_blocking(move || shared::testkit::teardown_prefix(&prefix))
             .await
             .expect("teardown");
-        result.map_err(|e| format!("the fleet run failed: {e:#}"))
+        result.map_err(|e| {
+            format!(
+                "the fleet run failed: {e:#}\n  warnings and errors logged so far (all fixtures):\n{}",
+                problems_in(&log)
+            )
+        })
     }
+}
+
+/// Where this test process's coordinators and workers log (`MAPFLEET_LOG`, info by default);
+/// set up by the first fixture.
+fn log_file() -> std::path::PathBuf {
+    static LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("mapfleet-engine-fleet-{}.log", std::process::id()));
+        if let Ok(file) = std::fs::File::create(&path) {
+            let filter = tracing_subscriber::EnvFilter::try_from_env("MAPFLEET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .try_init();
+        }
+        path
+    })
+    .clone()
+}
+
+/// The last warnings and errors in the log, indented.
+fn problems_in(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(30)..];
+    if tail.is_empty() {
+        return "    (none)".into();
+    }
+    tail.iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn run_on(
@@ -140,33 +185,73 @@ async fn run_on(
             outcome_batch: 64,
             test_ack_delay: Duration::ZERO,
         };
+        let shutdown = Shutdown::on(async {
+            let _ = worker_stopped.await;
+        });
         tokio::spawn(async move {
-            consumer::run_with_config(&fleet, registry, opts, async {
-                let _ = worker_stopped.await;
+            restart_on_failure("worker", &shutdown, || {
+                let (fleet, registry, opts) = (fleet.clone(), registry.clone(), opts.clone());
+                let stop = shutdown.wait();
+                async move {
+                    consumer::run_with_config(&fleet, registry, opts, stop)
+                        .await
+                        .map_err(anyhow::Error::from)
+                }
             })
             .await
         })
     };
 
-    let coordinator = Coordinator::connect(&fleet, ServiceOptions::default()).await?;
+    // Started again after a broker failure, as `mapfleet coordinator` does.
     let (stop_coordinator, coordinator_stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(coordinator.run(async {
+    let shutdown = Shutdown::on(async {
         let _ = coordinator_stopped.await;
-    }));
+    });
+    let service = {
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            restart_on_failure("coordinator", &shutdown, || {
+                let (fleet, stop) = (fleet.clone(), shutdown.wait());
+                async move {
+                    let c = Coordinator::connect(&fleet, ServiceOptions::default()).await?;
+                    let result = c.clone().run(stop).await;
+                    c.close().await;
+                    result
+                }
+            })
+            .await
+        })
+    };
 
     let client = FleetClient::connect(&fleet.redis_url, prefix).await?;
     let info = ExecutionInfo::new(MACHINE_NAME, EXECUTION_NAME, input, chrono::Utc::now());
     client.submit(&definition.to_string(), &def, &info).await?;
     let ended = tokio::time::timeout(FIXTURE_LIMIT, client.wait(&info.execution_arn, None)).await;
 
+    // A coordinator or worker that stopped on its own explains a hang.
+    let early = |what: &str, finished: bool| finished.then(|| format!("the {what} had stopped"));
+    let stopped: Vec<String> = [
+        early("coordinator", service.is_finished()),
+        early("worker", worker.is_finished()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let _ = stop_coordinator.send(());
     let _ = stop_worker.send(());
-    let _ = service.await;
-    let _ = worker.await;
+    let service_result = service.await;
+    let worker_result = worker.await;
 
     let ended = match ended {
         Ok(r) => r?,
-        Err(_) => anyhow::bail!("still RUNNING after {FIXTURE_LIMIT:?}"),
+        Err(_) => anyhow::bail!(
+            "still RUNNING after {FIXTURE_LIMIT:?}; {}; coordinator: {service_result:?}; worker: {worker_result:?}",
+            if stopped.is_empty() {
+                "both were running".to_string()
+            } else {
+                stopped.join(", ")
+            }
+        ),
     };
     let events = client.history(&info.execution_arn).await?;
     let mut outcome = Outcome {

@@ -8,6 +8,11 @@ use shared::config::FleetConfig;
 use worker::consumer::{self, ConsumerOptions};
 use worker::{RegistryOptions, default_registry};
 
+// The same allocator as the coordinator: a worker's echo step is mostly (de)serialisation,
+// i.e. small allocations.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A stateless mapfleet worker: consumes task steps from RabbitMQ, runs them, publishes
 /// each outcome and then acks the step.
 #[derive(Parser)]

@@ -127,8 +127,9 @@ async fn join(flush: Flush) -> anyhow::Result<()> {
     flush.await.context("a publishing task panicked")?
 }
 
-/// An execution's cursors as of its n-th commit: (n, cursor id → cursor).
-type CachedCursors = (u64, HashMap<CursorId, Cursor>);
+/// An execution's cursors as of its n-th commit: (n, cursor id → cursor, cursor id → the
+/// run whose values are stored apart, see [`super::stored`]).
+type CachedCursors = (u64, HashMap<CursorId, Cursor>, HashMap<CursorId, u64>);
 
 /// One coordinator process.
 pub struct Coordinator {
@@ -557,10 +558,11 @@ impl Coordinator {
             .lock()
             .expect("cursor cache lock")
             .remove(arn);
-        if let Some((at, cursors)) = cached
+        if let Some((at, cursors, split_runs)) = cached
             && at == commits
         {
             backend.parsed = cursors;
+            backend.split_runs = split_runs;
         }
         let now = Utc::now;
         let mut events = Vec::with_capacity(raw.len());
@@ -632,11 +634,11 @@ impl Coordinator {
         }
         p.run(&mut backend, now).await?;
         let ran_at = batch_started.elapsed();
-        let changes = p.take_changes();
+        let mut changes = p.take_changes();
         let ttl = self.opts.ttl.as_secs() as i64;
         let exec_key = self.keys.exec(arn);
         let mut commit = Commit::default();
-        backend.write_into(&mut commit, &changes, ttl);
+        backend.write_into(&mut commit, &mut changes, ttl);
         commit.hincr(&exec_key, "commits", 1);
         commit.hset(&exec_key, "next_event", p.next_event_id);
         if started {
@@ -654,6 +656,7 @@ impl Coordinator {
                 }
             }
             commit.del(&self.keys.cursors(arn));
+            commit.del(&self.keys.blobs(arn));
         }
         commit.expire(&exec_key, ttl);
         let prepared_at = batch_started.elapsed();
@@ -675,10 +678,14 @@ impl Coordinator {
                 cursors.remove(id);
             }
             cursors.extend(changed.into_iter().map(|c| (c.id.clone(), c)));
-            self.cursor_cache
-                .lock()
-                .expect("cursor cache lock")
-                .insert(arn.to_string(), (commits + 1, cursors));
+            self.cursor_cache.lock().expect("cursor cache lock").insert(
+                arn.to_string(),
+                (
+                    commits + 1,
+                    cursors,
+                    std::mem::take(&mut backend.split_runs),
+                ),
+            );
         }
         if let Some(flush) = publishing.take() {
             join(flush).await?;

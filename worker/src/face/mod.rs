@@ -17,6 +17,7 @@ pub mod attributes;
 mod cache;
 pub mod collection;
 pub mod commands;
+pub mod decoded;
 pub mod imagefile;
 mod local;
 pub mod models;

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::face::decoded::DecodedImages;
 use crate::face::{FaceEngine, FaceError, LocalEngine, LocalEngineConfig, ModelPaths, Models};
 use crate::store::{LocalStore, MetadataTable, ObjectStore};
 use crate::task::{Registry, TaskFailure};
@@ -85,6 +86,9 @@ pub struct PhotoContext {
     pub faces: Arc<dyn FaceEngine>,
     pub metadata: Arc<dyn MetadataTable>,
     pub config: PhotoConfig,
+    /// Photos the local engine decoded in full, for the thumbnail task to reuse (none with
+    /// another engine).
+    pub decoded: Option<Arc<DecodedImages>>,
 }
 
 /// Where the embedded (local) context keeps things, under one data dir:
@@ -160,7 +164,9 @@ impl PhotoContext {
         store: Arc<dyn ObjectStore>,
         stores: PhotoStores,
     ) -> Result<Self, String> {
-        let engine = LocalEngine::new(store.clone(), models, stores.collections, engine_config);
+        let decoded = Arc::new(DecodedImages::default());
+        let engine = LocalEngine::new(store.clone(), models, stores.collections, engine_config)
+            .with_decoded_images(decoded.clone());
         match engine.create_collection(&config.collection_id).await {
             Ok(()) | Err(FaceError::ResourceAlreadyExists(_)) => {}
             Err(e) => return Err(format!("creating collection {}: {e}", config.collection_id)),
@@ -176,6 +182,7 @@ impl PhotoContext {
             faces: Arc::new(engine),
             metadata: stores.metadata,
             config,
+            decoded: Some(decoded),
         })
     }
 }

@@ -19,8 +19,15 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The photo bench runs pinned to one core (built first, so that only the run is pinned), next
+# to the Python baseline when its venv exists (../shared/perf/setup_python_baseline.sh).
+BENCH_CPU ?= $(shell echo $$(( $$(nproc) - 1 )))
+export MAPFLEET_PYTHON ?= $(wildcard $(HOME)/.cache/py-baseline-venv/bin/python)
+
 bench: services models
 	$(CARGO) bench -p coordinator --bench map_pass
+	$(CARGO) bench -p worker --bench photo_pipeline --no-run
+	taskset -c $(BENCH_CPU) $(CARGO) bench -p worker --bench photo_pipeline
 
 demo: models
 	$(CARGO) run --release -q -p coordinator --bin mapfleet -- demo

@@ -203,12 +203,15 @@ impl Processor {
         backend.load_cursor(id).await
     }
 
-    /// What changed since the last call (for a backend that persists cursors).
+    /// What changed since the last call (for a backend that persists cursors). The changed
+    /// cursors are moved out, not copied (a waiting Map's input can be large): the
+    /// processor forgets them, so call this once processing is over, before the backend
+    /// persists them.
     pub fn take_changes(&mut self) -> Changes {
         let changed = self
             .dirty
             .drain()
-            .filter_map(|id| self.cursors.get(&id).cloned())
+            .filter_map(|id| self.cursors.remove(&id))
             .collect();
         let removed = self.removed.drain().collect();
         Changes { changed, removed }

@@ -352,6 +352,103 @@ fn survives_killed_worker_and_restarted_coordinator() {
     assert_each_iteration_once(&d, 2000);
 }
 
+/// The broker closes every connection of the coordinator and the worker mid-batch (as a
+/// broker restart or a network cut would): both connect again and the batch finishes, every
+/// item once and in order.
+#[test]
+fn broker_closing_every_connection_loses_nothing() {
+    if !shared::testkit::rabbitmqctl_usable() {
+        eprintln!("skipped: rabbitmqctl cannot reach the broker here");
+        return;
+    }
+    let fleet = Fleet::new("conn");
+    let coordinator = fleet.coordinator();
+    let worker = fleet.worker(16);
+    let items: Vec<Value> = (0..600).map(|i| json!({ "i": i })).collect();
+    let def = echo_map(
+        0,
+        "arn:mapfleet:task:::sleep",
+        json!({"ms": 5, "i.$": "$.i"}),
+    );
+    let arn = fleet.submit(&def, &json!({ "items": items }), "conn600");
+    let started = Instant::now();
+    while events_of(&fleet.describe(&arn, true), "MapIterationSucceeded").len() < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress before the connections were closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Connection names: `coordinator-PID-...` and `HOST/PID`.
+    let closed =
+        shared::testkit::force_close_connections(&format!("coordinator-{}-", coordinator.0.id()))
+            .unwrap_or(0)
+            + shared::testkit::force_close_connections(&format!("/{}\"", worker.0.id()))
+                .unwrap_or(0);
+    assert!(
+        closed >= 2,
+        "closed {closed} connections, expected the coordinator's and the worker's"
+    );
+    let d = fleet.wait(&arn, Duration::from_secs(120));
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let expected: Vec<Value> = (0..600).map(|i| json!({ "ms": 5, "i": i })).collect();
+    assert_eq!(output(&d), Value::Array(expected));
+    assert_each_iteration_once(&d, 600);
+}
+
+#[test]
+fn nested_maps_with_large_inputs_survive_a_restarted_coordinator() {
+    // Every outer iteration is itself a waiting Map whose input (500 numbers) is large
+    // enough to be stored apart from its cursor entry (`fleet::stored`), as is the outer
+    // Map's. The restarted coordinator has to load those values back: ItemSelector reads
+    // the inner Map's effective input for the iterations it starts after the restart
+    // (MaxConcurrency keeps most of them for later), and ResultPath merges the results into
+    // each Map's raw input.
+    let fleet = Fleet::new("nested");
+    let mut coordinator = fleet.coordinator();
+    let _w = fleet.worker(16);
+    let groups: Vec<Value> = (1..=6)
+        .map(|g| json!({ "g": g, "xs": (0..500).map(|x| g * 1000 + x).collect::<Vec<_>>() }))
+        .collect();
+    let def = json!({"StartAt": "Outer", "States": {"Outer": {"Type": "Map", "ItemsPath": "$.groups",
+        "MaxConcurrency": 0, "ResultPath": "$.results", "ItemProcessor": {"StartAt": "Inner", "States": {
+            "Inner": {"Type": "Map", "ItemsPath": "$.xs", "MaxConcurrency": 20, "ResultPath": "$.out",
+                "ItemSelector": {"x.$": "$$.Map.Item.Value", "g.$": "$.g"},
+                "ItemProcessor": {"StartAt": "E", "States": {"E": {"Type": "Task",
+                    "Resource": "arn:mapfleet:task:::sleep", "Parameters": {"ms": 1, "x.$": "$.x", "g.$": "$.g"},
+                    "End": true}}}, "End": true}}}, "End": true}}});
+    let input = json!({ "groups": groups });
+    let arn = fleet.submit(&def, &input, "nested");
+    let started = Instant::now();
+    while events_of(&fleet.describe(&arn, true), "MapIterationSucceeded").len() < 300 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    coordinator.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let _restarted = fleet.coordinator();
+    let d = fleet.wait(&arn, Duration::from_secs(180));
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let results: Vec<Value> = groups
+        .iter()
+        .map(|group| {
+            let g = group["g"].as_u64().unwrap();
+            let out: Vec<Value> = (0..500)
+                .map(|x| json!({ "ms": 1, "x": g * 1000 + x, "g": g }))
+                .collect();
+            let mut merged = group.clone();
+            merged["out"] = Value::Array(out);
+            merged
+        })
+        .collect();
+    let mut expected = input.clone();
+    expected["results"] = Value::Array(results);
+    assert_eq!(output(&d), expected);
+}
+
 #[test]
 fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
     let fleet = Fleet::new("crash");

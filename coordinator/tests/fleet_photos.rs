@@ -1,5 +1,7 @@
 //! The workshop's batch on the fleet and in embedded mode gives the same results: real
-//! RabbitMQ, Redis, coordinator and worker processes, real photos and face models.
+//! RabbitMQ, Redis, coordinator and worker processes, real photos and face models. The fleet
+//! has two workers with data dirs of their own, so the face collection, the duplicate
+//! reservations and the metadata table they share are the ones in Redis.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const MAPFLEET: &str = env!("CARGO_MANIFEST_DIR");
+const REDIS: &str = "redis://127.0.0.1:6379/";
 
 fn mapfleet() -> &'static str {
     env!("CARGO_BIN_EXE_mapfleet")
@@ -142,9 +145,12 @@ fn batch_on_the_fleet_matches_embedded_mode() {
     let embedded: Value = serde_json::from_slice(&out.stdout).unwrap();
     let embedded = summary(&embedded["results"]);
 
-    // The fleet: one coordinator, one worker with the photo tasks over its own data dir.
-    let fleet_dir = tempfile::tempdir().unwrap();
-    load_photos(fleet_dir.path());
+    // The fleet: one coordinator, two workers with the photo tasks, each over a data dir of its
+    // own (both hold the photos): only Redis is shared between them.
+    let fleet_dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for dir in &fleet_dirs {
+        load_photos(dir.path());
+    }
     let prefix = format!("mft-photos-{}", uuid::Uuid::new_v4().simple());
     // Declared before the processes, so it drops (and deletes the prefix) after them.
     let _teardown = Teardown(prefix.clone());
@@ -156,29 +162,23 @@ fn batch_on_the_fleet_matches_embedded_mode() {
             .spawn()
             .unwrap(),
     );
-    let _worker = Proc(
-        Command::new(worker_bin())
-            .args(["--prefix", &prefix, "--concurrency", "4", "--data-dir"])
-            .arg(fleet_dir.path())
-            .env("MAPFLEET_MODELS_DIR", models_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _workers = fleet_dirs.each_ref().map(|dir| {
+        Proc(
+            Command::new(worker_bin())
+                .args(["--prefix", &prefix, "--concurrency", "2", "--data-dir"])
+                .arg(dir.path())
+                .env("MAPFLEET_MODELS_DIR", models_dir())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    });
     let on_fleet = |name: &str| -> Vec<String> {
         let started = Instant::now();
         let out = Command::new(mapfleet())
             .args([
-                "run",
-                &def,
-                "--input",
-                &input,
-                "--name",
-                name,
-                "--redis",
-                "redis://127.0.0.1:6379/",
-                "--prefix",
+                "run", &def, "--input", &input, "--name", name, "--redis", REDIS, "--prefix",
                 &prefix,
             ])
             .output()
@@ -231,6 +231,38 @@ fn batch_on_the_fleet_matches_embedded_mode() {
         first[3],
         "\"user_d\" \"PhotoDoesNotMeetRequirementError\": \"Detected 0 faces in the photo.\""
     );
+
+    // The one accepted face is in the fleet's collection and table, read as `mapfleet` reads
+    // them with `--redis`; the workers' data dirs hold none.
+    let accepted_user = if first[0].contains("accepted") {
+        "user_a"
+    } else {
+        "user_e"
+    };
+    let fleet_json = |args: &[&str]| -> Value {
+        let mut args = args.to_vec();
+        args.extend(["--redis", REDIS, "--prefix", &prefix]);
+        serde_json::from_slice(&run(&args, fleet_dirs[0].path()).stdout).unwrap()
+    };
+    let faces = fleet_json(&["faces", "collection", "list"]);
+    let faces = faces["Faces"].as_array().expect("Faces");
+    assert_eq!(faces.len(), 1, "{faces:#?}");
+    assert_eq!(faces[0]["ExternalImageId"], accepted_user);
+    let items = fleet_json(&["metadata", "list"]);
+    let items = items["Items"].as_array().expect("Items");
+    assert_eq!(items.len(), 1, "{items:#?}");
+    assert_eq!(items[0]["Username"], accepted_user);
+    assert_eq!(items[0]["faceId"], faces[0]["FaceId"]);
+    let item = fleet_json(&["metadata", "get", accepted_user]);
+    assert_eq!(item["Item"], items[0]);
+    for dir in &fleet_dirs {
+        for local in ["collections", "tables"] {
+            assert!(
+                !dir.path().join(local).exists(),
+                "a worker wrote {local} locally"
+            );
+        }
+    }
 
     // Again: both happy faces are now duplicates.
     let second = on_fleet("photos-2");

@@ -21,6 +21,7 @@
 mod baseline;
 mod fleet;
 mod map_coordinator;
+mod photo_fleet;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,6 +34,8 @@ enum Scenario {
     Baseline,
     EchoFleet,
     MapCoordinator,
+    /// Not in the default set: needs the face models (`deploy/setup-models.sh`).
+    PhotoFleet,
 }
 
 /// Measure the raw broker and the mapfleet fleet on this machine.
@@ -70,6 +73,14 @@ struct Cli {
     /// Items of the map-coordinator scenario's Map.
     #[arg(long, default_value_t = 10_000)]
     items: usize,
+
+    /// Photos of the photo-fleet scenario's Map (the four workshop photos in turn).
+    #[arg(long, default_value_t = 40)]
+    photos: usize,
+
+    /// The face models of the photo-fleet scenario's worker.
+    #[arg(long, env = "MAPFLEET_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
 
     /// `mapfleet coordinator` processes of the map-coordinator scenario.
     #[arg(long, default_value_t = 1)]
@@ -134,6 +145,8 @@ async fn main() -> anyhow::Result<()> {
     let mut baseline_rates = Vec::new();
     let mut fleet_rates = Vec::new();
     let mut map_rates = Vec::new();
+    let mut photo_rates = Vec::new();
+    let mut python_rates = Vec::new();
     let worker_bin = match &cli.worker_bin {
         Some(b) => b.clone(),
         None => map_coordinator::sibling("mapfleet-worker")?,
@@ -229,6 +242,19 @@ async fn main() -> anyhow::Result<()> {
                     );
                     map_rates.push(r.rate());
                 }
+                Scenario::PhotoFleet => {
+                    let r = photo_fleet_round(&cli, &worker_bin, &mapfleet_bin, limit).await?;
+                    photo_rates.push((r.rate(), r.rate_by_cpu()));
+                    if let Some(py) =
+                        photo_fleet::python_baseline(&photo_fleet::repo_root(), r.worker_core)?
+                    {
+                        println!(
+                            "python:      monolithic pipeline on the same core: {:.2} images/s embedding once ({:.2} by CPU time), {:.2} twice ({:.2})",
+                            py.once.0, py.once.1, py.twice.0, py.twice.1
+                        );
+                        python_rates.push(py);
+                    }
+                }
             }
         }
     }
@@ -247,6 +273,27 @@ async fn main() -> anyhow::Result<()> {
     if let Some(m) = m {
         println!("map-coordinator: {m:.0} items/s");
     }
+    if !photo_rates.is_empty() {
+        let wall = median(photo_rates.iter().map(|r| r.0).collect()).unwrap_or(0.0);
+        let cpu = median(photo_rates.iter().map(|r| r.1).collect()).unwrap_or(0.0);
+        println!(
+            "photo-fleet:     {wall:.2} images/s on one worker core ({cpu:.2} per worker CPU second)"
+        );
+        if !python_rates.is_empty() {
+            let py = |f: &dyn Fn(&photo_fleet::PythonFigures) -> f64| {
+                median(python_rates.iter().map(f).collect()).unwrap_or(f64::NAN)
+            };
+            let (once, once_cpu) = (py(&|p| p.once.0), py(&|p| p.once.1));
+            let (twice, twice_cpu) = (py(&|p| p.twice.0), py(&|p| p.twice.1));
+            println!(
+                "ratio:           photo-fleet / Python embedding once = {:.2} wall, {:.2} by CPU time ({once:.2}, {once_cpu:.2} images/s); / embedding twice = {:.2}, {:.2} ({twice:.2}, {twice_cpu:.2})",
+                wall / once,
+                cpu / once_cpu,
+                wall / twice,
+                cpu / twice_cpu
+            );
+        }
+    }
     if let (Some(b), Some(f)) = (b, f) {
         println!(
             "ratio:           echo-fleet steps/s / baseline msgs/s = {:.2} (a step is a step message, its share of an outcome message and 3 Redis scripts)",
@@ -260,4 +307,43 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One run of the photo-fleet scenario, printed.
+async fn photo_fleet_round(
+    cli: &Cli,
+    worker_bin: &std::path::Path,
+    mapfleet_bin: &std::path::Path,
+    limit: Duration,
+) -> anyhow::Result<photo_fleet::Report> {
+    let repo = photo_fleet::repo_root();
+    let models_dir = cli
+        .models_dir
+        .clone()
+        .unwrap_or_else(|| repo.join("mapfleet-data/models"));
+    let r = tokio::time::timeout(
+        limit + Duration::from_secs(60),
+        photo_fleet::run(&photo_fleet::Params {
+            amqp_url: &cli.amqp_url,
+            redis_url: &cli.redis_url,
+            worker_bin,
+            mapfleet_bin,
+            photos: cli.photos,
+            repo: &repo,
+            models_dir: &models_dir,
+            limit,
+        }),
+    )
+    .await
+    .context("photo-fleet timed out")??;
+    println!(
+        "photo-fleet: {} rider photos through 1 coordinator and 1 worker x 1 slot (worker on core {}): {:.2} s, {:.2} images/s, {:.2} images per worker CPU second",
+        r.photos,
+        r.worker_core
+            .map_or_else(|| "any".to_string(), |c| c.to_string()),
+        r.elapsed.as_secs_f64(),
+        r.rate(),
+        r.rate_by_cpu()
+    );
+    Ok(r)
 }

@@ -18,6 +18,8 @@
 //!   coordinator.
 //! - [`inbox`]: applying outcomes and queueing them for the coordinators in one script.
 //! - [`workers`]: which resources the live workers serve.
+//! - [`supervise`]: starting a coordinator or a worker's consumers again after a broker or
+//!   Redis failure, until shutdown.
 //! - [`config`]: typed, documented configuration (defaults → `MAPFLEET_*` env → flags).
 //! - [`metrics`]: the metric catalogue and the `/metrics` exporter.
 //! - [`testkit`]: helpers for tests and the load generator (unique prefixes, a minimal
@@ -29,6 +31,7 @@ pub mod inbox;
 pub mod messages;
 pub mod metrics;
 pub mod redis_schema;
+pub mod supervise;
 pub mod testkit;
 pub mod topology;
 pub mod workers;

@@ -26,6 +26,7 @@
 //! | `mapfleet_iterations_in_flight` | gauge | | coordinator |
 //! | `mapfleet_outcome_duplicates_total` | counter | | coordinator (apply script said duplicate) |
 //! | `mapfleet_redis_script_duration_seconds` | histogram | `script` | anyone running a script |
+//! | `mapfleet_service_restarts_total` | counter | `service` = coordinator, worker | a process that started its service again after a failure |
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -45,6 +46,7 @@ pub struct Metrics {
     pub steps_confirmed: IntCounter,
     pub outcomes_published: IntCounter,
     pub publish_failures: IntCounterVec,
+    pub service_restarts: IntCounterVec,
     pub publish_confirm_duration: Histogram,
     pub steps_consumed: IntCounter,
     pub steps_acked: IntCounter,
@@ -88,6 +90,17 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(publish_failures.clone()))
+            .expect("unique metric");
+        let service_restarts = IntCounterVec::new(
+            Opts::new(
+                "mapfleet_service_restarts_total",
+                "Times this process started its service again after a broker or Redis failure.",
+            ),
+            &["service"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(service_restarts.clone()))
             .expect("unique metric");
         let publish_confirm_duration = Histogram::with_opts(
             HistogramOpts::new(
@@ -193,6 +206,7 @@ impl Metrics {
                 "Outcomes dropped because their step was already applied (or is gone).",
             ),
             publish_failures,
+            service_restarts,
             publish_confirm_duration,
             task_duration,
             redis_script_duration,

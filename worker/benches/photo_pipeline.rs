@@ -1,16 +1,45 @@
-//! Per-task latency and images/s of the rider-photo workflow in embedded mode (the tasks called
-//! in the workflow's order, each step on its own, as the Map iteration runs them), on the four
-//! workshop photos.
+//! Per-task latency and images/s per core of the rider-photo workflow in embedded mode (the
+//! tasks called in the workflow's order, each step on its own, as the Map iteration runs them),
+//! on the four workshop photos, next to the monolithic Python pipeline
+//! (`../shared/perf/python_pipeline.py`) run back to back in the same process tree, pinned to
+//! the same core.
 //!
 //! ```sh
 //! deploy/setup-models.sh                       # once
-//! taskset -c 1 cargo bench -p worker --bench photo_pipeline
+//! bash ../shared/perf/setup_python_baseline.sh  # once, for the Python figure
+//! MAPFLEET_PYTHON=~/.cache/py-baseline-venv/bin/python \
+//!     taskset -c 1 cargo bench -p worker --bench photo_pipeline
 //! ```
 //!
-//! Environment: `MAPFLEET_BENCH_REPEAT` (default 10), `MAPFLEET_MODELS_DIR` (default
-//! `./mapfleet-data/models` from the workspace root). Run it pinned to one core (`taskset -c 1`)
-//! next to `shared/perf/python_pipeline.py` for a per-core comparison; sessions are
-//! single-threaded.
+//! Environment: `MAPFLEET_BENCH_REPEAT` (default 10, both sides), `MAPFLEET_MODELS_DIR`
+//! (default `./mapfleet-data/models` from the workspace root), `MAPFLEET_PYTHON` (the baseline
+//! venv's interpreter; without it the Python side is skipped), `MAPFLEET_PYTHON_PIPELINE`
+//! (default `../shared/perf/python_pipeline.py` next to the workspace), `MAPFLEET_PYTHON_MODELS`
+//! (its `--models`), `MAPFLEET_BENCH_ROUNDS` (default 2: Python, Rust, Python, Rust; the
+//! ratios use the medians), `MAPFLEET_BENCH_JSON` (write the figures there).
+//!
+//! Pairings (the same work on both sides): the analysis cache on (the default: one SFace
+//! embedding per accepted photo, shared by face-search and index-face) against Python's
+//! "embedding cached (once)"; the cache off against "embedding computed twice". Per step:
+//! face-detection against decode + detect, face-search against embed, thumbnail against the
+//! Pillow `draft()` thumbnail. Every figure is given as wall time and as CPU time (this
+//! process's threads, from `/proc/self/task/*/schedstat`); on a shared machine the CPU-time
+//! ratios are the ones to quote. Sessions are single-threaded.
+//!
+//! Figures from one run (2-core development machine, `taskset -c 1`, load average 8-9 from
+//! other builds, so the CPU-time columns; 3 rounds of 10 repeats, medians):
+//!
+//! | figure | Python | Rust | ratio (CPU time) |
+//! |---|---|---|---|
+//! | face-detection, CPU ms | 14.38 | 18.31 | 0.79 |
+//! | face-search, CPU ms | 10.58 | 10.38 | 1.02 |
+//! | thumbnail, CPU ms | 7.07 | 2.61 | 2.71 |
+//! | images/s by CPU time, embedding once (cache on, the default) | 43.88 | 46.20 | 1.05 |
+//! | images/s by CPU time, embedding twice (cache off) | 35.02 | 31.62 | 0.90 |
+//!
+//! The thumbnail is made from face-detection's decode (`worker::face::decoded`); before that,
+//! the same session gave 0.99 and 0.86. The rest of the gap is in face-detection's JPEG
+//! decode (`zune-jpeg`, 9.5 ms against about 7.6 in libjpeg-turbo).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,22 +59,20 @@ const PHOTOS: [&str; 4] = [
     "4_no_face.jpg",
 ];
 
-/// This process's CPU time (user + system) in seconds, from `/proc/self/stat` (clock ticks of
-/// 10 ms: only meaningful summed over many passes).
+/// This process's CPU time in seconds, all threads (the tasks' decoding and inference run on
+/// tokio's blocking thread): the sum of each thread's run time in `/proc/self/task/*/schedstat`,
+/// in nanoseconds, so that one step's CPU time can be measured (like Python's
+/// `time.process_time_ns`, which the baseline's `cpu-med` column uses).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
-    let tick = |i: usize| {
-        fields
-            .get(i - 3)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
     };
-    (tick(14) + tick(15)) / 100.0
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -66,28 +93,29 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     }
 }
 
-/// Runs one Map iteration; adds each task's wall time (ms) to `times`.
-async fn iteration(
-    r: &Registry,
-    mut state: Value,
-    times: &mut BTreeMap<&'static str, Vec<f64>>,
-) -> Value {
+/// Per task: (wall ms, CPU ms) of each call.
+type Times = BTreeMap<&'static str, Vec<(f64, f64)>>;
+
+/// Runs one Map iteration; adds each task's wall and CPU time (ms) to `times`.
+async fn iteration(r: &Registry, mut state: Value, times: &mut Times) -> Value {
     async fn timed(
         r: &Registry,
         task: &'static str,
         input: &Value,
-        times: &mut BTreeMap<&'static str, Vec<f64>>,
+        times: &mut Times,
     ) -> Result<Value, worker::task::TaskFailure> {
+        let c = cpu_seconds();
         let t = Instant::now();
         let out = r
             .resolve(&resource_arn(task))
             .unwrap()
             .run(input.clone())
             .await;
+        let wall = t.elapsed().as_secs_f64() * 1e3;
         times
             .entry(task)
             .or_default()
-            .push(t.elapsed().as_secs_f64() * 1e3);
+            .push((wall, (cpu_seconds() - c) * 1e3));
         out
     }
     let notify = |state: &mut Value, f: worker::task::TaskFailure| {
@@ -166,18 +194,14 @@ async fn clear_collection(ctx: &PhotoContext) {
 
 /// Runs `repeat` passes over the photos (plus one warm-up); returns per-task times and the
 /// per-pass wall times (ms).
-async fn run(
-    r: &Registry,
-    ctx: &PhotoContext,
-    repeat: usize,
-) -> (BTreeMap<&'static str, Vec<f64>>, Vec<f64>, f64) {
+async fn run(r: &Registry, ctx: &PhotoContext, repeat: usize) -> (Times, Vec<f64>, f64) {
     let mut times = BTreeMap::new();
     let mut passes = Vec::new();
     let mut cpu = 0.0;
     for pass in 0..=repeat {
         clear_collection(ctx).await;
         upload(ctx, pass).await;
-        let mut t_pass = BTreeMap::new();
+        let mut t_pass = Times::new();
         let t = Instant::now();
         let c = cpu_seconds();
         for (i, p) in PHOTOS.iter().enumerate() {
@@ -197,24 +221,30 @@ async fn run(
     (times, passes, cpu)
 }
 
-fn report(
-    label: &str,
-    mut times: BTreeMap<&'static str, Vec<f64>>,
-    mut passes: Vec<f64>,
-    cpu: f64,
-) -> Value {
+/// Prints one configuration's table; returns its figures.
+fn report(label: &str, times: Times, mut passes: Vec<f64>, cpu: f64) -> Value {
     let images = (passes.len() * PHOTOS.len()) as f64;
     println!("\n## {label}");
-    println!("| task | calls | median ms | p10 | p90 |");
-    println!("|---|---|---|---|---|");
+    println!("| task | calls | median ms | p10 | p90 | CPU median ms |");
+    println!("|---|---|---|---|---|---|");
     let mut out = serde_json::Map::new();
     for task in photo::TASK_NAMES {
-        if let Some(v) = times.get_mut(task) {
-            let (m, p10, p90) = (median(v), percentile(v, 0.1), percentile(v, 0.9));
-            println!("| {task} | {} | {m:.2} | {p10:.2} | {p90:.2} |", v.len());
+        if let Some(v) = times.get(task) {
+            let mut wall: Vec<f64> = v.iter().map(|t| t.0).collect();
+            let mut cpu: Vec<f64> = v.iter().map(|t| t.1).collect();
+            let (m, p10, p90) = (
+                median(&mut wall),
+                percentile(&mut wall, 0.1),
+                percentile(&mut wall, 0.9),
+            );
+            let c = median(&mut cpu);
+            println!(
+                "| {task} | {} | {m:.2} | {p10:.2} | {p90:.2} | {c:.2} |",
+                v.len()
+            );
             out.insert(
                 task.into(),
-                json!({"calls": v.len(), "median_ms": m, "p10_ms": p10, "p90_ms": p90}),
+                json!({"calls": v.len(), "median_ms": m, "p10_ms": p10, "p90_ms": p90, "cpu_median_ms": c}),
             );
         }
     }
@@ -231,12 +261,175 @@ fn report(
     Value::Object(out)
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; nothing else is accepted.
-    let repeat: usize = std::env::var("MAPFLEET_BENCH_REPEAT")
+/// Runs the Python baseline once (`--repeat`, same core: it pins itself to the last core this
+/// process may use); returns its JSON report, or `None` when `MAPFLEET_PYTHON` is unset or the
+/// run fails (said on stderr).
+fn python_baseline(root: &Path, repeat: usize, round: usize) -> Option<Value> {
+    let python = std::env::var_os("MAPFLEET_PYTHON").filter(|p| !p.is_empty())?;
+    let script = std::env::var_os("MAPFLEET_PYTHON_PIPELINE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/perf/python_pipeline.py"));
+    let out = std::env::temp_dir().join(format!(
+        "mapfleet-bench-py-{}-{round}.json",
+        std::process::id()
+    ));
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(&script)
+        .args(["--repeat", &repeat.to_string(), "--json"])
+        .arg(&out);
+    if let Some(m) = std::env::var_os("MAPFLEET_PYTHON_MODELS") {
+        cmd.arg("--models").arg(m);
+    }
+    let status = cmd.stdout(std::process::Stdio::null()).status();
+    let json = std::fs::read(&out)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let _ = std::fs::remove_file(&out);
+    match (status, json) {
+        (Ok(s), Some(j)) if s.success() => Some(j),
+        (s, _) => {
+            eprintln!("photo_pipeline bench: the Python baseline failed ({s:?}); no ratios");
+            None
+        }
+    }
+}
+
+/// Python's figures as the Rust side names them: per task (wall, CPU) ms and images/s.
+fn python_figures(py: &[Value]) -> Value {
+    let step = |v: &Value, s: &str, k: &str| v["step_ms"][s][k].as_f64().unwrap_or(f64::NAN);
+    let med = |f: &dyn Fn(&Value) -> f64| median(&mut py.iter().map(f).collect::<Vec<_>>());
+    let ips = |k: &'static str, by: &'static str| {
+        move |v: &Value| {
+            let mut r: Vec<f64> = v[by][k]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
+            median(&mut r)
+        }
+    };
+    let mut tasks = serde_json::Map::new();
+    for (task, parts) in [
+        ("face-detection", &["decode", "detect"][..]),
+        ("face-search", &["embed"][..]),
+        ("thumbnail", &["thumb_draft"][..]),
+    ] {
+        let wall = med(&|v| parts.iter().map(|s| step(v, s, "median")).sum());
+        let cpu = med(&|v| parts.iter().map(|s| step(v, s, "cpu_median")).sum());
+        tasks.insert(
+            task.into(),
+            json!({"median_ms": wall, "cpu_median_ms": cpu}),
+        );
+    }
+    json!({
+        "tasks": tasks,
+        "embed_once": {"images_per_s": med(&ips("embed_once", "pipeline_img_per_s")),
+                       "images_per_cpu_s": med(&ips("embed_once", "pipeline_img_per_cpu_s"))},
+        "embed_twice": {"images_per_s": med(&ips("embed_twice", "pipeline_img_per_s")),
+                        "images_per_cpu_s": med(&ips("embed_twice", "pipeline_img_per_cpu_s"))},
+        "loadavg": py.iter().map(|v| v["loadavg"].clone()).collect::<Vec<_>>(),
+    })
+}
+
+/// Medians over rounds of each Rust figure.
+fn rust_medians(rounds: &[Value]) -> Value {
+    let Some(first) = rounds.first() else {
+        return Value::Null;
+    };
+    let mut out = serde_json::Map::new();
+    for (label, cfg) in first.as_object().into_iter().flatten() {
+        let mut c = serde_json::Map::new();
+        for (k, v) in cfg.as_object().into_iter().flatten() {
+            let get = |r: &Value, f: &str| r[label][k][f].as_f64().unwrap_or(f64::NAN);
+            if v.is_object() {
+                let mut t = serde_json::Map::new();
+                for f in ["median_ms", "cpu_median_ms"] {
+                    let mut xs: Vec<f64> = rounds.iter().map(|r| get(r, f)).collect();
+                    t.insert(f.into(), json!(median(&mut xs)));
+                }
+                c.insert(k.clone(), Value::Object(t));
+            } else {
+                let mut xs: Vec<f64> = rounds
+                    .iter()
+                    .map(|r| r[label][k].as_f64().unwrap_or(f64::NAN))
+                    .collect();
+                c.insert(k.clone(), json!(median(&mut xs)));
+            }
+        }
+        out.insert(label.clone(), Value::Object(c));
+    }
+    Value::Object(out)
+}
+
+/// Prints the ratios Python ÷ Rust per step (ms) and Rust ÷ Python in images/s.
+fn compare(rust: &Value, py: &Value) -> Value {
+    let r = |label: &str, task: &str, f: &str| rust[label][task][f].as_f64().unwrap_or(f64::NAN);
+    let p = |task: &str, f: &str| py["tasks"][task][f].as_f64().unwrap_or(f64::NAN);
+    println!("\n## Against the Python pipeline (same core, back to back; medians of the rounds)");
+    println!("| figure | Python | Rust | ratio (wall) | ratio (CPU time) |");
+    println!("|---|---|---|---|---|");
+    let mut out = serde_json::Map::new();
+    for task in ["face-detection", "face-search", "thumbnail"] {
+        let (pw, pc) = (p(task, "median_ms"), p(task, "cpu_median_ms"));
+        let (rw, rc) = (
+            r(CACHED, task, "median_ms"),
+            r(CACHED, task, "cpu_median_ms"),
+        );
+        println!(
+            "| {task}, ms (Python ÷ Rust) | {pw:.2} (CPU {pc:.2}) | {rw:.2} (CPU {rc:.2}) | {:.2} | {:.2} |",
+            pw / rw,
+            pc / rc
+        );
+        out.insert(
+            task.into(),
+            json!({"wall": pw / rw, "cpu": pc / rc, "python_ms": pw, "python_cpu_ms": pc, "rust_ms": rw, "rust_cpu_ms": rc}),
+        );
+    }
+    for (label, py_key, name) in [
+        (CACHED, "embed_once", "images/s, embedding once"),
+        (UNCACHED, "embed_twice", "images/s, embedding twice"),
+    ] {
+        let (pw, pc) = (
+            py[py_key]["images_per_s"].as_f64().unwrap_or(f64::NAN),
+            py[py_key]["images_per_cpu_s"].as_f64().unwrap_or(f64::NAN),
+        );
+        let (rw, rc) = (
+            rust[label]["images_per_s"].as_f64().unwrap_or(f64::NAN),
+            rust[label]["images_per_cpu_s"].as_f64().unwrap_or(f64::NAN),
+        );
+        println!(
+            "| {name} (Rust ÷ Python) | {pw:.2} (CPU {pc:.2}) | {rw:.2} (CPU {rc:.2}) | {:.2} | {:.2} |",
+            rw / pw,
+            rc / pc
+        );
+        out.insert(
+            py_key.into(),
+            json!({"wall": rw / pw, "cpu": rc / pc, "python": pw, "python_cpu": pc, "rust": rw, "rust_cpu": rc}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// The 1, 5 and 15-minute load averages (a figure is only as good as the machine was quiet).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+const CACHED: &str = "embedded, analysis cache on (default)";
+const UNCACHED: &str = "embedded, analysis cache off";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is accepted.
+    let repeat = env_usize("MAPFLEET_BENCH_REPEAT", 10);
+    let rounds = env_usize("MAPFLEET_BENCH_ROUNDS", 2).max(1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -256,29 +449,45 @@ fn main() {
     let models = Arc::new(Models::load(&paths, 1).expect("loading models"));
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     println!(
-        "models loaded (incl. onnxruntime environment) in {load_ms:.0} ms; {repeat} repeats after 1 warm-up"
+        "models loaded (incl. onnxruntime environment) in {load_ms:.0} ms; {repeat} repeats after 1 warm-up, {rounds} rounds"
     );
+    println!("load average at the start: {}", loadavg());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(1)
+        // A thread that exits takes its CPU time out of /proc/self/task: keep it.
+        .thread_keep_alive(std::time::Duration::from_secs(3600))
         .build()
         .unwrap();
     let base = std::env::temp_dir().join(format!("mapfleet-bench-{}", std::process::id()));
-    let json = rt.block_on(async {
-        let mut all = serde_json::Map::new();
-        for (label, cache) in [
-            ("embedded, analysis cache on (default)", 64),
-            ("embedded, analysis cache off", 0),
-        ] {
-            let dir = base.join(if cache > 0 { "cached" } else { "uncached" });
-            std::fs::create_dir_all(&dir).unwrap();
-            let (r, ctx) = setup(models.clone(), &dir, cache).await;
-            let (times, passes, cpu) = run(&r, &ctx, repeat).await;
-            all.insert(label.into(), report(label, times, passes, cpu));
+    let mut py_runs = Vec::new();
+    let mut rust_runs = Vec::new();
+    for round in 0..rounds {
+        if let Some(py) = python_baseline(&root, repeat, round) {
+            py_runs.push(py);
         }
-        Value::Object(all)
-    });
+        let json = rt.block_on(async {
+            let mut all = serde_json::Map::new();
+            for (label, cache) in [(CACHED, 64), (UNCACHED, 0)] {
+                let dir = base.join(format!("r{round}-{cache}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let (r, ctx) = setup(models.clone(), &dir, cache).await;
+                let (times, passes, cpu) = run(&r, &ctx, repeat).await;
+                all.insert(label.into(), report(label, times, passes, cpu));
+            }
+            Value::Object(all)
+        });
+        rust_runs.push(json);
+    }
     let _ = std::fs::remove_dir_all(&base);
+    println!("\nload average at the end: {}", loadavg());
+    let rust = rust_medians(&rust_runs);
+    let mut json = json!({"rust": rust, "rust_rounds": rust_runs});
+    if !py_runs.is_empty() {
+        let py = python_figures(&py_runs);
+        json["ratios"] = compare(&rust, &py);
+        json["python"] = py;
+    }
     if let Some(out) = std::env::var_os("MAPFLEET_BENCH_JSON") {
         std::fs::write(out, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
     }

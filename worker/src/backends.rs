@@ -2,15 +2,15 @@
 //! directory per bucket, YuNet + SFace on this machine) or AWS (S3 and Rekognition, or
 //! compatible endpoints such as an S3-compatible server and `mapfleet rekognition serve`).
 //!
-//! The metadata table and, with the local engine, the face collections stay under the data
-//! dir either way.
+//! The face collections (with the local engine) and the metadata table are where
+//! [`StoresAt`] says: the fleet's Redis or the data dir.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::face::{FaceEngine, FaceError, LocalEngineConfig, RekognitionEngine};
-use crate::photo::{DEFAULT_METADATA_TABLE, DEFAULT_PHOTO_BUCKET, PhotoConfig, PhotoContext};
-use crate::store::{LocalMetadataTable, LocalStore, ObjectStore, S3Store};
+use crate::photo::{DEFAULT_PHOTO_BUCKET, PhotoConfig, PhotoContext, PhotoStores, StoresAt};
+use crate::store::{LocalStore, ObjectStore, S3Store};
 use crate::task::Registry;
 
 /// The face engine of the photo tasks.
@@ -96,11 +96,13 @@ pub async fn photo_context(
     data_dir: &Path,
     sessions: usize,
     args: &BackendArgs,
+    at: &StoresAt,
 ) -> Result<PhotoContext, String> {
     let config = args.photo_config();
     let store = args.object_store(data_dir).await;
+    let stores = PhotoStores::open(at, data_dir).await?;
     if !args.uses_rekognition() {
-        return local_context(data_dir, sessions, config, store).await;
+        return local_context(data_dir, sessions, config, store, stores).await;
     }
     let sdk = crate::aws::load_config().await;
     let engine = RekognitionEngine::new(&sdk, args.rekognition_endpoint.as_deref());
@@ -115,16 +117,13 @@ pub async fn photo_context(
         }
     }
     ensure_buckets(store.as_ref(), &config).await?;
-    let metadata = Arc::new(LocalMetadataTable::new(
-        data_dir
-            .join("tables")
-            .join(format!("{DEFAULT_METADATA_TABLE}.json")),
-    ));
+    // Rekognition keeps the faces; the metadata table is where `at` says.
     Ok(PhotoContext {
         store,
         faces: Arc::new(engine) as Arc<dyn FaceEngine>,
-        metadata,
+        metadata: stores.metadata,
         config,
+        decoded: None,
     })
 }
 
@@ -134,6 +133,7 @@ async fn local_context(
     sessions: usize,
     config: PhotoConfig,
     store: Arc<dyn ObjectStore>,
+    stores: PhotoStores,
 ) -> Result<PhotoContext, String> {
     let models_dir = crate::registry::models_dir(data_dir);
     let paths = crate::face::ModelPaths::in_dir(&models_dir);
@@ -154,7 +154,7 @@ async fn local_context(
         max_pixels: config.max_pixels,
         ..LocalEngineConfig::default()
     };
-    PhotoContext::local_with_models(data_dir, Arc::new(models), config, engine_config, store).await
+    PhotoContext::with_stores(Arc::new(models), config, engine_config, store, stores).await
 }
 
 async fn ensure_buckets(store: &dyn ObjectStore, config: &PhotoConfig) -> Result<(), String> {
@@ -173,8 +173,9 @@ pub async fn add_photo_tasks(
     data_dir: &Path,
     sessions: usize,
     args: &BackendArgs,
+    at: &StoresAt,
 ) -> Result<(), String> {
-    let ctx = photo_context(data_dir, sessions, args).await?;
+    let ctx = photo_context(data_dir, sessions, args, at).await?;
     crate::photo::register_photo_tasks(registry, ctx);
     Ok(())
 }

@@ -11,8 +11,10 @@
 //! - [`consumer`]: the RabbitMQ consumer loop (prefetch, manual acks, graceful shutdown).
 //! - [`registry`]: [`registry::default_registry`], every task this build serves.
 //! - [`face`]: the face engine (local ONNX models or Rekognition) behind one interface.
-//! - [`store`]: the object store (local directory per bucket, or S3).
-//! - [`photo`]: the rider-photo tasks, one file per task.
+//! - [`store`]: the object store (local directory per bucket, or S3) and the metadata table.
+//! - [`photo`]: the rider-photo tasks, one file per task; [`photo::stores`] picks where the
+//!   face collection and the metadata table live (data dir, or the fleet's Redis).
+//! - [`redis_keys`]: the Redis keys of those stores on a fleet.
 
 pub mod aws;
 pub mod backends;
@@ -21,6 +23,7 @@ pub mod consumer;
 pub mod endpoint;
 pub mod face;
 pub mod photo;
+pub mod redis_keys;
 pub mod registry;
 pub mod store;
 pub mod task;

@@ -8,6 +8,11 @@ use shared::config::FleetConfig;
 use worker::consumer::{self, ConsumerOptions};
 use worker::{RegistryOptions, default_registry};
 
+// The same allocator as the coordinator: a worker's echo step is mostly (de)serialisation,
+// i.e. small allocations.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A stateless mapfleet worker: consumes task steps from RabbitMQ, runs them, publishes
 /// each outcome and then acks the step.
 #[derive(Parser)]
@@ -44,8 +49,8 @@ struct Cli {
     #[arg(long, env = "MAPFLEET_TEST_TASKS")]
     enable_test_tasks: bool,
 
-    /// Where the rider-photo tasks keep buckets, the face collection and the metadata table
-    /// (workers of one machine share it).
+    /// Where the rider-photo tasks keep buckets (workers of one machine share it), and the
+    /// face collection and metadata table with `--photo-stores data-dir`.
     #[arg(long, env = "MAPFLEET_DATA_DIR", default_value = "mapfleet-data")]
     data_dir: std::path::PathBuf,
 
@@ -57,10 +62,27 @@ struct Cli {
     #[command(flatten)]
     backends: worker::backends::BackendArgs,
 
+    /// Where the photo tasks keep the face collection and the metadata table: `redis` (the
+    /// fleet's `--redis` under `--prefix`, shared by every worker) or `data-dir` (this
+    /// machine's `--data-dir` only: duplicates are then caught only among its workers).
+    #[arg(
+        long,
+        env = "MAPFLEET_PHOTO_STORES",
+        value_enum,
+        default_value = "redis"
+    )]
+    photo_stores: PhotoStoresFlag,
+
     /// Test hook (honoured only with --enable-test-tasks): milliseconds between an
     /// outcome's confirm and the step's ack.
     #[arg(long, hide = true, default_value_t = 0)]
     test_ack_delay_ms: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PhotoStoresFlag {
+    Redis,
+    DataDir,
 }
 
 #[tokio::main]
@@ -104,7 +126,20 @@ async fn main() -> anyhow::Result<()> {
         test_tasks: cli.enable_test_tasks,
     });
     if !cli.no_photo_tasks {
-        worker::backends::add_photo_tasks(&mut registry, &cli.data_dir, concurrency, &cli.backends)
+        let stores = match cli.photo_stores {
+            PhotoStoresFlag::Redis => worker::photo::StoresAt::Redis {
+                url: cli.fleet.redis_url.clone(),
+                prefix: cli.fleet.prefix.clone(),
+            },
+            PhotoStoresFlag::DataDir => worker::photo::StoresAt::DataDir,
+        };
+        worker::backends::add_photo_tasks(
+            &mut registry,
+            &cli.data_dir,
+            concurrency,
+            &cli.backends,
+            &stores,
+        )
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
@@ -132,12 +167,18 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
-    let result = consumer::run_with_config(
-        &cli.fleet,
-        registry,
-        opts.clone(),
-        consumer::shutdown_signal(),
-    )
+    // Steps in flight when a connection fails are redelivered by the broker: starting the
+    // consumers again on a new connection loses nothing.
+    let shutdown = shared::supervise::Shutdown::on(consumer::shutdown_signal());
+    let result = shared::supervise::restart_on_failure("worker", &shutdown, || {
+        let (registry, opts, stop) = (registry.clone(), opts.clone(), shutdown.wait());
+        let fleet = &cli.fleet;
+        async move {
+            consumer::run_with_config(fleet, registry, opts, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    })
     .await;
     if let Some((mut conn, task)) = registration {
         task.abort();

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::face::models::ModelPaths;
-use crate::photo::{LocalPaths, PhotoConfig, PhotoContext, register_photo_tasks};
+use crate::photo::{
+    LocalPaths, PhotoConfig, PhotoContext, PhotoStores, StoresAt, register_photo_tasks,
+};
 use crate::task::Registry;
 
 /// What goes into [`default_registry`].
@@ -33,6 +35,16 @@ pub fn models_dir(data_dir: &Path) -> PathBuf {
 /// table), with `sessions` ONNX sessions per model. A clear error names the models directory
 /// when the models are not there.
 pub async fn local_photo_context(data_dir: &Path, sessions: usize) -> Result<PhotoContext, String> {
+    photo_context(data_dir, sessions, &StoresAt::DataDir).await
+}
+
+/// [`local_photo_context`] with the face collection and metadata table where `at` says
+/// (buckets stay under the data dir).
+pub async fn photo_context(
+    data_dir: &Path,
+    sessions: usize,
+    at: &StoresAt,
+) -> Result<PhotoContext, String> {
     let paths = LocalPaths {
         data_dir: data_dir.to_path_buf(),
         models_dir: models_dir(data_dir),
@@ -45,7 +57,8 @@ pub async fn local_photo_context(data_dir: &Path, sessions: usize) -> Result<Pho
             paths.models_dir.display()
         ));
     }
-    PhotoContext::local(&paths, PhotoConfig::default(), sessions.max(1)).await
+    let stores = PhotoStores::open(at, data_dir).await?;
+    PhotoContext::load(&paths, PhotoConfig::default(), sessions.max(1), stores).await
 }
 
 /// Adds the rider-photo tasks of [`local_photo_context`] to `registry`.
@@ -54,7 +67,17 @@ pub async fn add_local_photo_tasks(
     data_dir: &Path,
     sessions: usize,
 ) -> Result<(), String> {
-    let ctx = local_photo_context(data_dir, sessions).await?;
+    add_photo_tasks(registry, data_dir, sessions, &StoresAt::DataDir).await
+}
+
+/// Adds the rider-photo tasks of [`photo_context`] to `registry`.
+pub async fn add_photo_tasks(
+    registry: &mut Registry,
+    data_dir: &Path,
+    sessions: usize,
+    at: &StoresAt,
+) -> Result<(), String> {
+    let ctx = photo_context(data_dir, sessions, at).await?;
     register_photo_tasks(registry, ctx);
     Ok(())
 }

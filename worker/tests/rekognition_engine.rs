@@ -62,6 +62,7 @@ async fn world(models: Arc<worker::face::Models>, name: &str) -> World {
         faces: aws.clone(),
         metadata: Arc::new(LocalMetadataTable::new(dir.join("tables/metadata.json"))),
         config: PhotoConfig::default(),
+        decoded: None,
     };
     World {
         _s3: s3,

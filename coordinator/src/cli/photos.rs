@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use worker::photo::{
     DEFAULT_COLLECTION_ID, DEFAULT_METADATA_TABLE, DEFAULT_PHOTO_BUCKET, DEFAULT_THUMBNAIL_BUCKET,
-    PhotoContext, TASK_NAMES,
+    PhotoConfig, PhotoContext, PhotoStores, StoresAt, TASK_NAMES,
 };
 use worker::store::ObjectStore;
 use worker::task::resource_arn;
@@ -38,24 +38,63 @@ pub enum FacesCommand {
     Collection(CollectionCommand),
 }
 
+/// Which face collection and metadata table a command reads: the fleet's (in Redis) or the
+/// data dir's (embedded mode).
+#[derive(Args, Debug, Clone)]
+pub struct StoresArgs {
+    /// Read the fleet's, in this Redis (`redis://host:port/db`), instead of the data dir's.
+    #[arg(long, env = "MAPFLEET_REDIS_URL")]
+    pub redis: Option<String>,
+    /// The fleet's namespace of queues and keys (with `--redis`).
+    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
+    pub prefix: String,
+}
+
+impl StoresArgs {
+    async fn open(&self, data_dir: &Path) -> anyhow::Result<PhotoStores> {
+        let at = match &self.redis {
+            Some(url) => StoresAt::Redis {
+                url: url.clone(),
+                prefix: self.prefix.clone(),
+            },
+            None => StoresAt::DataDir,
+        };
+        PhotoStores::open(&at, data_dir)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum CollectionCommand {
     /// ListFaces.
-    List,
+    List {
+        #[command(flatten)]
+        stores: StoresArgs,
+    },
     /// DeleteFaces: the given face ids, or every face with `--all`.
     Delete {
         face_ids: Vec<String>,
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        stores: StoresArgs,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum MetadataCommand {
     /// Every stored row.
-    List,
+    List {
+        #[command(flatten)]
+        stores: StoresArgs,
+    },
     /// The row of one user.
-    Get { user_id: String },
+    Get {
+        user_id: String,
+        #[command(flatten)]
+        stores: StoresArgs,
+    },
 }
 
 /// The workshop's CloudFormation outputs, mapfleet's way: what to put in place of each
@@ -176,22 +215,32 @@ pub async fn objects(data_dir: &Path, cmd: ObjectsCommand) -> anyhow::Result<Exi
 
 pub async fn faces(data_dir: &Path, cmd: FacesCommand) -> anyhow::Result<ExitCode> {
     use worker::face::commands as fc;
-    let ctx = context(data_dir).await?;
-    let engine = &*ctx.faces;
-    let collection = &ctx.config.collection_id;
+    // The collection commands need no models: only the store they read.
+    let collection = PhotoConfig::default().collection_id;
     let out: Value = match cmd {
-        FacesCommand::Detect { image } => fc::detect_file(engine, &image).await,
+        FacesCommand::Detect { image } => {
+            let ctx = context(data_dir).await?;
+            fc::detect_file(&*ctx.faces, &image).await
+        }
         FacesCommand::Compare { source, target } => {
-            fc::compare_files(engine, &source, &target, ctx.config.face_match_threshold).await
+            let ctx = context(data_dir).await?;
+            let threshold = ctx.config.face_match_threshold;
+            fc::compare_files(&*ctx.faces, &source, &target, threshold).await
         }
-        FacesCommand::Collection(CollectionCommand::List) => {
-            fc::collection_list(engine, collection).await
+        FacesCommand::Collection(CollectionCommand::List { stores }) => {
+            let stores = stores.open(data_dir).await?;
+            fc::collection_list(&*stores.collections, &collection).await
         }
-        FacesCommand::Collection(CollectionCommand::Delete { face_ids, all }) => {
+        FacesCommand::Collection(CollectionCommand::Delete {
+            face_ids,
+            all,
+            stores,
+        }) => {
             if face_ids.is_empty() && !all {
                 bail!("name the face ids to delete, or pass --all");
             }
-            fc::collection_delete(engine, collection, &face_ids).await
+            let stores = stores.open(data_dir).await?;
+            fc::collection_delete(&*stores.collections, &collection, &face_ids).await
         }
     }
     .map_err(|e| anyhow::anyhow!(e))?;
@@ -200,12 +249,14 @@ pub async fn faces(data_dir: &Path, cmd: FacesCommand) -> anyhow::Result<ExitCod
 }
 
 pub async fn metadata(data_dir: &Path, cmd: MetadataCommand) -> anyhow::Result<ExitCode> {
-    let ctx = context(data_dir).await?;
     let out = match cmd {
-        MetadataCommand::List => {
-            json!({ "Items": ctx.metadata.list().await.map_err(|e| anyhow::anyhow!("{e}"))? })
+        MetadataCommand::List { stores } => {
+            let table = stores.open(data_dir).await?.metadata;
+            json!({ "Items": table.list().await.map_err(|e| anyhow::anyhow!("{e}"))? })
         }
-        MetadataCommand::Get { user_id } => match ctx
+        MetadataCommand::Get { user_id, stores } => match stores
+            .open(data_dir)
+            .await?
             .metadata
             .get(&user_id)
             .await

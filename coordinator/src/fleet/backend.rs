@@ -10,7 +10,7 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use super::keys::FleetKeys;
-use super::timer_member;
+use super::{stored, timer_member};
 use crate::driver::{Backend, BackendError, Changes, StepRequest};
 use crate::engine::cursor::{Cursor, CursorId};
 use crate::engine::history::{Event, EventType};
@@ -50,6 +50,11 @@ pub struct RedisBackend {
     /// Cursors known to be what Redis holds (the coordinator's cache from its previous
     /// batch); taken by [`Backend::load_cursor`].
     pub parsed: HashMap<CursorId, Cursor>,
+    /// Cursor id → the run whose values Redis keeps apart for it ([`super::stored`]), for
+    /// the cursors known to have them: they are not written again, and are deleted when
+    /// the cursor leaves its children phases or is removed. Every cursor is loaded before
+    /// it changes, and loading notes its run, so none is missed.
+    pub split_runs: HashMap<CursorId, u64>,
 }
 
 /// Items read ahead of [`Backend::items`]: a Map starts its next iterations one or a few at a
@@ -82,6 +87,7 @@ impl RedisBackend {
             pending: Pending::default(),
             read: ReadCache::default(),
             parsed: HashMap::new(),
+            split_runs: HashMap::new(),
         }
     }
 
@@ -175,7 +181,7 @@ impl RedisBackend {
 
     /// Adds this batch's writes to `pipe` (run atomically by the caller), in an order where a
     /// parent dropped and refilled in the same batch ends up refilled.
-    pub fn write_into(&mut self, pipe: &mut Commit, changes: &Changes, ttl_secs: i64) {
+    pub fn write_into(&mut self, pipe: &mut Commit, changes: &mut Changes, ttl_secs: i64) {
         let arn = self.arn.clone();
         let p = std::mem::take(&mut self.pending);
         for parent in &p.dropped {
@@ -225,23 +231,49 @@ impl RedisBackend {
             }
         }
         let cursors_key = self.keys.cursors(&arn);
+        let blobs_key = self.keys.blobs(&arn);
+        let mut blobs = Vec::new();
+        let mut stale_blobs = Vec::new();
         if !changes.changed.is_empty() {
-            let pairs: Vec<(String, String)> = changes
-                .changed
-                .iter()
-                .map(|c| {
-                    (
-                        c.id.clone(),
-                        serde_json::to_string(c).expect("cursors serialize"),
-                    )
-                })
-                .collect();
+            let mut pairs: Vec<(String, String)> = Vec::with_capacity(changes.changed.len());
+            for c in changes.changed.iter_mut() {
+                let known = self.split_runs.get(&c.id).copied();
+                let e = stored::encode(c, known);
+                match e.run {
+                    Some(run) => {
+                        self.split_runs.insert(c.id.clone(), run);
+                    }
+                    None if known.is_some() => {
+                        self.split_runs.remove(&c.id);
+                        stale_blobs.push(c.id.clone());
+                    }
+                    None => {}
+                }
+                if let Some(blob) = e.blob {
+                    blobs.push((c.id.clone(), blob));
+                }
+                pairs.push((c.id.clone(), e.entry));
+            }
             pipe.hset_multiple(&cursors_key, &pairs);
         }
         if !changes.removed.is_empty() {
             pipe.hdel(&cursors_key, &changes.removed);
+            stale_blobs.extend(
+                changes
+                    .removed
+                    .iter()
+                    .filter(|id| self.split_runs.remove(*id).is_some())
+                    .cloned(),
+            );
+        }
+        if !blobs.is_empty() {
+            pipe.hset_multiple(&blobs_key, &blobs);
+        }
+        if !stale_blobs.is_empty() {
+            pipe.hdel(&blobs_key, &stale_blobs);
         }
         pipe.expire(&cursors_key, ttl_secs);
+        pipe.expire(&blobs_key, ttl_secs);
         if !p.history.is_empty() {
             let key = self.keys.history(&arn);
             let events: Vec<String> = p
@@ -457,12 +489,19 @@ impl Backend for RedisBackend {
                 .await
                 .map_err(err)?,
         };
-        match text {
-            None => Ok(None),
-            Some(t) => serde_json::from_str(&t)
-                .map(Some)
-                .map_err(|e| err(format!("cursor {id:?} is unreadable: {e}"))),
+        let Some(text) = text else { return Ok(None) };
+        let unreadable = |e: String| err(format!("cursor {id:?} is unreadable: {e}"));
+        let (mut cursor, run) = stored::decode(&text).map_err(unreadable)?;
+        if let Some(run) = run {
+            let blob: Option<String> = self
+                .conn
+                .hget(self.keys.blobs(&self.arn), id)
+                .await
+                .map_err(err)?;
+            stored::fill(&mut cursor, run, blob.as_deref()).map_err(unreadable)?;
+            self.split_runs.insert(id.to_string(), run);
         }
+        Ok(Some(cursor))
     }
 
     async fn store_items(&mut self, map: &str, items: Vec<Value>) -> Result<(), BackendError> {

@@ -54,6 +54,12 @@ impl FleetKeys {
         format!("{}:{{{arn}}}:cursors", self.p())
     }
 
+    /// The large values of waiting Map and Parallel cursors, by cursor id (see
+    /// [`super::stored`]).
+    pub fn blobs(&self, arn: &str) -> String {
+        format!("{}:{{{arn}}}:blobs", self.p())
+    }
+
     pub fn inbox(&self, arn: &str) -> String {
         format!("{}:{{{arn}}}:inbox", self.p())
     }

@@ -21,13 +21,15 @@
 //! (`shared::inbox::apply_to_inbox`). A batch reads what its events concern in a few round
 //! trips ([`backend::RedisBackend::prefetch`]), and keeps the cursors it committed, parsed,
 //! for the next batch: the execution's `commits` counter (bumped by every commit) tells
-//! whether anyone committed in between. `loadtest --scenarios baseline,map-coordinator`
-//! measures it.
+//! whether anyone committed in between. A waiting Map keeps its (possibly whole-execution)
+//! input out of its cursor's entry ([`stored`]), so the cursor every batch rewrites stays
+//! small. `loadtest --scenarios baseline,map-coordinator` measures it.
 //!
 //! # Layout
 //! - [`keys`]: the Redis keys this module adds to `shared`'s schema.
 //! - [`backend`]: [`backend::RedisBackend`], the [`crate::driver::Backend`] over Redis.
 //! - [`service`]: the coordinator service (`mapfleet coordinator`).
+//! - [`stored`]: how a cursor is kept in Redis (a waiting Map's large input apart).
 //! - [`client`]: submit, wait with progress, describe, history, stop.
 //!
 //! [`Processor`]: crate::driver::Processor
@@ -36,6 +38,7 @@ pub mod backend;
 pub mod client;
 pub mod keys;
 pub mod service;
+pub mod stored;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

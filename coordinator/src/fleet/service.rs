@@ -127,8 +127,9 @@ async fn join(flush: Flush) -> anyhow::Result<()> {
     flush.await.context("a publishing task panicked")?
 }
 
-/// An execution's cursors as of its n-th commit: (n, cursor id → cursor).
-type CachedCursors = (u64, HashMap<CursorId, Cursor>);
+/// An execution's cursors as of its n-th commit: (n, cursor id → cursor, cursor id → the
+/// run whose values are stored apart, see [`super::stored`]).
+type CachedCursors = (u64, HashMap<CursorId, Cursor>, HashMap<CursorId, u64>);
 
 /// One coordinator process.
 pub struct Coordinator {
@@ -147,6 +148,10 @@ pub struct Coordinator {
     /// Dropped when this coordinator lets go of the execution.
     cursor_cache: Mutex<HashMap<String, CachedCursors>>,
     wake: Notify,
+    /// One permit per execution this coordinator may advance at once (`opts.parallel`).
+    slots: Arc<Semaphore>,
+    /// Set on shutdown: executions being advanced stop after their current batch.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Appends events to an execution's inbox and flags it ready, atomically.
@@ -208,6 +213,7 @@ impl Coordinator {
             },
         )
         .await?;
+        let slots = Arc::new(Semaphore::new(opts.parallel.max(1)));
         Ok(Arc::new(Coordinator {
             conn,
             keys,
@@ -221,7 +227,17 @@ impl Coordinator {
             infos: Mutex::new(HashMap::new()),
             cursor_cache: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            slots,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// Closes the broker connection. For a process that goes on after [`Coordinator::run`]
+    /// returned (tests): an execution being advanced when `run` stopped may still try to
+    /// publish, and an open connection would recover its channel by declaring the topology
+    /// again, bringing back queues that were meant to be gone.
+    pub async fn close(&self) {
+        let _ = self.amqp.close(200, "coordinator stopped".into()).await;
     }
 
     /// Runs until `shutdown` resolves: outcome and dead-letter consumers, the timer poller and
@@ -239,6 +255,14 @@ impl Coordinator {
             _ = shutdown => {
                 tracing::info!(id = %self.id, "coordinator stopping");
                 tasks.abort_all();
+                // Let the executions being advanced finish their batch and release their
+                // leases, so another coordinator takes them over at once rather than after
+                // the lease; bounded by the lease, after which others take over anyway.
+                self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                let all = self.opts.parallel.max(1) as u32;
+                if tokio::time::timeout(self.opts.lease, self.slots.acquire_many(all)).await.is_err() {
+                    tracing::warn!(id = %self.id, "executions still being advanced at shutdown; their leases lapse");
+                }
                 Ok(())
             }
             Some(done) = tasks.join_next() => {
@@ -253,7 +277,7 @@ impl Coordinator {
     }
 
     async fn advance_ready(self: Arc<Self>) -> anyhow::Result<()> {
-        let slots = Arc::new(Semaphore::new(self.opts.parallel.max(1)));
+        let slots = self.slots.clone();
         let mut conn = self.conn.clone();
         loop {
             let ready: Vec<String> = match conn.zrange(self.keys.ready(), 0, 63).await {
@@ -289,6 +313,9 @@ impl Coordinator {
                     let mut publishing: Option<Flush> = None;
                     loop {
                         match me.process_batch(&arn, &mut publishing).await {
+                            Ok(true) if me.stopping.load(std::sync::atomic::Ordering::SeqCst) => {
+                                break;
+                            }
                             Ok(true) => {
                                 // Still busy with it: extend the lease, or stop if it was lost.
                                 if !me.renew(&arn).await {
@@ -531,10 +558,11 @@ impl Coordinator {
             .lock()
             .expect("cursor cache lock")
             .remove(arn);
-        if let Some((at, cursors)) = cached
+        if let Some((at, cursors, split_runs)) = cached
             && at == commits
         {
             backend.parsed = cursors;
+            backend.split_runs = split_runs;
         }
         let now = Utc::now;
         let mut events = Vec::with_capacity(raw.len());
@@ -606,11 +634,11 @@ impl Coordinator {
         }
         p.run(&mut backend, now).await?;
         let ran_at = batch_started.elapsed();
-        let changes = p.take_changes();
+        let mut changes = p.take_changes();
         let ttl = self.opts.ttl.as_secs() as i64;
         let exec_key = self.keys.exec(arn);
         let mut commit = Commit::default();
-        backend.write_into(&mut commit, &changes, ttl);
+        backend.write_into(&mut commit, &mut changes, ttl);
         commit.hincr(&exec_key, "commits", 1);
         commit.hset(&exec_key, "next_event", p.next_event_id);
         if started {
@@ -628,6 +656,7 @@ impl Coordinator {
                 }
             }
             commit.del(&self.keys.cursors(arn));
+            commit.del(&self.keys.blobs(arn));
         }
         commit.expire(&exec_key, ttl);
         let prepared_at = batch_started.elapsed();
@@ -649,10 +678,14 @@ impl Coordinator {
                 cursors.remove(id);
             }
             cursors.extend(changed.into_iter().map(|c| (c.id.clone(), c)));
-            self.cursor_cache
-                .lock()
-                .expect("cursor cache lock")
-                .insert(arn.to_string(), (commits + 1, cursors));
+            self.cursor_cache.lock().expect("cursor cache lock").insert(
+                arn.to_string(),
+                (
+                    commits + 1,
+                    cursors,
+                    std::mem::take(&mut backend.split_runs),
+                ),
+            );
         }
         if let Some(flush) = publishing.take() {
             join(flush).await?;

@@ -1,6 +1,6 @@
 //! The harness of the engine's semantics tests: a task executor serving a few utility
-//! resources, a [`Backend`] seam (embedded mode now; the fleet runs the same fixtures later)
-//! and a runner for the data-driven fixtures under `tests/fixtures/engine/<concept>/`.
+//! resources, a [`Backend`] seam (embedded mode here, the fleet in [`fleet`]) and a runner
+//! for the data-driven fixtures under `tests/fixtures/engine/<concept>/`.
 //!
 //! # Utility resources
 //! - `arn:mapfleet:task:::echo`: returns its input.
@@ -14,7 +14,8 @@
 //!
 //! # Fixture format
 //! `{comment, definition, input?, expected: {status, output?, error?, cause?, cause_contains?},
-//! events?, history?, event_checks?, event_counts?, max_concurrency_seen?, calls?}`:
+//! events?, history?, event_checks?, event_counts?, max_concurrency_seen?, calls?,
+//! not_on_fleet?}`:
 //! - `events`: the exact list of history event types.
 //! - `history`: the exact history as `"id previousEventId Type"` lines (AWS's tree shape);
 //!   `_` stands for any value (where mapfleet is known to differ from AWS: see the ignored
@@ -24,12 +25,16 @@
 //! - `event_counts`: how many events of some types (for concurrent runs, whose order may vary).
 //! - `max_concurrency_seen`: the most `count` calls in flight at once.
 //! - `calls`: how many task calls the executor received in all.
+//! - `not_on_fleet`: why the fixture runs in embedded mode only (it pins an absolute
+//!   wall-clock time).
 //!
 //! Every fixture runs as execution `engine-test` of state machine `EngineTests`, started at
 //! `2024-01-01T00:00:00Z`; under paused tokio time, `$$.State.EnteredTime` after a 10 s Wait
 //! is exactly `2024-01-01T00:00:10.000Z`.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod fleet;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -191,6 +196,13 @@ impl Outcome {
 pub trait Backend: Sync {
     fn name(&self) -> &'static str;
 
+    /// How far a timestamp may be from the fixture's and still match: none under paused
+    /// time; a little on the fleet, whose Waits and retries take real time (its backend
+    /// shifts the times it reports as if the execution had started at [`START_TIME`]).
+    fn clock_slack(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Runs `definition` on `input` with the utility resources served by `executor`. An
     /// `Err` is a definition the backend rejected before running it.
     async fn run(
@@ -244,6 +256,9 @@ pub struct Fixture {
     pub event_counts: Option<std::collections::BTreeMap<String, usize>>,
     pub max_concurrency_seen: Option<usize>,
     pub calls: Option<usize>,
+    /// Why the fixture cannot run on the fleet (it pins wall-clock times the fleet cannot
+    /// reproduce); it still runs in embedded mode.
+    pub not_on_fleet: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,18 +302,48 @@ fn show(v: &impl serde::Serialize) -> String {
 
 /// Whether `expected` is a subset of `got`: objects by their expected members, arrays and
 /// scalars exactly; a string in `got` holding JSON text is compared as that JSON.
-pub fn subset(expected: &Value, got: &Value) -> bool {
+pub fn subset(expected: &Value, got: &Value, slack: Duration) -> bool {
     match (expected, got) {
         (Value::Object(e), Value::Object(g)) => e
             .iter()
-            .all(|(k, v)| g.get(k).is_some_and(|gv| subset(v, gv))),
+            .all(|(k, v)| g.get(k).is_some_and(|gv| subset(v, gv, slack))),
         (Value::Array(e), Value::Array(g)) => {
-            e.len() == g.len() && e.iter().zip(g).all(|(a, b)| subset(a, b))
+            e.len() == g.len() && e.iter().zip(g).all(|(a, b)| subset(a, b, slack))
         }
         (e, Value::String(s)) if !e.is_string() => {
-            serde_json::from_str::<Value>(s).is_ok_and(|g| subset(e, &g))
+            serde_json::from_str::<Value>(s).is_ok_and(|g| subset(e, &g, slack))
         }
+        (Value::String(e), Value::String(g)) => e == g || close_times(e, g, slack),
         (e, g) => e == g,
+    }
+}
+
+/// Whether two JSON values are equal, timestamps within `slack` of each other counting as
+/// equal.
+pub fn same(expected: &Value, got: &Value, slack: Duration) -> bool {
+    match (expected, got) {
+        (Value::Object(e), Value::Object(g)) => {
+            e.len() == g.len()
+                && e.iter()
+                    .all(|(k, v)| g.get(k).is_some_and(|gv| same(v, gv, slack)))
+        }
+        (Value::Array(e), Value::Array(g)) => {
+            e.len() == g.len() && e.iter().zip(g).all(|(a, b)| same(a, b, slack))
+        }
+        (Value::String(e), Value::String(g)) => e == g || close_times(e, g, slack),
+        (e, g) => e == g,
+    }
+}
+
+/// Both RFC 3339 timestamps, at most `slack` apart (never with no slack).
+fn close_times(a: &str, b: &str, slack: Duration) -> bool {
+    if slack.is_zero() {
+        return false;
+    }
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => (a - b).abs().to_std().is_ok_and(|d| d <= slack),
+        _ => false,
     }
 }
 
@@ -309,14 +354,19 @@ fn history_line_matches(expected: &str, got: &str) -> bool {
 }
 
 /// Compares an outcome with a fixture's expectations; one line per difference.
-pub fn compare(f: &Fixture, got: &Outcome, executor: &TestExecutor) -> Vec<String> {
+pub fn compare(
+    f: &Fixture,
+    got: &Outcome,
+    executor: &TestExecutor,
+    slack: Duration,
+) -> Vec<String> {
     let mut diffs = Vec::new();
     let e = &f.expected;
     if e.status != got.status {
         diffs.push(format!("status: expected {}, got {}", e.status, got.status));
     }
     if let Some(output) = &e.output
-        && got.output.as_ref() != Some(output)
+        && !got.output.as_ref().is_some_and(|g| same(output, g, slack))
     {
         diffs.push(format!(
             "output: expected {}, got {}",
@@ -372,7 +422,7 @@ pub fn compare(f: &Fixture, got: &Outcome, executor: &TestExecutor) -> Vec<Strin
     for check in f.event_checks.iter().flatten() {
         let event = got.events.iter().find(|ev| ev.get("id") == check.get("id"));
         match event {
-            Some(ev) if subset(check, ev) => {}
+            Some(ev) if subset(check, ev, slack) => {}
             Some(ev) => diffs.push(format!(
                 "event {}: expected {}, got {}",
                 check["id"],
@@ -410,16 +460,28 @@ pub fn compare(f: &Fixture, got: &Outcome, executor: &TestExecutor) -> Vec<Strin
     diffs
 }
 
+/// How a fixture that did not fail went.
+pub enum Ran {
+    Passed,
+    /// Not run on this backend, for the fixture's stated reason.
+    Skipped(String),
+}
+
 /// Runs one fixture file on `backend`; `Err` holds the differences, ready to print.
-pub async fn run_fixture<B: Backend>(backend: &B, path: &Path) -> Result<(), String> {
+pub async fn run_fixture<B: Backend>(backend: &B, path: &Path) -> Result<Ran, String> {
     let f = load(path)?;
+    if backend.name() == "fleet"
+        && let Some(why) = &f.not_on_fleet
+    {
+        return Ok(Ran::Skipped(why.clone()));
+    }
     let executor = Arc::new(TestExecutor::default());
     let got = backend
         .run(&f.definition, f.input.clone(), executor.clone())
         .await?;
-    let diffs = compare(&f, &got, &executor);
+    let diffs = compare(&f, &got, &executor, backend.clock_slack());
     if diffs.is_empty() {
-        return Ok(());
+        return Ok(Ran::Passed);
     }
     Err(format!(
         "{}\n  {}\n  (got status {}, output {}, error {:?}, cause {:?}, events {})",
@@ -444,19 +506,25 @@ pub async fn run_concept<B: Backend>(backend: &B, concept: &str) {
     paths.sort();
     assert!(!paths.is_empty(), "no fixtures in {}", dir.display());
     let mut failures = Vec::new();
+    let mut skipped = 0;
     for path in &paths {
         let name = format!(
             "{concept}/{}",
             path.file_name().unwrap_or_default().to_string_lossy()
         );
-        if let Err(why) = run_fixture(backend, path).await {
-            failures.push(format!("FAIL {name}: {why}"));
+        match run_fixture(backend, path).await {
+            Ok(Ran::Passed) => {}
+            Ok(Ran::Skipped(why)) => {
+                skipped += 1;
+                println!("skipped on {}: {name}: {why}", backend.name());
+            }
+            Err(why) => failures.push(format!("FAIL {name}: {why}")),
         }
     }
     println!(
-        "engine fixtures [{}] {concept}: {} passed, {} failed",
+        "engine fixtures [{}] {concept}: {} passed, {} failed, {skipped} not for this backend",
         backend.name(),
-        paths.len() - failures.len(),
+        paths.len() - failures.len() - skipped,
         failures.len()
     );
     assert!(

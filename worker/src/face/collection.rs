@@ -7,10 +7,12 @@
 //! as it matches indexed faces. IndexFaces turns the reservation into the indexed face (same
 //! `FaceId`); an abandoned reservation (the item failed later) expires after its TTL.
 //!
-//! [`LocalCollections`] keeps each collection as one JSON file under the data dir, updated
-//! under a file lock, so embedded runs and `mapfleet faces` commands on the same data dir see
-//! one collection. A fleet implementation (e.g. Redis, with the search-and-reserve as one
-//! script) implements the same trait.
+//! Two implementations of [`FaceCollections`], which the face engine takes without caring which:
+//! - [`LocalCollections`] keeps each collection as one JSON file under the data dir, updated
+//!   under a file lock, so embedded runs and `mapfleet faces` commands on the same data dir
+//!   see one collection (and it outlives the run).
+//! - [`super::redis_collection::RedisCollections`] keeps them in the fleet's Redis, where
+//!   every worker on every machine sees them, with each worker's copy kept in sync.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -94,8 +96,13 @@ struct Doc {
     reservations: Vec<Reservation>,
 }
 
+/// Rekognition's answer for a collection that does not exist.
+pub(crate) fn not_found(id: &str) -> FaceError {
+    FaceError::ResourceNotFound(format!("The collection id: {id} does not exist"))
+}
+
 /// Collection ids: 1–255 characters of `[a-zA-Z0-9_.-]` (Rekognition's pattern), not `.`/`..`.
-fn validate_id(id: &str) -> Result<(), FaceError> {
+pub(crate) fn validate_id(id: &str) -> Result<(), FaceError> {
     let ok = !id.is_empty()
         && id.len() <= 255
         && id != "."
@@ -144,9 +151,7 @@ impl LocalCollections {
         if f.path().is_file() {
             Ok(f)
         } else {
-            Err(FaceError::ResourceNotFound(format!(
-                "The collection id: {id} does not exist"
-            )))
+            Err(not_found(id))
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{FaceEngine, Image};
+use super::{FaceCollections, FaceEngine, Image};
 
 fn read(path: &Path) -> Result<Image, String> {
     std::fs::read(path)
@@ -37,37 +37,41 @@ pub async fn compare_files(
     serde_json::to_value(out).map_err(|e| e.to_string())
 }
 
-/// ListFaces: `{"Faces": [...]}`.
+/// ListFaces: `{"Faces": [...]}`. Takes the collections rather than an engine: listing
+/// needs no models, and the caller picks the store (data dir or the fleet's Redis).
 pub async fn collection_list(
-    engine: &dyn FaceEngine,
+    collections: &dyn FaceCollections,
     collection_id: &str,
 ) -> Result<Value, String> {
-    let faces = engine
-        .list_faces(collection_id)
+    let faces: Vec<_> = collections
+        .faces(collection_id)
         .await
-        .map_err(|e| format!("{}: {e}", e.error_type()))?;
+        .map_err(|e| format!("{}: {e}", e.error_type()))?
+        .into_iter()
+        .map(|f| f.face)
+        .collect();
     Ok(json!({ "Faces": faces }))
 }
 
 /// DeleteFaces: the given ids, or every face when `face_ids` is empty: `{"DeletedFaces": [...]}`.
 pub async fn collection_delete(
-    engine: &dyn FaceEngine,
+    collections: &dyn FaceCollections,
     collection_id: &str,
     face_ids: &[String],
 ) -> Result<Value, String> {
     let ids: Vec<String> = if face_ids.is_empty() {
-        engine
-            .list_faces(collection_id)
+        collections
+            .faces(collection_id)
             .await
             .map_err(|e| format!("{}: {e}", e.error_type()))?
             .into_iter()
-            .map(|f| f.face_id)
+            .map(|f| f.face.face_id)
             .collect()
     } else {
         face_ids.to_vec()
     };
-    let deleted = engine
-        .delete_faces(collection_id, &ids)
+    let deleted = collections
+        .delete(collection_id, &ids)
         .await
         .map_err(|e| format!("{}: {e}", e.error_type()))?;
     Ok(json!({ "DeletedFaces": deleted }))

@@ -107,7 +107,10 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
         let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
         if marker == 0xDA {
             let scan = bytes.get(i + 2 + len..).unwrap_or_default();
-            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
+            // Searched from the end, where the marker almost always is: the answer is the
+            // same as a forward search (some pair exists iff a last one does), without
+            // reading the whole scan.
+            return scan.windows(2).rev().any(|w| w == [0xFF, 0xD9]);
         }
         i += 2 + len;
     }
@@ -126,6 +129,19 @@ fn limits(p: &Probe) -> Limits {
 
 /// Decodes to 8-bit RGB after [`probe`]'s checks.
 pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<(Probe, RgbImage), ImageError> {
+    decode(bytes, max_pixels).map(|d| (d.probe, d.rgb))
+}
+
+/// A photo decoded to 8-bit RGB.
+pub struct Decoded {
+    pub probe: Probe,
+    pub rgb: RgbImage,
+    /// Whether the source was 8-bit RGB already (no grey, alpha or 16-bit channel lost).
+    pub native_rgb: bool,
+}
+
+/// Decodes to 8-bit RGB after [`probe`]'s checks, saying whether anything was converted.
+pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     let p = probe(bytes, max_pixels)?;
     let mut reader = ImageReader::with_format(
         Cursor::new(bytes),
@@ -139,7 +155,12 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<(Probe, RgbImage), Im
     let img = reader
         .decode()
         .map_err(|e| ImageError::Corrupt(e.to_string()))?;
-    Ok((p, img.into_rgb8()))
+    let native_rgb = img.color() == image::ColorType::Rgb8;
+    Ok(Decoded {
+        probe: p,
+        rgb: img.into_rgb8(),
+        native_rgb,
+    })
 }
 
 /// A PNG decoded to 8-bit channels, keeping grey and alpha (for thumbnails).

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::cache::{Analysis, AnalysisCache, AnalyzedFace, Key};
 use super::collection::{FaceCollections, Reservation, StoredFace};
+use super::decoded::DecodedImages;
 use super::imagefile::{self, ImageError};
 use super::models::{DetectOptions, Models};
 use super::similarity::{cosine, similarity};
@@ -54,6 +55,8 @@ pub struct LocalEngine {
     collections: Arc<dyn FaceCollections>,
     cache: AnalysisCache,
     config: LocalEngineConfig,
+    /// Where full decodes are left for the thumbnail task, if anywhere.
+    decoded: Option<Arc<DecodedImages>>,
 }
 
 const INVALID_S3_OBJECT: &str =
@@ -73,7 +76,14 @@ impl LocalEngine {
             collections,
             cache,
             config,
+            decoded: None,
         }
+    }
+
+    /// Leaves each photo's full RGB decode in `decoded`, for the thumbnail task.
+    pub fn with_decoded_images(mut self, decoded: Arc<DecodedImages>) -> Self {
+        self.decoded = Some(decoded);
+        self
     }
 
     /// Reads the image's bytes and its cache key.
@@ -116,13 +126,16 @@ impl LocalEngine {
         let models = self.models.clone();
         let config = self.config.clone();
         let etag = key.2.clone();
-        let analysis =
+        let (analysis, rgb) =
             tokio::task::spawn_blocking(move || analyze_bytes(&models, &config, &bytes, etag))
                 .await
                 // A decoder that panics on a hostile file is an invalid image, not a retry.
                 .map_err(|e| {
                     FaceError::InvalidImageFormat(format!("Request has invalid image format: {e}"))
                 })??;
+        if let (Some(d), Some(rgb)) = (&self.decoded, rgb) {
+            d.insert(key.clone(), Arc::new(rgb));
+        }
         let analysis = Arc::new(analysis);
         self.cache.insert(key, analysis.clone());
         Ok(analysis)
@@ -208,14 +221,16 @@ fn image_error(e: ImageError) -> FaceError {
     }
 }
 
-/// Decode, detect, align and measure (no embedding yet).
+/// Decode, detect, align and measure (no embedding yet). Also returns the decoded pixels when
+/// they are a JPEG's own RGB, which a thumbnail can be made from.
 fn analyze_bytes(
     models: &Models,
     config: &LocalEngineConfig,
     bytes: &[u8],
     etag: String,
-) -> Result<Analysis, FaceError> {
-    let (p, rgb) = imagefile::decode_rgb(bytes, config.max_pixels).map_err(image_error)?;
+) -> Result<(Analysis, Option<image::RgbImage>), FaceError> {
+    let decoded = imagefile::decode(bytes, config.max_pixels).map_err(image_error)?;
+    let (p, rgb) = (decoded.probe, decoded.rgb);
     let detections = models
         .detect(&rgb, &config.detect)
         .map_err(FaceError::Internal)?;
@@ -254,7 +269,8 @@ fn analyze_bytes(
             }
         })
         .collect();
-    Ok(Analysis { etag, faces })
+    let reusable = (decoded.native_rgb && p.format == imagefile::Format::Jpeg).then_some(rgb);
+    Ok((Analysis { etag, faces }, reusable))
 }
 
 fn now_ms() -> u64 {

@@ -5,8 +5,9 @@
 //!   crate, `load-dynamic`), models fetched by `deploy/setup-models.sh`.
 //! - [`RekognitionEngine`]: Amazon Rekognition (or mapfleet's compatible endpoint) through
 //!   `aws-sdk-rekognition`.
-//! - [`collection`]: where indexed faces live ([`LocalCollections`] under the data dir; a
-//!   shared store such as Redis implements the same trait for a fleet).
+//! - [`collection`]: where indexed faces live, behind [`FaceCollections`]:
+//!   [`LocalCollections`] under the data dir (embedded mode), [`RedisCollections`]
+//!   ([`redis_collection`]) in the fleet's Redis.
 //! - [`imagefile`]: bounded decoding (header check before any pixel is decoded).
 //! - [`yunet`], [`align`], [`attributes`], [`models`]: the pipeline's pieces.
 //! - [`commands`]: the `mapfleet faces ...` debugging commands as library calls.
@@ -18,10 +19,12 @@ pub mod attributes;
 mod cache;
 pub mod collection;
 pub mod commands;
+pub mod decoded;
 pub mod imagefile;
 mod local;
 pub mod models;
 pub mod rekognition;
+pub mod redis_collection;
 pub mod similarity;
 pub mod yunet;
 
@@ -32,6 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use collection::{FaceCollections, LocalCollections};
 pub use local::{LocalEngine, LocalEngineConfig, MAX_OBJECT_BYTES};
 pub use models::{ModelPaths, Models};
+pub use redis_collection::RedisCollections;
 pub use rekognition::RekognitionEngine;
 
 /// The embedding model's name, reported as Rekognition's `FaceModelVersion`.

@@ -11,13 +11,15 @@
 //! | `notification-placeholder` | NotificationPlaceholderFunction | [`notification`] |
 //!
 //! They share a [`PhotoContext`]: the object store, the face engine, the metadata table and the
-//! [`PhotoConfig`]. [`PhotoContext::local`] builds the embedded one on a data dir.
+//! [`PhotoConfig`]. [`PhotoContext::local`] builds the embedded one on a data dir;
+//! [`PhotoContext::load`] takes the [`PhotoStores`] to use (the fleet's Redis on workers).
 
 pub mod face_detection;
 pub mod face_search;
 pub mod index_face;
 pub mod notification;
 pub mod persist_metadata;
+pub mod stores;
 pub mod thumbnail;
 pub mod thumbnailer;
 
@@ -26,11 +28,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::face::{
-    FaceEngine, FaceError, LocalCollections, LocalEngine, LocalEngineConfig, ModelPaths, Models,
-};
-use crate::store::{LocalMetadataTable, LocalStore, MetadataTable, ObjectStore};
+use crate::face::decoded::DecodedImages;
+use crate::face::{FaceEngine, FaceError, LocalEngine, LocalEngineConfig, ModelPaths, Models};
+use crate::store::{LocalStore, MetadataTable, ObjectStore};
 use crate::task::{Registry, TaskFailure};
+
+pub use stores::{PhotoStores, StoresAt};
 
 /// The default bucket of rider photos (the workshop's `RiderPhotoS3Bucket` output).
 pub const DEFAULT_PHOTO_BUCKET: &str = "mapfleet-rider-photos";
@@ -83,6 +86,9 @@ pub struct PhotoContext {
     pub faces: Arc<dyn FaceEngine>,
     pub metadata: Arc<dyn MetadataTable>,
     pub config: PhotoConfig,
+    /// Photos the local engine decoded in full, for the thumbnail task to reuse (none with
+    /// another engine).
+    pub decoded: Option<Arc<DecodedImages>>,
 }
 
 /// Where the embedded (local) context keeps things, under one data dir:
@@ -113,6 +119,18 @@ impl PhotoContext {
         config: PhotoConfig,
         sessions: usize,
     ) -> Result<Self, String> {
+        let stores = PhotoStores::local(&paths.data_dir);
+        Self::load(paths, config, sessions, stores).await
+    }
+
+    /// [`PhotoContext::local`] with the face collection and metadata table in `stores`
+    /// (buckets stay under the data dir).
+    pub async fn load(
+        paths: &LocalPaths,
+        config: PhotoConfig,
+        sessions: usize,
+        stores: PhotoStores,
+    ) -> Result<Self, String> {
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(paths.data_dir.join("buckets")));
         let model_paths = ModelPaths::in_dir(&paths.models_dir);
         let models = tokio::task::spawn_blocking(move || Models::load(&model_paths, sessions))
@@ -123,14 +141,7 @@ impl PhotoContext {
             max_pixels: config.max_pixels,
             ..LocalEngineConfig::default()
         };
-        Self::local_with_models(
-            &paths.data_dir,
-            Arc::new(models),
-            config,
-            engine_config,
-            store,
-        )
-        .await
+        Self::with_stores(Arc::new(models), config, engine_config, store, stores).await
     }
 
     /// [`PhotoContext::local`] with models already loaded (tests and benchmarks share them).
@@ -141,8 +152,21 @@ impl PhotoContext {
         engine_config: LocalEngineConfig,
         store: Arc<dyn ObjectStore>,
     ) -> Result<Self, String> {
-        let collections = Arc::new(LocalCollections::new(data_dir.join("collections")));
-        let engine = LocalEngine::new(store.clone(), models, collections, engine_config);
+        let stores = PhotoStores::local(data_dir);
+        Self::with_stores(models, config, engine_config, store, stores).await
+    }
+
+    /// The context over given stores, models already loaded.
+    pub async fn with_stores(
+        models: Arc<Models>,
+        config: PhotoConfig,
+        engine_config: LocalEngineConfig,
+        store: Arc<dyn ObjectStore>,
+        stores: PhotoStores,
+    ) -> Result<Self, String> {
+        let decoded = Arc::new(DecodedImages::default());
+        let engine = LocalEngine::new(store.clone(), models, stores.collections, engine_config)
+            .with_decoded_images(decoded.clone());
         match engine.create_collection(&config.collection_id).await {
             Ok(()) | Err(FaceError::ResourceAlreadyExists(_)) => {}
             Err(e) => return Err(format!("creating collection {}: {e}", config.collection_id)),
@@ -153,16 +177,12 @@ impl PhotoContext {
                 .await
                 .map_err(|e| format!("creating bucket {b}: {e}"))?;
         }
-        let metadata = Arc::new(LocalMetadataTable::new(
-            data_dir
-                .join("tables")
-                .join(format!("{DEFAULT_METADATA_TABLE}.json")),
-        ));
         Ok(Self {
             store,
             faces: Arc::new(engine),
-            metadata,
+            metadata: stores.metadata,
             config,
+            decoded: Some(decoded),
         })
     }
 }

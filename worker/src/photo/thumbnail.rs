@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::thumbnailer::{ThumbnailOptions, make_thumbnail};
+use super::thumbnailer::{ThumbnailOptions, make_thumbnail, thumbnail_of_rgb};
 use super::{PhotoContext, input_object};
+use crate::face::imagefile::Format;
 use crate::store;
 use crate::task::{Task, TaskFailure};
 
@@ -60,15 +61,27 @@ impl Task for Thumbnail {
             jpeg_quality: cfg.thumbnail_jpeg_quality,
             max_pixels: cfg.max_pixels,
         };
-        let thumb = tokio::task::spawn_blocking(move || make_thumbnail(&obj.bytes, &opts))
-            .await
-            .map_err(|e| TaskFailure::lambda("Error", &format!("thumbnail decoder failed: {e}")))?
-            .map_err(|e| {
-                TaskFailure::lambda(
-                    "Error",
-                    &format!("Could not make a thumbnail of {bucket}/{key}: {e}"),
-                )
-            })?;
+        // The face engine's decode of the same content, if it is still kept: the thumbnail is
+        // then a resize and an encode, not a second decode. The engine keeps JPEGs only, and
+        // one over this task's own pixel cap goes the decoding way, to be refused there.
+        let decoded = self
+            .ctx
+            .decoded
+            .as_ref()
+            .and_then(|d| d.get(&(bucket.clone(), key.clone(), obj.etag.clone())))
+            .filter(|rgb| u64::from(rgb.width()) * u64::from(rgb.height()) <= cfg.max_pixels);
+        let thumb = tokio::task::spawn_blocking(move || match decoded {
+            Some(rgb) => thumbnail_of_rgb(&rgb, Format::Jpeg, &opts),
+            None => make_thumbnail(&obj.bytes, &opts),
+        })
+        .await
+        .map_err(|e| TaskFailure::lambda("Error", &format!("thumbnail decoder failed: {e}")))?
+        .map_err(|e| {
+            TaskFailure::lambda(
+                "Error",
+                &format!("Could not make a thumbnail of {bucket}/{key}: {e}"),
+            )
+        })?;
         let dest = format!("resized-{key}");
         let content_type = format!("image/{}", thumb.format.name());
         self.ctx

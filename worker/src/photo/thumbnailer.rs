@@ -4,6 +4,11 @@
 //! JPEGs are decoded at reduced scale where the DCT allows (1/2, 1/4, 1/8, never below the
 //! target), so a 1200×800 photo is decoded at 300×200 directly; the rest of the way is a
 //! Lanczos3 resize (`fast_image_resize`). PNGs are decoded fully, within the pixel cap.
+//!
+//! [`thumbnail_of_rgb`] makes the same thumbnail from a photo already decoded in full (the
+//! face engine's decode, see [`crate::face::decoded`]): a Lanczos3 resize all the way, so its
+//! pixels can differ from the DCT-scaled path's by a grey level or two; size, format and
+//! quality are the same.
 
 use std::io::Cursor;
 
@@ -63,17 +68,52 @@ pub fn make_thumbnail(bytes: &[u8], opts: &ThumbnailOptions) -> Result<Thumb, Im
             (img.into_bytes(), w, h, pt)
         }
     };
+    finish(pixels, (sw, sh), pixel_type, p.format, (tw, th), opts)
+}
+
+/// The thumbnail of a JPEG already decoded in full to RGB (`format` is the source's).
+pub fn thumbnail_of_rgb(
+    rgb: &image::RgbImage,
+    format: Format,
+    opts: &ThumbnailOptions,
+) -> Result<Thumb, ImageError> {
+    let (w, h) = rgb.dimensions();
+    let (tw, th) = fit(w, h, opts.max_width, opts.max_height);
+    let src =
+        fr::images::ImageRef::new(w, h, rgb.as_raw(), fr::PixelType::U8x3).map_err(corrupt)?;
+    let out = resize(&src, fr::PixelType::U8x3, (tw, th))?;
+    finish(out, (tw, th), fr::PixelType::U8x3, format, (tw, th), opts)
+}
+
+/// A Lanczos3 resize to `tw`×`th`.
+fn resize(
+    src: &impl fr::IntoImageView,
+    pixel_type: fr::PixelType,
+    (tw, th): (u32, u32),
+) -> Result<Vec<u8>, ImageError> {
+    let mut dst = fr::images::Image::new(tw, th, pixel_type);
+    let o =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
+    fr::Resizer::new()
+        .resize(src, &mut dst, &o)
+        .map_err(corrupt)?;
+    Ok(dst.into_vec())
+}
+
+/// Resizes the pixels to `tw`×`th` if they are not that size yet, and encodes them.
+fn finish(
+    pixels: Vec<u8>,
+    (sw, sh): (u32, u32),
+    pixel_type: fr::PixelType,
+    format: Format,
+    (tw, th): (u32, u32),
+    opts: &ThumbnailOptions,
+) -> Result<Thumb, ImageError> {
     let out = if (sw, sh) == (tw, th) {
         pixels
     } else {
         let src = fr::images::Image::from_vec_u8(sw, sh, pixels, pixel_type).map_err(corrupt)?;
-        let mut dst = fr::images::Image::new(tw, th, pixel_type);
-        let o = fr::ResizeOptions::new()
-            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3));
-        fr::Resizer::new()
-            .resize(&src, &mut dst, &o)
-            .map_err(corrupt)?;
-        dst.into_vec()
+        resize(&src, pixel_type, (tw, th))?
     };
     let color = match pixel_type {
         fr::PixelType::U8 => ExtendedColorType::L8,
@@ -82,7 +122,7 @@ pub fn make_thumbnail(bytes: &[u8], opts: &ThumbnailOptions) -> Result<Thumb, Im
         _ => ExtendedColorType::Rgb8,
     };
     let mut encoded = Cursor::new(Vec::new());
-    match p.format {
+    match format {
         Format::Jpeg => {
             JpegEncoder::new_with_quality(&mut encoded, opts.jpeg_quality.clamp(1, 100))
                 .encode(&out, tw, th, color)
@@ -97,7 +137,7 @@ pub fn make_thumbnail(bytes: &[u8], opts: &ThumbnailOptions) -> Result<Thumb, Im
     }
     Ok(Thumb {
         bytes: encoded.into_inner(),
-        format: p.format,
+        format,
         width: tw,
         height: th,
     })
@@ -157,6 +197,41 @@ mod tests {
         assert_eq!(fit(800, 1200, 300, 300), (200, 300));
         assert_eq!(fit(100, 50, 300, 300), (300, 150));
         assert_eq!(fit(1, 30000, 300, 300), (1, 300));
+    }
+
+    #[test]
+    fn the_thumbnail_of_a_decoded_photo_matches_the_decoding_path() {
+        // A smooth gradient, so that the DCT-scaled and the full-resize paths agree closely.
+        let img = image::RgbImage::from_fn(1200, 800, |x, y| {
+            image::Rgb([(x / 5) as u8, (y / 4) as u8, ((x + y) / 8) as u8])
+        });
+        let mut jpg = Cursor::new(Vec::new());
+        img.write_to(&mut jpg, image::ImageFormat::Jpeg).unwrap();
+        let opts = ThumbnailOptions {
+            max_width: 300,
+            max_height: 300,
+            jpeg_quality: 85,
+            max_pixels: 1 << 24,
+        };
+        let decoded = crate::face::imagefile::decode_rgb(jpg.get_ref(), 1 << 24)
+            .unwrap()
+            .1;
+        let a = make_thumbnail(jpg.get_ref(), &opts).unwrap();
+        let b = thumbnail_of_rgb(&decoded, Format::Jpeg, &opts).unwrap();
+        assert_eq!((b.format, b.width, b.height), (a.format, a.width, a.height));
+        assert_eq!((b.width, b.height), (300, 200));
+        let (a, b) = (
+            image::load_from_memory(&a.bytes).unwrap().into_rgb8(),
+            image::load_from_memory(&b.bytes).unwrap().into_rgb8(),
+        );
+        let diff: f64 = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| f64::from(x.abs_diff(*y)))
+            .sum::<f64>()
+            / a.as_raw().len() as f64;
+        assert!(diff < 2.0, "mean difference {diff}");
     }
 
     #[test]

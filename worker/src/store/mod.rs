@@ -4,15 +4,18 @@
 //!   directory, `<data-dir>/buckets/<bucket>/<key>` (the embedded default); [`S3Store`] keeps
 //!   them in S3 or an S3-compatible server.
 //! - [`MetadataTable`]: the rider-photo table (the workshop's DynamoDB table keyed by
-//!   `Username`). [`LocalMetadataTable`] keeps it as a JSON file under the data dir.
+//!   `Username`). [`LocalMetadataTable`] keeps it as a JSON file under the data dir
+//!   (embedded mode); [`RedisMetadataTable`] as a hash in the fleet's Redis.
 
 pub(crate) mod jsonfile;
 mod local;
 mod metadata;
+mod redis_metadata;
 mod s3;
 
 pub use local::LocalStore;
 pub use metadata::{LocalMetadataTable, MetadataTable, PhotoMetadata, ThumbnailRef};
+pub use redis_metadata::RedisMetadataTable;
 pub use s3::S3Store;
 
 /// Errors of the object store and the metadata table.
@@ -52,6 +55,9 @@ pub enum Error {
         key: String,
         message: String,
     },
+    /// The fleet's Redis failed (a shared metadata table).
+    #[error("redis: {0}")]
+    Redis(#[from] shared::redis::RedisError),
     /// A stored document could not be parsed.
     #[error("corrupt stored document {path}: {message}")]
     Corrupt { path: String, message: String },

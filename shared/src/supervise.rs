@@ -1,0 +1,164 @@
+//! Keeping a long-running service (a coordinator, a worker's consumers) up through broker and
+//! Redis failures, in the process itself.
+//!
+//! Coordinators and workers keep nothing that the broker and Redis do not, so starting one
+//! again after a failure is always safe: that is what a restart by a process supervisor
+//! would do, minus the lost seconds. RabbitMQ closes a whole connection on some errors (a
+//! hard `INTERNAL_ERROR`, for instance when a consumer attaches to a quorum queue whose
+//! process is not up yet right after its declaration, or on a forced close), and lapin's
+//! recovery does not cover those; this does.
+//!
+//! A service that keeps failing quickly (a wrong password, queues declared with other
+//! arguments) is given up on after [`MAX_QUICK_FAILURES`] tries in a row, with its error, so
+//! a misconfiguration still ends the process with a clear message.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+/// Failures in a row, each soon after its start, before giving up.
+pub const MAX_QUICK_FAILURES: u32 = 10;
+
+/// A run that lasted at least this long was healthy: its failure starts the count afresh.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A shutdown request that any number of runs (and restarts) can wait for.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Requested when `signal` resolves (e.g. SIGTERM or Ctrl-C).
+    pub fn on(signal: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        Shutdown(rx)
+    }
+
+    pub fn requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once shutdown is requested.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + use<> {
+        let mut rx = self.0.clone();
+        async move {
+            // An error means the sender is gone without a request: never resolve.
+            if rx.wait_for(|requested| *requested).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Runs `start()` until shutdown is requested, starting it again after it fails or ends on
+/// its own, with a growing pause (200 ms doubling to 10 s). Returns `Ok` on shutdown, or the
+/// last error after [`MAX_QUICK_FAILURES`] quick failures in a row.
+pub async fn restart_on_failure<F, Fut>(
+    what: &str,
+    shutdown: &Shutdown,
+    mut start: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut quick_failures = 0;
+    loop {
+        let started = Instant::now();
+        let result = start().await;
+        if shutdown.requested() {
+            return result;
+        }
+        if started.elapsed() >= HEALTHY_AFTER {
+            quick_failures = 0;
+            backoff = FIRST_BACKOFF;
+        }
+        quick_failures += 1;
+        match result {
+            Ok(()) => {
+                tracing::warn!(service = what, retry_in = ?backoff, "stopped on its own; starting it again")
+            }
+            Err(e) if quick_failures >= MAX_QUICK_FAILURES => {
+                return Err(e.context(format!(
+                    "{what} failed {quick_failures} times in a row; giving up"
+                )));
+            }
+            Err(e) => {
+                tracing::warn!(service = what, error = %format!("{e:#}"), retry_in = ?backoff, "failed; starting it again")
+            }
+        }
+        crate::metrics::get()
+            .service_restarts
+            .with_label_values(&[what])
+            .inc();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_service_is_started_again_until_it_gives_up() {
+        let shutdown = Shutdown::on(std::future::pending());
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let result = restart_on_failure("test", &shutdown, move || {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                anyhow::bail!("broker gone")
+            }
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), MAX_QUICK_FAILURES);
+        let e = format!("{:#}", result.unwrap_err());
+        assert!(e.contains("giving up") && e.contains("broker gone"), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_that_recovers_runs_until_shutdown() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = Shutdown::on(async {
+            let _ = rx.await;
+        });
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let sd = shutdown.clone();
+        let mut tx = Some(tx);
+        let result = restart_on_failure("test", &shutdown, move || {
+            let n = r.fetch_add(1, Ordering::SeqCst);
+            let wait = sd.wait();
+            // Fails twice, then runs until shutdown, which the third run requests itself.
+            let stop = if n == 2 { tx.take() } else { None };
+            async move {
+                if n < 2 {
+                    anyhow::bail!("INTERNAL_ERROR");
+                }
+                if let Some(stop) = stop {
+                    let _ = stop.send(());
+                }
+                wait.await;
+                Ok(())
+            }
+        })
+        .await;
+        assert!(result.is_ok());
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+}

@@ -1,0 +1,79 @@
+//! Where the photo tasks keep what every item of a batch must see: the face collection
+//! (with the duplicate reservations) and the metadata table. The tasks take them behind
+//! their traits ([`FaceCollections`], [`MetadataTable`]) and never know which these are:
+//!
+//! - [`StoresAt::DataDir`] (embedded mode, the default of `mapfleet run` and the local
+//!   commands): JSON files under the data dir, `collections/<id>.json` and
+//!   `tables/<table>.json`, kept between runs.
+//! - [`StoresAt::Redis`] (workers on a fleet, by default): the fleet's Redis under its
+//!   prefix (keys in [`crate::redis_keys`]), which every worker on every machine shares, so
+//!   the duplicate check holds across the fleet.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use shared::redis::aio::ConnectionManager;
+
+use super::DEFAULT_METADATA_TABLE;
+use crate::face::{FaceCollections, LocalCollections, RedisCollections};
+use crate::redis_keys::PhotoKeys;
+use crate::store::{LocalMetadataTable, MetadataTable, RedisMetadataTable};
+
+/// Which stores to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoresAt {
+    /// Under the data dir (this machine only).
+    DataDir,
+    /// In the fleet's Redis at `url`, under `prefix`.
+    Redis { url: String, prefix: String },
+}
+
+/// The face collections and the metadata table of the photo tasks.
+#[derive(Clone)]
+pub struct PhotoStores {
+    pub collections: Arc<dyn FaceCollections>,
+    pub metadata: Arc<dyn MetadataTable>,
+}
+
+impl PhotoStores {
+    /// The stores under `data_dir`.
+    pub fn local(data_dir: &Path) -> Self {
+        Self {
+            collections: Arc::new(LocalCollections::new(data_dir.join("collections"))),
+            metadata: Arc::new(LocalMetadataTable::new(
+                data_dir
+                    .join("tables")
+                    .join(format!("{DEFAULT_METADATA_TABLE}.json")),
+            )),
+        }
+    }
+
+    /// The stores in Redis under `prefix`, on a connection the caller made.
+    pub fn redis(conn: ConnectionManager, prefix: &str) -> Self {
+        let keys = PhotoKeys::new(prefix);
+        Self {
+            collections: Arc::new(RedisCollections::new(conn.clone(), prefix)),
+            metadata: Arc::new(RedisMetadataTable::new(
+                conn,
+                keys.table(DEFAULT_METADATA_TABLE),
+            )),
+        }
+    }
+
+    /// Opens the stores `at` says; `data_dir` is used for [`StoresAt::DataDir`]. Connecting to
+    /// Redis fails with a message naming the URL (without its password).
+    pub async fn open(at: &StoresAt, data_dir: &Path) -> Result<Self, String> {
+        match at {
+            StoresAt::DataDir => Ok(Self::local(data_dir)),
+            StoresAt::Redis { url, prefix } => {
+                let conn = shared::redis_schema::connect(url).await.map_err(|e| {
+                    format!(
+                        "cannot reach Redis at {} for the face collection and metadata table: {e}",
+                        shared::config::redact_url(url)
+                    )
+                })?;
+                Ok(Self::redis(conn, prefix))
+            }
+        }
+    }
+}

@@ -92,6 +92,8 @@ impl Fleet {
     fn new(tag: &str) -> Fleet {
         let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let prefix = format!("mft-{tag}-{}", uuid::Uuid::new_v4().simple());
+        // Declared once up front rather than by every process at once (see `declare_prefix`).
+        shared::testkit::declare_prefix(&prefix, 5).expect("declare the fleet's queues");
         Fleet {
             prefix,
             dir: tempfile::tempdir().expect("temp dir"),

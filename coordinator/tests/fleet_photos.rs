@@ -154,6 +154,7 @@ fn batch_on_the_fleet_matches_embedded_mode() {
     let prefix = format!("mft-photos-{}", uuid::Uuid::new_v4().simple());
     // Declared before the processes, so it drops (and deletes the prefix) after them.
     let _teardown = Teardown(prefix.clone());
+    shared::testkit::declare_prefix(&prefix, 5).expect("declare the fleet's queues");
     let _coordinator = Proc(
         Command::new(mapfleet())
             .args(["coordinator", "--prefix", &prefix])

@@ -36,6 +36,26 @@ pub fn redis_url() -> String {
     std::env::var("MAPFLEET_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
+/// Declares a fleet's queues and exchanges (default routes) under `prefix`, before its
+/// processes start. Processes that start together all declare the same quorum queues at
+/// once, and RabbitMQ 3.10 can answer the second declaration before the queue's process is
+/// up: a consumer attaching right then crashes its channel, and the broker closes the whole
+/// connection (`INTERNAL_ERROR`). The processes ride that out (`crate::supervise`), but a
+/// test's timings should not depend on it. Blocks on its own runtime.
+pub fn declare_prefix(prefix: &str, delivery_limit: u32) -> anyhow::Result<()> {
+    let run = async {
+        let conn = amqp::connect(&amqp_url(), "mapfleet-declare", Duration::from_secs(10)).await?;
+        let channel = conn.create_channel().await?;
+        topology::declare(&channel, &Topology::new(prefix, delivery_limit)).await?;
+        let _ = conn.close(200, "declared".into()).await;
+        anyhow::Ok(())
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run)
+}
+
 /// Deletes everything a fleet under `prefix` made: its queues and exchanges (default routes)
 /// and its Redis keys. For tests that start real coordinators and workers: call it after
 /// they stopped, so repeated runs leave the broker as they found it (hundreds of abandoned

@@ -240,6 +240,21 @@ impl Coordinator {
         let _ = self.amqp.close(200, "coordinator stopped".into()).await;
     }
 
+    /// Lets the executions being advanced finish their batch and release their leases, so
+    /// another coordinator (or this one started again) takes them over at once rather than
+    /// after the lease; bounded by the lease, after which others take over anyway.
+    async fn let_go(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let all = self.opts.parallel.max(1) as u32;
+        if tokio::time::timeout(self.opts.lease, self.slots.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(id = %self.id, "executions still being advanced when stopping; their leases lapse");
+        }
+    }
+
     /// Runs until `shutdown` resolves: outcome and dead-letter consumers, the timer poller and
     /// the ready-execution loop.
     pub async fn run(
@@ -255,18 +270,12 @@ impl Coordinator {
             _ = shutdown => {
                 tracing::info!(id = %self.id, "coordinator stopping");
                 tasks.abort_all();
-                // Let the executions being advanced finish their batch and release their
-                // leases, so another coordinator takes them over at once rather than after
-                // the lease; bounded by the lease, after which others take over anyway.
-                self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-                let all = self.opts.parallel.max(1) as u32;
-                if tokio::time::timeout(self.opts.lease, self.slots.acquire_many(all)).await.is_err() {
-                    tracing::warn!(id = %self.id, "executions still being advanced at shutdown; their leases lapse");
-                }
+                self.let_go().await;
                 Ok(())
             }
             Some(done) = tasks.join_next() => {
                 tasks.abort_all();
+                self.let_go().await;
                 match done {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e),

@@ -151,6 +151,16 @@ async fn run_on(
         &shared::testkit::redis_url(),
     ]);
     let fleet = flags.fleet;
+    // Declared once here, before the worker and the coordinator start together (see
+    // `shared::testkit::declare_prefix`).
+    {
+        let conn =
+            shared::amqp::connect(&fleet.amqp_url, "engine-fixtures", fleet.connect_timeout())
+                .await?;
+        let channel = conn.create_channel().await?;
+        shared::topology::declare(&channel, &fleet.topology()).await?;
+        let _ = conn.close(200, "declared".into()).await;
+    }
 
     // The worker: the utility resources, registered as served (as `mapfleet-worker` does).
     let mut registry = Registry::new();

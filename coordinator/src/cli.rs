@@ -169,6 +169,11 @@ pub struct CoordinatorArgs {
     /// Fail a step whose resource no live worker has served for this many seconds.
     #[arg(long, env = "MAPFLEET_UNSERVED_GRACE_SECS", default_value_t = 30)]
     pub unserved_grace_secs: u64,
+    /// Most steps of one resource published as one broker message when many are ready at
+    /// once (a Map's iterations); 1 publishes every step on its own. A worker's prefetch
+    /// counts messages, so it may hold up to prefetch x this many steps.
+    #[arg(long, env = "MAPFLEET_STEP_BATCH", default_value_t = 16)]
+    pub step_batch: usize,
 }
 
 /// Entry point of the `mapfleet` binary.
@@ -241,6 +246,7 @@ async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     opts.engine.max_children_in_flight = args.fleet_cap.max(1);
     opts.redrive_after = std::time::Duration::from_secs(args.redrive_after_secs);
     opts.unserved_grace = std::time::Duration::from_secs(args.unserved_grace_secs);
+    opts.step_batch = args.step_batch.max(1);
     // Stateless: after a broker or Redis failure, connecting afresh resumes every execution.
     let shutdown = shared::supervise::Shutdown::on(shutdown_signal());
     let fleet = &args.fleet;

@@ -95,6 +95,10 @@ struct Cli {
     #[arg(long)]
     parallel: Option<usize>,
 
+    /// The coordinators' `--step-batch` (most steps per broker message; default: theirs).
+    #[arg(long)]
+    step_batch: Option<usize>,
+
     /// Worker processes.
     #[arg(long, default_value_t = 2)]
     workers: usize,
@@ -226,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
                             window: cli.window,
                             fleet_cap: cli.fleet_cap,
                             parallel: cli.parallel,
+                            step_batch: cli.step_batch,
                             limit,
                         }),
                     )

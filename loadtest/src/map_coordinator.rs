@@ -31,6 +31,8 @@ pub struct Params<'a> {
     pub fleet_cap: Option<usize>,
     /// `--parallel` of the coordinators.
     pub parallel: Option<usize>,
+    /// `--step-batch` of the coordinators.
+    pub step_batch: Option<usize>,
     pub limit: Duration,
 }
 
@@ -189,6 +191,9 @@ fn spawn_coordinator(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Proc> {
     }
     if let Some(n) = p.parallel {
         cmd.args(["--parallel", &n.to_string()]);
+    }
+    if let Some(n) = p.step_batch {
+        cmd.args(["--step-batch", &n.to_string()]);
     }
     let child = cmd
         .env_remove("MAPFLEET_METRICS_ADDR")

@@ -18,7 +18,7 @@ use tokio::sync::{RwLock, Semaphore};
 use tokio::time::timeout;
 
 use crate::config::redact_url;
-use crate::messages::{OutcomeBatch, OutcomeMessage, StepMessage};
+use crate::messages::{OutcomeBatch, OutcomeMessage, StepBatch, StepMessage};
 use crate::metrics;
 use crate::topology::Topology;
 
@@ -186,6 +186,22 @@ impl Outgoing {
         }
     }
 
+    /// Several steps for the same resource as one [`StepBatch`] message (one step: a plain
+    /// [`StepMessage`]), routed by the first step's resource.
+    pub fn steps(topo: &Topology, steps: &[StepMessage]) -> Self {
+        match steps {
+            [one] => Self::step(topo, one),
+            many => Self {
+                exchange: topo.steps_exchange(),
+                routing_key: many.first().map(|s| s.resource.clone()).unwrap_or_default(),
+                body: StepBatch::new(many.to_vec()).encode(),
+                message_id: many
+                    .first()
+                    .map(|s| format!("{}+{}", s.id.message_id(), many.len() - 1)),
+            },
+        }
+    }
+
     /// An outcome, to the outcomes queue through the default exchange.
     pub fn outcome(topo: &Topology, outcome: &OutcomeMessage) -> Self {
         Self {
@@ -295,28 +311,46 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes many steps, pipelined through the window; returns when all are confirmed
-    /// (or the first definitive failure).
+    /// Publishes many steps, one message each, pipelined through the window; returns when
+    /// all are confirmed (or the first definitive failure).
     pub async fn publish_steps(
         &self,
         topo: &Topology,
         steps: impl IntoIterator<Item = StepMessage>,
     ) -> Result<(), PublishError> {
+        self.publish_step_batches(topo, steps, 1).await
+    }
+
+    /// Publishes many steps, up to `max_batch` per message ([`step_batches`]: steps of one
+    /// resource only, sizes evened out), pipelined through the window; returns when all are
+    /// confirmed (or the first definitive failure). The step metrics count steps.
+    pub async fn publish_step_batches(
+        &self,
+        topo: &Topology,
+        steps: impl IntoIterator<Item = StepMessage>,
+        max_batch: usize,
+    ) -> Result<(), PublishError> {
         let mut set = tokio::task::JoinSet::new();
         // Each spawned publish takes a window permit itself; this extra bound keeps the
         // number of spawned-but-waiting tasks (and their bodies) near the window.
         let spawn_bound = Arc::new(Semaphore::new(self.inner.opts.window.max(1) * 2));
-        for step in steps {
+        for batch in step_batches(steps, max_batch) {
             let permit = spawn_bound
                 .clone()
                 .acquire_owned()
                 .await
                 .expect("never closed");
             let this = self.clone();
-            let topo = topo.clone();
+            let msg = Outgoing::steps(topo, &batch);
+            let n = batch.len() as u64;
+            drop(batch);
             set.spawn(async move {
                 let _permit = permit;
-                this.publish_step(&topo, &step).await
+                let m = metrics::get();
+                m.steps_published.inc_by(n);
+                this.publish(&msg).await?;
+                m.steps_confirmed.inc_by(n);
+                Ok::<_, PublishError>(())
             });
             while let Some(done) = set.try_join_next() {
                 done.expect("publish task panicked")?;
@@ -426,10 +460,80 @@ impl Publisher {
     }
 }
 
+/// Groups `steps` into messages of at most `max_batch` steps (at least 1) with one resource
+/// (routing key) each, keeping their order within a resource. A resource's `n` steps become
+/// `ceil(n / max_batch)` messages of nearly equal size rather than full ones and a remainder,
+/// so the messages of one flush spread evenly over the workers that prefetch them.
+pub fn step_batches(
+    steps: impl IntoIterator<Item = StepMessage>,
+    max_batch: usize,
+) -> Vec<Vec<StepMessage>> {
+    let max_batch = max_batch.max(1);
+    let mut by_resource: Vec<(String, Vec<StepMessage>)> = Vec::new();
+    for step in steps {
+        match by_resource.iter_mut().find(|(r, _)| *r == step.resource) {
+            Some((_, group)) => group.push(step),
+            None => by_resource.push((step.resource.clone(), vec![step])),
+        }
+    }
+    let mut batches = Vec::new();
+    for (_, group) in by_resource {
+        let messages = group.len().div_ceil(max_batch);
+        let size = group.len().div_ceil(messages.max(1));
+        let mut group = group.into_iter().peekable();
+        while group.peek().is_some() {
+            batches.push(group.by_ref().take(size).collect());
+        }
+    }
+    batches
+}
+
 async fn confirming_channel(conn: &Connection) -> Result<Channel, lapin::Error> {
     let channel = conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     Ok(channel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::StepId;
+
+    fn step(resource: &str, i: u64) -> StepMessage {
+        StepMessage::new(
+            StepId {
+                execution: "e".into(),
+                cursor: format!("M/{i}"),
+                seq: 1,
+                attempt: 1,
+            },
+            resource,
+            serde_json::json!(i),
+        )
+    }
+
+    #[test]
+    fn step_batches_keep_one_resource_and_even_sizes() {
+        let steps: Vec<StepMessage> = (0..40)
+            .map(|i| step(if i % 4 == 3 { "b" } else { "a" }, i))
+            .collect();
+        let batches = step_batches(steps, 16);
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        // 30 of "a" in two messages of 15, 10 of "b" in one.
+        assert_eq!(sizes, vec![15, 15, 10]);
+        for batch in &batches {
+            assert!(batch.iter().all(|s| s.resource == batch[0].resource));
+        }
+        let a: Vec<u64> = batches[..2]
+            .iter()
+            .flatten()
+            .map(|s| s.input.as_u64().unwrap())
+            .collect();
+        assert!(a.windows(2).all(|w| w[0] < w[1]), "order kept");
+        assert_eq!(step_batches((0..3).map(|i| step("a", i)), 1).len(), 3);
+        assert_eq!(step_batches((0..3).map(|i| step("a", i)), 0).len(), 3);
+        assert!(step_batches(Vec::new(), 16).is_empty());
+    }
 }

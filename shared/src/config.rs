@@ -36,7 +36,9 @@ pub struct FleetConfig {
     pub prefix: String,
 
     /// Unacked deliveries a consumer may hold. Workers default it to their task slots
-    /// (`--concurrency`): more would sit idle in one worker while another starves.
+    /// (`--concurrency`): more would sit idle in one worker while another starves. It counts
+    /// messages: a step batch (the coordinators' `--step-batch`) is one delivery however
+    /// many steps it carries; only as many steps run as there are slots.
     #[arg(long, env = "MAPFLEET_PREFETCH")]
     pub prefetch: Option<u16>,
 

@@ -1,6 +1,6 @@
 //! The wire format between coordinators and workers.
 //!
-//! Both messages are JSON objects with a top-level `"v"` (the wire version). A reader first
+//! Every message is a JSON object with a top-level `"v"` (the wire version). A reader first
 //! looks at `v` alone, so a message from a newer deployment fails with
 //! [`DecodeError::UnsupportedVersion`] instead of a confusing field error.
 //!
@@ -8,6 +8,12 @@
 //! coordinator bumps `seq` every time a cursor publishes a new step and `attempt` on every
 //! Retry, so an outcome names exactly the step it answers and a duplicate or late outcome
 //! can be recognised by the Redis script that applies it.
+//!
+//! Both directions have a single and a batch form on the same queues: a [`StepMessage`] or a
+//! [`StepBatch`] (`"steps": [...]`) to workers, an [`OutcomeMessage`] or an [`OutcomeBatch`]
+//! (`"outcomes": [...]`) back. Readers tell them apart by that field ([`decode_steps`],
+//! [`decode_outcomes`]), so a sender that only writes singles stays readable. A batch is only
+//! packaging: every step or outcome inside keeps its own [`StepId`] and is applied on its own.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -105,6 +111,42 @@ impl StepMessage {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         decode_versioned(bytes)
     }
+}
+
+/// Several steps in one broker message, all for the same routing key (resource), so the
+/// broker stores, delivers and acks one message instead of one per step. The coordinator
+/// sends them when a batch of its work readies many steps at once (a Map's iterations).
+/// A worker runs them all and acks the message once every outcome is confirmed; one that
+/// receives a batch *again* (redelivered: a worker died holding it) splits it into single
+/// steps instead of running it, so a step that kills its worker is dead-lettered alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepBatch {
+    pub v: u32,
+    pub steps: Vec<StepMessage>,
+}
+
+impl StepBatch {
+    pub fn new(steps: Vec<StepMessage>) -> Self {
+        Self {
+            v: WIRE_VERSION,
+            steps,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a StepBatch always serializes")
+    }
+}
+
+/// Decodes a message from a steps queue (or the dead-letter queue): either one
+/// [`StepMessage`] or a [`StepBatch`]. Consumers of those queues should always use this.
+pub fn decode_steps(bytes: &[u8]) -> Result<Vec<StepMessage>, DecodeError> {
+    #[derive(Deserialize)]
+    struct Shape {
+        #[serde(default)]
+        steps: Option<serde::de::IgnoredAny>,
+    }
+    decode_single_or_batch(bytes, |s: &Shape| s.steps.is_some(), |b: StepBatch| b.steps)
 }
 
 /// What a step produced.
@@ -207,16 +249,34 @@ pub fn decode_outcomes(bytes: &[u8]) -> Result<Vec<OutcomeMessage>, DecodeError>
         #[serde(default)]
         outcomes: Option<serde::de::IgnoredAny>,
     }
+    decode_single_or_batch(
+        bytes,
+        |s: &Shape| s.outcomes.is_some(),
+        |b: OutcomeBatch| b.outcomes,
+    )
+}
+
+/// Checks the version, then decodes `bytes` as a batch `B` when `is_batch` says its shape is
+/// one, else as a single `T`.
+fn decode_single_or_batch<S, B, T>(
+    bytes: &[u8],
+    is_batch: impl FnOnce(&S) -> bool,
+    items: impl FnOnce(B) -> Vec<T>,
+) -> Result<Vec<T>, DecodeError>
+where
+    S: serde::de::DeserializeOwned,
+    B: serde::de::DeserializeOwned,
+    T: serde::de::DeserializeOwned,
+{
     let probe: VersionProbe = serde_json::from_slice(bytes).map_err(DecodeError::NoVersion)?;
     check_version(probe.v)?;
-    let shape: Shape = serde_json::from_slice(bytes).map_err(DecodeError::NoVersion)?;
+    let shape: S = serde_json::from_slice(bytes).map_err(DecodeError::NoVersion)?;
     let malformed = |source| DecodeError::Malformed {
         version: WIRE_VERSION,
         source,
     };
-    if shape.outcomes.is_some() {
-        let batch: OutcomeBatch = serde_json::from_slice(bytes).map_err(malformed)?;
-        Ok(batch.outcomes)
+    if is_batch(&shape) {
+        Ok(items(serde_json::from_slice(bytes).map_err(malformed)?))
     } else {
         Ok(vec![serde_json::from_slice(bytes).map_err(malformed)?])
     }
@@ -306,6 +366,25 @@ mod tests {
         assert!(matches!(
             decode_outcomes(br#"{"v": 2, "outcomes": []}"#).unwrap_err(),
             DecodeError::UnsupportedVersion { found: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn steps_queues_carry_singles_and_batches() {
+        let one = StepMessage::new(id(), "arn:mapfleet:task:::echo", json!({"i": 1}));
+        // An old sender's single step still reads.
+        assert_eq!(decode_steps(&one.encode()).unwrap(), vec![one.clone()]);
+        let mut other = one.clone();
+        other.id.cursor = "Map/4".into();
+        let batch = StepBatch::new(vec![one.clone(), other.clone()]);
+        assert_eq!(decode_steps(&batch.encode()).unwrap(), vec![one, other]);
+        assert!(matches!(
+            decode_steps(br#"{"v": 2, "steps": []}"#).unwrap_err(),
+            DecodeError::UnsupportedVersion { found: 2, .. }
+        ));
+        assert!(matches!(
+            decode_steps(br#"{"v": 1, "steps": [{"v": 1}]}"#).unwrap_err(),
+            DecodeError::Malformed { .. }
         ));
     }
 

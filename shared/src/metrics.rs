@@ -8,6 +8,9 @@
 //! **Never** a label per execution, item, cursor or object key: Prometheus keeps one series
 //! per label value, so such a label turns a batch of a million items into a million series.
 //!
+//! The `steps_*` counters count steps, not broker messages: a step batch of 16 that is
+//! published, consumed and acked adds 16 to each.
+//!
 //! | metric | type | labels | who records |
 //! |---|---|---|---|
 //! | `mapfleet_steps_published_total` | counter | | coordinator (publisher) |
@@ -20,6 +23,7 @@
 //! | `mapfleet_steps_requeued_total` | counter | | worker (retryable failure) |
 //! | `mapfleet_steps_redelivered_total` | counter | | worker (broker redelivery seen) |
 //! | `mapfleet_steps_rejected_total` | counter | | worker (undecodable step) |
+//! | `mapfleet_step_batches_split_total` | counter | | worker (a step batch delivered again, published again as single steps) |
 //! | `mapfleet_steps_dead_lettered_total` | counter | | coordinator (dead-letter consumer) |
 //! | `mapfleet_task_duration_seconds` | histogram | `task`, `outcome` = ok, error, timeout, retry | worker |
 //! | `mapfleet_tasks_in_flight` | gauge | | worker |
@@ -53,6 +57,7 @@ pub struct Metrics {
     pub steps_requeued: IntCounter,
     pub steps_redelivered: IntCounter,
     pub steps_rejected: IntCounter,
+    pub step_batches_split: IntCounter,
     pub steps_dead_lettered: IntCounter,
     pub task_duration: HistogramVec,
     pub tasks_in_flight: IntGauge,
@@ -184,6 +189,11 @@ impl Metrics {
                 &registry,
                 "mapfleet_steps_rejected_total",
                 "Undecodable step deliveries rejected to the dead-letter queue.",
+            ),
+            step_batches_split: counter(
+                &registry,
+                "mapfleet_step_batches_split_total",
+                "Step batches delivered again and published again as single steps.",
             ),
             steps_dead_lettered: counter(
                 &registry,

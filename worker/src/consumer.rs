@@ -13,6 +13,28 @@
 //! (`TaskFailure::retryable`) nacks the step back to the queue instead, and every return
 //! counts against the queue's delivery limit, past which the broker dead-letters the step.
 //!
+//! # Step batches
+//! A message may carry several steps of one resource ([`shared::messages::StepBatch`]). Each
+//! step starts in a task slot of its own, the next delivery is taken only once every step of
+//! the message has one, and the message is acked once every step's outcome is confirmed,
+//! so a crash still leaves every unfinished step of it in the queue. Two cases differ from a
+//! single step, both to keep the delivery limit and dead-lettering *per step*:
+//!
+//! - A batch delivered **again** (the redelivered flag, or an `x-delivery-count` above 0: a
+//!   worker died holding it, or gave it back) is not run: the worker **splits** it, publishing
+//!   each step as a single-step message with a confirm, and then acks the batch. If the batch
+//!   held a step that kills its worker, that step now travels alone, kills at most the
+//!   workers of its own deliveries, and is dead-lettered alone after the delivery limit; the
+//!   other steps run once more (their earlier outcomes, if any were published, are dropped
+//!   as duplicates by step id). A worker that dies while splitting leaves the batch unacked:
+//!   it is split again, and the steps published twice are duplicates too.
+//! - A step of a batch that fails transiently is published again on its own (after the same
+//!   backoff) instead of being nacked, since a nack would return the whole batch; its
+//!   returns count from there, so it gets one delivery more than the limit in all.
+//!
+//! If an outcome of a batch cannot be published, the whole batch is nacked back to the
+//! queue (it is then split on its next delivery).
+//!
 //! # Shutdown
 //! When `shutdown` resolves the consumers are cancelled (no new deliveries), in-flight steps
 //! get `grace` to finish and ack, and what is still unfinished then is given back to the
@@ -27,12 +49,12 @@ use futures_lite::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::{Channel, Connection};
-use shared::amqp::{self, Publisher, PublisherOptions};
+use shared::amqp::{self, Outgoing, Publisher, PublisherOptions};
 use shared::config::FleetConfig;
-use shared::messages::{OutcomeMessage, StepMessage, StepResult, Timings};
+use shared::messages::{OutcomeMessage, StepMessage, StepResult, Timings, decode_steps};
 use shared::topology::{self, Topology};
 use shared::{metrics, now_ms};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tracing::Instrument;
@@ -117,6 +139,10 @@ pub async fn run_with_config(
 
 struct Ctx {
     registry: Registry,
+    /// Publishes single steps again: the steps of a split batch, and a batch's step that
+    /// failed transiently.
+    steps: Publisher,
+    topo: Topology,
     /// To the outcome batcher: an outcome, and where to report whether it was confirmed.
     outcomes: mpsc::Sender<PendingOutcome>,
     worker_id: String,
@@ -149,13 +175,15 @@ pub async fn run(
     .await?;
     let (outcomes, outcome_rx) = mpsc::channel(opts.concurrency.max(1));
     let batcher = tokio::spawn(batch_outcomes(
-        publisher,
+        publisher.clone(),
         topo.clone(),
         outcome_rx,
         opts.outcome_batch.max(1),
     ));
     let ctx = Arc::new(Ctx {
         registry,
+        steps: publisher,
+        topo: topo.clone(),
         outcomes,
         worker_id: opts.worker_id.clone(),
         test_ack_delay: opts.test_ack_delay,
@@ -272,11 +300,34 @@ async fn consume_loop(
         };
         match next {
             Some(Ok(delivery)) => {
+                let Some(taken) = take(delivery).await else {
+                    continue;
+                };
                 let ctx = ctx.clone();
+                if taken.steps.len() > 1 && taken.redeliveries > 0 {
+                    in_flight.spawn(async move {
+                        split(&ctx, taken).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+                // Every step of a batch starts in a slot of its own (the first in this
+                // one), and no further delivery is taken while a step of this one still
+                // waits for a slot: no more steps run than there are slots. Slots are taken
+                // one at a time (not all at once), so a consumer of another queue that holds
+                // one while it waits for a delivery cannot stall a batch.
+                let (started_tx, started_rx) = oneshot::channel();
+                let slots = slots.clone();
                 in_flight.spawn(async move {
-                    handle(&ctx, delivery).await;
-                    drop(permit);
+                    handle(&ctx, taken, permit, slots, started_tx).await;
                 });
+                tokio::select! {
+                    biased;
+                    // The steps without a slot yet start within the grace period or go back
+                    // to the queue with their message.
+                    _ = stop.wait_for(|s| *s) => break,
+                    _ = started_rx => {}
+                }
             }
             Some(Err(e)) => {
                 tracing::warn!(%queue, error = %e, "consumer error; waiting for recovery");
@@ -318,8 +369,63 @@ enum Ran {
     Requeue(TaskFailure),
 }
 
-/// Hands a step back to the broker for another delivery (here or to another worker).
-async fn requeue(delivery: &Delivery) {
+/// How one step of a delivery ended.
+enum StepEnd {
+    /// Its outcome is confirmed.
+    Published,
+    /// It failed transiently (the backoff has been waited): it must run again.
+    Requeue,
+    /// Its outcome could not be published: it must run again.
+    Unpublished,
+}
+
+/// A decoded delivery.
+struct Taken {
+    delivery: Delivery,
+    steps: Vec<StepMessage>,
+    /// How many times the broker had delivered the message before (0 = first).
+    redeliveries: u32,
+}
+
+/// Decodes a delivery; an undecodable one is rejected to the dead-letter queue (nobody can
+/// be told about a step we cannot read) and `None` returned.
+async fn take(delivery: Delivery) -> Option<Taken> {
+    let m = metrics::get();
+    let mut redeliveries = topology::delivery_count(delivery.properties.headers().as_ref());
+    if delivery.redelivered {
+        redeliveries = redeliveries.max(1);
+    }
+    match decode_steps(&delivery.data) {
+        Ok(steps) if !steps.is_empty() => {
+            let n = steps.len() as u64;
+            m.steps_consumed.inc_by(n);
+            if redeliveries > 0 {
+                m.steps_redelivered.inc_by(n);
+            }
+            Some(Taken {
+                delivery,
+                steps,
+                redeliveries,
+            })
+        }
+        decoded => {
+            let error = match decoded {
+                Err(e) => e.to_string(),
+                Ok(_) => "a batch without steps".into(),
+            };
+            tracing::error!(%error, "undecodable step; rejecting to the dead-letter queue");
+            m.steps_rejected.inc();
+            let _ = delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await;
+            None
+        }
+    }
+}
+
+/// Hands a delivery back to the broker for another delivery (here or to another worker).
+async fn requeue(delivery: &Delivery, steps: usize) {
     let _ = delivery
         .acker
         .nack(BasicNackOptions {
@@ -327,31 +433,139 @@ async fn requeue(delivery: &Delivery) {
             multiple: false,
         })
         .await;
-    metrics::get().steps_requeued.inc();
+    metrics::get().steps_requeued.inc_by(steps as u64);
 }
 
-async fn handle(ctx: &Ctx, delivery: Delivery) {
-    let m = metrics::get();
-    m.steps_consumed.inc();
-    let received_ms = now_ms();
-    let mut redeliveries = topology::delivery_count(delivery.properties.headers().as_ref());
-    if delivery.redelivered {
-        m.steps_redelivered.inc();
-        redeliveries = redeliveries.max(1);
+/// Acks a delivery whose steps are all done (see the module docs for the order).
+async fn ack(ctx: &Ctx, delivery: &Delivery, steps: usize) {
+    if !ctx.test_ack_delay.is_zero() {
+        tokio::time::sleep(ctx.test_ack_delay).await;
     }
-    let step = match StepMessage::decode(&delivery.data) {
-        Ok(step) => step,
-        Err(e) => {
-            // Nobody can be told about a step we cannot read: dead-letter it for a human.
-            tracing::error!(error = %e, "undecodable step; rejecting to the dead-letter queue");
-            m.steps_rejected.inc();
-            let _ = delivery
-                .acker
-                .reject(BasicRejectOptions { requeue: false })
-                .await;
-            return;
+    match delivery.acker.ack(BasicAckOptions::default()).await {
+        Ok(true) => metrics::get().steps_acked.inc_by(steps as u64),
+        // The channel died after the outcomes were confirmed: the broker redelivers the
+        // message and the coordinator drops the second outcomes as duplicates.
+        Ok(false) => tracing::warn!(
+            steps,
+            "ack not sent: channel gone; the delivery will come again"
+        ),
+        Err(e) => tracing::warn!(steps, error = %e, "ack failed; the delivery will come again"),
+    }
+}
+
+/// Publishes `steps` again, each as a single-step message, with confirms.
+async fn republish(ctx: &Ctx, steps: &[StepMessage]) -> Result<(), amqp::PublishError> {
+    let mut set = JoinSet::new();
+    for step in steps {
+        let (publisher, msg) = (ctx.steps.clone(), Outgoing::step(&ctx.topo, step));
+        set.spawn(async move { publisher.publish(&msg).await });
+    }
+    let mut result = Ok(());
+    while let Some(done) = set.join_next().await {
+        if let Err(e) = done.expect("publish task panicked") {
+            result = Err(e);
         }
-    };
+    }
+    result
+}
+
+/// A batch delivered again: publish its steps one per message, then ack it (module docs).
+async fn split(ctx: &Ctx, taken: Taken) {
+    let n = taken.steps.len();
+    tracing::warn!(
+        steps = n,
+        redeliveries = taken.redeliveries,
+        "a step batch came again; splitting it into single steps"
+    );
+    match republish(ctx, &taken.steps).await {
+        Ok(()) => {
+            metrics::get().step_batches_split.inc();
+            ack(ctx, &taken.delivery, n).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not split the batch; giving it back");
+            requeue(&taken.delivery, n).await;
+        }
+    }
+}
+
+/// Runs a delivery's steps, each in a task slot (`permit` for the first, the others taken
+/// from `slots` in turn; `started` is told once every step has one), and acks the delivery
+/// once every outcome is confirmed.
+async fn handle(
+    ctx: &Arc<Ctx>,
+    taken: Taken,
+    permit: OwnedSemaphorePermit,
+    slots: Arc<Semaphore>,
+    started: oneshot::Sender<()>,
+) {
+    let Taken {
+        delivery,
+        steps,
+        redeliveries,
+    } = taken;
+    let received_ms = now_ms();
+    if let [step] = steps.as_slice() {
+        let _ = started.send(());
+        let end = run_one(ctx, step, received_ms, redeliveries).await;
+        drop(permit);
+        match end {
+            StepEnd::Published => ack(ctx, &delivery, 1).await,
+            StepEnd::Requeue | StepEnd::Unpublished => requeue(&delivery, 1).await,
+        }
+        return;
+    }
+    let n = steps.len();
+    let mut running = JoinSet::new();
+    let mut permit = Some(permit);
+    for (i, step) in steps.iter().cloned().enumerate() {
+        let slot = match permit.take() {
+            Some(p) => p,
+            None => slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("slots are never closed"),
+        };
+        let ctx = ctx.clone();
+        running.spawn(async move {
+            let end = run_one(&ctx, &step, received_ms, redeliveries).await;
+            drop(slot);
+            (i, end)
+        });
+    }
+    let _ = started.send(());
+    let (mut again, mut unpublished) = (Vec::new(), false);
+    while let Some(done) = running.join_next().await {
+        match done.expect("step task panicked") {
+            (_, StepEnd::Published) => {}
+            (i, StepEnd::Requeue) => again.push(steps[i].clone()),
+            (_, StepEnd::Unpublished) => unpublished = true,
+        }
+    }
+    if !unpublished && !again.is_empty() {
+        match republish(ctx, &again).await {
+            Ok(()) => metrics::get().steps_requeued.inc_by(again.len() as u64),
+            Err(e) => {
+                tracing::error!(error = %e, "could not publish a failed step again");
+                unpublished = true;
+            }
+        }
+    }
+    if unpublished {
+        // Not acked: every step of it runs again rather than one being lost.
+        tracing::error!(
+            steps = n,
+            "an outcome of the batch could not be published; giving the batch back"
+        );
+        requeue(&delivery, n).await;
+    } else {
+        ack(ctx, &delivery, n).await;
+    }
+}
+
+/// Runs one step and publishes its outcome (waiting for the confirm).
+async fn run_one(ctx: &Ctx, step: &StepMessage, received_ms: u64, redeliveries: u32) -> StepEnd {
     let span = tracing::info_span!(
         "step",
         execution = %step.id.execution,
@@ -363,7 +577,7 @@ async fn handle(ctx: &Ctx, delivery: Delivery) {
     );
     async {
         let started_ms = now_ms();
-        let ran = run_step(&ctx.registry, &step).await;
+        let ran = run_step(&ctx.registry, step).await;
         let finished_ms = now_ms();
         let result = match ran {
             Ran::Outcome(result) => result,
@@ -373,12 +587,11 @@ async fn handle(ctx: &Ctx, delivery: Delivery) {
                 let backoff = Duration::from_millis(250u64 << redeliveries.min(5)).min(Duration::from_secs(10));
                 tracing::warn!(error = %failure.error, cause = %failure.cause, ?backoff, "transient failure; requeueing");
                 tokio::time::sleep(backoff).await;
-                requeue(&delivery).await;
-                return;
+                return StepEnd::Requeue;
             }
         };
         let mut outcome = OutcomeMessage::for_step(
-            &step,
+            step,
             result,
             ctx.worker_id.clone(),
             Timings {
@@ -395,21 +608,13 @@ async fn handle(ctx: &Ctx, delivery: Delivery) {
                 .unwrap_or_else(|_| Err("the outcome publisher stopped".into())),
             Err(_) => Err("the outcome publisher stopped".into()),
         };
-        if let Err(e) = published {
-            // Not acked: the step runs again (here or elsewhere) rather than being lost.
-            tracing::error!(error = %e, "could not publish the outcome; requeueing the step");
-            requeue(&delivery).await;
-            return;
-        }
-        if !ctx.test_ack_delay.is_zero() {
-            tokio::time::sleep(ctx.test_ack_delay).await;
-        }
-        match delivery.acker.ack(BasicAckOptions::default()).await {
-            Ok(true) => m.steps_acked.inc(),
-            // The channel died after the outcome was confirmed: the broker redelivers the
-            // step and the coordinator drops its second outcome as a duplicate.
-            Ok(false) => tracing::warn!("ack not sent: channel gone; the step will be redelivered"),
-            Err(e) => tracing::warn!(error = %e, "ack failed; the step will be redelivered"),
+        match published {
+            Ok(()) => StepEnd::Published,
+            Err(e) => {
+                // Not acked: the step runs again (here or elsewhere) rather than being lost.
+                tracing::error!(error = %e, "could not publish the outcome; requeueing the step");
+                StepEnd::Unpublished
+            }
         }
     }
     .instrument(span)

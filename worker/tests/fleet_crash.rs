@@ -93,6 +93,103 @@ async fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
     .expect("fleet test timed out");
 }
 
+/// A step that crashes its worker inside a step batch: the batch comes back (redelivered),
+/// the next worker splits it into single steps, and the crash step is dead-lettered alone
+/// while every other step of the batch completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_step_in_a_batch_is_split_out_and_dead_lettered_alone() {
+    use shared::amqp::Outgoing;
+    timeout(TEST_LIMIT, async {
+        let h = harness("fleet-crash-batch", 2).await;
+        let batch = echo_batch(&h, 24);
+        h.store
+            .init_map_run(&batch.arn, &batch.map_run, batch.items.len() as u64)
+            .await
+            .unwrap();
+        let mut steps = Vec::new();
+        for (i, item) in batch.items.iter().enumerate() {
+            let id = StepId {
+                execution: batch.arn.clone(),
+                cursor: batch.cursor(i),
+                seq: 1,
+                attempt: 1,
+            };
+            steps.push(StepMessage::new(id, batch.resource.clone(), item.clone()));
+        }
+        let crash = StepMessage::new(
+            StepId {
+                execution: batch.arn.clone(),
+                cursor: "Crash/0".into(),
+                seq: 1,
+                attempt: 1,
+            },
+            resource_arn("crash"),
+            json!({"why": "test"}),
+        );
+        steps.insert(12, crash.clone());
+        for s in &steps {
+            h.store
+                .await_step(&s.id.execution, &s.id.cursor, 1, 1)
+                .await
+                .unwrap();
+        }
+        // One message for all 25 steps, routed by the first (echo) step's resource; the
+        // worker runs each step by its own resource.
+        h.publisher
+            .publish(&Outgoing::steps(&h.topo, &steps))
+            .await
+            .expect("publish the batch");
+
+        // One slot each, as above: once the batch is split, a dying worker takes down only
+        // the single step it was running. The batch itself runs its steps one at a time.
+        let args = ["--enable-test-tasks", "--concurrency", "1"];
+        let mut workers = [worker(&h, &args), worker(&h, &args)];
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let topo = h.topo.clone();
+        let supervisor = tokio::spawn(async move {
+            let mut restarts = 0u32;
+            let mut tick = tokio::time::interval(Duration::from_millis(25));
+            loop {
+                tokio::select! {
+                    _ = stop_rx.wait_for(|s| *s) => break,
+                    _ = tick.tick() => {}
+                }
+                for w in workers.iter_mut() {
+                    if !w.running() {
+                        restarts += 1;
+                        *w = worker_for(&topo, &args);
+                    }
+                }
+            }
+            restarts
+        });
+
+        let (dead, info) = h
+            .next_dead_letter(Duration::from_secs(90))
+            .await
+            .expect("the crash step is dead-lettered");
+        assert_eq!(dead.id, crash.id, "the crash step is dead-lettered alone");
+        assert!(info.reason.is_some());
+        let report = h
+            .collect(&batch, Duration::from_secs(90), None)
+            .await
+            .expect("the other steps of the batch finish");
+        assert_eq!(report.applied, 24);
+        assert_eq!(h.results(&batch).await.unwrap(), batch.items);
+        let _ = stop_tx.send(true);
+        let restarts = supervisor.await.unwrap();
+        eprintln!("worker restarts: {restarts}; {report:?}");
+        // The batch's delivery, then the crash step's own two.
+        assert!(
+            restarts >= 3,
+            "the crash step took down a worker per delivery"
+        );
+        h.cleanup().await.expect("cleanup");
+    })
+    .await
+    .expect("fleet test timed out");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_step_is_rejected_to_the_dead_letter_queue() {
     use futures_lite::StreamExt;

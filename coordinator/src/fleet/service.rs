@@ -15,7 +15,7 @@ use shared::amqp::{Publisher, PublisherOptions};
 use shared::config::FleetConfig;
 use shared::inbox::{Delivery, apply_to_inbox};
 use shared::lapin::options::BasicAckOptions;
-use shared::messages::{StepId, StepMessage, StepResult, decode_outcomes};
+use shared::messages::{StepId, StepMessage, StepResult, decode_outcomes, decode_steps};
 use shared::redis_schema::{Applied, FleetStore};
 use shared::topology::Topology;
 use tokio::sync::{Notify, Semaphore};
@@ -51,6 +51,12 @@ pub struct ServiceOptions {
     pub ttl: Duration,
     /// How long a step for a resource no live worker serves may wait for one before it fails.
     pub unserved_grace: Duration,
+    /// Most steps of one resource published as one message (1 = one message per step).
+    /// Batching divides the broker's work per step; a worker acks a batch once all its steps
+    /// are done, and a batch delivered again is split into single steps, so dead-lettering
+    /// stays per step. A worker's prefetch counts messages, so it may hold up to prefetch x
+    /// this many steps (no more than its slots run at once): keep it small.
+    pub step_batch: usize,
 }
 
 impl Default for ServiceOptions {
@@ -65,6 +71,7 @@ impl Default for ServiceOptions {
             redrive_after: Duration::from_secs(600),
             ttl: Duration::from_secs(7 * 24 * 3600),
             unserved_grace: Duration::from_secs(30),
+            step_batch: 16,
         }
     }
 }
@@ -445,7 +452,7 @@ impl Coordinator {
         }
         self.check_served(arn, &steps).await?;
         self.publisher
-            .publish_steps(&self.topo, steps)
+            .publish_step_batches(&self.topo, steps, self.opts.step_batch)
             .await
             .context("cannot publish steps")?;
         let _: () = conn

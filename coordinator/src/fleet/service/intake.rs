@@ -127,23 +127,27 @@ impl Coordinator {
         .await?;
         while let Some(delivery) = consumer.next().await {
             let delivery = delivery?;
-            match StepMessage::decode(&delivery.data) {
-                Ok(step) => {
+            // A batch is dead-lettered only if splitting it kept failing (see the worker's
+            // consumer): each of its steps fails as it would alone.
+            match decode_steps(&delivery.data) {
+                Ok(steps) => {
                     let info = shared::topology::DeadLetterInfo::from_headers(
                         delivery.properties.headers().as_ref(),
                     );
-                    let cause = format!(
-                        "The step for resource '{}' was dead-lettered by the broker ({}, queue {}): its worker failed on \
-                         every one of the {} deliveries allowed.",
-                        step.resource,
-                        info.reason.as_deref().unwrap_or("unknown reason"),
-                        info.queue.as_deref().unwrap_or("unknown"),
-                        self.topo.delivery_limit()
-                    );
-                    tracing::error!(execution = %step.id.execution, cursor = %step.id.cursor, "{cause}");
-                    shared::metrics::get().steps_dead_lettered.inc();
-                    self.deliver(&step.id, Err(StatesError::new(DEAD_LETTERED, cause)))
-                        .await?;
+                    for step in steps {
+                        let cause = format!(
+                            "The step for resource '{}' was dead-lettered by the broker ({}, queue {}): its worker failed on \
+                             every one of the {} deliveries allowed.",
+                            step.resource,
+                            info.reason.as_deref().unwrap_or("unknown reason"),
+                            info.queue.as_deref().unwrap_or("unknown"),
+                            self.topo.delivery_limit()
+                        );
+                        tracing::error!(execution = %step.id.execution, cursor = %step.id.cursor, "{cause}");
+                        shared::metrics::get().steps_dead_lettered.inc();
+                        self.deliver(&step.id, Err(StatesError::new(DEAD_LETTERED, cause)))
+                            .await?;
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, "dropping an unreadable dead letter"),
             }

@@ -140,12 +140,10 @@ async fn main() -> anyhow::Result<()> {
             &cli.backends,
             &stores,
         )
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{e} (or start with --no-photo-tasks to serve only the utility tasks)"
-                )
-            })?;
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("{e} (or start with --no-photo-tasks to serve only the utility tasks)")
+        })?;
     }
     tracing::info!(resources = ?registry.resources().collect::<Vec<_>>(), "serving");
     // Tell the coordinators what this worker serves, so they fail steps nobody serves

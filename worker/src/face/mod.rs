@@ -23,8 +23,8 @@ pub mod decoded;
 pub mod imagefile;
 mod local;
 pub mod models;
-pub mod rekognition;
 pub mod redis_collection;
+pub mod rekognition;
 pub mod similarity;
 pub mod yunet;
 

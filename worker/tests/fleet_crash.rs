@@ -40,26 +40,7 @@ async fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
         // Prefetch 1: a crashing worker takes down only the crash step with it, so the
         // delivery limit counts against that step alone.
         let args = ["--enable-test-tasks", "--concurrency", "1"];
-        let mut workers = [worker(&h, &args), worker(&h, &args)];
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let topo = h.topo.clone();
-        let supervisor = tokio::spawn(async move {
-            let mut restarts = 0u32;
-            let mut tick = tokio::time::interval(Duration::from_millis(25));
-            loop {
-                tokio::select! {
-                    _ = stop_rx.wait_for(|s| *s) => break,
-                    _ = tick.tick() => {}
-                }
-                for w in workers.iter_mut() {
-                    if !w.running() {
-                        restarts += 1;
-                        *w = worker_for(&topo, &args);
-                    }
-                }
-            }
-            restarts
-        });
+        let (stop_tx, supervisor) = keep_two_workers(&h, args);
 
         let (dead, info) = h
             .next_dead_letter(Duration::from_secs(90))
@@ -143,26 +124,7 @@ async fn crashing_step_in_a_batch_is_split_out_and_dead_lettered_alone() {
         // One slot each, as above: once the batch is split, a dying worker takes down only
         // the single step it was running. The batch itself runs its steps one at a time.
         let args = ["--enable-test-tasks", "--concurrency", "1"];
-        let mut workers = [worker(&h, &args), worker(&h, &args)];
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let topo = h.topo.clone();
-        let supervisor = tokio::spawn(async move {
-            let mut restarts = 0u32;
-            let mut tick = tokio::time::interval(Duration::from_millis(25));
-            loop {
-                tokio::select! {
-                    _ = stop_rx.wait_for(|s| *s) => break,
-                    _ = tick.tick() => {}
-                }
-                for w in workers.iter_mut() {
-                    if !w.running() {
-                        restarts += 1;
-                        *w = worker_for(&topo, &args);
-                    }
-                }
-            }
-            restarts
-        });
+        let (stop_tx, supervisor) = keep_two_workers(&h, args);
 
         let (dead, info) = h
             .next_dead_letter(Duration::from_secs(90))
@@ -226,4 +188,36 @@ async fn undecodable_step_is_rejected_to_the_dead_letter_queue() {
     })
     .await
     .expect("fleet test timed out");
+}
+
+/// Two workers with `args`, each started again whenever it dies (as a deployment would), until
+/// the returned sender says stop; the task returns how many restarts it made.
+fn keep_two_workers(
+    h: &shared::testkit::Harness,
+    args: [&'static str; 3],
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<u32>,
+) {
+    let mut workers = [worker(h, &args), worker(h, &args)];
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let topo = h.topo.clone();
+    let supervisor = tokio::spawn(async move {
+        let mut restarts = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(25));
+        loop {
+            tokio::select! {
+                _ = stop_rx.wait_for(|s| *s) => break,
+                _ = tick.tick() => {}
+            }
+            for w in workers.iter_mut() {
+                if !w.running() {
+                    restarts += 1;
+                    *w = worker_for(&topo, &args);
+                }
+            }
+        }
+        restarts
+    });
+    (stop_tx, supervisor)
 }

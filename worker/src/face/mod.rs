@@ -263,3 +263,20 @@ pub trait FaceEngine: Send + Sync {
         threshold: f32,
     ) -> Result<CompareFacesOutput, FaceError>;
 }
+
+/// A face record for the collections' unit tests.
+#[cfg(test)]
+pub(crate) fn test_face(id: &str) -> Face {
+    Face {
+        face_id: id.into(),
+        bounding_box: BoundingBox {
+            width: 0.1,
+            height: 0.1,
+            left: 0.1,
+            top: 0.1,
+        },
+        image_id: "img".into(),
+        external_image_id: "user".into(),
+        confidence: 99.0,
+    }
+}

@@ -140,22 +140,8 @@ impl Mirror {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::face::{BoundingBox, Face};
 
-    fn face(id: &str) -> Face {
-        Face {
-            face_id: id.into(),
-            bounding_box: BoundingBox {
-                width: 0.1,
-                height: 0.1,
-                left: 0.1,
-                top: 0.1,
-            },
-            image_id: "img".into(),
-            external_image_id: "user".into(),
-            confidence: 99.0,
-        }
-    }
+    use crate::face::test_face as face;
 
     fn stored(id: &str, axis: usize) -> String {
         let mut embedding = vec![0.0; 4];

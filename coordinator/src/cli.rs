@@ -247,19 +247,8 @@ async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     opts.redrive_after = std::time::Duration::from_secs(args.redrive_after_secs);
     opts.unserved_grace = std::time::Duration::from_secs(args.unserved_grace_secs);
     opts.step_batch = args.step_batch.max(1);
-    // Stateless: after a broker or Redis failure, connecting afresh resumes every execution.
     let shutdown = shared::supervise::Shutdown::on(shutdown_signal());
-    let fleet = &args.fleet;
-    shared::supervise::restart_on_failure("coordinator", &shutdown, || {
-        let (opts, stop) = (opts.clone(), shutdown.wait());
-        async move {
-            let c = Coordinator::connect(fleet, opts).await?;
-            let result = c.clone().run(stop).await;
-            c.close().await;
-            result
-        }
-    })
-    .await?;
+    Coordinator::serve(&args.fleet, opts, &shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

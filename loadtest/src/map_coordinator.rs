@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use coordinator::asl::definition::StateMachine;
 use coordinator::driver::Status;
+use coordinator::embedded::ExecutionResult;
 use coordinator::engine::ExecutionInfo;
 use coordinator::fleet::client::FleetClient;
 use lapin::options::QueueDeclareOptions;
@@ -127,31 +129,7 @@ async fn measure(p: &Params<'_>, harness: &Harness, topo: &Topology) -> anyhow::
     let info = ExecutionInfo::new("loadtest", topo.prefix(), input, chrono::Utc::now());
     let arn = info.execution_arn.clone();
 
-    let started = Instant::now();
-    client.submit(&text, &def, &info).await?;
-    let deadline = started + p.limit;
-    let status = loop {
-        let s = client.status(&arn).await?;
-        if s != Status::Running {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            let (s, ok, failed) = client.progress(&arn).await.unwrap_or_default();
-            bail!(
-                "the Map is still RUNNING after {:?} (items started {s}, succeeded {ok}, failed {failed})",
-                p.limit
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    let elapsed = started.elapsed();
-    let result = client.describe(&arn, false).await?;
-    ensure!(
-        status == Status::Succeeded,
-        "execution ended {}: {:?}",
-        status.as_str(),
-        result.error
-    );
+    let (elapsed, result) = run_to_success(&client, &text, &def, &info, p.limit).await?;
     let output = result
         .output
         .context("a SUCCEEDED execution without output")?;
@@ -244,4 +222,41 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
         .parent()
         .context("no parent dir")?
         .join(name))
+}
+
+/// Submits an execution, polls its status every 5 ms until it ends (at most `limit`) and
+/// returns the time from the submit to its end with the described execution, which must have
+/// SUCCEEDED.
+pub(crate) async fn run_to_success(
+    client: &FleetClient,
+    text: &str,
+    def: &StateMachine,
+    info: &ExecutionInfo,
+    limit: Duration,
+) -> anyhow::Result<(Duration, ExecutionResult)> {
+    let arn = &info.execution_arn;
+    let started = Instant::now();
+    client.submit(text, def, info).await?;
+    let status = loop {
+        let s = client.status(arn).await?;
+        if s != Status::Running {
+            break s;
+        }
+        if started.elapsed() >= limit {
+            let (s, ok, failed) = client.progress(arn).await.unwrap_or_default();
+            bail!(
+                "the Map is still RUNNING after {limit:?} (items started {s}, succeeded {ok}, failed {failed})"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let elapsed = started.elapsed();
+    let result = client.describe(arn, false).await?;
+    ensure!(
+        status == Status::Succeeded,
+        "execution ended {}: {:?}",
+        status.as_str(),
+        result.error
+    );
+    Ok((elapsed, result))
 }

@@ -15,17 +15,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
-use coordinator::driver::Status;
+use anyhow::{Context, ensure};
 use coordinator::engine::ExecutionInfo;
 use coordinator::fleet::client::FleetClient;
 use serde_json::{Value, json};
 use shared::testkit::{Harness, unique_prefix};
 use shared::topology::Topology;
 
-use crate::map_coordinator::wait_for_consumers;
+use crate::map_coordinator::{run_to_success, wait_for_consumers};
 
 pub const PHOTOS: [&str; 4] = [
     "1_happy_face.jpg",
@@ -234,32 +233,11 @@ async fn measure(
         .map_err(|e| anyhow::anyhow!("the workshop definition does not parse: {e:?}"))?;
     let input = json!({ "s3Bucket": "mapfleet-rider-photos", "images": items });
     let info = ExecutionInfo::new("loadtest-photos", topo.prefix(), input, chrono::Utc::now());
-    let arn = info.execution_arn.clone();
     let client = FleetClient::connect(p.redis_url, topo.prefix()).await?;
 
     let cpu0 = cpu_time(worker.0.id());
-    let started = Instant::now();
-    client.submit(&text, &def, &info).await?;
-    let deadline = started + p.limit;
-    let status = loop {
-        let s = client.status(&arn).await?;
-        if s != Status::Running {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            bail!("the photo Map is still RUNNING after {:?}", p.limit);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    let elapsed = started.elapsed();
+    let (elapsed, result) = run_to_success(&client, &text, &def, &info, p.limit).await?;
     let worker_cpu = cpu_time(worker.0.id()).saturating_sub(cpu0);
-    let result = client.describe(&arn, false).await?;
-    ensure!(
-        status == Status::Succeeded,
-        "execution ended {}: {:?}",
-        status.as_str(),
-        result.error
-    );
     verify(&result.output.context("no output")?, p.photos)?;
     Ok(Report {
         photos: p.photos,

@@ -137,6 +137,26 @@ pub async fn run_with_config(
     result
 }
 
+/// [`run_with_config`] until `shutdown`, on a new connection after a lost one (see
+/// [`shared::supervise`]): steps in flight when a connection fails are redelivered by the
+/// broker, so starting the consumers again loses nothing. What `mapfleet-worker` runs.
+pub async fn serve(
+    fleet: &FleetConfig,
+    registry: Registry,
+    opts: ConsumerOptions,
+    shutdown: &shared::supervise::Shutdown,
+) -> anyhow::Result<()> {
+    shared::supervise::restart_on_failure("worker", shutdown, || {
+        let (registry, opts, stop) = (registry.clone(), opts.clone(), shutdown.wait());
+        async move {
+            run_with_config(fleet, registry, opts, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    })
+    .await
+}
+
 struct Ctx {
     registry: Registry,
     /// Publishes single steps again: the steps of a split batch, and a batch's step that

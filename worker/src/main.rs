@@ -165,19 +165,8 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
-    // Steps in flight when a connection fails are redelivered by the broker: starting the
-    // consumers again on a new connection loses nothing.
     let shutdown = shared::supervise::Shutdown::on(consumer::shutdown_signal());
-    let result = shared::supervise::restart_on_failure("worker", &shutdown, || {
-        let (registry, opts, stop) = (registry.clone(), opts.clone(), shutdown.wait());
-        let fleet = &cli.fleet;
-        async move {
-            consumer::run_with_config(fleet, registry, opts, stop)
-                .await
-                .map_err(anyhow::Error::from)
-        }
-    })
-    .await;
+    let result = consumer::serve(&cli.fleet, registry, opts.clone(), &shutdown).await;
     if let Some((mut conn, task)) = registration {
         task.abort();
         let _ = shared::workers::unregister(&mut conn, &cli.fleet.prefix, &opts.worker_id).await;

@@ -239,6 +239,26 @@ impl Coordinator {
         }))
     }
 
+    /// Connects and runs a coordinator until `shutdown`, connecting afresh after a broker or
+    /// Redis failure (see [`shared::supervise`]): coordinators keep nothing Redis does not, so
+    /// a new one resumes every execution. What `mapfleet coordinator` runs.
+    pub async fn serve(
+        fleet: &FleetConfig,
+        opts: ServiceOptions,
+        shutdown: &shared::supervise::Shutdown,
+    ) -> anyhow::Result<()> {
+        shared::supervise::restart_on_failure("coordinator", shutdown, || {
+            let (opts, stop) = (opts.clone(), shutdown.wait());
+            async move {
+                let c = Coordinator::connect(fleet, opts).await?;
+                let result = c.clone().run(stop).await;
+                c.close().await;
+                result
+            }
+        })
+        .await
+    }
+
     /// Closes the broker connection. For a process that goes on after [`Coordinator::run`]
     /// returned (tests): an execution being advanced when `run` stopped may still try to
     /// publish, and an open connection would recover its channel by declaring the topology

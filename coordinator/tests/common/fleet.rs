@@ -17,7 +17,7 @@ use coordinator::fleet::client::FleetClient;
 use coordinator::fleet::service::{Coordinator, ServiceOptions};
 use serde_json::Value;
 use shared::config::FleetConfig;
-use shared::supervise::{Shutdown, restart_on_failure};
+use shared::supervise::Shutdown;
 use worker::consumer::{self, ConsumerOptions};
 use worker::task::{Registry, Task, TaskFailure};
 
@@ -198,18 +198,7 @@ async fn run_on(
         let shutdown = Shutdown::on(async {
             let _ = worker_stopped.await;
         });
-        tokio::spawn(async move {
-            restart_on_failure("worker", &shutdown, || {
-                let (fleet, registry, opts) = (fleet.clone(), registry.clone(), opts.clone());
-                let stop = shutdown.wait();
-                async move {
-                    consumer::run_with_config(&fleet, registry, opts, stop)
-                        .await
-                        .map_err(anyhow::Error::from)
-                }
-            })
-            .await
-        })
+        tokio::spawn(async move { consumer::serve(&fleet, registry, opts, &shutdown).await })
     };
 
     // Started again after a broker failure, as `mapfleet coordinator` does.
@@ -220,16 +209,7 @@ async fn run_on(
     let service = {
         let fleet = fleet.clone();
         tokio::spawn(async move {
-            restart_on_failure("coordinator", &shutdown, || {
-                let (fleet, stop) = (fleet.clone(), shutdown.wait());
-                async move {
-                    let c = Coordinator::connect(&fleet, ServiceOptions::default()).await?;
-                    let result = c.clone().run(stop).await;
-                    c.close().await;
-                    result
-                }
-            })
-            .await
+            Coordinator::serve(&fleet, ServiceOptions::default(), &shutdown).await
         })
     };
 
@@ -264,13 +244,7 @@ async fn run_on(
         ),
     };
     let events = client.history(&info.execution_arn).await?;
-    let mut outcome = Outcome {
-        status: ended.status.as_str().to_string(),
-        output: ended.output,
-        error: ended.error.as_ref().map(|e| e.error.clone()),
-        cause: ended.error.as_ref().map(|e| e.cause.clone()),
-        events: events.iter().map(|e| e.to_aws_json()).collect(),
-    };
+    let mut outcome = Outcome::of(ended.status, ended.output, ended.error, &events);
     // Report times as if the execution had started when the fixtures say it did.
     let shift = Shift {
         from: info.start_time,

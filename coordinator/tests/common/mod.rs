@@ -168,6 +168,22 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// From an ended execution's status, output, error and history.
+    pub fn of(
+        status: coordinator::driver::Status,
+        output: Option<Value>,
+        error: Option<StatesError>,
+        events: &[coordinator::engine::history::Event],
+    ) -> Outcome {
+        Outcome {
+            status: status.as_str().to_string(),
+            output,
+            cause: error.as_ref().map(|e| e.cause.clone()),
+            error: error.map(|e| e.error),
+            events: events.iter().map(|e| e.to_aws_json()).collect(),
+        }
+    }
+
     pub fn event_types(&self) -> Vec<String> {
         self.events
             .iter()
@@ -232,13 +248,12 @@ impl Backend for Embedded {
         let start = START_TIME.parse().expect("START_TIME is RFC 3339");
         let info = ExecutionInfo::new(MACHINE_NAME, EXECUTION_NAME, input, start);
         let result = run_execution(Arc::new(def), info, executor, EmbeddedOptions::default()).await;
-        Ok(Outcome {
-            status: result.status.as_str().to_string(),
-            output: result.output,
-            error: result.error.as_ref().map(|e| e.error.clone()),
-            cause: result.error.as_ref().map(|e| e.cause.clone()),
-            events: result.events.iter().map(|e| e.to_aws_json()).collect(),
-        })
+        Ok(Outcome::of(
+            result.status,
+            result.output,
+            result.error,
+            &result.events,
+        ))
     }
 }
 

@@ -30,7 +30,7 @@ bench: services models
 	taskset -c $(BENCH_CPU) $(CARGO) bench -p worker --bench photo_pipeline
 
 demo: models
-	$(CARGO) run --release -q -p coordinator --bin mapfleet -- demo
+	$(CARGO) run --release -q -p mapfleet --bin mapfleet -- demo
 
 services:
 	bash .ci/services.sh
@@ -39,7 +39,7 @@ models:
 	bash deploy/setup-models.sh "$(MODELS_DIR)"
 
 fuzz:
-	cd coordinator && for t in path_parse template_parse_eval intrinsic_parse_eval; do \
+	cd coordinator/engine && for t in path_parse template_parse_eval intrinsic_parse_eval; do \
 		dict=fuzz/intrinsics.dict; [ $$t = path_parse ] && dict=fuzz/paths.dict; \
 		mkdir -p fuzz/corpus/$$t; \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none -a $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \

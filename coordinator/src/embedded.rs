@@ -279,7 +279,7 @@ pub async fn run_execution(
         refused: Vec::new(),
         events: Vec::new(),
     };
-    let mut p = Processor::new(engine, 1, false);
+    let mut p = Processor::new(engine, 1, false, rand::random());
     p.start(&mut backend, now());
     loop {
         // The memory backend cannot fail.

@@ -1,22 +1,17 @@
-//! mapfleet coordinator: interprets Amazon States Language definitions.
+//! mapfleet coordinator: runs executions of Amazon States Language definitions, on the fleet
+//! (RabbitMQ + Redis) or in one process (embedded mode).
+//!
+//! The language and the engine are the pure [`mapfleet_engine`] crate, re-exported here as
+//! [`asl`], [`engine`] and [`driver`]. This crate adds what does IO. It never links the
+//! worker's tasks (onnxruntime, the AWS SDKs): embedded mode reaches tasks through the
+//! [`embedded::TaskExecutor`] seam, which the `mapfleet` CLI crate fills with the worker's
+//! registry.
 //!
 //! # Layout
-//! - [`asl`]: the definition model (two-stage parse and validation), JSONPath and reference
-//!   paths, payload templates, intrinsic functions, Choice rules, Retry/Catch, error names.
-//!   Pure: no IO, no async runtime.
-//! - [`engine`]: `apply(state, event) -> actions`, the pure execution engine, and the history
-//!   it writes (AWS event types and details).
-//! - [`driver`]: the [`driver::Processor`] that feeds events to cursors and carries out
-//!   their actions, over a small [`driver::Backend`] seam.
 //! - [`embedded`]: the in-memory backend and loop used by `mapfleet run` without a fleet.
 //! - [`fleet`]: the Redis backend, the coordinator service and the fleet client.
-//! - [`tasks`]: the worker's tasks as an in-process executor for embedded mode.
-//! - [`cli`]: the `mapfleet` command line.
 
-pub mod asl;
-pub mod cli;
-pub mod driver;
+pub use mapfleet_engine::{asl, driver, engine};
+
 pub mod embedded;
-pub mod engine;
 pub mod fleet;
-pub mod tasks;

@@ -22,6 +22,7 @@
 //!   Redis failure, until shutdown.
 //! - [`config`]: typed, documented configuration (defaults → `MAPFLEET_*` env → flags).
 //! - [`metrics`]: the metric catalogue and the `/metrics` exporter.
+//! - [`process`]: logging set-up and the shutdown signal, the same in every binary.
 //! - [`testkit`]: helpers for tests and the load generator (unique prefixes, a minimal
 //!   "coordinator" that publishes steps and applies outcomes through this crate's API).
 
@@ -30,6 +31,7 @@ pub mod config;
 pub mod inbox;
 pub mod messages;
 pub mod metrics;
+pub mod process;
 pub mod redis_schema;
 pub mod supervise;
 pub mod testkit;

@@ -31,11 +31,13 @@
 //! - [`service`]: the coordinator service (`mapfleet coordinator`).
 //! - [`stored`]: how a cursor is kept in Redis (a waiting Map's large input apart).
 //! - [`client`]: submit, wait with progress, describe, history, stop.
+//! - [`command`]: the coordinator's flags and start-up (`mapfleet-coordinator`, `mapfleet coordinator`).
 //!
 //! [`Processor`]: crate::driver::Processor
 
 pub mod backend;
 pub mod client;
+pub mod command;
 pub mod keys;
 pub mod service;
 pub mod stored;

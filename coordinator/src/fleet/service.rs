@@ -576,7 +576,7 @@ impl Coordinator {
             info,
             options: self.opts.engine.clone(),
         };
-        let mut p = Processor::new(engine, next_event, true);
+        let mut p = Processor::new(engine, next_event, true, rand::random());
         let mut backend = RedisBackend::new(
             conn.clone(),
             self.keys.clone(),

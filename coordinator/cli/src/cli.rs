@@ -1,0 +1,510 @@
+//! The `mapfleet` command line: one enum of commands, one function per command.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::asl::definition::StateMachine;
+use crate::asl::parse::{InvalidDefinition, parse_definition};
+use crate::embedded::{EmbeddedOptions, ExecutionResult, Status, run_execution};
+use crate::engine::ExecutionInfo;
+
+mod photos;
+mod rekognition;
+
+/// Exit status of a rejected definition or input (nothing ran).
+pub const EXIT_REJECTED: u8 = 2;
+/// Exit status of an execution that ran and did not succeed.
+pub const EXIT_FAILED: u8 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mapfleet",
+    version,
+    about = "Run AWS Step Functions state machines (Amazon States Language) on your own fleet"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Where buckets, the face collection and the metadata table live (embedded mode and the
+    /// local photo commands).
+    #[arg(
+        long,
+        global = true,
+        env = "MAPFLEET_DATA_DIR",
+        default_value = "mapfleet-data"
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a definition; prints diagnostics (code, message, location) and exits 2 when invalid.
+    Validate {
+        /// The state machine definition (Amazon States Language JSON).
+        definition: PathBuf,
+    },
+    /// Run one execution and print its output: in this process (embedded mode), or on the
+    /// fleet when `--redis`/`--amqp` (or their env vars) are given.
+    Run(RunArgs),
+    /// Run a coordinator of the fleet (stateless; run as many as you like).
+    Coordinator(crate::fleet::command::CoordinatorArgs),
+    /// Describe an execution of the fleet (DescribeExecution's shape).
+    Describe {
+        /// The execution ARN printed by `mapfleet run --detach`.
+        arn: String,
+        /// Add the history events.
+        #[arg(long)]
+        history: bool,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Print an execution's history (GetExecutionHistory's `events`).
+    History {
+        arn: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// Print the resource ARNs and bucket names to put in place of the workshop's
+    /// `REPLACE_WITH_...` values.
+    Resources,
+    /// Objects in the local buckets (`<data-dir>/buckets/<bucket>/<key>`).
+    #[command(subcommand)]
+    Objects(photos::ObjectsCommand),
+    /// Face engine debugging: detect, compare, the face collection.
+    #[command(subcommand)]
+    Faces(photos::FacesCommand),
+    /// The rider-photo metadata table.
+    #[command(subcommand)]
+    Metadata(photos::MetadataCommand),
+    /// mapfleet's Rekognition-compatible endpoint (for `mapfleet-worker --face-engine aws`).
+    #[command(subcommand)]
+    Rekognition(rekognition::RekognitionCommand),
+    /// The main job: load the workshop's photos and run its batch (Map) state machine.
+    Demo {
+        /// Where the example's definitions, input and photos are.
+        #[arg(long, default_value = "examples/rider-photos")]
+        examples: PathBuf,
+    },
+    /// Stop an execution of the fleet (it ends ABORTED).
+    Stop {
+        arn: String,
+        /// The error recorded in ExecutionAborted.
+        #[arg(long, default_value = "")]
+        error: String,
+        /// The cause recorded in ExecutionAborted.
+        #[arg(long, default_value = "")]
+        cause: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+}
+
+/// Where the fleet is, for client commands (only Redis is needed to submit and follow).
+#[derive(Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// The fleet's Redis (`redis://host:port/db`).
+    #[arg(
+        long,
+        env = "MAPFLEET_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis: String,
+    /// The fleet's namespace of queues and keys.
+    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
+    pub prefix: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The state machine definition (Amazon States Language JSON).
+    pub definition: PathBuf,
+    /// The execution input: a JSON file, or `-` for standard input. Default: `{}`.
+    #[arg(long)]
+    pub input: Option<String>,
+    /// The execution name (default: a random UUID).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print a DescribeExecution-shaped JSON object instead of the bare output.
+    #[arg(long)]
+    pub describe: bool,
+    /// Add the GetExecutionHistory `events` to the printed object.
+    #[arg(long)]
+    pub history: bool,
+    /// Run on the fleet whose Redis is here instead of in this process.
+    #[arg(long, env = "MAPFLEET_REDIS_URL")]
+    pub redis: Option<String>,
+    /// Run on the fleet (the coordinators' RabbitMQ; the client itself only needs Redis).
+    #[arg(long, env = "MAPFLEET_AMQP_URL")]
+    pub amqp: Option<String>,
+    /// The fleet's namespace of queues and keys.
+    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
+    pub prefix: String,
+    /// On the fleet: print the execution ARN and return without waiting.
+    #[arg(long)]
+    pub detach: bool,
+    /// Filled from the global `--data-dir`.
+    #[arg(skip)]
+    pub data_dir: PathBuf,
+}
+
+/// Entry point of the `mapfleet` binary.
+pub fn main() -> ExitCode {
+    shared::process::init_tracing("warn");
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Validate { definition } => return validate(definition),
+        Command::Resources => return photos::resources(),
+        _ => {}
+    }
+    let data_dir = cli.data_dir.clone();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    runtime.block_on(async move {
+        let result = match cli.command {
+            Command::Validate { .. } | Command::Resources => unreachable!("handled above"),
+            Command::Run(mut args) => {
+                args.data_dir = data_dir;
+                return run(args).await;
+            }
+            Command::Objects(cmd) => photos::objects(&data_dir, cmd).await,
+            Command::Faces(cmd) => photos::faces(&data_dir, cmd).await,
+            Command::Metadata(cmd) => photos::metadata(&data_dir, cmd).await,
+            Command::Demo { examples } => photos::demo(&data_dir, &examples).await,
+            Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
+            Command::Coordinator(args) => crate::fleet::command::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Describe {
+                arn,
+                history,
+                fleet,
+            } => describe_fleet(&arn, history, &fleet).await,
+            Command::History { arn, fleet } => history_fleet(&arn, &fleet).await,
+            Command::Stop {
+                arn,
+                error,
+                cause,
+                fleet,
+            } => stop_fleet(&arn, &error, &cause, &fleet).await,
+        };
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+    })
+}
+
+async fn describe_fleet(arn: &str, history: bool, fleet: &FleetArgs) -> anyhow::Result<ExitCode> {
+    let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    let result = client.describe(arn, history).await?;
+    let mut doc = describe(&result);
+    if history {
+        doc["events"] = Value::Array(result.events.iter().map(|e| e.to_aws_json()).collect());
+    }
+    println!("{doc}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn history_fleet(arn: &str, fleet: &FleetArgs) -> anyhow::Result<ExitCode> {
+    let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    let events: Vec<Value> = client
+        .history(arn)
+        .await?
+        .iter()
+        .map(|e| e.to_aws_json())
+        .collect();
+    println!("{}", json!({ "events": events }));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop_fleet(
+    arn: &str,
+    error: &str,
+    cause: &str,
+    fleet: &FleetArgs,
+) -> anyhow::Result<ExitCode> {
+    let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    client.stop(arn, error, cause).await?;
+    eprintln!("stop requested for {arn}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Loads and validates a definition, printing diagnostics on failure.
+pub fn load_definition(path: &Path) -> Result<StateMachine, ExitCode> {
+    let text = read_text(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_REJECTED)
+    })?;
+    parse_definition(&text).map_err(|InvalidDefinition(diags)| {
+        eprintln!("{}: invalid state machine definition", path.display());
+        for d in &diags {
+            eprintln!("  {d}");
+        }
+        ExitCode::from(EXIT_REJECTED)
+    })
+}
+
+fn validate(path: &Path) -> ExitCode {
+    match load_definition(path) {
+        Ok(def) => {
+            let states: usize = def.graphs.iter().map(|g| g.states.len()).sum();
+            println!("{}: valid ({states} states)", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// Reads the execution input: a file, `-` for stdin, or `{}`.
+fn read_input(input: Option<&str>) -> Result<Value, String> {
+    let text = match input {
+        None => return Ok(json!({})),
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("cannot read the input from stdin: {e}"))?;
+            s
+        }
+        Some(path) => read_text(Path::new(path))?,
+    };
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| format!("Invalid execution input: {e}"))?;
+    if text.len() > crate::engine::PAYLOAD_LIMIT_BYTES {
+        return Err(format!(
+            "Invalid execution input: {} bytes exceed the {} byte limit",
+            text.len(),
+            crate::engine::PAYLOAD_LIMIT_BYTES
+        ));
+    }
+    Ok(value)
+}
+
+/// Step Functions' name rules for executions and state machines.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let bad = name.chars().find(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(*c)
+            || ('\u{7f}'..='\u{9f}').contains(c)
+    });
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err(format!("Invalid Name: '{name}' (1 to 80 characters)"));
+    }
+    if let Some(c) = bad {
+        return Err(format!(
+            "Invalid Name: '{name}' (the character {c:?} is not allowed)"
+        ));
+    }
+    Ok(())
+}
+
+/// A state machine name from the definition's file name.
+fn machine_name(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("StateMachine");
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(80)
+        .collect();
+    if cleaned.is_empty() {
+        "StateMachine".into()
+    } else {
+        cleaned
+    }
+}
+
+/// `mapfleet run`: embedded mode, or the fleet when a Redis/AMQP URL is configured.
+pub async fn run(args: RunArgs) -> ExitCode {
+    let text = match read_text(&args.definition) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_REJECTED);
+        }
+    };
+    let def = match load_definition(&args.definition) {
+        Ok(d) => Arc::new(d),
+        Err(code) => return code,
+    };
+    let input = match read_input(args.input.as_deref()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_REJECTED);
+        }
+    };
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Err(e) = check_name(&name) {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_REJECTED);
+    }
+    let info = ExecutionInfo::new(&machine_name(&args.definition), &name, input, Utc::now());
+    if args.redis.is_some() || args.amqp.is_some() {
+        return match run_on_fleet(&args, &text, &def, info).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
+    }
+    let executor = match crate::tasks::embedded_executor(&args.data_dir, &def).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let opts = EmbeddedOptions {
+        keep_history: args.history,
+        ..Default::default()
+    };
+    let result = run_execution(def, info, executor, opts).await;
+    print_result(&result, &args)
+}
+
+/// `mapfleet run` forced to embedded mode (the demo, whatever the environment says).
+pub async fn run_embedded(mut args: RunArgs) -> ExitCode {
+    args.redis = None;
+    args.amqp = None;
+    run(args).await
+}
+
+async fn run_on_fleet(
+    args: &RunArgs,
+    text: &str,
+    def: &StateMachine,
+    info: ExecutionInfo,
+) -> anyhow::Result<ExitCode> {
+    let redis = args
+        .redis
+        .clone()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_string());
+    let client = crate::fleet::client::FleetClient::connect(&redis, &args.prefix).await?;
+    client.submit(text, def, &info).await?;
+    if args.detach {
+        println!("{}", info.execution_arn);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let total = map_items_hint(def, &info.input);
+    let mut result = client.wait(&info.execution_arn, total).await?;
+    if args.history {
+        result.events = client.history(&info.execution_arn).await?;
+    }
+    Ok(print_result(&result, args))
+}
+
+/// The item count of a top-level Map reading `ItemsPath` from the input, for the progress bar.
+fn map_items_hint(def: &StateMachine, input: &Value) -> Option<usize> {
+    def.root.states.iter().find_map(|s| match &s.kind {
+        crate::asl::definition::StateKind::Map(spec) => {
+            let path = spec.items_path.as_ref()?.as_str().strip_prefix("$.")?;
+            input.get(path)?.as_array().map(Vec::len)
+        }
+        _ => None,
+    })
+}
+
+fn iso(t: &chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A DescribeExecution-shaped object.
+pub fn describe(result: &ExecutionResult) -> Value {
+    let mut obj = Map::new();
+    obj.insert("executionArn".into(), json!(result.info.execution_arn));
+    obj.insert(
+        "stateMachineArn".into(),
+        json!(result.info.state_machine_arn),
+    );
+    obj.insert("name".into(), json!(result.info.name));
+    obj.insert("status".into(), json!(result.status.as_str()));
+    obj.insert("startDate".into(), json!(iso(&result.info.start_time)));
+    obj.insert("stopDate".into(), json!(iso(&result.stop_date)));
+    obj.insert("input".into(), json!(result.info.input.to_string()));
+    obj.insert("inputDetails".into(), json!({ "included": true }));
+    if let Some(output) = &result.output {
+        obj.insert("output".into(), json!(output.to_string()));
+        obj.insert("outputDetails".into(), json!({ "included": true }));
+    }
+    // A Fail state without Error or Cause leaves them out, as AWS does.
+    if let Some(e) = &result.error {
+        if !e.error.is_empty() {
+            obj.insert("error".into(), json!(e.error));
+        }
+        if !e.cause.is_empty() {
+            obj.insert("cause".into(), json!(e.cause));
+        }
+    }
+    obj.insert("redriveCount".into(), json!(result.info.redrive_count));
+    Value::Object(obj)
+}
+
+fn print_result(result: &ExecutionResult, args: &RunArgs) -> ExitCode {
+    let code = if result.status == Status::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    };
+    if args.describe {
+        let mut doc = describe(result);
+        if args.history {
+            doc["events"] = Value::Array(result.events.iter().map(|e| e.to_aws_json()).collect());
+        }
+        println!("{doc}");
+        return code;
+    }
+    if args.history {
+        let events: Vec<Value> = result.events.iter().map(|e| e.to_aws_json()).collect();
+        println!("{}", json!({ "events": events }));
+    }
+    match (&result.output, &result.error) {
+        (Some(output), _) if !args.history => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(output).unwrap_or_else(|_| output.to_string())
+            );
+        }
+        (_, Some(e)) => {
+            eprintln!("execution {} {}", result.info.name, result.status.as_str());
+            eprintln!("error: {}", e.error);
+            eprintln!("cause: {}", e.cause);
+        }
+        _ => {}
+    }
+    code
+}

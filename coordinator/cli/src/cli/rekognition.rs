@@ -1,0 +1,90 @@
+//! `mapfleet rekognition serve`: mapfleet's Rekognition-compatible endpoint on the local face
+//! engine, for the AWS face engine (`mapfleet-worker --face-engine aws`) and any Rekognition
+//! client. The server itself is `worker::endpoint`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use worker::backends::{BackendArgs, ObjectStoreKind};
+use worker::endpoint::{Endpoint, EndpointOptions};
+
+#[derive(Subcommand, Debug)]
+pub enum RekognitionCommand {
+    /// Serve Amazon Rekognition's JSON API (awsJson 1.1: CreateCollection, DetectFaces,
+    /// SearchFacesByImage, IndexFaces, ListFaces, DeleteFaces, CompareFaces) on the local
+    /// engine. Signatures are accepted unchecked: serve a trusted network only.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen.
+    #[arg(
+        long,
+        env = "MAPFLEET_REKOGNITION_ADDR",
+        default_value = "127.0.0.1:8091"
+    )]
+    pub addr: SocketAddr,
+    /// ONNX sessions per model: the number of photos analysed at once.
+    #[arg(long, default_value_t = 2)]
+    pub sessions: usize,
+    /// Where `Image.S3Object` images are read: `local` (`<data-dir>/buckets`) or `s3`
+    /// (implied by --s3-endpoint; region and credentials from the standard AWS chain).
+    #[arg(long, env = "MAPFLEET_OBJECT_STORE", value_enum, default_value_t)]
+    pub object_store: ObjectStoreKind,
+    /// S3 endpoint URL of an S3-compatible server (path-style addressing).
+    #[arg(long, env = "MAPFLEET_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+}
+
+pub async fn rekognition(data_dir: &Path, cmd: RekognitionCommand) -> anyhow::Result<ExitCode> {
+    let RekognitionCommand::Serve(args) = cmd;
+    let backends = BackendArgs {
+        object_store: args.object_store,
+        s3_endpoint: args.s3_endpoint,
+        ..BackendArgs::default()
+    };
+    let store = backends.object_store(data_dir).await;
+    let models_dir = worker::registry::models_dir(data_dir);
+    let engine = worker::endpoint::local_engine(data_dir, &models_dir, args.sessions, store)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let endpoint = Endpoint::bind(args.addr, engine, EndpointOptions::default()).await?;
+    let bound = endpoint.local_addr()?;
+    // The one line a script waits for; the port is the real one when --addr asked for 0.
+    eprintln!(
+        "Rekognition endpoint on http://{bound} (collections under {})",
+        data_dir.join("collections").display()
+    );
+    endpoint.run(shared::process::shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_takes_its_address_and_store() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(subcommand)]
+            cmd: RekognitionCommand,
+        }
+        let t = T::try_parse_from([
+            "t",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+        ])
+        .unwrap();
+        let RekognitionCommand::Serve(a) = t.cmd;
+        assert_eq!(a.addr.port(), 0);
+        assert_eq!(a.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    }
+}

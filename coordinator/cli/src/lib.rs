@@ -1,0 +1,12 @@
+//! The `mapfleet` command line. The one crate that composes the coordinator and the worker:
+//! embedded mode runs the worker's own tasks in-process ([`tasks`]), and the photo helpers
+//! reach the worker's face engine and stores.
+//!
+//! # Layout
+//! - [`cli`]: one enum of commands, one function per command.
+//! - [`tasks`]: the worker's task registry as embedded mode's [`coordinator::embedded::TaskExecutor`].
+
+pub mod cli;
+pub mod tasks;
+
+pub(crate) use coordinator::{asl, embedded, engine, fleet};

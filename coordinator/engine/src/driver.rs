@@ -1,0 +1,466 @@
+//! Driving the pure engine: feed events to cursors, carry out the actions they return.
+//!
+//! One [`Processor`] logic serves both modes. What differs is behind the [`Backend`] seam:
+//! where Map items, iteration results and live children are kept, how a step reaches a
+//! worker, where timers and history go. Embedded mode keeps all of it in memory
+//! ([`crate::embedded`]); the fleet keeps it in Redis and RabbitMQ ([`crate::fleet`]).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::asl::error::StatesError;
+use crate::engine::Engine;
+use crate::engine::cursor::{Action, Cursor, CursorEvent, CursorId, Phase};
+use crate::engine::history::{Event, EventType};
+use crate::engine::run::Tx;
+use crate::entropy::Entropy;
+
+/// How an execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::TimedOut => "TIMED_OUT",
+            Status::Aborted => "ABORTED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "RUNNING" => Status::Running,
+            "SUCCEEDED" => Status::Succeeded,
+            "FAILED" => Status::Failed,
+            "TIMED_OUT" => Status::TimedOut,
+            "ABORTED" => Status::Aborted,
+            _ => return None,
+        })
+    }
+}
+
+/// A Task step to hand to a worker.
+#[derive(Debug, Clone)]
+pub struct StepRequest {
+    pub cursor: CursorId,
+    pub seq: u64,
+    pub attempt: u32,
+    pub resource: String,
+    pub input: Value,
+    pub timeout: Option<Duration>,
+    pub heartbeat: Option<Duration>,
+}
+
+/// Errors of a backend (a store or broker that failed). The processor stops at the first
+/// one; nothing it did is committed, so the same events can be processed again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// Where a processor keeps what is not in the cursors, and how its effects leave it.
+#[async_trait::async_trait]
+pub trait Backend: Send {
+    /// A cursor that is not in the processor's cache yet (None: it does not exist).
+    async fn load_cursor(&mut self, id: &str) -> Result<Option<Cursor>, BackendError>;
+    /// Keeps a Map's items (its children's raw inputs), addressed by index.
+    async fn store_items(&mut self, map: &str, items: Vec<Value>) -> Result<(), BackendError>;
+    /// Items `from..to` of a Map.
+    async fn items(
+        &mut self,
+        map: &str,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Value>, BackendError>;
+    /// Keeps child `index`'s output. Returns false when it was already stored (a replay).
+    async fn store_result(
+        &mut self,
+        parent: &str,
+        index: usize,
+        output: Option<Value>,
+    ) -> Result<bool, BackendError>;
+    /// The outputs of children `0..count`, in order (null where a child failed).
+    async fn results(&mut self, parent: &str, count: usize) -> Result<Vec<Value>, BackendError>;
+    /// Forgets a parent's items, results and live children.
+    async fn drop_children(&mut self, parent: &str) -> Result<(), BackendError>;
+    /// Notes children as running under `parent`.
+    async fn add_live(&mut self, parent: &str, children: &[CursorId]) -> Result<(), BackendError>;
+    /// Notes a child as no longer running.
+    async fn remove_live(&mut self, parent: &str, child: &str) -> Result<(), BackendError>;
+    /// The running children of `parent`.
+    async fn live(&mut self, parent: &str) -> Result<Vec<CursorId>, BackendError>;
+    /// Hands a step to a worker (may be buffered until [`Backend::commit`]).
+    fn publish(&mut self, step: StepRequest);
+    /// Arranges for `TimerFired { seq }` to reach `cursor` at `at`.
+    fn schedule(&mut self, cursor: &str, seq: u64, at: DateTime<Utc>);
+    /// Appends a history event.
+    fn record(&mut self, event: Event);
+}
+
+/// Feeds events to cursors until none is left, carrying out the actions they return.
+pub struct Processor {
+    pub engine: Engine,
+    cursors: HashMap<CursorId, Cursor>,
+    /// Whether to track changed and removed cursors for [`Processor::take_changes`] (a
+    /// backend that persists cursors needs it; the in-memory one does not).
+    track_changes: bool,
+    /// Cursors changed since the last [`Processor::take_changes`].
+    dirty: HashSet<CursorId>,
+    /// Cursors finished or aborted since the last [`Processor::take_changes`].
+    removed: HashSet<CursorId>,
+    queue: VecDeque<(CursorId, CursorEvent)>,
+    pub next_event_id: u64,
+    /// State transitions made (each `...StateEntered`).
+    pub transitions: u64,
+    /// Set when the execution ended.
+    pub outcome: Option<(Status, Result<Value, StatesError>)>,
+    /// Where every [`Tx`]'s randomness comes from.
+    entropy: Entropy,
+}
+
+/// The cursors a batch of processing changed and removed.
+pub struct Changes {
+    pub changed: Vec<Cursor>,
+    pub removed: Vec<CursorId>,
+}
+
+impl Processor {
+    /// `seed` seeds every random draw of this processor (retry jitter, `States.UUID`): pass
+    /// fresh randomness in production, a constant in tests that want to replay.
+    pub fn new(engine: Engine, next_event_id: u64, track_changes: bool, seed: u64) -> Processor {
+        Processor {
+            entropy: Entropy::new(seed),
+            engine,
+            track_changes,
+            cursors: HashMap::new(),
+            dirty: HashSet::new(),
+            removed: HashSet::new(),
+            queue: VecDeque::new(),
+            next_event_id,
+            transitions: 0,
+            outcome: None,
+        }
+    }
+
+    /// Creates the root cursor (writing `ExecutionStarted`) and queues its `Enter`.
+    pub fn start(&mut self, backend: &mut dyn Backend, now: DateTime<Utc>) {
+        let mut next = self.next_event_id;
+        let mut tx = Tx::new(now, self.entropy.next_f64(), &mut next);
+        let root = self.engine.start(&mut tx);
+        let actions = tx.actions;
+        self.next_event_id = next;
+        self.put(root);
+        for a in actions {
+            if let Action::History(e) = a {
+                backend.record(e);
+            }
+        }
+        self.queue.push_back((String::new(), CursorEvent::Enter));
+    }
+
+    /// Whether events are waiting to be processed.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Queues an event for a cursor.
+    pub fn push(&mut self, cursor: CursorId, event: CursorEvent) {
+        self.queue.push_back((cursor, event));
+    }
+
+    fn put(&mut self, cursor: Cursor) {
+        if self.track_changes {
+            self.dirty.insert(cursor.id.clone());
+            self.removed.remove(&cursor.id);
+        }
+        self.cursors.insert(cursor.id.clone(), cursor);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Cursor> {
+        if self.track_changes {
+            self.dirty.remove(id);
+            self.removed.insert(id.to_string());
+        }
+        self.cursors.remove(id)
+    }
+
+    async fn cursor(
+        &mut self,
+        backend: &mut dyn Backend,
+        id: &str,
+    ) -> Result<Option<Cursor>, BackendError> {
+        if let Some(c) = self.cursors.remove(id) {
+            return Ok(Some(c));
+        }
+        if self.removed.contains(id) {
+            return Ok(None);
+        }
+        backend.load_cursor(id).await
+    }
+
+    /// What changed since the last call (for a backend that persists cursors). The changed
+    /// cursors are moved out, not copied (a waiting Map's input can be large): the
+    /// processor forgets them, so call this once processing is over, before the backend
+    /// persists them.
+    pub fn take_changes(&mut self) -> Changes {
+        let changed = self
+            .dirty
+            .drain()
+            .filter_map(|id| self.cursors.remove(&id))
+            .collect();
+        let removed = self.removed.drain().collect();
+        Changes { changed, removed }
+    }
+
+    /// Processes queued events, and the events they cause, until none is left or the
+    /// execution ended.
+    pub async fn run(
+        &mut self,
+        backend: &mut dyn Backend,
+        now: impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        while let Some((id, event)) = self.queue.pop_front() {
+            if self.outcome.is_some() {
+                self.queue.clear();
+                break;
+            }
+            let Some(mut cursor) = self.cursor(backend, &id).await? else {
+                continue; // finished or aborted: late events are dropped
+            };
+            let mut next = self.next_event_id;
+            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            self.engine.apply(&mut cursor, event, &mut tx);
+            let actions = tx.actions;
+            self.next_event_id = next;
+            self.put(cursor);
+            self.carry_out(backend, actions, &now).await?;
+        }
+        Ok(())
+    }
+
+    async fn carry_out(
+        &mut self,
+        backend: &mut dyn Backend,
+        actions: Vec<Action>,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        for action in actions {
+            match action {
+                Action::History(e) => {
+                    if matches!(e.event_type, EventType::StateEntered(_)) {
+                        self.transitions += 1;
+                    }
+                    backend.record(e);
+                }
+                Action::PublishStep {
+                    cursor,
+                    seq,
+                    attempt,
+                    resource,
+                    input,
+                    timeout,
+                    heartbeat,
+                } => {
+                    backend.publish(StepRequest {
+                        cursor,
+                        seq,
+                        attempt,
+                        resource,
+                        input,
+                        timeout,
+                        heartbeat,
+                    });
+                }
+                Action::ScheduleTimer { cursor, seq, at } => backend.schedule(&cursor, seq, at),
+                Action::StoreItems { cursor, items } => backend.store_items(&cursor, items).await?,
+                Action::StartChildren { cursor, from, to } => {
+                    self.start_children(backend, &cursor, from, to, now).await?
+                }
+                Action::AbortChildren { cursor } => {
+                    self.abort_children(backend, &cursor, now).await?
+                }
+                Action::CollectResults { cursor, count } => {
+                    let results = backend.results(&cursor, count).await?;
+                    backend.drop_children(&cursor).await?;
+                    self.queue
+                        .push_back((cursor, CursorEvent::Results { results }));
+                }
+                Action::Finished {
+                    cursor,
+                    result,
+                    last_event,
+                    finished_event,
+                } => {
+                    self.finished(backend, cursor, result, last_event, finished_event)
+                        .await?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_children(
+        &mut self,
+        backend: &mut dyn Backend,
+        parent_id: &str,
+        from: usize,
+        to: usize,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        let Some(parent) = self.cursor(backend, parent_id).await? else {
+            return Ok(());
+        };
+        let is_map = matches!(&parent.phase, Phase::Children(ch) if ch.kind == crate::engine::ChildKind::Map);
+        let items = if is_map {
+            backend.items(parent_id, from, to).await?
+        } else {
+            Vec::new()
+        };
+        let mut next = self.next_event_id;
+        let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+        let mut spawned = Vec::with_capacity(to - from);
+        for (offset, index) in (from..to).enumerate() {
+            let item = items.get(offset).cloned();
+            spawned.push(self.engine.spawn_child(&parent, index, item, &mut tx));
+        }
+        let actions = tx.actions;
+        self.next_event_id = next;
+        self.put(parent);
+        let ids: Vec<CursorId> = spawned.iter().map(|c| c.id.clone()).collect();
+        backend.add_live(parent_id, &ids).await?;
+        for child in spawned {
+            let ready = matches!(child.phase, Phase::Ready);
+            let id = child.id.clone();
+            self.put(child);
+            if ready {
+                self.queue.push_back((id, CursorEvent::Enter));
+            }
+        }
+        Box::pin(self.carry_out(backend, actions, now)).await
+    }
+
+    async fn abort_children(
+        &mut self,
+        backend: &mut dyn Backend,
+        parent_id: &str,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        let children = backend.live(parent_id).await?;
+        let mut history = Vec::new();
+        for id in children {
+            let Some(mut child) = self.cursor(backend, &id).await? else {
+                continue;
+            };
+            let mut next = self.next_event_id;
+            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            self.engine.apply(&mut child, CursorEvent::Abort, &mut tx);
+            let actions = tx.actions;
+            self.next_event_id = next;
+            self.remove(&id);
+            for action in actions {
+                match action {
+                    Action::History(e) => history.push(e),
+                    // The aborted child's own children go too.
+                    Action::AbortChildren { cursor } => {
+                        Box::pin(self.abort_children(backend, &cursor, now)).await?
+                    }
+                    _ => {}
+                }
+            }
+        }
+        backend.drop_children(parent_id).await?;
+        for e in history {
+            backend.record(e);
+        }
+        self.queue
+            .push_back((parent_id.to_string(), CursorEvent::ChildrenAborted));
+        Ok(())
+    }
+
+    async fn finished(
+        &mut self,
+        backend: &mut dyn Backend,
+        id: CursorId,
+        result: Result<Value, StatesError>,
+        last_event: u64,
+        finished_event: u64,
+    ) -> Result<(), BackendError> {
+        let Some(cursor) = self.remove(&id) else {
+            return Ok(());
+        };
+        match cursor.parent {
+            None => {
+                let status = if result.is_ok() {
+                    Status::Succeeded
+                } else {
+                    Status::Failed
+                };
+                self.outcome = Some((status, result));
+            }
+            Some(link) => {
+                let (output, result) = match result {
+                    Ok(v) => (Some(v), Ok(())),
+                    Err(e) => (None, Err(e)),
+                };
+                backend.remove_live(&link.id, &id).await?;
+                if backend.store_result(&link.id, link.index, output).await? {
+                    self.queue.push_back((
+                        link.id,
+                        CursorEvent::ChildFinished {
+                            index: link.index,
+                            result,
+                            last_event,
+                            finished_event,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the execution from outside: a user's stop, or the execution timeout.
+    pub async fn stop(
+        &mut self,
+        backend: &mut dyn Backend,
+        error: StatesError,
+        timed_out: bool,
+        now: impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        // Running children stop first, so their events come before the execution's end.
+        self.abort_children(backend, "", &now).await?;
+        if let Some(mut root) = self.cursor(backend, "").await? {
+            let mut next = self.next_event_id;
+            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            self.engine
+                .stop_execution(&mut root, error.clone(), timed_out, &mut tx);
+            let actions = tx.actions;
+            self.next_event_id = next;
+            self.remove("");
+            for action in actions {
+                if let Action::History(e) = action {
+                    backend.record(e);
+                }
+            }
+        }
+        self.queue.clear();
+        let status = if timed_out {
+            Status::TimedOut
+        } else {
+            Status::Aborted
+        };
+        self.outcome = Some((status, Err(error)));
+        Ok(())
+    }
+}

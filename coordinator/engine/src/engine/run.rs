@@ -1,0 +1,830 @@
+//! What each state type does with each event.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+use super::context::{ExecutionInfo, StateFacts, context_object};
+use super::cursor::*;
+use super::dataflow;
+use super::history::{Event, EventType, StateType};
+use crate::asl::definition::*;
+use crate::asl::error::{StatesError, names};
+use crate::asl::retry::error_matches;
+use crate::asl::scope::Scope;
+use crate::entropy::Entropy;
+
+mod children;
+mod task;
+
+/// Everything one `apply` call needs from outside: the time, a random number for jitter,
+/// the execution's event-id counter, and where actions go.
+pub struct Tx<'a> {
+    pub now: DateTime<Utc>,
+    /// A number in [0, 1) for retry jitter.
+    pub random: f64,
+    /// What expressions draw from (`States.UUID`, `States.MathRandom`), seeded from `random`.
+    pub entropy: Entropy,
+    next_event_id: &'a mut u64,
+    pub actions: Vec<Action>,
+}
+
+impl<'a> Tx<'a> {
+    pub fn new(now: DateTime<Utc>, random: f64, next_event_id: &'a mut u64) -> Self {
+        Tx {
+            now,
+            random,
+            entropy: Entropy::new(random.to_bits()),
+            next_event_id,
+            actions: Vec::new(),
+        }
+    }
+
+    /// Appends a history event for `cursor` and returns its id.
+    fn record(&mut self, cursor: &mut Cursor, event_type: EventType, details: Value) -> u64 {
+        if cursor.quiet {
+            return cursor.last_event;
+        }
+        let id = *self.next_event_id;
+        *self.next_event_id += 1;
+        let previous_event_id = cursor.last_event;
+        cursor.last_event = id;
+        self.actions.push(Action::History(Event {
+            id,
+            previous_event_id,
+            event_type,
+            timestamp: self.now,
+            details,
+            cursor: cursor.id.clone(),
+        }));
+        id
+    }
+}
+
+/// Options of the engine that are not part of the definition.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The most children (Map iterations) one Map state runs at once when its definition says
+    /// `MaxConcurrency: 0`: a fleet-wide cap that keeps memory flat for huge batches.
+    pub max_children_in_flight: usize,
+    /// The largest state input or output, in bytes (AWS: 256 KiB); 0 turns the check off.
+    pub payload_limit: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_children_in_flight: 1000,
+            payload_limit: super::PAYLOAD_LIMIT_BYTES,
+        }
+    }
+}
+
+/// The engine for one execution: an immutable definition and the execution's facts.
+#[derive(Clone)]
+pub struct Engine {
+    pub def: Arc<StateMachine>,
+    pub info: Arc<ExecutionInfo>,
+    pub options: EngineOptions,
+}
+
+/// How a state ended its own work, before Retry/Catch and transitions.
+enum Outcome {
+    /// The state's result, before ResultSelector/ResultPath/OutputPath.
+    Result(Value),
+    Error(StatesError),
+}
+
+impl Engine {
+    pub fn new(def: Arc<StateMachine>, info: ExecutionInfo) -> Engine {
+        Engine {
+            def,
+            info: Arc::new(info),
+            options: EngineOptions::default(),
+        }
+    }
+
+    fn graph(&self, id: GraphId) -> &Graph {
+        &self.def.graphs[id]
+    }
+
+    fn state(&self, cursor: &Cursor) -> &State {
+        self.graph(cursor.graph).state(cursor.state)
+    }
+
+    /// Creates the root cursor and writes `ExecutionStarted`. Feed it `Enter` next.
+    pub fn start(&self, tx: &mut Tx<'_>) -> Cursor {
+        let mut root = Cursor {
+            id: String::new(),
+            parent: None,
+            graph: self.def.root.id,
+            state: self.def.root.start_at,
+            input: self.info.input.clone(),
+            vars: Map::new(),
+            seq: 0,
+            retries: Vec::new(),
+            entered_at: tx.now,
+            phase: Phase::Ready,
+            last_event: 0,
+            entered_event: 0,
+            quiet: false,
+        };
+        tx.record(
+            &mut root,
+            EventType::ExecutionStarted,
+            json!({ "input": self.info.input, "roleArn": self.info.role_arn }),
+        );
+        // AWS points the first state's entry at 0, not at ExecutionStarted.
+        root.last_event = 0;
+        root
+    }
+
+    /// Applies one event to one cursor. Stale events (an outcome or timer of an earlier wait)
+    /// are ignored, which is what makes redelivered messages harmless.
+    pub fn apply(&self, cursor: &mut Cursor, event: CursorEvent, tx: &mut Tx<'_>) {
+        let phase = std::mem::replace(&mut cursor.phase, Phase::Done);
+        let moved = match (phase, event) {
+            (Phase::Ready, CursorEvent::Enter) => {
+                self.enter(cursor, tx);
+                false
+            }
+            (Phase::Task(wait), CursorEvent::StepSucceeded { seq, output })
+                if seq == cursor.seq =>
+            {
+                self.task_succeeded(cursor, wait, output, tx)
+            }
+            (Phase::Task(wait), CursorEvent::StepFailed { seq, error }) if seq == cursor.seq => {
+                self.task_failed(cursor, wait, error, tx)
+            }
+            (Phase::Task(wait), CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
+                self.task_timed_out(cursor, wait, tx)
+            }
+            (Phase::Wait { output }, CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
+                let name = self.state(cursor).name.clone();
+                self.exit_and_transition(cursor, &name, output, tx)
+            }
+            (Phase::Backoff(again), CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
+                self.retry_now(cursor, again, tx)
+            }
+            (
+                Phase::Children(mut ch),
+                CursorEvent::ChildFinished {
+                    index,
+                    result,
+                    last_event,
+                    finished_event,
+                },
+            ) => {
+                if last_event > cursor.last_event {
+                    cursor.last_event = last_event;
+                }
+                ch.last_iteration_event = ch.last_iteration_event.max(finished_event);
+                self.child_finished(cursor, *ch, index, result, tx)
+            }
+            (Phase::Collecting(ch), CursorEvent::Results { results }) => {
+                self.children_collected(cursor, *ch, results, tx)
+            }
+            (Phase::Aborting(ch), CursorEvent::ChildrenAborted) => {
+                self.children_aborted(cursor, *ch, tx)
+            }
+            (phase, CursorEvent::Abort) => {
+                self.abort(cursor, phase, tx);
+                false
+            }
+            (phase, _) => {
+                cursor.phase = phase;
+                false
+            }
+        };
+        if moved {
+            self.enter(cursor, tx);
+        }
+    }
+
+    /// Builds `$$` for the cursor's current state, only when the state reads it.
+    fn context(
+        &self,
+        cursor: &Cursor,
+        state: &State,
+        map_item: Option<(usize, &Value)>,
+        token: Option<&str>,
+    ) -> Value {
+        if !state.common.uses_context {
+            return Value::Null;
+        }
+        let retry_count = cursor.retries.iter().sum();
+        context_object(
+            &self.info,
+            &StateFacts {
+                name: &state.name,
+                entered_time: &cursor.entered_at,
+                retry_count,
+                map_item,
+                task_token: token,
+            },
+            state.common.uses_execution_input,
+        )
+    }
+
+    /// Prefixes a runtime error's cause the way AWS does.
+    fn runtime_cause(&self, cursor: &Cursor, state: &State, e: StatesError) -> StatesError {
+        if e.error == names::RUNTIME
+            && !e
+                .cause
+                .starts_with("An error occurred while executing the state")
+        {
+            StatesError::runtime(format!(
+                "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
+                state.name, cursor.entered_event, e.cause
+            ))
+        } else {
+            e
+        }
+    }
+
+    fn enter(&self, cursor: &mut Cursor, tx: &mut Tx<'_>) {
+        // Chains of flow states (Pass, Choice, ...) run here in a loop rather than through
+        // the driver: one apply call walks as far as it can without waiting.
+        loop {
+            let state = self.state(cursor);
+            cursor.entered_at = tx.now;
+            cursor.retries = vec![0; state.common.retry.len()];
+            let details = json!({ "name": state.name, "input": cursor.input });
+            cursor.entered_event = tx.record(
+                cursor,
+                EventType::StateEntered(StateType::of(state)),
+                details,
+            );
+            if !self.run_state(cursor, tx) {
+                return;
+            }
+        }
+    }
+
+    /// Does the work of the current state (after its `...StateEntered`). Returns true when
+    /// the cursor moved on to a next state that should be entered right away.
+    fn run_state(&self, cursor: &mut Cursor, tx: &mut Tx<'_>) -> bool {
+        let state = self.state(cursor);
+        let ctx = self.context(cursor, state, None, None);
+        let outcome = match &state.kind {
+            StateKind::Pass { result } => {
+                match dataflow::effective_input(
+                    &state.common,
+                    &cursor.input,
+                    &ctx,
+                    &cursor.vars,
+                    &tx.entropy,
+                ) {
+                    Ok(effective) => Outcome::Result(result.clone().unwrap_or(effective)),
+                    Err(e) => Outcome::Error(e),
+                }
+            }
+            StateKind::Task(spec) => return self.start_task(cursor, spec, tx),
+            StateKind::Choice { choices, default } => {
+                return self.choose(cursor, choices, *default, &ctx, tx);
+            }
+            StateKind::Wait(spec) => return self.wait(cursor, spec, &ctx, tx),
+            StateKind::Succeed => {
+                let result = dataflow::input_path(
+                    &state.common.input_path,
+                    &cursor.input,
+                    &ctx,
+                    &cursor.vars,
+                    &tx.entropy,
+                )
+                .and_then(|v| {
+                    dataflow::output_path(
+                        &state.common.output_path,
+                        v,
+                        &ctx,
+                        &cursor.vars,
+                        &tx.entropy,
+                    )
+                });
+                match result {
+                    Ok(output) => {
+                        let name = state.name.clone();
+                        tx.record(
+                            cursor,
+                            EventType::StateExited(StateType::Succeed),
+                            json!({ "name": name, "output": output }),
+                        );
+                        self.finish(cursor, Ok(output), tx);
+                    }
+                    Err(e) => {
+                        let e = self.runtime_cause(cursor, state, e);
+                        self.finish(cursor, Err(e), tx)
+                    }
+                }
+                return false;
+            }
+            StateKind::Fail { error, cause } => {
+                let error = self.fail_text(error.as_ref(), cursor, &ctx, &tx.entropy);
+                let cause = self.fail_text(cause.as_ref(), cursor, &ctx, &tx.entropy);
+                let result = match (error, cause) {
+                    (Ok(error), Ok(cause)) => {
+                        StatesError::new(error.unwrap_or_default(), cause.unwrap_or_default())
+                    }
+                    (Err(e), _) | (_, Err(e)) => self.runtime_cause(cursor, state, e),
+                };
+                self.finish(cursor, Err(result), tx);
+                return false;
+            }
+            StateKind::Parallel { branches } => {
+                return self.start_parallel(cursor, branches.len(), &ctx, tx);
+            }
+            StateKind::Map(spec) => return self.start_map(cursor, spec, &ctx, tx),
+        };
+        match outcome {
+            Outcome::Result(result) => self.complete(cursor, result, tx),
+            Outcome::Error(e) => self.handle_error(cursor, e, None, tx),
+        }
+    }
+
+    fn fail_text(
+        &self,
+        source: Option<&TextSource>,
+        cursor: &Cursor,
+        ctx: &Value,
+        entropy: &Entropy,
+    ) -> Result<Option<String>, StatesError> {
+        let scope = Scope {
+            input: &cursor.input,
+            context: ctx,
+            vars: &cursor.vars,
+            entropy,
+        };
+        let value = match source {
+            None => return Ok(None),
+            Some(TextSource::Literal(s)) => return Ok(Some(s.clone())),
+            Some(TextSource::Path(p)) => p.eval(&scope)?,
+            Some(TextSource::Intrinsic(i)) => i.eval(&scope)?,
+        };
+        match value {
+            Value::String(s) => Ok(Some(s)),
+            other => Ok(Some(other.to_string())),
+        }
+    }
+
+    fn choose(
+        &self,
+        cursor: &mut Cursor,
+        choices: &[crate::asl::choice::ChoiceRule],
+        default: Option<StateId>,
+        ctx: &Value,
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        let state = self.state(cursor);
+        let effective = match dataflow::input_path(
+            &state.common.input_path,
+            &cursor.input,
+            ctx,
+            &cursor.vars,
+            &tx.entropy,
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                let e = self.runtime_cause(cursor, state, e);
+                self.finish(cursor, Err(e), tx);
+                return false;
+            }
+        };
+        let scope = Scope {
+            input: &effective,
+            context: ctx,
+            vars: &cursor.vars,
+            entropy: &tx.entropy,
+        };
+        let mut target = None;
+        for rule in choices {
+            match rule.condition.eval(&scope) {
+                Ok(true) => {
+                    target = Some((rule.next, &rule.assign));
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let e = self.runtime_cause(cursor, state, e);
+                    self.finish(cursor, Err(e), tx);
+                    return false;
+                }
+            }
+        }
+        let (next, assign) = match (target, default) {
+            (Some(t), _) => t,
+            (None, Some(d)) => (d, &state.common.assign),
+            (None, None) => {
+                let e = StatesError::new(
+                    names::NO_CHOICE_MATCHED,
+                    format!(
+                        "No Matches! (no Choice rule of state '{}' matched and it has no Default)",
+                        state.name
+                    ),
+                );
+                self.finish(cursor, Err(e), tx);
+                return false;
+            }
+        };
+        let processed = dataflow::assign(assign, &effective, ctx, &cursor.vars, &tx.entropy)
+            .and_then(|vars| {
+                Ok((
+                    vars,
+                    dataflow::output_path(
+                        &state.common.output_path,
+                        effective.clone(),
+                        ctx,
+                        &cursor.vars,
+                        &tx.entropy,
+                    )?,
+                ))
+            });
+        match processed {
+            Ok((vars, output)) => {
+                if let Some(vars) = vars {
+                    cursor.vars.extend(vars);
+                }
+                let name = state.name.clone();
+                tx.record(
+                    cursor,
+                    EventType::StateExited(StateType::Choice),
+                    json!({ "name": name, "output": output }),
+                );
+                cursor.state = next;
+                cursor.input = output;
+                cursor.phase = Phase::Ready;
+                true
+            }
+            Err(e) => {
+                let e = self.runtime_cause(cursor, state, e);
+                self.finish(cursor, Err(e), tx);
+                false
+            }
+        }
+    }
+
+    fn wait(&self, cursor: &mut Cursor, spec: &WaitSpec, ctx: &Value, tx: &mut Tx<'_>) -> bool {
+        let state = self.state(cursor);
+        let result = dataflow::input_path(&state.common.input_path, &cursor.input, ctx, &cursor.vars, &tx.entropy).and_then(|effective| {
+            let scope = Scope { input: &effective, context: ctx, vars: &cursor.vars, entropy: &tx.entropy };
+            let due = match spec {
+                WaitSpec::Seconds(s) => tx.now + chrono::Duration::seconds(*s as i64),
+                WaitSpec::Timestamp(ts) => ts.with_timezone(&Utc),
+                WaitSpec::SecondsPath(p) => {
+                    let v = p.eval(&scope)?;
+                    let secs = wait_seconds(&v, p.as_str())?;
+                    tx.now + chrono::Duration::seconds(secs)
+                }
+                WaitSpec::TimestampPath(p) => {
+                    let v = p.eval(&scope)?;
+                    match v.as_str().and_then(crate::asl::choice::parse_timestamp) {
+                        Some(ts) => ts.with_timezone(&Utc),
+                        None => {
+                            return Err(StatesError::runtime(format!(
+                                "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                                p.as_str(),
+                                v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+                            )));
+                        }
+                    }
+                }
+            };
+            let output = dataflow::output_path(&state.common.output_path, effective.clone(), ctx, &cursor.vars, &tx.entropy)?;
+            let vars = dataflow::assign(&state.common.assign, &effective, ctx, &cursor.vars, &tx.entropy)?;
+            Ok((due, output, vars))
+        });
+        match result {
+            Ok((due, output, vars)) => {
+                if let Some(vars) = vars {
+                    cursor.vars.extend(vars);
+                }
+                cursor.seq += 1;
+                tx.actions.push(Action::ScheduleTimer {
+                    cursor: cursor.id.clone(),
+                    seq: cursor.seq,
+                    at: due,
+                });
+                cursor.phase = Phase::Wait { output };
+            }
+            Err(e) => {
+                let e = self.runtime_cause(cursor, state, e);
+                self.finish(cursor, Err(e), tx);
+            }
+        }
+        false
+    }
+
+    /// ResultSelector → Assign → ResultPath → OutputPath, then the transition. Used by Pass,
+    /// Task, Parallel and Map when their work produced `result`.
+    fn complete(&self, cursor: &mut Cursor, result: Value, tx: &mut Tx<'_>) -> bool {
+        let state = self.state(cursor);
+        let ctx = self.context(cursor, state, None, None);
+        let processed = (|| {
+            let selected =
+                dataflow::select_result(&state.common, result, &ctx, &cursor.vars, &tx.entropy)?;
+            let vars = dataflow::assign(
+                &state.common.assign,
+                &selected,
+                &ctx,
+                &cursor.vars,
+                &tx.entropy,
+            )?;
+            let combined =
+                dataflow::result_path(&state.common.result_path, &cursor.input, selected)?;
+            let output = dataflow::output_path(
+                &state.common.output_path,
+                combined,
+                &ctx,
+                &cursor.vars,
+                &tx.entropy,
+            )?;
+            dataflow::check_size(
+                &output,
+                &format!("state/task '{}' returned a result with a size", state.name),
+                self.options.payload_limit,
+            )?;
+            Ok::<_, StatesError>((vars, output))
+        })();
+        match processed {
+            Ok((vars, output)) => {
+                if let Some(vars) = vars {
+                    cursor.vars.extend(vars);
+                }
+                let name = state.name.clone();
+                self.exit_and_transition(cursor, &name, output, tx)
+            }
+            Err(e) => self.handle_error(cursor, e, None, tx),
+        }
+    }
+
+    /// Writes `...StateExited` and follows `Next` (true: enter it now) or ends the cursor.
+    fn exit_and_transition(
+        &self,
+        cursor: &mut Cursor,
+        name: &str,
+        output: Value,
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        let state = self.state(cursor);
+        tx.record(
+            cursor,
+            EventType::StateExited(StateType::of(state)),
+            json!({ "name": name, "output": output }),
+        );
+        match state.common.transition {
+            Transition::Next(next) => {
+                cursor.state = next;
+                cursor.input = output;
+                cursor.phase = Phase::Ready;
+                true
+            }
+            Transition::End => {
+                self.finish(cursor, Ok(output), tx);
+                false
+            }
+        }
+    }
+
+    /// Retry, then Catch, then fail the cursor. `retry_with` is what a retry re-runs (a
+    /// Task's effective input); `None` re-runs the whole state.
+    fn handle_error(
+        &self,
+        cursor: &mut Cursor,
+        error: StatesError,
+        retry_with: Option<RetryAgain>,
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        self.handle_error_then(cursor, error, retry_with, &[], tx)
+    }
+
+    /// [`Self::handle_error`], writing `give_up` events (e.g. `MapStateFailed`) once it is
+    /// clear the state will not be retried.
+    fn handle_error_then(
+        &self,
+        cursor: &mut Cursor,
+        error: StatesError,
+        retry_with: Option<RetryAgain>,
+        give_up: &[(EventType, Value)],
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        let state = self.state(cursor);
+        let error = self.runtime_cause(cursor, state, error);
+        if let Some(i) = state
+            .common
+            .retry
+            .iter()
+            .position(|r| error_matches(&r.error_equals, &error.error))
+        {
+            let retrier = &state.common.retry[i];
+            let count = cursor.retries[i];
+            if u64::from(count) < retrier.max_attempts {
+                cursor.retries[i] += 1;
+                let delay = retrier.delay(count, tx.random);
+                cursor.seq += 1;
+                let at = tx.now
+                    + chrono::Duration::from_std(delay)
+                        .unwrap_or_else(|_| chrono::Duration::days(366));
+                tx.actions.push(Action::ScheduleTimer {
+                    cursor: cursor.id.clone(),
+                    seq: cursor.seq,
+                    at,
+                });
+                cursor.phase = Phase::Backoff(retry_with.unwrap_or(RetryAgain::Rerun));
+                return false;
+            }
+        }
+        for (event_type, details) in give_up {
+            tx.record(cursor, *event_type, details.clone());
+        }
+        if let Some(catcher) = state
+            .common
+            .catch
+            .iter()
+            .find(|c| error_matches(&c.error_equals, &error.error))
+        {
+            let error_output = json!({ "Error": error.error, "Cause": error.cause });
+            let ctx = self.context(cursor, state, None, None);
+            let processed = dataflow::assign(
+                &catcher.assign,
+                &error_output,
+                &ctx,
+                &cursor.vars,
+                &tx.entropy,
+            )
+            .and_then(|vars| {
+                Ok((
+                    vars,
+                    dataflow::result_path(&catcher.result_path, &cursor.input, error_output)?,
+                ))
+            });
+            match processed {
+                Ok((vars, output)) => {
+                    if let Some(vars) = vars {
+                        cursor.vars.extend(vars);
+                    }
+                    let name = state.name.clone();
+                    tx.record(
+                        cursor,
+                        EventType::StateExited(StateType::of(state)),
+                        json!({ "name": name, "output": output }),
+                    );
+                    cursor.state = catcher.next;
+                    cursor.input = output;
+                    cursor.phase = Phase::Ready;
+                    return true;
+                }
+                Err(e) => {
+                    self.finish(cursor, Err(e), tx);
+                    return false;
+                }
+            }
+        }
+        self.finish(cursor, Err(error), tx);
+        false
+    }
+
+    fn retry_now(&self, cursor: &mut Cursor, again: RetryAgain, tx: &mut Tx<'_>) -> bool {
+        match again {
+            // InputPath and Parameters are evaluated again: `$$.State.RetryCount` counts.
+            RetryAgain::Task { .. } => {
+                let StateKind::Task(spec) = &self.state(cursor).kind else {
+                    return false;
+                };
+                self.start_task(cursor, spec, tx)
+            }
+            RetryAgain::Rerun => self.run_state(cursor, tx),
+        }
+    }
+
+    /// Ends a cursor: the execution for the root, an iteration or branch otherwise.
+    fn finish(&self, cursor: &mut Cursor, result: Result<Value, StatesError>, tx: &mut Tx<'_>) {
+        cursor.phase = Phase::Done;
+        // The parent's next event follows the child's last inner event, as in AWS's
+        // histories; a Map's MapStateSucceeded follows the last MapIteration event instead.
+        let last_event = cursor.last_event;
+        let mut finished_event = 0;
+        match &cursor.parent {
+            None => match &result {
+                Ok(output) => {
+                    tx.record(
+                        cursor,
+                        EventType::ExecutionSucceeded,
+                        json!({ "output": output }),
+                    );
+                }
+                Err(e) => {
+                    tx.record(cursor, EventType::ExecutionFailed, error_details(e));
+                }
+            },
+            Some(link) if link.kind == ChildKind::Map => {
+                let details = json!({ "index": link.index, "name": link.state_name });
+                let t = if result.is_ok() {
+                    EventType::MapIterationSucceeded
+                } else {
+                    EventType::MapIterationFailed
+                };
+                finished_event = tx.record(cursor, t, details);
+            }
+            Some(_) => {}
+        }
+        tx.actions.push(Action::Finished {
+            cursor: cursor.id.clone(),
+            result,
+            last_event,
+            finished_event,
+        });
+    }
+
+    /// Stops a cursor on its parent's (or the user's) request.
+    fn abort(&self, cursor: &mut Cursor, phase: Phase, tx: &mut Tx<'_>) {
+        match phase {
+            Phase::Done => {
+                cursor.phase = Phase::Done;
+                return;
+            }
+            Phase::Task(_) => {
+                tx.record(cursor, EventType::TaskStateAborted, Value::Null);
+            }
+            Phase::Wait { .. } => {
+                tx.record(cursor, EventType::WaitStateAborted, Value::Null);
+            }
+            Phase::Children(ch) | Phase::Collecting(ch) | Phase::Aborting(ch) => {
+                let t = if ch.kind == ChildKind::Map {
+                    EventType::MapStateAborted
+                } else {
+                    EventType::ParallelStateAborted
+                };
+                tx.record(cursor, t, Value::Null);
+                tx.actions.push(Action::AbortChildren {
+                    cursor: cursor.id.clone(),
+                });
+            }
+            Phase::Ready | Phase::Backoff(_) => {}
+        }
+        if let Some(link) = cursor.parent.clone()
+            && link.kind == ChildKind::Map
+        {
+            tx.record(
+                cursor,
+                EventType::MapIterationAborted,
+                json!({ "index": link.index, "name": link.state_name }),
+            );
+        }
+        cursor.phase = Phase::Done;
+    }
+
+    /// Ends the whole execution from outside: a user's stop, or the execution timeout.
+    /// The driver stops the root's running children first (their abort events precede the
+    /// execution's end).
+    pub fn stop_execution(
+        &self,
+        root: &mut Cursor,
+        error: StatesError,
+        timed_out: bool,
+        tx: &mut Tx<'_>,
+    ) {
+        root.phase = Phase::Done;
+        let t = if timed_out {
+            EventType::ExecutionTimedOut
+        } else {
+            EventType::ExecutionAborted
+        };
+        tx.record(root, t, error_details(&error));
+    }
+}
+
+/// `{error, cause}` details, leaving out empty ones as AWS does for a bare Fail state.
+fn error_details(e: &StatesError) -> Value {
+    let mut m = Map::new();
+    if !e.error.is_empty() {
+        m.insert("error".into(), json!(e.error));
+    }
+    if !e.cause.is_empty() {
+        m.insert("cause".into(), json!(e.cause));
+    }
+    Value::Object(m)
+}
+
+/// A `SecondsPath` value: a non-negative integer.
+fn wait_seconds(v: &Value, path: &str) -> Result<i64, StatesError> {
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                if i < 0 {
+                    return Err(StatesError::runtime(format!(
+                        "The SecondsPath parameter references a negative value: {path} == {i}"
+                    )));
+                }
+                return Ok(i.min(31_622_400));
+            }
+            if n.as_u64().is_some() {
+                return Ok(31_622_400);
+            }
+            Err(StatesError::runtime(format!(
+                "The SecondsPath parameter cannot be parsed as a long value: {path} == {n}"
+            )))
+        }
+        other => Err(StatesError::runtime(format!(
+            "The SecondsPath parameter cannot be parsed as a long value: {path} == {other}"
+        ))),
+    }
+}

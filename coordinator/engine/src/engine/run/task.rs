@@ -1,0 +1,307 @@
+//! Task states: publish a step, then handle its outcome, timeout or failure.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Engine, Tx};
+use crate::asl::definition::{Dynamic, TaskSpec};
+use crate::asl::error::{StatesError, names};
+use crate::asl::scope::Scope;
+use crate::engine::cursor::{Action, Cursor, Phase, RetryAgain, TaskWait};
+use crate::engine::dataflow;
+use crate::engine::history::EventType;
+
+/// The earlier of a task's timeout and heartbeat deadlines, in seconds.
+fn first_deadline(timeout: Option<u64>, heartbeat: Option<u64>) -> Option<u64> {
+    match (timeout, heartbeat) {
+        (Some(t), Some(h)) => Some(t.min(h)),
+        (t, h) => t.or(h),
+    }
+}
+
+/// How history names a resource: `(resourceType, resource)` for Task events, or a Lambda
+/// function ARN for the legacy Lambda events.
+enum ResourceKind<'a> {
+    Lambda,
+    Task {
+        resource_type: &'a str,
+        resource: &'a str,
+    },
+}
+
+fn classify(resource: &str) -> ResourceKind<'_> {
+    if resource.starts_with("arn:aws:lambda:") {
+        return ResourceKind::Lambda;
+    }
+    if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
+        let (service, action) = rest.split_once(':').unwrap_or((rest, ""));
+        return ResourceKind::Task {
+            resource_type: service,
+            resource: action,
+        };
+    }
+    if let Some(name) = resource.strip_prefix("arn:mapfleet:task:::") {
+        return ResourceKind::Task {
+            resource_type: "mapfleet",
+            resource: name,
+        };
+    }
+    ResourceKind::Task {
+        resource_type: "activity",
+        resource,
+    }
+}
+
+fn resolve_seconds(
+    d: &Option<Dynamic<u64>>,
+    field: &str,
+    scope: &Scope<'_>,
+) -> Result<Option<u64>, StatesError> {
+    match d {
+        None => Ok(None),
+        Some(Dynamic::Literal(n)) => Ok(Some(*n)),
+        Some(Dynamic::Path(p)) => {
+            let v = p.eval(scope)?;
+            match v.as_u64().filter(|n| *n > 0) {
+                Some(n) => Ok(Some(n)),
+                None => Err(StatesError::runtime(format!(
+                    "The {field}Path field refers to value \"{v}\" which is not a valid positive integer: {}",
+                    p.as_str()
+                ))),
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Prepares and publishes the task step: on entry and again on every retry, so that
+    /// `$$.State.RetryCount` (and the task token) in Parameters are those of the attempt.
+    pub(super) fn start_task(&self, cursor: &mut Cursor, spec: &TaskSpec, tx: &mut Tx<'_>) -> bool {
+        let state = self.state(cursor);
+        let token = format!(
+            "{}#{}#{}",
+            self.info.execution_arn,
+            cursor.id,
+            cursor.seq + 1
+        );
+        let ctx = self.context(cursor, state, None, Some(&token));
+        // TimeoutSecondsPath and HeartbeatSecondsPath read the state input (after InputPath),
+        // not the Parameters output: AWS times out a task whose Parameters drop the field.
+        let prepared = dataflow::input_path(
+            &state.common.input_path,
+            &cursor.input,
+            &ctx,
+            &cursor.vars,
+            &tx.entropy,
+        )
+        .and_then(|selected| {
+            let scope = Scope {
+                input: &selected,
+                context: &ctx,
+                vars: &cursor.vars,
+                entropy: &tx.entropy,
+            };
+            let timeout = resolve_seconds(&spec.timeout_seconds, "TimeoutSeconds", &scope)?;
+            let heartbeat = resolve_seconds(&spec.heartbeat_seconds, "HeartbeatSeconds", &scope)?;
+            let effective = dataflow::parameters(
+                &state.common.parameters,
+                selected,
+                &ctx,
+                &cursor.vars,
+                &tx.entropy,
+            )?;
+            dataflow::check_size(&effective, "task input", self.options.payload_limit)?;
+            Ok((effective, timeout, heartbeat))
+        });
+        match prepared {
+            Ok((effective, timeout, heartbeat)) => {
+                self.publish_task(cursor, spec, effective, timeout, heartbeat, tx);
+                false
+            }
+            Err(e) => self.handle_error(cursor, e, None, tx),
+        }
+    }
+
+    fn publish_task(
+        &self,
+        cursor: &mut Cursor,
+        spec: &TaskSpec,
+        effective: Value,
+        timeout: Option<u64>,
+        heartbeat: Option<u64>,
+        tx: &mut Tx<'_>,
+    ) {
+        cursor.seq += 1;
+        let attempt = 1 + cursor.retries.iter().sum::<u32>();
+        match classify(&spec.resource) {
+            ResourceKind::Lambda => {
+                let mut details = json!({ "resource": spec.resource, "input": effective });
+                if let Some(t) = timeout {
+                    details["timeoutInSeconds"] = json!(t);
+                }
+                tx.record(cursor, EventType::LambdaFunctionScheduled, details);
+                tx.record(cursor, EventType::LambdaFunctionStarted, Value::Null);
+            }
+            ResourceKind::Task {
+                resource_type,
+                resource,
+            } => {
+                let mut details = json!({
+                    "resourceType": resource_type,
+                    "resource": resource,
+                    "region": crate::engine::context::LOCAL_REGION,
+                    "parameters": effective.to_string(),
+                });
+                if let Some(t) = timeout {
+                    details["timeoutInSeconds"] = json!(t);
+                }
+                if let Some(h) = heartbeat {
+                    details["heartbeatInSeconds"] = json!(h);
+                }
+                tx.record(cursor, EventType::TaskScheduled, details);
+                tx.record(
+                    cursor,
+                    EventType::TaskStarted,
+                    json!({ "resourceType": resource_type, "resource": resource }),
+                );
+            }
+        }
+        tx.actions.push(Action::PublishStep {
+            cursor: cursor.id.clone(),
+            seq: cursor.seq,
+            attempt,
+            resource: spec.resource.clone(),
+            input: effective.clone(),
+            timeout: timeout.map(Duration::from_secs),
+            heartbeat: heartbeat.map(Duration::from_secs),
+        });
+        // Tasks send no heartbeats, so the first heartbeat deadline is the one that counts:
+        // one timer at whichever of the two deadlines comes first.
+        if let Some(t) = first_deadline(timeout, heartbeat) {
+            let at = tx.now + chrono::Duration::seconds(t as i64);
+            tx.actions.push(Action::ScheduleTimer {
+                cursor: cursor.id.clone(),
+                seq: cursor.seq,
+                at,
+            });
+        }
+        cursor.phase = Phase::Task(TaskWait {
+            resource: spec.resource.clone(),
+            effective_input: effective,
+            timeout,
+            heartbeat,
+        });
+    }
+
+    fn task_event(
+        &self,
+        cursor: &mut Cursor,
+        wait: &TaskWait,
+        lambda: EventType,
+        task: EventType,
+        mut details: Value,
+        tx: &mut Tx<'_>,
+    ) {
+        match classify(&wait.resource) {
+            ResourceKind::Lambda => {
+                tx.record(cursor, lambda, details);
+            }
+            ResourceKind::Task {
+                resource_type,
+                resource,
+            } => {
+                details["resourceType"] = json!(resource_type);
+                details["resource"] = json!(resource);
+                tx.record(cursor, task, details);
+            }
+        }
+    }
+
+    pub(super) fn task_succeeded(
+        &self,
+        cursor: &mut Cursor,
+        wait: TaskWait,
+        output: Value,
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        if let Err(e) = dataflow::check_size(&output, "task result", self.options.payload_limit) {
+            return self.task_failed(cursor, wait, e, tx);
+        }
+        let details = json!({ "output": output });
+        self.task_event(
+            cursor,
+            &wait,
+            EventType::LambdaFunctionSucceeded,
+            EventType::TaskSucceeded,
+            details,
+            tx,
+        );
+        self.complete(cursor, output, tx)
+    }
+
+    pub(super) fn task_failed(
+        &self,
+        cursor: &mut Cursor,
+        wait: TaskWait,
+        error: StatesError,
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        let details = json!({ "error": error.error, "cause": error.cause });
+        // A worker that enforced the step's deadline reports States.Timeout itself: the
+        // history shows it as the timeout it is, as when the coordinator's timer fires first.
+        let (lambda, task) = if error.error == names::TIMEOUT {
+            (EventType::LambdaFunctionTimedOut, EventType::TaskTimedOut)
+        } else {
+            (EventType::LambdaFunctionFailed, EventType::TaskFailed)
+        };
+        self.task_event(cursor, &wait, lambda, task, details, tx);
+        let again = RetryAgain::Task {
+            effective_input: wait.effective_input,
+        };
+        self.handle_error(cursor, error, Some(again), tx)
+    }
+
+    pub(super) fn task_timed_out(
+        &self,
+        cursor: &mut Cursor,
+        wait: TaskWait,
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        let heartbeat_first = match (wait.heartbeat, wait.timeout) {
+            (Some(h), Some(t)) => h < t,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let error = if heartbeat_first {
+            let h = wait.heartbeat.unwrap_or(0);
+            StatesError::new(
+                names::HEARTBEAT_TIMEOUT,
+                format!("The task sent no heartbeat within {h} seconds."),
+            )
+        } else {
+            StatesError::new(
+                names::TIMEOUT,
+                format!(
+                    "The task did not complete within {} seconds.",
+                    wait.timeout.unwrap_or(0)
+                ),
+            )
+        };
+        let details = json!({ "error": error.error, "cause": error.cause });
+        self.task_event(
+            cursor,
+            &wait,
+            EventType::LambdaFunctionTimedOut,
+            EventType::TaskTimedOut,
+            details,
+            tx,
+        );
+        // The step may still finish later; its outcome carries the old seq and is dropped.
+        cursor.seq += 1;
+        let again = RetryAgain::Task {
+            effective_input: wait.effective_input,
+        };
+        self.handle_error(cursor, error, Some(again), tx)
+    }
+}

@@ -1,0 +1,95 @@
+//! The coordinator's command line, shared by the slim `mapfleet-coordinator` binary and the
+//! `mapfleet coordinator` subcommand: one set of flags, one way to start the service.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::service::{Coordinator, ServiceOptions};
+
+/// Flags of a coordinator (each also a `MAPFLEET_*` environment variable).
+#[derive(Args, Debug)]
+pub struct CoordinatorArgs {
+    #[command(flatten)]
+    pub fleet: shared::config::FleetConfig,
+    /// Executions this coordinator advances at once.
+    #[arg(long, env = "MAPFLEET_PARALLEL", default_value_t = 4)]
+    pub parallel: usize,
+    /// Most iterations of one Map in flight when its MaxConcurrency is 0 (the fleet cap).
+    #[arg(long, env = "MAPFLEET_FLEET_CAP", default_value_t = 1000)]
+    pub fleet_cap: usize,
+    /// Publish a step again when its outcome is this many seconds overdue.
+    #[arg(long, env = "MAPFLEET_REDRIVE_AFTER_SECS", default_value_t = 600)]
+    pub redrive_after_secs: u64,
+    /// Fail a step whose resource no live worker has served for this many seconds.
+    #[arg(long, env = "MAPFLEET_UNSERVED_GRACE_SECS", default_value_t = 30)]
+    pub unserved_grace_secs: u64,
+    /// Most steps of one resource published as one broker message when many are ready at
+    /// once (a Map's iterations); 1 publishes every step on its own. A worker's prefetch
+    /// counts messages, so it may hold up to prefetch x this many steps.
+    #[arg(long, env = "MAPFLEET_STEP_BATCH", default_value_t = 16)]
+    pub step_batch: usize,
+}
+
+impl CoordinatorArgs {
+    /// The service options these flags select.
+    pub fn options(&self) -> ServiceOptions {
+        let mut opts = ServiceOptions {
+            parallel: self.parallel,
+            ..Default::default()
+        };
+        opts.engine.max_children_in_flight = self.fleet_cap.max(1);
+        opts.redrive_after = Duration::from_secs(self.redrive_after_secs);
+        opts.unserved_grace = Duration::from_secs(self.unserved_grace_secs);
+        opts.step_batch = self.step_batch.max(1);
+        opts
+    }
+}
+
+/// Serves metrics (when asked) and runs a coordinator until SIGTERM or Ctrl-C.
+pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
+    tracing::info!(config = %args.fleet, "starting a coordinator");
+    let _metrics = match args.fleet.metrics_addr {
+        Some(addr) => {
+            let (bound, server) = shared::metrics::serve(addr).await?;
+            eprintln!("metrics on http://{bound}/metrics");
+            Some(server)
+        }
+        None => None,
+    };
+    let shutdown = shared::supervise::Shutdown::on(shared::process::shutdown_signal());
+    Coordinator::serve(&args.fleet, args.options(), &shutdown).await
+}
+
+/// Entry point of the slim `mapfleet-coordinator` binary.
+pub fn main() -> std::process::ExitCode {
+    #[derive(clap::Parser)]
+    #[command(
+        name = "mapfleet-coordinator",
+        version,
+        about = "A mapfleet coordinator: advances executions on the fleet (stateless; run as many as you like)"
+    )]
+    struct Cli {
+        #[command(flatten)]
+        args: CoordinatorArgs,
+    }
+    shared::process::init_tracing("info");
+    let cli = <Cli as clap::Parser>::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

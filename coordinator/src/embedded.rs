@@ -7,6 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -22,8 +23,9 @@ use crate::engine::history::Event;
 use crate::engine::run::EngineOptions;
 use crate::engine::{Engine, ExecutionInfo};
 
-/// Runs Task steps. The embedded default runs the worker's tasks in-process; tests plug in
-/// their own.
+/// Runs Task steps. The embedded default runs the worker's tasks in-process through the
+/// worker's task policy (`worker::policy`, wired in the `mapfleet` CLI crate), so a step ends
+/// with the same error names as on the fleet.
 #[async_trait::async_trait]
 pub trait TaskExecutor: Send + Sync {
     /// Whether some task serves this resource ARN.
@@ -32,8 +34,15 @@ pub trait TaskExecutor: Send + Sync {
     /// Every resource served, for error messages.
     fn resources(&self) -> Vec<String>;
 
-    /// Runs the task; an `Err` is the task's error name and cause.
-    async fn execute(&self, resource: &str, input: Value) -> Result<Value, StatesError>;
+    /// Runs the task within `budget` (the state's TimeoutSeconds; `None`: none); an `Err` is
+    /// the step's error name and cause. Should not panic (a panic is caught here as a last
+    /// resort and named like the worker names one).
+    async fn execute(
+        &self,
+        resource: &str,
+        input: Value,
+        budget: Option<Duration>,
+    ) -> Result<Value, StatesError>;
 }
 
 /// An executor that serves nothing: every Task fails with a clear error.
@@ -49,23 +58,14 @@ impl TaskExecutor for NoTasks {
         Vec::new()
     }
 
-    async fn execute(&self, resource: &str, _: Value) -> Result<Value, StatesError> {
-        Err(unserved(resource, &[]))
+    async fn execute(
+        &self,
+        resource: &str,
+        _: Value,
+        _: Option<Duration>,
+    ) -> Result<Value, StatesError> {
+        Err(StatesError::unserved(resource, &[] as &[&str]))
     }
-}
-
-/// The error of a Task whose resource no worker serves: `States.Runtime`, so no Catch
-/// swallows a misconfiguration and the execution fails instead of waiting forever.
-pub fn unserved(resource: &str, served: &[String]) -> StatesError {
-    let served = if served.is_empty() {
-        "none".to_string()
-    } else {
-        served.join(", ")
-    };
-    StatesError::runtime(format!(
-        "No worker serves the resource '{resource}'. Resources served here: {served}. \
-         Replace the ARN with one of them (see `mapfleet resources`) or run a worker that serves it."
-    ))
 }
 
 /// The result of one execution, with its whole history.
@@ -207,24 +207,24 @@ impl Backend for MemoryBackend {
             seq,
             resource,
             input,
+            timeout,
             ..
         } = step;
         if !self.executor.serves(&resource) {
-            let error = unserved(&resource, &self.executor.resources());
+            let error = StatesError::unserved(&resource, &self.executor.resources());
             self.refused.push((cursor, seq, Err(error)));
             return;
         }
         let executor = self.executor.clone();
         self.tasks.spawn(async move {
-            // The task runs in a task of its own so that a panic in it becomes this step's
-            // failure instead of a step that never ends.
-            let run = tokio::spawn(async move { executor.execute(&resource, input).await });
-            let result = run.await.unwrap_or_else(|e| {
-                Err(StatesError::new(
-                    names::TASK_FAILED,
-                    format!("The task crashed: {e}"),
-                ))
-            });
+            // The task runs in a task of its own so that a panic the executor let through
+            // still becomes this step's failure instead of a step that never ends.
+            let name = resource.clone();
+            let run =
+                tokio::spawn(async move { executor.execute(&resource, input, timeout).await });
+            let result = run
+                .await
+                .unwrap_or_else(|e| Err(StatesError::task_panicked(&name, &e.to_string())));
             (cursor, seq, result)
         });
     }

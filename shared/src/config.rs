@@ -12,6 +12,10 @@ use std::time::Duration;
 use crate::topology::{Route, Topology};
 
 /// Connection and topology settings every fleet process needs.
+/// The default `--delivery-limit`: deliveries of one step before it is dead-lettered. Embedded
+/// mode gives a transiently failing task as many attempts.
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 5;
+
 #[derive(Clone, clap::Args)]
 pub struct FleetConfig {
     /// RabbitMQ URL (`amqp://user:password@host:port/vhost`; `%2f` is the default vhost).
@@ -45,7 +49,7 @@ pub struct FleetConfig {
     /// Deliveries of one message before the broker dead-letters it (the quorum queues'
     /// `x-delivery-limit`). Every process of a fleet must agree: queues are declared once
     /// with it and a different value is refused by the broker.
-    #[arg(long, env = "MAPFLEET_DELIVERY_LIMIT", default_value_t = 5)]
+    #[arg(long, env = "MAPFLEET_DELIVERY_LIMIT", default_value_t = DEFAULT_DELIVERY_LIMIT)]
     pub delivery_limit: u32,
 
     /// Extra steps queues, `NAME=ARN[,ARN...]`, separated by `;` in the env var: those

@@ -41,11 +41,10 @@
 //! broker by closing the channels (unacked deliveries are requeued).
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_lite::{FutureExt, StreamExt};
+use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::{Channel, Connection};
@@ -59,14 +58,8 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tracing::Instrument;
 
+use crate::policy::{self, TaskEnd};
 use crate::task::{Registry, TaskFailure};
-
-/// Error name of a step whose deadline passed (ASL's own name for it).
-pub const TIMEOUT_ERROR: &str = "States.Timeout";
-/// Error name of a step no task in this worker serves.
-pub const UNKNOWN_RESOURCE_ERROR: &str = "Mapfleet.UnknownResource";
-/// Error name of a task that panicked.
-pub const TASK_PANIC_ERROR: &str = "States.TaskFailed";
 
 /// How one worker consumes.
 #[derive(Debug, Clone)]
@@ -604,7 +597,7 @@ async fn run_one(ctx: &Ctx, step: &StepMessage, received_ms: u64, redeliveries: 
             Ran::Requeue(failure) => {
                 // Back off a little so a flapping dependency is not hammered; every return
                 // counts toward the delivery limit.
-                let backoff = Duration::from_millis(250u64 << redeliveries.min(5)).min(Duration::from_secs(10));
+                let backoff = policy::retry_backoff(redeliveries);
                 tracing::warn!(error = %failure.error, cause = %failure.cause, ?backoff, "transient failure; requeueing");
                 tokio::time::sleep(backoff).await;
                 return StepEnd::Requeue;
@@ -641,84 +634,19 @@ async fn run_one(ctx: &Ctx, step: &StepMessage, received_ms: u64, redeliveries: 
     .await
 }
 
+/// Runs one step by the one task policy ([`crate::policy`]); the step's deadline is wall
+/// time (milliseconds since the epoch) set by its coordinator.
 async fn run_step(registry: &Registry, step: &StepMessage) -> Ran {
-    let Some(task) = registry.resolve(&step.resource) else {
-        let served: Vec<&str> = registry.resources().collect();
-        return Ran::Outcome(StepResult::Err {
-            error: UNKNOWN_RESOURCE_ERROR.into(),
-            cause: format!(
-                "this worker serves no task for {:?} (it serves: {})",
-                step.resource,
-                served.join(", ")
-            ),
-        });
-    };
-    let m = metrics::get();
-    let name = task.name();
-    let budget = match step.deadline_ms {
-        Some(deadline) => {
-            let now = now_ms();
-            if now >= deadline {
-                m.task_duration
-                    .with_label_values(&[name, "timeout"])
-                    .observe(0.0);
-                return Ran::Outcome(timeout_result(step, "before the task started"));
-            }
-            Some(Duration::from_millis(deadline - now))
-        }
-        None => None,
-    };
-    m.tasks_in_flight.inc();
-    let started = Instant::now();
-    let run = AssertUnwindSafe(task.run(step.input.clone())).catch_unwind();
-    let ran = match budget {
-        Some(budget) => timeout(budget, run).await.ok(),
-        None => Some(run.await),
-    };
-    m.tasks_in_flight.dec();
-    let (label, ran) = match ran {
-        None => (
-            "timeout",
-            Ran::Outcome(timeout_result(step, "while the task ran")),
-        ),
-        Some(Ok(Ok(output))) => ("ok", Ran::Outcome(StepResult::Ok { output })),
-        Some(Ok(Err(failure))) if failure.retryable => ("retry", Ran::Requeue(failure)),
-        Some(Ok(Err(failure))) => (
-            "error",
-            Ran::Outcome(StepResult::Err {
-                error: failure.error,
-                cause: failure.cause,
-            }),
-        ),
-        Some(Err(panic)) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(panic = %msg, "task panicked");
-            (
-                "error",
-                Ran::Outcome(StepResult::Err {
-                    error: TASK_PANIC_ERROR.into(),
-                    cause: format!("task {name} panicked: {msg}"),
-                }),
-            )
-        }
-    };
-    m.task_duration
-        .with_label_values(&[name, label])
-        .observe(started.elapsed().as_secs_f64());
-    ran
-}
-
-fn timeout_result(step: &StepMessage, when: &str) -> StepResult {
-    StepResult::Err {
-        error: TIMEOUT_ERROR.into(),
-        cause: format!(
-            "the step's deadline ({} ms since the epoch) passed {when}",
-            step.deadline_ms.unwrap_or_default()
-        ),
+    let budget = step
+        .deadline_ms
+        .map(|deadline| Duration::from_millis(deadline.saturating_sub(now_ms())));
+    match policy::run_task(registry, &step.resource, step.input.clone(), budget).await {
+        TaskEnd::Succeeded(output) => Ran::Outcome(StepResult::Ok { output }),
+        TaskEnd::Failed(e) => Ran::Outcome(StepResult::Err {
+            error: e.error,
+            cause: e.cause,
+        }),
+        TaskEnd::Retry(failure) => Ran::Requeue(failure),
     }
 }
 
@@ -742,38 +670,10 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::{Task, resource_arn};
+    use crate::task::resource_arn;
+    use mapfleet_engine::asl::error::names;
     use serde_json::json;
     use shared::messages::StepId;
-
-    struct Panics;
-    #[async_trait::async_trait]
-    impl Task for Panics {
-        fn name(&self) -> &'static str {
-            "panics"
-        }
-        async fn run(&self, _: serde_json::Value) -> Result<serde_json::Value, TaskFailure> {
-            panic!("boom")
-        }
-    }
-
-    struct Flaky;
-    #[async_trait::async_trait]
-    impl Task for Flaky {
-        fn name(&self) -> &'static str {
-            "flaky"
-        }
-        async fn run(&self, _: serde_json::Value) -> Result<serde_json::Value, TaskFailure> {
-            Err(TaskFailure::retryable("Net", "down"))
-        }
-    }
-
-    fn registry() -> Registry {
-        let mut r = crate::registry::default_registry(Default::default());
-        r.register(Arc::new(Panics));
-        r.register(Arc::new(Flaky));
-        r
-    }
 
     fn step(name: &str, input: serde_json::Value) -> StepMessage {
         StepMessage::new(
@@ -796,9 +696,11 @@ mod tests {
         }
     }
 
+    /// The policy's own cases are tested in [`crate::policy`]; here, that a step's wall-time
+    /// deadline and its outcome travel through it.
     #[tokio::test]
-    async fn outcomes_of_run_step() {
-        let r = registry();
+    async fn steps_run_by_the_policy_with_their_deadline() {
+        let r = crate::registry::default_registry(Default::default());
         match run_step(&r, &step("echo", json!([1]))).await {
             Ran::Outcome(StepResult::Ok { output }) => assert_eq!(output, json!([1])),
             _ => panic!("echo failed"),
@@ -807,30 +709,11 @@ mod tests {
             err_name(run_step(&r, &step("fail", json!({"error": "E"}))).await),
             "E"
         );
-        assert_eq!(
-            err_name(run_step(&r, &step("nope", json!(null))).await),
-            UNKNOWN_RESOURCE_ERROR
-        );
-        assert_eq!(
-            err_name(run_step(&r, &step("panics", json!(null))).await),
-            TASK_PANIC_ERROR
-        );
-        assert!(matches!(
-            run_step(&r, &step("flaky", json!(null))).await,
-            Ran::Requeue(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn deadline_is_enforced() {
-        let r = registry();
         let mut late = step("echo", json!(1));
         late.deadline_ms = Some(now_ms() - 1);
-        assert_eq!(err_name(run_step(&r, &late).await), TIMEOUT_ERROR);
+        assert_eq!(err_name(run_step(&r, &late).await), names::TIMEOUT);
         let mut slow = step("sleep", json!({"ms": 5000}));
         slow.deadline_ms = Some(now_ms() + 50);
-        let started = Instant::now();
-        assert_eq!(err_name(run_step(&r, &slow).await), TIMEOUT_ERROR);
-        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(err_name(run_step(&r, &slow).await), names::TIMEOUT);
     }
 }

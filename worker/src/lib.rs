@@ -8,6 +8,8 @@
 //! - [`backends`]: the `--face-engine` / `--object-store` choice of the photo tasks.
 //! - [`endpoint`]: mapfleet's Rekognition-compatible endpoint, serving a face engine.
 //! - [`builtin`]: utility tasks for tests and load (`echo`, `sleep`, `fail`).
+//! - [`policy`]: how a task is run and its end named (deadline, panic, retryable or fatal,
+//!   unknown resource), the same for the fleet's consumer and embedded mode.
 //! - [`consumer`]: the RabbitMQ consumer loop (prefetch, manual acks, graceful shutdown).
 //! - [`registry`]: [`registry::default_registry`], every task this build serves.
 //! - [`face`]: the face engine (local ONNX models or Rekognition) behind one interface.
@@ -23,6 +25,7 @@ pub mod consumer;
 pub mod endpoint;
 pub mod face;
 pub mod photo;
+pub mod policy;
 pub mod redis_keys;
 pub mod registry;
 pub mod store;

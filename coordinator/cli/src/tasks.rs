@@ -2,22 +2,31 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
+use worker::policy::{TaskEnd, retry_backoff, run_task};
 use worker::task::Registry;
 
 use crate::asl::definition::{StateKind, StateMachine};
 use crate::asl::error::StatesError;
-use crate::embedded::{TaskExecutor, unserved};
+use crate::embedded::TaskExecutor;
 
-/// A [`TaskExecutor`] over a worker [`Registry`].
+/// A [`TaskExecutor`] over a worker [`Registry`], running each task by the worker's own
+/// policy ([`worker::policy`]): the same deadline, panic and unknown-resource errors as on the
+/// fleet, and a transient failure retried with the worker's backoff up to the fleet's default
+/// delivery limit before it fails as `Mapfleet.StepDeadLettered`.
 pub struct RegistryExecutor {
     registry: Registry,
+    deliveries: u32,
 }
 
 impl RegistryExecutor {
     pub fn new(registry: Registry) -> RegistryExecutor {
-        RegistryExecutor { registry }
+        RegistryExecutor {
+            registry,
+            deliveries: shared::config::DEFAULT_DELIVERY_LIMIT,
+        }
     }
 }
 
@@ -31,13 +40,36 @@ impl TaskExecutor for RegistryExecutor {
         self.registry.resources().map(str::to_string).collect()
     }
 
-    async fn execute(&self, resource: &str, input: Value) -> Result<Value, StatesError> {
-        let Some(task) = self.registry.resolve(resource) else {
-            return Err(unserved(resource, &self.resources()));
-        };
-        task.run(input)
-            .await
-            .map_err(|f| StatesError::new(f.error, f.cause))
+    async fn execute(
+        &self,
+        resource: &str,
+        input: Value,
+        budget: Option<Duration>,
+    ) -> Result<Value, StatesError> {
+        let mut redeliveries = 0;
+        loop {
+            match run_task(&self.registry, resource, input.clone(), budget).await {
+                TaskEnd::Succeeded(output) => return Ok(output),
+                TaskEnd::Failed(e) => return Err(e),
+                TaskEnd::Retry(failure) if redeliveries + 1 >= self.deliveries => {
+                    tracing::warn!(resource, error = %failure.error, cause = %failure.cause, "transient failure on every attempt");
+                    return Err(StatesError::dead_lettered(
+                        resource,
+                        &format!(
+                            "embedded mode, last failure {}: {}",
+                            failure.error, failure.cause
+                        ),
+                        self.deliveries,
+                    ));
+                }
+                TaskEnd::Retry(failure) => {
+                    let backoff = retry_backoff(redeliveries);
+                    tracing::warn!(resource, error = %failure.error, cause = %failure.cause, ?backoff, "transient failure; running the task again");
+                    tokio::time::sleep(backoff).await;
+                    redeliveries += 1;
+                }
+            }
+        }
     }
 }
 

@@ -31,7 +31,7 @@ macro_rules! concepts {
 
 concepts!(
     dataflow, context, task, retry, catch, timeout, wait, fail, choice, parallel, map, map_events,
-    tolerated, batcher, execution
+    tolerated, batcher, execution, task_ends
 );
 
 /// The workshop's dynamic-input definition, its Lambda ARNs replaced by utility resources:

@@ -32,9 +32,6 @@ use crate::engine::{Engine, ExecutionInfo};
 
 mod intake;
 
-/// The error name of a step the broker gave up on (its worker crashed on every delivery).
-pub const DEAD_LETTERED: &str = "Mapfleet.StepDeadLettered";
-
 /// Knobs of a coordinator.
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
@@ -769,7 +766,7 @@ impl Coordinator {
         }
         let mut served: Vec<String> = served.into_iter().collect();
         served.sort();
-        Ok(Some(crate::embedded::unserved(&wait.resource, &served)))
+        Ok(Some(StatesError::unserved(&wait.resource, &served)))
     }
 
     /// Schedules an unserved-resource check for the steps whose resource no live worker

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use coordinator::asl::parse::parse_definition_value;
-use coordinator::embedded::TaskExecutor;
 use coordinator::engine::ExecutionInfo;
 use coordinator::fleet::client::FleetClient;
 use coordinator::fleet::service::{Coordinator, ServiceOptions};
@@ -19,9 +18,8 @@ use serde_json::Value;
 use shared::config::FleetConfig;
 use shared::supervise::Shutdown;
 use worker::consumer::{self, ConsumerOptions};
-use worker::task::{Registry, Task, TaskFailure};
 
-use super::{Backend, EXECUTION_NAME, MACHINE_NAME, Outcome, SERVED, START_TIME, TestExecutor};
+use super::{Backend, EXECUTION_NAME, MACHINE_NAME, Outcome, START_TIME, TestExecutor};
 
 /// The longest a fixture may run on the fleet before it counts as hung.
 const FIXTURE_LIMIT: Duration = Duration::from_secs(120);
@@ -29,27 +27,6 @@ const FIXTURE_LIMIT: Duration = Duration::from_secs(120);
 /// Task slots of the worker: above every fixture's MaxConcurrency, so `count` measures the
 /// Map's limit and not the worker's.
 const WORKER_SLOTS: usize = 64;
-
-/// One utility resource, served from a fixture's executor.
-struct Served {
-    name: &'static str,
-    executor: Arc<TestExecutor>,
-}
-
-#[async_trait::async_trait]
-impl Task for Served {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    async fn run(&self, input: Value) -> Result<Value, TaskFailure> {
-        let resource = worker::task::resource_arn(self.name);
-        self.executor
-            .execute(&resource, input)
-            .await
-            .map_err(|e| TaskFailure::fatal(e.error, e.cause))
-    }
-}
 
 #[derive(Parser)]
 struct Flags {
@@ -163,18 +140,9 @@ async fn run_on(
     }
 
     // The worker: the utility resources, registered as served (as `mapfleet-worker` does).
-    let mut registry = Registry::new();
-    for resource in SERVED {
-        let name = resource
-            .strip_prefix(worker::task::RESOURCE_PREFIX)
-            .expect("utility resources are mapfleet tasks");
-        registry.register(Arc::new(Served {
-            name,
-            executor: executor.clone(),
-        }));
-    }
+    let registry = executor.registry();
     let mut conn = shared::redis_schema::connect(&fleet.redis_url).await?;
-    let resources: Vec<String> = SERVED.iter().map(|s| s.to_string()).collect();
+    let resources: Vec<String> = registry.resources().map(str::to_string).collect();
     shared::workers::register(
         &mut conn,
         prefix,

@@ -1,6 +1,7 @@
-//! The harness of the engine's semantics tests: a task executor serving a few utility
-//! resources, a [`Backend`] seam (embedded mode here, the fleet in [`fleet`]) and a runner
-//! for the data-driven fixtures under `tests/fixtures/engine/<concept>/`.
+//! The harness of the engine's semantics tests: a few utility tasks (worker [`Task`]s, run by
+//! the worker's task policy in both modes), a [`Backend`] seam (embedded mode here, the fleet
+//! in [`fleet`]) and a runner for the data-driven fixtures under
+//! `tests/fixtures/engine/<concept>/`.
 //!
 //! # Utility resources
 //! - `arn:mapfleet:task:::echo`: returns its input.
@@ -11,6 +12,7 @@
 //!   string (a `null` or a call past the end succeeds).
 //! - `arn:mapfleet:task:::count`: waits `ms` (default 1000) and records how many calls were
 //!   in flight at once, for MaxConcurrency.
+//! - `arn:mapfleet:task:::panic`: panics (a task that crashes).
 //!
 //! # Fixture format
 //! `{comment, definition, input?, expected: {status, output?, error?, cause?, cause_contains?},
@@ -44,17 +46,20 @@ use std::time::Duration;
 
 use coordinator::asl::error::StatesError;
 use coordinator::asl::parse::parse_definition_value;
-use coordinator::embedded::{EmbeddedOptions, TaskExecutor, run_execution};
+use coordinator::embedded::{EmbeddedOptions, run_execution};
 use coordinator::engine::ExecutionInfo;
+use mapfleet::tasks::RegistryExecutor;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use worker::task::{Registry, Task, TaskFailure};
 
 pub const ECHO: &str = "arn:mapfleet:task:::echo";
 pub const SLEEP: &str = "arn:mapfleet:task:::sleep";
 pub const FAIL: &str = "arn:mapfleet:task:::fail";
 pub const FLAKY: &str = "arn:mapfleet:task:::flaky";
 pub const COUNT: &str = "arn:mapfleet:task:::count";
-const SERVED: &[&str] = &[ECHO, SLEEP, FAIL, FLAKY, COUNT];
+pub const PANIC: &str = "arn:mapfleet:task:::panic";
+const SERVED: &[&str] = &[ECHO, SLEEP, FAIL, FLAKY, COUNT, PANIC];
 
 /// The state machine and execution every fixture runs as, so expected outputs can quote
 /// `$$.Execution.Id`, `$$.StateMachine.Name` and times.
@@ -62,7 +67,7 @@ pub const MACHINE_NAME: &str = "EngineTests";
 pub const EXECUTION_NAME: &str = "engine-test";
 pub const START_TIME: &str = "2024-01-01T00:00:00Z";
 
-/// Serves the utility resources; one per execution, so its counters are per run.
+/// The utility tasks' shared state; one per execution, so its counters are per run.
 #[derive(Default)]
 pub struct TestExecutor {
     flaky_calls: Mutex<HashMap<String, usize>>,
@@ -95,17 +100,45 @@ fn text(input: &Value, field: &str, default: &str) -> String {
     }
 }
 
+/// One utility resource as a worker task, served from a fixture's [`TestExecutor`].
+struct Served {
+    name: &'static str,
+    executor: Arc<TestExecutor>,
+}
+
 #[async_trait::async_trait]
-impl TaskExecutor for TestExecutor {
-    fn serves(&self, resource: &str) -> bool {
-        SERVED.contains(&resource)
+impl Task for Served {
+    fn name(&self) -> &'static str {
+        self.name
     }
 
-    fn resources(&self) -> Vec<String> {
-        SERVED.iter().map(|s| s.to_string()).collect()
+    async fn run(&self, input: Value) -> Result<Value, TaskFailure> {
+        let resource = worker::task::resource_arn(self.name);
+        self.executor
+            .call(&resource, input)
+            .await
+            .map_err(|e| TaskFailure::fatal(e.error, e.cause))
+    }
+}
+
+impl TestExecutor {
+    /// The utility tasks as a worker registry: what both modes run, through the worker's
+    /// task policy (deadlines, panics, unknown resources named the same way).
+    pub fn registry(self: &Arc<Self>) -> Registry {
+        let mut registry = Registry::new();
+        for resource in SERVED {
+            let name = resource
+                .strip_prefix(worker::task::RESOURCE_PREFIX)
+                .expect("utility resources are mapfleet task ARNs");
+            registry.register(Arc::new(Served {
+                name,
+                executor: self.clone(),
+            }));
+        }
+        registry
     }
 
-    async fn execute(&self, resource: &str, input: Value) -> Result<Value, StatesError> {
+    async fn call(&self, resource: &str, input: Value) -> Result<Value, StatesError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match resource {
             ECHO => Ok(input),
@@ -146,6 +179,7 @@ impl TaskExecutor for TestExecutor {
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Ok(input)
             }
+            PANIC => panic!("the panic task panicked, as asked"),
             other => Err(StatesError::new(
                 "States.Runtime",
                 format!("TestExecutor does not serve {other}"),
@@ -247,7 +281,8 @@ impl Backend for Embedded {
         let def = parse_definition_value(definition).map_err(|e| e.to_string())?;
         let start = START_TIME.parse().expect("START_TIME is RFC 3339");
         let info = ExecutionInfo::new(MACHINE_NAME, EXECUTION_NAME, input, start);
-        let result = run_execution(Arc::new(def), info, executor, EmbeddedOptions::default()).await;
+        let tasks = Arc::new(RegistryExecutor::new(executor.registry()));
+        let result = run_execution(Arc::new(def), info, tasks, EmbeddedOptions::default()).await;
         Ok(Outcome::of(
             result.status,
             result.output,

@@ -34,6 +34,46 @@ impl StatesError {
     pub fn data_limit(cause: impl Into<String>) -> Self {
         Self::new(names::DATA_LIMIT_EXCEEDED, cause)
     }
+
+    /// `States.TaskFailed` for a task that panicked (crashed) instead of returning.
+    pub fn task_panicked(task: &str, message: &str) -> Self {
+        Self::new(
+            names::TASK_FAILED,
+            format!("The task {task} panicked: {message}"),
+        )
+    }
+
+    /// `Mapfleet.StepDeadLettered`: a step whose worker failed on every delivery allowed
+    /// (`detail` says where: the broker's reason and queue, or embedded mode).
+    pub fn dead_lettered(resource: &str, detail: &str, deliveries: u32) -> Self {
+        Self::new(
+            names::STEP_DEAD_LETTERED,
+            format!(
+                "The step for resource '{resource}' was dead-lettered ({detail}): its worker failed on \
+                 every one of the {deliveries} deliveries allowed."
+            ),
+        )
+    }
+
+    /// A Task whose resource nothing serves: `States.Runtime`, so no Catch swallows a
+    /// misconfiguration and the execution fails instead of waiting forever. The same error
+    /// in embedded mode, for a step no live worker of the fleet serves, and for a step that
+    /// reached a worker which does not serve it.
+    pub fn unserved(resource: &str, served: &[impl AsRef<str>]) -> Self {
+        let served = if served.is_empty() {
+            "none".to_string()
+        } else {
+            served
+                .iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Self::runtime(format!(
+            "No worker serves the resource '{resource}'. Resources served here: {served}. \
+             Replace the ARN with one of them (see `mapfleet resources`) or run a worker that serves it."
+        ))
+    }
 }
 
 impl fmt::Display for StatesError {
@@ -44,7 +84,9 @@ impl fmt::Display for StatesError {
 
 impl std::error::Error for StatesError {}
 
-/// The predefined error names of the States language.
+/// Every error name mapfleet raises: the predefined names of the States language, then the
+/// few of mapfleet's own (`Mapfleet.*`), so a definition's Retry/Catch can name them. One
+/// catalogue for the engine, the coordinator, the worker and embedded mode.
 pub mod names {
     pub const ALL: &str = "States.ALL";
     pub const HEARTBEAT_TIMEOUT: &str = "States.HeartbeatTimeout";
@@ -82,4 +124,12 @@ pub mod names {
         RUNTIME,
         DATA_LIMIT_EXCEEDED,
     ];
+
+    /// A step the broker gave up on: its worker failed on every delivery allowed (on the
+    /// fleet, dead-lettered; in embedded mode, a transient failure on every attempt).
+    pub const STEP_DEAD_LETTERED: &str = "Mapfleet.StepDeadLettered";
+    /// A utility task's input that is not what it takes.
+    pub const INVALID_INPUT: &str = "Mapfleet.InvalidInput";
+    /// The default error of the `fail` utility task.
+    pub const FAIL: &str = "Mapfleet.Fail";
 }

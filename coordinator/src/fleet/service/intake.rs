@@ -135,18 +135,19 @@ impl Coordinator {
                         delivery.properties.headers().as_ref(),
                     );
                     for step in steps {
-                        let cause = format!(
-                            "The step for resource '{}' was dead-lettered by the broker ({}, queue {}): its worker failed on \
-                             every one of the {} deliveries allowed.",
-                            step.resource,
+                        let detail = format!(
+                            "by the broker: {}, queue {}",
                             info.reason.as_deref().unwrap_or("unknown reason"),
-                            info.queue.as_deref().unwrap_or("unknown"),
-                            self.topo.delivery_limit()
+                            info.queue.as_deref().unwrap_or("unknown")
                         );
-                        tracing::error!(execution = %step.id.execution, cursor = %step.id.cursor, "{cause}");
+                        let error = StatesError::dead_lettered(
+                            &step.resource,
+                            &detail,
+                            self.topo.delivery_limit(),
+                        );
+                        tracing::error!(execution = %step.id.execution, cursor = %step.id.cursor, "{}", error.cause);
                         shared::metrics::get().steps_dead_lettered.inc();
-                        self.deliver(&step.id, Err(StatesError::new(DEAD_LETTERED, cause)))
-                            .await?;
+                        self.deliver(&step.id, Err(error)).await?;
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "dropping an unreadable dead letter"),

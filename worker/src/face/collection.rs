@@ -48,6 +48,33 @@ pub struct Hit {
     pub reserved: bool,
 }
 
+/// Ranks candidate faces (indexed ones, and faces another photo reserved: `reserved` true)
+/// against `embedding`: those at or above `threshold`, best first, ties broken by FaceId so
+/// an answer never depends on how a store orders its faces, at most `max`. The one scoring
+/// of every collection.
+pub fn rank_hits<'a>(
+    embedding: &[f32],
+    candidates: impl Iterator<Item = (&'a Face, &'a [f32], bool)>,
+    threshold: f32,
+    max: usize,
+) -> Vec<Hit> {
+    let mut hits: Vec<Hit> = candidates
+        .map(|(face, emb, reserved)| Hit {
+            face: face.clone(),
+            similarity: similarity(cosine(embedding, emb)),
+            reserved,
+        })
+        .filter(|h| h.similarity >= threshold)
+        .collect();
+    hits.sort_by(|a, b| {
+        b.similarity
+            .total_cmp(&a.similarity)
+            .then_with(|| a.face.face_id.cmp(&b.face.face_id))
+    });
+    hits.truncate(max);
+    hits
+}
+
 /// The store of collections.
 #[async_trait::async_trait]
 pub trait FaceCollections: Send + Sync {
@@ -193,23 +220,16 @@ impl FaceCollections for LocalCollections {
             let before = doc.reservations.len();
             doc.reservations.retain(|r| r.expires_at_ms > now);
             let mut changed = doc.reservations.len() != before;
-            let indexed = doc.faces.iter().map(|f| (&f.face, &f.embedding, false));
+            let indexed = doc
+                .faces
+                .iter()
+                .map(|f| (&f.face, f.embedding.as_slice(), false));
             let reserved = doc
                 .reservations
                 .iter()
                 .filter(|r| Some(&r.face.face_id) != own.as_ref())
-                .map(|r| (&r.face, &r.embedding, true));
-            let mut hits: Vec<Hit> = indexed
-                .chain(reserved)
-                .map(|(face, emb, reserved)| Hit {
-                    face: face.clone(),
-                    similarity: similarity(cosine(embedding, emb)),
-                    reserved,
-                })
-                .filter(|h| h.similarity >= threshold)
-                .collect();
-            hits.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-            hits.truncate(max);
+                .map(|r| (&r.face, r.embedding.as_slice(), true));
+            let hits = rank_hits(embedding, indexed.chain(reserved), threshold, max);
             if hits.is_empty()
                 && let Some(r) = reserve
             {

@@ -6,8 +6,7 @@
 use std::collections::HashMap;
 
 use crate::face::FaceError;
-use crate::face::collection::{Hit, Reservation, StoredFace};
-use crate::face::similarity::{cosine, similarity};
+use crate::face::collection::{Hit, Reservation, StoredFace, rank_hits};
 
 /// What a sync changed in the copy.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,29 +110,13 @@ impl Mirror {
             .faces
             .iter()
             .filter(|(id, _)| wanted(id))
-            .map(|(_, f)| (&f.face, &f.embedding, false));
+            .map(|(_, f)| (&f.face, f.embedding.as_slice(), false));
         let reserved = self
             .reserved
             .iter()
             .filter(|(id, r)| wanted(id) && r.expires_at_ms > now_ms && Some(id.as_str()) != own)
-            .map(|(_, r)| (&r.face, &r.embedding, true));
-        let mut hits: Vec<Hit> = indexed
-            .chain(reserved)
-            .map(|(face, emb, reserved)| Hit {
-                face: face.clone(),
-                similarity: similarity(cosine(embedding, emb)),
-                reserved,
-            })
-            .filter(|h| h.similarity >= threshold)
-            .collect();
-        // Ties broken by FaceId: the copy is a hash map, and answers must not depend on it.
-        hits.sort_by(|a, b| {
-            b.similarity
-                .total_cmp(&a.similarity)
-                .then_with(|| a.face.face_id.cmp(&b.face.face_id))
-        });
-        hits.truncate(max);
-        hits
+            .map(|(_, r)| (&r.face, r.embedding.as_slice(), true));
+        rank_hits(embedding, indexed.chain(reserved), threshold, max)
     }
 }
 

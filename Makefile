@@ -20,7 +20,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The photo bench runs pinned to one core (built first, so that only the run is pinned), next
-# to the Python baseline when its venv exists (../shared/perf/setup_python_baseline.sh).
+# to the Python baseline when its venv exists (loadtest/python-baseline/setup_python_baseline.sh).
 BENCH_CPU ?= $(shell echo $$(( $$(nproc) - 1 )))
 export MAPFLEET_PYTHON ?= $(wildcard $(HOME)/.cache/py-baseline-venv/bin/python)
 

@@ -284,7 +284,7 @@ pub async fn run_execution(
     loop {
         // The memory backend cannot fail.
         let _ = p.run(&mut backend, now).await;
-        if p.outcome.is_some() {
+        if p.ended.is_some() {
             break;
         }
         for (cursor, seq, result) in std::mem::take(&mut backend.refused) {
@@ -336,7 +336,10 @@ pub async fn run_execution(
             break;
         }
     }
-    let (status, result) = p.outcome.take().expect("the loop ends with an outcome");
+    let (status, result) = p
+        .ended
+        .take()
+        .expect("the loop ends with the execution's end");
     let (output, error) = match result {
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e)),

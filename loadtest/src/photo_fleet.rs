@@ -9,7 +9,7 @@
 //! comparable with the embedded bench and the Python baseline pinned the same way. The worker's
 //! CPU time over the run (from `/proc/<pid>/stat`) gives images per worker CPU second too.
 //!
-//! With `MAPFLEET_PYTHON` set (the interpreter of `../shared/perf/setup_python_baseline.sh`'s
+//! With `MAPFLEET_PYTHON` set (the interpreter of `loadtest/python-baseline/setup_python_baseline.sh`'s
 //! venv), each round also runs the monolithic Python pipeline on the worker's core, right after
 //! the fleet run, and the summary gives the ratios.
 
@@ -292,7 +292,7 @@ pub struct PythonFigures {
     pub twice: (f64, f64),
 }
 
-/// Runs `../shared/perf/python_pipeline.py` (or `MAPFLEET_PYTHON_PIPELINE`) with the
+/// Runs `loadtest/python-baseline/python_pipeline.py` (or `MAPFLEET_PYTHON_PIPELINE`) with the
 /// interpreter in `MAPFLEET_PYTHON`, pinned to `core`; `None` when unset.
 pub fn python_baseline(repo: &Path, core: Option<usize>) -> anyhow::Result<Option<PythonFigures>> {
     let Some(python) = std::env::var_os("MAPFLEET_PYTHON").filter(|p| !p.is_empty()) else {
@@ -300,7 +300,7 @@ pub fn python_baseline(repo: &Path, core: Option<usize>) -> anyhow::Result<Optio
     };
     let script = std::env::var_os("MAPFLEET_PYTHON_PIPELINE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("../shared/perf/python_pipeline.py"));
+        .unwrap_or_else(|| repo.join("loadtest/python-baseline/python_pipeline.py"));
     let out = std::env::temp_dir().join(format!("loadtest-py-{}.json", std::process::id()));
     let mut cmd = Command::new(python);
     cmd.arg(&script)

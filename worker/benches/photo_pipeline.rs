@@ -1,12 +1,12 @@
 //! Per-task latency and images/s per core of the rider-photo workflow in embedded mode (the
 //! tasks called in the workflow's order, each step on its own, as the Map iteration runs them),
 //! on the four workshop photos, next to the monolithic Python pipeline
-//! (`../shared/perf/python_pipeline.py`) run back to back in the same process tree, pinned to
+//! (`loadtest/python-baseline/python_pipeline.py`) run back to back in the same process tree, pinned to
 //! the same core.
 //!
 //! ```sh
 //! deploy/setup-models.sh                       # once
-//! bash ../shared/perf/setup_python_baseline.sh  # once, for the Python figure
+//! bash loadtest/python-baseline/setup_python_baseline.sh  # once, for the Python figure
 //! MAPFLEET_PYTHON=~/.cache/py-baseline-venv/bin/python \
 //!     taskset -c 1 cargo bench -p worker --bench photo_pipeline
 //! ```
@@ -14,7 +14,7 @@
 //! Environment: `MAPFLEET_BENCH_REPEAT` (default 10, both sides), `MAPFLEET_MODELS_DIR`
 //! (default `./mapfleet-data/models` from the workspace root), `MAPFLEET_PYTHON` (the baseline
 //! venv's interpreter; without it the Python side is skipped), `MAPFLEET_PYTHON_PIPELINE`
-//! (default `../shared/perf/python_pipeline.py` next to the workspace), `MAPFLEET_PYTHON_MODELS`
+//! (default `loadtest/python-baseline/python_pipeline.py`), `MAPFLEET_PYTHON_MODELS`
 //! (its `--models`), `MAPFLEET_BENCH_ROUNDS` (default 2: Python, Rust, Python, Rust; the
 //! ratios use the medians), `MAPFLEET_BENCH_JSON` (write the figures there).
 //!
@@ -268,7 +268,7 @@ fn python_baseline(root: &Path, repeat: usize, round: usize) -> Option<Value> {
     let python = std::env::var_os("MAPFLEET_PYTHON").filter(|p| !p.is_empty())?;
     let script = std::env::var_os("MAPFLEET_PYTHON_PIPELINE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/perf/python_pipeline.py"));
+        .unwrap_or_else(|| root.join("loadtest/python-baseline/python_pipeline.py"));
     let out = std::env::temp_dir().join(format!(
         "mapfleet-bench-py-{}-{round}.json",
         std::process::id()

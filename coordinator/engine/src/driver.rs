@@ -124,7 +124,7 @@ pub struct Processor {
     /// State transitions made (each `...StateEntered`).
     pub transitions: u64,
     /// Set when the execution ended.
-    pub outcome: Option<(Status, Result<Value, StatesError>)>,
+    pub ended: Option<(Status, Result<Value, StatesError>)>,
     /// Where every [`Tx`]'s randomness comes from.
     entropy: Entropy,
 }
@@ -149,7 +149,7 @@ impl Processor {
             queue: VecDeque::new(),
             next_event_id,
             transitions: 0,
-            outcome: None,
+            ended: None,
         }
     }
 
@@ -231,7 +231,7 @@ impl Processor {
         now: impl Fn() -> DateTime<Utc>,
     ) -> Result<(), BackendError> {
         while let Some((id, event)) = self.queue.pop_front() {
-            if self.outcome.is_some() {
+            if self.ended.is_some() {
                 self.queue.clear();
                 break;
             }
@@ -406,7 +406,7 @@ impl Processor {
                 } else {
                     Status::Failed
                 };
-                self.outcome = Some((status, result));
+                self.ended = Some((status, result));
             }
             Some(link) => {
                 let (output, result) = match result {
@@ -460,7 +460,7 @@ impl Processor {
         } else {
             Status::Aborted
         };
-        self.outcome = Some((status, Err(error)));
+        self.ended = Some((status, Err(error)));
         Ok(())
     }
 }

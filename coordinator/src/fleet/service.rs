@@ -678,7 +678,7 @@ impl Coordinator {
             commit.hset(&exec_key, "started", "1");
         }
         commit.ltrim(&inbox_key, raw.len() as i64, -1);
-        if let Some((status, result)) = &p.outcome {
+        if let Some((status, result)) = &p.ended {
             commit.hset(&exec_key, "status", status.as_str());
             commit.hset(&exec_key, "stop_date", Utc::now().to_rfc3339());
             match result {
@@ -703,7 +703,7 @@ impl Coordinator {
             );
         }
         let committed_at = batch_started.elapsed();
-        if p.outcome.is_none() {
+        if p.ended.is_none() {
             // What Redis holds now: the cursors this batch wrote, and those it did not touch.
             let Changes { changed, removed } = changes;
             let mut cursors = std::mem::take(&mut backend.parsed);

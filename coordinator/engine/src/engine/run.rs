@@ -89,7 +89,7 @@ pub struct Engine {
 }
 
 /// How a state ended its own work, before Retry/Catch and transitions.
-enum Outcome {
+enum StateEnd {
     /// The state's result, before ResultSelector/ResultPath/OutputPath.
     Result(Value),
     Error(StatesError),
@@ -266,7 +266,7 @@ impl Engine {
     fn run_state(&self, cursor: &mut Cursor, tx: &mut Tx<'_>) -> bool {
         let state = self.state(cursor);
         let ctx = self.context(cursor, state, None, None);
-        let outcome = match &state.kind {
+        let end = match &state.kind {
             StateKind::Pass { result } => {
                 match dataflow::effective_input(
                     &state.common,
@@ -275,8 +275,8 @@ impl Engine {
                     &cursor.vars,
                     &tx.entropy,
                 ) {
-                    Ok(effective) => Outcome::Result(result.clone().unwrap_or(effective)),
-                    Err(e) => Outcome::Error(e),
+                    Ok(effective) => StateEnd::Result(result.clone().unwrap_or(effective)),
+                    Err(e) => StateEnd::Error(e),
                 }
             }
             StateKind::Task(spec) => return self.start_task(cursor, spec, tx),
@@ -335,9 +335,9 @@ impl Engine {
             }
             StateKind::Map(spec) => return self.start_map(cursor, spec, &ctx, tx),
         };
-        match outcome {
-            Outcome::Result(result) => self.complete(cursor, result, tx),
-            Outcome::Error(e) => self.handle_error(cursor, e, None, tx),
+        match end {
+            StateEnd::Result(result) => self.complete(cursor, result, tx),
+            StateEnd::Error(e) => self.handle_error(cursor, e, None, tx),
         }
     }
 

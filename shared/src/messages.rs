@@ -41,9 +41,12 @@ pub enum DecodeError {
 pub struct StepId {
     /// The execution ARN.
     pub execution: String,
-    /// The cursor (a Map iteration path such as `Map1/17`, or `root`).
+    /// The cursor, by its path from the root: `""` (the root), `/3` (child 3: a Map
+    /// iteration or a Parallel branch), `/3/1`; a re-run after a retry adds its generation
+    /// (`/2:3`).
     pub cursor: String,
-    /// The cursor's step sequence number: grows by one for every step the cursor publishes.
+    /// The cursor's sequence number when the step was published: it grows with every wait of
+    /// the cursor (a step, a timer), so an outcome carrying an older one is stale.
     pub seq: u64,
     /// The attempt (1-based) of this step: grows on every Retry of the same state.
     pub attempt: u32,

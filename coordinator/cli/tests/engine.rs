@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Backend, Embedded, TestExecutor};
+use common::{Embedded, Mode, TestExecutor};
 use serde_json::{Value, json};
 
 /// One `#[tokio::test]` per concept directory, so failures are reported per concept.

@@ -18,7 +18,8 @@ fn mapfleet() -> &'static str {
 
 fn repo() -> PathBuf {
     Path::new(MAPFLEET)
-        .parent()
+        .ancestors()
+        .nth(2)
         .expect("workspace root")
         .to_path_buf()
 }

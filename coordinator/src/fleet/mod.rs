@@ -53,7 +53,8 @@ use crate::asl::error::StatesError;
 pub enum InboxEvent {
     /// Start the execution (written once by the submitter).
     Start,
-    /// A step's outcome, already deduplicated by `shared`'s `apply_outcome` script.
+    /// A step's outcome, already deduplicated by `shared::inbox::apply_to_inbox` (one script
+    /// per worker batch keyed by step id).
     Outcome {
         cursor: String,
         seq: u64,

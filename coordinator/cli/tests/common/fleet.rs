@@ -1,4 +1,4 @@
-//! The fleet backend of the engine fixtures: each fixture runs on a fleet of its own (a
+//! The fleet mode of the engine fixtures: each fixture runs on a fleet of its own (a
 //! fresh prefix on the real RabbitMQ and Redis on 127.0.0.1) made of one coordinator
 //! service and one worker consumer, both in this process, the worker serving the utility
 //! resources from the fixture's own [`TestExecutor`] (so `flaky` and `count` keep their
@@ -19,7 +19,7 @@ use shared::config::FleetConfig;
 use shared::supervise::Shutdown;
 use worker::consumer::{self, ConsumerOptions};
 
-use super::{Backend, EXECUTION_NAME, MACHINE_NAME, Outcome, START_TIME, TestExecutor};
+use super::{EXECUTION_NAME, Ended, MACHINE_NAME, Mode, START_TIME, TestExecutor};
 
 /// The longest a fixture may run on the fleet before it counts as hung.
 const FIXTURE_LIMIT: Duration = Duration::from_secs(120);
@@ -38,7 +38,7 @@ struct Flags {
 pub struct Fleet;
 
 #[async_trait::async_trait]
-impl Backend for Fleet {
+impl Mode for Fleet {
     fn name(&self) -> &'static str {
         "fleet"
     }
@@ -55,7 +55,7 @@ impl Backend for Fleet {
         definition: &Value,
         input: Value,
         executor: Arc<TestExecutor>,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Ended, String> {
         let def = parse_definition_value(definition).map_err(|e| e.to_string())?;
         let prefix = shared::testkit::unique_prefix("engine-fx");
         let log = log_file();
@@ -117,7 +117,7 @@ async fn run_on(
     def: coordinator::asl::definition::StateMachine,
     input: Value,
     executor: Arc<TestExecutor>,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<Ended> {
     let flags = Flags::parse_from([
         "engine-fleet",
         "--prefix",
@@ -212,7 +212,7 @@ async fn run_on(
         ),
     };
     let events = client.history(&info.execution_arn).await?;
-    let mut outcome = Outcome::of(ended.status, ended.output, ended.error, &events);
+    let mut outcome = Ended::of(ended.status, ended.output, ended.error, &events);
     // Report times as if the execution had started when the fixtures say it did.
     let shift = Shift {
         from: info.start_time,

@@ -1,5 +1,5 @@
 //! The harness of the engine's semantics tests: a few utility tasks (worker [`Task`]s, run by
-//! the worker's task policy in both modes), a [`Backend`] seam (embedded mode here, the fleet
+//! the worker's task policy in both modes), a [`Mode`] seam (embedded mode here, the fleet
 //! in [`fleet`]) and a runner for the data-driven fixtures under
 //! `tests/fixtures/engine/<concept>/`.
 //!
@@ -189,9 +189,9 @@ impl TestExecutor {
 }
 
 /// How an execution ended, in the shape of DescribeExecution plus GetExecutionHistory, so
-/// any backend can produce it.
+/// any mode can produce it.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Ended {
     /// SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
     pub status: String,
     pub output: Option<Value>,
@@ -201,15 +201,15 @@ pub struct Outcome {
     pub events: Vec<Value>,
 }
 
-impl Outcome {
+impl Ended {
     /// From an ended execution's status, output, error and history.
     pub fn of(
         status: coordinator::driver::Status,
         output: Option<Value>,
         error: Option<StatesError>,
         events: &[coordinator::engine::history::Event],
-    ) -> Outcome {
-        Outcome {
+    ) -> Ended {
+        Ended {
             status: status.as_str().to_string(),
             output,
             cause: error.as_ref().map(|e| e.cause.clone()),
@@ -243,31 +243,31 @@ impl Outcome {
 
 /// Runs one execution of a definition; the seam between the fixtures and what runs them.
 #[async_trait::async_trait]
-pub trait Backend: Sync {
+pub trait Mode: Sync {
     fn name(&self) -> &'static str;
 
     /// How far a timestamp may be from the fixture's and still match: none under paused
-    /// time; a little on the fleet, whose Waits and retries take real time (its backend
+    /// time; a little on the fleet, whose Waits and retries take real time (its mode
     /// shifts the times it reports as if the execution had started at [`START_TIME`]).
     fn clock_slack(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
 
     /// Runs `definition` on `input` with the utility resources served by `executor`. An
-    /// `Err` is a definition the backend rejected before running it.
+    /// `Err` is a definition the mode rejected before running it.
     async fn run(
         &self,
         definition: &Value,
         input: Value,
         executor: Arc<TestExecutor>,
-    ) -> Result<Outcome, String>;
+    ) -> Result<Ended, String>;
 }
 
 /// Embedded mode: `coordinator::embedded::run_execution` in this process.
 pub struct Embedded;
 
 #[async_trait::async_trait]
-impl Backend for Embedded {
+impl Mode for Embedded {
     fn name(&self) -> &'static str {
         "embedded"
     }
@@ -277,13 +277,13 @@ impl Backend for Embedded {
         definition: &Value,
         input: Value,
         executor: Arc<TestExecutor>,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Ended, String> {
         let def = parse_definition_value(definition).map_err(|e| e.to_string())?;
         let start = START_TIME.parse().expect("START_TIME is RFC 3339");
         let info = ExecutionInfo::new(MACHINE_NAME, EXECUTION_NAME, input, start);
         let tasks = Arc::new(RegistryExecutor::new(executor.registry()));
         let result = run_execution(Arc::new(def), info, tasks, EmbeddedOptions::default()).await;
-        Ok(Outcome::of(
+        Ok(Ended::of(
             result.status,
             result.output,
             result.error,
@@ -404,12 +404,7 @@ fn history_line_matches(expected: &str, got: &str) -> bool {
 }
 
 /// Compares an outcome with a fixture's expectations; one line per difference.
-pub fn compare(
-    f: &Fixture,
-    got: &Outcome,
-    executor: &TestExecutor,
-    slack: Duration,
-) -> Vec<String> {
+pub fn compare(f: &Fixture, got: &Ended, executor: &TestExecutor, slack: Duration) -> Vec<String> {
     let mut diffs = Vec::new();
     let e = &f.expected;
     if e.status != got.status {
@@ -513,23 +508,23 @@ pub fn compare(
 /// How a fixture that did not fail went.
 pub enum Ran {
     Passed,
-    /// Not run on this backend, for the fixture's stated reason.
+    /// Not run on this mode, for the fixture's stated reason.
     Skipped(String),
 }
 
-/// Runs one fixture file on `backend`; `Err` holds the differences, ready to print.
-pub async fn run_fixture<B: Backend>(backend: &B, path: &Path) -> Result<Ran, String> {
+/// Runs one fixture file on `mode`; `Err` holds the differences, ready to print.
+pub async fn run_fixture<M: Mode>(mode: &M, path: &Path) -> Result<Ran, String> {
     let f = load(path)?;
-    if backend.name() == "fleet"
+    if mode.name() == "fleet"
         && let Some(why) = &f.not_on_fleet
     {
         return Ok(Ran::Skipped(why.clone()));
     }
     let executor = Arc::new(TestExecutor::default());
-    let got = backend
+    let got = mode
         .run(&f.definition, f.input.clone(), executor.clone())
         .await?;
-    let diffs = compare(&f, &got, &executor, backend.clock_slack());
+    let diffs = compare(&f, &got, &executor, mode.clock_slack());
     if diffs.is_empty() {
         return Ok(Ran::Passed);
     }
@@ -546,7 +541,7 @@ pub async fn run_fixture<B: Backend>(backend: &B, path: &Path) -> Result<Ran, St
 }
 
 /// Runs every fixture of one concept directory and panics naming each one that fails.
-pub async fn run_concept<B: Backend>(backend: &B, concept: &str) {
+pub async fn run_concept<M: Mode>(mode: &M, concept: &str) {
     let dir = fixtures_root().join(concept);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("fixture directory {}: {e}", dir.display()))
@@ -562,18 +557,18 @@ pub async fn run_concept<B: Backend>(backend: &B, concept: &str) {
             "{concept}/{}",
             path.file_name().unwrap_or_default().to_string_lossy()
         );
-        match run_fixture(backend, path).await {
+        match run_fixture(mode, path).await {
             Ok(Ran::Passed) => {}
             Ok(Ran::Skipped(why)) => {
                 skipped += 1;
-                println!("skipped on {}: {name}: {why}", backend.name());
+                println!("skipped on {}: {name}: {why}", mode.name());
             }
             Err(why) => failures.push(format!("FAIL {name}: {why}")),
         }
     }
     println!(
-        "engine fixtures [{}] {concept}: {} passed, {} failed, {skipped} not for this backend",
-        backend.name(),
+        "engine fixtures [{}] {concept}: {} passed, {} failed, {skipped} not for this mode",
+        mode.name(),
         paths.len() - failures.len() - skipped,
         failures.len()
     );

@@ -90,7 +90,7 @@ pub fn boolean(v: &Value) -> Option<bool> {
         Value::Number(n) => *n != 0.0,
         Value::Object(o) => !o.is_empty(),
         Value::Bool(b) => *b,
-        Value::Function(f) => matches!(**f, Function::Lambda(_)),
+        Value::Function(_) => false,
         Value::Null => false,
     })
 }
@@ -184,161 +184,178 @@ impl<'a> Evaluator<'a> {
 
     pub fn eval(&mut self, node: &Node, input: &Value, env: &Env) -> Result<Value> {
         self.depth += 1;
+        let r = self.eval_counted(node, input, env);
+        self.depth -= 1;
+        r.map(|v| flatten_singleton(node, v))
+    }
+
+    fn eval_counted(&mut self, node: &Node, input: &Value, env: &Env) -> Result<Value> {
         if self.depth > self.limits.max_depth {
-            self.depth -= 1;
             return Err(Error::Limit {
                 code: "U1001",
                 message: "Stack overflow error: Check for non-terminating recursive function.  Consider rewriting as tail-recursive.".into(),
             });
         }
-        let r = self.tick().and_then(|_| self.eval_node(node, input, env));
-        let r = r.and_then(|mut result| {
-            if let Some(preds) = &node.predicate {
-                for p in preds {
-                    if let Stage::Filter(e) = p {
-                        result = self.eval_filter(e, result, env)?;
-                    }
-                }
-            }
-            if !matches!(node.kind, Kind::Path(_))
-                && let Some(g) = &node.group
-            {
-                result = self.eval_group(g, result, env)?;
-            }
-            Ok(result)
-        });
-        self.depth -= 1;
-        let result = r?;
-        Ok(match result {
-            Value::Array(a, f) if f.has(Flags::SEQUENCE) && !f.has(Flags::TUPLE_STREAM) => {
-                let f = if node.keep_array {
-                    f.with(Flags::KEEP_SINGLETON)
-                } else {
-                    f
-                };
-                if a.is_empty() {
-                    Value::Undefined
-                } else if a.len() == 1 && !f.has(Flags::KEEP_SINGLETON) {
-                    a[0].clone()
-                } else {
-                    Value::Array(a, f)
-                }
-            }
-            r => r,
-        })
+        self.tick()?;
+        let mut result = self.eval_node(node, input, env)?;
+        if node.predicate.is_some() || node.group.is_some() {
+            result = self.eval_predicates_and_group(node, result, env)?;
+        }
+        Ok(result)
     }
 
+    #[inline(never)]
+    fn eval_predicates_and_group(
+        &mut self,
+        node: &Node,
+        mut result: Value,
+        env: &Env,
+    ) -> Result<Value> {
+        if let Some(preds) = &node.predicate {
+            for p in preds {
+                if let Stage::Filter(e) = p {
+                    result = self.eval_filter(e, result, env)?;
+                }
+            }
+        }
+        if !matches!(node.kind, Kind::Path(_))
+            && let Some(g) = &node.group
+        {
+            result = self.eval_group(g, result, env)?;
+        }
+        Ok(result)
+    }
+
+    // Each kind's work lives in its own function so that this dispatcher's stack frame,
+    // which every nesting level pays for, stays small (debug builds give every local of
+    // every match arm its own slot).
     fn eval_node(&mut self, node: &Node, input: &Value, env: &Env) -> Result<Value> {
-        Ok(match &node.kind {
-            Kind::Path(steps) => self.eval_path(node, steps, input, env)?,
-            Kind::Binary(op, l, r) => self.eval_binary(*op, l, r, node.pos, input, env)?,
-            Kind::Neg(e) => match self.eval(e, input, env)? {
-                Value::Undefined => Value::Undefined,
-                Value::Number(n) => Value::Number(-n),
-                v => {
-                    return Err(Error::new(
-                        "D1002",
-                        Some(node.pos),
-                        "-",
-                        &functions::string::to_json_string(&v, false),
-                    ));
-                }
-            },
-            Kind::ArrayCons(items) => {
-                let mut out: Vec<Value> = vec![];
-                for item in items {
-                    let v = self.eval(item, input, env)?;
-                    match v {
-                        Value::Undefined => {}
-                        v if item.is_array_cons() => out.push(v),
-                        Value::Array(a, _) => out.extend(a.iter().cloned()),
-                        v => out.push(v),
-                    }
-                }
-                let flags = if node.cons_array {
-                    Flags::CONS
-                } else {
-                    Flags::default()
-                };
-                Value::Array(Rc::new(out), flags)
-            }
-            Kind::ObjectCons(pairs) => {
-                self.eval_group_pairs(pairs, node.pos, input.clone(), env)?
-            }
-            Kind::Name(n) => lookup(input, n),
-            Kind::Str(s) => Value::String(s.clone()),
-            Kind::Num(n) => Value::Number(*n),
-            Kind::Bool(b) => Value::Bool(*b),
-            Kind::Null => Value::Null,
-            Kind::Wildcard => eval_wildcard(input),
-            Kind::Descendant => {
-                if input.is_undefined() {
-                    Value::Undefined
-                } else {
-                    let mut out = vec![];
-                    descendants(input, &mut out);
-                    if out.len() == 1 {
-                        out.pop().unwrap_or_default()
-                    } else {
-                        Value::sequence(out)
-                    }
-                }
-            }
-            Kind::Parent(slot) => env.lookup(&self.label(*slot)),
-            Kind::Condition(c, t, e) => {
-                let cond = self.eval(c, input, env)?;
-                if boolean(&cond) == Some(true) {
-                    self.eval(t, input, env)?
-                } else if let Some(e) = e {
-                    self.eval(e, input, env)?
-                } else {
-                    Value::Undefined
-                }
-            }
-            Kind::Block(exprs) => {
-                let frame = Frame::child(env);
-                let mut result = Value::Undefined;
-                for e in exprs {
-                    result = self.eval(e, input, &frame)?;
-                }
-                result
-            }
-            Kind::Bind(name, rhs) => {
-                let v = self.eval(rhs, input, env)?;
-                self.bind(env, name.clone(), v.clone());
-                v
-            }
-            Kind::Regex(r) => Value::func(Function::Regex(r.clone())),
+        match &node.kind {
+            Kind::Path(steps) => self.eval_path(node, steps, input, env),
+            Kind::Binary(op, l, r) => self.eval_binary(*op, l, r, node.pos, input, env),
+            Kind::Neg(e) => self.eval_neg(node, e, input, env),
+            Kind::ArrayCons(items) => self.eval_array(node, items, input, env),
+            Kind::ObjectCons(pairs) => self.eval_group_pairs(pairs, node.pos, input.clone(), env),
+            Kind::Name(n) => Ok(lookup(input, n)),
+            Kind::Str(s) => Ok(Value::String(s.clone())),
+            Kind::Num(n) => Ok(Value::Number(*n)),
+            Kind::Bool(b) => Ok(Value::Bool(*b)),
+            Kind::Null => Ok(Value::Null),
+            Kind::Wildcard => Ok(eval_wildcard(input)),
+            Kind::Descendant => Ok(eval_descendants(input)),
+            Kind::Parent(slot) => Ok(env.lookup(&self.label(*slot))),
+            Kind::Condition(c, t, e) => self.eval_condition(c, t, e.as_deref(), input, env),
+            Kind::Block(exprs) => self.eval_block(exprs, input, env),
+            Kind::Bind(name, rhs) => self.eval_bind(name, rhs, input, env),
+            Kind::Regex(r) => Ok(Value::func(Function::Regex(r.clone()))),
             Kind::Call { procedure, args } => {
-                self.eval_function(node, procedure, args, input, env, None)?
+                self.eval_function(node, procedure, args, input, env, None)
             }
-            Kind::Variable(name) => {
-                if name.is_empty() {
-                    match input {
-                        Value::Array(a, f) if f.has(Flags::OUTER_WRAPPER) => {
-                            a.first().cloned().unwrap_or_default()
-                        }
-                        v => v.clone(),
-                    }
-                } else {
-                    self.lookup_var(env, name)
-                }
-            }
-            Kind::Lambda(def) => Value::func(Function::Lambda(Lambda {
+            Kind::Variable(name) => Ok(self.eval_variable(name, input, env)),
+            Kind::Lambda(def) => Ok(Value::func(Function::Lambda(Lambda {
                 def: def.clone(),
                 env: env.clone(),
                 input: input.clone(),
-            })),
+            }))),
             Kind::Partial { procedure, args } => {
-                self.eval_partial(node, procedure, args, input, env)?
+                self.eval_partial(node, procedure, args, input, env)
             }
-            Kind::Apply(l, r) => self.eval_apply(node, l, r, input, env)?,
-            Kind::Transform(def) => Value::func(Function::Transform {
+            Kind::Apply(l, r) => self.eval_apply(node, l, r, input, env),
+            Kind::Transform(def) => Ok(Value::func(Function::Transform {
                 def: def.clone(),
                 env: env.clone(),
-            }),
-            Kind::Sort(_) | Kind::Placeholder => Value::Undefined,
-        })
+            })),
+            Kind::Sort(_) | Kind::Placeholder => Ok(Value::Undefined),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_neg(&mut self, node: &Node, e: &Node, input: &Value, env: &Env) -> Result<Value> {
+        match self.eval(e, input, env)? {
+            Value::Undefined => Ok(Value::Undefined),
+            Value::Number(n) => Ok(Value::Number(-n)),
+            v => Err(Error::new(
+                "D1002",
+                Some(node.pos),
+                "-",
+                &functions::string::to_json_string(&v, false),
+            )),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_array(
+        &mut self,
+        node: &Node,
+        items: &[Node],
+        input: &Value,
+        env: &Env,
+    ) -> Result<Value> {
+        let mut out: Vec<Value> = vec![];
+        for item in items {
+            let v = self.eval(item, input, env)?;
+            match v {
+                Value::Undefined => {}
+                v if item.is_array_cons() => out.push(v),
+                Value::Array(a, _) => out.extend(a.iter().cloned()),
+                v => out.push(v),
+            }
+        }
+        let flags = if node.cons_array {
+            Flags::CONS
+        } else {
+            Flags::default()
+        };
+        Ok(Value::Array(Rc::new(out), flags))
+    }
+
+    #[inline(never)]
+    fn eval_condition(
+        &mut self,
+        c: &Node,
+        t: &Node,
+        e: Option<&Node>,
+        input: &Value,
+        env: &Env,
+    ) -> Result<Value> {
+        let cond = self.eval(c, input, env)?;
+        if boolean(&cond) == Some(true) {
+            self.eval(t, input, env)
+        } else if let Some(e) = e {
+            self.eval(e, input, env)
+        } else {
+            Ok(Value::Undefined)
+        }
+    }
+
+    #[inline(never)]
+    fn eval_block(&mut self, exprs: &[Node], input: &Value, env: &Env) -> Result<Value> {
+        let frame = Frame::child(env);
+        let mut result = Value::Undefined;
+        for e in exprs {
+            result = self.eval(e, input, &frame)?;
+        }
+        Ok(result)
+    }
+
+    #[inline(never)]
+    fn eval_bind(&mut self, name: &Rc<str>, rhs: &Node, input: &Value, env: &Env) -> Result<Value> {
+        let v = self.eval(rhs, input, env)?;
+        self.bind(env, name.clone(), v.clone());
+        Ok(v)
+    }
+
+    fn eval_variable(&self, name: &str, input: &Value, env: &Env) -> Value {
+        if name.is_empty() {
+            match input {
+                Value::Array(a, f) if f.has(Flags::OUTER_WRAPPER) => {
+                    a.first().cloned().unwrap_or_default()
+                }
+                v => v.clone(),
+            }
+        } else {
+            self.lookup_var(env, name)
+        }
     }
 
     fn lookup_var(&self, env: &Env, name: &str) -> Value {
@@ -383,10 +400,15 @@ impl<'a> Evaluator<'a> {
                 input_seq = result.clone();
             }
         }
+        let mut stream = Value::Undefined;
         if is_tuple {
             let tuples = tuples.unwrap_or_default();
+            stream = Value::Array(
+                Rc::new(tuples.clone()),
+                Flags::SEQUENCE.with(Flags::TUPLE_STREAM),
+            );
             if node.tuple {
-                result = Value::Array(Rc::new(tuples), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
+                result = stream.clone();
             } else {
                 result = Value::sequence(tuples.iter().map(|t| tuple_get(t, "@")).collect());
             }
@@ -401,7 +423,7 @@ impl<'a> Evaluator<'a> {
             result = result.with_flags(Flags::KEEP_SINGLETON);
         }
         if let Some(g) = &node.group {
-            result = self.eval_group(g, result, env)?;
+            result = self.eval_group(g, if is_tuple { stream } else { result }, env)?;
         }
         Ok(result)
     }
@@ -811,7 +833,7 @@ impl<'a> Evaluator<'a> {
         if proc.is_undefined()
             && let Kind::Path(steps) = &procedure.kind
             && let Kind::Name(n) = &steps[0].kind
-            && env.get(n).is_some_and(|v| !v.is_undefined())
+            && !self.lookup_var(env, n).is_undefined()
         {
             return Err(err_tok("T1005", node.pos, n));
         }
@@ -874,68 +896,88 @@ impl<'a> Evaluator<'a> {
             return Err(err("T1006"));
         };
         let args = match f.signature() {
-            Some(sig) => {
-                let name = match &**f {
-                    Function::Builtin(b) => b.name,
-                    _ => "",
-                };
-                sig.validate(&args, input)
-                    .map_err(|e| with_token(e, name))?
-            }
+            Some(sig) => self.validate(f, sig, args, input)?,
             None => args,
         };
         match &**f {
-            Function::Lambda(l) => {
-                let frame = Frame::child(&l.env);
-                for (i, p) in l.def.params.iter().enumerate() {
-                    let v = args.get(i).cloned().unwrap_or_default();
-                    self.bind(&frame, p.clone(), v);
-                }
-                self.eval(&l.def.body, &l.input, &frame)
-            }
+            Function::Lambda(l) => self.apply_lambda(l, args),
             Function::Builtin(b) => {
                 let ctx = Ctx { input, env };
                 (b.imp)(self, &args, &ctx).map_err(|e| with_token(e, b.name))
             }
             Function::Partial { func, args: bound } => {
-                let mut supplied = args.into_iter();
-                let full: Vec<Value> = bound
-                    .iter()
-                    .map(|a| match a {
-                        Some(v) => v.clone(),
-                        None => supplied.next().unwrap_or_default(),
-                    })
-                    .collect();
-                self.apply(func, full, input, env)
+                self.apply_partial(func, bound, args, input, env)
             }
-            Function::Chain(f1, f2) => {
-                let x = self.apply(f1, args, input, env)?;
-                self.apply(f2, vec![x], input, env)
-            }
-            Function::Regex(re) => {
-                let s = args.first().cloned().unwrap_or_default();
-                match s {
-                    Value::String(s) => Ok(functions::string::regex_match_object(re, &s, 0)),
-                    _ => Ok(Value::Undefined),
-                }
-            }
-            Function::RegexNext { re, text, from } => {
-                if *from >= text.chars().count() {
-                    return Ok(Value::Undefined);
-                }
-                let next = functions::string::regex_match_object(re, text, *from);
-                if let Value::Object(m) = &next
-                    && m.get("match").and_then(|v| v.as_str()) == Some("")
-                {
-                    return Err(Error::new("D1004", None, "", &re.source));
-                }
-                Ok(next)
-            }
+            Function::Chain(f1, f2) => self.apply_chain(f1, f2, args, input, env),
+            Function::Regex(re) => Ok(match args.first() {
+                Some(Value::String(s)) => functions::string::regex_match_object(re, s, 0),
+                _ => Value::Undefined,
+            }),
+            Function::RegexNext { re, text, from } => regex_next(re, text, *from),
             Function::Transform { def, env: tenv } => {
-                let obj = args.first().cloned().unwrap_or_default();
+                let obj = args.into_iter().next().unwrap_or_default();
                 self.transform(def, tenv, obj)
             }
         }
+    }
+
+    #[inline(never)]
+    fn validate(
+        &mut self,
+        f: &Function,
+        sig: &crate::signature::Signature,
+        args: Vec<Value>,
+        input: &Value,
+    ) -> Result<Vec<Value>> {
+        let name = match f {
+            Function::Builtin(b) => b.name,
+            _ => "",
+        };
+        sig.validate(&args, input).map_err(|e| with_token(e, name))
+    }
+
+    #[inline(never)]
+    fn apply_lambda(&mut self, l: &Lambda, args: Vec<Value>) -> Result<Value> {
+        let frame = Frame::child(&l.env);
+        let mut args = args.into_iter();
+        for p in l.def.params.iter() {
+            let v = args.next().unwrap_or_default();
+            self.bind(&frame, p.clone(), v);
+        }
+        self.eval(&l.def.body, &l.input, &frame)
+    }
+
+    #[inline(never)]
+    fn apply_partial(
+        &mut self,
+        func: &Value,
+        bound: &[Option<Value>],
+        args: Vec<Value>,
+        input: &Value,
+        env: &Env,
+    ) -> Result<Value> {
+        let mut supplied = args.into_iter();
+        let full: Vec<Value> = bound
+            .iter()
+            .map(|a| match a {
+                Some(v) => v.clone(),
+                None => supplied.next().unwrap_or_default(),
+            })
+            .collect();
+        self.apply(func, full, input, env)
+    }
+
+    #[inline(never)]
+    fn apply_chain(
+        &mut self,
+        f1: &Value,
+        f2: &Value,
+        args: Vec<Value>,
+        input: &Value,
+        env: &Env,
+    ) -> Result<Value> {
+        let x = self.apply(f1, args, input, env)?;
+        self.apply(f2, vec![x], input, env)
     }
 
     fn eval_partial(
@@ -958,7 +1000,7 @@ impl<'a> Evaluator<'a> {
         if proc.is_undefined()
             && let Kind::Path(steps) = &procedure.kind
             && let Kind::Name(n) = &steps[0].kind
-            && env.get(n).is_some_and(|v| !v.is_undefined())
+            && !self.lookup_var(env, n).is_undefined()
         {
             return Err(err_tok("T1007", node.pos, n));
         }
@@ -1078,6 +1120,41 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+fn regex_next(re: &Rc<crate::value::RegexLit>, text: &Rc<str>, from: usize) -> Result<Value> {
+    if from >= text.chars().count() {
+        return Ok(Value::Undefined);
+    }
+    let next = functions::string::regex_match_object(re, text, from);
+    if let Value::Object(m) = &next
+        && m.get("match").and_then(|v| v.as_str()) == Some("")
+    {
+        return Err(Error::new("D1004", None, "", &re.source));
+    }
+    Ok(next)
+}
+
+/// Singleton sequences become their member and empty ones undefined, unless marked to
+/// keep their array (`[]`).
+fn flatten_singleton(node: &Node, result: Value) -> Value {
+    match result {
+        Value::Array(a, f) if f.has(Flags::SEQUENCE) && !f.has(Flags::TUPLE_STREAM) => {
+            let f = if node.keep_array {
+                f.with(Flags::KEEP_SINGLETON)
+            } else {
+                f
+            };
+            if a.is_empty() {
+                Value::Undefined
+            } else if a.len() == 1 && !f.has(Flags::KEEP_SINGLETON) {
+                a[0].clone()
+            } else {
+                Value::Array(a, f)
+            }
+        }
+        r => r,
+    }
+}
+
 fn rebuild(v: &Value, mods: &HashMap<*const Map, Rc<Map>>) -> Value {
     match v {
         Value::Object(rc) => {
@@ -1146,6 +1223,19 @@ fn flatten(v: &Value, out: &mut Vec<Value>) {
     }
 }
 
+fn eval_descendants(input: &Value) -> Value {
+    if input.is_undefined() {
+        return Value::Undefined;
+    }
+    let mut out = vec![];
+    descendants(input, &mut out);
+    if out.len() == 1 {
+        out.pop().unwrap_or_default()
+    } else {
+        Value::sequence(out)
+    }
+}
+
 fn descendants(v: &Value, out: &mut Vec<Value>) {
     match v {
         Value::Array(a, _) => a.iter().for_each(|m| descendants(m, out)),
@@ -1178,6 +1268,12 @@ fn reduce_tuple_stream(data: &Value) -> Value {
 fn num_check(v: &Value, code: &'static str, op: BinOp) -> Result<Option<f64>> {
     match v {
         Value::Undefined => Ok(None),
+        Value::Number(n) if !n.is_finite() => Err(Error::new(
+            "D1001",
+            None,
+            op.symbol(),
+            &crate::value::js_number_string(*n),
+        )),
         Value::Number(n) => Ok(Some(*n)),
         _ => Err(Error::new(code, None, op.symbol(), "")),
     }
@@ -1200,14 +1296,6 @@ pub fn binary(op: BinOp, lhs: Value, rhs: Value) -> Result<Value> {
                 Div => l / r,
                 _ => l % r,
             };
-            if !v.is_finite() {
-                return Err(Error::new(
-                    "D1001",
-                    None,
-                    op.symbol(),
-                    &crate::value::js_number_string(v),
-                ));
-            }
             Value::Number(v)
         }
         Eq | Ne => {

@@ -208,6 +208,38 @@ mod tests {
     }
 
     #[test]
+    fn nesting_up_to_the_limits_works_on_a_small_stack() {
+        let h = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let n = parser::MAX_PARSE_DEPTH - 2;
+                // `-(` is two nesting levels (the operand of `-`, then the block).
+                for (open, close, n) in [
+                    ("(", ")", n),
+                    ("[", "]", n),
+                    ("{'a':", "}", n),
+                    ("-(", ")", n / 2),
+                ] {
+                    let src = format!("{}1{}", open.repeat(n), close.repeat(n));
+                    let e = Expression::parse(&src).unwrap();
+                    e.evaluate(None, &mut Environment::new(0, 1)).unwrap();
+                    drop(e);
+                    let src = format!("{}1{}", open.repeat(100_000), close.repeat(100_000));
+                    assert_eq!(eval(&src, json!(null)).unwrap_err().code(), "U1001");
+                }
+                let mut v = json!(1);
+                for _ in 0..MAX_INPUT_DEPTH - 1 {
+                    v = serde_json::Value::Array(vec![v]);
+                }
+                let out = eval("**", v.clone()).unwrap();
+                assert_eq!(out, Some(json!(1)));
+                assert!(eval("$string($)", v).unwrap().is_some());
+            })
+            .unwrap();
+        h.join().unwrap();
+    }
+
+    #[test]
     fn tail_recursion_runs_in_constant_stack() {
         let r = eval(
             "($f := function($n, $acc){ $n = 0 ? $acc : $f($n - 1, $acc + 1) }; $f(20000, 0))",
@@ -228,9 +260,12 @@ mod tests {
     fn deep_input_is_rejected_not_overflowed() {
         let mut v = json!(1);
         for _ in 0..5000 {
-            v = json!([v]);
+            v = serde_json::Value::Array(vec![v]);
         }
-        assert_eq!(eval("$", v.clone()).unwrap_err().code(), "U1001");
+        let expr = Expression::parse("$").unwrap();
+        let r = expr.evaluate(Some(&v), &mut Environment::new(0, 1));
+        assert_eq!(r.unwrap_err().code(), "U1001");
+        // serde_json's own drop recurses; not this crate's concern.
         std::mem::forget(v);
     }
 

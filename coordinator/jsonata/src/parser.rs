@@ -13,7 +13,7 @@ use crate::value::RegexLit;
 
 /// Deepest nesting the parser accepts; deeper input fails with U1001 instead of
 /// overflowing the stack.
-pub const MAX_PARSE_DEPTH: usize = 400;
+pub const MAX_PARSE_DEPTH: usize = 100;
 
 #[derive(Clone)]
 enum RawKind {
@@ -72,7 +72,7 @@ fn lbp(tok: &Tok) -> u32 {
             "." => 75,
             "[" | "(" | "@" | "#" => 80,
             "{" => 70,
-            "?" | "|" => 20,
+            "?" => 20,
             "+" | "-" | "&" => 50,
             "*" | "/" | "%" => 60,
             "=" | "<" | ">" | "^" | "!=" | "<=" | ">=" | "~>" | "?:" | "??" | "in" => 40,
@@ -169,71 +169,86 @@ impl Parser {
                 raw(RawKind::Regex(compile_regex(&pattern, &flags, pos)?), pos)
             }
             Tok::End => return Err(err_tok("S0207", pos, "(end)")),
-            Tok::Op(op) => match op {
-                "and" | "or" | "in" => raw(RawKind::Operator(op), pos),
-                "-" => {
-                    let e = self.expression(70)?;
-                    raw(RawKind::Neg(Box::new(e)), pos)
-                }
-                "*" => raw(RawKind::Wildcard, pos),
-                "**" => raw(RawKind::Descendant, pos),
-                "%" => raw(RawKind::Parent, pos),
-                "(" => {
-                    let mut exprs = vec![];
-                    while !self.id_is(")") {
-                        exprs.push(self.expression(0)?);
-                        if !self.id_is(";") {
-                            break;
-                        }
-                        self.advance(Some(";"), false)?;
-                    }
-                    self.advance(Some(")"), true)?;
-                    raw(RawKind::Block(exprs), pos)
-                }
-                "[" => {
-                    let mut items = vec![];
-                    if !self.id_is("]") {
-                        loop {
-                            let mut item = self.expression(0)?;
-                            if self.id_is("..") {
-                                let rpos = self.node.pos;
-                                self.advance(Some(".."), false)?;
-                                let rhs = self.expression(0)?;
-                                item =
-                                    raw(RawKind::Binary("..", Box::new(item), Box::new(rhs)), rpos);
-                            }
-                            items.push(item);
-                            if !self.id_is(",") {
-                                break;
-                            }
-                            self.advance(Some(","), false)?;
-                        }
-                    }
-                    self.advance(Some("]"), true)?;
-                    raw(RawKind::Array(items), pos)
-                }
-                "{" => {
-                    let pairs = self.object_pairs()?;
-                    raw(RawKind::Object(pairs), pos)
-                }
-                "|" => {
-                    let pattern = self.expression(0)?;
-                    self.advance(Some("|"), false)?;
-                    let update = self.expression(0)?;
-                    let mut delete = None;
-                    if self.id_is(",") {
-                        self.advance(Some(","), false)?;
-                        delete = Some(Box::new(self.expression(0)?));
-                    }
-                    self.advance(Some("|"), true)?;
-                    raw(
-                        RawKind::Transform(Box::new(pattern), Box::new(update), delete),
-                        pos,
-                    )
-                }
-                _ => return Err(err_tok("S0211", pos, op)),
-            },
+            Tok::Op(op) => return self.nud_op(op, pos),
         })
+    }
+
+    // The prefix operators, each in its own function: these recurse, and small frames
+    // let the nesting limit hold on small (debug-build) stacks.
+    #[inline(never)]
+    fn nud_op(&mut self, op: &'static str, pos: usize) -> Result<Raw> {
+        Ok(match op {
+            "and" | "or" | "in" => raw(RawKind::Operator(op), pos),
+            "-" => {
+                let e = self.expression(70)?;
+                raw(RawKind::Neg(Box::new(e)), pos)
+            }
+            "*" => raw(RawKind::Wildcard, pos),
+            "**" => raw(RawKind::Descendant, pos),
+            "%" => raw(RawKind::Parent, pos),
+            "(" => self.block(pos)?,
+            "[" => self.array(pos)?,
+            "{" => {
+                let pairs = self.object_pairs()?;
+                raw(RawKind::Object(pairs), pos)
+            }
+            "|" => self.transform(pos)?,
+            _ => return Err(err_tok("S0211", pos, op)),
+        })
+    }
+
+    #[inline(never)]
+    fn block(&mut self, pos: usize) -> Result<Raw> {
+        let mut exprs = vec![];
+        while !self.id_is(")") {
+            exprs.push(self.expression(0)?);
+            if !self.id_is(";") {
+                break;
+            }
+            self.advance(Some(";"), false)?;
+        }
+        self.advance(Some(")"), true)?;
+        Ok(raw(RawKind::Block(exprs), pos))
+    }
+
+    #[inline(never)]
+    fn array(&mut self, pos: usize) -> Result<Raw> {
+        let mut items = vec![];
+        if !self.id_is("]") {
+            loop {
+                let mut item = self.expression(0)?;
+                if self.id_is("..") {
+                    let rpos = self.node.pos;
+                    self.advance(Some(".."), false)?;
+                    let rhs = self.expression(0)?;
+                    item = raw(RawKind::Binary("..", Box::new(item), Box::new(rhs)), rpos);
+                }
+                items.push(item);
+                if !self.id_is(",") {
+                    break;
+                }
+                self.advance(Some(","), false)?;
+            }
+        }
+        self.advance(Some("]"), true)?;
+        Ok(raw(RawKind::Array(items), pos))
+    }
+
+    #[inline(never)]
+    fn transform(&mut self, pos: usize) -> Result<Raw> {
+        let pattern = self.expression(0)?;
+        self.advance(Some("|"), false)?;
+        let update = self.expression(0)?;
+        let mut delete = None;
+        if self.id_is(",") {
+            self.advance(Some(","), false)?;
+            delete = Some(Box::new(self.expression(0)?));
+        }
+        self.advance(Some("|"), true)?;
+        Ok(raw(
+            RawKind::Transform(Box::new(pattern), Box::new(update), delete),
+            pos,
+        ))
     }
 
     fn object_pairs(&mut self) -> Result<Vec<(Raw, Raw)>> {
@@ -571,400 +586,607 @@ impl Processor {
         Ok(())
     }
 
-    fn process(&mut self, expr: Raw) -> Result<Node> {
-        let pos = expr.pos;
-        let keep_array = expr.keep_array;
-        let mut result = match expr.kind {
-            RawKind::Binary(".", lhs, rhs) => {
-                let lstep = self.process(*lhs)?;
-                let mut result = if matches!(lstep.kind, Kind::Path(_)) {
-                    lstep
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_dot(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Binary(".", lhs, rhs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let lstep = self.process(*lhs)?;
+            let mut result = if matches!(lstep.kind, Kind::Path(_)) {
+                lstep
+            } else {
+                let parent_slot = if let Kind::Parent(s) = lstep.kind {
+                    Some(s)
                 } else {
-                    let parent_slot = if let Kind::Parent(s) = lstep.kind {
-                        Some(s)
-                    } else {
-                        None
-                    };
-                    let mut p = Node::new(Kind::Path(vec![lstep]), pos);
-                    if let Some(s) = parent_slot {
-                        p.seeking_parent = Some(vec![s]);
+                    None
+                };
+                let mut p = Node::new(Kind::Path(vec![lstep]), pos);
+                if let Some(s) = parent_slot {
+                    p.seeking_parent = Some(vec![s]);
+                }
+                p
+            };
+            let rest = self.process(*rhs)?;
+            let Kind::Path(steps) = &mut result.kind else {
+                unreachable!()
+            };
+            match rest.kind {
+                Kind::Path(rsteps) => steps.extend(rsteps),
+                _ => {
+                    let mut rest = rest;
+                    if let Some(p) = rest.predicate.take() {
+                        rest.stages = Some(p);
                     }
-                    p
-                };
-                let rest = self.process(*rhs)?;
-                let Kind::Path(steps) = &mut result.kind else {
-                    unreachable!()
-                };
-                match rest.kind {
-                    Kind::Path(rsteps) => steps.extend(rsteps),
-                    _ => {
-                        let mut rest = rest;
-                        if let Some(p) = rest.predicate.take() {
-                            rest.stages = Some(p);
-                        }
-                        steps.push(rest);
+                    steps.push(rest);
+                }
+            }
+            for step in steps.iter_mut() {
+                match &step.kind {
+                    Kind::Num(n) => {
+                        return Err(Error::new(
+                            "S0213",
+                            Some(step.pos),
+                            "",
+                            &crate::value::js_number_string(*n),
+                        ));
                     }
-                }
-                for step in steps.iter_mut() {
-                    match &step.kind {
-                        Kind::Num(n) => {
-                            return Err(Error::new(
-                                "S0213",
-                                Some(step.pos),
-                                "",
-                                &crate::value::js_number_string(*n),
-                            ));
-                        }
-                        Kind::Bool(b) => {
-                            return Err(Error::new("S0213", Some(step.pos), "", &b.to_string()));
-                        }
-                        Kind::Null => return Err(Error::new("S0213", Some(step.pos), "", "null")),
-                        Kind::Str(s) => step.kind = Kind::Name(s.clone()),
-                        _ => {}
+                    Kind::Bool(b) => {
+                        return Err(Error::new("S0213", Some(step.pos), "", &b.to_string()));
                     }
+                    Kind::Null => return Err(Error::new("S0213", Some(step.pos), "", "null")),
+                    Kind::Str(s) => step.kind = Kind::Name(s.clone()),
+                    _ => {}
                 }
-                if steps.iter().any(|s| s.keep_array) {
-                    result.keep_singleton_array = true;
-                }
-                let Kind::Path(steps) = &mut result.kind else {
-                    unreachable!()
-                };
-                if steps[0].is_array_cons() {
-                    steps[0].cons_array = true;
-                }
-                let last = steps.len() - 1;
-                if steps[last].is_array_cons() {
-                    steps[last].cons_array = true;
-                }
-                self.resolve_ancestry(&mut result)?;
-                result
             }
-            RawKind::Binary("[", lhs, rhs) => {
-                let mut result = self.process(*lhs)?;
-                let is_path = matches!(result.kind, Kind::Path(_));
-                let mut predicate = self.process(*rhs)?;
-                {
-                    let step: &mut Node = match &mut result.kind {
-                        Kind::Path(steps) => steps.last_mut().unwrap(),
-                        _ => &mut result,
-                    };
-                    if step.group.is_some() {
-                        return Err(err_at("S0209", pos));
-                    }
-                    if let Some(seeking) = predicate.seeking_parent.take() {
-                        let mut remaining = vec![];
-                        for slot in seeking {
-                            if self.slots[slot].level == 1 {
-                                self.seek_parent(step, slot)?;
-                            } else {
-                                self.slots[slot].level -= 1;
-                            }
-                            remaining.push(slot);
-                        }
-                        predicate.seeking_parent = Some(remaining);
-                        push_ancestry(step, &predicate);
-                    }
-                    let list = if is_path {
-                        &mut step.stages
-                    } else {
-                        &mut step.predicate
-                    };
-                    list.get_or_insert_with(Vec::new)
-                        .push(Stage::Filter(predicate));
-                }
-                result
+            if steps.iter().any(|s| s.keep_array) {
+                result.keep_singleton_array = true;
             }
-            RawKind::Group(lhs, pairs) => {
-                let mut result = self.process(*lhs)?;
-                if result.group.is_some() {
-                    return Err(err_at("S0210", pos));
-                }
-                let mut out = vec![];
-                for (k, v) in pairs {
-                    out.push((self.process(k)?, self.process(v)?));
-                }
-                result.group = Some(Rc::new(Group { pairs: out, pos }));
-                result
+            let Kind::Path(steps) = &mut result.kind else {
+                unreachable!()
+            };
+            if steps[0].is_array_cons() {
+                steps[0].cons_array = true;
             }
-            RawKind::Sort(lhs, terms) => {
-                let mut result = self.process(*lhs)?;
-                if !matches!(result.kind, Kind::Path(_)) {
-                    result = Node::new(Kind::Path(vec![result]), pos);
-                }
-                let mut sort = Node::new(Kind::Sort(vec![]), pos);
-                let mut out = vec![];
-                for (e, descending) in terms {
-                    let e = self.process(e)?;
-                    push_ancestry(&mut sort, &e);
-                    out.push(SortTerm {
-                        expr: e,
-                        descending,
-                    });
-                }
-                sort.kind = Kind::Sort(out);
-                if let Kind::Path(steps) = &mut result.kind {
-                    steps.push(sort);
-                }
-                self.resolve_ancestry(&mut result)?;
-                result
+            let last = steps.len() - 1;
+            if steps[last].is_array_cons() {
+                steps[last].cons_array = true;
             }
-            RawKind::Binary(":=", lhs, rhs) => {
-                let RawKind::Variable(name) = lhs.kind else {
-                    return Err(err_at("S0212", pos));
-                };
-                let rhs = self.process(*rhs)?;
-                let mut result = Node::new(
-                    Kind::Bind(Rc::from(name), Box::new(Node::new(Kind::Null, pos))),
-                    pos,
-                );
-                push_ancestry(&mut result, &rhs);
-                result.kind = match result.kind {
-                    Kind::Bind(n, _) => Kind::Bind(n, Box::new(rhs)),
-                    k => k,
-                };
-                result
-            }
-            RawKind::Binary("@", lhs, rhs) => {
-                let RawKind::Variable(name) = rhs.kind else {
-                    return Err(err_tok("S0214", pos, "@"));
-                };
-                let mut result = self.process(*lhs)?;
+            self.resolve_ancestry(&mut result)?;
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_predicate(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Binary("[", lhs, rhs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let mut result = self.process(*lhs)?;
+            let is_path = matches!(result.kind, Kind::Path(_));
+            let mut predicate = self.process(*rhs)?;
+            {
                 let step: &mut Node = match &mut result.kind {
                     Kind::Path(steps) => steps.last_mut().unwrap(),
                     _ => &mut result,
                 };
-                if step.stages.is_some() || step.predicate.is_some() {
-                    return Err(err_at("S0215", pos));
+                if step.group.is_some() {
+                    return Err(err_at("S0209", pos));
                 }
-                if matches!(step.kind, Kind::Sort(_)) {
-                    return Err(err_at("S0216", pos));
-                }
-                if keep_array {
-                    step.keep_array = true;
-                }
-                step.focus = Some(Rc::from(name));
-                step.tuple = true;
-                result
-            }
-            RawKind::Binary("#", lhs, rhs) => {
-                let RawKind::Variable(name) = rhs.kind else {
-                    return Err(err_tok("S0214", pos, "#"));
-                };
-                let mut result = self.process(*lhs)?;
-                if !matches!(result.kind, Kind::Path(_)) {
-                    let mut step = result;
-                    if let Some(p) = step.predicate.take() {
-                        step.stages = Some(p);
+                if let Some(seeking) = predicate.seeking_parent.take() {
+                    let mut remaining = vec![];
+                    for slot in seeking {
+                        if self.slots[slot].level == 1 {
+                            self.seek_parent(step, slot)?;
+                        } else {
+                            self.slots[slot].level -= 1;
+                        }
+                        remaining.push(slot);
                     }
-                    result = Node::new(Kind::Path(vec![step]), pos);
+                    predicate.seeking_parent = Some(remaining);
+                    push_ancestry(step, &predicate);
                 }
-                let Kind::Path(steps) = &mut result.kind else {
-                    unreachable!()
-                };
-                let step = steps.last_mut().unwrap();
-                let name: Rc<str> = Rc::from(name);
-                match &mut step.stages {
-                    None => step.index = Some(name),
-                    Some(stages) => stages.push(Stage::Index(name)),
-                }
-                step.tuple = true;
-                result
-            }
-            RawKind::Binary("~>", lhs, rhs) => {
-                let lhs = self.process(*lhs)?;
-                let rhs = self.process(*rhs)?;
-                let keep = lhs.keep_array || rhs.keep_array;
-                let mut n = Node::new(Kind::Apply(Box::new(lhs), Box::new(rhs)), pos);
-                n.keep_array = keep;
-                n
-            }
-            RawKind::Binary(op, lhs, rhs) => {
-                let lhs = self.process(*lhs)?;
-                let rhs = self.process(*rhs)?;
-                let binop = BinOp::from_symbol(op).ok_or_else(|| err_tok("S0201", pos, op))?;
-                let mut n = Node::new(Kind::Null, pos);
-                push_ancestry(&mut n, &lhs);
-                push_ancestry(&mut n, &rhs);
-                n.kind = Kind::Binary(binop, Box::new(lhs), Box::new(rhs));
-                n
-            }
-            RawKind::Array(items) => {
-                let mut n = Node::new(Kind::Null, pos);
-                let mut out = vec![];
-                for item in items {
-                    let v = self.process(item)?;
-                    push_ancestry(&mut n, &v);
-                    out.push(v);
-                }
-                n.kind = Kind::ArrayCons(out);
-                n
-            }
-            RawKind::Object(pairs) => {
-                let mut n = Node::new(Kind::Null, pos);
-                let mut out = vec![];
-                for (k, v) in pairs {
-                    let k = self.process(k)?;
-                    push_ancestry(&mut n, &k);
-                    let v = self.process(v)?;
-                    push_ancestry(&mut n, &v);
-                    out.push((k, v));
-                }
-                n.kind = Kind::ObjectCons(out);
-                n
-            }
-            RawKind::Neg(e) => {
-                let e = self.process(*e)?;
-                if let Kind::Num(v) = e.kind {
-                    let mut e = e;
-                    e.kind = Kind::Num(-v);
-                    e
+                let list = if is_path {
+                    &mut step.stages
                 } else {
-                    let mut n = Node::new(Kind::Null, pos);
+                    &mut step.predicate
+                };
+                list.get_or_insert_with(Vec::new)
+                    .push(Stage::Filter(predicate));
+            }
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_group(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Group(lhs, pairs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let mut result = self.process(*lhs)?;
+            if result.group.is_some() {
+                return Err(err_at("S0210", pos));
+            }
+            let mut out = vec![];
+            for (k, v) in pairs {
+                out.push((self.process(k)?, self.process(v)?));
+            }
+            result.group = Some(Rc::new(Group { pairs: out, pos }));
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_sort(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Sort(lhs, terms) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let mut result = self.process(*lhs)?;
+            if !matches!(result.kind, Kind::Path(_)) {
+                result = Node::new(Kind::Path(vec![result]), pos);
+            }
+            let mut sort = Node::new(Kind::Sort(vec![]), pos);
+            let mut out = vec![];
+            for (e, descending) in terms {
+                let e = self.process(e)?;
+                push_ancestry(&mut sort, &e);
+                out.push(SortTerm {
+                    expr: e,
+                    descending,
+                });
+            }
+            sort.kind = Kind::Sort(out);
+            if let Kind::Path(steps) = &mut result.kind {
+                steps.push(sort);
+            }
+            self.resolve_ancestry(&mut result)?;
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_bind(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Binary(":=", lhs, rhs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let RawKind::Variable(name) = lhs.kind else {
+                return Err(err_at("S0212", pos));
+            };
+            let rhs = self.process(*rhs)?;
+            let mut result = Node::new(
+                Kind::Bind(Rc::from(name), Box::new(Node::new(Kind::Null, pos))),
+                pos,
+            );
+            push_ancestry(&mut result, &rhs);
+            result.kind = match result.kind {
+                Kind::Bind(n, _) => Kind::Bind(n, Box::new(rhs)),
+                k => k,
+            };
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_focus(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Binary("@", lhs, rhs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let RawKind::Variable(name) = rhs.kind else {
+                return Err(err_tok("S0214", pos, "@"));
+            };
+            let mut result = self.process(*lhs)?;
+            let step: &mut Node = match &mut result.kind {
+                Kind::Path(steps) => steps.last_mut().unwrap(),
+                _ => &mut result,
+            };
+            if step.stages.is_some() || step.predicate.is_some() {
+                return Err(err_at("S0215", pos));
+            }
+            if matches!(step.kind, Kind::Sort(_)) {
+                return Err(err_at("S0216", pos));
+            }
+            if keep_array {
+                step.keep_array = true;
+            }
+            step.focus = Some(Rc::from(name));
+            step.tuple = true;
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_index_binding(
+        &mut self,
+        kind: RawKind,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node> {
+        let RawKind::Binary("#", lhs, rhs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let RawKind::Variable(name) = rhs.kind else {
+                return Err(err_tok("S0214", pos, "#"));
+            };
+            let mut result = self.process(*lhs)?;
+            if !matches!(result.kind, Kind::Path(_)) {
+                let mut step = result;
+                if let Some(p) = step.predicate.take() {
+                    step.stages = Some(p);
+                }
+                result = Node::new(Kind::Path(vec![step]), pos);
+            }
+            let Kind::Path(steps) = &mut result.kind else {
+                unreachable!()
+            };
+            let step = steps.last_mut().unwrap();
+            let name: Rc<str> = Rc::from(name);
+            match &mut step.stages {
+                None => step.index = Some(name),
+                Some(stages) => stages.push(Stage::Index(name)),
+            }
+            step.tuple = true;
+            result
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_apply(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Binary("~>", lhs, rhs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let lhs = self.process(*lhs)?;
+            let rhs = self.process(*rhs)?;
+            let keep = lhs.keep_array || rhs.keep_array;
+            let mut n = Node::new(Kind::Apply(Box::new(lhs), Box::new(rhs)), pos);
+            n.keep_array = keep;
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_binary(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Binary(op, lhs, rhs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let lhs = self.process(*lhs)?;
+            let rhs = self.process(*rhs)?;
+            let binop = BinOp::from_symbol(op).ok_or_else(|| err_tok("S0201", pos, op))?;
+            let mut n = Node::new(Kind::Null, pos);
+            push_ancestry(&mut n, &lhs);
+            push_ancestry(&mut n, &rhs);
+            n.kind = Kind::Binary(binop, Box::new(lhs), Box::new(rhs));
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_array_constructor(
+        &mut self,
+        kind: RawKind,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node> {
+        let RawKind::Array(items) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let mut n = Node::new(Kind::Null, pos);
+            let mut out = vec![];
+            for item in items {
+                let v = self.process(item)?;
+                push_ancestry(&mut n, &v);
+                out.push(v);
+            }
+            n.kind = Kind::ArrayCons(out);
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_object_constructor(
+        &mut self,
+        kind: RawKind,
+        pos: usize,
+        keep_array: bool,
+    ) -> Result<Node> {
+        let RawKind::Object(pairs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let mut n = Node::new(Kind::Null, pos);
+            let mut out = vec![];
+            for (k, v) in pairs {
+                let k = self.process(k)?;
+                push_ancestry(&mut n, &k);
+                let v = self.process(v)?;
+                push_ancestry(&mut n, &v);
+                out.push((k, v));
+            }
+            n.kind = Kind::ObjectCons(out);
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_negation(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Neg(e) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let e = self.process(*e)?;
+            if let Kind::Num(v) = e.kind {
+                let mut e = e;
+                e.kind = Kind::Num(-v);
+                e
+            } else {
+                let mut n = Node::new(Kind::Null, pos);
+                push_ancestry(&mut n, &e);
+                n.kind = Kind::Neg(Box::new(e));
+                n
+            }
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_call(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Call {
+            procedure,
+            args,
+            partial,
+        } = kind
+        else {
+            unreachable!()
+        };
+        Ok({
+            let mut n = Node::new(Kind::Null, pos);
+            let mut out = vec![];
+            for a in args {
+                let a = self.process(a)?;
+                push_ancestry(&mut n, &a);
+                out.push(a);
+            }
+            let procedure = Box::new(self.process(*procedure)?);
+            n.kind = if partial {
+                Kind::Partial {
+                    procedure,
+                    args: out,
+                }
+            } else {
+                Kind::Call {
+                    procedure,
+                    args: out,
+                }
+            };
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_lambda(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Lambda {
+            params,
+            signature,
+            body,
+        } = kind
+        else {
+            unreachable!()
+        };
+        Ok({
+            let body = self.process(*body)?;
+            let body = tail_call_optimize(body);
+            Node::new(
+                Kind::Lambda(Rc::new(LambdaDef {
+                    params: params.into_iter().map(Rc::from).collect(),
+                    signature,
+                    body,
+                    thunk: false,
+                })),
+                pos,
+            )
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_condition(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Condition(c, t, e) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let mut n = Node::new(Kind::Null, pos);
+            let c = self.process(*c)?;
+            push_ancestry(&mut n, &c);
+            let t = self.process(*t)?;
+            push_ancestry(&mut n, &t);
+            let e = match e {
+                Some(e) => {
+                    let e = self.process(*e)?;
                     push_ancestry(&mut n, &e);
-                    n.kind = Kind::Neg(Box::new(e));
-                    n
+                    Some(Box::new(e))
                 }
-            }
+                None => None,
+            };
+            n.kind = Kind::Condition(Box::new(c), Box::new(t), e);
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_coalesce(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Coalesce(lhs, rhs) = kind else {
+            unreachable!()
+        };
+        // `a ?? b` is `$exists(a) ? a : b`.
+        let exists = raw(
             RawKind::Call {
-                procedure,
-                args,
-                partial,
-            } => {
-                let mut n = Node::new(Kind::Null, pos);
-                let mut out = vec![];
-                for a in args {
-                    let a = self.process(a)?;
-                    push_ancestry(&mut n, &a);
-                    out.push(a);
+                procedure: Box::new(raw(RawKind::Variable("exists".into()), pos)),
+                args: vec![(*lhs).clone()],
+                partial: false,
+            },
+            pos,
+        );
+        self.process(Raw {
+            kind: RawKind::Condition(Box::new(exists), lhs, Some(rhs)),
+            pos,
+            keep_array,
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_transform(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Transform(p, u, d) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let pattern = self.process(*p)?;
+            let update = self.process(*u)?;
+            let delete = match d {
+                Some(d) => Some(self.process(*d)?),
+                None => None,
+            };
+            Node::new(
+                Kind::Transform(Rc::new(crate::ast::TransformDef {
+                    pattern,
+                    update,
+                    delete,
+                })),
+                pos,
+            )
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_block(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Block(exprs) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let mut n = Node::new(Kind::Null, pos);
+            let mut out = vec![];
+            for e in exprs {
+                let part = self.process(e)?;
+                push_ancestry(&mut n, &part);
+                let cons =
+                    part.cons_array || matches!(&part.kind, Kind::Path(s) if s[0].cons_array);
+                if cons {
+                    n.cons_array = true;
                 }
-                let procedure = Box::new(self.process(*procedure)?);
-                n.kind = if partial {
-                    Kind::Partial {
-                        procedure,
-                        args: out,
-                    }
-                } else {
-                    Kind::Call {
-                        procedure,
-                        args: out,
-                    }
-                };
-                n
+                out.push(part);
             }
-            RawKind::Lambda {
-                params,
-                signature,
-                body,
-            } => {
-                let body = self.process(*body)?;
-                let body = tail_call_optimize(body);
-                Node::new(
-                    Kind::Lambda(Rc::new(LambdaDef {
-                        params: params.into_iter().map(Rc::from).collect(),
-                        signature,
-                        body,
-                        thunk: false,
-                    })),
-                    pos,
-                )
-            }
-            RawKind::Condition(c, t, e) => {
-                let mut n = Node::new(Kind::Null, pos);
-                let c = self.process(*c)?;
-                push_ancestry(&mut n, &c);
-                let t = self.process(*t)?;
-                push_ancestry(&mut n, &t);
-                let e = match e {
-                    Some(e) => {
-                        let e = self.process(*e)?;
-                        push_ancestry(&mut n, &e);
-                        Some(Box::new(e))
-                    }
-                    None => None,
-                };
-                n.kind = Kind::Condition(Box::new(c), Box::new(t), e);
-                n
-            }
-            RawKind::Coalesce(lhs, rhs) => {
-                // `a ?? b` is `$exists(a) ? a : b`.
-                let exists = raw(
-                    RawKind::Call {
-                        procedure: Box::new(raw(RawKind::Variable("exists".into()), pos)),
-                        args: vec![(*lhs).clone()],
-                        partial: false,
-                    },
-                    pos,
-                );
+            n.kind = Kind::Block(out);
+            n
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_name(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Name(name) = kind else {
+            unreachable!()
+        };
+        Ok({
+            let mut step = Node::new(Kind::Name(Rc::from(name)), pos);
+            step.keep_array = keep_array;
+            let mut p = Node::new(Kind::Path(vec![step]), pos);
+            p.keep_singleton_array = keep_array;
+            p
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_operator(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Operator(op) = kind else {
+            unreachable!()
+        };
+        Ok({
+            if op == "?" {
+                Node::new(Kind::Placeholder, pos)
+            } else {
                 return self.process(Raw {
-                    kind: RawKind::Condition(Box::new(exists), lhs, Some(rhs)),
+                    kind: RawKind::Name(op.to_string()),
                     pos,
                     keep_array,
                 });
             }
-            RawKind::Transform(p, u, d) => {
-                let pattern = self.process(*p)?;
-                let update = self.process(*u)?;
-                let delete = match d {
-                    Some(d) => Some(self.process(*d)?),
-                    None => None,
-                };
-                Node::new(
-                    Kind::Transform(Rc::new(crate::ast::TransformDef {
-                        pattern,
-                        update,
-                        delete,
-                    })),
-                    pos,
-                )
-            }
-            RawKind::Block(exprs) => {
-                let mut n = Node::new(Kind::Null, pos);
-                let mut out = vec![];
-                for e in exprs {
-                    let part = self.process(e)?;
-                    push_ancestry(&mut n, &part);
-                    let cons =
-                        part.cons_array || matches!(&part.kind, Kind::Path(s) if s[0].cons_array);
-                    if cons {
-                        n.cons_array = true;
-                    }
-                    out.push(part);
-                }
-                n.kind = Kind::Block(out);
-                n
-            }
-            RawKind::Name(name) => {
-                let mut step = Node::new(Kind::Name(Rc::from(name)), pos);
-                step.keep_array = keep_array;
-                let mut p = Node::new(Kind::Path(vec![step]), pos);
-                p.keep_singleton_array = keep_array;
-                p
-            }
-            RawKind::Operator(op) => {
-                if op == "?" {
-                    Node::new(Kind::Placeholder, pos)
-                } else {
-                    return self.process(Raw {
-                        kind: RawKind::Name(op.to_string()),
-                        pos,
-                        keep_array,
-                    });
-                }
-            }
-            RawKind::Parent => {
-                let slot = self.slots.len();
-                self.slots.push(Slot {
-                    label: slot,
-                    level: 1,
-                });
-                Node::new(Kind::Parent(slot), pos)
-            }
-            RawKind::Variable(v) => Node::new(Kind::Variable(Rc::from(v)), pos),
-            RawKind::Str(s) => Node::new(Kind::Str(Rc::from(s)), pos),
-            RawKind::Num(n) => Node::new(Kind::Num(n), pos),
-            RawKind::Bool(b) => Node::new(Kind::Bool(b), pos),
+        })
+    }
+
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn process_parent(&mut self, kind: RawKind, pos: usize, keep_array: bool) -> Result<Node> {
+        let RawKind::Parent = kind else {
+            unreachable!()
+        };
+        Ok({
+            let slot = self.slots.len();
+            self.slots.push(Slot {
+                label: slot,
+                level: 1,
+            });
+            Node::new(Kind::Parent(slot), pos)
+        })
+    }
+
+    fn process(&mut self, expr: Raw) -> Result<Node> {
+        let pos = expr.pos;
+        let keep_array = expr.keep_array;
+        // Each kind is processed in its own function: this one recurses for every nesting
+        // level, so its stack frame must stay small.
+        let kind = expr.kind;
+        let mut result = match &kind {
+            RawKind::Binary(".", ..) => self.process_dot(kind, pos, keep_array)?,
+            RawKind::Binary("[", ..) => self.process_predicate(kind, pos, keep_array)?,
+            RawKind::Group(..) => self.process_group(kind, pos, keep_array)?,
+            RawKind::Sort(..) => self.process_sort(kind, pos, keep_array)?,
+            RawKind::Binary(":=", ..) => self.process_bind(kind, pos, keep_array)?,
+            RawKind::Binary("@", ..) => self.process_focus(kind, pos, keep_array)?,
+            RawKind::Binary("#", ..) => self.process_index_binding(kind, pos, keep_array)?,
+            RawKind::Binary("~>", ..) => self.process_apply(kind, pos, keep_array)?,
+            RawKind::Binary(..) => self.process_binary(kind, pos, keep_array)?,
+            RawKind::Array(..) => self.process_array_constructor(kind, pos, keep_array)?,
+            RawKind::Object(..) => self.process_object_constructor(kind, pos, keep_array)?,
+            RawKind::Neg(..) => self.process_negation(kind, pos, keep_array)?,
+            RawKind::Call { .. } => self.process_call(kind, pos, keep_array)?,
+            RawKind::Lambda { .. } => self.process_lambda(kind, pos, keep_array)?,
+            RawKind::Condition(..) => self.process_condition(kind, pos, keep_array)?,
+            RawKind::Coalesce(..) => self.process_coalesce(kind, pos, keep_array)?,
+            RawKind::Transform(..) => self.process_transform(kind, pos, keep_array)?,
+            RawKind::Block(..) => self.process_block(kind, pos, keep_array)?,
+            RawKind::Name(..) => self.process_name(kind, pos, keep_array)?,
+            RawKind::Operator(..) => self.process_operator(kind, pos, keep_array)?,
+            RawKind::Parent => self.process_parent(kind, pos, keep_array)?,
+            RawKind::Variable(v) => Node::new(Kind::Variable(Rc::from(v.as_str())), pos),
+            RawKind::Str(s) => Node::new(Kind::Str(Rc::from(s.as_str())), pos),
+            RawKind::Num(n) => Node::new(Kind::Num(*n), pos),
+            RawKind::Bool(b) => Node::new(Kind::Bool(*b), pos),
             RawKind::Null => Node::new(Kind::Null, pos),
-            RawKind::Regex(r) => Node::new(Kind::Regex(r), pos),
+            RawKind::Regex(r) => Node::new(Kind::Regex(r.clone()), pos),
             RawKind::Wildcard => Node::new(Kind::Wildcard, pos),
             RawKind::Descendant => Node::new(Kind::Descendant, pos),
         };

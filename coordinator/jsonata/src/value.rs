@@ -229,6 +229,16 @@ impl Value {
     }
 }
 
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Undefined => f.write_str("undefined"),
+            Value::Function(_) => f.write_str("<function>"),
+            v => f.write_str(&crate::functions::string::to_json_string(v, false)),
+        }
+    }
+}
+
 pub fn number_to_json(n: f64) -> serde_json::Value {
     if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
         serde_json::Value::Number((n as i64).into())

@@ -193,6 +193,7 @@ struct IntFormat {
     regular: Option<Sep>,
     separators: Vec<Sep>,
     token: String,
+    parse_width: Option<usize>,
 }
 
 const DECIMAL_GROUPS: &[u32] = &[
@@ -233,6 +234,7 @@ fn analyse_integer_picture(picture: &str) -> Result<IntFormat> {
         regular: None,
         separators: vec![],
         token: String::new(),
+        parse_width: None,
     };
     let primary = match picture.rfind(';') {
         None => picture,
@@ -347,22 +349,19 @@ const DECADES: [&str; 9] = [
 ];
 const MAGNITUDES: [&str; 4] = ["Thousand", "Million", "Billion", "Trillion"];
 
-fn number_to_words(num: u64, prev: bool, ord: bool) -> String {
-    if num <= 19 {
-        format!(
-            "{}{}",
-            if prev { " and " } else { "" },
-            if ord {
-                ORDINALS[num as usize]
-            } else {
-                FEW[num as usize]
-            }
-        )
-    } else if num < 100 {
-        let tens = (num / 10) as usize;
-        let rem = num % 10;
-        let mut w = format!("{}{}", if prev { " and " } else { "" }, DECADES[tens - 2]);
-        if rem > 0 {
+/// English words for a number (f64 so that magnitudes beyond "trillion" compose, as in
+/// "ten billion trillion").
+fn number_to_words(num: f64, prev: bool, ord: bool) -> String {
+    let and = if prev { " and " } else { "" };
+    let comma = if prev { ", " } else { "" };
+    if num <= 19.0 {
+        let i = num as usize;
+        format!("{and}{}", if ord { ORDINALS[i] } else { FEW[i] })
+    } else if num < 100.0 {
+        let tens = (num / 10.0).floor() as usize;
+        let rem = num % 10.0;
+        let mut w = format!("{and}{}", DECADES[tens - 2]);
+        if rem > 0.0 {
             w.push('-');
             w.push_str(&number_to_words(rem, false, ord));
         } else if ord {
@@ -370,34 +369,29 @@ fn number_to_words(num: u64, prev: bool, ord: bool) -> String {
             w.push_str("ieth");
         }
         w
-    } else if num < 1000 {
-        let mut w = format!(
-            "{}{} Hundred",
-            if prev { ", " } else { "" },
-            FEW[(num / 100) as usize]
-        );
-        let rem = num % 100;
-        if rem > 0 {
+    } else if num < 1000.0 {
+        let mut w = format!("{comma}{} Hundred", FEW[(num / 100.0).floor() as usize]);
+        let rem = num % 100.0;
+        if rem > 0.0 {
             w.push_str(&number_to_words(rem, true, ord));
         } else if ord {
             w.push_str("th");
         }
         w
     } else {
-        let mut mag = ((num as f64).log10() / 3.0).floor() as usize;
+        let mut mag = (num.log10() / 3.0).floor() as usize;
         if mag > MAGNITUDES.len() {
             mag = MAGNITUDES.len();
         }
-        let factor = 10u64.pow(mag as u32 * 3);
-        let mant = num / factor;
+        let factor = 10f64.powi(mag as i32 * 3);
+        let mant = (num / factor).floor();
         let rem = num - mant * factor;
         let mut w = format!(
-            "{}{} {}",
-            if prev { ", " } else { "" },
+            "{comma}{} {}",
             number_to_words(mant, false, false),
             MAGNITUDES[mag - 1]
         );
-        if rem > 0 {
+        if rem > 0.0 {
             w.push_str(&number_to_words(rem, true, ord));
         } else if ord {
             w.push_str("th");
@@ -406,31 +400,31 @@ fn number_to_words(num: u64, prev: bool, ord: bool) -> String {
     }
 }
 
-fn word_value(word: &str) -> Option<u64> {
+fn word_value(word: &str) -> Option<f64> {
     for (i, w) in FEW.iter().enumerate() {
         if w.eq_ignore_ascii_case(word) {
-            return Some(i as u64);
+            return Some(i as f64);
         }
     }
     for (i, w) in ORDINALS.iter().enumerate() {
         if w.eq_ignore_ascii_case(word) {
-            return Some(i as u64);
+            return Some(i as f64);
         }
     }
     for (i, w) in DECADES.iter().enumerate() {
         let lw = w.to_lowercase();
         let ieth = format!("{}ieth", &lw[..lw.len() - 1]);
         if lw == word || ieth == word {
-            return Some((i as u64 + 2) * 10);
+            return Some((i as f64 + 2.0) * 10.0);
         }
     }
     if word == "hundredth" {
-        return Some(100);
+        return Some(100.0);
     }
     for (i, w) in MAGNITUDES.iter().enumerate() {
         let lw = w.to_lowercase();
         if lw == word || format!("{lw}th") == word {
-            return Some(10u64.pow((i as u32 + 1) * 3));
+            return Some(10f64.powi((i as i32 + 1) * 3));
         }
     }
     None
@@ -439,22 +433,22 @@ fn word_value(word: &str) -> Option<u64> {
 fn words_to_number(text: &str) -> Option<f64> {
     static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(r",\s|\sand\s|[\s\\-]").expect("static regex"));
-    let mut segs: Vec<u64> = vec![0];
+    let mut segs: Vec<f64> = vec![0.0];
     for part in re.split(text) {
         let v = word_value(part)?;
-        if v < 100 {
-            let mut top = segs.pop().unwrap_or(0);
-            if top >= 1000 {
+        if v < 100.0 {
+            let mut top = segs.pop().unwrap_or(0.0);
+            if top >= 1000.0 {
                 segs.push(top);
-                top = 0;
+                top = 0.0;
             }
             segs.push(top + v);
         } else {
-            let top = segs.pop().unwrap_or(0);
+            let top = segs.pop().unwrap_or(0.0);
             segs.push(top * v);
         }
     }
-    Some(segs.iter().sum::<u64>() as f64)
+    Some(segs.iter().sum::<f64>())
 }
 
 const ROMAN: [(u64, &str); 13] = [
@@ -529,8 +523,13 @@ fn from_letters(s: &str, a: char) -> f64 {
 }
 
 fn format_int(value: i64, f: &IntFormat) -> Result<String> {
-    let negative = value < 0;
-    let v = value.unsigned_abs();
+    format_int_f(value as f64, f)
+}
+
+fn format_int_f(value: f64, f: &IntFormat) -> Result<String> {
+    let negative = value < 0.0;
+    let fv = value.abs();
+    let v = fv.min(u64::MAX as f64) as u64;
     let mut s = match f.primary {
         Primary::Letters => to_letters(v, if f.case == Case::Upper { 'A' } else { 'a' }),
         Primary::Roman => {
@@ -542,7 +541,7 @@ fn format_int(value: i64, f: &IntFormat) -> Result<String> {
             }
         }
         Primary::Words => {
-            let w = number_to_words(v, false, f.ordinal);
+            let w = number_to_words(fv, false, f.ordinal);
             match f.case {
                 Case::Upper => w.to_uppercase(),
                 Case::Lower => w.to_lowercase(),
@@ -550,7 +549,7 @@ fn format_int(value: i64, f: &IntFormat) -> Result<String> {
             }
         }
         Primary::Decimal => {
-            let mut s: Vec<char> = v.to_string().chars().collect();
+            let mut s: Vec<char> = js_number_string(fv).chars().collect();
             while s.len() < f.mandatory {
                 s.insert(0, '0');
             }
@@ -603,7 +602,7 @@ fn f_format_integer(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value>
     };
     let pic = arg(args, 1);
     let f = analyse_integer_picture(pic.as_str().unwrap_or(""))?;
-    Ok(Value::string(&format_int(n.floor() as i64, &f)?))
+    Ok(Value::string(&format_int_f(n.floor(), &f)?))
 }
 
 fn parse_int_with(f: &IntFormat, value: &str) -> Result<Option<f64>> {
@@ -784,7 +783,7 @@ fn analyse_date_time_picture(picture: &str) -> Result<Vec<Part>> {
                 {
                     f.mandatory = min;
                 }
-                if "YMD".contains(component) {
+                if component == 'Y' {
                     m.n = -1;
                     if let Some(max) = m.width_max {
                         m.n = max as i64;
@@ -797,6 +796,13 @@ fn analyse_date_time_picture(picture: &str) -> Result<Vec<Part>> {
                     }
                 }
                 m.int_format = Some(f);
+                // Adjacent integer markers (no literal between) need a fixed width to be
+                // parsed apart.
+                if let Some(Part::Marker(prev)) = spec.last_mut()
+                    && let Some(pf) = &mut prev.int_format
+                {
+                    pf.parse_width = Some(pf.mandatory);
+                }
             }
             if component == 'Z' || component == 'z' {
                 m.int_format = Some(analyse_integer_picture(&m.presentation1)?);
@@ -1074,20 +1080,16 @@ fn format_component(d: &Date, m: &Marker, oh: i64, om: i64) -> Result<String> {
 
 enum Parser {
     None,
+    Fraction,
     Int(IntFormat),
     Tz { z: bool, sep: Option<char> },
     Names(Vec<(String, i64)>),
 }
 
-fn int_regex(f: &IntFormat, n: i64) -> Result<String> {
-    let occurrences = if n > 0 {
-        if f.optional == 0 {
-            format!("{{{n}}}")
-        } else {
-            format!("{{{},{}}}", (n - f.optional as i64).max(0), n)
-        }
-    } else {
-        "+".to_string()
+fn int_regex(f: &IntFormat) -> Result<String> {
+    let occurrences = match f.parse_width {
+        Some(w) => format!("{{{w}}}"),
+        None => "+".to_string(),
     };
     Ok(match f.primary {
         Primary::Letters => if f.case == Case::Upper {
@@ -1162,8 +1164,11 @@ fn parse_date_time(ts: &str, picture: &str, now: i64) -> Result<Option<i64>> {
                     }
                     regex.push_str(&format!("({r})"));
                     parsers.push((c, Parser::Tz { z: c == 'z', sep }));
+                } else if c == 'f' {
+                    regex.push_str("([0-9]+)");
+                    parsers.push((c, Parser::Fraction));
                 } else if let Some(f) = &m.int_format {
-                    regex.push_str(&format!("({})", int_regex(f, m.n)?));
+                    regex.push_str(&format!("({})", int_regex(f)?));
                     parsers.push((c, Parser::Int(f.clone())));
                 } else {
                     let mut lookup = vec![];
@@ -1209,6 +1214,14 @@ fn parse_date_time(ts: &str, picture: &str, now: i64) -> Result<Option<i64>> {
         };
         let v = match p {
             Parser::None => continue,
+            // Fractional seconds: the digits after the point, truncated to milliseconds.
+            Parser::Fraction => {
+                let d: String = text.chars().take(3).collect();
+                format!("0.{d}")
+                    .parse::<f64>()
+                    .ok()
+                    .map(|f| (f * 1000.0).round() as i64)
+            }
             Parser::Int(f) => parse_int_with(f, text)?.map(|n| n as i64),
             Parser::Names(l) => l
                 .iter()

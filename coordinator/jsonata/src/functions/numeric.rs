@@ -320,7 +320,7 @@ fn format_number(value: f64, picture: &str, p: &Props) -> Result<String> {
         let is_active = |c: &char| active.contains(c) && *c != p.exponent;
         let prefix: Vec<char> = match sub.iter().position(is_active) {
             Some(i) => sub[..i].to_vec(),
-            None => sub.clone(),
+            None => vec![],
         };
         let suffix: Vec<char> = match sub.iter().rposition(is_active) {
             Some(i) => sub[i + 1..].to_vec(),
@@ -508,13 +508,16 @@ fn format_number(value: f64, picture: &str, p: &Props) -> Result<String> {
         let max_m = 10f64.powi(pic.scaling as i32);
         let min_m = 10f64.powi(pic.scaling as i32 - 1);
         let mut e = 0;
-        while mantissa < min_m {
-            mantissa *= 10.0;
-            e -= 1;
-        }
-        while mantissa > max_m {
-            mantissa /= 10.0;
-            e += 1;
+        // Zero has exponent zero; negative numbers compare by magnitude.
+        if mantissa != 0.0 {
+            while mantissa.abs() < min_m {
+                mantissa *= 10.0;
+                e -= 1;
+            }
+            while mantissa.abs() > max_m {
+                mantissa /= 10.0;
+                e += 1;
+            }
         }
         exponent = Some(e);
     }
@@ -637,6 +640,6 @@ mod tests {
             format_number(1234.5678, "00.000e0", &p).unwrap(),
             "12.346e2"
         );
-        assert_eq!(format_number(-6, "000;(000)", &p).unwrap(), "(006)");
+        assert_eq!(format_number(-6.0, "000;(000)", &p).unwrap(), "(006)");
     }
 }

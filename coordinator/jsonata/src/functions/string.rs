@@ -64,7 +64,9 @@ fn write_json(v: &Value, pretty: bool, indent: usize, out: &mut String) {
         Value::Undefined | Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => {
-            if n.is_finite() {
+            if n.fract() == 0.0 {
+                out.push_str(&js_number_string(*n))
+            } else if n.is_finite() {
                 out.push_str(&js_number_string(round15(*n)))
             } else {
                 out.push_str("null")
@@ -121,12 +123,22 @@ pub fn to_json_string(v: &Value, pretty: bool) -> String {
     out
 }
 
+fn has_infinite(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => !n.is_finite(),
+        Value::Array(a, _) => a.iter().any(has_infinite),
+        Value::Object(o) => o.values().any(has_infinite),
+        _ => false,
+    }
+}
+
 /// `$string(v)` for a defined value.
 pub fn string_of(v: &Value, pretty: bool) -> Result<String> {
     Ok(match v {
         Value::String(s) => s.to_string(),
         Value::Function(_) => String::new(),
         Value::Number(n) if !n.is_finite() => return Err(err("D3001")),
+        v if has_infinite(v) => return Err(err("D1001")),
         Value::Array(a, f) if f.has(Flags::OUTER_WRAPPER) && !a.is_empty() => {
             to_json_string(&a[0], pretty)
         }
@@ -430,6 +442,7 @@ fn f_contains(ev: &mut Evaluator, args: &[Value], ctx: &Ctx) -> Result<Value> {
         return Ok(Value::Undefined);
     };
     Ok(Value::Bool(match arg(args, 1) {
+        Value::Undefined => return Ok(Value::Undefined),
         Value::String(t) => s.contains(t.as_ref()),
         m => !matches(ev, &m, &s, Some(1), ctx)?.is_empty(),
     }))
@@ -718,10 +731,10 @@ mod tests {
 
     #[test]
     fn substring_counts_code_points_and_negative_starts() {
-        assert_eq!(substring("hello world", 3, Some(5.0)), "lo wo");
-        assert_eq!(substring("hello world", -5, None), "world");
-        assert_eq!(substring("hello world", -5, Some(2.0)), "wo");
-        assert_eq!(substring("😀abc", 1, Some(2.0)), "ab");
+        assert_eq!(substring("hello world", 3.0, Some(5.0)), "lo wo");
+        assert_eq!(substring("hello world", -5.0, None), "world");
+        assert_eq!(substring("hello world", -5.0, Some(2.0)), "wo");
+        assert_eq!(substring("😀abc", 1.0, Some(2.0)), "ab");
     }
 
     #[test]

@@ -170,7 +170,7 @@ impl<'a> Evaluator<'a> {
                 message: "Expression evaluation timeout: Check for infinite loop".into(),
             });
         }
-        if self.steps % 256 == 0
+        if self.steps.is_multiple_of(256)
             && let Some(deadline) = self.limits.deadline
             && Instant::now() > deadline
         {
@@ -858,16 +858,7 @@ impl<'a> Evaluator<'a> {
         env: &Env,
     ) -> Result<Value> {
         let mut result = self.apply_inner(proc, args, input, env)?;
-        loop {
-            let (def_body, l_input, l_env) = match &result {
-                Value::Function(f) => match &**f {
-                    Function::Lambda(l) if l.def.thunk => {
-                        (l.def.clone(), l.input.clone(), l.env.clone())
-                    }
-                    _ => break,
-                },
-                _ => break,
-            };
+        while let Some((def_body, l_input, l_env)) = thunk_of(&result) {
             let Kind::Call { procedure, args } = &def_body.body.kind else {
                 break;
             };
@@ -1169,6 +1160,19 @@ fn rebuild(v: &Value, mods: &HashMap<*const Map, Rc<Map>>) -> Value {
             Value::Array(Rc::new(a.iter().map(|v| rebuild(v, mods)).collect()), *f)
         }
         v => v.clone(),
+    }
+}
+
+/// The parts of a tail-call thunk: the call, and the input and frame to evaluate it in.
+fn thunk_of(v: &Value) -> Option<(Rc<crate::ast::LambdaDef>, Value, Env)> {
+    match v {
+        Value::Function(f) => match &**f {
+            Function::Lambda(l) if l.def.thunk => {
+                Some((l.def.clone(), l.input.clone(), l.env.clone()))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 

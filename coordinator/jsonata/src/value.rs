@@ -292,7 +292,7 @@ pub fn js_number_string(n: f64) -> String {
             out.push_str(&digits[1..]);
         }
         out.push('e');
-        out.push(if nexp - 1 >= 0 { '+' } else { '-' });
+        out.push(if nexp > 0 { '+' } else { '-' });
         out.push_str(&(nexp - 1).abs().to_string());
     }
     out

@@ -682,6 +682,10 @@ fn default_presentation(c: char) -> Option<&'static str> {
     })
 }
 
+fn parse_width(w: &str) -> Option<usize> {
+    if w == "*" { None } else { w.parse().ok() }
+}
+
 fn analyse_date_time_picture(picture: &str) -> Result<Vec<Part>> {
     let pic: Vec<char> = picture.chars().collect();
     let mut spec = vec![];
@@ -735,10 +739,8 @@ fn analyse_date_time_picture(picture: &str) -> Result<Vec<Part>> {
                         None => (width, None),
                         Some(d) => (&width[..d], Some(&width[d + 1..])),
                     };
-                    let parse_w =
-                        |w: &str| -> Option<usize> { if w == "*" { None } else { w.parse().ok() } };
-                    m.width_min = parse_w(min);
-                    m.width_max = max.and_then(parse_w);
+                    m.width_min = parse_width(min);
+                    m.width_max = max.and_then(parse_width);
                     rest[..comma].to_string()
                 }
                 None => rest,

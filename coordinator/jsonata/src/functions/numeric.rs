@@ -559,8 +559,7 @@ fn format_number(value: f64, picture: &str, p: &Props) -> Result<String> {
         }
     }
     let mut dp = sv.iter().position(|c| *c == p.decimal).unwrap_or(0);
-    if pic.regular > 0 {
-        let groups = (dp as i64 - 1).max(0) as usize / pic.regular;
+    if let Some(groups) = ((dp as i64 - 1).max(0) as usize).checked_div(pic.regular) {
         for g in 1..=groups {
             let at = dp - g * pic.regular;
             sv.insert(at, p.grouping);

@@ -1387,3 +1387,152 @@ pub fn binary(op: BinOp, lhs: Value, rhs: Value) -> Result<Value> {
         And | Or => Value::Undefined,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value as Json, json};
+
+    fn eval(src: &str, input: Json) -> Option<Json> {
+        crate::Expression::parse(src)
+            .unwrap()
+            .evaluate(Some(&input), &mut crate::Environment::new(0, 1))
+            .unwrap()
+    }
+
+    fn code(src: &str, input: Json) -> String {
+        crate::Expression::parse(src)
+            .and_then(|e| e.evaluate(Some(&input), &mut crate::Environment::new(0, 1)))
+            .unwrap_err()
+            .code()
+            .to_string()
+    }
+
+    #[test]
+    fn singleton_sequences_flatten_unless_kept() {
+        let data = json!({"a": [{"b": 1}, {"b": [2, 3]}], "c": [{"b": 1}]});
+        assert_eq!(eval("a.b", data.clone()), Some(json!([1, 2, 3])));
+        assert_eq!(eval("c.b", data.clone()), Some(json!(1)));
+        assert_eq!(eval("c.b[]", data.clone()), Some(json!([1])));
+        assert_eq!(eval("a[0].b", data.clone()), Some(json!(1)));
+        assert_eq!(eval("a[-1].b[1]", data), Some(json!(3)));
+    }
+
+    #[test]
+    fn undefined_propagates_and_null_does_not() {
+        assert_eq!(eval("x + 1", json!({})), None);
+        assert_eq!(eval("x = null", json!({"x": null})), Some(json!(true)));
+        assert_eq!(eval("[x, 1]", json!({})), Some(json!([1])));
+        assert_eq!(eval("{'k': x}", json!({})), Some(json!({})));
+        assert_eq!(code("x + 1", json!({"x": null})), "T2001");
+    }
+
+    #[test]
+    fn focus_index_and_parent_bindings() {
+        let data = json!({"o": [{"id": "a", "items": [1, 2]}, {"id": "b", "items": [3]}]});
+        // `@` binds the step without moving the context on, so the next step starts from `$o`.
+        assert_eq!(
+            eval("o@$o.$o.items@$i.{'id': $o.id, 'i': $i}", data.clone()),
+            Some(json!([{"id": "a", "i": 1}, {"id": "a", "i": 2}, {"id": "b", "i": 3}]))
+        );
+        assert_eq!(eval("o#$n[$n = 1].id", data.clone()), Some(json!("b")));
+        assert_eq!(
+            eval("o.items.{'v': $, 'id': %.id}", data),
+            Some(json!([
+                {"v": 1, "id": "a"}, {"v": 2, "id": "a"}, {"v": 3, "id": "b"}
+            ]))
+        );
+    }
+
+    #[test]
+    fn sorting_is_stable_and_grouping_collects() {
+        let data = json!([{"k": "x", "v": 2}, {"k": "y", "v": 1}, {"k": "x", "v": 1}]);
+        assert_eq!(eval("$^(v).k", data.clone()), Some(json!(["y", "x", "x"])));
+        assert_eq!(eval("$^(>v, k).v", data.clone()), Some(json!([2, 1, 1])));
+        assert_eq!(
+            eval("${k: $sum(v)}", data.clone()),
+            Some(json!({"x": 3, "y": 1}))
+        );
+        assert_eq!(code("${k: 1, 'x': 2}", data), "D1009");
+    }
+
+    #[test]
+    fn closures_partial_application_and_chains() {
+        assert_eq!(
+            eval(
+                "($add := function($a){ function($b){ $a + $b } }; $add(2)(3))",
+                json!(null)
+            ),
+            Some(json!(5))
+        );
+        assert_eq!(
+            eval("($f := $substring(?, 0, 2); $f('hello'))", json!(null)),
+            Some(json!("he"))
+        );
+        assert_eq!(
+            eval(
+                "($f := $uppercase ~> $substring(?, 1); $f('abc'))",
+                json!(null)
+            ),
+            Some(json!("BC"))
+        );
+        assert_eq!(
+            eval("'abc' ~> $uppercase()", json!(null)),
+            Some(json!("ABC"))
+        );
+        assert_eq!(code("1 ~> 2", json!(null)), "T2006");
+    }
+
+    #[test]
+    fn transforms_copy_and_modify() {
+        let data = json!({"a": {"b": 1, "c": 2}, "l": [{"x": 1}, {"x": 2}]});
+        assert_eq!(
+            eval("$ ~> |a|{'b': 10}, ['c']|", data.clone()),
+            Some(json!({"a": {"b": 10}, "l": [{"x": 1}, {"x": 2}]}))
+        );
+        assert_eq!(
+            eval("$ ~> |l[x > 1]|{'y': true}|", data.clone()),
+            Some(json!({"a": {"b": 1, "c": 2}, "l": [{"x": 1}, {"x": 2, "y": true}]}))
+        );
+        // The input is not modified.
+        assert_eq!(
+            eval("($t := $ ~> |a|{'b': 0}|; a.b)", data.clone()),
+            Some(json!(1))
+        );
+        assert_eq!(code("$ ~> |a|5|", data), "T2011");
+    }
+
+    #[test]
+    fn conditionals_and_default_operators() {
+        assert_eq!(eval("x ? 'y' : 'n'", json!({"x": 0})), Some(json!("n")));
+        assert_eq!(eval("x ?: 'd'", json!({"x": ""})), Some(json!("d")));
+        assert_eq!(eval("x ?? 'd'", json!({"x": ""})), Some(json!("")));
+        assert_eq!(eval("y ?? 'd'", json!({})), Some(json!("d")));
+    }
+
+    #[test]
+    fn wildcards_descendants_and_regexes() {
+        let data = json!({"a": {"b": {"c": 1}}, "d": [2, 3]});
+        assert_eq!(eval("**.c", data.clone()), Some(json!(1)));
+        assert_eq!(
+            eval("*", data.clone()),
+            Some(json!([{"b": {"c": 1}}, 2, 3]))
+        );
+        assert_eq!(
+            eval("$match('a1b22', /[0-9]+/).match", json!(null)),
+            Some(json!(["1", "22"]))
+        );
+        assert_eq!(
+            eval("$replace('a1b22', /([0-9])/, '<$1>')", json!(null)),
+            Some(json!("a<1>b<2><2>"))
+        );
+        assert_eq!(code("$split('abc', /x*/)", json!(null)), "D1004");
+    }
+
+    #[test]
+    fn ranges_and_comparisons_check_types() {
+        assert_eq!(eval("[1..3]", json!(null)), Some(json!([1, 2, 3])));
+        assert_eq!(code("[1..1.5]", json!(null)), "T2004");
+        assert_eq!(code("1 < 'a'", json!(null)), "T2009");
+        assert_eq!(code("[1..20000000]", json!(null)), "D2014");
+    }
+}

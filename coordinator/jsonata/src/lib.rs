@@ -36,6 +36,10 @@ use value::Flags;
 /// that a 2 MiB thread stack (tokio's default) never overflows, even in debug builds.
 pub const DEFAULT_MAX_DEPTH: usize = 200;
 
+/// Default evaluation step budget: far above what real expressions need, low enough that
+/// a runaway loop ends within seconds.
+pub const DEFAULT_MAX_STEPS: u64 = 20_000_000;
+
 /// Deepest JSON input accepted (deeper input fails with U1001).
 pub const MAX_INPUT_DEPTH: usize = 1000;
 
@@ -44,7 +48,7 @@ pub struct Environment<'a> {
     /// `$now()` and `$millis()` (milliseconds since the epoch).
     pub now_millis: i64,
     pub max_depth: usize,
-    /// Evaluation steps allowed (each node evaluated counts one).
+    /// Evaluation steps allowed (each node evaluated counts one); `None`: unlimited.
     pub max_steps: Option<u64>,
     pub deadline: Option<Instant>,
     /// Whether AWS's extra functions (`$partition`, `$range`, `$hash`, `$random(seed)`,
@@ -92,7 +96,7 @@ impl<'a> Environment<'a> {
         Environment {
             now_millis,
             max_depth: DEFAULT_MAX_DEPTH,
-            max_steps: None,
+            max_steps: Some(DEFAULT_MAX_STEPS),
             deadline: None,
             aws_functions: false,
             bindings: vec![],

@@ -85,3 +85,41 @@ fn f_zip(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
             .collect(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value as Json, json};
+
+    fn eval(src: &str) -> Option<Json> {
+        crate::Expression::parse(src)
+            .unwrap()
+            .evaluate(None, &mut crate::Environment::new(0, 1))
+            .unwrap()
+    }
+
+    fn code(src: &str) -> String {
+        crate::Expression::parse(src)
+            .and_then(|e| e.evaluate(None, &mut crate::Environment::new(0, 1)))
+            .unwrap_err()
+            .code()
+            .to_string()
+    }
+
+    #[test]
+    fn array_functions() {
+        assert_eq!(eval("$count([1,2,3])"), Some(json!(3)));
+        assert_eq!(eval("$count(nothing)"), Some(json!(0)));
+        assert_eq!(eval("$append(1, [2, 3])"), Some(json!([1, 2, 3])));
+        assert_eq!(eval("$reverse([1, 2, 3])"), Some(json!([3, 2, 1])));
+        assert_eq!(
+            eval("$distinct([1, {'a': 1}, 1, {'a': 1}])"),
+            Some(json!([1, {"a": 1}]))
+        );
+        assert_eq!(
+            eval("$zip([1, 2], [3, 4, 5])"),
+            Some(json!([[1, 3], [2, 4]]))
+        );
+        assert_eq!(eval("$count($shuffle([1, 2, 3, 4]))"), Some(json!(4)));
+        assert_eq!(code("$count(1, 2)"), "T0410");
+    }
+}

@@ -36,6 +36,8 @@ fn f_partition(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
     ))
 }
 
+/// `$range(start, end, step)`: from `start` to `end` inclusive (as `States.ArrayRange`),
+/// counting down for a negative step.
 fn f_range(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
     let start = arg(args, 0).as_f64().unwrap_or(0.0);
     let end = arg(args, 1).as_f64().unwrap_or(0.0);
@@ -43,12 +45,12 @@ fn f_range(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
     if step == 0.0 || !step.is_finite() {
         return Err(invalid("$range step must not be zero"));
     }
-    let count = ((end - start) / step).ceil().max(0.0);
+    let count = ((end - start) / step).floor() + 1.0;
     if count > 1e7 {
         return Err(invalid("$range would produce more than 1e7 values"));
     }
     Ok(Value::array(
-        (0..count as usize)
+        (0..count.max(0.0) as usize)
             .map(|i| Value::Number(start + i as f64 * step))
             .collect(),
     ))
@@ -118,6 +120,30 @@ mod tests {
     fn seeded_random_is_deterministic() {
         assert_eq!(splitmix(42).1, splitmix(42).1);
         assert!((0.0..1.0).contains(&splitmix(7).1));
+    }
+
+    fn run(src: &str) -> serde_json::Value {
+        let expr = crate::Expression::parse(src).unwrap();
+        let mut env = crate::Environment::new(0, 1);
+        env.aws_functions = true;
+        expr.evaluate(None, &mut env).unwrap().unwrap()
+    }
+
+    #[test]
+    fn ranges_are_inclusive_and_can_count_down() {
+        assert_eq!(
+            run("$range(0, 10, 2)"),
+            serde_json::json!([0, 2, 4, 6, 8, 10])
+        );
+        assert_eq!(run("$range(5, 1, -2)"), serde_json::json!([5, 3, 1]));
+        assert_eq!(
+            run("$partition([1,2,3,4,5], 2)"),
+            serde_json::json!([[1, 2], [3, 4], [5]])
+        );
+        assert_eq!(run("$parse('{\"a\": [1]}').a"), serde_json::json!([1]));
+        assert_eq!(run("$random(3) = $random(3)"), serde_json::json!(true));
+        let u = run("$uuid()");
+        assert_eq!(u.as_str().unwrap().len(), 36);
     }
 
     #[test]

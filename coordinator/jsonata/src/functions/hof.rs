@@ -239,3 +239,64 @@ fn f_sort(ev: &mut Evaluator, args: &[Value], ctx: &Ctx) -> Result<Value> {
     };
     Ok(Value::array(sorted))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value as Json, json};
+
+    fn eval(src: &str) -> Option<Json> {
+        crate::Expression::parse(src)
+            .unwrap()
+            .evaluate(None, &mut crate::Environment::new(0, 1))
+            .unwrap()
+    }
+
+    fn code(src: &str) -> String {
+        crate::Expression::parse(src)
+            .and_then(|e| e.evaluate(None, &mut crate::Environment::new(0, 1)))
+            .unwrap_err()
+            .code()
+            .to_string()
+    }
+
+    #[test]
+    fn callbacks_get_as_many_arguments_as_they_declare() {
+        assert_eq!(
+            eval("$map([1,2], function($v, $i){ $v * 10 + $i })"),
+            Some(json!([10, 21]))
+        );
+        assert_eq!(eval("$map([1,2], $string)"), Some(json!(["1", "2"])));
+        assert_eq!(
+            eval("$filter([1,2,3], function($v){ $v > 1 })"),
+            Some(json!([2, 3]))
+        );
+        assert_eq!(
+            eval("$reduce([1,2,3], function($a, $b){ $a + $b }, 10)"),
+            Some(json!(16))
+        );
+        assert_eq!(code("$reduce([1,2], function($a){ $a })"), "D3050");
+    }
+
+    #[test]
+    fn single_sift_each_and_sort() {
+        assert_eq!(
+            eval("$single([1,2,3], function($v){ $v = 2 })"),
+            Some(json!(2))
+        );
+        assert_eq!(code("$single([1,2,3], function($v){ $v > 1 })"), "D3138");
+        assert_eq!(code("$single([1,2,3], function($v){ $v > 5 })"), "D3139");
+        assert_eq!(
+            eval("$sift({'a': 1, 'b': 2}, function($v){ $v > 1 })"),
+            Some(json!({"b": 2}))
+        );
+        assert_eq!(
+            eval("$each({'a': 1}, function($v, $k){ $k & $v })"),
+            Some(json!("a1"))
+        );
+        assert_eq!(
+            eval("$sort([3,1,2], function($a, $b){ $a < $b })"),
+            Some(json!([3, 2, 1]))
+        );
+        assert_eq!(code("$sort([1, 'a'])"), "D3070");
+    }
+}

@@ -173,3 +173,51 @@ fn f_exists(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
 fn is_lambda(v: &Value) -> bool {
     matches!(v, Value::Function(f) if matches!(**f, Function::Lambda(_)))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value as Json, json};
+
+    fn eval(src: &str) -> Option<Json> {
+        crate::Expression::parse(src)
+            .unwrap()
+            .evaluate(None, &mut crate::Environment::new(0, 1))
+            .unwrap()
+    }
+
+    fn code(src: &str) -> String {
+        crate::Expression::parse(src)
+            .and_then(|e| e.evaluate(None, &mut crate::Environment::new(0, 1)))
+            .unwrap_err()
+            .code()
+            .to_string()
+    }
+
+    #[test]
+    fn objects_merge_spread_and_keys() {
+        assert_eq!(
+            eval("$merge([{'a': 1}, {'a': 2, 'b': 3}])"),
+            Some(json!({"a": 2, "b": 3}))
+        );
+        assert_eq!(
+            eval("$spread({'a': 1, 'b': 2})"),
+            Some(json!([{"a": 1}, {"b": 2}]))
+        );
+        assert_eq!(
+            eval("$keys([{'a': 1}, {'a': 2, 'b': 3}])"),
+            Some(json!(["a", "b"]))
+        );
+        assert_eq!(eval("$lookup({'a': 1}, 'a')"), Some(json!(1)));
+    }
+
+    #[test]
+    fn booleans_types_errors() {
+        assert_eq!(eval("$boolean([0, ''])"), Some(json!(false)));
+        assert_eq!(eval("$boolean(function(){1})"), Some(json!(false)));
+        assert_eq!(eval("$type(null)"), Some(json!("null")));
+        assert_eq!(eval("$exists(nothing)"), Some(json!(false)));
+        assert_eq!(code("$error('boom')"), "D3137");
+        assert_eq!(code("$assert(false)"), "D3141");
+        assert_eq!(code("$assert(1)"), "T0410");
+    }
+}

@@ -2,7 +2,6 @@
 //! paths as lists of steps, predicates and stages on steps, focus/index/ancestor bindings
 //! marking tuple-stream steps. Every node keeps its character position.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::signature::Signature;
@@ -76,7 +75,7 @@ impl BinOp {
 #[derive(Clone)]
 pub enum Stage {
     Filter(Node),
-    Index(Rc<str>),
+    Index(Arc<str>),
 }
 
 #[derive(Clone)]
@@ -86,7 +85,7 @@ pub struct SortTerm {
 }
 
 pub struct LambdaDef {
-    pub params: Vec<Rc<str>>,
+    pub params: Vec<Arc<str>>,
     pub signature: Option<Arc<Signature>>,
     pub body: Node,
     /// A tail call wrapped by the optimiser: evaluating it yields a thunk the caller's
@@ -97,13 +96,13 @@ pub struct LambdaDef {
 #[derive(Clone)]
 pub enum Kind {
     Path(Vec<Node>),
-    Name(Rc<str>),
-    Variable(Rc<str>),
-    Str(Rc<str>),
+    Name(Arc<str>),
+    Variable(Arc<str>),
+    Str(Arc<str>),
     Num(f64),
     Bool(bool),
     Null,
-    Regex(Rc<RegexLit>),
+    Regex(Arc<RegexLit>),
     Wildcard,
     Descendant,
     /// `%`: the slot id resolved to a binding label by the parser.
@@ -123,11 +122,11 @@ pub enum Kind {
         args: Vec<Node>,
     },
     Placeholder,
-    Lambda(Rc<LambdaDef>),
+    Lambda(Arc<LambdaDef>),
     Apply(Box<Node>, Box<Node>),
-    Bind(Rc<str>, Box<Node>),
+    Bind(Arc<str>, Box<Node>),
     Sort(Vec<SortTerm>),
-    Transform(Rc<TransformDef>),
+    Transform(Arc<TransformDef>),
 }
 
 pub struct TransformDef {
@@ -144,14 +143,14 @@ pub struct Node {
     pub cons_array: bool,
     pub keep_singleton_array: bool,
     pub tuple: bool,
-    pub focus: Option<Rc<str>>,
-    pub index: Option<Rc<str>>,
+    pub focus: Option<Arc<str>>,
+    pub index: Option<Arc<str>>,
     /// Ancestor slot this step records for a `%` further on (labels live in `Parsed`).
     pub ancestor_slot: Option<usize>,
     pub seeking_parent: Option<Vec<usize>>,
     pub predicate: Option<Vec<Stage>>,
     pub stages: Option<Vec<Stage>>,
-    pub group: Option<Rc<Group>>,
+    pub group: Option<Arc<Group>>,
 }
 
 pub struct Group {

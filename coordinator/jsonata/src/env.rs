@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::value::Value;
 
@@ -12,7 +13,7 @@ pub type Env = Rc<Frame>;
 
 #[derive(Default)]
 pub struct Frame {
-    vars: RefCell<HashMap<Rc<str>, Value>>,
+    vars: RefCell<HashMap<Arc<str>, Value>>,
     parent: Option<Env>,
 }
 
@@ -28,7 +29,7 @@ impl Frame {
         })
     }
 
-    pub fn bind(&self, name: Rc<str>, value: Value) {
+    pub fn bind(&self, name: Arc<str>, value: Value) {
         self.vars.borrow_mut().insert(name, value);
     }
 

@@ -106,6 +106,29 @@ impl Error {
     }
 }
 
+/// Longest string an evaluation may build (bytes): a larger one is a U1001 error rather than
+/// an allocation that could abort the process.
+pub const MAX_STRING_BYTES: usize = 10 * 1024 * 1024;
+
+/// Most values (nodes) a result may expand to when turned into JSON or walked whole.
+pub const MAX_NODES: usize = 10_000_000;
+
+pub(crate) fn too_large(what: &str) -> Error {
+    Error::Limit {
+        code: "U1001",
+        message: format!("{what} exceeds the size limit"),
+    }
+}
+
+/// Checks a string length about to be built.
+pub(crate) fn check_len(bytes: usize) -> Result<()> {
+    if bytes > MAX_STRING_BYTES {
+        Err(too_large("String"))
+    } else {
+        Ok(())
+    }
+}
+
 /// Shorthand used throughout the crate.
 pub(crate) fn err(code: &'static str) -> Error {
     Error::new(code, None, "", "")

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::ast::{BinOp, Group, Kind, Node, SortTerm, Stage, TransformDef};
@@ -22,7 +23,7 @@ pub struct Limits {
 }
 
 pub struct Evaluator<'a> {
-    labels: &'a [Rc<str>],
+    labels: &'a [Arc<str>],
     limits: Limits,
     depth: usize,
     steps: u64,
@@ -116,7 +117,7 @@ pub fn lookup(input: &Value, key: &str) -> Value {
 
 impl<'a> Evaluator<'a> {
     pub fn new(
-        labels: &'a [Rc<str>],
+        labels: &'a [Arc<str>],
         limits: Limits,
         now_millis: i64,
         rng: &'a mut dyn FnMut() -> f64,
@@ -136,7 +137,7 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    pub(crate) fn bind(&mut self, env: &Env, name: Rc<str>, value: Value) {
+    pub(crate) fn bind(&mut self, env: &Env, name: Arc<str>, value: Value) {
         if value.is_function() {
             self.holders.push(Rc::downgrade(env));
         }
@@ -147,17 +148,17 @@ impl<'a> Evaluator<'a> {
         let frame = Frame::child(env);
         if let Value::Object(m) = tuple {
             for (k, v) in m.iter() {
-                self.bind(&frame, Rc::from(k.as_str()), v.clone());
+                self.bind(&frame, Arc::from(k.as_str()), v.clone());
             }
         }
         frame
     }
 
-    fn label(&self, slot: usize) -> Rc<str> {
+    fn label(&self, slot: usize) -> Arc<str> {
         self.labels
             .get(slot)
             .cloned()
-            .unwrap_or_else(|| Rc::from(format!("!{slot}")))
+            .unwrap_or_else(|| Arc::from(format!("!{slot}")))
     }
 
     fn tick(&mut self) -> Result<()> {
@@ -237,12 +238,15 @@ impl<'a> Evaluator<'a> {
             Kind::ArrayCons(items) => self.eval_array(node, items, input, env),
             Kind::ObjectCons(pairs) => self.eval_group_pairs(pairs, node.pos, input.clone(), env),
             Kind::Name(n) => Ok(lookup(input, n)),
-            Kind::Str(s) => Ok(Value::String(s.clone())),
+            Kind::Str(s) => Ok(Value::string(s)),
             Kind::Num(n) => Ok(Value::Number(*n)),
             Kind::Bool(b) => Ok(Value::Bool(*b)),
             Kind::Null => Ok(Value::Null),
             Kind::Wildcard => Ok(eval_wildcard(input)),
-            Kind::Descendant => Ok(eval_descendants(input)),
+            Kind::Descendant => {
+                input.check_size("Input of **")?;
+                Ok(eval_descendants(input))
+            }
             Kind::Parent(slot) => Ok(env.lookup(&self.label(*slot))),
             Kind::Condition(c, t, e) => self.eval_condition(c, t, e.as_deref(), input, env),
             Kind::Block(exprs) => self.eval_block(exprs, input, env),
@@ -297,7 +301,12 @@ impl<'a> Evaluator<'a> {
             match v {
                 Value::Undefined => {}
                 v if item.is_array_cons() => out.push(v),
-                Value::Array(a, _) => out.extend(a.iter().cloned()),
+                Value::Array(a, _) => {
+                    if out.len() + a.len() > crate::errors::MAX_NODES {
+                        return Err(crate::errors::too_large("Array"));
+                    }
+                    out.extend(a.iter().cloned())
+                }
                 v => out.push(v),
             }
         }
@@ -339,7 +348,13 @@ impl<'a> Evaluator<'a> {
     }
 
     #[inline(never)]
-    fn eval_bind(&mut self, name: &Rc<str>, rhs: &Node, input: &Value, env: &Env) -> Result<Value> {
+    fn eval_bind(
+        &mut self,
+        name: &Arc<str>,
+        rhs: &Node,
+        input: &Value,
+        env: &Env,
+    ) -> Result<Value> {
         let v = self.eval(rhs, input, env)?;
         self.bind(env, name.clone(), v.clone());
         Ok(v)
@@ -1111,7 +1126,7 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-fn regex_next(re: &Rc<crate::value::RegexLit>, text: &Rc<str>, from: usize) -> Result<Value> {
+fn regex_next(re: &Arc<crate::value::RegexLit>, text: &Rc<str>, from: usize) -> Result<Value> {
     if from >= text.chars().count() {
         return Ok(Value::Undefined);
     }
@@ -1164,7 +1179,7 @@ fn rebuild(v: &Value, mods: &HashMap<*const Map, Rc<Map>>) -> Value {
 }
 
 /// The parts of a tail-call thunk: the call, and the input and frame to evaluate it in.
-fn thunk_of(v: &Value) -> Option<(Rc<crate::ast::LambdaDef>, Value, Env)> {
+fn thunk_of(v: &Value) -> Option<(Arc<crate::ast::LambdaDef>, Value, Env)> {
     match v {
         Value::Function(f) => match &**f {
             Function::Lambda(l) if l.def.thunk => {
@@ -1306,6 +1321,9 @@ pub fn binary(op: BinOp, lhs: Value, rhs: Value) -> Result<Value> {
             if lhs.is_undefined() || rhs.is_undefined() {
                 return Ok(Value::Bool(false));
             }
+            if matches!(lhs, Value::Array(..) | Value::Object(_)) {
+                lhs.check_size("Operand of =")?;
+            }
             let eq = deep_equal(&lhs, &rhs);
             Value::Bool(if op == Eq { eq } else { !eq })
         }
@@ -1340,7 +1358,9 @@ pub fn binary(op: BinOp, lhs: Value, rhs: Value) -> Result<Value> {
                     v => functions::string::string_of(v, false)?,
                 })
             };
-            Value::string(&(s(&lhs)? + &s(&rhs)?))
+            let (l, r) = (s(&lhs)?, s(&rhs)?);
+            crate::errors::check_len(l.len() + r.len())?;
+            Value::string(&(l + &r))
         }
         Range => {
             let int = |v: &Value, code| match v {

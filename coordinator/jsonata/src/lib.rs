@@ -148,7 +148,7 @@ impl Expression {
             }
             None => Value::Undefined,
         };
-        Ok(self.evaluate_value(input, env)?.to_json())
+        self.evaluate_value(input, env)?.to_json_bounded()
     }
 
     /// Evaluates against an input already in JSONata's value model.
@@ -156,9 +156,9 @@ impl Expression {
         let root = Frame::root();
         for (k, v) in &env.bindings {
             check_depth(v, 0)?;
-            root.bind(Rc::from(k.as_str()), Value::from_json(v));
+            root.bind(std::sync::Arc::from(k.as_str()), Value::from_json(v));
         }
-        root.bind(Rc::from("$"), input.clone());
+        root.bind(std::sync::Arc::from("$"), input.clone());
         let input = match input {
             Value::Array(a, f) if !f.has(Flags::SEQUENCE) => Value::Array(
                 Rc::new(vec![Value::Array(a, f)]),
@@ -296,6 +296,37 @@ mod tests {
             expr.evaluate(None, &mut env).unwrap(),
             Some(json!([[1, 2], [3]]))
         );
+    }
+
+    #[test]
+    fn memory_bombs_end_in_errors() {
+        for src in [
+            "$pad('x', 1e12)",
+            "$reduce([1..40], function($a, $b){ $a & $a }, 'x')",
+            "$reduce([1..40], function($a, $b){ [$a, $a] }, [1])",
+            "$reduce([1..40], function($a, $b){ $append($a, $a) }, [1])",
+            "$reduce([1..60], function($a, $b){ {'l': $a, 'r': $a} }, 1)",
+            "$string($reduce([1..60], function($a, $b){ {'l': $a, 'r': $a} }, 1))",
+            "$reduce([1..60], function($a, $b){ {'l': $a, 'r': $a} }, 1).**",
+            "$fromMillis(0, '[Y,1000000000]')",
+        ] {
+            assert_eq!(eval(src, json!(null)).unwrap_err().code(), "U1001", "{src}");
+        }
+    }
+
+    #[test]
+    fn parsed_expressions_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Expression>();
+        let expr = std::sync::Arc::new(Expression::parse("a + 1").unwrap());
+        let e2 = expr.clone();
+        let r = std::thread::spawn(move || {
+            e2.evaluate(Some(&json!({"a": 1})), &mut Environment::new(0, 1))
+                .unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(r, Some(json!(2)));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! turns binary `.` chains into paths, attaches predicates, sorts, groups and context
 //! bindings to steps, resolves `%` (parent) references to ancestor slots and marks tail calls.
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::ast::{BinOp, Group, Kind, LambdaDef, Node, SortTerm, Stage};
@@ -23,7 +22,7 @@ enum RawKind {
     Num(f64),
     Bool(bool),
     Null,
-    Regex(Rc<RegexLit>),
+    Regex(Arc<RegexLit>),
     Wildcard,
     Descendant,
     Parent,
@@ -434,7 +433,7 @@ impl Parser {
 
 /// Translates a JavaScript regex to the `regex` crate's syntax (they agree on nearly
 /// everything JSONata users write).
-fn compile_regex(pattern: &str, flags: &str, pos: usize) -> Result<Rc<RegexLit>> {
+fn compile_regex(pattern: &str, flags: &str, pos: usize) -> Result<Arc<RegexLit>> {
     let mut prefix = String::new();
     if flags.contains('i') || flags.contains('m') {
         prefix.push_str("(?");
@@ -452,7 +451,7 @@ fn compile_regex(pattern: &str, flags: &str, pos: usize) -> Result<Rc<RegexLit>>
         .replace("(?P<!", "(?<!");
     let regex = regex::Regex::new(&format!("{prefix}{translated}"))
         .map_err(|e| Error::new("S0303", Some(pos), "", &e.to_string()))?;
-    Ok(Rc::new(RegexLit {
+    Ok(Arc::new(RegexLit {
         source: pattern.to_string(),
         regex,
     }))
@@ -472,7 +471,7 @@ struct Processor {
 pub struct Parsed {
     pub root: Node,
     /// Binding label of each ancestor slot (`%` references and the steps they resolve to).
-    pub labels: Vec<Rc<str>>,
+    pub labels: Vec<Arc<str>>,
 }
 
 pub fn parse(src: &str) -> Result<Parsed> {
@@ -495,7 +494,7 @@ pub fn parse(src: &str) -> Result<Parsed> {
     let labels = proc
         .slots
         .iter()
-        .map(|s| Rc::from(format!("!{}", s.label)))
+        .map(|s| Arc::from(format!("!{}", s.label)))
         .collect();
     Ok(Parsed { root, labels })
 }
@@ -716,7 +715,7 @@ impl Processor {
             for (k, v) in pairs {
                 out.push((self.process(k)?, self.process(v)?));
             }
-            result.group = Some(Rc::new(Group { pairs: out, pos }));
+            result.group = Some(Arc::new(Group { pairs: out, pos }));
             result
         })
     }
@@ -763,7 +762,7 @@ impl Processor {
             };
             let rhs = self.process(*rhs)?;
             let mut result = Node::new(
-                Kind::Bind(Rc::from(name), Box::new(Node::new(Kind::Null, pos))),
+                Kind::Bind(Arc::from(name), Box::new(Node::new(Kind::Null, pos))),
                 pos,
             );
             push_ancestry(&mut result, &rhs);
@@ -799,7 +798,7 @@ impl Processor {
             if keep_array {
                 step.keep_array = true;
             }
-            step.focus = Some(Rc::from(name));
+            step.focus = Some(Arc::from(name));
             step.tuple = true;
             result
         })
@@ -832,7 +831,7 @@ impl Processor {
                 unreachable!()
             };
             let step = steps.last_mut().unwrap();
-            let name: Rc<str> = Rc::from(name);
+            let name: Arc<str> = Arc::from(name);
             match &mut step.stages {
                 None => step.index = Some(name),
                 Some(stages) => stages.push(Stage::Index(name)),
@@ -997,8 +996,8 @@ impl Processor {
             let body = self.process(*body)?;
             let body = tail_call_optimize(body);
             Node::new(
-                Kind::Lambda(Rc::new(LambdaDef {
-                    params: params.into_iter().map(Rc::from).collect(),
+                Kind::Lambda(Arc::new(LambdaDef {
+                    params: params.into_iter().map(Arc::from).collect(),
                     signature,
                     body,
                     thunk: false,
@@ -1069,7 +1068,7 @@ impl Processor {
                 None => None,
             };
             Node::new(
-                Kind::Transform(Rc::new(crate::ast::TransformDef {
+                Kind::Transform(Arc::new(crate::ast::TransformDef {
                     pattern,
                     update,
                     delete,
@@ -1110,7 +1109,7 @@ impl Processor {
             unreachable!()
         };
         Ok({
-            let mut step = Node::new(Kind::Name(Rc::from(name)), pos);
+            let mut step = Node::new(Kind::Name(Arc::from(name)), pos);
             step.keep_array = keep_array;
             let mut p = Node::new(Kind::Path(vec![step]), pos);
             p.keep_singleton_array = keep_array;
@@ -1181,8 +1180,8 @@ impl Processor {
             RawKind::Name(..) => self.process_name(kind, pos, keep_array)?,
             RawKind::Operator(..) => self.process_operator(kind, pos, keep_array)?,
             RawKind::Parent => self.process_parent(kind, pos, keep_array)?,
-            RawKind::Variable(v) => Node::new(Kind::Variable(Rc::from(v.as_str())), pos),
-            RawKind::Str(s) => Node::new(Kind::Str(Rc::from(s.as_str())), pos),
+            RawKind::Variable(v) => Node::new(Kind::Variable(Arc::from(v.as_str())), pos),
+            RawKind::Str(s) => Node::new(Kind::Str(Arc::from(s.as_str())), pos),
             RawKind::Num(n) => Node::new(Kind::Num(*n), pos),
             RawKind::Bool(b) => Node::new(Kind::Bool(*b), pos),
             RawKind::Null => Node::new(Kind::Null, pos),
@@ -1202,7 +1201,7 @@ fn tail_call_optimize(expr: Node) -> Node {
         Kind::Call { .. } if expr.predicate.is_none() => {
             let pos = expr.pos;
             Node::new(
-                Kind::Lambda(Rc::new(LambdaDef {
+                Kind::Lambda(Arc::new(LambdaDef {
                     params: vec![],
                     signature: None,
                     body: expr,

@@ -50,7 +50,7 @@ pub enum Value {
 
 /// A lambda's closure: its definition, the frame it was defined in and its input.
 pub struct Lambda {
-    pub def: Rc<LambdaDef>,
+    pub def: Arc<LambdaDef>,
     pub env: Env,
     pub input: Value,
 }
@@ -65,16 +65,16 @@ pub enum Function {
     },
     /// `$f ~> $g` where both are functions: `λ($x){ $g($f($x)) }`.
     Chain(Value, Value),
-    Regex(Rc<RegexLit>),
+    Regex(Arc<RegexLit>),
     /// The `next` function of a regex match object.
     RegexNext {
-        re: Rc<RegexLit>,
+        re: Arc<RegexLit>,
         text: Rc<str>,
         from: usize,
     },
     /// A transform expression `| pattern | update, delete |` as a function of its input.
     Transform {
-        def: Rc<TransformDef>,
+        def: Arc<TransformDef>,
         env: Env,
     },
 }
@@ -202,6 +202,34 @@ impl Value {
                     .map(|(k, v)| (k.clone(), Value::from_json(v)))
                     .collect(),
             ),
+        }
+    }
+
+    /// `to_json` for results: fails (U1001) rather than expand beyond `MAX_NODES` values
+    /// (shared sub-values can make a small value expand exponentially).
+    pub fn to_json_bounded(&self) -> crate::errors::Result<Option<serde_json::Value>> {
+        self.check_size("Result")?;
+        Ok(self.to_json())
+    }
+
+    /// Fails (U1001) if walking the whole value would visit more than `MAX_NODES` values.
+    pub fn check_size(&self, what: &str) -> crate::errors::Result<()> {
+        fn count(v: &Value, budget: &mut usize) -> bool {
+            if *budget == 0 {
+                return false;
+            }
+            *budget -= 1;
+            match v {
+                Value::Array(a, _) => a.iter().all(|v| count(v, budget)),
+                Value::Object(o) => o.values().all(|v| count(v, budget)),
+                _ => true,
+            }
+        }
+        let mut budget = crate::errors::MAX_NODES;
+        if count(self, &mut budget) {
+            Ok(())
+        } else {
+            Err(crate::errors::too_large(what))
         }
     }
 

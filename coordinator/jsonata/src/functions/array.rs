@@ -24,6 +24,10 @@ fn f_count(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
 }
 
 fn f_append(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
+    let len = |v: &Value| v.as_slice().map(|s| s.len()).unwrap_or(1);
+    if len(&arg(args, 0)) + len(&arg(args, 1)) > crate::errors::MAX_NODES {
+        return Err(crate::errors::too_large("Array"));
+    }
     Ok(append(arg(args, 0), arg(args, 1)))
 }
 

@@ -213,7 +213,8 @@ fn regular_template(seps: &[Sep]) -> Option<Sep> {
     }
     let positions: Vec<usize> = seps.iter().map(|s| s.position).collect();
     let factor = positions.iter().cloned().reduce(gcd)?;
-    if (1..=positions.len()).all(|i| positions.contains(&(i * factor))) {
+    // A separator at the very end (position 0) has no regular spacing.
+    if factor > 0 && (1..=positions.len()).all(|i| positions.contains(&(i * factor))) {
         Some(Sep {
             position: factor,
             character: first.character,
@@ -527,6 +528,9 @@ fn format_int(value: i64, f: &IntFormat) -> Result<String> {
 }
 
 fn format_int_f(value: f64, f: &IntFormat) -> Result<String> {
+    if f.mandatory > 10_000 {
+        return Err(crate::errors::too_large("Integer picture width"));
+    }
     let negative = value < 0.0;
     let fv = value.abs();
     let v = fv.min(u64::MAX as f64) as u64;

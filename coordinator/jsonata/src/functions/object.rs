@@ -148,7 +148,9 @@ pub fn deep_clone(v: &Value) -> Value {
 }
 
 fn f_clone(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
-    Ok(deep_clone(&arg(args, 0)))
+    let v = arg(args, 0);
+    v.check_size("Input of $clone")?;
+    Ok(deep_clone(&v))
 }
 
 fn f_boolean(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {

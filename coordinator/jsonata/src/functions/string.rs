@@ -6,7 +6,7 @@ use std::rc::Rc;
 use base64::Engine;
 
 use super::{Ctx, Imp, arg};
-use crate::errors::{Error, Result, err, err_val};
+use crate::errors::{Error, Result, check_len, err, err_val};
 use crate::evaluator::Evaluator;
 use crate::value::{Flags, Function, Map, RegexLit, Value, js_number_string, round15};
 
@@ -52,6 +52,10 @@ fn json_escape(s: &str, out: &mut String) {
 }
 
 fn write_json(v: &Value, pretty: bool, indent: usize, out: &mut String) {
+    // Past the size limit the caller reports an error; stop expanding.
+    if out.len() > crate::errors::MAX_STRING_BYTES {
+        return;
+    }
     let nl = |out: &mut String, level: usize| {
         if pretty {
             out.push('\n');
@@ -132,17 +136,23 @@ fn has_infinite(v: &Value) -> bool {
     }
 }
 
+fn checked(s: String) -> Result<String> {
+    check_len(s.len())?;
+    Ok(s)
+}
+
 /// `$string(v)` for a defined value.
 pub fn string_of(v: &Value, pretty: bool) -> Result<String> {
     Ok(match v {
         Value::String(s) => s.to_string(),
         Value::Function(_) => String::new(),
         Value::Number(n) if !n.is_finite() => return Err(err("D3001")),
+        v if v.check_size("Value").is_err() => return Err(crate::errors::too_large("String")),
         v if has_infinite(v) => return Err(err("D1001")),
         Value::Array(a, f) if f.has(Flags::OUTER_WRAPPER) && !a.is_empty() => {
-            to_json_string(&a[0], pretty)
+            checked(to_json_string(&a[0], pretty))?
         }
-        v => to_json_string(v, pretty),
+        v => checked(to_json_string(v, pretty))?,
     })
 }
 
@@ -290,6 +300,7 @@ fn f_pad(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
     if pad_len <= 0 {
         return Ok(Value::String(s));
     }
+    check_len(s.len() + pad_len as usize * pad.len().min(4))?;
     let padding: String = pad.chars().cycle().take(pad_len as usize).collect();
     Ok(Value::string(&if width > 0.0 {
         format!("{s}{padding}")
@@ -333,7 +344,7 @@ pub fn regex_exec(re: &RegexLit, s: &str, from: usize) -> Option<MatchInfo> {
 }
 
 /// The object a regex returns when invoked as a function: `{match, start, end, groups, next}`.
-pub fn regex_match_object(re: &Rc<RegexLit>, s: &Rc<str>, from: usize) -> Value {
+pub fn regex_match_object(re: &std::sync::Arc<RegexLit>, s: &Rc<str>, from: usize) -> Value {
     match regex_exec(re, s, from) {
         None => Value::Undefined,
         Some(m) => {
@@ -537,6 +548,7 @@ fn f_replace(ev: &mut Evaluator, args: &[Value], ctx: &Ctx) -> Result<Value> {
             }
             out.push_str(&rest[..i]);
             out.push_str(&rep);
+            check_len(out.len())?;
             rest = &rest[i + p.len()..];
             count += 1;
         }
@@ -549,6 +561,7 @@ fn f_replace(ev: &mut Evaluator, args: &[Value], ctx: &Ctx) -> Result<Value> {
     let mut pos = 0;
     for m in ms {
         out.extend(&cs[pos.min(cs.len())..m.start.min(cs.len()).max(pos.min(cs.len()))]);
+        check_len(out.len())?;
         match &replacement {
             Value::String(r) => out.push_str(&substitute(r, &m)),
             f => {
@@ -630,6 +643,7 @@ fn f_join(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
         .iter()
         .map(|v| v.as_str().unwrap_or_default().to_string())
         .collect();
+    check_len(parts.iter().map(|p| p.len() + sep.len()).sum())?;
     Ok(Value::string(&parts.join(sep)))
 }
 

@@ -319,3 +319,35 @@ fn message_for(code: &str) -> &'static str {
         _ => "{{value}}",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn error(src: &str) -> super::Error {
+        crate::Expression::parse(src)
+            .and_then(|e| e.evaluate(None, &mut crate::Environment::new(0, 1)))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn messages_follow_jsonata_templates() {
+        let e = error("$uppercase(1)");
+        assert_eq!(e.code(), "T0410");
+        assert_eq!(
+            e.message(),
+            "Argument 1 of function uppercase does not match function signature"
+        );
+        let e = error("'a' + 1");
+        assert_eq!(
+            e.message(),
+            "The left side of the + operator must evaluate to a number"
+        );
+        assert_eq!(e.position(), Some(5));
+        let e = error("(1");
+        assert_eq!(
+            (e.code(), e.message()),
+            ("S0203", "Expected ) before end of expression")
+        );
+        let e = error("$error('custom')");
+        assert_eq!((e.code(), e.message()), ("D3137", "custom"));
+    }
+}

@@ -14,7 +14,7 @@ use crate::ast::{BinOp, Group, Kind, Node, SortTerm, Stage, TransformDef};
 use crate::env::{Env, Frame};
 use crate::errors::{Error, Result, err, err_at, err_tok};
 use crate::functions::{self, Ctx};
-use crate::value::{Flags, Function, Lambda, Map, Value, deep_equal};
+use crate::value::{Flags, Function, Lambda, List, Map, Obj, Value, deep_equal};
 
 pub struct Limits {
     pub max_depth: usize,
@@ -45,7 +45,7 @@ fn tuple_get(t: &Value, key: &str) -> Value {
 
 fn tuple_map(t: &Value) -> Map {
     match t {
-        Value::Object(m) => m.as_ref().clone(),
+        Value::Object(m) => Map::clone(m),
         _ => Map::new(),
     }
 }
@@ -67,7 +67,7 @@ pub fn append(a: Value, b: Value) -> Value {
         return a;
     }
     let mut items = match a {
-        Value::Array(v, _) => Rc::unwrap_or_clone(v),
+        Value::Array(v, _) => std::mem::take(&mut Rc::unwrap_or_clone(v).0),
         v => vec![v],
     };
     match b {
@@ -99,13 +99,26 @@ pub fn boolean(v: &Value) -> Option<bool> {
 /// Name lookup on an input (`fn.lookup`): arrays map and flatten.
 pub fn lookup(input: &Value, key: &str) -> Value {
     match input {
-        Value::Array(a, _) => {
+        Value::Array(..) => {
+            // Nested arrays are walked with an explicit stack (they can be deep).
             let mut out = vec![];
-            for v in a.iter() {
-                match lookup(v, key) {
-                    Value::Undefined => {}
-                    Value::Array(r, _) => out.extend(r.iter().cloned()),
-                    r => out.push(r),
+            let mut stack: Vec<std::slice::Iter<Value>> = vec![];
+            if let Value::Array(a, _) = input {
+                stack.push(a.iter());
+            }
+            while let Some(top) = stack.last_mut() {
+                let Some(v) = top.next() else {
+                    stack.pop();
+                    continue;
+                };
+                match v {
+                    Value::Array(a, _) => stack.push(a.iter()),
+                    Value::Object(o) => match o.get(key) {
+                        None | Some(Value::Undefined) => {}
+                        Some(Value::Array(r, _)) => out.extend(r.iter().cloned()),
+                        Some(r) => out.push(r.clone()),
+                    },
+                    _ => {}
                 }
             }
             Value::sequence(out)
@@ -315,7 +328,7 @@ impl<'a> Evaluator<'a> {
         } else {
             Flags::default()
         };
-        Ok(Value::Array(Rc::new(out), flags))
+        Ok(Value::Array(List::rc(out), flags))
     }
 
     #[inline(never)]
@@ -419,7 +432,7 @@ impl<'a> Evaluator<'a> {
         if is_tuple {
             let tuples = tuples.unwrap_or_default();
             stream = Value::Array(
-                Rc::new(tuples.clone()),
+                List::rc(tuples.clone()),
                 Flags::SEQUENCE.with(Flags::TUPLE_STREAM),
             );
             if node.tuple {
@@ -489,7 +502,7 @@ impl<'a> Evaluator<'a> {
             let mut result = match tuples {
                 Some(t) => {
                     let stream =
-                        Value::Array(Rc::new(t), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
+                        Value::Array(List::rc(t), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
                     self.eval_sort(terms, step.pos, stream, env)?
                 }
                 None => {
@@ -507,7 +520,7 @@ impl<'a> Evaluator<'a> {
                             Value::object(m)
                         })
                         .collect();
-                    Value::Array(Rc::new(out), Flags::SEQUENCE.with(Flags::TUPLE_STREAM))
+                    Value::Array(List::rc(out), Flags::SEQUENCE.with(Flags::TUPLE_STREAM))
                 }
             };
             if let Some(stages) = &step.stages {
@@ -537,7 +550,7 @@ impl<'a> Evaluator<'a> {
             }
             let is_stream = res.flags().has(Flags::TUPLE_STREAM);
             let items = match &res {
-                Value::Array(a, _) => a.as_ref().clone(),
+                Value::Array(a, _) => a.to_vec(),
                 v => vec![v.clone()],
             };
             for (bb, r) in items.into_iter().enumerate() {
@@ -565,7 +578,7 @@ impl<'a> Evaluator<'a> {
                 result.push(Value::object(t));
             }
         }
-        let mut result = Value::Array(Rc::new(result), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
+        let mut result = Value::Array(List::rc(result), Flags::SEQUENCE.with(Flags::TUPLE_STREAM));
         if let Some(stages) = &step.stages {
             result = self.eval_stages(stages, result, env)?;
         }
@@ -589,7 +602,7 @@ impl<'a> Evaluator<'a> {
                             Value::object(m)
                         })
                         .collect();
-                    result = Value::Array(Rc::new(items), flags);
+                    result = Value::Array(List::rc(items), flags);
                 }
             }
         }
@@ -604,9 +617,9 @@ impl<'a> Evaluator<'a> {
             Flags::SEQUENCE
         };
         let items = match &input {
-            Value::Undefined => return Ok(Value::Array(Rc::new(vec![]), flags)),
+            Value::Undefined => return Ok(Value::Array(List::rc(vec![]), flags)),
             Value::Array(a, _) => a.clone(),
-            v => Rc::new(vec![v.clone()]),
+            v => List::rc(vec![v.clone()]),
         };
         let mut results = vec![];
         if let Kind::Num(n) = pred.kind {
@@ -622,7 +635,7 @@ impl<'a> Evaluator<'a> {
                 }
                 results.push(item.clone());
             }
-            return Ok(Value::Array(Rc::new(results), flags));
+            return Ok(Value::Array(List::rc(results), flags));
         }
         let len = items.len() as f64;
         for (index, item) in items.iter().enumerate() {
@@ -658,7 +671,7 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
-        Ok(Value::Array(Rc::new(results), flags))
+        Ok(Value::Array(List::rc(results), flags))
     }
 
     fn eval_binary(
@@ -699,7 +712,7 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Value> {
         let reduce = input.flags().has(Flags::TUPLE_STREAM);
         let mut items = match &input {
-            Value::Array(a, _) => a.as_ref().clone(),
+            Value::Array(a, _) => a.to_vec(),
             v => vec![v.clone()],
         };
         if items.is_empty() {
@@ -771,7 +784,7 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Value> {
         let is_tuple = input.flags().has(Flags::TUPLE_STREAM);
         let items = match &input {
-            Value::Array(a, _) => a.as_ref().clone(),
+            Value::Array(a, _) => a.to_vec(),
             Value::Undefined => return Ok(Value::Undefined),
             v => vec![v.clone()],
         };
@@ -830,7 +843,7 @@ impl<'a> Evaluator<'a> {
             Flags::default()
         };
         Ok(Value::Array(
-            Rc::new(keyed.into_iter().map(|(_, v)| v).collect()),
+            List::rc(keyed.into_iter().map(|(_, v)| v).collect()),
             flags,
         ))
     }
@@ -1052,7 +1065,7 @@ impl<'a> Evaluator<'a> {
         }
         let result = self.apply(&clone, vec![obj], &Value::Null, env)?;
         let matches = self.eval(&def.pattern, &result, env)?;
-        let mut mods: HashMap<*const Map, Rc<Map>> = HashMap::new();
+        let mut mods: HashMap<*const Obj, Rc<Obj>> = HashMap::new();
         for m in matches.members() {
             let (ptr, current) = match &m {
                 Value::Object(rc) => {
@@ -1070,7 +1083,7 @@ impl<'a> Evaluator<'a> {
                 Value::Undefined => {}
                 Value::Object(u) => {
                     if let Value::Object(c) = &current {
-                        let mut nm = c.as_ref().clone();
+                        let mut nm = Map::clone(c);
                         for (k, v) in u.iter() {
                             nm.insert(k.clone(), v.clone());
                         }
@@ -1099,7 +1112,7 @@ impl<'a> Evaluator<'a> {
                         ));
                     }
                     if let Value::Object(c) = &updated {
-                        let mut nm = c.as_ref().clone();
+                        let mut nm = Map::clone(c);
                         for k in list {
                             if let Value::String(k) = k {
                                 nm.shift_remove(k.as_ref());
@@ -1161,7 +1174,7 @@ fn flatten_singleton(node: &Node, result: Value) -> Value {
     }
 }
 
-fn rebuild(v: &Value, mods: &HashMap<*const Map, Rc<Map>>) -> Value {
+fn rebuild(v: &Value, mods: &HashMap<*const Obj, Rc<Obj>>) -> Value {
     match v {
         Value::Object(rc) => {
             let base = mods.get(&Rc::as_ptr(rc)).unwrap_or(rc);
@@ -1172,7 +1185,7 @@ fn rebuild(v: &Value, mods: &HashMap<*const Map, Rc<Map>>) -> Value {
             )
         }
         Value::Array(a, f) => {
-            Value::Array(Rc::new(a.iter().map(|v| rebuild(v, mods)).collect()), *f)
+            Value::Array(List::rc(a.iter().map(|v| rebuild(v, mods)).collect()), *f)
         }
         v => v.clone(),
     }
@@ -1236,9 +1249,21 @@ fn eval_wildcard(input: &Value) -> Value {
 }
 
 fn flatten(v: &Value, out: &mut Vec<Value>) {
-    match v {
-        Value::Array(a, _) => a.iter().for_each(|v| flatten(v, out)),
-        v => out.push(v.clone()),
+    let mut stack: Vec<std::slice::Iter<Value>> = match v {
+        Value::Array(a, _) => vec![a.iter()],
+        v => {
+            out.push(v.clone());
+            return;
+        }
+    };
+    while let Some(top) = stack.last_mut() {
+        match top.next() {
+            None => {
+                stack.pop();
+            }
+            Some(Value::Array(a, _)) => stack.push(a.iter()),
+            Some(v) => out.push(v.clone()),
+        }
     }
 }
 
@@ -1321,8 +1346,10 @@ pub fn binary(op: BinOp, lhs: Value, rhs: Value) -> Result<Value> {
             if lhs.is_undefined() || rhs.is_undefined() {
                 return Ok(Value::Bool(false));
             }
-            if matches!(lhs, Value::Array(..) | Value::Object(_)) {
-                lhs.check_size("Operand of =")?;
+            for v in [&lhs, &rhs] {
+                if matches!(v, Value::Array(..) | Value::Object(_)) {
+                    v.check_size("Operand of =")?;
+                }
             }
             let eq = deep_equal(&lhs, &rhs);
             Value::Bool(if op == Eq { eq } else { !eq })

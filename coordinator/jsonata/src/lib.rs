@@ -161,7 +161,7 @@ impl Expression {
         root.bind(std::sync::Arc::from("$"), input.clone());
         let input = match input {
             Value::Array(a, f) if !f.has(Flags::SEQUENCE) => Value::Array(
-                Rc::new(vec![Value::Array(a, f)]),
+                value::List::rc(vec![Value::Array(a, f)]),
                 Flags::SEQUENCE.with(Flags::OUTER_WRAPPER),
             ),
             v => v,
@@ -296,6 +296,37 @@ mod tests {
             expr.evaluate(None, &mut env).unwrap(),
             Some(json!([[1, 2], [3]]))
         );
+    }
+
+    #[test]
+    fn deep_values_built_by_loops_neither_overflow_nor_escape() {
+        let h = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let deep_obj = "$reduce([1..30000], function($a, $b){ {'x': $a} }, {})";
+                let deep_arr = "$reduce([1..30000], function($a, $b){ $zip($a) }, [1])";
+                let mut codes = vec![];
+                for src in [
+                    deep_obj.to_string(),
+                    format!("$string({deep_obj})"),
+                    format!("{deep_obj}.**"),
+                    format!("{deep_obj} = {deep_obj}"),
+                    deep_arr.to_string(),
+                    format!("$count({deep_arr}.x)"),
+                    format!("$count({deep_arr}.*)"),
+                ] {
+                    codes.push(match eval(&src, json!(null)) {
+                        Ok(v) => format!("ok {v:?}"),
+                        Err(e) => e.code().to_string(),
+                    });
+                }
+                codes
+            })
+            .unwrap();
+        let codes = h.join().unwrap();
+        assert_eq!(codes[..5], ["U1001"; 5]);
+        assert_eq!(codes[5], "ok Some(Number(0))");
+        assert_eq!(codes[6], "ok Some(Number(1))");
     }
 
     #[test]

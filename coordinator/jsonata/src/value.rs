@@ -35,6 +35,92 @@ impl Flags {
     }
 }
 
+/// An array's members. Dropping one drops nested containers iteratively, so deep values
+/// built during an evaluation cannot overflow the stack when they are freed.
+#[derive(Clone, Default)]
+pub struct List(pub Vec<Value>);
+
+/// An object's members (see `List`).
+#[derive(Clone, Default)]
+pub struct Obj(pub Map);
+
+impl std::ops::Deref for List {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for List {
+    fn deref_mut(&mut self) -> &mut Vec<Value> {
+        &mut self.0
+    }
+}
+
+impl std::ops::Deref for Obj {
+    type Target = Map;
+    fn deref(&self) -> &Map {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Obj {
+    fn deref_mut(&mut self) -> &mut Map {
+        &mut self.0
+    }
+}
+
+impl List {
+    pub fn rc(v: Vec<Value>) -> Rc<List> {
+        Rc::new(List(v))
+    }
+}
+
+impl FromIterator<Value> for List {
+    fn from_iter<I: IntoIterator<Item = Value>>(iter: I) -> Self {
+        List(iter.into_iter().collect())
+    }
+}
+
+fn is_container(v: &Value) -> bool {
+    matches!(v, Value::Array(..) | Value::Object(_))
+}
+
+/// Frees nested containers with an explicit stack instead of recursion.
+fn drop_iteratively(mut stack: Vec<Value>) {
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(rc, _) => {
+                if let Ok(mut l) = Rc::try_unwrap(rc) {
+                    stack.append(&mut l.0);
+                }
+            }
+            Value::Object(rc) => {
+                if let Ok(mut o) = Rc::try_unwrap(rc) {
+                    stack.extend(o.0.drain(..).map(|(_, v)| v));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for List {
+    fn drop(&mut self) {
+        if self.0.iter().any(is_container) {
+            drop_iteratively(std::mem::take(&mut self.0));
+        }
+    }
+}
+
+impl Drop for Obj {
+    fn drop(&mut self) {
+        if self.0.values().any(is_container) {
+            drop_iteratively(self.0.drain(..).map(|(_, v)| v).collect());
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub enum Value {
     #[default]
@@ -43,8 +129,8 @@ pub enum Value {
     Bool(bool),
     Number(f64),
     String(Rc<str>),
-    Array(Rc<Vec<Value>>, Flags),
-    Object(Rc<Map>),
+    Array(Rc<List>, Flags),
+    Object(Rc<Obj>),
     Function(Rc<Function>),
 }
 
@@ -112,13 +198,13 @@ impl Value {
         Value::String(Rc::from(s))
     }
     pub fn array(v: Vec<Value>) -> Value {
-        Value::Array(Rc::new(v), Flags::default())
+        Value::Array(Rc::new(List(v)), Flags::default())
     }
     pub fn sequence(v: Vec<Value>) -> Value {
-        Value::Array(Rc::new(v), Flags::SEQUENCE)
+        Value::Array(Rc::new(List(v)), Flags::SEQUENCE)
     }
     pub fn object(m: Map) -> Value {
-        Value::Object(Rc::new(m))
+        Value::Object(Rc::new(Obj(m)))
     }
     pub fn func(f: Function) -> Value {
         Value::Function(Rc::new(f))
@@ -169,7 +255,7 @@ impl Value {
     /// The members of an array, or the value itself as a one-member list (undefined: none).
     pub fn members(&self) -> Vec<Value> {
         match self {
-            Value::Array(a, _) => a.as_ref().clone(),
+            Value::Array(a, _) => a.to_vec(),
             Value::Undefined => vec![],
             v => vec![v.clone()],
         }
@@ -212,21 +298,22 @@ impl Value {
         Ok(self.to_json())
     }
 
-    /// Fails (U1001) if walking the whole value would visit more than `MAX_NODES` values.
+    /// Fails (U1001) if walking the whole value would visit more than `MAX_NODES` values
+    /// or go deeper than `MAX_INPUT_DEPTH` levels (the recursive walks need both bounds).
     pub fn check_size(&self, what: &str) -> crate::errors::Result<()> {
-        fn count(v: &Value, budget: &mut usize) -> bool {
-            if *budget == 0 {
+        fn count(v: &Value, budget: &mut usize, depth: usize) -> bool {
+            if *budget == 0 || depth > crate::MAX_INPUT_DEPTH {
                 return false;
             }
             *budget -= 1;
             match v {
-                Value::Array(a, _) => a.iter().all(|v| count(v, budget)),
-                Value::Object(o) => o.values().all(|v| count(v, budget)),
+                Value::Array(a, _) => a.iter().all(|v| count(v, budget, depth + 1)),
+                Value::Object(o) => o.values().all(|v| count(v, budget, depth + 1)),
                 _ => true,
             }
         }
         let mut budget = crate::errors::MAX_NODES;
-        if count(self, &mut budget) {
+        if count(self, &mut budget, 0) {
             Ok(())
         } else {
             Err(crate::errors::too_large(what))

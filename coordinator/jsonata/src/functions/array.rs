@@ -1,11 +1,9 @@
 //! Array functions.
 
-use std::rc::Rc;
-
 use super::{Ctx, Imp, arg};
 use crate::errors::Result;
 use crate::evaluator::{Evaluator, append};
-use crate::value::{Value, deep_equal};
+use crate::value::{List, Value, deep_equal};
 
 pub const DEFS: &[(&str, &str, Imp)] = &[
     ("count", "<a:n>", f_count),
@@ -34,9 +32,9 @@ fn f_append(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
 fn f_reverse(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
     Ok(match arg(args, 0) {
         Value::Array(a, f) if a.len() > 1 => {
-            let mut v = a.as_ref().clone();
+            let mut v = a.to_vec();
             v.reverse();
-            Value::Array(Rc::new(v), f)
+            Value::Array(List::rc(v), f)
         }
         v => v,
     })
@@ -45,7 +43,7 @@ fn f_reverse(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
 fn f_shuffle(ev: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
     Ok(match arg(args, 0) {
         Value::Array(a, _) if a.len() > 1 => {
-            let mut v = a.as_ref().clone();
+            let mut v = a.to_vec();
             for i in (1..v.len()).rev() {
                 let j = ((ev.rng)() * (i + 1) as f64).floor() as usize;
                 v.swap(i, j.min(i));
@@ -65,7 +63,7 @@ fn f_distinct(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
                     out.push(v.clone());
                 }
             }
-            Value::Array(Rc::new(out), f)
+            Value::Array(List::rc(out), f)
         }
         v => v,
     })

@@ -634,7 +634,13 @@ fn parse_int_with(f: &IntFormat, value: &str) -> Result<Option<f64>> {
             if f.zero_code != 0x30 {
                 digits = digits
                     .chars()
-                    .map(|c| char::from_u32(c as u32 - f.zero_code + 0x30).unwrap_or(c))
+                    .map(|c| {
+                        (c as u32)
+                            .checked_sub(f.zero_code)
+                            .filter(|d| *d < 10)
+                            .and_then(|d| char::from_u32(d + 0x30))
+                            .unwrap_or(c)
+                    })
                     .collect();
             }
             let d: String = digits.chars().take_while(|c| c.is_ascii_digit()).collect();

@@ -52,8 +52,9 @@ fn json_escape(s: &str, out: &mut String) {
 }
 
 fn write_json(v: &Value, pretty: bool, indent: usize, out: &mut String) {
-    // Past the size limit the caller reports an error; stop expanding.
-    if out.len() > crate::errors::MAX_STRING_BYTES {
+    // Past the size or depth limit the caller reports an error (or, in a message, makes
+    // do with a cut-off rendering); stop expanding.
+    if out.len() > crate::errors::MAX_STRING_BYTES || indent > crate::MAX_INPUT_DEPTH {
         return;
     }
     let nl = |out: &mut String, level: usize| {

@@ -80,12 +80,18 @@ pub fn append(a: Value, b: Value) -> Value {
 
 /// JSONata's effective boolean value (`fn.boolean`); `None` for undefined.
 pub fn boolean(v: &Value) -> Option<bool> {
+    boolean_at(v, 0)
+}
+
+fn boolean_at(v: &Value, depth: usize) -> Option<bool> {
     Some(match v {
         Value::Undefined => return None,
+        // Arrays nested deeper than any input can be count as false rather than recurse on.
+        Value::Array(_, _) if depth > crate::MAX_INPUT_DEPTH => false,
         Value::Array(a, _) => match a.len() {
             0 => false,
-            1 => boolean(&a[0]).unwrap_or(false),
-            _ => a.iter().any(|v| boolean(v) == Some(true)),
+            1 => boolean_at(&a[0], depth + 1).unwrap_or(false),
+            _ => a.iter().any(|v| boolean_at(v, depth + 1) == Some(true)),
         },
         Value::String(s) => !s.is_empty(),
         Value::Number(n) => *n != 0.0,

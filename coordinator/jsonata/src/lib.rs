@@ -314,6 +314,10 @@ mod tests {
                     deep_arr.to_string(),
                     format!("$count({deep_arr}.x)"),
                     format!("$count({deep_arr}.*)"),
+                    format!("$boolean({deep_arr})"),
+                    format!("$keys({deep_arr})"),
+                    format!("$spread({deep_arr})"),
+                    format!("$distinct([{deep_arr}, 1])"),
                 ] {
                     codes.push(match eval(&src, json!(null)) {
                         Ok(v) => format!("ok {v:?}"),
@@ -327,6 +331,10 @@ mod tests {
         assert_eq!(codes[..5], ["U1001"; 5]);
         assert_eq!(codes[5], "ok Some(Number(0))");
         assert_eq!(codes[6], "ok Some(Number(1))");
+        // Arrays nested past any input's depth count as false.
+        assert_eq!(codes[7], "ok Some(Bool(false))");
+        assert_eq!(codes[8], "ok None");
+        assert_eq!(codes[9..], ["U1001"; 2]);
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn f_shuffle(ev: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
 fn f_distinct(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
     Ok(match arg(args, 0) {
         Value::Array(a, f) if a.len() > 1 => {
+            Value::Array(a.clone(), f).check_size("Input of $distinct")?;
             let mut out: Vec<Value> = vec![];
             for v in a.iter() {
                 if !out.iter().any(|o| deep_equal(o, v)) {

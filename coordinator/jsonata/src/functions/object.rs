@@ -19,12 +19,13 @@ pub const DEFS: &[(&str, &str, Imp)] = &[
     ("exists", "<x:b>", f_exists),
 ];
 
-fn keys(v: &Value) -> Vec<String> {
+fn keys(v: &Value, depth: usize) -> Vec<String> {
     match v {
+        Value::Array(_, _) if depth > crate::MAX_INPUT_DEPTH => vec![],
         Value::Array(a, _) => {
             let mut out: Vec<String> = vec![];
             for item in a.iter() {
-                for k in keys(item) {
+                for k in keys(item, depth + 1) {
                     if !out.contains(&k) {
                         out.push(k);
                     }
@@ -39,7 +40,7 @@ fn keys(v: &Value) -> Vec<String> {
 
 fn f_keys(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
     Ok(Value::sequence(
-        keys(&arg(args, 0))
+        keys(&arg(args, 0), 0)
             .iter()
             .map(|k| Value::string(k))
             .collect(),
@@ -74,7 +75,9 @@ fn spread(v: &Value) -> Value {
 }
 
 fn f_spread(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
-    Ok(spread(&arg(args, 0)))
+    let v = arg(args, 0);
+    v.check_size("Input of $spread")?;
+    Ok(spread(&v))
 }
 
 fn f_merge(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {

@@ -342,6 +342,11 @@ mod tests {
             "The left side of the + operator must evaluate to a number"
         );
         assert_eq!(e.position(), Some(5));
+        let e = error("1 < 'a'");
+        assert_eq!(
+            e.message(),
+            "The values 1 and \"a\" either side of operator < must be of the same data type"
+        );
         let e = error("(1");
         assert_eq!(
             (e.code(), e.message()),

@@ -824,7 +824,9 @@ impl<'a> Evaluator<'a> {
                     (Value::Number(p), Value::Number(q)) => p.partial_cmp(q).unwrap_or(Equal),
                     (Value::String(p), Value::String(q)) => p.cmp(q),
                     (Value::Number(_) | Value::String(_), Value::Number(_) | Value::String(_)) => {
-                        error.get_or_insert(Error::new("T2007", Some(pos), "", ""));
+                        error.get_or_insert_with(|| {
+                            Error::new("T2007", Some(pos), "", &both_values(x, y))
+                        });
                         Equal
                     }
                     _ => {
@@ -1315,6 +1317,15 @@ fn reduce_tuple_stream(data: &Value) -> Value {
     }
 }
 
+/// `"a" and 1`, for the messages about mismatched operand types.
+fn both_values(a: &Value, b: &Value) -> String {
+    format!(
+        "{} and {}",
+        functions::string::to_json_string(a, false),
+        functions::string::to_json_string(b, false)
+    )
+}
+
 fn num_check(v: &Value, code: &'static str, op: BinOp) -> Result<Option<f64>> {
     match v {
         Value::Undefined => Ok(None),
@@ -1372,7 +1383,14 @@ pub fn binary(op: BinOp, lhs: Value, rhs: Value) -> Result<Value> {
             let ord = match (&lhs, &rhs) {
                 (Value::Number(a), Value::Number(b)) => a.partial_cmp(b),
                 (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
-                _ => return Err(Error::new("T2009", None, op.symbol(), "")),
+                _ => {
+                    return Err(Error::new(
+                        "T2009",
+                        None,
+                        op.symbol(),
+                        &both_values(&lhs, &rhs),
+                    ));
+                }
             };
             let Some(ord) = ord else {
                 return Ok(Value::Bool(false));

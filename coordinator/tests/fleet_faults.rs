@@ -359,7 +359,8 @@ async fn redis_losing_its_last_second_recovers_in_seconds() {
     let client = FleetClient::connect(&url, &fleet.prefix)
         .await
         .expect("client");
-    let (def, input, expected) = sleep_map(1500, 30);
+    // At least 3.4 s of work (16 slots) left when the fault comes, 1.5 s later.
+    let (def, input, expected) = sleep_map(2000, 30);
     let arn = submit(&client, &def, input, "aof").await;
     assert!(
         wait_progress(&client, &arn, 200, Duration::from_secs(120)).await,

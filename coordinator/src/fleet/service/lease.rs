@@ -99,21 +99,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[
 return 0
 "#;
 
-/// Marks cursors as awaiting their steps (as `shared`'s `await_steps`), if this token holds
-/// the lease. A cursor whose marker shows that very step's outcome applied keeps it: the
-/// outcome waits in the inbox, and marking the step awaited again would let a second
-/// outcome of the same step (a re-drive's, or the republished outbox's after a takeover) be
-/// applied too. KEYS[1] the lease, KEYS[2..] cursor hashes; ARGV: token, ttl seconds, then
-/// (seq, attempt) per cursor.
+/// Marks cursors as awaiting their steps (exactly as `shared`'s `await_steps`), if this token
+/// holds the lease: a holder that lost it could otherwise mark a cursor back to a step its
+/// successor has moved past, and the outcome of the step the cursor really waits for would
+/// then be dropped as stale. KEYS[1] the lease, KEYS[2..] cursor hashes; ARGV: token, ttl
+/// seconds, then (seq, attempt) per cursor.
 const AWAIT_STEPS: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 for i = 2, #KEYS do
-  local seq, attempt = ARGV[2 * i - 1], ARGV[2 * i]
-  local cur = redis.call('HMGET', KEYS[i], 'seq', 'attempt', 'phase')
-  if not (cur[1] == seq and cur[2] == attempt and cur[3] == 'applied') then
-    redis.call('HSET', KEYS[i], 'seq', seq, 'attempt', attempt, 'phase', 'awaiting')
-    redis.call('HDEL', KEYS[i], 'outcome', 'applied_ms')
-  end
+  redis.call('HSET', KEYS[i], 'seq', ARGV[2 * i - 1], 'attempt', ARGV[2 * i], 'phase', 'awaiting')
+  redis.call('HDEL', KEYS[i], 'outcome', 'applied_ms')
   redis.call('EXPIRE', KEYS[i], ARGV[2])
 end
 return #KEYS - 1
@@ -343,25 +338,8 @@ mod tests {
                 .unwrap(),
             Trimmed::Changed
         );
-        // An applied outcome of the same step is kept; another step is awaited.
+        // The holder marks steps awaited.
         let cursor = keys.shared.cursor(arn, "c");
-        let _: () = conn
-            .hset_multiple(
-                &cursor,
-                &[
-                    ("seq", "1"),
-                    ("attempt", "1"),
-                    ("phase", "applied"),
-                    ("outcome", "o"),
-                ],
-            )
-            .await
-            .unwrap();
-        await_steps(&mut conn, &keys, arn, &new, lease, &[("c", 1, 1)])
-            .await
-            .unwrap();
-        let phase: String = conn.hget(&cursor, "phase").await.unwrap();
-        assert_eq!(phase, "applied");
         await_steps(&mut conn, &keys, arn, &new, lease, &[("c", 2, 1)])
             .await
             .unwrap();

@@ -23,10 +23,10 @@ use redis::aio::ConnectionManager;
 
 use super::super::keys::FleetKeys;
 
-/// The lease was taken by someone else (or expired) before this write: the write did not
-/// happen. Not a failure of the execution: its new holder carries on.
+/// The lease expired (and perhaps someone else took it) before this write: the write did
+/// not happen. Not a failure of the execution: its next holder carries on.
 #[derive(Debug, thiserror::Error)]
-#[error("lost the lease on execution {execution} before {what}; another holder advances it")]
+#[error("lost the lease on execution {execution} before {what}; its next holder advances it")]
 pub struct LeaseLost {
     pub execution: String,
     pub what: &'static str,

@@ -20,7 +20,7 @@ use shared::redis_schema::{Applied, FleetStore};
 use shared::topology::Topology;
 use tokio::sync::{Notify, Semaphore};
 
-use super::backend::{Commit, RedisBackend};
+use super::backend::{Commit, Committed, RedisBackend};
 use super::keys::FleetKeys;
 use super::{InboxEvent, parse_timer};
 use crate::asl::definition::StateMachine;
@@ -89,6 +89,25 @@ if redis.call('LLEN', KEYS[1]) == 0 and redis.call('LLEN', KEYS[2]) == 0 then
 end
 return 0
 "#;
+
+/// A commit that did not happen, as the error that ends the execution's task here (its
+/// batch is dropped; the inbox still holds its events for the next holder).
+fn committed(arn: &str, done: Committed) -> anyhow::Result<()> {
+    match done {
+        Committed::Yes => Ok(()),
+        Committed::LeaseLost => Err(LeaseLost {
+            execution: arn.to_string(),
+            what: "committing a batch (the batch is dropped; the next holder redoes it)",
+        }
+        .into()),
+        Committed::Stale => Err(LeaseLost {
+            execution: arn.to_string(),
+            what: "committing a batch: the execution went back to an earlier commit \
+                   (Redis lost its last writes?); the batch is dropped and redone",
+        }
+        .into()),
+    }
+}
 
 /// Executions whose parsed facts a coordinator keeps (the cache is emptied when full).
 const INFO_CACHE_SIZE: usize = 1024;
@@ -494,7 +513,21 @@ impl Coordinator {
             .iter()
             .map(|(id, _)| (id.cursor.as_str(), id.seq, id.attempt))
             .collect();
-        lease::await_steps(&mut conn, &self.keys, arn, token, self.opts.ttl, &awaiting).await?;
+        let current = lease::await_steps(
+            &mut conn,
+            &self.keys,
+            arn,
+            token,
+            self.opts.ttl,
+            &outbox,
+            &awaiting,
+        )
+        .await?;
+        if !current {
+            // Read again and published by the next flush, or by the next holder.
+            tracing::warn!(execution = %arn, "the outbox changed under its publisher (Redis lost writes?); not publishing what it held");
+            return Ok(());
+        }
         for (id, v) in values {
             let mut step = StepMessage::new(
                 id,
@@ -573,11 +606,22 @@ impl Coordinator {
                 .await?;
             return Ok(false);
         }
+        // The commit the batch is read at: its own commit happens only if the execution is
+        // still there (see `Commit`).
+        let commits: u64 = exec
+            .get("commits")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let status = exec.get("status").and_then(|s| Status::parse(s));
         if status != Some(Status::Running) {
             // Finished (or unknown) executions ignore late events.
-            let _: () = conn.ltrim(&inbox_key, raw.len() as isize, -1).await?;
-            return Ok(true);
+            let mut drop_late = Commit::default();
+            drop_late.ltrim(&inbox_key, raw.len() as i64, -1);
+            drop_late.expect_commits(&self.keys.exec(arn), commits);
+            let done = drop_late
+                .run(&mut conn, &self.keys.lease(arn), token)
+                .await?;
+            return committed(arn, done).map(|()| true);
         }
         let def_id = exec
             .get("def")
@@ -618,10 +662,6 @@ impl Coordinator {
         );
         // The cursors this coordinator's last commit of the execution wrote, if no commit
         // happened since (by anyone): they are what Redis holds, already parsed.
-        let commits: u64 = exec
-            .get("commits")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
         let cached = self
             .cursor_cache
             .lock()
@@ -728,18 +768,13 @@ impl Coordinator {
             commit.del(&self.keys.blobs(arn));
         }
         commit.expire(&exec_key, ttl);
+        commit.expect_commits(&exec_key, commits);
         let prepared_at = batch_started.elapsed();
-        let committed = commit
+        let done = commit
             .run(&mut conn, &self.keys.lease(arn), token)
             .await
             .context("cannot commit the batch")?;
-        if !committed {
-            return Err(LeaseLost {
-                execution: arn.to_string(),
-                what: "committing a batch (the batch is dropped; its successor redoes it)",
-            }
-            .into());
-        }
+        committed(arn, done)?;
         let committed_at = batch_started.elapsed();
         if p.outcome.is_none() {
             // What Redis holds now: the cursors this batch wrote, and those it did not touch.

@@ -100,18 +100,25 @@ return 0
 "#;
 
 /// Marks cursors as awaiting their steps (exactly as `shared`'s `await_steps`), if this token
-/// holds the lease: a holder that lost it could otherwise mark a cursor back to a step its
-/// successor has moved past, and the outcome of the step the cursor really waits for would
-/// then be dropped as stale. KEYS[1] the lease, KEYS[2..] cursor hashes; ARGV: token, ttl
-/// seconds, then (seq, attempt) per cursor.
+/// holds the lease and the outbox still starts with the entries being published (first and
+/// last compared, as [`TRIM_OUTBOX`] does). A holder that lost its lease could otherwise mark
+/// a cursor back to a step its successor has moved past, and a Redis that lost its last
+/// writes may have lost the commit of these very steps: either way the outcome of the step
+/// the cursor really waits for would then be dropped as stale. KEYS[1] the lease, KEYS[2]
+/// the outbox, KEYS[3..] cursor hashes; ARGV: token, ttl seconds, entry count, first entry,
+/// last entry, then (seq, attempt) per cursor.
 const AWAIT_STEPS: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-for i = 2, #KEYS do
-  redis.call('HSET', KEYS[i], 'seq', ARGV[2 * i - 1], 'attempt', ARGV[2 * i], 'phase', 'awaiting')
+local n = tonumber(ARGV[3])
+if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[4] or redis.call('LINDEX', KEYS[2], n - 1) ~= ARGV[5] then
+  return -2
+end
+for i = 3, #KEYS do
+  redis.call('HSET', KEYS[i], 'seq', ARGV[2 * i], 'attempt', ARGV[2 * i + 1], 'phase', 'awaiting')
   redis.call('HDEL', KEYS[i], 'outcome', 'applied_ms')
   redis.call('EXPIRE', KEYS[i], ARGV[2])
 end
-return #KEYS - 1
+return #KEYS - 2
 "#;
 
 /// Removes the first ARGV[2] entries of the outbox once they are published, if this token
@@ -192,35 +199,49 @@ pub async fn release(
     Ok(())
 }
 
-/// Marks the cursors of `steps` (cursor, seq, attempt) as awaiting them, under the lease.
+/// Marks the cursors of `steps` (cursor, seq, attempt) as awaiting them, under the lease
+/// and only while the outbox starts with `published` (the entries `steps` come from).
+/// False (nothing marked) if the outbox changed: the steps must not be published.
 pub async fn await_steps(
     conn: &mut ConnectionManager,
     keys: &FleetKeys,
     arn: &str,
     token: &str,
     ttl: Duration,
+    published: &[String],
     steps: &[(&str, u64, u32)],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
+    let (Some(first), Some(last)) = (published.first(), published.last()) else {
+        return Ok(true);
+    };
     for chunk in steps.chunks(AWAIT_CHUNK) {
         let mut inv = SCRIPTS[2].prepare_invoke();
         inv.key(keys.lease(arn))
+            .key(keys.outbox(arn))
             .arg(token)
-            .arg(ttl.as_secs().max(1));
+            .arg(ttl.as_secs().max(1))
+            .arg(published.len())
+            .arg(first)
+            .arg(last);
         for (cursor, seq, attempt) in chunk {
             inv.key(keys.shared.cursor(arn, cursor))
                 .arg(*seq)
                 .arg(*attempt);
         }
         let n: i64 = inv.invoke_async(conn).await?;
-        if n < 0 {
-            return Err(LeaseLost {
-                execution: arn.to_string(),
-                what: "publishing its steps",
+        match n {
+            -1 => {
+                return Err(LeaseLost {
+                    execution: arn.to_string(),
+                    what: "publishing its steps",
+                }
+                .into());
             }
-            .into());
+            -2 => return Ok(false),
+            _ => {}
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// What [`trim_outbox`] did.
@@ -317,9 +338,17 @@ mod tests {
                 .unwrap(),
             Trimmed::LeaseLost
         );
-        let err = await_steps(&mut conn, &keys, arn, &old, lease, &[("c", 1, 1)])
-            .await
-            .unwrap_err();
+        let err = await_steps(
+            &mut conn,
+            &keys,
+            arn,
+            &old,
+            lease,
+            &published,
+            &[("c", 1, 1)],
+        )
+        .await
+        .unwrap_err();
         assert!(err.downcast_ref::<LeaseLost>().is_some(), "{err:#}");
         release(&mut conn, &keys, arn, &old).await.unwrap();
         assert!(renew(&mut conn, &keys, arn, &new, lease).await.unwrap());
@@ -338,11 +367,27 @@ mod tests {
                 .unwrap(),
             Trimmed::Changed
         );
-        // The holder marks steps awaited.
+        // The holder marks the steps of what the outbox holds awaited, and no others.
         let cursor = keys.shared.cursor(arn, "c");
-        await_steps(&mut conn, &keys, arn, &new, lease, &[("c", 2, 1)])
+        let s3 = vec!["s3".to_string()];
+        assert!(
+            !await_steps(
+                &mut conn,
+                &keys,
+                arn,
+                &new,
+                lease,
+                &published,
+                &[("c", 1, 1)]
+            )
             .await
-            .unwrap();
+            .unwrap()
+        );
+        assert!(
+            await_steps(&mut conn, &keys, arn, &new, lease, &s3, &[("c", 2, 1)])
+                .await
+                .unwrap()
+        );
         let (seq, phase): (String, String) = redis::cmd("HMGET")
             .arg(&cursor)
             .arg(&["seq", "phase"])

@@ -327,22 +327,41 @@ impl RedisBackend {
 }
 
 /// The commands of one commit, run by one script that first checks that the committing
-/// coordinator still holds the execution's lease: a coordinator that stalled past its lease
-/// (and whose execution another one took over) can never write a stale batch.
+/// coordinator still holds the execution's lease (its fencing token): a coordinator that
+/// stalled past its lease (and whose execution another one took over) can never write a
+/// stale batch. With [`Commit::expect_commits`] it also checks that the execution is still
+/// at the commit the batch was read at: a Redis that lost its last writes (see "Redis
+/// durability" in `docs/ARCHITECTURE.md`) may have gone back under a holder whose lease
+/// survived, and a batch computed on the lost state must not land on the older one.
 #[derive(Default)]
 pub struct Commit {
     cmds: Vec<Vec<String>>,
+    /// The execution hash and the `commits` it must hold.
+    expected: Option<(String, u64)>,
+}
+
+/// What [`Commit::run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    Yes,
+    /// The token does not hold the lease: nothing written.
+    LeaseLost,
+    /// The execution is not at the expected commit: nothing written.
+    Stale,
 }
 
 /// Pairs and members per command: well under Lua's limit on unpacked arguments.
 const CHUNK: usize = 400;
 
-/// ARGV[2] holds each command's argument count (JSON); the commands' arguments follow in
-/// ARGV[3..], as they are: no JSON escaping of large values on either side.
+/// KEYS[1] the lease, KEYS[2] the execution hash; ARGV[1] the token, ARGV[2] the expected
+/// `commits` ('' for any), ARGV[3] each command's argument count (JSON); the commands'
+/// arguments follow in ARGV[4..], as they are: no JSON escaping of large values on either
+/// side.
 const COMMIT: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local at = 3
-for _, n in ipairs(cjson.decode(ARGV[2])) do
+if ARGV[2] ~= '' and (redis.call('HGET', KEYS[2], 'commits') or '0') ~= ARGV[2] then return -1 end
+local at = 4
+for _, n in ipairs(cjson.decode(ARGV[3])) do
   redis.call(unpack(ARGV, at, at + n - 1))
   at = at + n
 end
@@ -440,23 +459,38 @@ impl Commit {
         ]);
     }
 
-    /// Runs every command atomically if `me` holds `lease_key`; false (and nothing written)
-    /// otherwise.
+    /// Commits only if the execution hash `exec_key` still counts `commits` commits.
+    pub fn expect_commits(&mut self, exec_key: &str, commits: u64) {
+        self.expected = Some((exec_key.to_string(), commits));
+    }
+
+    /// Runs every command atomically if `token` holds `lease_key` (and the execution is at
+    /// the expected commit); nothing is written otherwise.
     pub async fn run(
         self,
         conn: &mut ConnectionManager,
         lease_key: &str,
-        me: &str,
-    ) -> redis::RedisResult<bool> {
+        token: &str,
+    ) -> redis::RedisResult<Committed> {
         let counts: Vec<usize> = self.cmds.iter().map(Vec::len).collect();
+        let (exec_key, expected) = match &self.expected {
+            Some((key, n)) => (key.as_str(), n.to_string()),
+            None => (lease_key, String::new()),
+        };
         let mut inv = COMMIT_SCRIPT.key(lease_key);
-        inv.arg(me)
+        inv.key(exec_key)
+            .arg(token)
+            .arg(expected)
             .arg(serde_json::to_string(&counts).expect("counts serialize"));
         for c in &self.cmds {
             inv.arg(c);
         }
         let n: i64 = inv.invoke_async(conn).await?;
-        Ok(n == 1)
+        Ok(match n {
+            1 => Committed::Yes,
+            0 => Committed::LeaseLost,
+            _ => Committed::Stale,
+        })
     }
 }
 
@@ -712,7 +746,10 @@ mod tests {
         );
         c.rpush(&list, &["x", "", "y z"]);
         c.expire(&list, 60);
-        assert!(c.run(&mut conn, &lease, "me").await.unwrap());
+        assert_eq!(
+            c.run(&mut conn, &lease, "me").await.unwrap(),
+            Committed::Yes
+        );
         let got: String = conn.hget(&hash, "odd").await.unwrap();
         assert_eq!(got, odd);
         let n: usize = conn.hlen(&hash).await.unwrap();
@@ -722,14 +759,35 @@ mod tests {
 
         let mut c = Commit::default();
         c.hset(&hash, "odd", "overwritten");
-        assert!(!c.run(&mut conn, &lease, "someone else").await.unwrap());
+        assert_eq!(
+            c.run(&mut conn, &lease, "someone else").await.unwrap(),
+            Committed::LeaseLost
+        );
         let got: String = conn.hget(&hash, "odd").await.unwrap();
         assert_eq!(got, odd);
-        assert!(
+        assert_eq!(
             Commit::default()
                 .run(&mut conn, &lease, "me")
                 .await
-                .unwrap()
+                .unwrap(),
+            Committed::Yes
+        );
+        // A batch read at another commit than the execution's writes nothing.
+        let _: () = conn.hset(&hash, "commits", 7).await.unwrap();
+        let mut c = Commit::default();
+        c.hset(&hash, "odd", "stale");
+        c.expect_commits(&hash, 6);
+        assert_eq!(
+            c.run(&mut conn, &lease, "me").await.unwrap(),
+            Committed::Stale
+        );
+        let got: String = conn.hget(&hash, "odd").await.unwrap();
+        assert_eq!(got, odd);
+        let mut c = Commit::default();
+        c.expect_commits(&hash, 7);
+        assert_eq!(
+            c.run(&mut conn, &lease, "me").await.unwrap(),
+            Committed::Yes
         );
         let _: () = conn.del(&[&lease, &hash, &list]).await.unwrap();
     }

@@ -7,7 +7,7 @@
 //! | `P:{ARN}:cursors` | hash | cursor id → engine cursor (JSON) |
 //! | `P:{ARN}:inbox` | list | [`super::InboxEvent`]s not processed yet |
 //! | `P:{ARN}:outbox` | list | step messages committed, not yet published |
-//! | `P:{ARN}:lease` | string | the coordinator processing the execution now (PX) |
+//! | `P:{ARN}:lease` | string | the fencing token of the lease holder: coordinator id `#` number (PX) |
 //! | `P:{ARN}:items:CURSOR` | hash | a Map's items, index → JSON |
 //! | `P:{ARN}:results:CURSOR` | hash | a Map's or Parallel's child outputs, index → JSON |
 //! | `P:{ARN}:live:CURSOR` | set | the running children of a Map or Parallel |

@@ -7,7 +7,8 @@
 //! **ready** set. A coordinator takes a short **lease** on a ready execution, loads the
 //! cursors the inbox events concern, runs them through the same [`Processor`] as embedded
 //! mode, and commits everything with one script that first checks the lease is still its
-//! own ([`backend::Commit`]): changed cursors, history, items, results,
+//! own, by its fencing token ([`backend::Commit`], `service/lease.rs`): changed cursors,
+//! history, items, results,
 //! timers, the consumed inbox entries, and the steps to publish (the **outbox**). Then it
 //! publishes the outbox and clears it. A coordinator killed at any point leaves either the
 //! inbox (nothing committed: the next lease holder redoes it) or the outbox (committed, not

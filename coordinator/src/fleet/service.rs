@@ -20,7 +20,7 @@ use shared::redis_schema::{Applied, FleetStore};
 use shared::topology::Topology;
 use tokio::sync::{Notify, Semaphore};
 
-use super::backend::{Commit, RedisBackend};
+use super::backend::{Commit, Committed, RedisBackend};
 use super::keys::FleetKeys;
 use super::{InboxEvent, parse_timer};
 use crate::asl::definition::StateMachine;
@@ -31,6 +31,10 @@ use crate::engine::run::EngineOptions;
 use crate::engine::{Engine, ExecutionInfo};
 
 mod intake;
+mod lease;
+mod recovery;
+
+pub use lease::LeaseLost;
 
 /// Knobs of a coordinator.
 #[derive(Debug, Clone)]
@@ -73,18 +77,6 @@ impl Default for ServiceOptions {
     }
 }
 
-/// Releases a lease only if this coordinator still holds it.
-const RELEASE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
-/// Extends a lease only if this coordinator still holds it.
-const RENEW: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"#;
-
 /// Clears an execution's ready flag only when nothing waits in its inbox or outbox, so an
 /// event appended concurrently (with its own ZADD) is never stranded.
 const SETTLE: &str = r#"
@@ -94,6 +86,25 @@ if redis.call('LLEN', KEYS[1]) == 0 and redis.call('LLEN', KEYS[2]) == 0 then
 end
 return 0
 "#;
+
+/// A commit that did not happen, as the error that ends the execution's task here (its
+/// batch is dropped; the inbox still holds its events for the next holder).
+fn committed(arn: &str, done: Committed) -> anyhow::Result<()> {
+    match done {
+        Committed::Yes => Ok(()),
+        Committed::LeaseLost => Err(LeaseLost {
+            execution: arn.to_string(),
+            what: "committing a batch (the batch is dropped; the next holder redoes it)",
+        }
+        .into()),
+        Committed::Stale => Err(LeaseLost {
+            execution: arn.to_string(),
+            what: "committing a batch: the execution went back to an earlier commit \
+                   (Redis lost its last writes?); the batch is dropped and redone",
+        }
+        .into()),
+    }
+}
 
 /// Executions whose parsed facts a coordinator keeps (the cache is emptied when full).
 const INFO_CACHE_SIZE: usize = 1024;
@@ -156,6 +167,13 @@ pub struct Coordinator {
     slots: Arc<Semaphore>,
     /// Set on shutdown: executions being advanced stop after their current batch.
     stopping: std::sync::atomic::AtomicBool,
+    /// Fencing tokens for the leases this coordinator takes ([`lease`]).
+    tokens: lease::Tokens,
+    /// The executions a task of this coordinator advances now.
+    in_flight: lease::InFlight,
+    /// What this coordinator (and its earlier incarnations in this process) needs to put
+    /// back what a restarted Redis lost ([`recovery`]).
+    recovery: Arc<recovery::Recovery>,
 }
 
 /// Appends events to an execution's inbox and flags it ready, atomically.
@@ -186,6 +204,16 @@ impl Coordinator {
     pub async fn connect(
         fleet: &FleetConfig,
         opts: ServiceOptions,
+    ) -> anyhow::Result<Arc<Coordinator>> {
+        Self::connect_with(fleet, opts, Arc::default()).await
+    }
+
+    /// [`Coordinator::connect`], keeping what Redis may lose in `recovery`, which outlives
+    /// this coordinator (see [`Coordinator::serve`]).
+    async fn connect_with(
+        fleet: &FleetConfig,
+        opts: ServiceOptions,
+        recovery: Arc<recovery::Recovery>,
     ) -> anyhow::Result<Arc<Coordinator>> {
         let conn = shared::redis_schema::connect(&fleet.redis_url)
             .await
@@ -226,13 +254,16 @@ impl Coordinator {
             amqp,
             topo,
             opts,
-            id,
+            id: id.clone(),
             defs: Mutex::new(HashMap::new()),
             infos: Mutex::new(HashMap::new()),
             cursor_cache: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             slots,
             stopping: std::sync::atomic::AtomicBool::new(false),
+            tokens: lease::Tokens::new(&id),
+            in_flight: lease::InFlight::default(),
+            recovery,
         }))
     }
 
@@ -244,10 +275,13 @@ impl Coordinator {
         opts: ServiceOptions,
         shutdown: &shared::supervise::Shutdown,
     ) -> anyhow::Result<()> {
+        // Outlives each connection: a Redis outage long enough to end this coordinator (and
+        // start a new one) is exactly when Redis may have lost writes to be put back.
+        let recovery = Arc::new(recovery::Recovery::default());
         shared::supervise::restart_on_failure("coordinator", shutdown, || {
-            let (opts, stop) = (opts.clone(), shutdown.wait());
+            let (opts, stop, recovery) = (opts.clone(), shutdown.wait(), recovery.clone());
             async move {
-                let c = Coordinator::connect(fleet, opts).await?;
+                let c = Coordinator::connect_with(fleet, opts, recovery).await?;
                 let result = c.clone().run(stop).await;
                 c.close().await;
                 result
@@ -290,6 +324,7 @@ impl Coordinator {
         tasks.spawn(self.clone().consume_dead_letters());
         tasks.spawn(self.clone().fire_timers());
         tasks.spawn(self.clone().advance_ready());
+        tasks.spawn(self.clone().watch_redis());
         tokio::select! {
             _ = shutdown => {
                 tracing::info!(id = %self.id, "coordinator stopping");
@@ -323,62 +358,30 @@ impl Coordinator {
             };
             let mut took_any = false;
             for arn in ready {
+                // Still advanced by a task of ours (perhaps one stalled past its lease): that
+                // task has to end before another starts, or two would apply the same events.
+                if self.in_flight.contains(&arn) {
+                    continue;
+                }
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     break;
                 };
-                let lease: Option<String> = redis::cmd("SET")
-                    .arg(self.keys.lease(&arn))
-                    .arg(&self.id)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(self.opts.lease.as_millis() as u64)
-                    .query_async(&mut conn)
+                let token = self.tokens.next();
+                let acquired = lease::acquire(&mut conn, &self.keys, &arn, &token, self.opts.lease)
                     .await
-                    .unwrap_or(None);
-                if lease.is_none() {
+                    .unwrap_or(false);
+                if !acquired {
                     continue;
                 }
+                let Some(guard) = self.in_flight.enter(&arn) else {
+                    let _ = lease::release(&mut conn, &self.keys, &arn, &token).await;
+                    continue;
+                };
                 took_any = true;
                 let me = self.clone();
                 tokio::spawn(async move {
-                    // The previous batch's steps, being published while the next batch is
-                    // processed.
-                    let mut publishing: Option<Flush> = None;
-                    loop {
-                        match me.process_batch(&arn, &mut publishing).await {
-                            Ok(true) if me.stopping.load(std::sync::atomic::Ordering::SeqCst) => {
-                                break;
-                            }
-                            Ok(true) => {
-                                // Still busy with it: extend the lease, or stop if it was lost.
-                                if !me.renew(&arn).await {
-                                    break;
-                                }
-                            }
-                            Ok(false) => break,
-                            Err(e) => {
-                                tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot advance the execution; will retry");
-                                tokio::time::sleep(Duration::from_millis(500)).await;
-                                break;
-                            }
-                        }
-                    }
-                    if let Some(flush) = publishing.take()
-                        && let Err(e) = join(flush).await
-                    {
-                        // Still in the outbox: the next holder of the lease publishes it.
-                        tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot publish steps; will retry");
-                    }
-                    me.cursor_cache
-                        .lock()
-                        .expect("cursor cache lock")
-                        .remove(&arn);
-                    let mut conn = me.conn.clone();
-                    let _: Result<i64, _> = redis::Script::new(RELEASE)
-                        .key(me.keys.lease(&arn))
-                        .arg(&me.id)
-                        .invoke_async(&mut conn)
-                        .await;
+                    me.advance(&arn, &token).await;
+                    drop(guard);
                     drop(permit);
                     me.wake.notify_one();
                 });
@@ -389,16 +392,65 @@ impl Coordinator {
         }
     }
 
-    /// Extends this coordinator's lease on an execution; false if it no longer holds it.
-    async fn renew(&self, arn: &str) -> bool {
+    /// Advances an execution whose lease `token` holds, batch after batch, until its inbox is
+    /// empty, the lease is lost or the coordinator stops; then lets the lease go.
+    async fn advance(self: &Arc<Self>, arn: &str, token: &str) {
+        // The previous batch's steps, being published while the next batch is processed.
+        let mut publishing: Option<Flush> = None;
+        loop {
+            match self.process_batch(arn, token, &mut publishing).await {
+                Ok(true) if self.stopping.load(std::sync::atomic::Ordering::SeqCst) => break,
+                Ok(true) => {
+                    // Still busy with it: extend the lease, or stop if it was lost.
+                    if !self.renew(arn, token).await {
+                        break;
+                    }
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    if let Some(lost) = e.downcast_ref::<LeaseLost>() {
+                        tracing::warn!(execution = %arn, %token, "{lost}");
+                    } else {
+                        tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot advance the execution; will retry");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(flush) = publishing.take()
+            && let Err(e) = join(flush).await
+        {
+            // Still in the outbox: the next holder of the lease publishes it.
+            if let Some(lost) = e.downcast_ref::<LeaseLost>() {
+                tracing::warn!(execution = %arn, %token, "{lost}");
+            } else {
+                tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot publish steps; will retry");
+            }
+        }
+        self.cursor_cache
+            .lock()
+            .expect("cursor cache lock")
+            .remove(arn);
         let mut conn = self.conn.clone();
-        let renewed: Result<i64, _> = redis::Script::new(RENEW)
-            .key(self.keys.lease(arn))
-            .arg(&self.id)
-            .arg(self.opts.lease.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await;
-        matches!(renewed, Ok(1))
+        let _ = lease::release(&mut conn, &self.keys, arn, token).await;
+    }
+
+    /// Extends this coordinator's lease on an execution; false (and a warning) if `token`
+    /// no longer holds it.
+    async fn renew(&self, arn: &str, token: &str) -> bool {
+        let mut conn = self.conn.clone();
+        match lease::renew(&mut conn, &self.keys, arn, token, self.opts.lease).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(execution = %arn, %token, "lost the lease on the execution (a stall outlasted it); another holder advances it");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(execution = %arn, error = %e, "cannot renew the lease; letting the execution go");
+                false
+            }
+        }
     }
 
     fn definition(&self, text: &str, id: &str) -> anyhow::Result<Arc<StateMachine>> {
@@ -431,8 +483,10 @@ impl Coordinator {
         Ok(info)
     }
 
-    /// Publishes what the outbox holds, then clears it.
-    async fn flush_outbox(&self, arn: &str) -> anyhow::Result<()> {
+    /// Publishes what the outbox holds, then clears it; both under the lease `token`: a
+    /// holder that lost its lease marks no step awaited (that could undo its successor's
+    /// marks) and trims nothing its successor may have committed since.
+    async fn flush_outbox(&self, arn: &str, token: &str) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
         let outbox: Vec<String> = conn.lrange(self.keys.outbox(arn), 0, -1).await?;
         if outbox.is_empty() {
@@ -456,7 +510,21 @@ impl Coordinator {
             .iter()
             .map(|(id, _)| (id.cursor.as_str(), id.seq, id.attempt))
             .collect();
-        self.store.await_steps(arn, &awaiting).await?;
+        let current = lease::await_steps(
+            &mut conn,
+            &self.keys,
+            arn,
+            token,
+            self.opts.ttl,
+            &outbox,
+            &awaiting,
+        )
+        .await?;
+        if !current {
+            // Read again and published by the next flush, or by the next holder.
+            tracing::warn!(execution = %arn, "the outbox changed under its publisher (Redis lost writes?); not publishing what it held");
+            return Ok(());
+        }
         for (id, v) in values {
             let mut step = StepMessage::new(
                 id,
@@ -472,21 +540,18 @@ impl Coordinator {
             .publish_step_batches(&self.topo, steps, self.opts.step_batch)
             .await
             .context("cannot publish steps")?;
-        let _: () = conn
-            .ltrim(self.keys.outbox(arn), outbox.len() as isize, -1)
-            .await?;
-        Ok(())
-    }
-
-    /// Advances one execution by one batch of its inbox, and publishes the steps it
-    /// committed. Returns whether more may be waiting.
-    pub async fn process(self: &Arc<Self>, arn: &str) -> anyhow::Result<bool> {
-        let mut publishing = None;
-        let more = self.process_batch(arn, &mut publishing).await;
-        if let Some(flush) = publishing {
-            join(flush).await?;
+        match lease::trim_outbox(&mut conn, &self.keys, arn, token, &outbox).await? {
+            lease::Trimmed::Yes => Ok(()),
+            lease::Trimmed::LeaseLost => Err(LeaseLost {
+                execution: arn.to_string(),
+                what: "clearing the outbox it published (its successor publishes it again)",
+            }
+            .into()),
+            lease::Trimmed::Changed => {
+                tracing::warn!(execution = %arn, "the outbox changed under its publisher (Redis lost writes?); leaving it to be published again");
+                Ok(())
+            }
         }
-        more
     }
 
     /// Advances one execution by one batch of its inbox. Returns whether more may be waiting.
@@ -496,16 +561,17 @@ impl Coordinator {
     /// the next batch is processed while they travel. A batch waits for the previous batch's
     /// publishing before it starts its own, so one task at a time publishes an outbox: with
     /// `publishing` empty (a fresh lease), the batch first publishes what a previous holder
-    /// left in the outbox.
-    pub async fn process_batch(
+    /// left in the outbox. Every write is fenced by the lease `token`.
+    async fn process_batch(
         self: &Arc<Self>,
         arn: &str,
+        token: &str,
         publishing: &mut Option<Flush>,
     ) -> anyhow::Result<bool> {
         let batch_started = std::time::Instant::now();
         let mut conn = self.conn.clone();
         if publishing.is_none() {
-            self.flush_outbox(arn).await?;
+            self.flush_outbox(arn, token).await?;
         }
         // The execution's small fields; its `info` (which holds the execution input, perhaps
         // large) is read and parsed once per execution: it never changes.
@@ -537,11 +603,22 @@ impl Coordinator {
                 .await?;
             return Ok(false);
         }
+        // The commit the batch is read at: its own commit happens only if the execution is
+        // still there (see `Commit`).
+        let commits: u64 = exec
+            .get("commits")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let status = exec.get("status").and_then(|s| Status::parse(s));
         if status != Some(Status::Running) {
             // Finished (or unknown) executions ignore late events.
-            let _: () = conn.ltrim(&inbox_key, raw.len() as isize, -1).await?;
-            return Ok(true);
+            let mut drop_late = Commit::default();
+            drop_late.ltrim(&inbox_key, raw.len() as i64, -1);
+            drop_late.expect_commits(&self.keys.exec(arn), commits);
+            let done = drop_late
+                .run(&mut conn, &self.keys.lease(arn), token)
+                .await?;
+            return committed(arn, done).map(|()| true);
         }
         let def_id = exec
             .get("def")
@@ -582,10 +659,6 @@ impl Coordinator {
         );
         // The cursors this coordinator's last commit of the execution wrote, if no commit
         // happened since (by anyone): they are what Redis holds, already parsed.
-        let commits: u64 = exec
-            .get("commits")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
         let cached = self
             .cursor_cache
             .lock()
@@ -692,16 +765,13 @@ impl Coordinator {
             commit.del(&self.keys.blobs(arn));
         }
         commit.expire(&exec_key, ttl);
+        commit.expect_commits(&exec_key, commits);
         let prepared_at = batch_started.elapsed();
-        let committed = commit
-            .run(&mut conn, &self.keys.lease(arn), &self.id)
+        let done = commit
+            .run(&mut conn, &self.keys.lease(arn), token)
             .await
             .context("cannot commit the batch")?;
-        if !committed {
-            anyhow::bail!(
-                "lost the lease on the execution before committing; another coordinator has it"
-            );
-        }
+        committed(arn, done)?;
         let committed_at = batch_started.elapsed();
         if p.ended.is_none() {
             // What Redis holds now: the cursors this batch wrote, and those it did not touch.
@@ -725,10 +795,10 @@ impl Coordinator {
         }
         let waited = batch_started.elapsed() - committed_at;
         let me = self.clone();
-        let arn_owned = arn.to_string();
-        *publishing = Some(tokio::spawn(
-            async move { me.flush_outbox(&arn_owned).await },
-        ));
+        let (arn_owned, token_owned) = (arn.to_string(), token.to_string());
+        *publishing = Some(tokio::spawn(async move {
+            me.flush_outbox(&arn_owned, &token_owned).await
+        }));
         tracing::debug!(
             execution = %arn,
             events = raw.len(),

@@ -37,6 +37,8 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod fleet;
+pub mod proxy;
+pub mod redis_server;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

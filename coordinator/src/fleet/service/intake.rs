@@ -108,6 +108,14 @@ impl Coordinator {
                     }
                 })
                 .await?;
+                // Acked once this returns: kept until Redis has surely persisted them.
+                self.recovery.outcomes_applied(
+                    chunk
+                        .iter()
+                        .zip(&applied)
+                        .filter(|(_, a)| **a == Applied::Applied)
+                        .map(|(d, _)| d),
+                );
                 any |= applied.contains(&Applied::Applied);
             }
         }
@@ -169,6 +177,8 @@ impl Coordinator {
             {
                 Ok(due) if !due.is_empty() => {
                     for timer in due {
+                        self.recovery
+                            .timer_claimed(&timer.member, timer.lease_until_ms);
                         if let Some((arn, event)) = parse_timer(&timer.member) {
                             enqueue(&mut conn, &self.keys, &arn, &[event]).await?;
                         }

@@ -162,7 +162,20 @@ struct Ctx {
     test_ack_delay: Duration,
 }
 
-type PendingOutcome = (OutcomeMessage, oneshot::Sender<Result<(), String>>);
+type PendingOutcome = (
+    OutcomeMessage,
+    oneshot::Sender<Result<(), OutcomeNotPublished>>,
+);
+
+/// Why an outcome was not confirmed; its step is then requeued, not acked. One publish
+/// answers a whole batch, hence the shared error.
+#[derive(Debug, Clone, thiserror::Error)]
+enum OutcomeNotPublished {
+    #[error(transparent)]
+    Publish(Arc<amqp::PublishError>),
+    #[error("the outcome publisher stopped")]
+    PublisherStopped,
+}
 
 /// Outcome batches awaiting their confirm at once; while they wait, new outcomes pile up
 /// and the next batch grows (group commit).
@@ -275,7 +288,7 @@ async fn batch_outcomes(
             let result = publisher
                 .publish_outcomes(&topo, &outcomes)
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(|e| OutcomeNotPublished::Publish(Arc::new(e)));
             for waiter in waiters {
                 let _ = waiter.send(result.clone());
             }
@@ -618,8 +631,8 @@ async fn run_one(ctx: &Ctx, step: &StepMessage, received_ms: u64, redeliveries: 
         let published = match ctx.outcomes.send((outcome, confirmed_tx)).await {
             Ok(()) => confirmed_rx
                 .await
-                .unwrap_or_else(|_| Err("the outcome publisher stopped".into())),
-            Err(_) => Err("the outcome publisher stopped".into()),
+                .unwrap_or(Err(OutcomeNotPublished::PublisherStopped)),
+            Err(_) => Err(OutcomeNotPublished::PublisherStopped),
         };
         match published {
             Ok(()) => StepEnd::Published,

@@ -5,7 +5,8 @@
 //!   (`arn:mapfleet:task:::NAME`) to the task that serves it.
 //! - [`aws`]: the SDK configuration (region, credentials, HTTPS client) of the S3 store and
 //!   the Rekognition engine.
-//! - [`backends`]: the `--face-engine` / `--object-store` choice of the photo tasks.
+//! - [`providers`]: the `--face-engine` / `--object-store` choice of the photo tasks (local,
+//!   or AWS and compatible endpoints).
 //! - [`endpoint`]: mapfleet's Rekognition-compatible endpoint, serving a face engine.
 //! - [`builtin`]: utility tasks for tests and load (`echo`, `sleep`, `fail`).
 //! - [`policy`]: how a task is run and its end named (deadline, panic, retryable or fatal,
@@ -19,13 +20,13 @@
 //! - [`redis_keys`]: the Redis keys of those stores on a fleet.
 
 pub mod aws;
-pub mod backends;
 pub mod builtin;
 pub mod consumer;
 pub mod endpoint;
 pub mod face;
 pub mod photo;
 pub mod policy;
+pub mod providers;
 pub mod redis_keys;
 pub mod registry;
 pub mod store;

@@ -60,7 +60,7 @@ struct Cli {
 
     /// Object store and face engine of the photo tasks (local, or AWS / compatible endpoints).
     #[command(flatten)]
-    backends: worker::backends::BackendArgs,
+    providers: worker::providers::ProviderArgs,
 
     /// Where the photo tasks keep the face collection and the metadata table: `redis` (the
     /// fleet's `--redis` under `--prefix`, shared by every worker) or `data-dir` (this
@@ -133,11 +133,11 @@ async fn main() -> anyhow::Result<()> {
             },
             PhotoStoresFlag::DataDir => worker::photo::StoresAt::DataDir,
         };
-        worker::backends::add_photo_tasks(
+        worker::providers::add_photo_tasks(
             &mut registry,
             &cli.data_dir,
             concurrency,
-            &cli.backends,
+            &cli.providers,
             &stores,
         )
         .await

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::face::models::ModelPaths;
 use crate::photo::{
-    LocalPaths, PhotoConfig, PhotoContext, PhotoStores, StoresAt, register_photo_tasks,
+    LocalPaths, PhotoConfig, PhotoContext, PhotoStores, SetupError, StoresAt, register_photo_tasks,
 };
 use crate::task::Registry;
 
@@ -34,7 +34,10 @@ pub fn models_dir(data_dir: &Path) -> PathBuf {
 /// The rider-photo tasks over a local data directory (buckets, face collection, metadata
 /// table), with `sessions` ONNX sessions per model. A clear error names the models directory
 /// when the models are not there.
-pub async fn local_photo_context(data_dir: &Path, sessions: usize) -> Result<PhotoContext, String> {
+pub async fn local_photo_context(
+    data_dir: &Path,
+    sessions: usize,
+) -> Result<PhotoContext, SetupError> {
     photo_context(data_dir, sessions, &StoresAt::DataDir).await
 }
 
@@ -44,19 +47,13 @@ pub async fn photo_context(
     data_dir: &Path,
     sessions: usize,
     at: &StoresAt,
-) -> Result<PhotoContext, String> {
+) -> Result<PhotoContext, SetupError> {
     let paths = LocalPaths {
         data_dir: data_dir.to_path_buf(),
         models_dir: models_dir(data_dir),
     };
-    if let Some(missing) = ModelPaths::in_dir(&paths.models_dir).missing() {
-        return Err(format!(
-            "the face models are not installed ({} is missing): run `make models` or \
-             `bash deploy/setup-models.sh {}`",
-            missing.display(),
-            paths.models_dir.display()
-        ));
-    }
+    // Before connecting to anything: missing models are the likeliest mistake.
+    ModelPaths::in_dir(&paths.models_dir).check()?;
     let stores = PhotoStores::open(at, data_dir).await?;
     PhotoContext::load(&paths, PhotoConfig::default(), sessions.max(1), stores).await
 }
@@ -66,7 +63,7 @@ pub async fn add_local_photo_tasks(
     registry: &mut Registry,
     data_dir: &Path,
     sessions: usize,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     add_photo_tasks(registry, data_dir, sessions, &StoresAt::DataDir).await
 }
 
@@ -76,7 +73,7 @@ pub async fn add_photo_tasks(
     data_dir: &Path,
     sessions: usize,
     at: &StoresAt,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let ctx = photo_context(data_dir, sessions, at).await?;
     register_photo_tasks(registry, ctx);
     Ok(())

@@ -379,6 +379,7 @@ async fn an_unreachable_redis_is_a_clear_error() {
     let Err(e) = PhotoStores::open(&at, std::path::Path::new("unused")).await else {
         panic!("connected to nothing");
     };
+    let e = e.to_string();
     assert!(
         e.contains("cannot reach Redis at redis://:***@127.0.0.1:1/"),
         "{e}"

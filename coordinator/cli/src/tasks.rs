@@ -98,9 +98,7 @@ pub async fn embedded_executor(
         let sessions = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        worker::registry::add_local_photo_tasks(&mut registry, data_dir, sessions)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+        worker::registry::add_local_photo_tasks(&mut registry, data_dir, sessions).await?;
     }
     Ok(Arc::new(RegistryExecutor::new(registry)))
 }

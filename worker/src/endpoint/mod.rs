@@ -24,6 +24,7 @@ use std::sync::Arc;
 pub use ops::OPERATIONS;
 pub use server::{CONTENT_TYPE_JSON, Endpoint, EndpointOptions, Error};
 
+use crate::face::models::ModelError;
 use crate::face::{
     FaceEngine, LocalCollections, LocalEngine, LocalEngineConfig, ModelPaths, Models,
 };
@@ -36,19 +37,8 @@ pub async fn local_engine(
     models_dir: &Path,
     sessions: usize,
     store: Arc<dyn ObjectStore>,
-) -> Result<Arc<dyn FaceEngine>, String> {
-    let paths = ModelPaths::in_dir(models_dir);
-    if let Some(missing) = paths.missing() {
-        return Err(format!(
-            "the face models are not installed ({} is missing): run `make models` or \
-             `bash deploy/setup-models.sh {}`",
-            missing.display(),
-            models_dir.display()
-        ));
-    }
-    let models = tokio::task::spawn_blocking(move || Models::load(&paths, sessions.max(1)))
-        .await
-        .map_err(|e| e.to_string())??;
+) -> Result<Arc<dyn FaceEngine>, ModelError> {
+    let models = Models::load_blocking(ModelPaths::in_dir(models_dir), sessions.max(1)).await?;
     let collections = Arc::new(LocalCollections::new(data_dir.join("collections")));
     Ok(Arc::new(LocalEngine::new(
         store,

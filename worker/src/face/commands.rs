@@ -2,24 +2,48 @@
 //! `mapfleet faces compare A B`, `mapfleet faces collection list|delete`), as library calls
 //! that return JSON in Rekognition's shapes; the CLI only parses arguments and prints.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{FaceCollections, FaceEngine, Image};
+use super::{FaceCollections, FaceEngine, FaceError, Image};
 
-fn read(path: &Path) -> Result<Image, String> {
+/// Why a face command failed, worded for the person who ran it.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// An image file could not be read.
+    #[error("{}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The engine or the collection answered with an error, shown with its exception name.
+    #[error("{}: {}", .0.error_type(), .0)]
+    Face(FaceError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+// By hand, not `#[from]`: that would also make the error its source, and `{:#}` would then
+// print its message twice.
+impl From<FaceError> for CommandError {
+    fn from(e: FaceError) -> Self {
+        Self::Face(e)
+    }
+}
+
+fn read(path: &Path) -> Result<Image, CommandError> {
     std::fs::read(path)
         .map(|b| Image::Bytes(b.into()))
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|error| CommandError::Read {
+            path: path.to_path_buf(),
+            error,
+        })
 }
 
 /// DetectFaces on a local file: `{"FaceDetails": [...]}`, landmarks included.
-pub async fn detect_file(engine: &dyn FaceEngine, path: &Path) -> Result<Value, String> {
-    let faces = engine
-        .detect_faces(&read(path)?)
-        .await
-        .map_err(|e| format!("{}: {e}", e.error_type()))?;
+pub async fn detect_file(engine: &dyn FaceEngine, path: &Path) -> Result<Value, CommandError> {
+    let faces = engine.detect_faces(&read(path)?).await?;
     Ok(json!({ "FaceDetails": faces }))
 }
 
@@ -29,12 +53,11 @@ pub async fn compare_files(
     source: &Path,
     target: &Path,
     threshold: f32,
-) -> Result<Value, String> {
+) -> Result<Value, CommandError> {
     let out = engine
         .compare_faces(&read(source)?, &read(target)?, threshold)
-        .await
-        .map_err(|e| format!("{}: {e}", e.error_type()))?;
-    serde_json::to_value(out).map_err(|e| e.to_string())
+        .await?;
+    Ok(serde_json::to_value(out)?)
 }
 
 /// ListFaces: `{"Faces": [...]}`. Takes the collections rather than an engine: listing
@@ -42,11 +65,10 @@ pub async fn compare_files(
 pub async fn collection_list(
     collections: &dyn FaceCollections,
     collection_id: &str,
-) -> Result<Value, String> {
+) -> Result<Value, CommandError> {
     let faces: Vec<_> = collections
         .faces(collection_id)
-        .await
-        .map_err(|e| format!("{}: {e}", e.error_type()))?
+        .await?
         .into_iter()
         .map(|f| f.face)
         .collect();
@@ -58,21 +80,17 @@ pub async fn collection_delete(
     collections: &dyn FaceCollections,
     collection_id: &str,
     face_ids: &[String],
-) -> Result<Value, String> {
+) -> Result<Value, CommandError> {
     let ids: Vec<String> = if face_ids.is_empty() {
         collections
             .faces(collection_id)
-            .await
-            .map_err(|e| format!("{}: {e}", e.error_type()))?
+            .await?
             .into_iter()
             .map(|f| f.face.face_id)
             .collect()
     } else {
         face_ids.to_vec()
     };
-    let deleted = collections
-        .delete(collection_id, &ids)
-        .await
-        .map_err(|e| format!("{}: {e}", e.error_type()))?;
+    let deleted = collections.delete(collection_id, &ids).await?;
     Ok(json!({ "DeletedFaces": deleted }))
 }

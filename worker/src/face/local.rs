@@ -151,7 +151,7 @@ impl LocalEngine {
         let e: Arc<[f32]> = tokio::task::spawn_blocking(move || models.embed(&a.faces[i].crop))
             .await
             .map_err(|e| FaceError::Internal(format!("embedding task: {e}")))?
-            .map_err(FaceError::Internal)?
+            .map_err(|e| FaceError::Internal(e.to_string()))?
             .into();
         Ok(analysis.faces[i].embedding.get_or_init(|| e).clone())
     }
@@ -233,7 +233,7 @@ fn analyze_bytes(
     let (p, rgb) = (decoded.probe, decoded.rgb);
     let detections = models
         .detect(&rgb, &config.detect)
-        .map_err(FaceError::Internal)?;
+        .map_err(|e| FaceError::Internal(e.to_string()))?;
     let (w, h) = (p.width as f32, p.height as f32);
     let faces = detections
         .into_iter()

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use image::RgbImage;
 use ort::session::Session;
@@ -16,7 +16,7 @@ use ort::value::TensorRef;
 
 use super::align::CROP;
 use super::similarity::normalize;
-use super::yunet::{self, Detection, StrideOutputs};
+use super::yunet::{self, Detection, LetterboxError, StrideOutputs};
 
 /// File names inside the models directory (as written by `deploy/setup-models.sh`).
 pub const YUNET_FILE: &str = "face_detection_yunet_2023mar_folded.onnx";
@@ -51,20 +51,98 @@ impl ModelPaths {
             .find(|p| !p.is_file())
             .map(PathBuf::as_path)
     }
+
+    /// [`ModelError::NotInstalled`] (naming the directory to install into) when a file is
+    /// missing.
+    pub fn check(&self) -> Result<(), ModelError> {
+        match self.missing() {
+            None => Ok(()),
+            Some(missing) => Err(ModelError::NotInstalled {
+                missing: missing.to_path_buf(),
+                dir: missing.parent().map(Path::to_path_buf).unwrap_or_default(),
+            }),
+        }
+    }
 }
 
-/// The process-wide onnxruntime environment: the library can be loaded once per process.
-static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+/// Why the models could not be loaded or run. The ONNX runtime's errors are shared (`Arc`)
+/// because the environment's outcome is kept for the whole process.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ModelError {
+    #[error(
+        "the face models are not installed ({} is missing): run `make models` or \
+         `bash deploy/setup-models.sh {}`",
+        missing.display(),
+        dir.display()
+    )]
+    NotInstalled { missing: PathBuf, dir: PathBuf },
+    /// The onnxruntime library.
+    #[error("loading {}: {error}", path.display())]
+    Library {
+        path: PathBuf,
+        error: Arc<ort::LoadDynamicError>,
+    },
+    /// A model file.
+    #[error("loading {}: {error}", path.display())]
+    Load {
+        path: PathBuf,
+        error: Arc<ort::Error>,
+    },
+    #[error("onnxruntime environment: {0}")]
+    Environment(Arc<ort::Error>),
+    #[error("session builder: {0}")]
+    SessionBuilder(Arc<ort::Error>),
+    #[error("session options: {0}")]
+    SessionOptions(Arc<ort::Error>),
+    /// The blocking task that loads the models panicked or was cancelled.
+    #[error("loading the face models: {0}")]
+    LoadTask(Arc<tokio::task::JoinError>),
+    #[error("{model} input: {error}")]
+    Input {
+        model: &'static str,
+        error: Arc<ort::Error>,
+    },
+    #[error("{model}: {error}")]
+    Run {
+        model: &'static str,
+        error: Arc<ort::Error>,
+    },
+    #[error("{model}: no output {name}")]
+    MissingOutput { model: &'static str, name: String },
+    #[error("{model} {name}: {error}")]
+    Output {
+        model: &'static str,
+        name: String,
+        error: Arc<ort::Error>,
+    },
+    #[error("{model}: unexpected outputs")]
+    Outputs { model: &'static str },
+    #[error("embed: crop must be 112x112 RGB")]
+    CropSize,
+    #[error("SFace: embedding has {0} values")]
+    EmbeddingLength(usize),
+    /// Not `#[from]`: the message already says it, it is not repeated as a source.
+    #[error("YuNet input: {0}")]
+    Letterbox(LetterboxError),
+}
 
-fn environment(lib: &Path) -> Result<&'static ort::environment::Environment, String> {
+const YUNET: &str = "YuNet";
+const SFACE: &str = "SFace";
+
+/// The process-wide onnxruntime environment: the library can be loaded once per process.
+static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, ModelError>> = OnceLock::new();
+
+fn environment(lib: &Path) -> Result<&'static ort::environment::Environment, ModelError> {
     ENVIRONMENT
         .get_or_init(|| {
-            let builder =
-                ort::init_from(lib).map_err(|e| format!("loading {}: {e}", lib.display()))?;
+            let builder = ort::init_from(lib).map_err(|e| ModelError::Library {
+                path: lib.to_path_buf(),
+                error: Arc::new(e),
+            })?;
             builder
                 .with_name("mapfleet")
                 .build()
-                .map_err(|e| format!("onnxruntime environment: {e}"))
+                .map_err(|e| ModelError::Environment(Arc::new(e)))
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -77,14 +155,18 @@ struct Pool {
 }
 
 impl Pool {
-    fn load(env: &ort::environment::Environment, path: &Path, size: usize) -> Result<Self, String> {
+    fn load(
+        env: &ort::environment::Environment,
+        path: &Path,
+        size: usize,
+    ) -> Result<Self, ModelError> {
         let mut sessions = Vec::with_capacity(size);
         for _ in 0..size.max(1) {
             let opts = |e: ort::Error<ort::session::builder::SessionBuilder>| {
-                format!("session options: {e}")
+                ModelError::SessionOptions(Arc::new(e.into()))
             };
             let mut b = Session::builder(env)
-                .map_err(|e| format!("session builder: {e}"))?
+                .map_err(|e| ModelError::SessionBuilder(Arc::new(e)))?
                 .with_optimization_level(GraphOptimizationLevel::All)
                 .map_err(opts)?
                 .with_intra_threads(1)
@@ -93,9 +175,10 @@ impl Pool {
                 .map_err(opts)?
                 .with_intra_op_spinning(false)
                 .map_err(opts)?;
-            let s = b
-                .commit_from_file(path)
-                .map_err(|e| format!("loading {}: {e}", path.display()))?;
+            let s = b.commit_from_file(path).map_err(|e| ModelError::Load {
+                path: path.to_path_buf(),
+                error: Arc::new(e),
+            })?;
             sessions.push(Mutex::new(s));
         }
         Ok(Self {
@@ -145,13 +228,8 @@ pub struct Models {
 
 impl Models {
     /// Loads both models with `sessions` sessions each.
-    pub fn load(paths: &ModelPaths, sessions: usize) -> Result<Self, String> {
-        if let Some(p) = paths.missing() {
-            return Err(format!(
-                "{} is missing; run deploy/setup-models.sh",
-                p.display()
-            ));
-        }
+    pub fn load(paths: &ModelPaths, sessions: usize) -> Result<Self, ModelError> {
+        paths.check()?;
         let env = environment(&paths.onnxruntime)?;
         Ok(Self {
             yunet: Pool::load(env, &paths.yunet, sessions)?,
@@ -159,23 +237,47 @@ impl Models {
         })
     }
 
+    /// [`Models::load`] on the blocking pool, for async callers (loading takes seconds).
+    pub async fn load_blocking(paths: ModelPaths, sessions: usize) -> Result<Self, ModelError> {
+        tokio::task::spawn_blocking(move || Self::load(&paths, sessions))
+            .await
+            .map_err(|e| ModelError::LoadTask(Arc::new(e)))?
+    }
+
     /// The faces of an image, best first.
-    pub fn detect(&self, rgb: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>, String> {
-        let lb = yunet::letterbox(rgb)?;
+    pub fn detect(
+        &self,
+        rgb: &RgbImage,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Detection>, ModelError> {
+        let lb = yunet::letterbox(rgb).map_err(ModelError::Letterbox)?;
         let n = yunet::INPUT_SIZE as i64;
         self.yunet.with(|s| {
-            let input = TensorRef::from_array_view(([1i64, 3, n, n], &lb.data[..]))
-                .map_err(|e| e.to_string())?;
+            let input =
+                TensorRef::from_array_view(([1i64, 3, n, n], &lb.data[..])).map_err(|e| {
+                    ModelError::Input {
+                        model: YUNET,
+                        error: Arc::new(e),
+                    }
+                })?;
             let out = s
                 .run(ort::inputs!["input" => input])
-                .map_err(|e| format!("YuNet: {e}"))?;
-            let get = |name: String| -> Result<&[f32], String> {
-                let v = out
-                    .get(&name)
-                    .ok_or_else(|| format!("YuNet: no output {name}"))?;
-                v.try_extract_tensor::<f32>()
-                    .map(|(_, d)| d)
-                    .map_err(|e| format!("YuNet {name}: {e}"))
+                .map_err(|e| ModelError::Run {
+                    model: YUNET,
+                    error: Arc::new(e),
+                })?;
+            let get = |name: String| -> Result<&[f32], ModelError> {
+                let Some(v) = out.get(&name) else {
+                    return Err(ModelError::MissingOutput { model: YUNET, name });
+                };
+                match v.try_extract_tensor::<f32>() {
+                    Ok((_, d)) => Ok(d),
+                    Err(e) => Err(ModelError::Output {
+                        model: YUNET,
+                        name,
+                        error: Arc::new(e),
+                    }),
+                }
             };
             let mut per = Vec::with_capacity(3);
             for s in yunet::STRIDES {
@@ -186,8 +288,9 @@ impl Models {
                     kps: get(format!("kps_{s}"))?,
                 });
             }
-            let per: [StrideOutputs<'_>; 3] =
-                per.try_into().map_err(|_| "YuNet: outputs".to_string())?;
+            let per: [StrideOutputs<'_>; 3] = per
+                .try_into()
+                .map_err(|_| ModelError::Outputs { model: YUNET })?;
             Ok(yunet::decode(
                 &per,
                 lb.scale,
@@ -199,9 +302,9 @@ impl Models {
     }
 
     /// The L2-normalised SFace embedding of an aligned 112×112 RGB crop.
-    pub fn embed(&self, crop: &[u8]) -> Result<Vec<f32>, String> {
+    pub fn embed(&self, crop: &[u8]) -> Result<Vec<f32>, ModelError> {
         if crop.len() != CROP * CROP * 3 {
-            return Err("embed: crop must be 112x112 RGB".into());
+            return Err(ModelError::CropSize);
         }
         let plane = CROP * CROP;
         let mut data = vec![0f32; 3 * plane];
@@ -212,16 +315,20 @@ impl Models {
         }
         let n = CROP as i64;
         self.sface.with(|s| {
-            let input = TensorRef::from_array_view(([1i64, 3, n, n], &data[..]))
-                .map_err(|e| e.to_string())?;
-            let out = s
-                .run(ort::inputs![input])
-                .map_err(|e| format!("SFace: {e}"))?;
-            let (_, v) = out[0]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| format!("SFace: {e}"))?;
+            let ort_error = |error| ModelError::Run {
+                model: SFACE,
+                error: Arc::new(error),
+            };
+            let input = TensorRef::from_array_view(([1i64, 3, n, n], &data[..])).map_err(|e| {
+                ModelError::Input {
+                    model: SFACE,
+                    error: Arc::new(e),
+                }
+            })?;
+            let out = s.run(ort::inputs![input]).map_err(ort_error)?;
+            let (_, v) = out[0].try_extract_tensor::<f32>().map_err(ort_error)?;
             if v.len() != EMBEDDING_LEN {
-                return Err(format!("SFace: embedding has {} values", v.len()));
+                return Err(ModelError::EmbeddingLength(v.len()));
             }
             let mut v = v.to_vec();
             normalize(&mut v);

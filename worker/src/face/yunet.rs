@@ -48,20 +48,26 @@ pub struct Letterbox {
     pub data: Vec<f32>,
 }
 
+/// Why an image could not be letterboxed (its buffer does not match its size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LetterboxError {
+    #[error(transparent)]
+    Image(#[from] fr::ImageBufferError),
+    #[error(transparent)]
+    Resize(#[from] fr::ResizeError),
+}
+
 /// Resizes the image to fit 640×640 (bilinear), top-left, and converts it to planar BGR floats.
-pub fn letterbox(rgb: &RgbImage) -> Result<Letterbox, String> {
+pub fn letterbox(rgb: &RgbImage) -> Result<Letterbox, LetterboxError> {
     let (w, h) = rgb.dimensions();
     let scale = (INPUT_SIZE as f32 / w as f32).min(INPUT_SIZE as f32 / h as f32);
     let nw = ((w as f32 * scale).round() as usize).clamp(1, INPUT_SIZE);
     let nh = ((h as f32 * scale).round() as usize).clamp(1, INPUT_SIZE);
-    let src = fr::images::ImageRef::new(w, h, rgb.as_raw(), fr::PixelType::U8x3)
-        .map_err(|e| e.to_string())?;
+    let src = fr::images::ImageRef::new(w, h, rgb.as_raw(), fr::PixelType::U8x3)?;
     let mut dst = fr::images::Image::new(nw as u32, nh as u32, fr::PixelType::U8x3);
     let opts =
         fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
-    fr::Resizer::new()
-        .resize(&src, &mut dst, &opts)
-        .map_err(|e| e.to_string())?;
+    fr::Resizer::new().resize(&src, &mut dst, &opts)?;
     let plane = INPUT_SIZE * INPUT_SIZE;
     let mut data = vec![0f32; 3 * plane];
     let buf = dst.buffer();

@@ -19,6 +19,7 @@ pub mod face_search;
 pub mod index_face;
 pub mod notification;
 pub mod persist_metadata;
+pub mod setup;
 pub mod stores;
 pub mod thumbnail;
 pub mod thumbnailer;
@@ -33,6 +34,7 @@ use crate::face::{FaceEngine, FaceError, LocalEngine, LocalEngineConfig, ModelPa
 use crate::store::{LocalStore, MetadataTable, ObjectStore};
 use crate::task::{Registry, TaskFailure};
 
+pub use setup::SetupError;
 pub use stores::{PhotoStores, StoresAt};
 
 /// The default bucket of rider photos (the workshop's `RiderPhotoS3Bucket` output).
@@ -118,7 +120,7 @@ impl PhotoContext {
         paths: &LocalPaths,
         config: PhotoConfig,
         sessions: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let stores = PhotoStores::local(&paths.data_dir);
         Self::load(paths, config, sessions, stores).await
     }
@@ -130,12 +132,22 @@ impl PhotoContext {
         config: PhotoConfig,
         sessions: usize,
         stores: PhotoStores,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(paths.data_dir.join("buckets")));
-        let model_paths = ModelPaths::in_dir(&paths.models_dir);
-        let models = tokio::task::spawn_blocking(move || Models::load(&model_paths, sessions))
-            .await
-            .map_err(|e| e.to_string())??;
+        let models = ModelPaths::in_dir(&paths.models_dir);
+        Self::load_models(models, config, sessions, store, stores).await
+    }
+
+    /// The local face engine on `models` (loaded here, `sessions` ONNX sessions per model),
+    /// over `store` and `stores`.
+    pub async fn load_models(
+        models: ModelPaths,
+        config: PhotoConfig,
+        sessions: usize,
+        store: Arc<dyn ObjectStore>,
+        stores: PhotoStores,
+    ) -> Result<Self, SetupError> {
+        let models = Models::load_blocking(models, sessions).await?;
         let engine_config = LocalEngineConfig {
             max_object_bytes: config.max_object_bytes,
             max_pixels: config.max_pixels,
@@ -151,7 +163,7 @@ impl PhotoContext {
         config: PhotoConfig,
         engine_config: LocalEngineConfig,
         store: Arc<dyn ObjectStore>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let stores = PhotoStores::local(data_dir);
         Self::with_stores(models, config, engine_config, store, stores).await
     }
@@ -163,20 +175,20 @@ impl PhotoContext {
         engine_config: LocalEngineConfig,
         store: Arc<dyn ObjectStore>,
         stores: PhotoStores,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let decoded = Arc::new(DecodedImages::default());
         let engine = LocalEngine::new(store.clone(), models, stores.collections, engine_config)
             .with_decoded_images(decoded.clone());
         match engine.create_collection(&config.collection_id).await {
             Ok(()) | Err(FaceError::ResourceAlreadyExists(_)) => {}
-            Err(e) => return Err(format!("creating collection {}: {e}", config.collection_id)),
+            Err(error) => {
+                return Err(SetupError::Collection {
+                    collection_id: config.collection_id.clone(),
+                    error,
+                });
+            }
         }
-        for b in [DEFAULT_PHOTO_BUCKET, config.thumbnail_bucket.as_str()] {
-            store
-                .create_bucket(b)
-                .await
-                .map_err(|e| format!("creating bucket {b}: {e}"))?;
-        }
+        create_buckets(store.as_ref(), &config).await?;
         Ok(Self {
             store,
             faces: Arc::new(engine),
@@ -185,6 +197,24 @@ impl PhotoContext {
             decoded: Some(decoded),
         })
     }
+}
+
+/// Creates the photo tasks' two buckets, the default one and `config`'s thumbnail bucket
+/// (an existing bucket is only checked).
+pub async fn create_buckets(
+    store: &dyn ObjectStore,
+    config: &PhotoConfig,
+) -> Result<(), SetupError> {
+    for bucket in [DEFAULT_PHOTO_BUCKET, config.thumbnail_bucket.as_str()] {
+        store
+            .create_bucket(bucket)
+            .await
+            .map_err(|error| SetupError::Bucket {
+                bucket: bucket.to_string(),
+                error,
+            })?;
+    }
+    Ok(())
 }
 
 /// Registers the six photo tasks.

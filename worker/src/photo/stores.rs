@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use shared::redis::aio::ConnectionManager;
 
-use super::DEFAULT_METADATA_TABLE;
+use super::{DEFAULT_METADATA_TABLE, SetupError};
 use crate::face::{FaceCollections, LocalCollections, RedisCollections};
 use crate::redis_keys::PhotoKeys;
 use crate::store::{LocalMetadataTable, MetadataTable, RedisMetadataTable};
@@ -62,15 +62,15 @@ impl PhotoStores {
 
     /// Opens the stores `at` says; `data_dir` is used for [`StoresAt::DataDir`]. Connecting to
     /// Redis fails with a message naming the URL (without its password).
-    pub async fn open(at: &StoresAt, data_dir: &Path) -> Result<Self, String> {
+    pub async fn open(at: &StoresAt, data_dir: &Path) -> Result<Self, SetupError> {
         match at {
             StoresAt::DataDir => Ok(Self::local(data_dir)),
             StoresAt::Redis { url, prefix } => {
-                let conn = shared::redis_schema::connect(url).await.map_err(|e| {
-                    format!(
-                        "cannot reach Redis at {} for the face collection and metadata table: {e}",
-                        shared::config::redact_url(url)
-                    )
+                let conn = shared::redis_schema::connect(url).await.map_err(|error| {
+                    SetupError::Redis {
+                        url: shared::config::redact_url(url),
+                        error,
+                    }
                 })?;
                 Ok(Self::redis(conn, prefix))
             }

@@ -59,9 +59,7 @@ impl StoresArgs {
             },
             None => StoresAt::DataDir,
         };
-        PhotoStores::open(&at, data_dir)
-            .await
-            .map_err(|e| anyhow::anyhow!(e))
+        Ok(PhotoStores::open(&at, data_dir).await?)
     }
 }
 
@@ -137,9 +135,7 @@ async fn context(data_dir: &Path) -> anyhow::Result<PhotoContext> {
     let sessions = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    worker::registry::local_photo_context(data_dir, sessions)
-        .await
-        .map_err(|e| anyhow::anyhow!(e))
+    Ok(worker::registry::local_photo_context(data_dir, sessions).await?)
 }
 
 fn store(data_dir: &Path) -> worker::store::LocalStore {
@@ -242,8 +238,7 @@ pub async fn faces(data_dir: &Path, cmd: FacesCommand) -> anyhow::Result<ExitCod
             let stores = stores.open(data_dir).await?;
             fc::collection_delete(&*stores.collections, &collection, &face_ids).await
         }
-    }
-    .map_err(|e| anyhow::anyhow!(e))?;
+    }?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use worker::backends::{BackendArgs, ObjectStoreKind};
 use worker::endpoint::{Endpoint, EndpointOptions};
+use worker::providers::{ObjectStoreKind, ProviderArgs};
 
 #[derive(Subcommand, Debug)]
 pub enum RekognitionCommand {
@@ -41,16 +41,15 @@ pub struct ServeArgs {
 
 pub async fn rekognition(data_dir: &Path, cmd: RekognitionCommand) -> anyhow::Result<ExitCode> {
     let RekognitionCommand::Serve(args) = cmd;
-    let backends = BackendArgs {
+    let providers = ProviderArgs {
         object_store: args.object_store,
         s3_endpoint: args.s3_endpoint,
-        ..BackendArgs::default()
+        ..ProviderArgs::default()
     };
-    let store = backends.object_store(data_dir).await;
+    let store = providers.object_store(data_dir).await;
     let models_dir = worker::registry::models_dir(data_dir);
-    let engine = worker::endpoint::local_engine(data_dir, &models_dir, args.sessions, store)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let engine =
+        worker::endpoint::local_engine(data_dir, &models_dir, args.sessions, store).await?;
     let endpoint = Endpoint::bind(args.addr, engine, EndpointOptions::default()).await?;
     let bound = endpoint.local_addr()?;
     // The one line a script waits for; the port is the real one when --addr asked for 0.

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::face::{FaceEngine, FaceError, LocalEngineConfig, RekognitionEngine};
-use crate::photo::{DEFAULT_PHOTO_BUCKET, PhotoConfig, PhotoContext, PhotoStores, StoresAt};
+use crate::face::{FaceEngine, FaceError, ModelPaths, RekognitionEngine};
+use crate::photo::{PhotoConfig, PhotoContext, PhotoStores, SetupError, StoresAt, create_buckets};
 use crate::store::{LocalStore, ObjectStore, S3Store};
 use crate::task::Registry;
 
@@ -33,11 +33,11 @@ pub enum ObjectStoreKind {
     S3,
 }
 
-/// Flags (and `MAPFLEET_*` variables) that choose the photo tasks' backends. Region and
+/// Flags (and `MAPFLEET_*` variables) that choose the photo tasks' providers. Region and
 /// credentials come from the standard AWS chain (`AWS_REGION`, `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, instance roles, ...).
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct BackendArgs {
+pub struct ProviderArgs {
     /// Face engine: `local`, or `aws` (Rekognition; implied by --rekognition-endpoint).
     #[arg(long, env = "MAPFLEET_FACE_ENGINE", value_enum, default_value_t)]
     pub face_engine: FaceEngineKind,
@@ -60,7 +60,7 @@ pub struct BackendArgs {
     pub thumbnail_bucket: String,
 }
 
-impl BackendArgs {
+impl ProviderArgs {
     /// Whether objects live in S3 (or an S3-compatible server).
     pub fn uses_s3(&self) -> bool {
         self.object_store == ObjectStoreKind::S3 || self.s3_endpoint.is_some()
@@ -90,14 +90,14 @@ impl BackendArgs {
     }
 }
 
-/// The photo tasks' context on the chosen backends. The default buckets and the collection are
+/// The photo tasks' context on the chosen providers. The default buckets and the collection are
 /// created when missing (an existing bucket is only checked).
 pub async fn photo_context(
     data_dir: &Path,
     sessions: usize,
-    args: &BackendArgs,
+    args: &ProviderArgs,
     at: &StoresAt,
-) -> Result<PhotoContext, String> {
+) -> Result<PhotoContext, SetupError> {
     let config = args.photo_config();
     let store = args.object_store(data_dir).await;
     let stores = PhotoStores::open(at, data_dir).await?;
@@ -108,15 +108,15 @@ pub async fn photo_context(
     let engine = RekognitionEngine::new(&sdk, args.rekognition_endpoint.as_deref());
     match engine.create_collection(&config.collection_id).await {
         Ok(()) | Err(FaceError::ResourceAlreadyExists(_)) => {}
-        Err(e) => {
-            return Err(format!(
-                "creating face collection {} at {}: {e}",
-                config.collection_id,
-                engine.endpoint()
-            ));
+        Err(error) => {
+            return Err(SetupError::RemoteCollection {
+                collection_id: config.collection_id.clone(),
+                endpoint: engine.endpoint().to_string(),
+                error,
+            });
         }
     }
-    ensure_buckets(store.as_ref(), &config).await?;
+    create_buckets(store.as_ref(), &config).await?;
     // Rekognition keeps the faces; the metadata table is where `at` says.
     Ok(PhotoContext {
         store,
@@ -134,47 +134,21 @@ async fn local_context(
     config: PhotoConfig,
     store: Arc<dyn ObjectStore>,
     stores: PhotoStores,
-) -> Result<PhotoContext, String> {
+) -> Result<PhotoContext, SetupError> {
     let models_dir = crate::registry::models_dir(data_dir);
-    let paths = crate::face::ModelPaths::in_dir(&models_dir);
-    if let Some(missing) = paths.missing() {
-        return Err(format!(
-            "the face models are not installed ({} is missing): run `make models` or \
-             `bash deploy/setup-models.sh {}`, or use --face-engine aws",
-            missing.display(),
-            models_dir.display()
-        ));
-    }
-    let models =
-        tokio::task::spawn_blocking(move || crate::face::Models::load(&paths, sessions.max(1)))
-            .await
-            .map_err(|e| e.to_string())??;
-    let engine_config = LocalEngineConfig {
-        max_object_bytes: config.max_object_bytes,
-        max_pixels: config.max_pixels,
-        ..LocalEngineConfig::default()
-    };
-    PhotoContext::with_stores(Arc::new(models), config, engine_config, store, stores).await
+    let paths = ModelPaths::in_dir(&models_dir);
+    paths.check().map_err(SetupError::NoLocalModels)?;
+    PhotoContext::load_models(paths, config, sessions.max(1), store, stores).await
 }
 
-async fn ensure_buckets(store: &dyn ObjectStore, config: &PhotoConfig) -> Result<(), String> {
-    for b in [DEFAULT_PHOTO_BUCKET, config.thumbnail_bucket.as_str()] {
-        store
-            .create_bucket(b)
-            .await
-            .map_err(|e| format!("bucket {b}: {e}"))?;
-    }
-    Ok(())
-}
-
-/// Adds the rider-photo tasks on the chosen backends to `registry`.
+/// Adds the rider-photo tasks on the chosen providers to `registry`.
 pub async fn add_photo_tasks(
     registry: &mut Registry,
     data_dir: &Path,
     sessions: usize,
-    args: &BackendArgs,
+    args: &ProviderArgs,
     at: &StoresAt,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let ctx = photo_context(data_dir, sessions, args, at).await?;
     crate::photo::register_photo_tasks(registry, ctx);
     Ok(())

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod redis_schema;
 pub mod supervise;
 pub mod testkit;
+pub mod tls;
 pub mod topology;
 pub mod workers;
 

@@ -190,7 +190,17 @@ impl Coordinator {
         fleet: &FleetConfig,
         opts: ServiceOptions,
     ) -> anyhow::Result<Arc<Coordinator>> {
-        let conn = shared::redis_schema::connect(&fleet.redis_url)
+        Self::connect_until(fleet, opts, std::future::pending()).await
+    }
+
+    /// [`Coordinator::connect`], abandoned (with [`shared::amqp::ConnectError::Cancelled`])
+    /// when `cancel` resolves while the broker is being retried.
+    pub async fn connect_until(
+        fleet: &FleetConfig,
+        opts: ServiceOptions,
+        cancel: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<Arc<Coordinator>> {
+        let conn = shared::redis_schema::connect_with(&fleet.redis_url, &fleet.redis_tls())
             .await
             .with_context(|| {
                 format!(
@@ -205,8 +215,16 @@ impl Coordinator {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        let amqp =
-            Arc::new(shared::amqp::connect(&fleet.amqp_url, &id, fleet.connect_timeout()).await?);
+        let amqp = Arc::new(
+            shared::amqp::connect_with(
+                &fleet.amqp_url,
+                &fleet.amqp_tls(),
+                &id,
+                fleet.connect_timeout(),
+                cancel,
+            )
+            .await?,
+        );
         let topo = fleet.topology();
         let channel = amqp.create_channel().await?;
         shared::topology::declare(&channel, &topo)
@@ -250,7 +268,8 @@ impl Coordinator {
         shared::supervise::restart_on_failure("coordinator", shutdown, || {
             let (opts, stop) = (opts.clone(), shutdown.wait());
             async move {
-                let c = Coordinator::connect(fleet, opts).await?;
+                let mut stop = std::pin::pin!(stop);
+                let c = Coordinator::connect_until(fleet, opts, stop.as_mut()).await?;
                 let result = c.clone().run(stop).await;
                 c.close().await;
                 result

@@ -244,11 +244,8 @@ fn classify(e: &lapin::Error, uses_tls: bool) -> Failure {
         lapin::ErrorKind::ProtocolError(amqp) if matches!(amqp.get_id(), 403 | 530) => {
             Failure::AccessRefused(amqp.get_message().to_string())
         }
-        // rustls reports a failed handshake (an unknown issuer, a name mismatch, a server
-        // that does not speak TLS) as invalid data.
-        lapin::ErrorKind::IOError(io)
-            if uses_tls && io.kind() == std::io::ErrorKind::InvalidData =>
-        {
+        // An unknown issuer, a name mismatch, a server that does not speak TLS.
+        lapin::ErrorKind::IOError(io) if uses_tls && crate::tls::is_handshake_failure(&**io) => {
             Failure::Tls(io.to_string())
         }
         _ => {

@@ -332,10 +332,22 @@ fn is_permanent(e: &redis::RedisError, uses_tls: bool) -> bool {
     matches!(
         e.kind(),
         redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
-    ) || (uses_tls
-        && std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData))
+    ) || (uses_tls && (crate::tls::is_handshake_failure(e) || names_handshake_failure(e)))
+}
+
+/// The connection manager hands back a handshake failure as text only (no error chain), in
+/// rustls's words.
+fn names_handshake_failure(e: &redis::RedisError) -> bool {
+    let text = e.to_string();
+    [
+        "invalid peer certificate",
+        "received corrupt message",
+        "peer is incompatible",
+        "peer misbehaved",
+        "received fatal alert",
+    ]
+    .iter()
+    .any(|words| text.contains(words))
 }
 
 /// The fleet's Redis state: key names, TTLs and the scripts, on one shared connection.

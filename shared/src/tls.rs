@@ -92,6 +92,30 @@ pub fn install_crypto_provider() {
     }
 }
 
+/// Whether `e` (or an error in its chain) is a failed TLS handshake: a certificate that does
+/// not verify, or a server that does not speak TLS. rustls reports those as
+/// [`rustls::Error`], which clients wrap in an [`std::io::Error`] of kind `InvalidData`.
+/// Trying again cannot help.
+pub fn is_handshake_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    fn io_is_tls(io: &std::io::Error) -> bool {
+        io.kind() == std::io::ErrorKind::InvalidData
+            || io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+    }
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if e.downcast_ref::<std::io::Error>().is_some_and(io_is_tls) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 fn read_pem(path: &Path, what: &'static str, expected: &'static str) -> Result<String, TlsError> {
     let text = std::fs::read_to_string(path).map_err(|source| TlsError::Read {
         what,

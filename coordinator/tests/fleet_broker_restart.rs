@@ -21,7 +21,12 @@ const DOWN_FOR: Duration = Duration::from_secs(15);
 const RESUME_WITHIN: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "after a SIGKILL the node's outcomes quorum queue stays unavailable for minutes here: under investigation"]
+// Debian's RabbitMQ 3.10.8: after the SIGKILL, the node's other quorum queues elect their
+// leader again at once, but the outcomes queue's never does (2 runs of 2; "leader call - leader
+// not known" for minutes, then INTERNAL_ERROR on basic.consume), so no outcome can be applied.
+// The clients themselves reconnected 0.2 s (coordinator) and 0.5 s (worker) after the node's
+// listener opened. Run it with `--ignored` against a broker that recovers its queues.
+#[ignore = "the test broker's outcomes quorum queue never recovers from the SIGKILL"]
 async fn work_resumes_within_seconds_of_a_killed_broker_coming_back() {
     if !RabbitNode::available() {
         eprintln!("SKIPPED: rabbitmq-server is not installed here");

@@ -6,13 +6,16 @@
 //! confirm that timed out was perhaps delivered); consumers dedupe through the Redis scripts
 //! in [`crate::redis_schema`], keyed by [`crate::messages::StepId`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
 };
+use lapin::tcp::{AMQPUriTcpExt, OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{FieldTable, ShortString};
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use tokio::sync::{RwLock, Semaphore};
 use tokio::time::timeout;
@@ -20,6 +23,7 @@ use tokio::time::timeout;
 use crate::config::redact_url;
 use crate::messages::{OutcomeBatch, OutcomeMessage, StepBatch, StepMessage};
 use crate::metrics;
+use crate::tls::{TlsError, TlsFiles, TlsMaterial};
 use crate::topology::Topology;
 
 /// Persistent delivery mode: the broker writes the message to disk before confirming.
@@ -27,6 +31,20 @@ const PERSISTENT: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    #[error("invalid AMQP URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("AMQP TLS settings: {0}")]
+    TlsFiles(#[from] TlsError),
+    #[error(
+        "TLS with the broker at {url} failed: {reason} (is that the broker's TLS port, and \
+         does --amqp-ca-file name the CA that signed its certificate?)"
+    )]
+    Tls { url: String, reason: String },
+    #[error(
+        "the broker at {url} refused the login: {reason} (check the user, password and vhost \
+         of the URL)"
+    )]
+    AccessRefused { url: String, reason: String },
     #[error("could not connect to {url} after {attempts} attempts in {elapsed:?}: {last}")]
     GaveUp {
         /// The URL with its password redacted.
@@ -35,43 +53,209 @@ pub enum ConnectError {
         elapsed: Duration,
         last: String,
     },
+    #[error("stopped connecting to {url}: shutdown requested")]
+    Cancelled { url: String },
 }
 
-/// Connects to `url`, retrying with exponential backoff (100 ms doubling to 2 s) until
-/// `give_up_after` has passed, then fails with a clear error. The connection has lapin's
-/// auto-recovery enabled: channels, consumers and topology are replayed after a network
-/// failure, and [`Publisher`] waits for that before retrying a failed publish.
+impl ConnectError {
+    /// A misconfiguration that trying again cannot cure (a wrong password, a certificate
+    /// that does not verify, a bad URL or file): the process should end with it at once.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(
+            self,
+            ConnectError::GaveUp { .. } | ConnectError::Cancelled { .. }
+        )
+    }
+}
+
+/// First pause between connection attempts; doubled after each failed one.
+const FIRST_CONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between attempts: a broker that comes back is found within this.
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
+/// Bound on one attempt's TCP connect and TLS handshake.
+const MAX_ATTEMPT_TIME: Duration = Duration::from_secs(10);
+/// Bound on the AMQP handshake after the socket is up.
+const HANDSHAKE_TIME: Duration = Duration::from_secs(15);
+
+/// Whether this process had a broker connection before: the next one is a reconnection.
+static CONNECTED_BEFORE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// [`connect_with`] without extra TLS files and without a way to cancel.
 pub async fn connect(
     url: &str,
     connection_name: &str,
     give_up_after: Duration,
 ) -> Result<Connection, ConnectError> {
+    connect_with(
+        url,
+        &TlsFiles::default(),
+        connection_name,
+        give_up_after,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// Connects to `url` (`amqp://` or `amqps://`, the latter with `tls`'s files and the
+/// server's certificate verified), retrying with a short backoff (100 ms doubling to 1 s) a
+/// broker that cannot be reached until `give_up_after` has passed, then fails with the last
+/// error (`connection refused`, a time-out, ...). A refused login or a failed TLS handshake
+/// fails at once ([`ConnectError::is_permanent`]). `cancel` resolving stops the retries
+/// ([`ConnectError::Cancelled`]).
+///
+/// The connection does not recover by itself: lapin's recovery waits out its own backoff
+/// (up to a minute between tries) and keeps an IO thread per attempt, so a lost connection
+/// is left to the caller, which starts its service again on a new one
+/// ([`crate::supervise`]) within a second of the broker being back.
+pub async fn connect_with(
+    url: &str,
+    tls: &TlsFiles,
+    connection_name: &str,
+    give_up_after: Duration,
+    cancel: impl Future<Output = ()>,
+) -> Result<Connection, ConnectError> {
+    let shown = redact_url(url);
+    let uri: AMQPUri = url
+        .parse()
+        .map_err(|reason: String| ConnectError::InvalidUrl {
+            url: shown.clone(),
+            reason,
+        })?;
+    let uses_tls = uri.scheme == AMQPScheme::AMQPS;
+    if tls.is_set() && !uses_tls {
+        return Err(
+            TlsError::NotTlsUrl("--amqp-ca-file/--amqp-cert-file", shown, "amqps://").into(),
+        );
+    }
+    let mut cancel = std::pin::pin!(cancel);
     let started = Instant::now();
-    let mut delay = Duration::from_millis(100);
+    let mut delay = FIRST_CONNECT_BACKOFF;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let props = ConnectionProperties::default()
-            .with_connection_name(connection_name.into())
-            .enable_auto_recover();
+        // Read at every attempt: a certificate replaced on disk is used on the next one.
+        let material = tls.load()?;
         let left = give_up_after.saturating_sub(started.elapsed());
-        let per_try = left.clamp(Duration::from_millis(100), Duration::from_secs(10));
-        let last = match timeout(per_try, Connection::connect(url, props)).await {
-            Ok(Ok(conn)) => return Ok(conn),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("connect attempt timed out after {per_try:?}"),
+        let socket_time = left.clamp(Duration::from_millis(500), MAX_ATTEMPT_TIME);
+        let mut attempt = std::pin::pin!(timeout(
+            socket_time + HANDSHAKE_TIME,
+            attempt(uri.clone(), material, connection_name, socket_time),
+        ));
+        let result = tokio::select! {
+            r = &mut attempt => r,
+            _ = &mut cancel => {
+                // Let the attempt end (it is bounded) rather than drop it: its IO thread
+                // would otherwise go on with a runtime that is shutting down.
+                if let Ok(Ok(Ok(conn))) = timeout(socket_time + Duration::from_secs(1), attempt).await {
+                    let _ = conn.close(200, "shutting down".into()).await;
+                }
+                return Err(ConnectError::Cancelled { url: shown });
+            }
+        };
+        let last = match result {
+            Ok(Ok(conn)) => {
+                let again = CONNECTED_BEFORE.swap(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    url = %shown,
+                    name = connection_name,
+                    attempts,
+                    after = ?started.elapsed(),
+                    tls = uses_tls,
+                    "{}",
+                    if again { "reconnected to the broker" } else { "connected to the broker" }
+                );
+                return Ok(conn);
+            }
+            Ok(Err(e)) => match classify(&e, uses_tls) {
+                Failure::AccessRefused(reason) => {
+                    return Err(ConnectError::AccessRefused { url: shown, reason });
+                }
+                Failure::Tls(reason) => return Err(ConnectError::Tls { url: shown, reason }),
+                Failure::Transient(last) => last,
+            },
+            Err(_) => format!(
+                "no AMQP handshake within {:?} of the connection",
+                HANDSHAKE_TIME
+            ),
         };
         if started.elapsed() + delay >= give_up_after {
             return Err(ConnectError::GaveUp {
-                url: redact_url(url),
+                url: shown,
                 attempts,
                 elapsed: started.elapsed(),
                 last,
             });
         }
-        tracing::warn!(url = %redact_url(url), attempts, error = %last, "AMQP connect failed, retrying");
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
+        tracing::warn!(url = %shown, attempts, error = %last, retry_in = ?delay, "AMQP connect failed, retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut cancel => return Err(ConnectError::Cancelled { url: shown }),
+        }
+        delay = (delay * 2).min(MAX_CONNECT_BACKOFF);
+    }
+}
+
+/// One connection attempt. lapin retries nothing here (no recovery, no backoff), so when it
+/// fails its IO thread has ended; the socket (TCP and TLS) is bounded by `socket_time`.
+async fn attempt(
+    uri: AMQPUri,
+    material: TlsMaterial,
+    connection_name: &str,
+    socket_time: Duration,
+) -> Result<Connection, lapin::Error> {
+    let tls = OwnedTLSConfig {
+        identity: material.identity.map(|(pem, key)| OwnedIdentity::PKCS8 {
+            pem: pem.into_bytes(),
+            key: key.into_bytes(),
+        }),
+        cert_chain: material.ca_pem,
+    };
+    let props = ConnectionProperties::default().with_connection_name(connection_name.into());
+    let runtime = lapin::runtime::default_runtime()?;
+    Connection::connector(
+        uri,
+        runtime,
+        async move |uri: AMQPUri, runtime| match timeout(
+            socket_time,
+            uri.connect_with_config_async(tls.as_ref(), &runtime),
+        )
+        .await
+        {
+            Ok(stream) => stream.map_err(lapin::Error::from),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect timed out after {socket_time:?}"),
+            )
+            .into()),
+        },
+        props,
+    )
+    .await
+}
+
+enum Failure {
+    AccessRefused(String),
+    Tls(String),
+    Transient(String),
+}
+
+fn classify(e: &lapin::Error, uses_tls: bool) -> Failure {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) if matches!(amqp.get_id(), 403 | 530) => {
+            Failure::AccessRefused(amqp.get_message().to_string())
+        }
+        // An unknown issuer, a name mismatch, a server that does not speak TLS.
+        lapin::ErrorKind::IOError(io) if uses_tls && crate::tls::is_handshake_failure(&**io) => {
+            Failure::Tls(io.to_string())
+        }
+        _ => {
+            let text = e.to_string();
+            if text.contains("ACCESS_REFUSED") || text.contains("ACCESS-REFUSED") {
+                Failure::AccessRefused(text)
+            } else {
+                Failure::Transient(text)
+            }
+        }
     }
 }
 
@@ -111,10 +295,9 @@ pub struct PublisherOptions {
     pub publish_timeout: Duration,
     /// Bound on waiting for the broker's confirm of one message.
     pub confirm_timeout: Duration,
-    /// Attempts per message before giving up (nacks, timeouts, channel failures).
+    /// Attempts per message before giving up (nacks, timeouts, channel failures). A lost
+    /// connection ends the publish at once ([`PublishError::ConnectionLost`]).
     pub max_attempts: u32,
-    /// Bound on waiting for lapin's connection recovery between attempts.
-    pub recovery_timeout: Duration,
 }
 
 impl Default for PublisherOptions {
@@ -124,7 +307,6 @@ impl Default for PublisherOptions {
             publish_timeout: Duration::from_secs(10),
             confirm_timeout: Duration::from_secs(30),
             max_attempts: 5,
-            recovery_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -147,6 +329,10 @@ pub enum PublishError {
     Timeout(&'static str, Duration),
     #[error("channel error: {0}")]
     Channel(#[from] lapin::Error),
+    /// The broker connection is gone: nothing published on it can be confirmed any more.
+    /// The service using it starts again on a new connection ([`crate::supervise`]).
+    #[error("the broker connection is lost: {0}")]
+    ConnectionLost(Box<PublishError>),
     #[error("gave up after {attempts} attempts; last error: {last}")]
     GaveUp {
         attempts: u32,
@@ -160,7 +346,9 @@ impl PublishError {
             PublishError::Unroutable { .. } => "returned",
             PublishError::Nacked => "nack",
             PublishError::Timeout(..) => "timeout",
-            PublishError::Channel(_) | PublishError::GaveUp { .. } => "channel",
+            PublishError::Channel(_)
+            | PublishError::ConnectionLost(_)
+            | PublishError::GaveUp { .. } => "channel",
         }
     }
 }
@@ -260,9 +448,10 @@ impl Publisher {
         })
     }
 
-    /// Publishes one message and returns once the broker confirmed it, retrying (after
-    /// waiting for connection recovery) up to `max_attempts`. A retried message may reach
-    /// the queue twice; consumers are idempotent.
+    /// Publishes one message and returns once the broker confirmed it, retrying a failed
+    /// attempt (on a fresh channel if its channel closed) up to `max_attempts`, but not
+    /// after the connection is lost: waiting for it would only hold up the restart on a new
+    /// one. A retried message may reach the queue twice; consumers are idempotent.
     pub async fn publish(&self, msg: &Outgoing) -> Result<(), PublishError> {
         let mut attempt = 0;
         loop {
@@ -286,6 +475,9 @@ impl Publisher {
                 .inc();
             if matches!(err, PublishError::Unroutable { .. }) {
                 return Err(err);
+            }
+            if !self.inner.conn.status().connected() {
+                return Err(PublishError::ConnectionLost(Box::new(err)));
             }
             if attempt >= self.inner.opts.max_attempts {
                 return Err(PublishError::GaveUp {
@@ -433,20 +625,10 @@ impl Publisher {
         }
     }
 
-    /// After a failed attempt: wait for lapin's auto-recovery, or open a fresh confirming
-    /// channel when the connection is fine but the channel is gone.
-    async fn recover(&self, err: PublishError) {
-        let opts = &self.inner.opts;
-        if let PublishError::Channel(lapin_err) = err {
-            let channel = self.inner.channel.read().await.clone();
-            match timeout(opts.recovery_timeout, channel.wait_for_recovery(lapin_err)).await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => tracing::warn!(error = %e, "channel not recoverable"),
-                Err(_) => tracing::warn!("timed out waiting for AMQP recovery"),
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    /// After a failed attempt on a live connection: a short pause, and a fresh confirming
+    /// channel if the broker closed ours (a channel-level error).
+    async fn recover(&self, _err: PublishError) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let mut guard = self.inner.channel.write().await;
         if guard.status().connected() {
             return;

@@ -7,8 +7,10 @@
 //! and `Display` of [`FleetConfig`] already do).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::tls::TlsFiles;
 use crate::topology::{Route, Topology};
 
 /// Connection and topology settings every fleet process needs.
@@ -19,6 +21,8 @@ pub const DEFAULT_DELIVERY_LIMIT: u32 = 5;
 #[derive(Clone, clap::Args)]
 pub struct FleetConfig {
     /// RabbitMQ URL (`amqp://user:password@host:port/vhost`; `%2f` is the default vhost).
+    /// `amqps://` is TLS, the broker's certificate verified against the system's CAs and
+    /// `--amqp-ca-file`; there is no fallback to plain TCP.
     #[arg(
         long = "amqp",
         env = "MAPFLEET_AMQP_URL",
@@ -26,13 +30,41 @@ pub struct FleetConfig {
     )]
     pub amqp_url: String,
 
-    /// Redis URL (`redis://[:password@]host:port/db`).
+    /// PEM file of CA certificates to trust for `amqps://`, besides the system's.
+    #[arg(long, env = "MAPFLEET_AMQP_CA_FILE", value_name = "FILE")]
+    pub amqp_ca_file: Option<PathBuf>,
+
+    /// PEM certificate chain this process presents to the broker (`amqps://` with client
+    /// certificates); needs `--amqp-key-file`.
+    #[arg(long, env = "MAPFLEET_AMQP_CERT_FILE", value_name = "FILE")]
+    pub amqp_cert_file: Option<PathBuf>,
+
+    /// PEM private key of `--amqp-cert-file` (a file: never the key itself).
+    #[arg(long, env = "MAPFLEET_AMQP_KEY_FILE", value_name = "FILE")]
+    pub amqp_key_file: Option<PathBuf>,
+
+    /// Redis URL (`redis://[:password@]host:port/db`). `rediss://` is TLS, the server's
+    /// certificate verified (against `--redis-ca-file` if given, else the system's CAs).
     #[arg(
         long = "redis",
         env = "MAPFLEET_REDIS_URL",
         default_value = "redis://127.0.0.1:6379/"
     )]
     pub redis_url: String,
+
+    /// PEM file of the CA certificates that sign the Redis server's certificate
+    /// (`rediss://`); they replace the system's CAs for Redis.
+    #[arg(long, env = "MAPFLEET_REDIS_CA_FILE", value_name = "FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// PEM certificate chain this process presents to Redis (`rediss://` with client
+    /// certificates); needs `--redis-key-file`.
+    #[arg(long, env = "MAPFLEET_REDIS_CERT_FILE", value_name = "FILE")]
+    pub redis_cert_file: Option<PathBuf>,
+
+    /// PEM private key of `--redis-cert-file` (a file: never the key itself).
+    #[arg(long, env = "MAPFLEET_REDIS_KEY_FILE", value_name = "FILE")]
+    pub redis_key_file: Option<PathBuf>,
 
     /// Namespace of every exchange, queue and Redis key, so several fleets (or tests) can
     /// share one broker and one Redis.
@@ -57,11 +89,16 @@ pub struct FleetConfig {
     #[arg(long = "route", env = "MAPFLEET_ROUTES", value_delimiter = ';')]
     pub routes: Vec<Route>,
 
-    /// Serve Prometheus metrics on this address (`/metrics`); off when unset.
+    /// Serve Prometheus metrics on this address (`/metrics`); off when unset. The endpoint
+    /// has no authentication: keep it on loopback or a private network (a warning is logged
+    /// for any other address).
     #[arg(long, env = "MAPFLEET_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// Give up connecting to RabbitMQ after this many seconds of retrying.
+    /// At start-up, give up reaching RabbitMQ (and Redis) after this many seconds of
+    /// retrying, and exit with the last error. A wrong password or a failed TLS handshake
+    /// ends the process at once. Once connected, a lost broker is waited for however long it
+    /// is away (tried every second), since the work waits in it.
     #[arg(long, env = "MAPFLEET_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
     pub connect_timeout_secs: u64,
 
@@ -94,13 +131,33 @@ impl FleetConfig {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
     }
+
+    /// The certificate files for `amqps://`.
+    pub fn amqp_tls(&self) -> TlsFiles {
+        TlsFiles {
+            ca_file: self.amqp_ca_file.clone(),
+            cert_file: self.amqp_cert_file.clone(),
+            key_file: self.amqp_key_file.clone(),
+        }
+    }
+
+    /// The certificate files for `rediss://`.
+    pub fn redis_tls(&self) -> TlsFiles {
+        TlsFiles {
+            ca_file: self.redis_ca_file.clone(),
+            cert_file: self.redis_cert_file.clone(),
+            key_file: self.redis_key_file.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for FleetConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FleetConfig")
             .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("amqp_tls", &self.amqp_tls())
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_tls", &self.redis_tls())
             .field("prefix", &self.prefix)
             .field("prefetch", &self.prefetch)
             .field("delivery_limit", &self.delivery_limit)

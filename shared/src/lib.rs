@@ -35,6 +35,7 @@ pub mod process;
 pub mod redis_schema;
 pub mod supervise;
 pub mod testkit;
+pub mod tls;
 pub mod topology;
 pub mod workers;
 

@@ -237,7 +237,13 @@ impl Metrics {
 ///
 /// A deliberately tiny HTTP/1.1 responder (one request per connection, then close): a
 /// scrape endpoint needs nothing more, and it spares every binary an HTTP framework.
+///
+/// It has no authentication and no TLS, so an address other than loopback (`0.0.0.0`, a
+/// public interface) is logged as a warning: anyone who reaches it reads the fleet's figures.
 pub async fn serve(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    if let Some(warning) = exposure_warning(addr) {
+        tracing::warn!(%addr, "{warning}");
+    }
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let handle = tokio::spawn(async move {
@@ -251,6 +257,20 @@ pub async fn serve(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task
         }
     });
     Ok((local, handle))
+}
+
+/// What to say when `addr` is reachable from other machines; `None` for loopback.
+pub fn exposure_warning(addr: SocketAddr) -> Option<&'static str> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    Some(if addr.ip().is_unspecified() {
+        "the metrics endpoint listens on every interface and has no authentication: \
+         anyone who can reach this port reads it; bind it to 127.0.0.1 or a private network"
+    } else {
+        "the metrics endpoint listens on a non-loopback address and has no authentication: \
+         anyone who can reach this port reads it"
+    })
 }
 
 async fn answer(mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
@@ -292,6 +312,16 @@ async fn answer(mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_loopback_is_quiet() {
+        assert!(exposure_warning("127.0.0.1:9100".parse().unwrap()).is_none());
+        assert!(exposure_warning("[::1]:9100".parse().unwrap()).is_none());
+        let all = exposure_warning("0.0.0.0:9100".parse().unwrap()).unwrap();
+        assert!(all.contains("every interface") && all.contains("no authentication"));
+        assert!(exposure_warning("[::]:9100".parse().unwrap()).is_some());
+        assert!(exposure_warning("10.1.2.3:9100".parse().unwrap()).is_some());
+    }
 
     #[tokio::test]
     async fn serves_the_catalogue() {

@@ -36,6 +36,7 @@ use redis::{AsyncCommands, Script};
 
 use crate::messages::StepId;
 use crate::metrics;
+use crate::tls::{TlsError, TlsFiles};
 
 /// Key names under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,16 +246,108 @@ fn secs(d: Duration) -> u64 {
     d.as_secs().max(1)
 }
 
+/// [`connect_with`] without TLS files (`rediss://` then trusts the system's CAs).
+pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    connect_with(url, &TlsFiles::default()).await
+}
+
 /// Connects a [`ConnectionManager`] (multiplexed, reconnecting in the background) with
 /// timeouts that suit a busy 2-core box. A command that hit a dropped connection still
 /// fails: callers retry, which is safe because every script here is idempotent.
-pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
-    let client = redis::Client::open(url)?;
+///
+/// `rediss://` is TLS with the server's certificate verified, against `tls.ca_file` if set
+/// (else the system's CAs), presenting `tls`'s client certificate if set. TLS files with a
+/// `redis://` URL are refused rather than ignored.
+pub async fn connect_with(
+    url: &str,
+    tls: &TlsFiles,
+) -> Result<ConnectionManager, redis::RedisError> {
+    let config_error = |detail: String| {
+        redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "Redis TLS settings",
+            detail,
+        ))
+    };
+    let uses_tls = url.starts_with("rediss://");
+    let client = if uses_tls {
+        crate::tls::install_crypto_provider();
+        let material = tls.load().map_err(|e| config_error(e.to_string()))?;
+        redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: material.identity.map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.into_bytes(),
+                    client_key: key.into_bytes(),
+                }),
+                root_cert: material.ca_pem.map(String::into_bytes),
+            },
+        )?
+    } else if tls.is_set() {
+        return Err(config_error(
+            TlsError::NotTlsUrl(
+                "--redis-ca-file/--redis-cert-file",
+                crate::config::redact_url(url),
+                "rediss://",
+            )
+            .to_string(),
+        ));
+    } else {
+        redis::Client::open(url)?
+    };
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(10)))
         .set_number_of_retries(6);
     client.get_connection_manager_with_config(config).await
+}
+
+/// [`connect_with`], trying again (every second at most) while Redis cannot be reached,
+/// until `give_up_after`; a refused login or TLS failure (a certificate that does not
+/// verify, a server that does not speak TLS) ends it at once.
+pub async fn connect_retrying(
+    url: &str,
+    tls: &TlsFiles,
+    give_up_after: Duration,
+) -> Result<ConnectionManager, redis::RedisError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match connect_with(url, tls).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if is_permanent(&e, url.starts_with("rediss://")) => return Err(e),
+            Err(e) if started.elapsed() + delay >= give_up_after => return Err(e),
+            Err(e) => {
+                tracing::warn!(url = %crate::config::redact_url(url), error = %e, retry_in = ?delay, "Redis connect failed, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Whether trying again cannot help: a refused login, bad TLS settings, a handshake that
+/// failed (rustls reports those as invalid data).
+fn is_permanent(e: &redis::RedisError, uses_tls: bool) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
+    ) || (uses_tls && (crate::tls::is_handshake_failure(e) || names_handshake_failure(e)))
+}
+
+/// The connection manager hands back a handshake failure as text only (no error chain), in
+/// rustls's words.
+fn names_handshake_failure(e: &redis::RedisError) -> bool {
+    let text = e.to_string();
+    [
+        "invalid peer certificate",
+        "received corrupt message",
+        "peer is incompatible",
+        "peer misbehaved",
+        "received fatal alert",
+    ]
+    .iter()
+    .any(|words| text.contains(words))
 }
 
 /// The fleet's Redis state: key names, TTLs and the scripts, on one shared connection.

@@ -8,14 +8,22 @@
 //! process is not up yet right after its declaration, or on a forced close), and lapin's
 //! recovery does not cover those; this does.
 //!
-//! A service that keeps failing quickly (a wrong password, queues declared with other
-//! arguments) is given up on after [`MAX_QUICK_FAILURES`] tries in a row, with its error, so
-//! a misconfiguration still ends the process with a clear message.
+//! What ends the process instead:
+//! - a misconfiguration that no retry can cure, at once: a refused login (`ACCESS_REFUSED`),
+//!   a TLS handshake that fails (an unknown CA, a plain port), a bad URL or certificate file
+//!   ([`ConnectError::is_permanent`]);
+//! - a broker that cannot be reached at start-up, once `--connect-timeout-secs` of retrying
+//!   has passed. A service that has been connected rides out a broker outage of any length
+//!   instead: its work waits in the broker, and it reconnects within a second of it being back;
+//! - a service that keeps failing quickly once connected (queues declared with other
+//!   arguments), after [`MAX_QUICK_FAILURES`] tries in a row, with its error.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+
+use crate::amqp::ConnectError;
 
 /// Failures in a row, each soon after its start, before giving up.
 pub const MAX_QUICK_FAILURES: u32 = 10;
@@ -24,7 +32,8 @@ pub const MAX_QUICK_FAILURES: u32 = 10;
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Short: after a broker restart, work should resume within seconds of it being back.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// A shutdown request that any number of runs (and restarts) can wait for.
 #[derive(Clone)]
@@ -58,8 +67,10 @@ impl Shutdown {
 }
 
 /// Runs `start()` until shutdown is requested, starting it again after it fails or ends on
-/// its own, with a growing pause (200 ms doubling to 10 s). Returns `Ok` on shutdown, or the
-/// last error after [`MAX_QUICK_FAILURES`] quick failures in a row.
+/// its own, with a growing pause (200 ms doubling to 2 s). Returns `Ok` on shutdown (whatever
+/// the last run returned: it was asked to stop), or the error that ends it (see the module
+/// docs): a permanent connection error, a broker unreachable at start-up, or the last of
+/// [`MAX_QUICK_FAILURES`] quick failures in a row.
 pub async fn restart_on_failure<F, Fut>(
     what: &str,
     shutdown: &Shutdown,
@@ -71,17 +82,39 @@ where
 {
     let mut backoff = FIRST_BACKOFF;
     let mut quick_failures = 0;
+    let mut connected_once = false;
     loop {
         let started = Instant::now();
         let result = start().await;
         if shutdown.requested() {
-            return result;
+            if let Err(e) = result {
+                tracing::info!(service = what, error = %format!("{e:#}"), "stopped while failing");
+            }
+            return Ok(());
         }
-        if started.elapsed() >= HEALTHY_AFTER {
-            quick_failures = 0;
-            backoff = FIRST_BACKOFF;
+        let connect_error = result.as_ref().err().and_then(connect_error);
+        match connect_error {
+            Some(e) if e.is_permanent() => {
+                return Err(result.unwrap_err().context(format!("{what} cannot start")));
+            }
+            Some(ConnectError::GaveUp { .. }) if !connected_once => {
+                return Err(result
+                    .unwrap_err()
+                    .context(format!("{what} could not reach the broker; giving up")));
+            }
+            Some(_) => {
+                // A broker outage after this service was up: not a quick failure of its own.
+                quick_failures = 0;
+            }
+            None => {
+                connected_once = true;
+                if started.elapsed() >= HEALTHY_AFTER {
+                    quick_failures = 0;
+                    backoff = FIRST_BACKOFF;
+                }
+                quick_failures += 1;
+            }
         }
-        quick_failures += 1;
         match result {
             Ok(()) => {
                 tracing::warn!(service = what, retry_in = ?backoff, "stopped on its own; starting it again")
@@ -105,6 +138,12 @@ where
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// The [`ConnectError`] somewhere in `e`'s chain, if any.
+fn connect_error(e: &anyhow::Error) -> Option<&ConnectError> {
+    e.chain()
+        .find_map(|cause| cause.downcast_ref::<ConnectError>())
 }
 
 #[cfg(test)]
@@ -160,5 +199,74 @@ mod tests {
         .await;
         assert!(result.is_ok());
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_login_ends_it_at_once() {
+        let shutdown = Shutdown::on(std::future::pending());
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let result = restart_on_failure("test", &shutdown, move || {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                Err(anyhow::Error::from(ConnectError::AccessRefused {
+                    url: "amqp://u:***@h/".into(),
+                    reason: "ACCESS_REFUSED - Login was refused".into(),
+                }))
+            }
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let e = format!("{:#}", result.unwrap_err());
+        assert!(e.contains("refused the login"), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_broker_ends_it_at_start_up_but_not_later() {
+        let gave_up = || {
+            anyhow::Error::from(ConnectError::GaveUp {
+                url: "amqp://h/".into(),
+                attempts: 3,
+                elapsed: Duration::from_secs(30),
+                last: "Connection refused".into(),
+            })
+        };
+        let shutdown = Shutdown::on(std::future::pending());
+        let result =
+            restart_on_failure("test", &shutdown, move || async move { Err(gave_up()) }).await;
+        let e = format!("{:#}", result.unwrap_err());
+        assert!(
+            e.contains("giving up") && e.contains("Connection refused"),
+            "{e}"
+        );
+
+        // Up once, then the broker is gone for longer than ten connect time-outs: it goes on
+        // trying until the broker is back (here: shutdown, requested by the 15th run).
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = Shutdown::on(async {
+            let _ = rx.await;
+        });
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let mut tx = Some(tx);
+        let result = restart_on_failure("test", &shutdown, move || {
+            let n = r.fetch_add(1, Ordering::SeqCst);
+            let stop = if n == 14 { tx.take() } else { None };
+            async move {
+                if let Some(stop) = stop {
+                    let _ = stop.send(());
+                    tokio::task::yield_now().await;
+                    return Ok(());
+                }
+                if n == 0 {
+                    anyhow::bail!("connection reset");
+                }
+                Err(gave_up())
+            }
+        })
+        .await;
+        assert!(result.is_ok());
+        assert_eq!(runs.load(Ordering::SeqCst), 15);
     }
 }

@@ -104,15 +104,25 @@ pub fn default_worker_id() -> String {
     format!("{host}/{}", std::process::id())
 }
 
-/// Connects with `fleet`'s settings, declares the topology and consumes until `shutdown`.
+/// Connects with `fleet`'s settings, declares the topology and consumes until `shutdown`
+/// (which also stops the connection attempts).
 pub async fn run_with_config(
     fleet: &FleetConfig,
     registry: Registry,
     opts: ConsumerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ConsumerError> {
-    let conn =
-        Arc::new(amqp::connect(&fleet.amqp_url, &opts.worker_id, fleet.connect_timeout()).await?);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let conn = Arc::new(
+        amqp::connect_with(
+            &fleet.amqp_url,
+            &fleet.amqp_tls(),
+            &opts.worker_id,
+            fleet.connect_timeout(),
+            shutdown.as_mut(),
+        )
+        .await?,
+    );
     let topo = fleet.topology();
     let channel = conn.create_channel().await?;
     topology::declare(&channel, &topo).await?;
@@ -356,17 +366,25 @@ async fn consume_loop(
                 }
             }
             Some(Err(e)) => {
-                tracing::warn!(%queue, error = %e, "consumer error; waiting for recovery");
-                if let Err(e) = channel.wait_for_recovery(e).await {
-                    outcome = Err(e.into());
-                    break;
-                }
+                // No recovery on this connection (see `shared::amqp::connect_with`): the
+                // consumers start again on a new one.
+                tracing::warn!(%queue, error = %e, "consumer failed");
+                outcome = Err(e.into());
+                break;
             }
             None => {
                 outcome = Err(ConsumerError::Cancelled(queue.clone()));
                 break;
             }
         }
+    }
+    if !channel.status().connected() {
+        // The channel (or the whole connection) is gone: no outcome can be acked on it any
+        // more, and the broker gives its unacked steps to the next delivery. Waiting for the
+        // steps in flight would only hold up the restart on a new connection.
+        tracing::warn!(%queue, in_flight = in_flight.len(), "channel lost; abandoning the steps in flight (they are redelivered)");
+        in_flight.abort_all();
+        return outcome;
     }
     // No new deliveries; what the broker already pushed but we never took goes back to the
     // queue when the channel closes below.

@@ -99,6 +99,28 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let worker_id = consumer::default_worker_id();
     tracing::info!(config = %cli.fleet, %worker_id, queues = ?cli.queues, concurrency = cli.concurrency, "starting");
+    // Installed first, so that SIGTERM at any time (while waiting for Redis or the broker
+    // too) ends the process cleanly.
+    let shutdown = shared::supervise::Shutdown::on(consumer::shutdown_signal());
+    // Redis first: a worker that cannot reach it must take no step (its resources would go
+    // unregistered, and the photo tasks could not keep their stores).
+    let redis_tls = cli.fleet.redis_tls();
+    let redis = tokio::select! {
+        conn = shared::redis_schema::connect_retrying(
+            &cli.fleet.redis_url,
+            &redis_tls,
+            cli.fleet.connect_timeout(),
+        ) => conn.with_context(|| {
+            format!(
+                "cannot connect to Redis at {}; this worker takes no step without it",
+                shared::config::redact_url(&cli.fleet.redis_url)
+            )
+        })?,
+        _ = shutdown.wait() => {
+            tracing::info!("stopped before start-up completed");
+            return Ok(());
+        }
+    };
     if let Some(addr) = cli.fleet.metrics_addr {
         let (bound, _server) = shared::metrics::serve(addr)
             .await
@@ -130,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
             PhotoStoresFlag::Redis => worker::photo::StoresAt::Redis {
                 url: cli.fleet.redis_url.clone(),
                 prefix: cli.fleet.prefix.clone(),
+                tls: cli.fleet.redis_tls(),
             },
             PhotoStoresFlag::DataDir => worker::photo::StoresAt::DataDir,
         };
@@ -147,30 +170,19 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(resources = ?registry.resources().collect::<Vec<_>>(), "serving");
     // Tell the coordinators what this worker serves, so they fail steps nobody serves
-    // instead of leaving them waiting. Advisory: a worker without Redis still works.
+    // instead of leaving them waiting.
     let resources: Vec<String> = registry.resources().map(str::to_string).collect();
-    let registration = match shared::redis_schema::connect(&cli.fleet.redis_url).await {
-        Ok(conn) => Some((
-            conn.clone(),
-            shared::workers::keep_registered(
-                conn,
-                cli.fleet.prefix.clone(),
-                opts.worker_id.clone(),
-                resources,
-                Duration::from_secs(15),
-            ),
-        )),
-        Err(e) => {
-            tracing::warn!(error = %e, "no Redis: this worker's resources are not registered");
-            None
-        }
-    };
-    let shutdown = shared::supervise::Shutdown::on(consumer::shutdown_signal());
+    let registration = shared::workers::keep_registered(
+        redis.clone(),
+        cli.fleet.prefix.clone(),
+        opts.worker_id.clone(),
+        resources,
+        Duration::from_secs(15),
+    );
     let result = consumer::serve(&cli.fleet, registry, opts.clone(), &shutdown).await;
-    if let Some((mut conn, task)) = registration {
-        task.abort();
-        let _ = shared::workers::unregister(&mut conn, &cli.fleet.prefix, &opts.worker_id).await;
-    }
+    registration.abort();
+    let mut redis = redis;
+    let _ = shared::workers::unregister(&mut redis, &cli.fleet.prefix, &opts.worker_id).await;
     result?;
     tracing::info!("stopped");
     Ok(())

@@ -354,6 +354,7 @@ async fn metadata_put_get_list_through_two_workers() {
     let at = StoresAt::Redis {
         url: redis_url(),
         prefix: prefix.clone(),
+        tls: Default::default(),
     };
     let here = std::path::Path::new("unused");
     let a = PhotoStores::open(&at, here).await.unwrap().metadata;
@@ -375,6 +376,7 @@ async fn an_unreachable_redis_is_a_clear_error() {
     let at = StoresAt::Redis {
         url: "redis://:secret@127.0.0.1:1/".into(),
         prefix: "p".into(),
+        tls: Default::default(),
     };
     let Err(e) = PhotoStores::open(&at, std::path::Path::new("unused")).await else {
         panic!("connected to nothing");

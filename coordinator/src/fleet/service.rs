@@ -205,17 +205,20 @@ impl Coordinator {
         fleet: &FleetConfig,
         opts: ServiceOptions,
     ) -> anyhow::Result<Arc<Coordinator>> {
-        Self::connect_with(fleet, opts, Arc::default()).await
+        Self::connect_with(fleet, opts, Arc::default(), std::future::pending()).await
     }
 
     /// [`Coordinator::connect`], keeping what Redis may lose in `recovery`, which outlives
-    /// this coordinator (see [`Coordinator::serve`]).
+    /// this coordinator (see [`Coordinator::serve`]), and abandoned (with
+    /// [`shared::amqp::ConnectError::Cancelled`]) when `cancel` resolves while the broker is
+    /// being retried.
     async fn connect_with(
         fleet: &FleetConfig,
         opts: ServiceOptions,
         recovery: Arc<recovery::Recovery>,
+        cancel: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<Arc<Coordinator>> {
-        let conn = shared::redis_schema::connect(&fleet.redis_url)
+        let conn = shared::redis_schema::connect_with(&fleet.redis_url, &fleet.redis_tls())
             .await
             .with_context(|| {
                 format!(
@@ -230,8 +233,16 @@ impl Coordinator {
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         );
-        let amqp =
-            Arc::new(shared::amqp::connect(&fleet.amqp_url, &id, fleet.connect_timeout()).await?);
+        let amqp = Arc::new(
+            shared::amqp::connect_with(
+                &fleet.amqp_url,
+                &fleet.amqp_tls(),
+                &id,
+                fleet.connect_timeout(),
+                cancel,
+            )
+            .await?,
+        );
         let topo = fleet.topology();
         let channel = amqp.create_channel().await?;
         shared::topology::declare(&channel, &topo)
@@ -281,7 +292,8 @@ impl Coordinator {
         shared::supervise::restart_on_failure("coordinator", shutdown, || {
             let (opts, stop, recovery) = (opts.clone(), shutdown.wait(), recovery.clone());
             async move {
-                let c = Coordinator::connect_with(fleet, opts, recovery).await?;
+                let mut stop = std::pin::pin!(stop);
+                let c = Coordinator::connect_with(fleet, opts, recovery, stop.as_mut()).await?;
                 let result = c.clone().run(stop).await;
                 c.close().await;
                 result

@@ -24,8 +24,12 @@ use crate::store::{LocalMetadataTable, MetadataTable, RedisMetadataTable};
 pub enum StoresAt {
     /// Under the data dir (this machine only).
     DataDir,
-    /// In the fleet's Redis at `url`, under `prefix`.
-    Redis { url: String, prefix: String },
+    /// In the fleet's Redis at `url`, under `prefix` (`tls`: the files for `rediss://`).
+    Redis {
+        url: String,
+        prefix: String,
+        tls: shared::tls::TlsFiles,
+    },
 }
 
 /// The face collections and the metadata table of the photo tasks.
@@ -65,8 +69,8 @@ impl PhotoStores {
     pub async fn open(at: &StoresAt, data_dir: &Path) -> Result<Self, SetupError> {
         match at {
             StoresAt::DataDir => Ok(Self::local(data_dir)),
-            StoresAt::Redis { url, prefix } => {
-                let conn = shared::redis_schema::connect(url).await.map_err(|error| {
+            StoresAt::Redis { url, prefix, tls } => {
+                let conn = shared::redis_schema::connect_with(url, tls).await.map_err(|error| {
                     SetupError::Redis {
                         url: shared::config::redact_url(url),
                         error,

@@ -11,6 +11,8 @@ use shared::testkit::{Batch, Harness, WorkerProcess, amqp_url, redis_url, unique
 use shared::topology::Topology;
 use worker::task::resource_arn;
 
+pub mod spawned;
+
 pub const WORKER_BIN: &str = env!("CARGO_BIN_EXE_mapfleet-worker");
 
 /// Bound on every fleet test: a hung broker fails the test instead of hanging CI.

@@ -56,6 +56,7 @@ impl StoresArgs {
             Some(url) => StoresAt::Redis {
                 url: url.clone(),
                 prefix: self.prefix.clone(),
+                tls: Default::default(),
             },
             None => StoresAt::DataDir,
         };

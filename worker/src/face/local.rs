@@ -101,6 +101,11 @@ impl LocalEngine {
                 ))),
                 Err(store::Error::Io(e)) => Err(FaceError::Internal(format!("object store: {e}"))),
                 Err(e @ store::Error::Unavailable(_)) => Err(FaceError::Internal(e.to_string())),
+                // Rekognition reports an object it may not read as InvalidS3ObjectException;
+                // the message says which key and why.
+                Err(e @ store::Error::OutsideBucket { .. }) => {
+                    Err(FaceError::InvalidS3Object(e.to_string()))
+                }
                 Err(_) => Err(FaceError::InvalidS3Object(INVALID_S3_OBJECT.into())),
             },
             Image::Bytes(b) => {

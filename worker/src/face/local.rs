@@ -26,7 +26,7 @@ pub struct LocalEngineConfig {
     /// Objects larger than this are refused (`ImageTooLargeException`). Default 15 MiB.
     pub max_object_bytes: u64,
     /// Images whose header announces more pixels are refused before decoding
-    /// (`InvalidImageFormatException`). Default 40 megapixels.
+    /// (`ImageTooLargeException`, with the dimensions). Default 40 megapixels.
     pub max_pixels: u64,
     /// Detection thresholds.
     pub detect: DetectOptions,
@@ -217,9 +217,11 @@ fn image_error(e: ImageError) -> FaceError {
         ImageError::UnsupportedFormat => {
             FaceError::InvalidImageFormat("Request has unsupported image format".into())
         }
-        ImageError::TooManyPixels { width, height, .. } => FaceError::InvalidImageFormat(format!(
-            "Request has invalid image: {width}x{height} exceeds the pixel limit"
-        )),
+        // Rekognition's word for an image over its size limits; the message says which
+        // limit, so a decompression bomb is not mistaken for an unsupported format.
+        e @ ImageError::TooManyPixels { .. } => {
+            FaceError::ImageTooLarge(format!("Image size is too large: {e}"))
+        }
         ImageError::Corrupt(m) => {
             FaceError::InvalidImageFormat(format!("Request has invalid image format: {m}"))
         }

@@ -39,6 +39,7 @@ pub mod client;
 pub mod keys;
 pub mod service;
 pub mod stored;
+mod unserved;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -5,7 +5,9 @@
 //! (`mapfleet coordinator`, `mapfleet-worker`) on the machine's RabbitMQ under a prefix of
 //! its own, and a client (`mapfleet run --redis ... --describe --history`) waiting on a Map
 //! of 400 sleep items. Mid-wait Redis is killed with SIGKILL and started again on the same
-//! port from its AOF after 20 s, long enough for every worker registration to lapse. The
+//! port from its AOF after 20 s, long enough for every worker registration to lapse (the
+//! worker is also frozen with SIGSTOP from 4 s into the outage to 5 s after it, so that its
+//! registration stays lapsed while the coordinator publishes steps). The
 //! client must end with the execution's exact, ordered output and a clean history, having
 //! said on stderr that it was reconnecting; the coordinator must not have warned once per
 //! step that no worker serves the resource.
@@ -21,6 +23,8 @@ use serde_json::{Value, json};
 const MAPFLEET: &str = env!("CARGO_BIN_EXE_mapfleet");
 const ITEMS: usize = 400;
 const OUTAGE: Duration = Duration::from_secs(20);
+/// When, in the outage, the worker is frozen (it has finished its steps by then).
+const FREEZE_AFTER: Duration = Duration::from_secs(4);
 
 /// The `mapfleet-worker` binary, built next to this test's binaries (`cargo build -p worker`;
 /// `cargo test --workspace` builds it).
@@ -171,7 +175,7 @@ fn a_waiting_client_rides_out_a_redis_restart() {
         Command::new(MAPFLEET).arg("coordinator").args(fleet_args),
         &coordinator_log,
     );
-    let _worker = spawn_logged(
+    let worker = spawn_logged(
         Command::new(worker_bin()).args(fleet_args).args([
             "--concurrency",
             "8",
@@ -241,13 +245,21 @@ fn a_waiting_client_rides_out_a_redis_restart() {
         std::thread::sleep(Duration::from_millis(50));
     }
     redis.kill();
-    std::thread::sleep(OUTAGE);
+    // The worker finishes the steps it holds (their outcomes wait in the broker), then is
+    // frozen until a while after Redis is back: its registration lapses and stays lapsed
+    // while the coordinator applies those outcomes and publishes the next iterations'
+    // steps, each of which once drew its own "no live worker" warning.
+    std::thread::sleep(FREEZE_AFTER);
+    signal(&worker, "STOP");
+    std::thread::sleep(OUTAGE - FREEZE_AFTER);
     assert!(
         client.0.try_wait().unwrap().is_none(),
         "the client gave up during the outage: {}",
         std::fs::read_to_string(&stderr_path).unwrap_or_default()
     );
     redis.spawn();
+    std::thread::sleep(Duration::from_secs(5));
+    signal(&worker, "CONT");
 
     let deadline = Instant::now() + Duration::from_secs(300);
     let status = loop {
@@ -308,6 +320,16 @@ fn a_waiting_client_rides_out_a_redis_restart() {
     drop(client);
     redis.kill();
     shared::testkit::teardown_prefix(&prefix);
+}
+
+/// Sends a signal (`STOP`, `CONT`) to a child.
+fn signal(proc: &Proc, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(proc.0.id().to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{name} failed");
 }
 
 fn lower_first(s: &str) -> String {

@@ -327,9 +327,8 @@ fn init_tracing() {
 /// Reads a whole text file, or stdin for `-`, refusing (without reading it all) one over
 /// `limit` bytes: a huge file must cost an error, not the memory to hold and parse it.
 fn read_text(path: &Path, limit: usize, what: &str) -> Result<String, String> {
-    let too_large = |size: String| {
-        format!("{what} is {size} bytes, over the limit of {limit} bytes; it was not read")
-    };
+    let too_large =
+        |size: String| format!("{what} is {size} bytes, over the limit of {limit} bytes");
     let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     let mut bytes = Vec::new();
     if path == Path::new("-") {

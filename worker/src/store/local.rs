@@ -126,10 +126,18 @@ impl LocalStore {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
         };
-        // A dangling link, or a missing file or directory, is a missing key.
+        // A dangling link, or a missing file or directory (or a file where a directory of
+        // the key should be), is a missing key.
         let real = match path.canonicalize() {
             Ok(real) => real,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_key()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(no_key());
+            }
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(outside(bucket, key)),
             Err(e) => return Err(e.into()),
         };
@@ -402,6 +410,10 @@ mod tests {
         ));
         assert!(matches!(
             s.get("photos", "nope", 100).await,
+            Err(Error::NoSuchKey { .. })
+        ));
+        assert!(matches!(
+            s.get("photos", "a/b c.jpg/under-a-file", 100).await,
             Err(Error::NoSuchKey { .. })
         ));
         assert!(matches!(

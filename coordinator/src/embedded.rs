@@ -87,6 +87,11 @@ pub struct EmbeddedOptions {
     pub engine: EngineOptions,
     /// Keep the full history (the CLI's `--history`); off for benchmarks.
     pub keep_history: bool,
+    /// Most Task steps running at once; 0 for no limit (the default here, so that tests
+    /// measure a Map's own MaxConcurrency). A step waits for a slot before its task starts,
+    /// so a Map's waiting items hold no task memory (no photo read or decoded) yet. The CLI
+    /// sets [`default_task_slots`].
+    pub task_slots: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -94,8 +99,18 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             engine: EngineOptions::default(),
             keep_history: true,
+            task_slots: 0,
         }
     }
+}
+
+/// Task slots for `mapfleet run` in this process: twice the CPU cores, at least 8 (a fleet
+/// worker's default).
+pub fn default_task_slots() -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (2 * cores).max(8)
 }
 
 /// A timer entry: due time, then insertion order so equal times fire in order.
@@ -106,6 +121,8 @@ type StepOutcome = (CursorId, u64, Result<Value, StatesError>);
 /// Everything in memory: the in-process seams of embedded mode.
 struct MemoryBackend {
     executor: Arc<dyn TaskExecutor>,
+    /// Task slots, when limited.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
     keep_history: bool,
     items: HashMap<CursorId, Vec<Value>>,
     results: HashMap<CursorId, Vec<Option<Value>>>,
@@ -216,7 +233,13 @@ impl Backend for MemoryBackend {
             return;
         }
         let executor = self.executor.clone();
+        let slots = self.slots.clone();
         self.tasks.spawn(async move {
+            // A slot first (FIFO, so items start in order): a waiting step holds nothing.
+            let _slot = match slots {
+                Some(s) => Some(s.acquire_owned().await.expect("the slots are never closed")),
+                None => None,
+            };
             // The task runs in a task of its own so that a panic the executor let through
             // still becomes this step's failure instead of a step that never ends.
             let name = resource.clone();
@@ -269,6 +292,8 @@ pub async fn run_execution(
     let deadline = timeout.map(|s| clock_base + std::time::Duration::from_secs(s));
     let mut backend = MemoryBackend {
         executor,
+        slots: (opts.task_slots > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(opts.task_slots))),
         keep_history: opts.keep_history,
         items: HashMap::new(),
         results: HashMap::new(),

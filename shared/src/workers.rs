@@ -1,7 +1,8 @@
 //! Which resources the live workers serve: each worker keeps an entry in one Redis hash
 //! (`P:workers`, worker id → `{"resources": [...], "until_ms": ...}`), renewed well before it
 //! lapses. Coordinators read it to fail, rather than leave waiting, a step that no worker
-//! serves.
+//! serves. A lapsed entry is kept (ignored) for a while, so that workers which merely could
+//! not renew during a Redis outage are told apart from no worker at all.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -46,26 +47,48 @@ pub async fn unregister(
     conn.hdel(workers_key(prefix), worker_id).await
 }
 
-/// Every resource some live worker serves. Lapsed entries are ignored (and removed).
+/// How long a lapsed entry is kept (ignored, but telling): a worker that could not renew
+/// while Redis was unreachable lapses with every other, and "its registration lapsed" is then
+/// the truth where "no worker serves this" would raise a false alarm per step.
+const LAPSED_KEPT_MS: u64 = 10 * 60 * 1000;
+
+/// What the registry says about the resources.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Registry {
+    /// Every resource some live worker serves.
+    pub live: HashSet<String>,
+    /// Resources of workers whose entries lapsed recently (they stopped renewing: the worker
+    /// stopped, or could not reach Redis).
+    pub lapsed: HashSet<String>,
+}
+
+/// The registry's view: live resources, and recently lapsed ones. Entries lapsed long ago,
+/// or unreadable, are removed.
+pub async fn registry(conn: &mut ConnectionManager, prefix: &str) -> redis::RedisResult<Registry> {
+    let key = workers_key(prefix);
+    let all: Vec<(String, String)> = conn.hgetall(&key).await?;
+    let now = crate::now_ms();
+    let mut out = Registry::default();
+    let mut gone = Vec::new();
+    for (worker, text) in all {
+        match serde_json::from_str::<Entry>(&text) {
+            Ok(e) if e.until_ms > now => out.live.extend(e.resources),
+            Ok(e) if e.until_ms + LAPSED_KEPT_MS > now => out.lapsed.extend(e.resources),
+            _ => gone.push(worker),
+        }
+    }
+    if !gone.is_empty() {
+        let _: () = conn.hdel(&key, gone).await?;
+    }
+    Ok(out)
+}
+
+/// Every resource some live worker serves (lapsed entries are ignored).
 pub async fn served(
     conn: &mut ConnectionManager,
     prefix: &str,
 ) -> redis::RedisResult<HashSet<String>> {
-    let key = workers_key(prefix);
-    let all: Vec<(String, String)> = conn.hgetall(&key).await?;
-    let now = crate::now_ms();
-    let mut out = HashSet::new();
-    let mut lapsed = Vec::new();
-    for (worker, text) in all {
-        match serde_json::from_str::<Entry>(&text) {
-            Ok(e) if e.until_ms > now => out.extend(e.resources),
-            _ => lapsed.push(worker),
-        }
-    }
-    if !lapsed.is_empty() {
-        let _: () = conn.hdel(&key, lapsed).await?;
-    }
-    Ok(out)
+    Ok(registry(conn, prefix).await?.live)
 }
 
 /// Keeps a worker's entry fresh until the returned task is aborted; renews every `ttl / 3`.

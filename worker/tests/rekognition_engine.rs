@@ -368,3 +368,56 @@ async fn an_unreachable_endpoint_is_a_retryable_internal_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `mapfleet rekognition serve` over the local store: an `S3Object` that is a link leading
+/// out of its bucket is refused (InvalidS3ObjectException naming the key), never analysed;
+/// the same photo as a real object is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_file_outside_the_bucket_is_never_analysed() {
+    let models = models_or_skip!();
+    let dir = photo_support::data_dir("rekognition-links");
+    let store = Arc::new(worker::store::LocalStore::new(dir.join("buckets")));
+    store.create_bucket(DEFAULT_PHOTO_BUCKET).await.unwrap();
+    let photo = photo_support::photo("1_happy_face.jpg");
+    std::fs::write(dir.join("outside.jpg"), &photo).unwrap();
+    let bucket_dir = dir.join("buckets").join(DEFAULT_PHOTO_BUCKET);
+    std::os::unix::fs::symlink(dir.join("outside.jpg"), bucket_dir.join("link.jpg")).unwrap();
+    store
+        .put(DEFAULT_PHOTO_BUCKET, "real.jpg", photo, "image/jpeg")
+        .await
+        .unwrap();
+    let local = Arc::new(LocalEngine::new(
+        store,
+        models,
+        Arc::new(LocalCollections::new(dir.join("collections"))),
+        LocalEngineConfig::default(),
+    ));
+    let endpoint = aws_support::start_rekognition(local.clone()).await;
+    let detect = |name: &str| {
+        json!({"Image": {"S3Object": {"Bucket": DEFAULT_PHOTO_BUCKET, "Name": name}}}).to_string()
+    };
+    let target = Some("RekognitionService.DetectFaces");
+    let (status, ok) = aws_support::raw_request(&endpoint.url, target, &detect("real.jpg")).await;
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(ok["FaceDetails"].as_array().map(Vec::len), Some(1));
+    let (status, err) = aws_support::raw_request(&endpoint.url, target, &detect("link.jpg")).await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["__type"], "InvalidS3ObjectException");
+    let message = err["Message"].as_str().unwrap();
+    assert!(
+        message.contains("Access Denied") && message.contains("link.jpg"),
+        "{message}"
+    );
+    // The photo tasks go through the same engine: face-detection sees the same refusal.
+    match local
+        .detect_faces(&Image::S3Object {
+            bucket: DEFAULT_PHOTO_BUCKET.into(),
+            name: "link.jpg".into(),
+        })
+        .await
+    {
+        Err(FaceError::InvalidS3Object(m)) => assert!(m.contains("link.jpg"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

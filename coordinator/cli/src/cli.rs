@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
 use crate::asl::definition::StateMachine;
-use crate::asl::parse::{InvalidDefinition, parse_definition};
+use crate::asl::parse::{InvalidDefinition, MAX_DEFINITION_BYTES, parse_definition};
 use crate::embedded::{EmbeddedOptions, ExecutionResult, Status, run_execution};
 use crate::engine::ExecutionInfo;
 
@@ -148,6 +148,12 @@ pub struct RunArgs {
     /// On the fleet: print the execution ARN and return without waiting.
     #[arg(long)]
     pub detach: bool,
+    /// In this process: most Task steps running at once (a Map's items wait for a slot
+    /// before their task starts, so their memory too). Default: twice the CPU cores, at
+    /// least 8. Full image decodes are bounded apart from this, by
+    /// `MAPFLEET_DECODE_BUDGET_BYTES` (default a quarter of the available memory).
+    #[arg(long, env = "MAPFLEET_TASK_SLOTS", default_value_t = crate::embedded::default_task_slots())]
+    pub task_slots: usize,
     /// Filled from the global `--data-dir`.
     #[arg(skip)]
     pub data_dir: PathBuf,
@@ -246,13 +252,47 @@ async fn stop_fleet(
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+/// Reads a whole text file, or stdin for `-`, refusing (without reading it all) one over
+/// `limit` bytes: a huge file must cost an error, not the memory to hold and parse it.
+fn read_text(path: &Path, limit: usize, what: &str) -> Result<String, String> {
+    let too_large =
+        |size: String| format!("{what} is {size} bytes, over the limit of {limit} bytes");
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read {what} from stdin: {e}"))?;
+        if bytes.len() > limit {
+            return Err(too_large(format!("more than {limit}")));
+        }
+    } else {
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        let size = file.metadata().map_err(cannot)?.len();
+        if size > limit as u64 {
+            return Err(too_large(size.to_string()));
+        }
+        // Bounded even so: the file may grow, or be a pipe whose size says nothing.
+        file.take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(cannot)?;
+        if bytes.len() > limit {
+            return Err(too_large(format!("more than {limit}")));
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{what} ({}) is not UTF-8 text", path.display()))
+}
+
+/// A definition's text, refused unread when over Step Functions' 1 MiB limit.
+pub fn read_definition_text(path: &Path) -> Result<String, String> {
+    read_text(path, MAX_DEFINITION_BYTES, "the definition")
 }
 
 /// Loads and validates a definition, printing diagnostics on failure.
 pub fn load_definition(path: &Path) -> Result<StateMachine, ExitCode> {
-    let text = read_text(path).map_err(|e| {
+    let text = read_definition_text(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_REJECTED)
     })?;
@@ -276,29 +316,16 @@ fn validate(path: &Path) -> ExitCode {
     }
 }
 
-/// Reads the execution input: a file, `-` for stdin, or `{}`.
+/// Reads the execution input: a file, `-` for stdin, or `{}`. Input over the payload limit
+/// is refused before it is parsed, and read no further than the limit.
 fn read_input(input: Option<&str>) -> Result<Value, String> {
+    let limit = crate::engine::PAYLOAD_LIMIT_BYTES;
     let text = match input {
         None => return Ok(json!({})),
-        Some("-") => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| format!("cannot read the input from stdin: {e}"))?;
-            s
-        }
-        Some(path) => read_text(Path::new(path))?,
+        Some(path) => read_text(Path::new(path), limit, "the execution input")
+            .map_err(|e| format!("Invalid execution input: {e}"))?,
     };
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| format!("Invalid execution input: {e}"))?;
-    if text.len() > crate::engine::PAYLOAD_LIMIT_BYTES {
-        return Err(format!(
-            "Invalid execution input: {} bytes exceed the {} byte limit",
-            text.len(),
-            crate::engine::PAYLOAD_LIMIT_BYTES
-        ));
-    }
-    Ok(value)
+    serde_json::from_str(&text).map_err(|e| format!("Invalid execution input: {e}"))
 }
 
 /// Step Functions' name rules for executions and state machines.
@@ -346,7 +373,7 @@ fn machine_name(path: &Path) -> String {
 
 /// `mapfleet run`: embedded mode, or the fleet when a Redis/AMQP URL is configured.
 pub async fn run(args: RunArgs) -> ExitCode {
-    let text = match read_text(&args.definition) {
+    let text = match read_definition_text(&args.definition) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -391,6 +418,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     };
     let opts = EmbeddedOptions {
         keep_history: args.history,
+        task_slots: args.task_slots,
         ..Default::default()
     };
     let result = run_execution(def, info, executor, opts).await;

@@ -1,5 +1,12 @@
 //! The user's side of the fleet: submit an execution, follow it, describe it, read its
 //! history, stop it. Talks to Redis only; coordinators do the rest.
+//!
+//! Reads (waiting, describing, history) ride out a Redis outage: the execution carries on
+//! without the client, so a read that fails for want of Redis (a dropped connection, a
+//! refused one, a time-out, Redis still loading its data) is tried again after a pause that
+//! grows from 200 ms to 5 s, with a note on stderr each time, for up to
+//! [`FleetClient::patience`]. Writes (submit, stop) are not retried: they are not
+//! idempotent, and their caller sees the error.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -7,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
-use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisResult, RetryMethod};
 use sha2::Digest;
 
 use super::InboxEvent;
@@ -21,11 +28,20 @@ use crate::embedded::ExecutionResult;
 use crate::engine::ExecutionInfo;
 use crate::engine::history::Event;
 
+/// The first pause before a failed read is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+/// The longest pause between tries.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long reads keep trying by default.
+const DEFAULT_PATIENCE: Duration = Duration::from_secs(300);
+
 /// A connection to a fleet's Redis, for clients.
 #[derive(Clone)]
 pub struct FleetClient {
     pub conn: ConnectionManager,
     pub keys: FleetKeys,
+    /// How long a read keeps trying while Redis cannot be reached (default 5 minutes).
+    pub patience: Duration,
 }
 
 impl FleetClient {
@@ -41,7 +57,53 @@ impl FleetClient {
         Ok(FleetClient {
             conn,
             keys: FleetKeys::new(prefix),
+            patience: DEFAULT_PATIENCE,
         })
+    }
+
+    /// Runs a Redis read, trying again while Redis cannot be reached (see the module docs).
+    async fn read<T, F, Fut>(&self, what: &str, mut op: F) -> anyhow::Result<T>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        let mut failing_since: Option<Instant> = None;
+        let mut pause = RETRY_FIRST;
+        let mut tries = 0u32;
+        loop {
+            match op(self.conn.clone()).await {
+                Ok(v) => {
+                    if let Some(since) = failing_since {
+                        eprintln!(
+                            "mapfleet: Redis is back after {:.1}s; carrying on",
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    return Ok(v);
+                }
+                Err(e) if !matches!(e.retry_method(), RetryMethod::NoRetry) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.patience {
+                        return Err(e).with_context(|| {
+                            format!(
+                                "{what}: Redis could not be reached for {}s",
+                                self.patience.as_secs()
+                            )
+                        });
+                    }
+                    tries += 1;
+                    eprintln!(
+                        "mapfleet: Redis unreachable while {what} ({e}); the execution carries \
+                         on without us; reconnecting in {:.1}s (try {tries})",
+                        pause.as_secs_f64()
+                    );
+                    tracing::debug!(error = %e, tries, "a client read failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+                Err(e) => return Err(e).with_context(|| what.to_string()),
+            }
+        }
     }
 
     /// Stores the definition and the execution, and queues its start.
@@ -120,8 +182,13 @@ impl FleetClient {
 
     /// The execution as it stands, with its history when `with_history`.
     pub async fn describe(&self, arn: &str, with_history: bool) -> anyhow::Result<ExecutionResult> {
-        let mut conn = self.conn.clone();
-        let exec: HashMap<String, String> = conn.hgetall(self.keys.exec(arn)).await?;
+        let key = self.keys.exec(arn);
+        let exec: HashMap<String, String> = self
+            .read("describing the execution", |mut c| {
+                let key = &key;
+                async move { c.hgetall(key).await }
+            })
+            .await?;
         if exec.is_empty() {
             bail!("Execution Does Not Exist: '{arn}'");
         }
@@ -160,8 +227,13 @@ impl FleetClient {
 
     /// The execution's history events, in order.
     pub async fn history(&self, arn: &str) -> anyhow::Result<Vec<Event>> {
-        let mut conn = self.conn.clone();
-        let raw: Vec<String> = conn.lrange(self.keys.history(arn), 0, -1).await?;
+        let key = self.keys.history(arn);
+        let raw: Vec<String> = self
+            .read("reading the history", |mut c| {
+                let key = &key;
+                async move { c.lrange(key, 0, -1).await }
+            })
+            .await?;
         raw.iter()
             .map(|t| serde_json::from_str(t).context("unreadable history event"))
             .collect()
@@ -169,21 +241,37 @@ impl FleetClient {
 
     /// The execution's status alone (one `HGET`: cheap enough to poll).
     pub async fn status(&self, arn: &str) -> anyhow::Result<Status> {
-        let mut conn = self.conn.clone();
-        let status: Option<String> = conn.hget(self.keys.exec(arn), "status").await?;
+        let status = self.read_status(arn).await?;
         status
             .as_deref()
             .and_then(Status::parse)
             .with_context(|| format!("Execution Does Not Exist: '{arn}'"))
     }
 
+    /// The execution hash's `status` field, read with retries.
+    async fn read_status(&self, arn: &str) -> anyhow::Result<Option<String>> {
+        let key = self.keys.exec(arn);
+        self.read("waiting for the execution", |mut c| {
+            let key = &key;
+            async move { c.hget(key, "status").await }
+        })
+        .await
+    }
+
     /// Map progress counters: (items started, succeeded, failed).
     pub async fn progress(&self, arn: &str) -> anyhow::Result<(u64, u64, u64)> {
-        let mut conn = self.conn.clone();
-        let v: Vec<Option<u64>> = redis::cmd("HMGET")
-            .arg(self.keys.exec(arn))
-            .arg(&["items_started", "items_succeeded", "items_failed"])
-            .query_async(&mut conn)
+        let key = self.keys.exec(arn);
+        let v: Vec<Option<u64>> = self
+            .read("reading the progress", |mut c| {
+                let key = &key;
+                async move {
+                    redis::cmd("HMGET")
+                        .arg(key)
+                        .arg(&["items_started", "items_succeeded", "items_failed"])
+                        .query_async(&mut c)
+                        .await
+                }
+            })
             .await?;
         Ok((v[0].unwrap_or(0), v[1].unwrap_or(0), v[2].unwrap_or(0)))
     }
@@ -199,8 +287,7 @@ impl FleetClient {
         let started = Instant::now();
         let mut drawn = false;
         loop {
-            let mut conn = self.conn.clone();
-            let status: Option<String> = conn.hget(self.keys.exec(arn), "status").await?;
+            let status = self.read_status(arn).await?;
             let status = status
                 .as_deref()
                 .and_then(Status::parse)

@@ -42,6 +42,7 @@ pub mod command;
 pub mod keys;
 pub mod service;
 pub mod stored;
+mod unserved;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -855,10 +855,11 @@ impl Coordinator {
     /// serves right now.
     async fn check_served(&self, arn: &str, steps: &[StepMessage]) -> anyhow::Result<()> {
         let mut conn = self.conn.clone();
-        let served = shared::workers::served(&mut conn, self.keys.shared.prefix()).await?;
+        let workers = shared::workers::registry(&mut conn, self.keys.shared.prefix()).await?;
         let due = Utc::now().timestamp_millis() + self.opts.unserved_grace.as_millis() as i64;
-        for step in steps.iter().filter(|s| !served.contains(&s.resource)) {
-            tracing::warn!(execution = arn, resource = %step.resource, "no live worker serves this resource");
+        for step in steps.iter().filter(|s| !workers.live.contains(&s.resource)) {
+            let lapsed = workers.lapsed.contains(&step.resource);
+            super::unserved::report(arn, &step.resource, lapsed);
             let member = super::timer_member('U', arn, &step.id.cursor, step.id.seq);
             let _: () = conn.zadd(self.keys.shared.timers(), member, due).await?;
         }

@@ -2,11 +2,14 @@
 //! that announce a gigapixel canvas) must end as an error, never a crash or an unbounded
 //! allocation: the format is sniffed from the magic bytes, the dimensions are read from the
 //! header and checked against a pixel cap before any pixel is decoded, and the decoder runs
-//! with an allocation limit.
+//! with an allocation limit. A full decode also waits for its size in the process's
+//! [`DecodeBudget`], so photos decoding side by side stay within a memory bound.
 
 use std::io::Cursor;
 
 use image::{ImageFormat, ImageReader, Limits, RgbImage};
+
+use super::decode_budget::{DecodeBudget, DecodePermit};
 
 /// The formats the photo pipeline accepts (Rekognition's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +33,12 @@ impl Format {
 pub enum ImageError {
     #[error("not a JPEG or PNG image")]
     UnsupportedFormat,
-    #[error("image is {width}x{height}, over the {max_pixels}-pixel limit")]
+    /// A header announcing more pixels than allowed (a decompression bomb, or simply too
+    /// big): refused before any pixel is decoded.
+    #[error(
+        "image dimensions {width}x{height} ({} pixels) are over the limit of {max_pixels} pixels",
+        u64::from(*width) * u64::from(*height)
+    )]
     TooManyPixels {
         width: u32,
         height: u32,
@@ -127,6 +135,22 @@ fn limits(p: &Probe) -> Limits {
     limits
 }
 
+/// What a full decode of the probed image holds at its peak, in bytes: the decoder's output
+/// (up to 4 bytes a pixel: RGBA, or a JPEG's CMYK) and, for a PNG, the 8-bit RGB or
+/// thumbnail copy made from it (3 more).
+pub fn decode_cost(p: &Probe) -> u64 {
+    let pixels = u64::from(p.width) * u64::from(p.height);
+    match p.format {
+        Format::Jpeg => pixels * 4,
+        Format::Png => pixels * 7,
+    }
+}
+
+/// Waits for the probed image's [`decode_cost`] in the process's decode budget.
+pub fn decode_permit(p: &Probe) -> DecodePermit {
+    DecodeBudget::global().acquire(decode_cost(p))
+}
+
 /// Decodes to 8-bit RGB after [`probe`]'s checks.
 pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<(Probe, RgbImage), ImageError> {
     decode(bytes, max_pixels).map(|d| (d.probe, d.rgb))
@@ -138,11 +162,14 @@ pub struct Decoded {
     pub rgb: RgbImage,
     /// Whether the source was 8-bit RGB already (no grey, alpha or 16-bit channel lost).
     pub native_rgb: bool,
+    /// This decode's share of the decode budget: keep it while the pixels are in use.
+    pub permit: DecodePermit,
 }
 
 /// Decodes to 8-bit RGB after [`probe`]'s checks, saying whether anything was converted.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
     let p = probe(bytes, max_pixels)?;
+    let permit = decode_permit(&p);
     let mut reader = ImageReader::with_format(
         Cursor::new(bytes),
         if p.format == Format::Jpeg {
@@ -160,11 +187,17 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Decoded, ImageError> {
         probe: p,
         rgb: img.into_rgb8(),
         native_rgb,
+        permit,
     })
 }
 
-/// A PNG decoded to 8-bit channels, keeping grey and alpha (for thumbnails).
-pub fn decode_png(bytes: &[u8], p: &Probe) -> Result<image::DynamicImage, ImageError> {
+/// A PNG decoded to 8-bit channels, keeping grey and alpha (for thumbnails). The caller
+/// holds the decode's [`decode_permit`] for as long as it uses the pixels.
+pub fn decode_png(
+    bytes: &[u8],
+    p: &Probe,
+    _permit: &DecodePermit,
+) -> Result<image::DynamicImage, ImageError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Png);
     reader.limits(limits(p));
     let img = reader
@@ -222,6 +255,63 @@ mod tests {
             probe(&png(40, 30), 1000),
             Err(ImageError::TooManyPixels { .. })
         ));
+    }
+
+    /// A decompression bomb: a PNG header announcing 100,000 x 100,000 pixels, with hardly
+    /// any data behind it. It is refused from the header, saying what it is.
+    pub(crate) fn bomb_png() -> Vec<u8> {
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend((data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend(kind);
+            out.extend(data);
+            let crc = crc32(&out[start..]);
+            out.extend(crc.to_be_bytes());
+        }
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend(100_000u32.to_be_bytes());
+        ihdr.extend(100_000u32.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+        chunk(&mut out, b"IHDR", &ihdr);
+        chunk(
+            &mut out,
+            b"IDAT",
+            &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        );
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_named_with_its_dimensions() {
+        let err = decode(&bomb_png(), 40_000_000).err().expect("refused");
+        assert_eq!(
+            err,
+            ImageError::TooManyPixels {
+                width: 100_000,
+                height: 100_000,
+                max_pixels: 40_000_000
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "image dimensions 100000x100000 (10000000000 pixels) are over the limit of 40000000 pixels"
+        );
     }
 
     #[test]

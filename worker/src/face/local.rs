@@ -26,7 +26,7 @@ pub struct LocalEngineConfig {
     /// Objects larger than this are refused (`ImageTooLargeException`). Default 15 MiB.
     pub max_object_bytes: u64,
     /// Images whose header announces more pixels are refused before decoding
-    /// (`InvalidImageFormatException`). Default 40 megapixels.
+    /// (`ImageTooLargeException`, with the dimensions). Default 40 megapixels.
     pub max_pixels: u64,
     /// Detection thresholds.
     pub detect: DetectOptions,
@@ -101,6 +101,11 @@ impl LocalEngine {
                 ))),
                 Err(store::Error::Io(e)) => Err(FaceError::Internal(format!("object store: {e}"))),
                 Err(e @ store::Error::Unavailable(_)) => Err(FaceError::Internal(e.to_string())),
+                // Rekognition reports an object it may not read as InvalidS3ObjectException;
+                // the message says which key and why.
+                Err(e @ store::Error::OutsideBucket { .. }) => {
+                    Err(FaceError::InvalidS3Object(e.to_string()))
+                }
                 Err(_) => Err(FaceError::InvalidS3Object(INVALID_S3_OBJECT.into())),
             },
             Image::Bytes(b) => {
@@ -212,9 +217,11 @@ fn image_error(e: ImageError) -> FaceError {
         ImageError::UnsupportedFormat => {
             FaceError::InvalidImageFormat("Request has unsupported image format".into())
         }
-        ImageError::TooManyPixels { width, height, .. } => FaceError::InvalidImageFormat(format!(
-            "Request has invalid image: {width}x{height} exceeds the pixel limit"
-        )),
+        // Rekognition's word for an image over its size limits; the message says which
+        // limit, so a decompression bomb is not mistaken for an unsupported format.
+        e @ ImageError::TooManyPixels { .. } => {
+            FaceError::ImageTooLarge(format!("Image size is too large: {e}"))
+        }
         ImageError::Corrupt(m) => {
             FaceError::InvalidImageFormat(format!("Request has invalid image format: {m}"))
         }

@@ -19,6 +19,7 @@ pub mod attributes;
 mod cache;
 pub mod collection;
 pub mod commands;
+pub mod decode_budget;
 pub mod decoded;
 pub mod imagefile;
 mod local;

@@ -70,12 +70,12 @@ impl PhotoStores {
         match at {
             StoresAt::DataDir => Ok(Self::local(data_dir)),
             StoresAt::Redis { url, prefix, tls } => {
-                let conn = shared::redis_schema::connect_with(url, tls).await.map_err(|error| {
-                    SetupError::Redis {
+                let conn = shared::redis_schema::connect_with(url, tls)
+                    .await
+                    .map_err(|error| SetupError::Redis {
                         url: shared::config::redact_url(url),
                         error,
-                    }
-                })?;
+                    })?;
                 Ok(Self::redis(conn, prefix))
             }
         }

@@ -36,6 +36,9 @@ fn store_failure(e: store::Error) -> TaskFailure {
         e @ store::Error::Unavailable(_) => {
             TaskFailure::retryable("ServiceUnavailable", e.to_string())
         }
+        e @ store::Error::OutsideBucket { .. } => {
+            TaskFailure::lambda("AccessDenied", &e.to_string())
+        }
         other => TaskFailure::lambda("Error", &other.to_string()),
     }
 }

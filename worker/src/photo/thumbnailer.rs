@@ -54,10 +54,14 @@ fn corrupt(e: impl std::fmt::Display) -> ImageError {
 pub fn make_thumbnail(bytes: &[u8], opts: &ThumbnailOptions) -> Result<Thumb, ImageError> {
     let p = imagefile::probe(bytes, opts.max_pixels)?;
     let (tw, th) = fit(p.width, p.height, opts.max_width, opts.max_height);
+    // A JPEG decodes at reduced scale (small); a PNG in full, within the decode budget,
+    // whose permit is held until the thumbnail is made.
+    let mut held = None;
     let (pixels, sw, sh, pixel_type) = match p.format {
         Format::Jpeg => decode_jpeg_scaled(bytes, tw, th)?,
         Format::Png => {
-            let img = imagefile::decode_png(bytes, &p)?;
+            let permit = held.insert(imagefile::decode_permit(&p));
+            let img = imagefile::decode_png(bytes, &p, permit)?;
             let (w, h) = (img.width(), img.height());
             let pt = match img.color() {
                 image::ColorType::L8 => fr::PixelType::U8,

@@ -1,10 +1,24 @@
 //! The local object store: one directory per bucket under `<data-dir>/buckets/`.
 //!
 //! Invariant: a key can never name a path outside its bucket. Keys are split on `/` and every
-//! component must be a plain name (no empty, `.` or `..` component), and the resolved parent
-//! directory is checked to lie inside the bucket after following symbolic links.
+//! component must be a plain name (no empty, `.` or `..` component), and every symbolic link
+//! on the way is resolved and checked:
+//!
+//! - A read resolves the whole path (directory links and a link in the last component alike);
+//!   a path that leaves the bucket's real directory is [`Error::OutsideBucket`] (Access
+//!   Denied, naming the key). The resolved file is then opened with `O_NOFOLLOW`, and the
+//!   file actually opened is checked again through `/proc/self/fd`, so swapping a component
+//!   for a link between the check and the open cannot reach outside either.
+//! - A write refuses a key whose existing directories or existing link lead outside, before
+//!   creating anything; it writes a new file and renames it over the key, so it replaces a
+//!   link rather than writing through it.
+//! - Links that stay inside the bucket (to another object, or a directory of it) are
+//!   followed, consistently for reads and writes' directories. The bucket directory itself
+//!   may be a link (e.g. to another disk): containment is checked against its real path.
+//!   Listings show regular files only, never links.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -80,26 +94,113 @@ impl LocalStore {
         Ok(path)
     }
 
+    /// The bucket directory's real path (it may itself be a link).
+    fn bucket_real(&self, bucket: &str) -> Result<PathBuf, Error> {
+        let bucket_dir = self.bucket_dir(bucket)?;
+        match bucket_dir.canonicalize() {
+            Ok(real) if real.is_dir() => Ok(real),
+            _ => Err(Error::NoSuchBucket(bucket.to_owned())),
+        }
+    }
+
     /// Checks, after resolving links, that `path`'s parent lies inside the bucket directory.
     fn check_inside(&self, bucket: &str, key: &str, path: &Path) -> Result<(), Error> {
-        let bucket_dir = self.bucket_dir(bucket)?;
-        let Ok(bucket_real) = bucket_dir.canonicalize() else {
-            return Err(Error::NoSuchBucket(bucket.to_owned()));
-        };
-        let parent = path.parent().unwrap_or(&bucket_dir);
+        let bucket_real = self.bucket_real(bucket)?;
+        let parent = path.parent().unwrap_or(&bucket_real);
         match parent.canonicalize() {
             Ok(real) if real.starts_with(&bucket_real) => Ok(()),
-            Ok(_) => Err(Error::InvalidName {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                reason: "key resolves outside its bucket",
-            }),
+            Ok(_) => Err(outside(bucket, key)),
             Err(_) => Err(Error::NoSuchKey {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
             }),
         }
     }
+
+    /// Opens an object for reading: the whole path resolved and checked to stay inside the
+    /// bucket, the resolved file opened without following a link, and what was opened
+    /// checked again (see the module docs).
+    fn open_inside(&self, bucket: &str, key: &str, path: &Path) -> Result<std::fs::File, Error> {
+        let bucket_real = self.bucket_real(bucket)?;
+        let no_key = || Error::NoSuchKey {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        };
+        // A dangling link, or a missing file or directory (or a file where a directory of
+        // the key should be), is a missing key.
+        let real = match path.canonicalize() {
+            Ok(real) => real,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Err(no_key());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(outside(bucket, key)),
+            Err(e) => return Err(e.into()),
+        };
+        if !real.starts_with(&bucket_real) {
+            return Err(outside(bucket, key));
+        }
+        // O_NONBLOCK: a FIFO planted in a bucket must not hang the read (it is no regular
+        // file and is refused below); it changes nothing for regular files.
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&real)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_key()),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(outside(bucket, key)),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(opened) = opened_path(&file)
+            && !opened.starts_with(&bucket_real)
+        {
+            return Err(outside(bucket, key));
+        }
+        Ok(file)
+    }
+
+    /// Refuses a write whose key leads outside the bucket through links that exist already:
+    /// the deepest existing directory on the way, and the key itself when it is a link.
+    /// Runs before any directory is created, so none is ever created outside.
+    fn check_write(&self, bucket: &str, key: &str, path: &Path) -> Result<(), Error> {
+        let bucket_real = self.bucket_real(bucket)?;
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            match d.canonicalize() {
+                Ok(real) if real.starts_with(&bucket_real) => break,
+                Ok(_) => return Err(outside(bucket, key)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => dir = d.parent(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            // A dangling link counts as leaving: where it would lead cannot be checked.
+            match path.canonicalize() {
+                Ok(real) if real.starts_with(&bucket_real) => {}
+                _ => return Err(outside(bucket, key)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The refusal of a key that leads outside its bucket.
+fn outside(bucket: &str, key: &str) -> Error {
+    Error::OutsideBucket {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+    }
+}
+
+/// The path of an open file as the kernel sees it, where `/proc` tells.
+fn opened_path(file: &std::fs::File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
 }
 
 impl LocalStore {
@@ -156,16 +257,11 @@ impl ObjectStore for LocalStore {
         if !self.bucket_dir(bucket)?.is_dir() {
             return Err(Error::NoSuchBucket(bucket.to_owned()));
         }
-        self.check_inside(bucket, key, &path)?;
         let no_key = || Error::NoSuchKey {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
         };
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_key()),
-            Err(e) => return Err(e.into()),
-        };
+        let mut file = self.open_inside(bucket, key, &path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(no_key());
@@ -204,6 +300,7 @@ impl ObjectStore for LocalStore {
         if !bucket_dir.is_dir() {
             return Err(Error::NoSuchBucket(bucket.to_owned()));
         }
+        self.check_write(bucket, key, &path)?;
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -211,7 +308,11 @@ impl ObjectStore for LocalStore {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let tmp = path.with_file_name(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
         let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
+            // create_new: O_EXCL, which never follows a link planted at the temporary name.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(&bytes)?;
             std::fs::rename(&tmp, &path)
         })();
@@ -312,6 +413,10 @@ mod tests {
             Err(Error::NoSuchKey { .. })
         ));
         assert!(matches!(
+            s.get("photos", "a/b c.jpg/under-a-file", 100).await,
+            Err(Error::NoSuchKey { .. })
+        ));
+        assert!(matches!(
             s.get("other", "x", 100).await,
             Err(Error::NoSuchBucket(_))
         ));
@@ -357,8 +462,97 @@ mod tests {
             .unwrap();
         assert!(matches!(
             s.get("photos", "link/k", 100).await,
-            Err(Error::InvalidName { .. })
+            Err(Error::OutsideBucket { .. })
         ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn file_links_leaving_the_bucket_are_refused_for_reads_and_writes() {
+        let (s, dir) = store();
+        s.create_bucket("photos").await.unwrap();
+        let outside_file = dir.join("secret.jpg");
+        std::fs::write(&outside_file, b"not yours").unwrap();
+        let photos = dir.join("buckets/photos");
+        std::os::unix::fs::symlink(&outside_file, photos.join("link.jpg")).unwrap();
+        std::fs::create_dir_all(photos.join("sub")).unwrap();
+        std::os::unix::fs::symlink("../../../secret.jpg", photos.join("sub/rel.jpg")).unwrap();
+        for key in ["link.jpg", "sub/rel.jpg"] {
+            let err = s.get("photos", key, 100).await.unwrap_err();
+            assert!(matches!(err, Error::OutsideBucket { .. }), "{key}: {err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains("Access Denied") && message.contains(key),
+                "{message}"
+            );
+            assert!(matches!(
+                s.put("photos", key, b"x".to_vec(), "").await,
+                Err(Error::OutsideBucket { .. })
+            ));
+        }
+        assert_eq!(std::fs::read(&outside_file).unwrap(), b"not yours");
+        // A write through a directory link that leaves the bucket creates nothing outside.
+        std::os::unix::fs::symlink(&dir, photos.join("up")).unwrap();
+        assert!(matches!(
+            s.put("photos", "up/new/x.jpg", b"x".to_vec(), "").await,
+            Err(Error::OutsideBucket { .. })
+        ));
+        assert!(!dir.join("new").exists());
+        // A dangling link is a missing key to read, and no place to write.
+        std::os::unix::fs::symlink(dir.join("gone.jpg"), photos.join("dangling.jpg")).unwrap();
+        assert!(matches!(
+            s.get("photos", "dangling.jpg", 100).await,
+            Err(Error::NoSuchKey { .. })
+        ));
+        assert!(matches!(
+            s.put("photos", "dangling.jpg", b"x".to_vec(), "").await,
+            Err(Error::OutsideBucket { .. })
+        ));
+        assert!(!dir.join("gone.jpg").exists());
+        // Links are never listed; only the one regular file is.
+        s.put("photos", "real.jpg", b"ok".to_vec(), "")
+            .await
+            .unwrap();
+        assert_eq!(s.list("photos").await.unwrap(), vec!["real.jpg".to_owned()]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn links_inside_the_bucket_are_followed() {
+        let (s, dir) = store();
+        s.create_bucket("photos").await.unwrap();
+        s.put("photos", "a/real.jpg", b"pixels".to_vec(), "")
+            .await
+            .unwrap();
+        let photos = dir.join("buckets/photos");
+        std::os::unix::fs::symlink("a/real.jpg", photos.join("alias.jpg")).unwrap();
+        std::os::unix::fs::symlink("a", photos.join("dir")).unwrap();
+        assert_eq!(
+            &*s.get("photos", "alias.jpg", 100).await.unwrap().bytes,
+            b"pixels"
+        );
+        assert_eq!(
+            &*s.get("photos", "dir/real.jpg", 100).await.unwrap().bytes,
+            b"pixels"
+        );
+        // A write to the link replaces the link with the object, never the file behind it.
+        s.put("photos", "alias.jpg", b"new".to_vec(), "")
+            .await
+            .unwrap();
+        assert_eq!(
+            &*s.get("photos", "alias.jpg", 100).await.unwrap().bytes,
+            b"new"
+        );
+        assert_eq!(
+            &*s.get("photos", "a/real.jpg", 100).await.unwrap().bytes,
+            b"pixels"
+        );
+        // The bucket directory itself may be a link (another disk, say).
+        let elsewhere = dir.join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("k.jpg"), b"far").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("buckets/linked")).unwrap();
+        assert_eq!(&*s.get("linked", "k.jpg", 100).await.unwrap().bytes, b"far");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -34,6 +34,9 @@ pub enum Error {
         key: String,
         reason: &'static str,
     },
+    /// The key leads outside its bucket through a symbolic link (S3's `AccessDenied`).
+    #[error("Access Denied: {bucket}/{key} is a symbolic link that leads outside its bucket")]
+    OutsideBucket { bucket: String, key: String },
     /// The object is larger than the caller's limit; nothing beyond the limit was read.
     #[error("object {bucket}/{key} is larger than {limit} bytes")]
     TooLarge {

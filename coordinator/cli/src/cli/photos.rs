@@ -300,6 +300,7 @@ pub async fn demo(data_dir: &Path, examples: &Path) -> anyhow::Result<ExitCode> 
         amqp: None,
         prefix: "mapfleet".into(),
         detach: false,
+        task_slots: crate::embedded::default_task_slots(),
         data_dir: data_dir.to_path_buf(),
     };
     Ok(super::run_embedded(args).await)

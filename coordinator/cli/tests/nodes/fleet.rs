@@ -77,6 +77,7 @@ impl InProcessFleet {
         let client = FleetClient {
             conn: redis,
             keys: FleetKeys::new(&fleet.prefix),
+            patience: Duration::from_secs(300),
         };
 
         let mut stops = Vec::new();

@@ -23,8 +23,22 @@ mod raw;
 pub use diagnostic::{Diagnostic, InvalidDefinition, Loc, Severity, parse_json_text};
 use raw::{RawMachine, RawState, allowed_fields};
 
+/// The largest definition accepted, in bytes of JSON text (Step Functions' own limit).
+pub const MAX_DEFINITION_BYTES: usize = 1_048_576;
+
 /// Parses and validates a definition from its JSON text.
 pub fn parse_definition(text: &str) -> Result<StateMachine, InvalidDefinition> {
+    // Checked before parsing: a huge definition costs far more memory parsed than as text.
+    if text.len() > MAX_DEFINITION_BYTES {
+        return Err(InvalidDefinition(vec![Diagnostic::new(
+            "DEFINITION_TOO_LARGE",
+            &Loc::root(),
+            format!(
+                "The definition is {} bytes, over the limit of {MAX_DEFINITION_BYTES} bytes (1 MiB)",
+                text.len()
+            ),
+        )]));
+    }
     let value = parse_json_text(text).map_err(|d| InvalidDefinition(vec![d]))?;
     parse_definition_value(&value)
 }

@@ -53,7 +53,7 @@ use crate::asl::error::StatesError;
 pub enum InboxEvent {
     /// Start the execution (written once by the submitter).
     Start,
-    /// A step's outcome, already deduplicated by `shared`'s `apply_outcome` script.
+    /// A step's outcome, already deduplicated by `shared::inbox::apply_to_inbox`.
     Outcome {
         cursor: String,
         seq: u64,

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coordinator::embedded::ExecutionResult;
 use coordinator::engine::ExecutionInfo;
@@ -144,11 +144,23 @@ impl Fleet {
 impl Drop for Fleet {
     /// A test that failed before [`Fleet::finish`] still leaves nothing behind.
     fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(service) = self.service.take() {
-            service.abort();
             let prefix = self.topo.prefix().to_string();
-            // Off this runtime: teardown_prefix blocks on one of its own.
-            let _ = std::thread::spawn(move || shared::testkit::teardown_prefix(&prefix)).join();
+            // Off this runtime (teardown_prefix blocks on one of its own), and only once the
+            // coordinator closed its connection, or a while: an open one would recover its
+            // channels by declaring the queues again.
+            let _ = std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(15);
+                while !service.is_finished() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                service.abort();
+                shared::testkit::teardown_prefix(&prefix);
+            })
+            .join();
         }
     }
 }

@@ -1,7 +1,9 @@
-//! A Map of N `echo` items through the real fleet: C `mapfleet coordinator` processes and K
-//! `mapfleet-worker` processes on a fresh prefix. The execution is submitted with
-//! [`FleetClient::submit`] (what `mapfleet run --detach` does), measured from the submit to
-//! the moment its status reads SUCCEEDED, and verified: the output is the items, in order.
+//! A Map of N `echo` items through the real fleet: C coordinator processes (`mapfleet
+//! coordinator` or `mapfleet-coordinator`) and K `mapfleet-worker` processes on a fresh
+//! prefix. The execution is submitted with [`FleetClient::submit`] (what `mapfleet run
+//! --detach` does), measured from the submit to the moment its status reads SUCCEEDED, and
+//! verified: the output is the items, in order, and the history shows every iteration
+//! started and succeeded exactly once, under unique event ids.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,18 +14,27 @@ use coordinator::asl::definition::StateMachine;
 use coordinator::driver::Status;
 use coordinator::embedded::ExecutionResult;
 use coordinator::engine::ExecutionInfo;
+use coordinator::engine::history::{Event, EventType};
 use coordinator::fleet::client::FleetClient;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
-use shared::testkit::{Harness, WorkerProcess, unique_prefix};
+use shared::testkit::{WorkerProcess, unique_prefix};
 use shared::topology::Topology;
+
+/// How a coordinator process is started: a binary and the arguments before its flags
+/// (`mapfleet` with `coordinator`, or `mapfleet-coordinator` with none).
+#[derive(Clone, Copy)]
+pub struct CoordinatorCmd<'a> {
+    pub bin: &'a Path,
+    pub args: &'a [&'a str],
+}
 
 pub struct Params<'a> {
     pub amqp_url: &'a str,
     pub redis_url: &'a str,
     pub worker_bin: &'a Path,
-    pub mapfleet_bin: &'a Path,
+    pub coordinator: CoordinatorCmd<'a>,
     pub items: usize,
     pub workers: usize,
     pub coordinators: usize,
@@ -82,24 +93,29 @@ pub fn definition() -> Value {
 }
 
 pub async fn run(p: &Params<'_>) -> anyhow::Result<Report> {
-    for (bin, build) in [(p.worker_bin, "worker"), (p.mapfleet_bin, "coordinator")] {
-        ensure!(
-            bin.exists(),
-            "{} not found: build it (`cargo build --release -p {build}`) or pass its flag",
-            bin.display()
-        );
-    }
+    ensure_built(p.worker_bin, "worker")?;
+    ensure_built(p.coordinator.bin, "coordinator` or `-p mapfleet")?;
     let topo = Topology::new(unique_prefix("loadtest-map"), 5);
-    // The harness declares the topology and deletes it (queues and keys) afterwards.
-    let harness = Harness::connect(p.amqp_url, p.redis_url, topo.clone()).await?;
-    let result = measure(p, &harness, &topo).await;
-    let cleanup = harness.cleanup().await;
+    // Declared before the processes start, deleted (queues and keys) afterwards.
+    shared::testkit::declare(p.amqp_url, &topo).await?;
+    let result = measure(p, &topo).await;
+    let cleanup = shared::testkit::teardown(p.amqp_url, p.redis_url, topo.prefix()).await;
     let report = result?;
     cleanup.context("cleaning up the prefix")?;
     Ok(report)
 }
 
-async fn measure(p: &Params<'_>, harness: &Harness, topo: &Topology) -> anyhow::Result<Report> {
+/// Fails with how to build `bin` when it is missing.
+pub fn ensure_built(bin: &Path, package: &str) -> anyhow::Result<()> {
+    ensure!(
+        bin.exists(),
+        "{} not found: build it (`cargo build --release -p {package}`) or pass its flag",
+        bin.display()
+    );
+    Ok(())
+}
+
+async fn measure(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Report> {
     let concurrency = p.concurrency.to_string();
     let window = p.window.to_string();
     let _workers = (0..p.workers)
@@ -116,8 +132,8 @@ async fn measure(p: &Params<'_>, harness: &Harness, topo: &Topology) -> anyhow::
     let _coordinators = (0..p.coordinators)
         .map(|_| spawn_coordinator(p, topo))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    wait_for_consumers(harness, &topo.default_steps_queue(), p.workers as u32).await?;
-    wait_for_consumers(harness, &topo.outcomes_queue(), p.coordinators as u32).await?;
+    wait_for_consumers(p.amqp_url, &topo.default_steps_queue(), p.workers as u32).await?;
+    wait_for_consumers(p.amqp_url, &topo.outcomes_queue(), p.coordinators as u32).await?;
 
     let client = FleetClient::connect(p.redis_url, topo.prefix()).await?;
     let text = definition().to_string();
@@ -151,15 +167,49 @@ async fn measure(p: &Params<'_>, harness: &Harness, topo: &Topology) -> anyhow::
         "iterations succeeded {ok}, failed {failed}, expected {} and 0",
         p.items
     );
+    check_history(&client.history(&arn).await?, p.items)?;
     Ok(Report {
         items: p.items,
         elapsed,
     })
 }
 
+/// The history of a Map over `n` items: event ids unique and contiguous from 1, every
+/// iteration started exactly once and succeeded exactly once.
+pub fn check_history(events: &[Event], n: usize) -> anyhow::Result<()> {
+    if let Some((i, e)) = events
+        .iter()
+        .enumerate()
+        .find(|(i, e)| e.id != *i as u64 + 1)
+    {
+        bail!(
+            "history event {i} has id {}: ids are not 1..={}",
+            e.id,
+            events.len()
+        );
+    }
+    for (kind, what) in [
+        (EventType::MapIterationStarted, "started"),
+        (EventType::MapIterationSucceeded, "succeeded"),
+    ] {
+        let mut seen = vec![0u32; n];
+        for e in events.iter().filter(|e| e.event_type == kind) {
+            let index = e.details["index"]
+                .as_u64()
+                .filter(|&i| (i as usize) < n)
+                .with_context(|| format!("an iteration event without a valid index: {e:?}"))?;
+            seen[index as usize] += 1;
+        }
+        if let Some((i, times)) = seen.iter().enumerate().find(|(_, c)| **c != 1) {
+            bail!("iteration {i} {what} {times} times, not once");
+        }
+    }
+    Ok(())
+}
+
 fn spawn_coordinator(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Proc> {
-    let mut cmd = Command::new(p.mapfleet_bin);
-    cmd.arg("coordinator")
+    let mut cmd = Command::new(p.coordinator.bin);
+    cmd.args(p.coordinator.args)
         .args(["--amqp", p.amqp_url, "--redis", p.redis_url])
         .args(["--prefix", topo.prefix()])
         .args(["--delivery-limit", &topo.delivery_limit().to_string()])
@@ -183,14 +233,15 @@ fn spawn_coordinator(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Proc> {
             Stdio::null()
         })
         .spawn()
-        .with_context(|| format!("spawning {}", p.mapfleet_bin.display()))?;
+        .with_context(|| format!("spawning {}", p.coordinator.bin.display()))?;
     Ok(Proc(child))
 }
 
 /// Waits until `n` consumers are on `queue`, so the measurement does not include process
 /// start-up.
-pub async fn wait_for_consumers(h: &Harness, queue: &str, n: u32) -> anyhow::Result<()> {
-    let ch = h.conn.create_channel().await?;
+pub async fn wait_for_consumers(amqp_url: &str, queue: &str, n: u32) -> anyhow::Result<()> {
+    let conn = shared::amqp::connect(amqp_url, "loadtest-wait", Duration::from_secs(15)).await?;
+    let ch = conn.create_channel().await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let q = ch
@@ -205,7 +256,7 @@ pub async fn wait_for_consumers(h: &Harness, queue: &str, n: u32) -> anyhow::Res
             .await
             .context("passive declare")?;
         if q.consumer_count() >= n {
-            let _ = ch.close(200, "ready".into()).await;
+            let _ = conn.close(200, "ready".into()).await;
             return Ok(());
         }
         ensure!(

@@ -21,7 +21,7 @@ use anyhow::{Context, ensure};
 use coordinator::engine::ExecutionInfo;
 use coordinator::fleet::client::FleetClient;
 use serde_json::{Value, json};
-use shared::testkit::{Harness, unique_prefix};
+use shared::testkit::unique_prefix;
 use shared::topology::Topology;
 
 use crate::map_coordinator::{run_to_success, wait_for_consumers};
@@ -136,12 +136,12 @@ pub async fn run(p: &Params<'_>) -> anyhow::Result<Report> {
         p.models_dir.display()
     );
     let topo = Topology::new(unique_prefix("loadtest-photos"), 5);
-    // The harness declares the topology and deletes it (queues and keys) afterwards; the
+    // Declared before the processes start, deleted (queues and keys) afterwards; the
     // worker's face collection and metadata table live under the same prefix.
-    let harness = Harness::connect(p.amqp_url, p.redis_url, topo.clone()).await?;
+    shared::testkit::declare(p.amqp_url, &topo).await?;
     let data_dir = std::env::temp_dir().join(format!("{}-data", topo.prefix()));
-    let result = measure(p, &harness, &topo, &data_dir).await;
-    let cleanup = harness.cleanup().await;
+    let result = measure(p, &topo, &data_dir).await;
+    let cleanup = shared::testkit::teardown(p.amqp_url, p.redis_url, topo.prefix()).await;
     let _ = std::fs::remove_dir_all(&data_dir);
     let report = result?;
     cleanup.context("cleaning up the prefix")?;
@@ -165,12 +165,7 @@ fn upload(p: &Params<'_>, data_dir: &Path) -> anyhow::Result<Vec<Value>> {
     Ok(items)
 }
 
-async fn measure(
-    p: &Params<'_>,
-    harness: &Harness,
-    topo: &Topology,
-    data_dir: &Path,
-) -> anyhow::Result<Report> {
+async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Result<Report> {
     let items = upload(p, data_dir)?;
     let cores = allowed_cores();
     let (worker_core, others) = match cores.split_last() {
@@ -221,8 +216,8 @@ async fn measure(
             .spawn()
             .with_context(|| format!("spawning {}", p.mapfleet_bin.display()))?,
     );
-    wait_for_consumers(harness, &topo.default_steps_queue(), 1).await?;
-    wait_for_consumers(harness, &topo.outcomes_queue(), 1).await?;
+    wait_for_consumers(p.amqp_url, &topo.default_steps_queue(), 1).await?;
+    wait_for_consumers(p.amqp_url, &topo.outcomes_queue(), 1).await?;
 
     let def_path = p
         .repo

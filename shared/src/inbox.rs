@@ -1,7 +1,7 @@
 //! Handing step outcomes to the coordinators, atomically.
 //!
-//! An outcome is applied (the `apply_outcome` rule of [`crate::redis_schema`]: only if its
-//! cursor awaits exactly that step id) **and** appended to its execution's inbox in one
+//! An outcome is applied (only if its cursor awaits exactly that step id, as
+//! [`crate::redis_schema::FleetStore::await_steps`] marked it) **and** appended to its execution's inbox in one
 //! script. Two separate calls would leave a window where a coordinator that dies between them
 //! has marked the outcome applied without queueing it: the redelivered outcome would then be
 //! dropped as a duplicate and the step would never complete.

@@ -13,8 +13,8 @@
 //! - [`amqp`]: connecting with bounded retry, the confirming [`amqp::Publisher`] (window of
 //!   unconfirmed messages, `mandatory`, persistent, timeouts, retry after recovery) and
 //!   consumer helpers (manual acks, per-consumer prefetch).
-//! - [`redis_schema`]: key names and TTLs, and the Lua scripts that make outcomes apply
-//!   exactly once, iteration results reduce exactly once, and timers fire from any
+//! - [`redis_schema`]: the keys coordinators and workers both name, their TTLs, and the
+//!   Lua scripts that mark which step a cursor awaits and let timers fire from any
 //!   coordinator.
 //! - [`inbox`]: applying outcomes and queueing them for the coordinators in one script.
 //! - [`workers`]: which resources the live workers serve.
@@ -23,8 +23,8 @@
 //! - [`config`]: typed, documented configuration (defaults → `MAPFLEET_*` env → flags).
 //! - [`metrics`]: the metric catalogue and the `/metrics` exporter.
 //! - [`process`]: logging set-up and the shutdown signal, the same in every binary.
-//! - [`testkit`]: helpers for tests and the load generator (unique prefixes, a minimal
-//!   "coordinator" that publishes steps and applies outcomes through this crate's API).
+//! - [`testkit`]: helpers for tests and the load generator (unique prefixes, declaring and
+//!   deleting a fleet's queues and keys, worker processes, forced connection loss).
 
 pub mod amqp;
 pub mod config;

@@ -1,4 +1,7 @@
-//! The Redis key schema and the Lua scripts that make the fleet exactly-once.
+//! The Redis keys coordinators and workers both name, and the scripts on them that make
+//! outcomes apply once and timers fire from any coordinator. The coordinator's own keys
+//! (cursors, inbox, outbox, a Map's items and results, ...) are in
+//! `coordinator/src/fleet/keys.rs`; the photo stores' in `worker/src/redis_keys.rs`.
 //!
 //! # Keys
 //! Every key of one execution carries the execution ARN as a hash tag (`{arn}`), so a
@@ -8,9 +11,7 @@
 //! |---|---|---|---|
 //! | `P:def:ID` | string | a definition (JSON) | [`Ttls::definition`] |
 //! | `P:{ARN}:exec` | hash | execution status, input, output | [`Ttls::execution`] |
-//! | `P:{ARN}:cursor:CURSOR` | hash | `seq`, `attempt`, `phase`, `outcome`, engine fields | [`Ttls::execution`] |
-//! | `P:{ARN}:map:RUN:meta` | hash | `total`, `remaining`, `status`, `reduced` | [`Ttls::execution`] |
-//! | `P:{ARN}:map:RUN:results` | hash | item index → result (JSON) | [`Ttls::execution`] |
+//! | `P:{ARN}:cursor:CURSOR` | hash | the step a cursor awaits: `seq`, `attempt`, `phase` (`awaiting`, `applied`), `outcome`, `applied_ms` | [`Ttls::execution`] |
 //! | `P:{ARN}:history` | list | history events (JSON), in order | [`Ttls::execution`] |
 //! | `P:timers` | sorted set | timer member → due time (Unix ms) | none: it is a queue |
 //!
@@ -19,12 +20,10 @@
 //! silently lose progress.
 //!
 //! # Scripts (each one atomic)
-//! - [`FleetStore::apply_outcome`]: applies an outcome only if the cursor is awaiting exactly
-//!   that (seq, attempt); a duplicate, stale or late outcome returns [`Applied::Duplicate`].
-//!   [`FleetStore::await_steps`] marks many cursors (one script call) as
-//!   [`FleetStore::await_step`] marks one.
-//! - [`FleetStore::store_iteration_result`]: stores result `i` once and decrements
-//!   `remaining` once; exactly one call sees `remaining == 0` with `stored == true`.
+//! - [`FleetStore::await_steps`]: marks cursors as awaiting exactly one step id (seq,
+//!   attempt) each, before the steps are published. [`crate::inbox::apply_to_inbox`] then
+//!   applies an outcome only if its cursor awaits exactly that step; a duplicate, stale or
+//!   late outcome is [`Applied::Duplicate`].
 //! - [`FleetStore::claim_due_timers`]: takes due timers under a lease, so any coordinator may
 //!   fire them and a crashed one's timers fire again after the lease.
 
@@ -34,7 +33,6 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use crate::messages::StepId;
 use crate::metrics;
 use crate::tls::{TlsError, TlsFiles};
 
@@ -65,14 +63,6 @@ impl Keys {
 
     pub fn cursor(&self, arn: &str, cursor: &str) -> String {
         format!("{}:{{{arn}}}:cursor:{cursor}", self.prefix)
-    }
-
-    pub fn map_meta(&self, arn: &str, map_run: &str) -> String {
-        format!("{}:{{{arn}}}:map:{map_run}:meta", self.prefix)
-    }
-
-    pub fn map_results(&self, arn: &str, map_run: &str) -> String {
-        format!("{}:{{{arn}}}:map:{map_run}:results", self.prefix)
     }
 
     pub fn history(&self, arn: &str) -> String {
@@ -108,7 +98,7 @@ pub enum StoreError {
     Reply(String),
 }
 
-/// What [`FleetStore::apply_outcome`] did.
+/// What applying an outcome did ([`crate::inbox::apply_to_inbox`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     /// First outcome for the step the cursor awaits: recorded, the cursor is now `applied`.
@@ -116,22 +106,6 @@ pub enum Applied {
     /// The cursor does not await this (seq, attempt): a redelivered duplicate, an outcome of
     /// a superseded attempt, or one for a cursor that is gone. Ack it and drop it.
     Duplicate,
-}
-
-/// What [`FleetStore::store_iteration_result`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stored {
-    /// This call stored the result (false: it was already there).
-    pub stored: bool,
-    /// Iterations still without a result after this call.
-    pub remaining: i64,
-}
-
-impl Stored {
-    /// True for exactly one call per map run: the one that stored the last result.
-    pub fn completed_now(&self) -> bool {
-        self.stored && self.remaining == 0
-    }
 }
 
 /// A due timer taken by [`FleetStore::claim_due_timers`].
@@ -142,25 +116,6 @@ pub struct ClaimedTimer {
     pub lease_until_ms: u64,
 }
 
-const AWAIT_STEP: &str = r#"
--- KEYS[1] cursor hash; ARGV: seq, attempt, ttl seconds
-redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'attempt', ARGV[2], 'phase', 'awaiting')
-redis.call('HDEL', KEYS[1], 'outcome', 'applied_ms')
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
-"#;
-
-const APPLY_OUTCOME: &str = r#"
--- KEYS[1] cursor hash; ARGV: seq, attempt, outcome, ttl seconds, now ms
-local cur = redis.call('HMGET', KEYS[1], 'seq', 'attempt', 'phase')
-if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] or cur[3] ~= 'awaiting' then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'phase', 'applied', 'outcome', ARGV[3], 'applied_ms', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
-"#;
-
 const AWAIT_STEPS: &str = r#"
 -- KEYS: cursor hashes; ARGV: ttl seconds, then (seq, attempt) per key
 for i, key in ipairs(KEYS) do
@@ -169,35 +124,6 @@ for i, key in ipairs(KEYS) do
   redis.call('EXPIRE', key, ARGV[1])
 end
 return #KEYS
-"#;
-
-const INIT_MAP_RUN: &str = r#"
--- KEYS[1] meta hash; ARGV: total, ttl seconds, now ms
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'total', ARGV[1], 'remaining', ARGV[1], 'status', 'running', 'started_ms', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
-"#;
-
-const STORE_RESULT: &str = r#"
--- KEYS[1] results hash, KEYS[2] meta hash; ARGV: index, result, ttl seconds
-local total = redis.call('HGET', KEYS[2], 'total')
-if not total then return redis.error_reply('NOMAPRUN map run is not initialised or expired') end
-local i = tonumber(ARGV[1])
-if i == nil or i < 0 or i >= tonumber(total) then
-  return redis.error_reply('BADINDEX item index ' .. ARGV[1] .. ' outside 0..' .. total)
-end
-local stored = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-local left
-if stored == 1 then
-  left = redis.call('HINCRBY', KEYS[2], 'remaining', -1)
-  if left == 0 then redis.call('HSET', KEYS[2], 'status', 'complete') end
-else
-  left = tonumber(redis.call('HGET', KEYS[2], 'remaining'))
-end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return {stored, left}
 "#;
 
 const CLAIM_TIMERS: &str = r#"
@@ -219,21 +145,13 @@ return 0
 "#;
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    await_step: Script::new(AWAIT_STEP),
-    apply_outcome: Script::new(APPLY_OUTCOME),
     await_steps: Script::new(AWAIT_STEPS),
-    init_map_run: Script::new(INIT_MAP_RUN),
-    store_result: Script::new(STORE_RESULT),
     claim_timers: Script::new(CLAIM_TIMERS),
     complete_timer: Script::new(COMPLETE_TIMER),
 });
 
 struct Scripts {
-    await_step: Script,
-    apply_outcome: Script,
     await_steps: Script,
-    init_map_run: Script,
-    store_result: Script,
     claim_timers: Script,
     complete_timer: Script,
 }
@@ -401,48 +319,9 @@ impl FleetStore {
         Ok(out?)
     }
 
-    /// Marks `cursor` as awaiting the outcome of step (`seq`, `attempt`): call it before
-    /// publishing the step. The previous outcome (if any) is cleared.
-    pub async fn await_step(
-        &self,
-        arn: &str,
-        cursor: &str,
-        seq: u64,
-        attempt: u32,
-    ) -> Result<(), StoreError> {
-        let mut inv = SCRIPTS.await_step.prepare_invoke();
-        inv.key(self.keys.cursor(arn, cursor))
-            .arg(seq)
-            .arg(attempt)
-            .arg(secs(self.ttls.execution));
-        let _: i64 = self.timed("await_step", inv).await?;
-        Ok(())
-    }
-
-    /// Applies the outcome of step `id` exactly once: only if its cursor awaits exactly that
-    /// (seq, attempt). `outcome` (JSON, typically the [`crate::messages::StepResult`]) is
-    /// kept in the cursor's `outcome` field, so a coordinator that crashes right after this
-    /// call finds it there and finishes the transition.
-    pub async fn apply_outcome(&self, id: &StepId, outcome: &str) -> Result<Applied, StoreError> {
-        let mut inv = SCRIPTS.apply_outcome.prepare_invoke();
-        inv.key(self.keys.cursor(&id.execution, &id.cursor))
-            .arg(id.seq)
-            .arg(id.attempt)
-            .arg(outcome)
-            .arg(secs(self.ttls.execution))
-            .arg(crate::now_ms());
-        let n: i64 = self.timed("apply_outcome", inv).await?;
-        Ok(if n == 1 {
-            Applied::Applied
-        } else {
-            metrics::get().outcome_duplicates.inc();
-            Applied::Duplicate
-        })
-    }
-
-    /// [`Self::await_step`] for many steps of one execution, in one script call per
-    /// [`BATCH`] steps (one round trip instead of one per step). Each step is marked exactly
-    /// as `await_step` marks it.
+    /// Marks each cursor as awaiting the outcome of its step (`seq`, `attempt`), clearing the
+    /// previous outcome: call it before publishing the steps. One script call per [`BATCH`]
+    /// steps of one execution.
     pub async fn await_steps(
         &self,
         arn: &str,
@@ -458,112 +337,6 @@ impl FleetStore {
             }
             let _: i64 = self.timed("await_steps", inv).await?;
         }
-        Ok(())
-    }
-
-    /// A cursor's fields (`seq`, `attempt`, `phase`, `outcome`, …).
-    pub async fn cursor_fields(
-        &self,
-        arn: &str,
-        cursor: &str,
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        let mut conn = self.conn.clone();
-        Ok(conn.hgetall(self.keys.cursor(arn, cursor)).await?)
-    }
-
-    /// Creates the fan-in state of a map run with `total` items (`remaining = total`).
-    /// Returns false if it already existed (a restarted coordinator re-entering the Map).
-    pub async fn init_map_run(
-        &self,
-        arn: &str,
-        map_run: &str,
-        total: u64,
-    ) -> Result<bool, StoreError> {
-        let mut inv = SCRIPTS.init_map_run.prepare_invoke();
-        inv.key(self.keys.map_meta(arn, map_run))
-            .arg(total)
-            .arg(secs(self.ttls.execution))
-            .arg(crate::now_ms());
-        let n: i64 = self.timed("init_map_run", inv).await?;
-        Ok(n == 1)
-    }
-
-    /// Stores the result of item `index` once and counts it once. See [`Stored`].
-    pub async fn store_iteration_result(
-        &self,
-        arn: &str,
-        map_run: &str,
-        index: u64,
-        result: &str,
-    ) -> Result<Stored, StoreError> {
-        let mut inv = SCRIPTS.store_result.prepare_invoke();
-        inv.key(self.keys.map_results(arn, map_run))
-            .key(self.keys.map_meta(arn, map_run))
-            .arg(index)
-            .arg(result)
-            .arg(secs(self.ttls.execution));
-        let (stored, remaining): (i64, i64) = self.timed("store_result", inv).await?;
-        Ok(Stored {
-            stored: stored == 1,
-            remaining,
-        })
-    }
-
-    /// Marks the map run reduced; true for exactly one caller. Whoever observes
-    /// `remaining == 0` (even through a duplicate) may call it and reduce if it wins, which
-    /// covers a coordinator that crashed between the last store and the reduce.
-    pub async fn try_mark_reduced(&self, arn: &str, map_run: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
-        let won: bool = conn
-            .hset_nx(self.keys.map_meta(arn, map_run), "reduced", crate::now_ms())
-            .await?;
-        Ok(won)
-    }
-
-    /// The results of items `0..total`, in item order (`None` where missing).
-    pub async fn read_results(
-        &self,
-        arn: &str,
-        map_run: &str,
-        total: u64,
-    ) -> Result<Vec<Option<String>>, StoreError> {
-        let key = self.keys.map_results(arn, map_run);
-        let mut conn = self.conn.clone();
-        let mut out = Vec::with_capacity(total as usize);
-        let mut start = 0u64;
-        while start < total {
-            let end = (start + 1000).min(total);
-            let fields: Vec<u64> = (start..end).collect();
-            let chunk: Vec<Option<String>> = if fields.len() == 1 {
-                vec![conn.hget(&key, fields[0]).await?]
-            } else {
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg(&fields)
-                    .query_async(&mut conn)
-                    .await?
-            };
-            out.extend(chunk);
-            start = end;
-        }
-        Ok(out)
-    }
-
-    /// The map run's meta fields (`total`, `remaining`, `status`, `reduced`, …).
-    pub async fn map_meta(
-        &self,
-        arn: &str,
-        map_run: &str,
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        let mut conn = self.conn.clone();
-        Ok(conn.hgetall(self.keys.map_meta(arn, map_run)).await?)
-    }
-
-    /// Schedules (or moves) timer `member` to fire at `due_ms`. Members must be unique per
-    /// firing (e.g. include the cursor and step seq) for leases to work.
-    pub async fn schedule_timer(&self, member: &str, due_ms: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: i64 = conn.zadd(self.keys.timers(), member, due_ms).await?;
         Ok(())
     }
 
@@ -603,34 +376,7 @@ impl FleetStore {
         Ok(n == 1)
     }
 
-    /// Appends one history event (JSON) to an execution's history.
-    pub async fn append_history(&self, arn: &str, event: &str) -> Result<(), StoreError> {
-        let key = self.keys.history(arn);
-        let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .atomic()
-            .rpush(&key, event)
-            .ignore()
-            .expire(&key, secs(self.ttls.execution) as i64)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
-    }
-
-    /// History events `start..=stop` (Redis LRANGE indexes; `-1` is the last).
-    pub async fn history(
-        &self,
-        arn: &str,
-        start: isize,
-        stop: isize,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        Ok(conn.lrange(self.keys.history(arn), start, stop).await?)
-    }
-
-    /// Deletes every key of one execution's map run and cursors matching the prefix (tests
-    /// and cleanup). Uses SCAN, so it is slow on a big keyspace: not for hot paths.
+    /// Deletes every key under the prefix (tests and cleanup). Uses SCAN, so it is slow on a big keyspace: not for hot paths.
     pub async fn delete_prefix(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         let pattern = format!("{}:*", self.keys.prefix);
@@ -659,13 +405,7 @@ mod tests {
     fn keys_share_the_execution_hash_tag() {
         let k = Keys::new("p");
         let arn = "arn:aws:states:local:0:execution:sm:e1";
-        for key in [
-            k.execution(arn),
-            k.cursor(arn, "Map/1"),
-            k.map_meta(arn, "Map"),
-            k.map_results(arn, "Map"),
-            k.history(arn),
-        ] {
+        for key in [k.execution(arn), k.cursor(arn, "Map/1"), k.history(arn)] {
             assert!(
                 key.starts_with("p:{arn:aws:states:local:0:execution:sm:e1}:"),
                 "{key}"
@@ -675,66 +415,44 @@ mod tests {
         assert_eq!(k.definition("abc"), "p:def:abc");
     }
 
-    /// Against the Redis on 127.0.0.1 (as the integration tests): `await_steps` leaves each
-    /// cursor exactly as `await_step` does, so `apply_outcome` accepts the awaited step once.
+    /// Against the Redis on 127.0.0.1 (as the integration tests): `await_steps` marks each
+    /// cursor as awaiting exactly its step, and marking again clears the applied outcome.
     #[tokio::test]
-    async fn await_steps_marks_cursors_as_await_step_does() {
+    async fn await_steps_marks_each_cursor_and_clears_its_outcome() {
         let prefix = format!("mft-await-{}-{}", std::process::id(), crate::now_ms());
         let store = FleetStore::connect("redis://127.0.0.1:6379/", &prefix)
             .await
             .expect("redis on 127.0.0.1");
         let arn = "arn:aws:states:local:0:execution:sm:e1";
-        store.await_step(arn, "one", 4, 2).await.unwrap();
         store
             .await_steps(arn, &[("many/0", 4, 2), ("many/1", 7, 1)])
             .await
             .unwrap();
-        let one = store.cursor_fields(arn, "one").await.unwrap();
-        let many = store.cursor_fields(arn, "many/0").await.unwrap();
-        assert_eq!(one, many);
-        let id = |cursor: &str, seq, attempt| StepId {
-            execution: arn.into(),
-            cursor: cursor.into(),
-            seq,
-            attempt,
+        let fields = |cursor: &'static str| {
+            let (mut conn, key) = (store.conn(), store.keys().cursor(arn, cursor));
+            async move {
+                let f: std::collections::HashMap<String, String> = conn.hgetall(key).await.unwrap();
+                f
+            }
         };
-        let apply = |id: StepId| {
-            let store = store.clone();
-            async move { store.apply_outcome(&id, "{}").await.unwrap() }
-        };
-        assert_eq!(apply(id("many/1", 7, 1)).await, Applied::Applied);
-        assert_eq!(apply(id("many/1", 7, 1)).await, Applied::Duplicate);
-        assert_eq!(apply(id("many/0", 4, 1)).await, Applied::Duplicate);
-        // Marking again clears the applied outcome.
+        let first = fields("many/0").await;
+        assert_eq!(first["seq"], "4");
+        assert_eq!(first["attempt"], "2");
+        assert_eq!(first["phase"], "awaiting");
+        let _: () = store
+            .conn()
+            .hset_multiple(
+                store.keys().cursor(arn, "many/1"),
+                &[("phase", "applied"), ("outcome", "{}"), ("applied_ms", "1")],
+            )
+            .await
+            .unwrap();
         store.await_steps(arn, &[("many/1", 8, 1)]).await.unwrap();
-        let fields = store.cursor_fields(arn, "many/1").await.unwrap();
-        assert!(!fields.contains_key("outcome"));
-        assert_eq!(fields.get("phase").map(String::as_str), Some("awaiting"));
+        let again = fields("many/1").await;
+        assert!(!again.contains_key("outcome"), "{again:?}");
+        assert!(!again.contains_key("applied_ms"), "{again:?}");
+        assert_eq!(again["seq"], "8");
+        assert_eq!(again["phase"], "awaiting");
         store.delete_prefix().await.unwrap();
-    }
-
-    #[test]
-    fn completed_now_only_for_the_storing_call() {
-        assert!(
-            Stored {
-                stored: true,
-                remaining: 0
-            }
-            .completed_now()
-        );
-        assert!(
-            !Stored {
-                stored: false,
-                remaining: 0
-            }
-            .completed_now()
-        );
-        assert!(
-            !Stored {
-                stored: true,
-                remaining: 1
-            }
-            .completed_now()
-        );
     }
 }

@@ -7,6 +7,7 @@
 //! | `arn:mapfleet:task:::sleep` | `{"ms": N, ...}` | the input, after N ms |
 //! | `arn:mapfleet:task:::fail` | `{"error": E, "cause": C}` | fails with E / C |
 //! | `arn:mapfleet:task:::crash` | anything | aborts the worker process (test tasks only) |
+//! | `arn:mapfleet:task:::crash` | `{"survive": true, ...}` | the input (test tasks only) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,8 +100,10 @@ impl Task for Fail {
 }
 
 /// Aborts the whole worker process, to test a step that kills every worker it reaches (it
-/// must be dead-lettered after the delivery limit while the batch goes on). Registered only
-/// with `--enable-test-tasks`.
+/// must be dead-lettered after the delivery limit while the batch goes on). An input with
+/// `"survive": true` returns the input instead, so that one Map (one resource) can put a
+/// crashing step among steps that complete, in one step batch. Registered only with
+/// `--enable-test-tasks`.
 pub struct Crash;
 
 #[async_trait]
@@ -109,7 +112,10 @@ impl Task for Crash {
         "crash"
     }
 
-    async fn run(&self, _input: Value) -> Result<Value, TaskFailure> {
+    async fn run(&self, input: Value) -> Result<Value, TaskFailure> {
+        if input.get("survive") == Some(&Value::Bool(true)) {
+            return Ok(input);
+        }
         tracing::error!("crash task: aborting the worker process on purpose");
         std::process::abort();
     }
@@ -120,6 +126,12 @@ mod tests {
     use super::*;
     use crate::task::resource_arn;
     use serde_json::json;
+
+    #[tokio::test]
+    async fn crash_spares_a_surviving_input() {
+        let v = json!({"survive": true, "i": 3});
+        assert_eq!(Crash.run(v.clone()).await.unwrap(), v);
+    }
 
     #[tokio::test]
     async fn echo_returns_input() {

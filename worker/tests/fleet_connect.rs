@@ -123,16 +123,49 @@ fn sigterm_while_waiting_for_redis_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_without_redis_takes_no_step() {
     tokio::time::timeout(TEST_LIMIT, async {
-        let h = harness("conn-no-redis", 5).await;
-        let batch = echo_batch(&h, 3);
-        h.submit(&batch).await.expect("submit");
+        // The real coordinator publishes the Map's steps; no worker is there to take them.
+        let fleet = Fleet::start("conn-no-redis", 5).await;
+        let items: Vec<serde_json::Value> = echo_items(3);
+        fleet
+            .submit(
+                &map_of("echo", serde_json::json!({})),
+                serde_json::json!({ "items": items }),
+            )
+            .await;
+        let conn = shared::amqp::connect(&amqp_url(), "conn-no-redis", Duration::from_secs(10))
+            .await
+            .expect("RabbitMQ is running");
+        let ch = conn.create_channel().await.unwrap();
+        let queue = fleet.topo.default_steps_queue();
+        let waiting = || async {
+            ch.queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+        };
+        let mut before = 0;
+        for _ in 0..100 {
+            before = waiting().await;
+            if before > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(before > 0, "the coordinator published the steps");
         let plain = redis_url();
         let tls_to_plain = plain.replacen("redis://", "rediss://", 1);
         for redis in [
             format!("redis://127.0.0.1:{}/", refused_port()),
             tls_to_plain,
         ] {
-            let prefix = h.topo.prefix().to_string();
+            let prefix = fleet.topo.prefix().to_string();
             let mut w = tokio::task::spawn_blocking(move || {
                 let mut w = start(&amqp_url(), &redis, &prefix, "3");
                 let status = w.wait_exit(EXIT_LIMIT);
@@ -146,20 +179,9 @@ async fn a_worker_without_redis_takes_no_step() {
             assert!(log.contains("takes no step without it"), "{log}");
             assert!(!log.contains("consuming"), "{log}");
         }
-        let ch = h.conn.create_channel().await.unwrap();
-        let q = ch
-            .queue_declare(
-                h.topo.default_steps_queue().as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(q.message_count(), 3, "no step was taken");
-        h.cleanup().await.unwrap();
+        assert_eq!(waiting().await, before, "no step was taken");
+        let _ = conn.close(200, "done".into()).await;
+        fleet.finish().await;
     })
     .await
     .expect("test timed out");

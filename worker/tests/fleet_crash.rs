@@ -1,74 +1,99 @@
-//! A step that crashes every worker it reaches is dead-lettered after the delivery limit,
-//! the dead letter names the step, and the rest of the batch completes.
+//! A step that crashes every worker it reaches is dead-lettered after the delivery limit; the
+//! real coordinator turns the dead letter into that iteration's `Mapfleet.StepDeadLettered`
+//! (caught, so it is the iteration's result) and the rest of the Map completes, in order,
+//! each iteration once.
 
 mod fleet_support;
 
 use std::time::Duration;
 
+use coordinator::engine::history::Event;
+use coordinator::fleet::service::ServiceOptions;
 use fleet_support::*;
-use serde_json::json;
-use shared::messages::{StepId, StepMessage};
+use serde_json::{Value, json};
 use tokio::time::timeout;
 use worker::task::resource_arn;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
-    timeout(TEST_LIMIT, async {
-        let h = harness("fleet-crash", 2).await;
-        let batch = echo_batch(&h, 200);
-        let crash = StepMessage::new(
-            StepId {
-                execution: batch.arn.clone(),
-                cursor: "Crash/0".into(),
-                seq: 1,
-                attempt: 1,
-            },
-            resource_arn("crash"),
-            json!({"why": "test"}),
-        );
-        h.store
-            .await_step(&crash.id.execution, &crash.id.cursor, 1, 1)
-            .await
-            .unwrap();
-        // The crash step goes first, so the first worker to start takes it.
-        h.publisher
-            .publish_step(&h.topo, &crash)
-            .await
-            .expect("publish crash");
-        h.submit(&batch).await.expect("submit");
+/// `n` items for the `crash` task, each returned as it is, but for the one at `crash`, which
+/// aborts its worker.
+fn crash_items(n: usize, crash: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            if i == crash {
+                json!({"why": "test"})
+            } else {
+                json!({"survive": true, "index": i})
+            }
+        })
+        .collect()
+}
 
-        // Prefetch 1: a crashing worker takes down only the crash step with it, so the
+/// Checks the results of a Map over `items` whose item `crash` was dead-lettered from
+/// `queue`: every other result is its item, that one the caught error; and the history
+/// shows that one failure, once.
+fn assert_dead_lettered_alone(
+    got: &[Value],
+    events: &[Event],
+    items: &[Value],
+    crash: usize,
+    queue: &str,
+) {
+    assert_eq!(got.len(), items.len());
+    let error = &got[crash];
+    assert_eq!(error["Error"], "Mapfleet.StepDeadLettered", "{error}");
+    let cause = error["Cause"].as_str().unwrap_or_default();
+    assert!(
+        cause.contains(&resource_arn("crash")) && cause.contains(queue),
+        "the dead letter names the step's resource and its queue: {cause}"
+    );
+    assert!(!cause.contains("unknown reason"), "{cause}");
+    for (i, (got, item)) in got.iter().zip(items).enumerate() {
+        if i != crash {
+            assert_eq!(got, item, "results[{i}] == items[{i}]");
+        }
+    }
+    assert_each_iteration_once(events, items.len());
+    let dead: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.details["error"] == "Mapfleet.StepDeadLettered")
+        .collect();
+    assert_eq!(dead.len(), 1, "one step was dead-lettered: {dead:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashing_step_is_dead_lettered_and_the_map_goes_on() {
+    timeout(TEST_LIMIT, async {
+        // One step per message, so the crash step travels alone.
+        let opts = ServiceOptions {
+            step_batch: 1,
+            ..ServiceOptions::default()
+        };
+        let fleet = Fleet::start_with("fleet-crash", 2, opts).await;
+        let items = crash_items(200, 0);
+        // The crash step is published first, so the first worker to start takes it.
+        let arn = fleet
+            .submit(&map_of("crash", json!({})), json!({ "items": items }))
+            .await;
+        // One slot each: a crashing worker takes down only the crash step with it, so the
         // delivery limit counts against that step alone.
         let args = ["--enable-test-tasks", "--concurrency", "1"];
-        let (stop_tx, supervisor) = keep_two_workers(&h, args);
-
-        let (dead, info) = h
-            .next_dead_letter(Duration::from_secs(90))
-            .await
-            .expect("the crash step is dead-lettered");
-        eprintln!("dead letter: {:?} {info:?}", dead.id);
-        assert_eq!(dead.id, crash.id, "the dead letter identifies the step");
-        assert_eq!(dead.resource, resource_arn("crash"));
-        assert_eq!(
-            info.queue.as_deref(),
-            Some(h.topo.default_steps_queue().as_str())
-        );
-        assert!(info.reason.is_some());
-
-        let report = h
-            .collect(&batch, Duration::from_secs(90), None)
-            .await
-            .expect("the other items finish");
-        assert_eq!(report.applied, 200);
-        assert_eq!(h.results(&batch).await.unwrap(), batch.items);
+        let (stop_tx, supervisor) = keep_two_workers(&fleet, args);
+        let (ended, events) = fleet.wait(&arn).await;
         let _ = stop_tx.send(true);
         let restarts = supervisor.await.unwrap();
-        eprintln!("worker restarts: {restarts}; {report:?}");
+        eprintln!("worker restarts: {restarts}");
+        assert_dead_lettered_alone(
+            &results(&ended),
+            &events,
+            &items,
+            0,
+            &fleet.topo.default_steps_queue(),
+        );
         assert!(
             restarts >= 2,
             "the crash step took down a worker per delivery"
         );
-        h.cleanup().await.expect("cleanup");
+        fleet.finish().await;
     })
     .await
     .expect("fleet test timed out");
@@ -79,100 +104,78 @@ async fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
 /// while every other step of the batch completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_step_in_a_batch_is_split_out_and_dead_lettered_alone() {
-    use shared::amqp::Outgoing;
     timeout(TEST_LIMIT, async {
-        let h = harness("fleet-crash-batch", 2).await;
-        let batch = echo_batch(&h, 24);
-        h.store
-            .init_map_run(&batch.arn, &batch.map_run, batch.items.len() as u64)
-            .await
-            .unwrap();
-        let mut steps = Vec::new();
-        for (i, item) in batch.items.iter().enumerate() {
-            let id = StepId {
-                execution: batch.arn.clone(),
-                cursor: batch.cursor(i),
-                seq: 1,
-                attempt: 1,
-            };
-            steps.push(StepMessage::new(id, batch.resource.clone(), item.clone()));
-        }
-        let crash = StepMessage::new(
-            StepId {
-                execution: batch.arn.clone(),
-                cursor: "Crash/0".into(),
-                seq: 1,
-                attempt: 1,
-            },
-            resource_arn("crash"),
-            json!({"why": "test"}),
-        );
-        steps.insert(12, crash.clone());
-        for s in &steps {
-            h.store
-                .await_step(&s.id.execution, &s.id.cursor, 1, 1)
-                .await
-                .unwrap();
-        }
-        // One message for all 25 steps, routed by the first (echo) step's resource; the
-        // worker runs each step by its own resource.
-        h.publisher
-            .publish(&Outgoing::steps(&h.topo, &steps))
-            .await
-            .expect("publish the batch");
-
+        // The Map's 25 steps go out together, as one message.
+        let opts = ServiceOptions {
+            step_batch: 25,
+            ..ServiceOptions::default()
+        };
+        let fleet = Fleet::start_with("fleet-crash-batch", 2, opts).await;
+        let items = crash_items(25, 12);
+        let arn = fleet
+            .submit(&map_of("crash", json!({})), json!({ "items": items }))
+            .await;
         // One slot each, as above: once the batch is split, a dying worker takes down only
         // the single step it was running. The batch itself runs its steps one at a time.
         let args = ["--enable-test-tasks", "--concurrency", "1"];
-        let (stop_tx, supervisor) = keep_two_workers(&h, args);
-
-        let (dead, info) = h
-            .next_dead_letter(Duration::from_secs(90))
-            .await
-            .expect("the crash step is dead-lettered");
-        assert_eq!(dead.id, crash.id, "the crash step is dead-lettered alone");
-        assert!(info.reason.is_some());
-        let report = h
-            .collect(&batch, Duration::from_secs(90), None)
-            .await
-            .expect("the other steps of the batch finish");
-        assert_eq!(report.applied, 24);
-        assert_eq!(h.results(&batch).await.unwrap(), batch.items);
+        let (stop_tx, supervisor) = keep_two_workers(&fleet, args);
+        let (ended, events) = fleet.wait(&arn).await;
         let _ = stop_tx.send(true);
         let restarts = supervisor.await.unwrap();
-        eprintln!("worker restarts: {restarts}; {report:?}");
+        eprintln!("worker restarts: {restarts}");
+        assert_dead_lettered_alone(
+            &results(&ended),
+            &events,
+            &items,
+            12,
+            &fleet.topo.default_steps_queue(),
+        );
         // The batch's delivery, then the crash step's own two.
         assert!(
             restarts >= 3,
             "the crash step took down a worker per delivery"
         );
-        h.cleanup().await.expect("cleanup");
+        fleet.finish().await;
     })
     .await
     .expect("fleet test timed out");
 }
 
+/// Wire level, no coordinator: a message a worker cannot read goes to the dead-letter queue
+/// untouched (a coordinator would consume it there, so none runs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_step_is_rejected_to_the_dead_letter_queue() {
     use futures_lite::StreamExt;
-    use shared::amqp::{self, Outgoing};
+    use shared::amqp::{self, Outgoing, Publisher, PublisherOptions};
     use shared::lapin::options::BasicAckOptions;
-    use shared::topology::DeadLetterInfo;
+    use shared::testkit::{amqp_url, unique_prefix};
+    use shared::topology::{DeadLetterInfo, Topology};
     timeout(TEST_LIMIT, async {
-        let h = harness("fleet-reject", 5).await;
-        let _w = worker(&h, &["--concurrency", "2"]);
+        let topo = Topology::new(unique_prefix("fleet-reject"), 5);
+        shared::testkit::declare(&amqp_url(), &topo)
+            .await
+            .expect("RabbitMQ is running");
+        let conn = std::sync::Arc::new(
+            amqp::connect(&amqp_url(), "fleet-reject", Duration::from_secs(15))
+                .await
+                .unwrap(),
+        );
+        let publisher = Publisher::new(conn.clone(), PublisherOptions::default())
+            .await
+            .unwrap();
+        let mut w = worker_for(&topo, &["--concurrency", "2"]);
         // A step from a future deployment (wire version 2) that this worker cannot read.
         let body = br#"{"v": 2, "something": "new"}"#.to_vec();
-        h.publisher
+        publisher
             .publish(&Outgoing {
-                exchange: h.topo.steps_exchange(),
+                exchange: topo.steps_exchange(),
                 routing_key: resource_arn("echo"),
                 body: body.clone(),
                 message_id: None,
             })
             .await
             .expect("publish");
-        let (_ch, mut dlq) = amqp::consume(&h.conn, &h.topo.dead_letter_queue(), "dlq", 1)
+        let (_ch, mut dlq) = amqp::consume(&conn, &topo.dead_letter_queue(), "dlq", 1)
             .await
             .unwrap();
         let d = timeout(Duration::from_secs(60), dlq.next())
@@ -184,24 +187,29 @@ async fn undecodable_step_is_rejected_to_the_dead_letter_queue() {
         let info = DeadLetterInfo::from_headers(d.properties.headers().as_ref());
         assert_eq!(info.reason.as_deref(), Some("rejected"));
         d.acker.ack(BasicAckOptions::default()).await.unwrap();
-        h.cleanup().await.expect("cleanup");
+        w.kill();
+        let _ = conn.close(200, "done".into()).await;
+        shared::testkit::teardown(&amqp_url(), &shared::testkit::redis_url(), topo.prefix())
+            .await
+            .expect("teardown");
     })
     .await
     .expect("fleet test timed out");
 }
 
 /// Two workers with `args`, each started again whenever it dies (as a deployment would), until
-/// the returned sender says stop; the task returns how many restarts it made.
+/// the returned sender says stop; the task returns how many restarts it made (the workers are
+/// killed when it ends).
 fn keep_two_workers(
-    h: &shared::testkit::Harness,
+    fleet: &Fleet,
     args: [&'static str; 3],
 ) -> (
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<u32>,
 ) {
-    let mut workers = [worker(h, &args), worker(h, &args)];
+    let mut workers = [fleet.worker(&args), fleet.worker(&args)];
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let topo = h.topo.clone();
+    let topo = fleet.topo.clone();
     let supervisor = tokio::spawn(async move {
         let mut restarts = 0u32;
         let mut tick = tokio::time::interval(Duration::from_millis(25));

@@ -1,32 +1,31 @@
-//! 2,000 `echo` steps through 2 worker processes: every outcome applied exactly once and
-//! `results[i] == items[i]`.
+//! A Map of 2,000 `echo` items through the real coordinator and 2 worker processes: the
+//! results in item order, every iteration started and succeeded exactly once; and failing
+//! tasks and deadlines coming back as the iterations' errors.
 
 mod fleet_support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fleet_support::*;
+use serde_json::{Value, json};
 use tokio::time::timeout;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_thousand_echo_steps_through_two_workers() {
+async fn two_thousand_echo_items_through_two_workers() {
     timeout(TEST_LIMIT, async {
-        let h = harness("fleet-echo", 5).await;
-        let batch = echo_batch(&h, 2000);
-        let _w1 = worker(&h, &["--concurrency", "16"]);
-        let _w2 = worker(&h, &["--concurrency", "16"]);
-        h.submit(&batch).await.expect("submit");
-        let report = h
-            .collect(&batch, Duration::from_secs(120), None)
-            .await
-            .expect("collect");
-        eprintln!("{report:?}");
-        assert_eq!(report.applied, 2000);
-        assert_eq!(report.completions, 1);
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        let results = h.results(&batch).await.expect("results");
-        assert_eq!(results, batch.items, "results[i] == items[i]");
-        h.cleanup().await.expect("cleanup");
+        let fleet = Fleet::start("fleet-echo", 5).await;
+        let items = echo_items(2000);
+        let w1 = fleet.worker(&["--concurrency", "16"]);
+        let w2 = fleet.worker(&["--concurrency", "16"]);
+        let arn = fleet
+            .submit(&map_of("echo", json!({})), json!({ "items": items }))
+            .await;
+        let (ended, events) = fleet.wait(&arn).await;
+        assert_eq!(results(&ended), items, "results[i] == items[i]");
+        assert_each_iteration_once(&events, 2000);
+        assert_eq!(fleet.progress(&arn).await, (2000, 2000, 0));
+        drop((w1, w2));
+        fleet.finish().await;
     })
     .await
     .expect("fleet test timed out");
@@ -34,77 +33,65 @@ async fn two_thousand_echo_steps_through_two_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_sleep_and_deadlines_come_back_as_outcomes() {
-    use serde_json::json;
-    use shared::messages::{StepId, StepMessage};
-    use worker::task::resource_arn;
     timeout(TEST_LIMIT, async {
-        let h = harness("fleet-kinds", 5).await;
-        let mut batch = echo_batch(&h, 3);
-        batch.resource = resource_arn("fail");
-        batch.items = vec![
-            json!({"error": "Custom.Error", "cause": "because"}),
-            json!({"error": "Other"}),
-            json!({}),
-        ];
-        let _w = worker(&h, &["--concurrency", "4"]);
-        h.submit(&batch).await.expect("submit");
-        let report = h
-            .collect(&batch, Duration::from_secs(60), None)
-            .await
-            .expect("collect");
-        let mut errors: Vec<_> = report
-            .errors
-            .iter()
-            .map(|(i, e, _)| (*i, e.clone()))
+        let fleet = Fleet::start("fleet-kinds", 5).await;
+        let addr = free_addr();
+        let w = fleet.worker(&["--concurrency", "4", "--metrics-addr", &addr]);
+
+        // The fail task's errors, caught per iteration, in item order.
+        let arn = fleet
+            .submit(
+                &map_of("fail", json!({})),
+                json!({ "items": [
+                    {"error": "Custom.Error", "cause": "because"},
+                    {"error": "Other"},
+                    {},
+                ]}),
+            )
+            .await;
+        let (ended, events) = fleet.wait(&arn).await;
+        let errors: Vec<(Value, Value)> = results(&ended)
+            .into_iter()
+            .map(|r| (r["Error"].clone(), r["Cause"].clone()))
             .collect();
-        errors.sort();
         assert_eq!(
             errors,
             vec![
-                (0, "Custom.Error".into()),
-                (1, "Other".into()),
-                (2, "Mapfleet.Fail".into())
+                (json!("Custom.Error"), json!("because")),
+                (json!("Other"), json!("the fail task always fails")),
+                (json!("Mapfleet.Fail"), json!("the fail task always fails")),
             ]
         );
+        assert_each_iteration_once(&events, 3);
 
-        // A sleep past its deadline times out; one within it returns its input.
-        let mut sleepy = echo_batch(&h, 2);
-        sleepy.map_run = "Sleepy".into();
-        sleepy.resource = resource_arn("sleep");
-        sleepy.items = vec![json!({"ms": 10}), json!({"ms": 20_000})];
-        h.store
-            .init_map_run(&sleepy.arn, &sleepy.map_run, 2)
-            .await
-            .unwrap();
-        for i in 0..2 {
-            h.store
-                .await_step(&sleepy.arn, &sleepy.cursor(i), 1, 1)
-                .await
-                .unwrap();
-            let mut step = StepMessage::new(
-                StepId {
-                    execution: sleepy.arn.clone(),
-                    cursor: sleepy.cursor(i),
-                    seq: 1,
-                    attempt: 1,
-                },
-                sleepy.resource.clone(),
-                sleepy.items[i].clone(),
+        // A sleep past the step's deadline times out; one within it returns its input.
+        let arn = fleet
+            .submit(
+                &map_of("sleep", json!({"TimeoutSeconds": 3})),
+                json!({ "items": [{"ms": 10}, {"ms": 120_000}] }),
+            )
+            .await;
+        let (ended, events) = fleet.wait(&arn).await;
+        let got = results(&ended);
+        assert_eq!(got[0], json!({"ms": 10}));
+        assert_eq!(got[1]["Error"], "States.Timeout", "{}", got[1]);
+        assert_each_iteration_once(&events, 2);
+        // The coordinator's own timer may fail the iteration first; the worker must still
+        // have cut the task at the step's deadline instead of sleeping its two minutes.
+        let started = Instant::now();
+        let timed_out = r#"mapfleet_task_duration_seconds_count{outcome="timeout",task="sleep"}"#;
+        loop {
+            if metric(&scrape(&addr).await, timed_out) == 1.0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the worker did not enforce the step's deadline"
             );
-            step.deadline_ms = Some(shared::now_ms() + 3_000);
-            h.publisher.publish_step(&h.topo, &step).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let report = h
-            .collect(&sleepy, Duration::from_secs(60), None)
-            .await
-            .expect("collect");
-        assert_eq!(report.errors.len(), 1);
-        assert_eq!(
-            (report.errors[0].0, report.errors[0].1.as_str()),
-            (1, "States.Timeout")
-        );
-        assert_eq!(h.results(&sleepy).await.unwrap()[0], json!({"ms": 10}));
-        h.cleanup().await.expect("cleanup");
+        drop(w);
+        fleet.finish().await;
     })
     .await
     .expect("fleet test timed out");

@@ -1,64 +1,89 @@
-//! 2,000 `echo` steps through 2 workers while one is `kill -9`ed mid-run: redelivered steps
-//! produce duplicate outcomes that the apply script drops; nothing is lost, nothing applied
-//! twice, order kept.
+//! A Map of 2,000 `echo` items through the real coordinator and 2 workers while one is
+//! `kill -9`ed mid-run (or loses its broker connection): its unacked steps are redelivered,
+//! their second outcomes are dropped as duplicates, and nothing is lost or done twice: the
+//! results in item order, every iteration started and succeeded exactly once.
 
 mod fleet_support;
 
 use std::time::Duration;
 
+use coordinator::fleet::service::ServiceOptions;
 use fleet_support::*;
-use tokio::sync::watch;
+use serde_json::json;
 use tokio::time::timeout;
+
+/// Waits until `n` iterations of `arn` succeeded; returns how many had.
+async fn succeeded_at_least(
+    client: &coordinator::fleet::client::FleetClient,
+    arn: &str,
+    n: u64,
+) -> u64 {
+    loop {
+        let (_, ok, _) = client.progress(arn).await.expect("progress");
+        if ok >= n {
+            return ok;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One message per step: a worker's ack delay then paces every step, so the fault lands
+/// while steps are in flight (batched, a 2,000-item Map is over before it).
+fn single_steps() -> ServiceOptions {
+    ServiceOptions {
+        step_batch: 1,
+        ..ServiceOptions::default()
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_loses_nothing() {
     timeout(TEST_LIMIT, async {
-        let h = harness("fleet-kill", 5).await;
-        let batch = echo_batch(&h, 2000);
-        // The victim waits 300 ms between each outcome's confirm and its ack, so the kill
-        // leaves published-but-unacked steps behind: their redeliveries produce second
-        // outcomes that the apply script must drop.
-        let mut victim = worker(
-            &h,
-            &[
-                "--concurrency",
-                "32",
-                "--enable-test-tasks",
-                "--test-ack-delay-ms",
-                "300",
-            ],
-        );
-        let _survivor = worker(&h, &["--concurrency", "16"]);
-        let (progress_tx, mut progress_rx) = watch::channel(0u64);
-        let killer = tokio::spawn(async move {
-            let seen = *progress_rx.wait_for(|n| *n >= 300).await.expect("progress");
-            victim.kill();
-            seen
-        });
-        h.submit(&batch).await.expect("submit");
-        let report = h
-            .collect(&batch, Duration::from_secs(150), Some(progress_tx))
-            .await
-            .expect("collect");
+        let fleet = Fleet::start_with("fleet-kill", 5, single_steps()).await;
+        let items = echo_items(2000);
+        // The victim waits 300 ms between each step's confirmed outcome and its ack, so
+        // the kill leaves steps behind whose outcomes are out: their redeliveries produce
+        // second outcomes that the coordinator must drop.
+        let mut victim = fleet.worker(&[
+            "--concurrency",
+            "32",
+            "--enable-test-tasks",
+            "--test-ack-delay-ms",
+            "300",
+        ]);
+        let addr = free_addr();
+        let survivor = fleet.worker(&["--concurrency", "16", "--metrics-addr", &addr]);
+        let duplicates_before = duplicates();
+        let arn = fleet
+            .submit(&map_of("echo", json!({})), json!({ "items": items }))
+            .await;
+        let killer = {
+            let (client, arn) = (fleet.client.clone(), arn.clone());
+            tokio::spawn(async move {
+                let seen = succeeded_at_least(&client, &arn, 300).await;
+                victim.kill();
+                seen
+            })
+        };
+        let (ended, events) = fleet.wait(&arn).await;
         let killed_at = killer.await.expect("killer");
-        eprintln!("killed at {killed_at} applied; {report:?}");
+        let dropped = duplicates() - duplicates_before;
+        let redelivered = metric(&scrape(&addr).await, "mapfleet_steps_redelivered_total");
+        eprintln!("killed at {killed_at} succeeded; {redelivered} steps redelivered, {dropped} duplicate outcomes");
         assert!(killed_at < 2000, "the kill happened mid-run");
         assert!(
-            report.redelivered > 0,
+            redelivered > 0.0,
             "the victim's unacked steps were redelivered"
         );
         assert!(
-            report.duplicates > 0,
+            dropped > 0,
             "their second outcomes were dropped as duplicates"
         );
-        assert_eq!(report.applied, 2000, "each step applied exactly once");
-        assert_eq!(
-            report.completions, 1,
-            "exactly one caller saw the run complete"
-        );
-        let results = h.results(&batch).await.expect("results");
-        assert_eq!(results, batch.items, "results[i] == items[i]");
-        h.cleanup().await.expect("cleanup");
+        assert_eq!(results(&ended), items, "results[i] == items[i]");
+        assert_each_iteration_once(&events, 2000);
+        assert_eq!(fleet.progress(&arn).await, (2000, 2000, 0));
+        drop(survivor);
+        fleet.finish().await;
     })
     .await
     .expect("fleet test timed out");
@@ -71,50 +96,57 @@ async fn a_worker_rides_out_a_dropped_broker_connection() {
         return;
     }
     timeout(TEST_LIMIT, async {
-        let h = harness("fleet-drop", 5).await;
-        let batch = echo_batch(&h, 2000);
-        // Paced (50 ms between each outcome and its ack) so the drop lands mid-run and
-        // catches steps in flight.
-        let mut w = worker(
-            &h,
-            &[
-                "--concurrency",
-                "16",
-                "--enable-test-tasks",
-                "--test-ack-delay-ms",
-                "50",
-            ],
-        );
-        // The worker names its connection `host/pid`.
-        let fragment = format!("/{}", w.child.id());
-        let (progress_tx, mut progress_rx) = watch::channel(0u64);
-        let dropper = tokio::spawn(async move {
-            progress_rx.wait_for(|n| *n >= 300).await.expect("progress");
-            let closed = tokio::task::spawn_blocking(move || {
-                shared::testkit::force_close_connections(&fragment)
+        let fleet = Fleet::start_with("fleet-drop", 5, single_steps()).await;
+        let items = echo_items(2000);
+        // Paced (50 ms between each step's outcome and its ack) so the drop lands
+        // mid-run and catches steps in flight.
+        let addr = free_addr();
+        let mut w = fleet.worker(&[
+            "--concurrency",
+            "16",
+            "--enable-test-tasks",
+            "--test-ack-delay-ms",
+            "50",
+            "--metrics-addr",
+            &addr,
+        ]);
+        // The worker names its connection `host/pid` (the quote ends the name, so no other
+        // pid that starts with the same digits matches).
+        let fragment = format!("/{}\"", w.child.id());
+        let arn = fleet
+            .submit(&map_of("echo", json!({})), json!({ "items": items }))
+            .await;
+        let dropper = {
+            let (client, arn) = (fleet.client.clone(), arn.clone());
+            tokio::spawn(async move {
+                succeeded_at_least(&client, &arn, 300).await;
+                let closed = tokio::task::spawn_blocking(move || {
+                    shared::testkit::force_close_connections(&fragment)
+                })
+                .await
+                .unwrap();
+                let (_, succeeded_after_close, _) = client.progress(&arn).await.unwrap();
+                (closed, succeeded_after_close)
             })
-            .await
-            .unwrap();
-            let applied_after_close = *progress_rx.borrow();
-            (closed, applied_after_close)
-        });
-        h.submit(&batch).await.expect("submit");
-        let report = h
-            .collect(&batch, Duration::from_secs(150), Some(progress_tx))
-            .await
-            .expect("collect");
-        let (closed, applied_after_close) = dropper.await.unwrap();
+        };
+        let (ended, events) = fleet.wait(&arn).await;
+        let (closed, succeeded_after_close) = dropper.await.unwrap();
+        let redelivered = metric(&scrape(&addr).await, "mapfleet_steps_redelivered_total");
+        eprintln!(
+            "dropped with {succeeded_after_close} succeeded; {redelivered} steps redelivered"
+        );
         assert_eq!(closed, Some(1), "the worker's connection was closed");
-        eprintln!("dropped with {applied_after_close} applied; {report:?}");
-        assert!(applied_after_close < 2000, "the drop happened mid-run");
+        assert!(succeeded_after_close < 2000, "the drop happened mid-run");
         assert!(
-            report.redelivered > 0,
+            redelivered > 0.0,
             "steps in flight at the drop were redelivered"
         );
         assert!(w.running(), "the worker recovered instead of exiting");
-        assert_eq!(report.applied, 2000);
-        assert_eq!(h.results(&batch).await.expect("results"), batch.items);
-        h.cleanup().await.expect("cleanup");
+        assert_eq!(results(&ended), items, "results[i] == items[i]");
+        assert_each_iteration_once(&events, 2000);
+        assert_eq!(fleet.progress(&arn).await, (2000, 2000, 0));
+        w.kill();
+        fleet.finish().await;
     })
     .await
     .expect("fleet test timed out");

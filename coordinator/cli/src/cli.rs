@@ -252,19 +252,50 @@ async fn stop_fleet(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why a definition, an input or a name given on the command line is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        what: &'static str,
+        size: String,
+        limit: usize,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} ({path}) is not UTF-8 text")]
+    NotUtf8 { what: &'static str, path: String },
+    #[error("Invalid execution input: {0}")]
+    Input(Box<InputError>),
+    #[error("Invalid execution input: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("Invalid Name: '{name}' ({why})")]
+    Name { name: String, why: String },
+}
+
 /// Reads a whole text file, or stdin for `-`, refusing (without reading it all) one over
 /// `limit` bytes: a huge file must cost an error, not the memory to hold and parse it.
-fn read_text(path: &Path, limit: usize, what: &str) -> Result<String, String> {
-    let too_large =
-        |size: String| format!("{what} is {size} bytes, over the limit of {limit} bytes");
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+fn read_text(path: &Path, limit: usize, what: &'static str) -> Result<String, InputError> {
+    let too_large = |size: String| InputError::TooLarge { what, size, limit };
+    let stdin = path == Path::new("-");
+    let cannot = |source: std::io::Error| InputError::Read {
+        path: if stdin {
+            format!("{what} from stdin")
+        } else {
+            path.display().to_string()
+        },
+        source,
+    };
     let mut bytes = Vec::new();
-    if path == Path::new("-") {
+    if stdin {
         std::io::stdin()
             .lock()
             .take(limit as u64 + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read {what} from stdin: {e}"))?;
+            .map_err(cannot)?;
         if bytes.len() > limit {
             return Err(too_large(format!("more than {limit}")));
         }
@@ -282,11 +313,14 @@ fn read_text(path: &Path, limit: usize, what: &str) -> Result<String, String> {
             return Err(too_large(format!("more than {limit}")));
         }
     }
-    String::from_utf8(bytes).map_err(|_| format!("{what} ({}) is not UTF-8 text", path.display()))
+    String::from_utf8(bytes).map_err(|_| InputError::NotUtf8 {
+        what,
+        path: path.display().to_string(),
+    })
 }
 
 /// A definition's text, refused unread when over Step Functions' 1 MiB limit.
-pub fn read_definition_text(path: &Path) -> Result<String, String> {
+pub fn read_definition_text(path: &Path) -> Result<String, InputError> {
     read_text(path, MAX_DEFINITION_BYTES, "the definition")
 }
 
@@ -318,31 +352,33 @@ fn validate(path: &Path) -> ExitCode {
 
 /// Reads the execution input: a file, `-` for stdin, or `{}`. Input over the payload limit
 /// is refused before it is parsed, and read no further than the limit.
-fn read_input(input: Option<&str>) -> Result<Value, String> {
+fn read_input(input: Option<&str>) -> Result<Value, InputError> {
     let limit = crate::engine::PAYLOAD_LIMIT_BYTES;
     let text = match input {
         None => return Ok(json!({})),
         Some(path) => read_text(Path::new(path), limit, "the execution input")
-            .map_err(|e| format!("Invalid execution input: {e}"))?,
+            .map_err(|e| InputError::Input(Box::new(e)))?,
     };
-    serde_json::from_str(&text).map_err(|e| format!("Invalid execution input: {e}"))
+    Ok(serde_json::from_str(&text)?)
 }
 
 /// Step Functions' name rules for executions and state machines.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), InputError> {
     let bad = name.chars().find(|c| {
         c.is_whitespace()
             || c.is_control()
             || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(*c)
             || ('\u{7f}'..='\u{9f}').contains(c)
     });
+    let refuse = |why: String| InputError::Name {
+        name: name.to_string(),
+        why,
+    };
     if name.is_empty() || name.chars().count() > 80 {
-        return Err(format!("Invalid Name: '{name}' (1 to 80 characters)"));
+        return Err(refuse("1 to 80 characters".into()));
     }
     if let Some(c) = bad {
-        return Err(format!(
-            "Invalid Name: '{name}' (the character {c:?} is not allowed)"
-        ));
+        return Err(refuse(format!("the character {c:?} is not allowed")));
     }
     Ok(())
 }

@@ -524,7 +524,7 @@ impl Backend for RedisBackend {
                 .map_err(err)?,
         };
         let Some(text) = text else { return Ok(None) };
-        let unreadable = |e: String| err(format!("cursor {id:?} is unreadable: {e}"));
+        let unreadable = |e: stored::StoredError| err(format!("cursor {id:?} is unreadable: {e}"));
         let (mut cursor, run) = stored::decode(&text).map_err(unreadable)?;
         if let Some(run) = run {
             let blob: Option<String> = self

@@ -92,34 +92,59 @@ pub fn encode(c: &mut Cursor, stored_run: Option<u64>) -> Encoded {
     }
 }
 
+/// Why a stored cursor entry or its blob cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredError {
+    #[error("a header without ':'")]
+    HeaderWithoutColon,
+    #[error("a bad run id {0:?}")]
+    BadRun(String),
+    #[error("its values (run {0}) are missing")]
+    MissingBlob(u64),
+    #[error("a blob without ':'")]
+    BlobWithoutColon,
+    #[error("its values are of run {stored}, not {run}")]
+    OtherRun { stored: String, run: u64 },
+    #[error("a header on a cursor without children")]
+    HeaderWithoutChildren,
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// A stored entry, parsed: the cursor, and the run whose blob it needs (its values are null
 /// until [`fill`] puts them back).
-pub fn decode(entry: &str) -> Result<(Cursor, Option<u64>), String> {
+pub fn decode(entry: &str) -> Result<(Cursor, Option<u64>), StoredError> {
     let (run, json) = match entry.strip_prefix('B') {
         None => (None, entry),
         Some(rest) => {
-            let (run, json) = rest.split_once(':').ok_or("a header without ':'")?;
-            let run: u64 = run.parse().map_err(|_| format!("a bad run id {run:?}"))?;
+            let (run, json) = rest
+                .split_once(':')
+                .ok_or(StoredError::HeaderWithoutColon)?;
+            let run: u64 = run
+                .parse()
+                .map_err(|_| StoredError::BadRun(run.to_string()))?;
             (Some(run), json)
         }
     };
-    let cursor = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let cursor = serde_json::from_str(json)?;
     Ok((cursor, run))
 }
 
 /// Puts the values of `blob` (of run `run`) back into a cursor [`decode`] returned.
-pub fn fill(c: &mut Cursor, run: u64, blob: Option<&str>) -> Result<(), String> {
-    let blob = blob.ok_or_else(|| format!("its values (run {run}) are missing"))?;
-    let (stored, json) = blob.split_once(':').ok_or("a blob without ':'")?;
+pub fn fill(c: &mut Cursor, run: u64, blob: Option<&str>) -> Result<(), StoredError> {
+    let blob = blob.ok_or(StoredError::MissingBlob(run))?;
+    let (stored, json) = blob.split_once(':').ok_or(StoredError::BlobWithoutColon)?;
     if stored.parse::<u64>().ok() != Some(run) {
-        return Err(format!("its values are of run {stored}, not {run}"));
+        return Err(StoredError::OtherRun {
+            stored: stored.to_string(),
+            run,
+        });
     }
-    let (input, effective): (Value, Value) =
-        serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let (input, effective): (Value, Value) = serde_json::from_str(json)?;
     c.input = input;
     match effective_input(c) {
         Some(slot) => *slot = effective,
-        None => return Err("a header on a cursor without children".into()),
+        None => return Err(StoredError::HeaderWithoutChildren),
     }
     Ok(())
 }

@@ -69,19 +69,15 @@ impl Template {
 
 /// Compiles one `"key.$"` value: a path or an intrinsic call. `field` is the key with `.$`.
 /// Also used for fields such as a Fail state's `ErrorPath`, which take the same two forms.
-pub fn compile_dynamic(field: &str, value: &Value) -> Result<DynamicValue, String> {
+pub fn compile_dynamic(field: &str, value: &Value) -> Result<DynamicValue, DynamicValueError> {
     let Value::String(text) = value else {
-        return Err(format!(
-            "The value for the field '{field}' must be a STRING that contains a JSONPath or an \
-             intrinsic function call, but was {}",
-            super::path::json_kind(value)
-        ));
+        return Err(DynamicValueError::NotAString {
+            field: field.to_string(),
+            kind: super::path::json_kind(value),
+        });
     };
-    let invalid = || {
-        format!(
-            "The value for the field '{field}' must be a valid JSONPath or a valid intrinsic \
-             function call"
-        )
+    let invalid = || DynamicValueError::Invalid {
+        field: field.to_string(),
     };
     if text.starts_with('$') {
         Path::parse(text)
@@ -94,6 +90,19 @@ pub fn compile_dynamic(field: &str, value: &Value) -> Result<DynamicValue, Strin
     } else {
         Err(invalid())
     }
+}
+
+/// Why a `"key.$"` value does not compile (the message is AWS's diagnostic text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DynamicValueError {
+    #[error(
+        "The value for the field '{field}' must be a STRING that contains a JSONPath or an intrinsic function call, but was {kind}"
+    )]
+    NotAString { field: String, kind: &'static str },
+    #[error(
+        "The value for the field '{field}' must be a valid JSONPath or a valid intrinsic function call"
+    )]
+    Invalid { field: String },
 }
 
 /// A compiled `"key.$"` value.
@@ -137,10 +146,10 @@ fn compile(raw: &Value, pointer: &mut String, depth: usize) -> Result<Node, Temp
                                 field: key.clone(),
                             },
                             Ok(DynamicValue::Intrinsic(call)) => Node::Intrinsic(call),
-                            Err(message) => {
+                            Err(e) => {
                                 return Err(TemplateError {
                                     pointer: pointer.clone(),
-                                    message,
+                                    message: e.to_string(),
                                 });
                             }
                         };

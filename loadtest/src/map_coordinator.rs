@@ -14,7 +14,7 @@ use coordinator::asl::definition::StateMachine;
 use coordinator::driver::Status;
 use coordinator::embedded::ExecutionResult;
 use coordinator::engine::ExecutionInfo;
-use coordinator::engine::history::{Event, EventType};
+use coordinator::engine::history::Event;
 use coordinator::fleet::client::FleetClient;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
@@ -188,22 +188,7 @@ pub fn check_history(events: &[Event], n: usize) -> anyhow::Result<()> {
             events.len()
         );
     }
-    for (kind, what) in [
-        (EventType::MapIterationStarted, "started"),
-        (EventType::MapIterationSucceeded, "succeeded"),
-    ] {
-        let mut seen = vec![0u32; n];
-        for e in events.iter().filter(|e| e.event_type == kind) {
-            let index = e.details["index"]
-                .as_u64()
-                .filter(|&i| (i as usize) < n)
-                .with_context(|| format!("an iteration event without a valid index: {e:?}"))?;
-            seen[index as usize] += 1;
-        }
-        if let Some((i, times)) = seen.iter().enumerate().find(|(_, c)| **c != 1) {
-            bail!("iteration {i} {what} {times} times, not once");
-        }
-    }
+    coordinator::engine::history::check_exactly_once(events, n)?;
     Ok(())
 }
 

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use clap::Parser;
 use coordinator::asl::parse::parse_definition_value;
 use coordinator::driver::Status;
 use coordinator::engine::ExecutionInfo;
-use coordinator::engine::history::{Event, EventType};
+use coordinator::engine::history::Event;
 use coordinator::fleet::client::FleetClient;
 use coordinator::fleet::service::{Coordinator, ServiceOptions};
 use serde_json::{Value, json};
@@ -253,40 +252,8 @@ async fn assert_exactly_once(client: &FleetClient, arn: &str, expected: &[Value]
     assert_eq!(d.status, Status::Succeeded, "error: {:?}", d.error);
     assert_eq!(d.output, Some(Value::Array(expected.to_vec())), "results");
     let events: Vec<Event> = client.history(arn).await.expect("history");
-    let mut ids: HashMap<u64, usize> = HashMap::new();
-    for e in &events {
-        *ids.entry(e.id).or_default() += 1;
-    }
-    let twice: Vec<u64> = ids
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    assert!(
-        twice.is_empty(),
-        "{} event ids appear more than once, e.g. {:?}",
-        twice.len(),
-        &twice[..twice.len().min(10)]
-    );
-    for (kind, name) in [
-        (EventType::MapIterationStarted, "started"),
-        (EventType::MapIterationSucceeded, "succeeded"),
-    ] {
-        let mut seen = vec![0u32; expected.len()];
-        for e in events.iter().filter(|e| e.event_type == kind) {
-            seen[e.details["index"].as_u64().expect("an index") as usize] += 1;
-        }
-        let wrong: Vec<(usize, u32)> = seen
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|(_, c)| *c != 1)
-            .take(10)
-            .collect();
-        assert!(
-            wrong.is_empty(),
-            "iterations not {name} exactly once (index, times): {wrong:?}"
-        );
+    if let Err(e) = coordinator::engine::history::check_exactly_once(&events, expected.len()) {
+        panic!("{e}");
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use coordinator::embedded::ExecutionResult;
 use coordinator::engine::ExecutionInfo;
-use coordinator::engine::history::{Event, EventType};
+use coordinator::engine::history::Event;
 use coordinator::fleet::client::FleetClient;
 use coordinator::fleet::service::{Coordinator, ServiceOptions};
 use serde_json::{Value, json};
@@ -235,27 +235,8 @@ pub fn assert_each_iteration_once(events: &[Event], n: usize) {
     let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
     let expected: Vec<u64> = (1..=events.len() as u64).collect();
     assert!(ids == expected, "event ids are not 1..={}", events.len());
-    for (kind, what) in [
-        (EventType::MapIterationStarted, "started"),
-        (EventType::MapIterationSucceeded, "succeeded"),
-    ] {
-        let mut seen = vec![0u32; n];
-        for e in events.iter().filter(|e| e.event_type == kind) {
-            let index = e.details["index"].as_u64().expect("an iteration index") as usize;
-            assert!(index < n, "iteration {index} of a Map over {n} items");
-            seen[index] += 1;
-        }
-        let wrong: Vec<(usize, u32)> = seen
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|(_, c)| *c != 1)
-            .take(10)
-            .collect();
-        assert!(
-            wrong.is_empty(),
-            "iterations not {what} exactly once (index, times): {wrong:?}"
-        );
+    if let Err(e) = coordinator::engine::history::check_exactly_once(events, n) {
+        panic!("{e}");
     }
 }
 

@@ -3,7 +3,6 @@
 //! any broker and Redis the [`FleetConfig`] names (TLS settings included); and the checks
 //! every fleet run must pass: unique event ids, each iteration started and succeeded once.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +10,7 @@ use clap::Parser;
 use coordinator::asl::parse::parse_definition_value;
 use coordinator::embedded::ExecutionResult;
 use coordinator::engine::ExecutionInfo;
-use coordinator::engine::history::{Event, EventType};
+use coordinator::engine::history::Event;
 use coordinator::fleet::client::FleetClient;
 use coordinator::fleet::keys::FleetKeys;
 use coordinator::fleet::service::{Coordinator, ServiceOptions};
@@ -168,33 +167,7 @@ pub fn map_of(resource: &str, parameters: Value) -> Value {
 /// The history's own checks: unique event ids, and each of `n` iterations started and
 /// succeeded exactly once.
 pub fn assert_clean_history(events: &[Event], n: usize) {
-    let mut ids = HashSet::new();
-    let duplicates: Vec<u64> = events
-        .iter()
-        .filter(|e| !ids.insert(e.id))
-        .map(|e| e.id)
-        .take(10)
-        .collect();
-    assert!(duplicates.is_empty(), "duplicate event ids: {duplicates:?}");
-    for (kind, what) in [
-        (EventType::MapIterationStarted, "started"),
-        (EventType::MapIterationSucceeded, "succeeded"),
-    ] {
-        let mut seen = vec![0u32; n];
-        for e in events.iter().filter(|e| e.event_type == kind) {
-            let i = e.details["index"].as_u64().expect("an index") as usize;
-            seen[i] += 1;
-        }
-        let wrong: Vec<(usize, u32)> = seen
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|(_, c)| *c != 1)
-            .take(10)
-            .collect();
-        assert!(
-            wrong.is_empty(),
-            "iterations not {what} exactly once (index, times): {wrong:?}"
-        );
+    if let Err(e) = coordinator::engine::history::check_exactly_once(events, n) {
+        panic!("{e}");
     }
 }

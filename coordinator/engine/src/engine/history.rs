@@ -177,3 +177,113 @@ impl Event {
         Value::Object(obj)
     }
 }
+
+/// How a history breaks the exactly-once invariant of a Map over `n` items.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExactlyOnceViolation {
+    #[error("{count} event ids appear more than once, e.g. {examples:?}")]
+    DuplicateEventIds { count: usize, examples: Vec<u64> },
+    #[error("an iteration event without a valid index (of {items} items): event {id}")]
+    BadIndex { id: u64, items: usize },
+    #[error("iterations not {what} exactly once (index, times): {wrong:?}")]
+    Iterations {
+        what: &'static str,
+        wrong: Vec<(usize, u32)>,
+    },
+}
+
+/// Checks the history of an execution with one Map over `items` items: every event id
+/// unique, and every iteration started exactly once and succeeded exactly once. The check
+/// the fleet's fault tests and the load test make after a run.
+pub fn check_exactly_once(events: &[Event], items: usize) -> Result<(), ExactlyOnceViolation> {
+    let mut ids = std::collections::HashSet::with_capacity(events.len());
+    let twice: Vec<u64> = events
+        .iter()
+        .filter(|e| !ids.insert(e.id))
+        .map(|e| e.id)
+        .collect();
+    if !twice.is_empty() {
+        return Err(ExactlyOnceViolation::DuplicateEventIds {
+            count: twice.len(),
+            examples: twice.into_iter().take(10).collect(),
+        });
+    }
+    for (kind, what) in [
+        (EventType::MapIterationStarted, "started"),
+        (EventType::MapIterationSucceeded, "succeeded"),
+    ] {
+        let mut seen = vec![0u32; items];
+        for e in events.iter().filter(|e| e.event_type == kind) {
+            let index = e.details["index"]
+                .as_u64()
+                .map(|i| i as usize)
+                .filter(|&i| i < items)
+                .ok_or(ExactlyOnceViolation::BadIndex { id: e.id, items })?;
+            seen[index] += 1;
+        }
+        let wrong: Vec<(usize, u32)> = seen
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, c)| *c != 1)
+            .take(10)
+            .collect();
+        if !wrong.is_empty() {
+            return Err(ExactlyOnceViolation::Iterations { what, wrong });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: u64, event_type: EventType, index: Option<u64>) -> Event {
+        Event {
+            id,
+            previous_event_id: id.saturating_sub(1),
+            event_type,
+            timestamp: DateTime::<Utc>::UNIX_EPOCH,
+            details: index.map_or(Value::Null, |i| json!({ "index": i })),
+            cursor: String::new(),
+        }
+    }
+
+    #[test]
+    fn exactly_once_catches_duplicate_ids_and_iterations() {
+        let clean = vec![
+            event(1, EventType::MapIterationStarted, Some(0)),
+            event(2, EventType::MapIterationStarted, Some(1)),
+            event(3, EventType::MapIterationSucceeded, Some(1)),
+            event(4, EventType::MapIterationSucceeded, Some(0)),
+        ];
+        assert_eq!(check_exactly_once(&clean, 2), Ok(()));
+        let mut twice = clean.clone();
+        twice.push(event(5, EventType::MapIterationSucceeded, Some(0)));
+        assert!(matches!(
+            check_exactly_once(&twice, 2),
+            Err(ExactlyOnceViolation::Iterations {
+                what: "succeeded",
+                ..
+            })
+        ));
+        let mut same_id = clean.clone();
+        same_id[3].id = 3;
+        assert!(matches!(
+            check_exactly_once(&same_id, 2),
+            Err(ExactlyOnceViolation::DuplicateEventIds { count: 1, .. })
+        ));
+        assert!(matches!(
+            check_exactly_once(&clean, 3),
+            Err(ExactlyOnceViolation::Iterations {
+                what: "started",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_exactly_once(&clean, 1),
+            Err(ExactlyOnceViolation::BadIndex { .. })
+        ));
+    }
+}

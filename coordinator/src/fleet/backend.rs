@@ -10,6 +10,7 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use super::keys::FleetKeys;
+use super::outbox::OutboxStep;
 use super::{stored, timer_member};
 use crate::driver::{Backend, BackendError, Changes, StepRequest};
 use crate::engine::cursor::{Cursor, CursorId};
@@ -313,7 +314,11 @@ impl RedisBackend {
         }
         if !p.steps.is_empty() {
             let outbox = self.keys.outbox(&arn);
-            let steps: Vec<String> = p.steps.iter().map(|s| step_json(&arn, s)).collect();
+            let steps: Vec<String> = p
+                .steps
+                .iter()
+                .map(|s| OutboxStep::new(&arn, s).encode())
+                .collect();
             pipe.rpush(&outbox, &steps);
             pipe.expire(&outbox, ttl_secs);
             if self.redrive_after_ms > 0 {
@@ -492,21 +497,6 @@ impl Commit {
             _ => Committed::Stale,
         })
     }
-}
-
-/// A step as kept in the outbox (then published as a `shared` step message).
-pub fn step_json(arn: &str, s: &StepRequest) -> String {
-    serde_json::json!({
-        "execution": arn,
-        "cursor": s.cursor,
-        "seq": s.seq,
-        "attempt": s.attempt,
-        "resource": s.resource,
-        "input": s.input,
-        "timeout_ms": s.timeout.map(|d| d.as_millis() as u64),
-        "heartbeat_s": s.heartbeat.map(|d| d.as_secs()),
-    })
-    .to_string()
 }
 
 #[async_trait::async_trait]

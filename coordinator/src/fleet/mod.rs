@@ -40,6 +40,7 @@ pub mod backend;
 pub mod client;
 pub mod command;
 pub mod keys;
+pub mod outbox;
 pub mod service;
 pub mod stored;
 

@@ -22,6 +22,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::backend::{Commit, Committed, RedisBackend};
 use super::keys::FleetKeys;
+use super::outbox::OutboxStep;
 use super::{InboxEvent, parse_timer};
 use crate::asl::definition::StateMachine;
 use crate::asl::error::StatesError;
@@ -492,23 +493,17 @@ impl Coordinator {
         if outbox.is_empty() {
             return Ok(());
         }
-        let now = shared::now_ms();
-        let mut steps = Vec::with_capacity(outbox.len());
-        let mut values = Vec::with_capacity(outbox.len());
-        for text in &outbox {
-            let v: Value = serde_json::from_str(text)?;
-            let id = StepId {
-                execution: arn.to_string(),
-                cursor: v["cursor"].as_str().unwrap_or_default().to_string(),
-                seq: v["seq"].as_u64().unwrap_or(0),
-                attempt: v["attempt"].as_u64().unwrap_or(1) as u32,
-            };
-            values.push((id, v));
-        }
-        // Every cursor awaits its step before any step is published (one round trip).
-        let awaiting: Vec<(&str, u64, u32)> = values
+        // What this build wrote: an entry that does not decode stops the publish (the outbox
+        // is left as it is) rather than sending a step with guessed fields.
+        let entries = outbox
             .iter()
-            .map(|(id, _)| (id.cursor.as_str(), id.seq, id.attempt))
+            .enumerate()
+            .map(|(i, text)| OutboxStep::decode(arn, i, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Every cursor awaits its step before any step is published (one round trip).
+        let awaiting: Vec<(&str, u64, u32)> = entries
+            .iter()
+            .map(|e| (e.step.id.cursor.as_str(), e.step.id.seq, e.step.id.attempt))
             .collect();
         let current = lease::await_steps(
             &mut conn,
@@ -525,16 +520,8 @@ impl Coordinator {
             tracing::warn!(execution = %arn, "the outbox changed under its publisher (Redis lost writes?); not publishing what it held");
             return Ok(());
         }
-        for (id, v) in values {
-            let mut step = StepMessage::new(
-                id,
-                v["resource"].as_str().unwrap_or_default(),
-                v["input"].clone(),
-            );
-            step.deadline_ms = v["timeout_ms"].as_u64().map(|t| now + t);
-            step.heartbeat_seconds = v["heartbeat_s"].as_u64().map(|h| h as u32);
-            steps.push(step);
-        }
+        let now = shared::now_ms();
+        let steps: Vec<StepMessage> = entries.into_iter().map(|e| e.publish_at(now)).collect();
         self.check_served(arn, &steps).await?;
         self.publisher
             .publish_step_batches(&self.topo, steps, self.opts.step_batch)

@@ -41,6 +41,7 @@ pub mod client;
 pub mod command;
 pub mod keys;
 pub mod outbox;
+pub mod record;
 pub mod service;
 pub mod stored;
 

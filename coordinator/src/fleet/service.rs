@@ -23,6 +23,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::backend::{Commit, Committed, RedisBackend};
 use super::keys::FleetKeys;
 use super::outbox::OutboxStep;
+use super::record::{ExecutionRecord, RecordError, field};
 use super::{InboxEvent, parse_timer};
 use crate::asl::definition::StateMachine;
 use crate::asl::error::StatesError;
@@ -472,7 +473,7 @@ impl Coordinator {
             return Ok(info.clone());
         }
         let mut conn = self.conn.clone();
-        let text: Option<String> = conn.hget(self.keys.exec(arn), "info").await?;
+        let text: Option<String> = conn.hget(self.keys.exec(arn), field::INFO).await?;
         let info: Arc<ExecutionInfo> = Arc::new(serde_json::from_str(
             &text.context("execution without info")?,
         )?);
@@ -562,17 +563,12 @@ impl Coordinator {
         }
         // The execution's small fields; its `info` (which holds the execution input, perhaps
         // large) is read and parsed once per execution: it never changes.
-        const FIELDS: [&str; 5] = ["status", "def", "next_event", "started", "commits"];
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.keys.exec(arn))
-            .arg(&FIELDS)
+            .arg(&ExecutionRecord::FIELDS)
             .query_async(&mut conn)
             .await?;
-        let exec: HashMap<&str, String> = FIELDS
-            .iter()
-            .zip(values)
-            .filter_map(|(f, v)| Some((*f, v?)))
-            .collect();
+        let exec = ExecutionRecord::from_fields(arn, values)?;
         let inbox_key = self.keys.inbox(arn);
         let raw: Vec<String> = conn
             .lrange(&inbox_key, 0, self.opts.batch as isize - 1)
@@ -592,11 +588,8 @@ impl Coordinator {
         }
         // The commit the batch is read at: its own commit happens only if the execution is
         // still there (see `Commit`).
-        let commits: u64 = exec
-            .get("commits")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let status = exec.get("status").and_then(|s| Status::parse(s));
+        let commits = exec.commits;
+        let status = exec.status;
         if status != Some(Status::Running) {
             // Finished (or unknown) executions ignore late events.
             let mut drop_late = Commit::default();
@@ -607,9 +600,10 @@ impl Coordinator {
                 .await?;
             return committed(arn, done).map(|()| true);
         }
-        let def_id = exec
-            .get("def")
-            .context("execution without a definition id")?;
+        let def_id = exec.def.as_ref().ok_or_else(|| RecordError::Missing {
+            execution: arn.to_string(),
+            field: field::DEF,
+        })?;
         let cached = self
             .defs
             .lock()
@@ -627,11 +621,8 @@ impl Coordinator {
             }
         };
         let info = self.execution_info(arn).await?;
-        let next_event: u64 = exec
-            .get("next_event")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1);
-        let mut started = exec.get("started").map(String::as_str) == Some("1");
+        let next_event = exec.next_event;
+        let mut started = exec.started;
         let engine = Engine {
             def,
             info,
@@ -732,22 +723,16 @@ impl Coordinator {
         let exec_key = self.keys.exec(arn);
         let mut commit = Commit::default();
         backend.write_into(&mut commit, &mut changes, ttl);
-        commit.hincr(&exec_key, "commits", 1);
-        commit.hset(&exec_key, "next_event", p.next_event_id);
-        if started {
-            commit.hset(&exec_key, "started", "1");
-        }
+        ExecutionRecord::write_batch(&mut commit, &exec_key, p.next_event_id, started);
         commit.ltrim(&inbox_key, raw.len() as i64, -1);
         if let Some((status, result)) = &p.ended {
-            commit.hset(&exec_key, "status", status.as_str());
-            commit.hset(&exec_key, "stop_date", Utc::now().to_rfc3339());
-            match result {
-                Ok(output) => commit.hset(&exec_key, "output", output),
-                Err(e) => {
-                    commit.hset(&exec_key, "error", &e.error);
-                    commit.hset(&exec_key, "cause", &e.cause);
-                }
-            }
+            ExecutionRecord::write_end(
+                &mut commit,
+                &exec_key,
+                *status,
+                result,
+                &Utc::now().to_rfc3339(),
+            );
             commit.del(&self.keys.cursors(arn));
             commit.del(&self.keys.blobs(arn));
         }

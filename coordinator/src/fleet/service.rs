@@ -148,6 +148,69 @@ async fn join(flush: Flush) -> anyhow::Result<()> {
 /// run whose values are stored apart, see [`super::stored`]).
 type CachedCursors = (u64, HashMap<CursorId, Cursor>, HashMap<CursorId, u64>);
 
+/// What [`Coordinator::load`] found.
+enum Loaded {
+    /// The inbox is empty.
+    Empty,
+    /// The execution is not running: its first `entries` inbox entries are late events, to
+    /// drop at commit `commits`.
+    Late {
+        entries: usize,
+        commits: u64,
+    },
+    Batch(Box<Batch>),
+}
+
+/// One batch of one execution, from its reading to its commit.
+struct Batch {
+    /// Inbox entries the batch consumes (the unreadable ones included).
+    entries: usize,
+    /// The readable ones, until [`Coordinator::apply`] takes them.
+    events: Vec<InboxEvent>,
+    /// The commit the batch was read at.
+    commits: u64,
+    /// Whether the execution's start was processed (before or in this batch).
+    started: bool,
+    processor: Processor,
+    backend: RedisBackend,
+    times: Times,
+}
+
+/// When each stage of a batch ended, from its start (for the debug log).
+struct Times {
+    clock: std::time::Instant,
+    read: Duration,
+    ran: Duration,
+    prepared: Duration,
+    committed: Duration,
+}
+
+impl Times {
+    /// Times of a batch started at `clock` and read by now.
+    fn read_since(clock: std::time::Instant) -> Times {
+        Times {
+            clock,
+            read: clock.elapsed(),
+            ran: Duration::ZERO,
+            prepared: Duration::ZERO,
+            committed: Duration::ZERO,
+        }
+    }
+
+    fn log(&self, arn: &str, events: usize, publish_wait: Duration) {
+        tracing::debug!(
+            execution = %arn,
+            events,
+            read_ms = self.read.as_secs_f64() * 1e3,
+            run_ms = (self.ran - self.read).as_secs_f64() * 1e3,
+            prepare_ms = (self.prepared - self.ran).as_secs_f64() * 1e3,
+            commit_ms = (self.committed - self.prepared).as_secs_f64() * 1e3,
+            publish_wait_ms = publish_wait.as_secs_f64() * 1e3,
+            "processed a batch"
+        );
+    }
+}
+
 /// One coordinator process.
 pub struct Coordinator {
     conn: ConnectionManager,
@@ -550,17 +613,45 @@ impl Coordinator {
     /// publishing before it starts its own, so one task at a time publishes an outbox: with
     /// `publishing` empty (a fresh lease), the batch first publishes what a previous holder
     /// left in the outbox. Every write is fenced by the lease `token`.
+    ///
+    /// The stages: [`Coordinator::load`] (the record, the inbox, the definition, the
+    /// cursors), [`Coordinator::apply`] (the events, through the engine),
+    /// [`Coordinator::commit`] (one fenced write), [`Coordinator::keep_cursors`] (this
+    /// coordinator's cache) and [`Coordinator::publish`] (the outbox).
     async fn process_batch(
         self: &Arc<Self>,
         arn: &str,
         token: &str,
         publishing: &mut Option<Flush>,
     ) -> anyhow::Result<bool> {
-        let batch_started = std::time::Instant::now();
-        let mut conn = self.conn.clone();
+        let clock = std::time::Instant::now();
         if publishing.is_none() {
             self.flush_outbox(arn, token).await?;
         }
+        let mut batch = match self.load(arn, clock).await? {
+            Loaded::Empty => {
+                self.settle(arn, publishing).await?;
+                return Ok(false);
+            }
+            Loaded::Late { entries, commits } => {
+                self.drop_late(arn, token, entries, commits).await?;
+                return Ok(true);
+            }
+            Loaded::Batch(batch) => *batch,
+        };
+        self.apply(&mut batch).await?;
+        let changes = self.commit(arn, token, &mut batch).await?;
+        self.keep_cursors(arn, &mut batch, changes);
+        let waited = self.publish(arn, token, publishing).await?;
+        batch.times.log(arn, batch.entries, waited);
+        Ok(true)
+    }
+
+    /// Reads what a batch needs: the execution's record and up to `opts.batch` inbox
+    /// entries; for a running execution also its definition and facts (cached), the cursors
+    /// this coordinator's last commit left (if still current) and those the events concern.
+    async fn load(&self, arn: &str, clock: std::time::Instant) -> anyhow::Result<Loaded> {
+        let mut conn = self.conn.clone();
         // The execution's small fields; its `info` (which holds the execution input, perhaps
         // large) is read and parsed once per execution: it never changes.
         let values: Vec<Option<String>> = redis::cmd("HMGET")
@@ -569,36 +660,21 @@ impl Coordinator {
             .query_async(&mut conn)
             .await?;
         let exec = ExecutionRecord::from_fields(arn, values)?;
-        let inbox_key = self.keys.inbox(arn);
         let raw: Vec<String> = conn
-            .lrange(&inbox_key, 0, self.opts.batch as isize - 1)
+            .lrange(self.keys.inbox(arn), 0, self.opts.batch as isize - 1)
             .await?;
         if raw.is_empty() {
-            if let Some(flush) = publishing.take() {
-                join(flush).await?;
-            }
-            let _: i64 = redis::Script::new(SETTLE)
-                .key(&inbox_key)
-                .key(self.keys.outbox(arn))
-                .key(self.keys.ready())
-                .arg(arn)
-                .invoke_async(&mut conn)
-                .await?;
-            return Ok(false);
+            return Ok(Loaded::Empty);
         }
         // The commit the batch is read at: its own commit happens only if the execution is
         // still there (see `Commit`).
         let commits = exec.commits;
-        let status = exec.status;
-        if status != Some(Status::Running) {
+        if exec.status != Some(Status::Running) {
             // Finished (or unknown) executions ignore late events.
-            let mut drop_late = Commit::default();
-            drop_late.ltrim(&inbox_key, raw.len() as i64, -1);
-            drop_late.expect_commits(&self.keys.exec(arn), commits);
-            let done = drop_late
-                .run(&mut conn, &self.keys.lease(arn), token)
-                .await?;
-            return committed(arn, done).map(|()| true);
+            return Ok(Loaded::Late {
+                entries: raw.len(),
+                commits,
+            });
         }
         let def_id = exec.def.as_ref().ok_or_else(|| RecordError::Missing {
             execution: arn.to_string(),
@@ -621,14 +697,12 @@ impl Coordinator {
             }
         };
         let info = self.execution_info(arn).await?;
-        let next_event = exec.next_event;
-        let mut started = exec.started;
         let engine = Engine {
             def,
             info,
             options: self.opts.engine.clone(),
         };
-        let mut p = Processor::new(engine, next_event, true, rand::random());
+        let processor = Processor::new(engine, exec.next_event, true, rand::random());
         let mut backend = RedisBackend::new(
             conn.clone(),
             self.keys.clone(),
@@ -648,7 +722,6 @@ impl Coordinator {
             backend.parsed = cursors;
             backend.split_runs = split_runs;
         }
-        let now = Utc::now;
         let mut events = Vec::with_capacity(raw.len());
         for text in &raw {
             match serde_json::from_str::<InboxEvent>(text) {
@@ -670,13 +743,69 @@ impl Coordinator {
             })
             .collect();
         backend.prefetch(&touched).await?;
-        let read_at = batch_started.elapsed();
-        for event in events {
+        Ok(Loaded::Batch(Box::new(Batch {
+            entries: raw.len(),
+            events,
+            commits,
+            started: exec.started,
+            processor,
+            backend,
+            times: Times::read_since(clock),
+        })))
+    }
+
+    /// Nothing left in the inbox: waits for the previous batch's publishing, then clears the
+    /// execution's ready flag (unless something arrived meanwhile, see [`SETTLE`]).
+    async fn settle(&self, arn: &str, publishing: &mut Option<Flush>) -> anyhow::Result<()> {
+        if let Some(flush) = publishing.take() {
+            join(flush).await?;
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::Script::new(SETTLE)
+            .key(self.keys.inbox(arn))
+            .key(self.keys.outbox(arn))
+            .key(self.keys.ready())
+            .arg(arn)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the first `entries` inbox entries of an execution that is not running, under
+    /// the lease and at the commit they were read at.
+    async fn drop_late(
+        &self,
+        arn: &str,
+        token: &str,
+        entries: usize,
+        commits: u64,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let mut drop_late = Commit::default();
+        drop_late.ltrim(&self.keys.inbox(arn), entries as i64, -1);
+        drop_late.expect_commits(&self.keys.exec(arn), commits);
+        let done = drop_late
+            .run(&mut conn, &self.keys.lease(arn), token)
+            .await?;
+        committed(arn, done)
+    }
+
+    /// Feeds the batch's events to the engine and runs it until nothing is left to do.
+    async fn apply(&self, batch: &mut Batch) -> anyhow::Result<()> {
+        let now = Utc::now;
+        let Batch {
+            events,
+            started,
+            processor: p,
+            backend,
+            ..
+        } = batch;
+        for event in std::mem::take(events) {
             match event {
                 InboxEvent::Start => {
-                    if !started {
-                        p.start(&mut backend, now());
-                        started = true;
+                    if !*started {
+                        p.start(backend, now());
+                        *started = true;
                     }
                 }
                 InboxEvent::Outcome {
@@ -693,38 +822,45 @@ impl Coordinator {
                 InboxEvent::Timer { cursor, seq } => {
                     p.push(cursor, CursorEvent::TimerFired { seq })
                 }
-                InboxEvent::Redrive { cursor, seq } => {
-                    self.redrive(&mut backend, &cursor, seq).await?
-                }
+                InboxEvent::Redrive { cursor, seq } => self.redrive(backend, &cursor, seq).await?,
                 InboxEvent::Unserved { cursor, seq } => {
-                    if let Some(error) = self.still_unserved(&mut backend, &cursor, seq).await? {
+                    if let Some(error) = self.still_unserved(backend, &cursor, seq).await? {
                         p.push(cursor, CursorEvent::StepFailed { seq, error });
                     }
                 }
                 InboxEvent::Timeout => {
-                    p.run(&mut backend, now).await?;
+                    p.run(backend, now).await?;
                     let e = StatesError::new(
                         crate::asl::error::names::TIMEOUT,
                         "The execution exceeded its TimeoutSeconds.",
                     );
-                    p.stop(&mut backend, e, true, now).await?;
+                    p.stop(backend, e, true, now).await?;
                 }
                 InboxEvent::Stop { error, cause } => {
-                    p.run(&mut backend, now).await?;
-                    p.stop(&mut backend, StatesError::new(error, cause), false, now)
+                    p.run(backend, now).await?;
+                    p.stop(backend, StatesError::new(error, cause), false, now)
                         .await?;
                 }
             }
         }
-        p.run(&mut backend, now).await?;
-        let ran_at = batch_started.elapsed();
+        p.run(backend, now).await?;
+        batch.times.ran = batch.times.clock.elapsed();
+        Ok(())
+    }
+
+    /// Writes the batch (cursors, stored values, history, timers, outbox, record, consumed
+    /// inbox entries) in one commit fenced by the lease `token` and the commit the batch was
+    /// read at. Returns the cursor changes it wrote.
+    async fn commit(&self, arn: &str, token: &str, batch: &mut Batch) -> anyhow::Result<Changes> {
+        let mut conn = self.conn.clone();
+        let p = &mut batch.processor;
         let mut changes = p.take_changes();
         let ttl = self.opts.ttl.as_secs() as i64;
         let exec_key = self.keys.exec(arn);
         let mut commit = Commit::default();
-        backend.write_into(&mut commit, &mut changes, ttl);
-        ExecutionRecord::write_batch(&mut commit, &exec_key, p.next_event_id, started);
-        commit.ltrim(&inbox_key, raw.len() as i64, -1);
+        batch.backend.write_into(&mut commit, &mut changes, ttl);
+        ExecutionRecord::write_batch(&mut commit, &exec_key, p.next_event_id, batch.started);
+        commit.ltrim(&self.keys.inbox(arn), batch.entries as i64, -1);
         if let Some((status, result)) = &p.ended {
             ExecutionRecord::write_end(
                 &mut commit,
@@ -737,54 +873,60 @@ impl Coordinator {
             commit.del(&self.keys.blobs(arn));
         }
         commit.expire(&exec_key, ttl);
-        commit.expect_commits(&exec_key, commits);
-        let prepared_at = batch_started.elapsed();
+        commit.expect_commits(&exec_key, batch.commits);
+        batch.times.prepared = batch.times.clock.elapsed();
         let done = commit
             .run(&mut conn, &self.keys.lease(arn), token)
             .await
             .context("cannot commit the batch")?;
         committed(arn, done)?;
-        let committed_at = batch_started.elapsed();
-        if p.ended.is_none() {
-            // What Redis holds now: the cursors this batch wrote, and those it did not touch.
-            let Changes { changed, removed } = changes;
-            let mut cursors = std::mem::take(&mut backend.parsed);
-            for id in &removed {
-                cursors.remove(id);
-            }
-            cursors.extend(changed.into_iter().map(|c| (c.id.clone(), c)));
-            self.cursor_cache.lock().expect("cursor cache lock").insert(
-                arn.to_string(),
-                (
-                    commits + 1,
-                    cursors,
-                    std::mem::take(&mut backend.split_runs),
-                ),
-            );
+        batch.times.committed = batch.times.clock.elapsed();
+        Ok(changes)
+    }
+
+    /// Keeps the cursors Redis holds after the batch's commit (those it wrote and those it
+    /// did not touch) for the execution's next batch here; nothing once it ended.
+    fn keep_cursors(&self, arn: &str, batch: &mut Batch, changes: Changes) {
+        if batch.processor.ended.is_some() {
+            return;
         }
+        let Changes { changed, removed } = changes;
+        let mut cursors = std::mem::take(&mut batch.backend.parsed);
+        for id in &removed {
+            cursors.remove(id);
+        }
+        cursors.extend(changed.into_iter().map(|c| (c.id.clone(), c)));
+        self.cursor_cache.lock().expect("cursor cache lock").insert(
+            arn.to_string(),
+            (
+                batch.commits + 1,
+                cursors,
+                std::mem::take(&mut batch.backend.split_runs),
+            ),
+        );
+    }
+
+    /// Waits for the previous batch's publishing, then starts publishing the outbox this
+    /// batch committed (left in `publishing`). Returns how long it waited.
+    async fn publish(
+        self: &Arc<Self>,
+        arn: &str,
+        token: &str,
+        publishing: &mut Option<Flush>,
+    ) -> anyhow::Result<Duration> {
+        let waiting = std::time::Instant::now();
         if let Some(flush) = publishing.take() {
             join(flush).await?;
         }
-        let waited = batch_started.elapsed() - committed_at;
+        let waited = waiting.elapsed();
         let me = self.clone();
         let (arn_owned, token_owned) = (arn.to_string(), token.to_string());
         *publishing = Some(tokio::spawn(async move {
             me.flush_outbox(&arn_owned, &token_owned).await
         }));
-        tracing::debug!(
-            execution = %arn,
-            events = raw.len(),
-            read_ms = read_at.as_secs_f64() * 1e3,
-            run_ms = (ran_at - read_at).as_secs_f64() * 1e3,
-            prepare_ms = (prepared_at - ran_at).as_secs_f64() * 1e3,
-            commit_ms = (committed_at - prepared_at).as_secs_f64() * 1e3,
-            publish_wait_ms = waited.as_secs_f64() * 1e3,
-            "processed a batch"
-        );
-        Ok(true)
+        Ok(waited)
     }
 
-    /// A step's outcome is overdue: publish it again if its cursor still waits for it.
     /// The failure of a step that still waits and whose resource no live worker serves.
     async fn still_unserved(
         &self,
@@ -825,6 +967,7 @@ impl Coordinator {
         Ok(())
     }
 
+    /// A step's outcome is overdue: publish it again if its cursor still waits for it.
     async fn redrive(
         &self,
         backend: &mut RedisBackend,

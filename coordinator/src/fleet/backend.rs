@@ -10,6 +10,8 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use super::keys::FleetKeys;
+use super::outbox::OutboxStep;
+use super::record::field;
 use super::{stored, timer_member};
 use crate::driver::{Backend, BackendError, Changes, StepRequest};
 use crate::engine::cursor::{Cursor, CursorId};
@@ -298,9 +300,9 @@ impl RedisBackend {
                 .add(started - succeeded - failed);
             let exec = self.keys.exec(&arn);
             for (field, n) in [
-                ("items_started", started),
-                ("items_succeeded", succeeded),
-                ("items_failed", failed),
+                (field::ITEMS_STARTED, started),
+                (field::ITEMS_SUCCEEDED, succeeded),
+                (field::ITEMS_FAILED, failed),
             ] {
                 if n > 0 {
                     pipe.hincr(&exec, field, n);
@@ -313,7 +315,11 @@ impl RedisBackend {
         }
         if !p.steps.is_empty() {
             let outbox = self.keys.outbox(&arn);
-            let steps: Vec<String> = p.steps.iter().map(|s| step_json(&arn, s)).collect();
+            let steps: Vec<String> = p
+                .steps
+                .iter()
+                .map(|s| OutboxStep::new(&arn, s).encode())
+                .collect();
             pipe.rpush(&outbox, &steps);
             pipe.expire(&outbox, ttl_secs);
             if self.redrive_after_ms > 0 {
@@ -354,9 +360,9 @@ pub enum Committed {
 const CHUNK: usize = 400;
 
 /// KEYS[1] the lease, KEYS[2] the execution hash; ARGV[1] the token, ARGV[2] the expected
-/// `commits` ('' for any), ARGV[3] each command's argument count (JSON); the commands'
-/// arguments follow in ARGV[4..], as they are: no JSON escaping of large values on either
-/// side.
+/// `commits` ([`field::COMMITS`], spelled out in the script; '' for any), ARGV[3] each
+/// command's argument count (JSON); the commands' arguments follow in ARGV[4..], as they
+/// are: no JSON escaping of large values on either side.
 const COMMIT: &str = r#"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' and (redis.call('HGET', KEYS[2], 'commits') or '0') ~= ARGV[2] then return -1 end
@@ -492,21 +498,6 @@ impl Commit {
             _ => Committed::Stale,
         })
     }
-}
-
-/// A step as kept in the outbox (then published as a `shared` step message).
-pub fn step_json(arn: &str, s: &StepRequest) -> String {
-    serde_json::json!({
-        "execution": arn,
-        "cursor": s.cursor,
-        "seq": s.seq,
-        "attempt": s.attempt,
-        "resource": s.resource,
-        "input": s.input,
-        "timeout_ms": s.timeout.map(|d| d.as_millis() as u64),
-        "heartbeat_s": s.heartbeat.map(|d| d.as_secs()),
-    })
-    .to_string()
 }
 
 #[async_trait::async_trait]
@@ -773,7 +764,7 @@ mod tests {
             Committed::Yes
         );
         // A batch read at another commit than the execution's writes nothing.
-        let _: () = conn.hset(&hash, "commits", 7).await.unwrap();
+        let _: () = conn.hset(&hash, field::COMMITS, 7).await.unwrap();
         let mut c = Commit::default();
         c.hset(&hash, "odd", "stale");
         c.expect_commits(&hash, 6);

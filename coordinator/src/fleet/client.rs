@@ -20,6 +20,7 @@ use sha2::Digest;
 
 use super::InboxEvent;
 use super::keys::FleetKeys;
+use super::record::{ExecutionRecord, field};
 use super::service::enqueue;
 use crate::asl::definition::StateMachine;
 use crate::asl::error::StatesError;
@@ -117,7 +118,7 @@ impl FleetClient {
         let def_id = hex(&sha2::Sha256::digest(definition_text.as_bytes()));
         let exec_key = self.keys.exec(&info.execution_arn);
         let created: bool = conn
-            .hset_nx(&exec_key, "status", Status::Running.as_str())
+            .hset_nx(&exec_key, field::STATUS, Status::Running.as_str())
             .await?;
         if !created {
             bail!("Execution Already Exists: '{}'", info.execution_arn);
@@ -129,13 +130,7 @@ impl FleetClient {
             .ignore()
             .hset_multiple(
                 &exec_key,
-                &[
-                    ("def", def_id.clone()),
-                    ("info", serde_json::to_string(info)?),
-                    ("next_event", "1".to_string()),
-                    ("started", "0".to_string()),
-                    ("start_ms", start_ms.to_string()),
-                ],
+                &ExecutionRecord::submitted(&def_id, serde_json::to_string(info)?, start_ms),
             )
             .ignore()
             .zadd(self.keys.executions(), &info.execution_arn, start_ms)
@@ -193,19 +188,22 @@ impl FleetClient {
             bail!("Execution Does Not Exist: '{arn}'");
         }
         let info: ExecutionInfo =
-            serde_json::from_str(exec.get("info").context("execution without info")?)?;
+            serde_json::from_str(exec.get(field::INFO).context("execution without info")?)?;
         let status = exec
-            .get("status")
+            .get(field::STATUS)
             .and_then(|s| Status::parse(s))
             .unwrap_or(Status::Running);
         let output = exec
-            .get("output")
+            .get(field::OUTPUT)
             .and_then(|o| serde_json::from_str(o).ok());
-        let error = exec
-            .get("error")
-            .map(|e| StatesError::new(e.clone(), exec.get("cause").cloned().unwrap_or_default()));
+        let error = exec.get(field::ERROR).map(|e| {
+            StatesError::new(
+                e.clone(),
+                exec.get(field::CAUSE).cloned().unwrap_or_default(),
+            )
+        });
         let stop_date = exec
-            .get("stop_date")
+            .get(field::STOP_DATE)
             .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_else(Utc::now);
@@ -253,7 +251,7 @@ impl FleetClient {
         let key = self.keys.exec(arn);
         self.read("waiting for the execution", |mut c| {
             let key = &key;
-            async move { c.hget(key, "status").await }
+            async move { c.hget(key, field::STATUS).await }
         })
         .await
     }
@@ -267,7 +265,11 @@ impl FleetClient {
                 async move {
                     redis::cmd("HMGET")
                         .arg(key)
-                        .arg(&["items_started", "items_succeeded", "items_failed"])
+                        .arg(&[
+                            field::ITEMS_STARTED,
+                            field::ITEMS_SUCCEEDED,
+                            field::ITEMS_FAILED,
+                        ])
                         .query_async(&mut c)
                         .await
                 }

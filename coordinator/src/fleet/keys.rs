@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `P:{ARN}:cursors` | hash | cursor id → engine cursor (JSON) |
 //! | `P:{ARN}:inbox` | list | [`super::InboxEvent`]s not processed yet |
-//! | `P:{ARN}:outbox` | list | step messages committed, not yet published |
+//! | `P:{ARN}:outbox` | list | [`super::outbox::OutboxStep`]s (a step message and its timeout) committed, not yet published |
 //! | `P:{ARN}:lease` | string | the fencing token of the lease holder: coordinator id `#` number (PX) |
 //! | `P:{ARN}:items:CURSOR` | hash | a Map's items, index → JSON |
 //! | `P:{ARN}:results:CURSOR` | hash | a Map's or Parallel's child outputs, index → JSON |
@@ -17,7 +17,8 @@
 //! The execution hash (`shared`'s `P:{ARN}:exec`) gains `next_event`, `started`, the Map
 //! progress counters `items_started` / `items_succeeded` / `items_failed`, and `commits`: the
 //! number of batches committed, which a coordinator compares with its own count to know whether
-//! the cursors it kept from its last batch are still what Redis holds.
+//! the cursors it kept from its last batch are still what Redis holds. Its field names live
+//! in [`super::record::field`]; [`super::record::ExecutionRecord`] is what a batch reads of it.
 
 use shared::redis_schema::Keys;
 

@@ -40,6 +40,8 @@ pub mod backend;
 pub mod client;
 pub mod command;
 pub mod keys;
+pub mod outbox;
+pub mod record;
 pub mod service;
 pub mod stored;
 mod unserved;

@@ -22,6 +22,8 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::backend::{Commit, Committed, RedisBackend};
 use super::keys::FleetKeys;
+use super::outbox::OutboxStep;
+use super::record::{ExecutionRecord, RecordError, field};
 use super::{InboxEvent, parse_timer};
 use crate::asl::definition::StateMachine;
 use crate::asl::error::StatesError;
@@ -145,6 +147,69 @@ async fn join(flush: Flush) -> anyhow::Result<()> {
 /// An execution's cursors as of its n-th commit: (n, cursor id → cursor, cursor id → the
 /// run whose values are stored apart, see [`super::stored`]).
 type CachedCursors = (u64, HashMap<CursorId, Cursor>, HashMap<CursorId, u64>);
+
+/// What [`Coordinator::load`] found.
+enum Loaded {
+    /// The inbox is empty.
+    Empty,
+    /// The execution is not running: its first `entries` inbox entries are late events, to
+    /// drop at commit `commits`.
+    Late {
+        entries: usize,
+        commits: u64,
+    },
+    Batch(Box<Batch>),
+}
+
+/// One batch of one execution, from its reading to its commit.
+struct Batch {
+    /// Inbox entries the batch consumes (the unreadable ones included).
+    entries: usize,
+    /// The readable ones, until [`Coordinator::apply`] takes them.
+    events: Vec<InboxEvent>,
+    /// The commit the batch was read at.
+    commits: u64,
+    /// Whether the execution's start was processed (before or in this batch).
+    started: bool,
+    processor: Processor,
+    backend: RedisBackend,
+    times: Times,
+}
+
+/// When each stage of a batch ended, from its start (for the debug log).
+struct Times {
+    clock: std::time::Instant,
+    read: Duration,
+    ran: Duration,
+    prepared: Duration,
+    committed: Duration,
+}
+
+impl Times {
+    /// Times of a batch started at `clock` and read by now.
+    fn read_since(clock: std::time::Instant) -> Times {
+        Times {
+            clock,
+            read: clock.elapsed(),
+            ran: Duration::ZERO,
+            prepared: Duration::ZERO,
+            committed: Duration::ZERO,
+        }
+    }
+
+    fn log(&self, arn: &str, events: usize, publish_wait: Duration) {
+        tracing::debug!(
+            execution = %arn,
+            events,
+            read_ms = self.read.as_secs_f64() * 1e3,
+            run_ms = (self.ran - self.read).as_secs_f64() * 1e3,
+            prepare_ms = (self.prepared - self.ran).as_secs_f64() * 1e3,
+            commit_ms = (self.committed - self.prepared).as_secs_f64() * 1e3,
+            publish_wait_ms = publish_wait.as_secs_f64() * 1e3,
+            "processed a batch"
+        );
+    }
+}
 
 /// One coordinator process.
 pub struct Coordinator {
@@ -483,7 +548,7 @@ impl Coordinator {
             return Ok(info.clone());
         }
         let mut conn = self.conn.clone();
-        let text: Option<String> = conn.hget(self.keys.exec(arn), "info").await?;
+        let text: Option<String> = conn.hget(self.keys.exec(arn), field::INFO).await?;
         let info: Arc<ExecutionInfo> = Arc::new(serde_json::from_str(
             &text.context("execution without info")?,
         )?);
@@ -504,23 +569,17 @@ impl Coordinator {
         if outbox.is_empty() {
             return Ok(());
         }
-        let now = shared::now_ms();
-        let mut steps = Vec::with_capacity(outbox.len());
-        let mut values = Vec::with_capacity(outbox.len());
-        for text in &outbox {
-            let v: Value = serde_json::from_str(text)?;
-            let id = StepId {
-                execution: arn.to_string(),
-                cursor: v["cursor"].as_str().unwrap_or_default().to_string(),
-                seq: v["seq"].as_u64().unwrap_or(0),
-                attempt: v["attempt"].as_u64().unwrap_or(1) as u32,
-            };
-            values.push((id, v));
-        }
-        // Every cursor awaits its step before any step is published (one round trip).
-        let awaiting: Vec<(&str, u64, u32)> = values
+        // What this build wrote: an entry that does not decode stops the publish (the outbox
+        // is left as it is) rather than sending a step with guessed fields.
+        let entries = outbox
             .iter()
-            .map(|(id, _)| (id.cursor.as_str(), id.seq, id.attempt))
+            .enumerate()
+            .map(|(i, text)| OutboxStep::decode(arn, i, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Every cursor awaits its step before any step is published (one round trip).
+        let awaiting: Vec<(&str, u64, u32)> = entries
+            .iter()
+            .map(|e| (e.step.id.cursor.as_str(), e.step.id.seq, e.step.id.attempt))
             .collect();
         let current = lease::await_steps(
             &mut conn,
@@ -537,16 +596,8 @@ impl Coordinator {
             tracing::warn!(execution = %arn, "the outbox changed under its publisher (Redis lost writes?); not publishing what it held");
             return Ok(());
         }
-        for (id, v) in values {
-            let mut step = StepMessage::new(
-                id,
-                v["resource"].as_str().unwrap_or_default(),
-                v["input"].clone(),
-            );
-            step.deadline_ms = v["timeout_ms"].as_u64().map(|t| now + t);
-            step.heartbeat_seconds = v["heartbeat_s"].as_u64().map(|h| h as u32);
-            steps.push(step);
-        }
+        let now = shared::now_ms();
+        let steps: Vec<StepMessage> = entries.into_iter().map(|e| e.publish_at(now)).collect();
         self.check_served(arn, &steps).await?;
         self.publisher
             .publish_step_batches(&self.topo, steps, self.opts.step_batch)
@@ -574,67 +625,73 @@ impl Coordinator {
     /// publishing before it starts its own, so one task at a time publishes an outbox: with
     /// `publishing` empty (a fresh lease), the batch first publishes what a previous holder
     /// left in the outbox. Every write is fenced by the lease `token`.
+    ///
+    /// The stages: [`Coordinator::load`] (the record, the inbox, the definition, the
+    /// cursors), [`Coordinator::apply`] (the events, through the engine),
+    /// [`Coordinator::commit`] (one fenced write), [`Coordinator::keep_cursors`] (this
+    /// coordinator's cache) and [`Coordinator::publish`] (the outbox).
     async fn process_batch(
         self: &Arc<Self>,
         arn: &str,
         token: &str,
         publishing: &mut Option<Flush>,
     ) -> anyhow::Result<bool> {
-        let batch_started = std::time::Instant::now();
-        let mut conn = self.conn.clone();
+        let clock = std::time::Instant::now();
         if publishing.is_none() {
             self.flush_outbox(arn, token).await?;
         }
+        let mut batch = match self.load(arn, clock).await? {
+            Loaded::Empty => {
+                self.settle(arn, publishing).await?;
+                return Ok(false);
+            }
+            Loaded::Late { entries, commits } => {
+                self.drop_late(arn, token, entries, commits).await?;
+                return Ok(true);
+            }
+            Loaded::Batch(batch) => *batch,
+        };
+        self.apply(&mut batch).await?;
+        let changes = self.commit(arn, token, &mut batch).await?;
+        self.keep_cursors(arn, &mut batch, changes);
+        let waited = self.publish(arn, token, publishing).await?;
+        batch.times.log(arn, batch.entries, waited);
+        Ok(true)
+    }
+
+    /// Reads what a batch needs: the execution's record and up to `opts.batch` inbox
+    /// entries; for a running execution also its definition and facts (cached), the cursors
+    /// this coordinator's last commit left (if still current) and those the events concern.
+    async fn load(&self, arn: &str, clock: std::time::Instant) -> anyhow::Result<Loaded> {
+        let mut conn = self.conn.clone();
         // The execution's small fields; its `info` (which holds the execution input, perhaps
         // large) is read and parsed once per execution: it never changes.
-        const FIELDS: [&str; 5] = ["status", "def", "next_event", "started", "commits"];
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.keys.exec(arn))
-            .arg(&FIELDS)
+            .arg(&ExecutionRecord::FIELDS)
             .query_async(&mut conn)
             .await?;
-        let exec: HashMap<&str, String> = FIELDS
-            .iter()
-            .zip(values)
-            .filter_map(|(f, v)| Some((*f, v?)))
-            .collect();
-        let inbox_key = self.keys.inbox(arn);
+        let exec = ExecutionRecord::from_fields(arn, values)?;
         let raw: Vec<String> = conn
-            .lrange(&inbox_key, 0, self.opts.batch as isize - 1)
+            .lrange(self.keys.inbox(arn), 0, self.opts.batch as isize - 1)
             .await?;
         if raw.is_empty() {
-            if let Some(flush) = publishing.take() {
-                join(flush).await?;
-            }
-            let _: i64 = redis::Script::new(SETTLE)
-                .key(&inbox_key)
-                .key(self.keys.outbox(arn))
-                .key(self.keys.ready())
-                .arg(arn)
-                .invoke_async(&mut conn)
-                .await?;
-            return Ok(false);
+            return Ok(Loaded::Empty);
         }
         // The commit the batch is read at: its own commit happens only if the execution is
         // still there (see `Commit`).
-        let commits: u64 = exec
-            .get("commits")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let status = exec.get("status").and_then(|s| Status::parse(s));
-        if status != Some(Status::Running) {
+        let commits = exec.commits;
+        if exec.status != Some(Status::Running) {
             // Finished (or unknown) executions ignore late events.
-            let mut drop_late = Commit::default();
-            drop_late.ltrim(&inbox_key, raw.len() as i64, -1);
-            drop_late.expect_commits(&self.keys.exec(arn), commits);
-            let done = drop_late
-                .run(&mut conn, &self.keys.lease(arn), token)
-                .await?;
-            return committed(arn, done).map(|()| true);
+            return Ok(Loaded::Late {
+                entries: raw.len(),
+                commits,
+            });
         }
-        let def_id = exec
-            .get("def")
-            .context("execution without a definition id")?;
+        let def_id = exec.def.as_ref().ok_or_else(|| RecordError::Missing {
+            execution: arn.to_string(),
+            field: field::DEF,
+        })?;
         let cached = self
             .defs
             .lock()
@@ -652,17 +709,12 @@ impl Coordinator {
             }
         };
         let info = self.execution_info(arn).await?;
-        let next_event: u64 = exec
-            .get("next_event")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1);
-        let mut started = exec.get("started").map(String::as_str) == Some("1");
         let engine = Engine {
             def,
             info,
             options: self.opts.engine.clone(),
         };
-        let mut p = Processor::new(engine, next_event, true, rand::random());
+        let processor = Processor::new(engine, exec.next_event, true, rand::random());
         let mut backend = RedisBackend::new(
             conn.clone(),
             self.keys.clone(),
@@ -682,7 +734,6 @@ impl Coordinator {
             backend.parsed = cursors;
             backend.split_runs = split_runs;
         }
-        let now = Utc::now;
         let mut events = Vec::with_capacity(raw.len());
         for text in &raw {
             match serde_json::from_str::<InboxEvent>(text) {
@@ -704,13 +755,69 @@ impl Coordinator {
             })
             .collect();
         backend.prefetch(&touched).await?;
-        let read_at = batch_started.elapsed();
-        for event in events {
+        Ok(Loaded::Batch(Box::new(Batch {
+            entries: raw.len(),
+            events,
+            commits,
+            started: exec.started,
+            processor,
+            backend,
+            times: Times::read_since(clock),
+        })))
+    }
+
+    /// Nothing left in the inbox: waits for the previous batch's publishing, then clears the
+    /// execution's ready flag (unless something arrived meanwhile, see [`SETTLE`]).
+    async fn settle(&self, arn: &str, publishing: &mut Option<Flush>) -> anyhow::Result<()> {
+        if let Some(flush) = publishing.take() {
+            join(flush).await?;
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::Script::new(SETTLE)
+            .key(self.keys.inbox(arn))
+            .key(self.keys.outbox(arn))
+            .key(self.keys.ready())
+            .arg(arn)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the first `entries` inbox entries of an execution that is not running, under
+    /// the lease and at the commit they were read at.
+    async fn drop_late(
+        &self,
+        arn: &str,
+        token: &str,
+        entries: usize,
+        commits: u64,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let mut drop_late = Commit::default();
+        drop_late.ltrim(&self.keys.inbox(arn), entries as i64, -1);
+        drop_late.expect_commits(&self.keys.exec(arn), commits);
+        let done = drop_late
+            .run(&mut conn, &self.keys.lease(arn), token)
+            .await?;
+        committed(arn, done)
+    }
+
+    /// Feeds the batch's events to the engine and runs it until nothing is left to do.
+    async fn apply(&self, batch: &mut Batch) -> anyhow::Result<()> {
+        let now = Utc::now;
+        let Batch {
+            events,
+            started,
+            processor: p,
+            backend,
+            ..
+        } = batch;
+        for event in std::mem::take(events) {
             match event {
                 InboxEvent::Start => {
-                    if !started {
-                        p.start(&mut backend, now());
-                        started = true;
+                    if !*started {
+                        p.start(backend, now());
+                        *started = true;
                     }
                 }
                 InboxEvent::Outcome {
@@ -727,104 +834,111 @@ impl Coordinator {
                 InboxEvent::Timer { cursor, seq } => {
                     p.push(cursor, CursorEvent::TimerFired { seq })
                 }
-                InboxEvent::Redrive { cursor, seq } => {
-                    self.redrive(&mut backend, &cursor, seq).await?
-                }
+                InboxEvent::Redrive { cursor, seq } => self.redrive(backend, &cursor, seq).await?,
                 InboxEvent::Unserved { cursor, seq } => {
-                    if let Some(error) = self.still_unserved(&mut backend, &cursor, seq).await? {
+                    if let Some(error) = self.still_unserved(backend, &cursor, seq).await? {
                         p.push(cursor, CursorEvent::StepFailed { seq, error });
                     }
                 }
                 InboxEvent::Timeout => {
-                    p.run(&mut backend, now).await?;
+                    p.run(backend, now).await?;
                     let e = StatesError::new(
                         crate::asl::error::names::TIMEOUT,
                         "The execution exceeded its TimeoutSeconds.",
                     );
-                    p.stop(&mut backend, e, true, now).await?;
+                    p.stop(backend, e, true, now).await?;
                 }
                 InboxEvent::Stop { error, cause } => {
-                    p.run(&mut backend, now).await?;
-                    p.stop(&mut backend, StatesError::new(error, cause), false, now)
+                    p.run(backend, now).await?;
+                    p.stop(backend, StatesError::new(error, cause), false, now)
                         .await?;
                 }
             }
         }
-        p.run(&mut backend, now).await?;
-        let ran_at = batch_started.elapsed();
+        p.run(backend, now).await?;
+        batch.times.ran = batch.times.clock.elapsed();
+        Ok(())
+    }
+
+    /// Writes the batch (cursors, stored values, history, timers, outbox, record, consumed
+    /// inbox entries) in one commit fenced by the lease `token` and the commit the batch was
+    /// read at. Returns the cursor changes it wrote.
+    async fn commit(&self, arn: &str, token: &str, batch: &mut Batch) -> anyhow::Result<Changes> {
+        let mut conn = self.conn.clone();
+        let p = &mut batch.processor;
         let mut changes = p.take_changes();
         let ttl = self.opts.ttl.as_secs() as i64;
         let exec_key = self.keys.exec(arn);
         let mut commit = Commit::default();
-        backend.write_into(&mut commit, &mut changes, ttl);
-        commit.hincr(&exec_key, "commits", 1);
-        commit.hset(&exec_key, "next_event", p.next_event_id);
-        if started {
-            commit.hset(&exec_key, "started", "1");
-        }
-        commit.ltrim(&inbox_key, raw.len() as i64, -1);
+        batch.backend.write_into(&mut commit, &mut changes, ttl);
+        ExecutionRecord::write_batch(&mut commit, &exec_key, p.next_event_id, batch.started);
+        commit.ltrim(&self.keys.inbox(arn), batch.entries as i64, -1);
         if let Some((status, result)) = &p.ended {
-            commit.hset(&exec_key, "status", status.as_str());
-            commit.hset(&exec_key, "stop_date", Utc::now().to_rfc3339());
-            match result {
-                Ok(output) => commit.hset(&exec_key, "output", output),
-                Err(e) => {
-                    commit.hset(&exec_key, "error", &e.error);
-                    commit.hset(&exec_key, "cause", &e.cause);
-                }
-            }
+            ExecutionRecord::write_end(
+                &mut commit,
+                &exec_key,
+                *status,
+                result,
+                &Utc::now().to_rfc3339(),
+            );
             commit.del(&self.keys.cursors(arn));
             commit.del(&self.keys.blobs(arn));
         }
         commit.expire(&exec_key, ttl);
-        commit.expect_commits(&exec_key, commits);
-        let prepared_at = batch_started.elapsed();
+        commit.expect_commits(&exec_key, batch.commits);
+        batch.times.prepared = batch.times.clock.elapsed();
         let done = commit
             .run(&mut conn, &self.keys.lease(arn), token)
             .await
             .context("cannot commit the batch")?;
         committed(arn, done)?;
-        let committed_at = batch_started.elapsed();
-        if p.ended.is_none() {
-            // What Redis holds now: the cursors this batch wrote, and those it did not touch.
-            let Changes { changed, removed } = changes;
-            let mut cursors = std::mem::take(&mut backend.parsed);
-            for id in &removed {
-                cursors.remove(id);
-            }
-            cursors.extend(changed.into_iter().map(|c| (c.id.clone(), c)));
-            self.cursor_cache.lock().expect("cursor cache lock").insert(
-                arn.to_string(),
-                (
-                    commits + 1,
-                    cursors,
-                    std::mem::take(&mut backend.split_runs),
-                ),
-            );
+        batch.times.committed = batch.times.clock.elapsed();
+        Ok(changes)
+    }
+
+    /// Keeps the cursors Redis holds after the batch's commit (those it wrote and those it
+    /// did not touch) for the execution's next batch here; nothing once it ended.
+    fn keep_cursors(&self, arn: &str, batch: &mut Batch, changes: Changes) {
+        if batch.processor.ended.is_some() {
+            return;
         }
+        let Changes { changed, removed } = changes;
+        let mut cursors = std::mem::take(&mut batch.backend.parsed);
+        for id in &removed {
+            cursors.remove(id);
+        }
+        cursors.extend(changed.into_iter().map(|c| (c.id.clone(), c)));
+        self.cursor_cache.lock().expect("cursor cache lock").insert(
+            arn.to_string(),
+            (
+                batch.commits + 1,
+                cursors,
+                std::mem::take(&mut batch.backend.split_runs),
+            ),
+        );
+    }
+
+    /// Waits for the previous batch's publishing, then starts publishing the outbox this
+    /// batch committed (left in `publishing`). Returns how long it waited.
+    async fn publish(
+        self: &Arc<Self>,
+        arn: &str,
+        token: &str,
+        publishing: &mut Option<Flush>,
+    ) -> anyhow::Result<Duration> {
+        let waiting = std::time::Instant::now();
         if let Some(flush) = publishing.take() {
             join(flush).await?;
         }
-        let waited = batch_started.elapsed() - committed_at;
+        let waited = waiting.elapsed();
         let me = self.clone();
         let (arn_owned, token_owned) = (arn.to_string(), token.to_string());
         *publishing = Some(tokio::spawn(async move {
             me.flush_outbox(&arn_owned, &token_owned).await
         }));
-        tracing::debug!(
-            execution = %arn,
-            events = raw.len(),
-            read_ms = read_at.as_secs_f64() * 1e3,
-            run_ms = (ran_at - read_at).as_secs_f64() * 1e3,
-            prepare_ms = (prepared_at - ran_at).as_secs_f64() * 1e3,
-            commit_ms = (committed_at - prepared_at).as_secs_f64() * 1e3,
-            publish_wait_ms = waited.as_secs_f64() * 1e3,
-            "processed a batch"
-        );
-        Ok(true)
+        Ok(waited)
     }
 
-    /// A step's outcome is overdue: publish it again if its cursor still waits for it.
     /// The failure of a step that still waits and whose resource no live worker serves.
     async fn still_unserved(
         &self,
@@ -866,6 +980,7 @@ impl Coordinator {
         Ok(())
     }
 
+    /// A step's outcome is overdue: publish it again if its cursor still waits for it.
     async fn redrive(
         &self,
         backend: &mut RedisBackend,

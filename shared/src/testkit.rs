@@ -66,16 +66,25 @@ pub fn teardown_prefix(prefix: &str) {
 /// [`teardown_prefix`] on the caller's runtime, with an explicit broker and Redis; the
 /// failure is returned.
 pub async fn teardown(amqp_url: &str, redis_url: &str, prefix: &str) -> anyhow::Result<()> {
-    let conn = amqp::connect(amqp_url, "mapfleet-teardown", Duration::from_secs(10)).await?;
-    let channel = conn.create_channel().await?;
-    topology::delete(&channel, &Topology::new(prefix, 1)).await?;
-    let _ = conn.close(200, "teardown".into()).await;
-    FleetStore::connect(redis_url, prefix)
-        .await?
-        .delete_prefix()
-        .await?;
-    Ok(())
+    // Bounded: a broker reply that never comes (seen once in 150 teardowns, a channel left
+    // closing by the services just stopped) must cost a leftover queue, not a hung test.
+    tokio::time::timeout(TEARDOWN_LIMIT, async {
+        let conn = amqp::connect(amqp_url, "mapfleet-teardown", Duration::from_secs(10)).await?;
+        let channel = conn.create_channel().await?;
+        topology::delete(&channel, &Topology::new(prefix, 1)).await?;
+        let _ = conn.close(200, "teardown".into()).await;
+        FleetStore::connect(redis_url, prefix)
+            .await?
+            .delete_prefix()
+            .await?;
+        Ok(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the teardown of {prefix} took over {TEARDOWN_LIMIT:?}"))?
 }
+
+/// The longest [`teardown`] may take.
+const TEARDOWN_LIMIT: Duration = Duration::from_secs(60);
 
 /// A prefix no other test (or test run) uses: `TAG-PID-NANOS-N`.
 pub fn unique_prefix(tag: &str) -> String {

@@ -89,19 +89,14 @@ enum PhotoStoresFlag {
 async fn main() -> anyhow::Result<()> {
     // The same log filter variable as the coordinator (`MAPFLEET_LOG=debug`,
     // `MAPFLEET_LOG=worker=debug,info`, ...); info by default.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAPFLEET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    shared::process::init_tracing("info");
 
     let cli = Cli::parse();
     let worker_id = consumer::default_worker_id();
     tracing::info!(config = %cli.fleet, %worker_id, queues = ?cli.queues, concurrency = cli.concurrency, "starting");
     // Installed first, so that SIGTERM at any time (while waiting for Redis or the broker
     // too) ends the process cleanly.
-    let shutdown = shared::supervise::Shutdown::on(consumer::shutdown_signal());
+    let shutdown = shared::supervise::Shutdown::on(shared::process::shutdown_signal());
     // Redis first: a worker that cannot reach it must take no step (its resources would go
     // unregistered, and the photo tasks could not keep their stores).
     let redis_tls = cli.fleet.redis_tls();

@@ -59,11 +59,25 @@ impl Mode for Fleet {
         let def = parse_definition_value(definition).map_err(|e| e.to_string())?;
         let prefix = shared::testkit::unique_prefix("engine-fx");
         let log = log_file();
-        let result = run_on(&prefix, definition, def, input, executor).await;
-        // Blocking on its own runtime: off this one's worker threads.
-        tokio::task::spawn_blocking(move || shared::testkit::teardown_prefix(&prefix))
-            .await
-            .expect("teardown");
+        // Bounded as a whole, teardown included: a fixture that hangs anywhere is a failure
+        // that names it, never a test that runs until CI's limit.
+        let result = match tokio::time::timeout(
+            FIXTURE_LIMIT + Duration::from_secs(60),
+            run_on(&prefix, definition, def, input, executor),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(
+                "the fixture's fleet did not finish (run and shut down) within {:?}",
+                FIXTURE_LIMIT + Duration::from_secs(60)
+            )),
+        };
+        let amqp = shared::testkit::amqp_url();
+        let redis = shared::testkit::redis_url();
+        if let Err(e) = shared::testkit::teardown(&amqp, &redis, &prefix).await {
+            eprintln!("could not clean up the fleet prefix {prefix}: {e:#}");
+        }
         result.map_err(|e| {
             format!(
                 "the fleet run failed: {e:#}\n  warnings and errors logged so far (all fixtures):\n{}",

@@ -80,6 +80,37 @@ const HANDSHAKE_TIME: Duration = Duration::from_secs(15);
 /// Whether this process had a broker connection before: the next one is a reconnection.
 static CONNECTED_BEFORE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// How long closing a connection or a channel may take before it is abandoned.
+pub const CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Closes `conn`, waiting at most [`CLOSE_LIMIT`] for the broker's answer: with lapin's
+/// recovery off, a connection left in a channel error may never see its close-ok, and a
+/// shutdown must not wait for it (dropping the connection closes the socket anyway).
+pub async fn close(conn: &Connection, reason: &str) {
+    if timeout(CLOSE_LIMIT, conn.close(200, reason.into()))
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            reason,
+            "the broker did not answer the connection's close; dropping it"
+        );
+    }
+}
+
+/// [`close`] for a channel.
+pub async fn close_channel(channel: &lapin::Channel, reason: &str) {
+    if timeout(CLOSE_LIMIT, channel.close(200, reason.into()))
+        .await
+        .is_err()
+    {
+        tracing::debug!(
+            reason,
+            "the broker did not answer the channel's close; dropping it"
+        );
+    }
+}
+
 /// [`connect_with`] without extra TLS files and without a way to cancel.
 pub async fn connect(
     url: &str,
@@ -147,7 +178,7 @@ pub async fn connect_with(
                 // Let the attempt end (it is bounded) rather than drop it: its IO thread
                 // would otherwise go on with a runtime that is shutting down.
                 if let Ok(Ok(Ok(conn))) = timeout(socket_time + Duration::from_secs(1), attempt).await {
-                    let _ = conn.close(200, "shutting down".into()).await;
+                    close(&conn, "shutting down").await;
                 }
                 return Err(ConnectError::Cancelled { url: shown });
             }

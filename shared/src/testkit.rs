@@ -43,7 +43,7 @@ pub async fn declare(amqp_url: &str, topo: &Topology) -> anyhow::Result<()> {
     let conn = amqp::connect(amqp_url, "mapfleet-declare", Duration::from_secs(10)).await?;
     let channel = conn.create_channel().await?;
     topology::declare(&channel, topo).await?;
-    let _ = conn.close(200, "declared".into()).await;
+    amqp::close(&conn, "declared").await;
     Ok(())
 }
 
@@ -72,7 +72,7 @@ pub async fn teardown(amqp_url: &str, redis_url: &str, prefix: &str) -> anyhow::
         let conn = amqp::connect(amqp_url, "mapfleet-teardown", Duration::from_secs(10)).await?;
         let channel = conn.create_channel().await?;
         topology::delete(&channel, &Topology::new(prefix, 1)).await?;
-        let _ = conn.close(200, "teardown".into()).await;
+        amqp::close(&conn, "teardown").await;
         FleetStore::connect(redis_url, prefix)
             .await?
             .delete_prefix()

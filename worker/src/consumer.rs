@@ -126,7 +126,7 @@ pub async fn run_with_config(
     let topo = fleet.topology();
     let channel = conn.create_channel().await?;
     topology::declare(&channel, &topo).await?;
-    let _ = channel.close(200, "declared".into()).await;
+    amqp::close_channel(&channel, "declared").await;
     let result = run(
         conn.clone(),
         topo,
@@ -136,7 +136,7 @@ pub async fn run_with_config(
         shutdown,
     )
     .await;
-    let _ = conn.close(200, "worker stopped".into()).await;
+    amqp::close(&conn, "worker stopped").await;
     result
 }
 
@@ -401,7 +401,7 @@ async fn consume_loop(
         tracing::warn!(%queue, unfinished = in_flight.len(), "grace period over; unfinished steps go back to the queue");
         in_flight.abort_all();
     }
-    let _ = channel.close(200, "worker stopping".into()).await;
+    amqp::close_channel(&channel, "worker stopping").await;
     outcome
 }
 

@@ -372,7 +372,7 @@ impl Coordinator {
     /// publish, and an open connection would recover its channel by declaring the topology
     /// again, bringing back queues that were meant to be gone.
     pub async fn close(&self) {
-        let _ = self.amqp.close(200, "coordinator stopped".into()).await;
+        shared::amqp::close(&self.amqp, "coordinator stopped").await;
     }
 
     /// Lets the executions being advanced finish their batch and release their leases, so

@@ -150,7 +150,7 @@ async fn run_on(
                 .await?;
         let channel = conn.create_channel().await?;
         shared::topology::declare(&channel, &fleet.topology()).await?;
-        let _ = conn.close(200, "declared".into()).await;
+        shared::amqp::close(&conn, "declared").await;
     }
 
     // The worker: the utility resources, registered as served (as `mapfleet-worker` does).

@@ -91,22 +91,9 @@ fn f_zip(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value as Json, json};
+    use serde_json::json;
 
-    fn eval(src: &str) -> Option<Json> {
-        crate::Expression::parse(src)
-            .unwrap()
-            .evaluate(None, &mut crate::Environment::new(0, 1))
-            .unwrap()
-    }
-
-    fn code(src: &str) -> String {
-        crate::Expression::parse(src)
-            .and_then(|e| e.evaluate(None, &mut crate::Environment::new(0, 1)))
-            .unwrap_err()
-            .code()
-            .to_string()
-    }
+    use crate::functions::test_support::{code, eval};
 
     #[test]
     fn array_functions() {

@@ -242,22 +242,9 @@ fn f_sort(ev: &mut Evaluator, args: &[Value], ctx: &Ctx) -> Result<Value> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value as Json, json};
+    use serde_json::json;
 
-    fn eval(src: &str) -> Option<Json> {
-        crate::Expression::parse(src)
-            .unwrap()
-            .evaluate(None, &mut crate::Environment::new(0, 1))
-            .unwrap()
-    }
-
-    fn code(src: &str) -> String {
-        crate::Expression::parse(src)
-            .and_then(|e| e.evaluate(None, &mut crate::Environment::new(0, 1)))
-            .unwrap_err()
-            .code()
-            .to_string()
-    }
+    use crate::functions::test_support::{code, eval};
 
     #[test]
     fn callbacks_get_as_many_arguments_as_they_declare() {

@@ -104,3 +104,25 @@ mod tests {
         assert_eq!(builtin("string", false).map(|b| b.arity), Some(1));
     }
 }
+
+/// What the function families' unit tests share: evaluate an expression on no input, or get
+/// the error code it fails with.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use serde_json::Value as Json;
+
+    pub fn eval(src: &str) -> Option<Json> {
+        crate::Expression::parse(src)
+            .unwrap()
+            .evaluate(None, &mut crate::Environment::new(0, 1))
+            .unwrap()
+    }
+
+    pub fn code(src: &str) -> String {
+        crate::Expression::parse(src)
+            .and_then(|e| e.evaluate(None, &mut crate::Environment::new(0, 1)))
+            .unwrap_err()
+            .code()
+            .to_string()
+    }
+}

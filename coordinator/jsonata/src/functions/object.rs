@@ -181,22 +181,9 @@ fn is_lambda(v: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value as Json, json};
+    use serde_json::json;
 
-    fn eval(src: &str) -> Option<Json> {
-        crate::Expression::parse(src)
-            .unwrap()
-            .evaluate(None, &mut crate::Environment::new(0, 1))
-            .unwrap()
-    }
-
-    fn code(src: &str) -> String {
-        crate::Expression::parse(src)
-            .and_then(|e| e.evaluate(None, &mut crate::Environment::new(0, 1)))
-            .unwrap_err()
-            .code()
-            .to_string()
-    }
+    use crate::functions::test_support::{code, eval};
 
     #[test]
     fn objects_merge_spread_and_keys() {

@@ -98,6 +98,33 @@ pub async fn close(conn: &Connection, reason: &str) {
     }
 }
 
+/// How long one broker reply during set-up (opening a channel, `basic.qos`, `basic.consume`,
+/// `confirm.select`, declaring the topology) may take. With lapin's recovery off nothing else
+/// bounds them: a broker that accepts the socket and then stalls would hold a starting service
+/// until the heartbeat gave up, and the supervisor would never see an error to restart on.
+pub const REPLY_LIMIT: Duration = Duration::from_secs(30);
+
+/// Awaits `reply`, turning a broker that does not answer within [`REPLY_LIMIT`] into an IO
+/// time-out error naming `what` (the supervisor treats it like a lost connection).
+pub async fn bounded<T>(
+    what: &str,
+    reply: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, lapin::Error> {
+    match timeout(REPLY_LIMIT, reply).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the broker did not answer {what} within {REPLY_LIMIT:?}"),
+        )
+        .into()),
+    }
+}
+
+/// Opens a channel on `conn`, bounded by [`REPLY_LIMIT`].
+pub async fn open_channel(conn: &Connection) -> Result<Channel, lapin::Error> {
+    bounded("channel.open", conn.create_channel()).await
+}
+
 /// [`close`] for a channel.
 pub async fn close_channel(channel: &lapin::Channel, reason: &str) {
     if timeout(CLOSE_LIMIT, channel.close(200, reason.into()))
@@ -299,12 +326,15 @@ pub async fn consume(
     consumer_tag: &str,
     prefetch: u16,
 ) -> Result<(Channel, lapin::Consumer), lapin::Error> {
-    let channel = conn.create_channel().await?;
-    channel
-        .basic_qos(prefetch, BasicQosOptions { global: false })
-        .await?;
-    let consumer = channel
-        .basic_consume(
+    let channel = open_channel(conn).await?;
+    bounded(
+        "basic.qos",
+        channel.basic_qos(prefetch, BasicQosOptions { global: false }),
+    )
+    .await?;
+    let consumer = bounded(
+        "basic.consume",
+        channel.basic_consume(
             queue.into(),
             consumer_tag.into(),
             BasicConsumeOptions {
@@ -312,8 +342,9 @@ pub async fn consume(
                 ..BasicConsumeOptions::default()
             },
             FieldTable::default(),
-        )
-        .await?;
+        ),
+    )
+    .await?;
     Ok((channel, consumer))
 }
 
@@ -702,16 +733,41 @@ pub fn step_batches(
 }
 
 async fn confirming_channel(conn: &Connection) -> Result<Channel, lapin::Error> {
-    let channel = conn.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let channel = open_channel(conn).await?;
+    bounded(
+        "confirm.select",
+        channel.confirm_select(ConfirmSelectOptions::default()),
+    )
+    .await?;
     Ok(channel)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broker_reply_that_never_comes_is_a_named_time_out() {
+        let never = std::future::pending::<Result<(), lapin::Error>>();
+        let started = tokio::time::Instant::now();
+        let err = bounded("basic.consume", never).await.unwrap_err();
+        assert_eq!(started.elapsed(), REPLY_LIMIT);
+        let text = err.to_string();
+        assert!(
+            text.contains("did not answer basic.consume within 30s"),
+            "{text}"
+        );
+        assert!(
+            matches!(err.kind(), lapin::ErrorKind::IOError(e) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prompt_broker_reply_passes_through() {
+        let reply = async { Ok::<_, lapin::Error>(7) };
+        assert_eq!(bounded("channel.open", reply).await.unwrap(), 7);
+    }
     use crate::messages::StepId;
 
     fn step(resource: &str, i: u64) -> StepMessage {

@@ -41,7 +41,7 @@ pub fn declare_prefix(prefix: &str, delivery_limit: u32) -> anyhow::Result<()> {
 /// [`declare_prefix`] on the caller's runtime, with an explicit broker.
 pub async fn declare(amqp_url: &str, topo: &Topology) -> anyhow::Result<()> {
     let conn = amqp::connect(amqp_url, "mapfleet-declare", Duration::from_secs(10)).await?;
-    let channel = conn.create_channel().await?;
+    let channel = crate::amqp::open_channel(&conn).await?;
     topology::declare(&channel, topo).await?;
     amqp::close(&conn, "declared").await;
     Ok(())
@@ -70,7 +70,7 @@ pub async fn teardown(amqp_url: &str, redis_url: &str, prefix: &str) -> anyhow::
     // closing by the services just stopped) must cost a leftover queue, not a hung test.
     tokio::time::timeout(TEARDOWN_LIMIT, async {
         let conn = amqp::connect(amqp_url, "mapfleet-teardown", Duration::from_secs(10)).await?;
-        let channel = conn.create_channel().await?;
+        let channel = crate::amqp::open_channel(&conn).await?;
         topology::delete(&channel, &Topology::new(prefix, 1)).await?;
         amqp::close(&conn, "teardown").await;
         FleetStore::connect(redis_url, prefix)

@@ -179,8 +179,17 @@ fn durable_exchange() -> ExchangeDeclareOptions {
 /// Declares every exchange, queue and binding of `topo`. Idempotent: every process may (and
 /// should) call it at start-up. Redeclaring a queue with *different* arguments (say another
 /// delivery limit) is refused by the broker with `PRECONDITION_FAILED`, which closes the
-/// channel: change limits by using a new prefix or deleting the queues first.
+/// channel: change limits by using a new prefix or deleting the queues first. The whole
+/// declaration is bounded by [`crate::amqp::REPLY_LIMIT`].
 pub async fn declare(channel: &Channel, topo: &Topology) -> Result<(), lapin::Error> {
+    crate::amqp::bounded(
+        "the queue topology's declarations",
+        declare_all(channel, topo),
+    )
+    .await
+}
+
+async fn declare_all(channel: &Channel, topo: &Topology) -> Result<(), lapin::Error> {
     let dlx = topo.dead_letter_exchange();
     channel
         .exchange_declare(

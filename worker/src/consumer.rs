@@ -124,7 +124,7 @@ pub async fn run_with_config(
         .await?,
     );
     let topo = fleet.topology();
-    let channel = conn.create_channel().await?;
+    let channel = amqp::open_channel(&conn).await?;
     topology::declare(&channel, &topo).await?;
     amqp::close_channel(&channel, "declared").await;
     let result = run(

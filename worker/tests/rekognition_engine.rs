@@ -353,6 +353,69 @@ async fn operations_answer_like_the_local_engine() {
             "{body}"
         );
     }
+    // Who is calling is checked before anything else: unsigned, unknown key, wrong secret,
+    // a clock 20 minutes off, an SDK client with the wrong secret. The collection is untouched.
+    use aws_support::Signing;
+    let list = r#"{"CollectionId": "reservations"}"#;
+    let target = Some("RekognitionService.ListFaces");
+    for (signing, exception, words) in [
+        (
+            Signing::Unsigned,
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        ),
+        (
+            Signing::Key("SOMEONEELSE", "whatever", 0),
+            "UnrecognizedClientException",
+            "security token",
+        ),
+        (
+            Signing::Key(aws_support::ACCESS_KEY, "not-the-secret", 0),
+            "InvalidSignatureException",
+            "does not match",
+        ),
+        (
+            Signing::Key(aws_support::ACCESS_KEY, aws_support::SECRET_KEY, -20 * 60),
+            "InvalidSignatureException",
+            "Signature expired",
+        ),
+    ] {
+        let (status, err) =
+            aws_support::raw_request_as(&w.endpoint.url, target, list, signing).await;
+        assert_eq!(
+            (status, err["__type"].as_str()),
+            (400, Some(exception)),
+            "{signing:?}: {err}"
+        );
+        let message = err["Message"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "{signing:?}: {message}");
+        assert!(!message.contains("not-the-secret"), "{message}");
+    }
+    let wrong = {
+        use aws_sdk_s3::config::Credentials;
+        let config = aws_support::sdk_config()
+            .await
+            .into_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                    aws_support::ACCESS_KEY,
+                    "not-the-secret",
+                    None,
+                    None,
+                    "wrong",
+                )),
+            )
+            .build();
+        RekognitionEngine::new(&config, Some(&w.endpoint.url))
+    };
+    match wrong.list_faces("reservations").await {
+        Err(e @ FaceError::AccessDenied(_)) => {
+            assert!(!e.is_retryable());
+            assert!(e.to_string().contains("InvalidSignatureException"), "{e}");
+        }
+        other => panic!("a wrongly signed SDK call: {other:?}"),
+    }
+    assert_eq!(w.aws.list_faces("reservations").await.unwrap().len(), 0);
     std::fs::remove_dir_all(&w.dir).unwrap();
 }
 

@@ -309,7 +309,7 @@ impl Coordinator {
             .await?,
         );
         let topo = fleet.topology();
-        let channel = amqp.create_channel().await?;
+        let channel = shared::amqp::open_channel(&amqp).await?;
         shared::topology::declare(&channel, &topo)
             .await
             .context("cannot declare the queue topology")?;

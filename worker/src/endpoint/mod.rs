@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use ops::OPERATIONS;
-pub use server::{CONTENT_TYPE_JSON, Endpoint, EndpointOptions, Error};
+pub use server::{CONTENT_TYPE_JSON, Endpoint, EndpointOptions, Error, SIGNING_NAME};
 
 use crate::face::models::ModelError;
 use crate::face::{

@@ -1,8 +1,11 @@
 //! The HTTP side: HTTP/1.1 on hyper, `POST /` with `X-Amz-Target: RekognitionService.<Op>`,
 //! JSON in and out (`application/x-amz-json-1.1`), Rekognition's error bodies.
 //!
-//! Requests are signed by the SDKs; the signature is accepted without being checked (this
-//! endpoint is for a trusted network) and never logged, nor is any other header.
+//! Requests must carry a SigV4 signature by one of the configured key pairs (service
+//! `rekognition`, checked by `mapfleet_auth` as AWS checks it: scope, 15 minutes of clock skew,
+//! key, signature over the raw body), unless the endpoint was started with anonymous access.
+//! Refusals are AWS's (`MissingAuthenticationTokenException`, `UnrecognizedClientException`,
+//! `InvalidSignatureException`, HTTP 400). Neither signatures nor any other header are logged.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,6 +24,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use mapfleet_auth::Access;
+
 use super::ops::{self, OpError};
 use crate::face::FaceEngine;
 use crate::face::rekognition::RESERVE_FOR_HEADER;
@@ -30,9 +35,14 @@ pub const CONTENT_TYPE_JSON: &str = "application/x-amz-json-1.1";
 /// The `X-Amz-Target` prefix of Rekognition's operations.
 const TARGET_PREFIX: &str = "RekognitionService.";
 
+/// The signing name Rekognition's clients put in their credential scope.
+pub const SIGNING_NAME: &str = "rekognition";
+
 /// Settings of the endpoint.
 #[derive(Debug, Clone)]
 pub struct EndpointOptions {
+    /// Who may call: signed requests by known keys, or anyone.
+    pub access: Access,
     /// Largest request body. Default 8 MiB: a 5 MB `Image.Bytes` (Rekognition's limit) in
     /// base64, with room for the rest of the request.
     pub max_body_bytes: usize,
@@ -42,9 +52,11 @@ pub struct EndpointOptions {
     pub shutdown_grace: Duration,
 }
 
-impl Default for EndpointOptions {
-    fn default() -> Self {
+impl EndpointOptions {
+    /// The default limits with `access`.
+    pub fn new(access: Access) -> Self {
         Self {
+            access,
             max_body_bytes: 8 * 1024 * 1024,
             header_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
@@ -238,21 +250,9 @@ async fn dispatch(
     operation: &str,
     req: Request<Incoming>,
 ) -> Result<Value, OpError> {
-    if req.method() != Method::POST || req.uri().path() != "/" {
-        return Err(OpError::new(
-            "UnknownOperationException",
-            "Rekognition requests are POST / with an X-Amz-Target header",
-        ));
-    }
-    if operation.is_empty() {
-        return Err(OpError::new(
-            "UnknownOperationException",
-            format!("missing or unknown X-Amz-Target (expected {TARGET_PREFIX}<Operation>)"),
-        ));
-    }
-    let reserve = reserve_for(req.headers())?;
+    let (parts, body) = req.into_parts();
     let limit = state.options.max_body_bytes;
-    let body = match Limited::new(req.into_body(), limit).collect().await {
+    let body = match Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(OpError::new(
@@ -267,5 +267,43 @@ async fn dispatch(
             ));
         }
     };
+    // Who is calling comes first, as with AWS: an unsigned request learns nothing else.
+    check_access(&state.options.access, &parts, &body)?;
+    if parts.method != Method::POST || parts.uri.path() != "/" {
+        return Err(OpError::new(
+            "UnknownOperationException",
+            "Rekognition requests are POST / with an X-Amz-Target header",
+        ));
+    }
+    if operation.is_empty() {
+        return Err(OpError::new(
+            "UnknownOperationException",
+            format!("missing or unknown X-Amz-Target (expected {TARGET_PREFIX}<Operation>)"),
+        ));
+    }
+    let reserve = reserve_for(&parts.headers)?;
     ops::call(state.engine.as_ref(), operation, &body, reserve).await
+}
+
+/// The signature check, over the raw body as received.
+fn check_access(
+    access: &Access,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+) -> Result<(), OpError> {
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+        .collect();
+    let request = mapfleet_auth::Request {
+        method: parts.method.as_str(),
+        path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers,
+        body,
+    };
+    access
+        .check(&request)
+        .map(|_| ())
+        .map_err(|e| OpError::new(e.code(), e.to_string()))
 }

@@ -202,6 +202,10 @@ pub enum FaceError {
     ResourceNotFound(String),
     #[error("{0}")]
     ResourceAlreadyExists(String),
+    /// The endpoint refused the caller's credentials (unsigned, unknown key, bad signature):
+    /// a misconfiguration that retrying cannot cure.
+    #[error("{0}")]
+    AccessDenied(String),
     /// The engine itself failed (models, storage); worth retrying.
     #[error("{0}")]
     Internal(String),
@@ -217,6 +221,7 @@ impl FaceError {
             Self::InvalidParameter(_) => "InvalidParameterException",
             Self::ResourceNotFound(_) => "ResourceNotFoundException",
             Self::ResourceAlreadyExists(_) => "ResourceAlreadyExistsException",
+            Self::AccessDenied(_) => "AccessDeniedException",
             Self::Internal(_) => "InternalServerError",
         }
     }

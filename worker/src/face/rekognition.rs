@@ -92,6 +92,18 @@ impl RekognitionEngine {
                 Some("ResourceAlreadyExistsException") => {
                     FaceError::ResourceAlreadyExists(message())
                 }
+                Some(
+                    code @ ("MissingAuthenticationTokenException"
+                    | "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "IncompleteSignatureException"
+                    | "AccessDeniedException"),
+                ) => FaceError::AccessDenied(format!(
+                    "Rekognition endpoint {} refused the credentials: {code}: {} (check the \
+                     worker's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY against the endpoint's keys)",
+                    self.endpoint,
+                    message()
+                )),
                 code => FaceError::Internal(format!(
                     "Rekognition endpoint {}: {}: {}",
                     self.endpoint,

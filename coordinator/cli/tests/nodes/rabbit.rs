@@ -151,6 +151,32 @@ impl RabbitNode {
         }
     }
 
+    /// Stops the node cleanly (SIGTERM: RabbitMQ's orderly shutdown, which writes its queue
+    /// registry to disk) and starts it again, waiting until it accepts connections.
+    pub fn restart_clean(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.path("pid")) {
+            let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
+        }
+        if let Some(mut child) = self.child.take() {
+            let started = Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "the test's RabbitMQ node did not stop on SIGTERM:\n{}",
+                    self.log_tail()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let started = Instant::now();
+        while accepting(self.port) && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(self.path("pid"));
+        self.spawn();
+        self.wait_accepting(START_LIMIT);
+    }
+
     /// Starts the node again on its data directory (its queues and messages survive), without
     /// waiting: see [`RabbitNode::wait_accepting`].
     pub fn restart(&mut self) {

@@ -167,6 +167,16 @@ impl Event {
                     details.insert((*detail).to_string(), json!({ "truncated": false }));
                 }
             }
+            // AWS renders each assigned variable's value as JSON text.
+            if let Some(Value::Object(vars)) = details.get_mut("assignedVariables") {
+                for v in vars.values_mut() {
+                    *v = Value::String(v.to_string());
+                }
+                details.insert(
+                    "assignedVariablesDetails".into(),
+                    json!({ "truncated": false }),
+                );
+            }
             if let Some(v) = details.get_mut("parameters")
                 && !v.is_string()
             {

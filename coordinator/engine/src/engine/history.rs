@@ -45,6 +45,9 @@ pub enum EventType {
     ParallelStateAborted,
     WaitStateAborted,
     TaskStateAborted,
+    /// A JSONata expression of a state failed (`States.QueryEvaluationError`), written
+    /// before the state's failure events.
+    EvaluationFailed,
 }
 
 /// A state type, as the prefix of `...StateEntered` / `...StateExited`.
@@ -128,6 +131,7 @@ fn details_member(t: &EventType) -> Option<&'static str> {
         MapIterationAborted => "mapIterationAbortedEventDetails",
         MapRunStarted => "mapRunStartedEventDetails",
         MapRunFailed => "mapRunFailedEventDetails",
+        EvaluationFailed => "evaluationFailedEventDetails",
         LambdaFunctionStarted
         | MapRunSucceeded
         | MapStateSucceeded

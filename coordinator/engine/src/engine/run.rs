@@ -325,6 +325,7 @@ impl Engine {
                     }
                     Err(e) => {
                         let e = self.runtime_cause(cursor, state, e);
+                        self.evaluation_failed(cursor, &state.name, &e, tx);
                         self.finish(cursor, Err(e), tx)
                     }
                 }
@@ -337,7 +338,11 @@ impl Engine {
                     (Ok(error), Ok(cause)) => {
                         StatesError::new(error.unwrap_or_default(), cause.unwrap_or_default())
                     }
-                    (Err(e), _) | (_, Err(e)) => self.runtime_cause(cursor, state, e),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let e = self.runtime_cause(cursor, state, e);
+                        self.evaluation_failed(cursor, &state.name, &e, tx);
+                        e
+                    }
                 };
                 self.finish(cursor, Err(result), tx);
                 return false;
@@ -680,6 +685,10 @@ impl Engine {
                 cursor.phase = Phase::Backoff(retry_with.unwrap_or(RetryAgain::Rerun));
                 return false;
             }
+        }
+        if state.common.jsonata.is_some() {
+            let name = state.name.clone();
+            self.evaluation_failed(cursor, &name, &error, tx);
         }
         for (event_type, details) in give_up {
             tx.record(cursor, *event_type, details.clone());

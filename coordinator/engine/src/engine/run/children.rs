@@ -119,6 +119,11 @@ impl Engine {
         })();
         let (effective, items) = match selected {
             Ok(v) => v,
+            // AWS writes MapStateFailed after a JSONata state's EvaluationFailed.
+            Err(e) if jsonata.is_some() => {
+                let give_up = [(EventType::MapStateFailed, Value::Null)];
+                return self.handle_error_then(cursor, e, None, &give_up, tx);
+            }
             Err(e) => return self.handle_error(cursor, e, None, tx),
         };
         // AWS checks MaxConcurrency before it writes MapStateStarted, the tolerated failure

@@ -120,6 +120,32 @@ impl Engine {
         }
     }
 
+    /// AWS's `EvaluationFailed` event for a JSONata state's query error that fails the
+    /// state: the error, the cause, the field (`location`) and the state.
+    pub(super) fn evaluation_failed(
+        &self,
+        cursor: &mut Cursor,
+        state_name: &str,
+        error: &StatesError,
+        tx: &mut Tx<'_>,
+    ) {
+        if error.error != names::QUERY_EVALUATION_ERROR {
+            return;
+        }
+        let mut details = serde_json::json!({
+            "error": error.error,
+            "cause": error.cause,
+            "state": state_name,
+        });
+        let marker = "specified for the field '";
+        if let Some(i) = error.cause.find(marker) {
+            let rest = &error.cause[i + marker.len()..];
+            let field = rest.split(['\'', '/']).next().unwrap_or_default();
+            details["location"] = Value::String(field.to_string());
+        }
+        tx.record(cursor, EventType::EvaluationFailed, details);
+    }
+
     /// Whether the current state is a JSONata state, with its fields.
     pub(super) fn jsonata_of<'s>(&self, state: &'s State) -> Option<&'s JsonataFields> {
         state.common.jsonata.as_deref()
@@ -197,6 +223,7 @@ impl Engine {
             }
             Err(e) => {
                 let e = self.runtime_cause(cursor, state, e);
+                self.evaluation_failed(cursor, &state.name, &e, tx);
                 self.finish(cursor, Err(e), tx);
                 false
             }
@@ -267,6 +294,7 @@ impl Engine {
             }
             Err(e) => {
                 let e = self.runtime_cause(cursor, state, e);
+                self.evaluation_failed(cursor, &state.name, &e, tx);
                 self.finish(cursor, Err(e), tx);
             }
         }

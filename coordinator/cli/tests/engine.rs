@@ -228,12 +228,18 @@ async fn rider_photos_jsonata_matches_jsonpath() {
     assert_eq!(*path_calls, 15);
     assert_eq!(ata_run.event_types(), path_run.event_types());
     let results = &ata_run.output.as_ref().expect("output")["results"];
-    assert_eq!(results[0]["parallelResult"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        results[0]["parallelResult"].as_array().map(Vec::len),
+        Some(2)
+    );
     assert_eq!(
         results[1]["errorInfo"]["errorInfo"]["Error"],
         "PhotoDoesNotMeetRequirementError"
     );
-    assert_eq!(results[2]["errorInfo"]["errorInfo"]["Error"], "FaceAlreadyExistsError");
+    assert_eq!(
+        results[2]["errorInfo"]["errorInfo"]["Error"],
+        "FaceAlreadyExistsError"
+    );
     assert_eq!(results[3]["userId"], "d");
 }
 

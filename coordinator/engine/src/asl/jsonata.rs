@@ -59,7 +59,11 @@ impl JExpr {
             if bytes[i] == b'$' {
                 let start = i + 1;
                 let mut end = start;
-                while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] >= 0x80) {
+                while end < bytes.len()
+                    && (bytes[end].is_ascii_alphanumeric()
+                        || bytes[end] == b'_'
+                        || bytes[end] >= 0x80)
+                {
                     end += 1;
                 }
                 // Stop at a char boundary: names are matched as whole UTF-8 sequences.
@@ -196,7 +200,11 @@ impl JTemplate {
         Self::compile(raw, &mut String::new(), 0)
     }
 
-    fn compile(raw: &Value, pointer: &mut String, depth: usize) -> Result<JTemplate, JTemplateError> {
+    fn compile(
+        raw: &Value,
+        pointer: &mut String,
+        depth: usize,
+    ) -> Result<JTemplate, JTemplateError> {
         if depth > MAX_TEMPLATE_DEPTH {
             return Err(JTemplateError {
                 pointer: pointer.clone(),
@@ -205,15 +213,19 @@ impl JTemplate {
         }
         match raw {
             Value::String(s) => match expression_text(s) {
-                Some(text) => JExpr::parse(text).map(JTemplate::Expr).map_err(|e| JTemplateError {
-                    pointer: pointer.clone(),
-                    message: format!(
-                        "The JSONata expression '{text}' is invalid: {} ({}{})",
-                        e.message(),
-                        e.code(),
-                        e.position().map(|p| format!(", position {p}")).unwrap_or_default()
-                    ),
-                }),
+                Some(text) => JExpr::parse(text)
+                    .map(JTemplate::Expr)
+                    .map_err(|e| JTemplateError {
+                        pointer: pointer.clone(),
+                        message: format!(
+                            "The JSONata expression '{text}' is invalid: {} ({}{})",
+                            e.message(),
+                            e.code(),
+                            e.position()
+                                .map(|p| format!(", position {p}"))
+                                .unwrap_or_default()
+                        ),
+                    }),
                 None => Ok(JTemplate::Literal(raw.clone())),
             },
             Value::Object(m) => {
@@ -226,7 +238,10 @@ impl JTemplate {
                     pointer.truncate(len);
                     fields.push((k.clone(), node?));
                 }
-                if fields.iter().all(|(_, n)| matches!(n, JTemplate::Literal(_))) {
+                if fields
+                    .iter()
+                    .all(|(_, n)| matches!(n, JTemplate::Literal(_)))
+                {
                     return Ok(JTemplate::Literal(raw.clone()));
                 }
                 Ok(JTemplate::Object(fields))
@@ -287,7 +302,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn scope<'a>(input: &'a Value, vars: &'a Map<String, Value>, entropy: &'a Entropy) -> JScope<'a> {
+    fn scope<'a>(
+        input: &'a Value,
+        vars: &'a Map<String, Value>,
+        entropy: &'a Entropy,
+    ) -> JScope<'a> {
         JScope {
             input,
             context: &Value::Null,
@@ -345,10 +364,17 @@ mod tests {
     fn aws_functions_and_caller_entropy_are_bound() {
         let t = JTemplate::parse(&json!("{% $partition([1,2,3], 2) %}")).unwrap();
         let (input, vars, e) = (json!({}), Map::new(), Entropy::new(1));
-        assert_eq!(t.eval("Output", &scope(&input, &vars, &e)).unwrap(), json!([[1, 2], [3]]));
+        assert_eq!(
+            t.eval("Output", &scope(&input, &vars, &e)).unwrap(),
+            json!([[1, 2], [3]])
+        );
         let t = JTemplate::parse(&json!("{% $uuid() %}")).unwrap();
-        let a = t.eval("Output", &scope(&input, &vars, &Entropy::new(5))).unwrap();
-        let b = t.eval("Output", &scope(&input, &vars, &Entropy::new(5))).unwrap();
+        let a = t
+            .eval("Output", &scope(&input, &vars, &Entropy::new(5)))
+            .unwrap();
+        let b = t
+            .eval("Output", &scope(&input, &vars, &Entropy::new(5)))
+            .unwrap();
         assert_eq!(a, b);
     }
 }

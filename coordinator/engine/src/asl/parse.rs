@@ -150,8 +150,7 @@ fn context_reads_input(text: &str) -> bool {
 fn states_context_reads_input(text: &str) -> bool {
     let bare = text.match_indices("$states").any(|(i, _)| {
         let rest = &text[i + "$states".len()..];
-        !rest.starts_with('.')
-            && !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        !rest.starts_with('.') && !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
     });
     bare || reads_input_after(text, "$states.context")
 }
@@ -179,9 +178,7 @@ fn reads_input_after(text: &str, prefix: &str) -> bool {
 pub(crate) fn check_variable_name(name: &str) -> Result<(), String> {
     let name = name.strip_suffix(".$").unwrap_or(name);
     let mut chars = name.chars();
-    let ok_start = chars
-        .next()
-        .is_some_and(|c| c.is_alphabetic() || c == '_');
+    let ok_start = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_');
     let ok_rest = chars.all(|c| c.is_alphanumeric() || c == '_');
     if !ok_start || !ok_rest || name.chars().count() > 80 {
         return Err(format!(
@@ -721,11 +718,8 @@ impl Builder {
                 for part in e.pointer.split('/').filter(|p| !p.is_empty()) {
                     at = at.field(part);
                 }
-                self.diags.push(Diagnostic::new(
-                    "SCHEMA_VALIDATION_FAILED",
-                    &at,
-                    e.message,
-                ));
+                self.diags
+                    .push(Diagnostic::new("SCHEMA_VALIDATION_FAILED", &at, e.message));
                 None
             }
         }
@@ -783,9 +777,7 @@ impl Builder {
                 );
                 None
             }
-            (Some(Value::String(s)), None)
-                if self.jsonata && expression_text(s).is_some() =>
-            {
+            (Some(Value::String(s)), None) if self.jsonata && expression_text(s).is_some() => {
                 let text = expression_text(s).unwrap_or_default();
                 Some(Some(Dynamic::Expr(self.jexpr(text, field, loc)?)))
             }

@@ -297,21 +297,21 @@ impl Engine {
                     self.output_only(&j.output, &self.jscope(cursor, &ctx, tx, None, None))
                 } else {
                     dataflow::input_path(
-                    &state.common.input_path,
-                    &cursor.input,
-                    &ctx,
-                    &cursor.vars,
-                    &tx.entropy,
-                )
-                .and_then(|v| {
-                    dataflow::output_path(
-                        &state.common.output_path,
-                        v,
+                        &state.common.input_path,
+                        &cursor.input,
                         &ctx,
                         &cursor.vars,
                         &tx.entropy,
                     )
-                })
+                    .and_then(|v| {
+                        dataflow::output_path(
+                            &state.common.output_path,
+                            v,
+                            &ctx,
+                            &cursor.vars,
+                            &tx.entropy,
+                        )
+                    })
                 };
                 match result {
                     Ok(output) => {
@@ -377,7 +377,9 @@ impl Engine {
             Some(TextSource::Literal(s)) => return Ok(Some(s.clone())),
             Some(TextSource::Path(p)) => p.eval(&scope)?,
             Some(TextSource::Intrinsic(i)) => i.eval(&scope)?,
-            Some(TextSource::Expr(e)) => e.eval(field, &self.jscope(cursor, ctx, tx, None, None))?,
+            Some(TextSource::Expr(e)) => {
+                e.eval(field, &self.jscope(cursor, ctx, tx, None, None))?
+            }
         };
         match value {
             Value::String(s) => Ok(Some(s)),
@@ -552,7 +554,8 @@ impl Engine {
         if let Some(j) = self.jsonata_of(state) {
             let processed = (|| {
                 let scope = self.jscope(cursor, &ctx, tx, Some(&result), None);
-                let p = self.produce(j.assign.as_ref(), j.output.as_ref(), &scope, result.clone())?;
+                let p =
+                    self.produce(j.assign.as_ref(), j.output.as_ref(), &scope, result.clone())?;
                 dataflow::check_size(
                     &p.output,
                     &format!("state/task '{}' returned a result with a size", state.name),
@@ -703,22 +706,27 @@ impl Engine {
             let ctx = self.context(cursor, state, None, None);
             let processed = if let Some(cj) = catcher.jsonata.as_deref() {
                 let scope = self.jscope(cursor, &ctx, tx, None, Some(&error_output));
-                self.produce(cj.assign.as_ref(), cj.output.as_ref(), &scope, error_output.clone())
-                    .map(|p| (p.assigned, p.output))
+                self.produce(
+                    cj.assign.as_ref(),
+                    cj.output.as_ref(),
+                    &scope,
+                    error_output.clone(),
+                )
+                .map(|p| (p.assigned, p.output))
             } else {
                 dataflow::assign(
-                &catcher.assign,
-                &error_output,
-                &ctx,
-                &cursor.vars,
-                &tx.entropy,
-            )
-            .and_then(|vars| {
-                Ok((
-                    vars,
-                    dataflow::result_path(&catcher.result_path, &cursor.input, error_output)?,
-                ))
-            })
+                    &catcher.assign,
+                    &error_output,
+                    &ctx,
+                    &cursor.vars,
+                    &tx.entropy,
+                )
+                .and_then(|vars| {
+                    Ok((
+                        vars,
+                        dataflow::result_path(&catcher.result_path, &cursor.input, error_output)?,
+                    ))
+                })
             };
             match processed {
                 Ok((vars, output)) => {

@@ -2,13 +2,13 @@
 
 use serde_json::{Map, Value, json};
 
+use super::query::{expr_integer, expr_percentage};
 use super::{Engine, Tx};
 use crate::asl::definition::{Dynamic, ItemBatcher, MapSpec, ProcessorMode, StateKind};
 use crate::asl::error::{StatesError, names};
-use crate::asl::path::json_kind;
 use crate::asl::jsonata::{JScope, query_error};
+use crate::asl::path::json_kind;
 use crate::asl::scope::Scope;
-use super::query::{expr_integer, expr_percentage};
 use crate::engine::context::{StateFacts, context_object};
 use crate::engine::cursor::*;
 use crate::engine::dataflow;
@@ -381,7 +381,10 @@ impl Engine {
         item: Value,
         entropy: &Entropy,
     ) -> Result<Value, StatesError> {
-        let jsonata_selector = spec.jsonata.as_deref().and_then(|j| j.item_selector.as_ref());
+        let jsonata_selector = spec
+            .jsonata
+            .as_deref()
+            .and_then(|j| j.item_selector.as_ref());
         if spec.item_selector.is_none() && jsonata_selector.is_none() {
             return Ok(item);
         }

@@ -179,7 +179,8 @@ impl Engine {
                     let rf = rule.jsonata.as_deref();
                     let p = self.produce(
                         rf.and_then(|r| r.assign.as_ref()),
-                        rf.and_then(|r| r.output.as_ref()).or(fields.output.as_ref()),
+                        rf.and_then(|r| r.output.as_ref())
+                            .or(fields.output.as_ref()),
                         &scope,
                         cursor.input.clone(),
                     )?;
@@ -260,7 +261,9 @@ impl Engine {
                         None => {
                             return Err(query_error(format!(
                                 "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}",
-                                v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string())
                             )));
                         }
                     }
@@ -311,21 +314,22 @@ pub(super) fn expr_integer(
     allow_zero: bool,
 ) -> Option<Result<u64, StatesError>> {
     let Dynamic::Expr(e) = d else { return None };
-    Some(e.eval(field, scope).and_then(|v| {
-        match v.as_u64().filter(|n| allow_zero || *n > 0) {
-            Some(n) => Ok(n),
-            None => Err(unexpected_type(
-                e.source(),
-                field,
-                if allow_zero {
-                    "non-negative integer"
-                } else {
-                    "positive integer"
-                },
-                &v,
-            )),
-        }
-    }))
+    Some(
+        e.eval(field, scope)
+            .and_then(|v| match v.as_u64().filter(|n| allow_zero || *n > 0) {
+                Some(n) => Ok(n),
+                None => Err(unexpected_type(
+                    e.source(),
+                    field,
+                    if allow_zero {
+                        "non-negative integer"
+                    } else {
+                        "positive integer"
+                    },
+                    &v,
+                )),
+            }),
+    )
 }
 
 /// `ToleratedFailurePercentage` as an expression: a number from 0 to 100.

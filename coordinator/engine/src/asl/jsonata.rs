@@ -12,6 +12,12 @@ use serde_json::{Map, Value};
 use super::error::{StatesError, names};
 use crate::entropy::Entropy;
 
+/// Evaluation steps one expression may take: far more than real expressions need (a `$map`
+/// over 10,000 items takes about 100,000), few enough that a runaway recursion ends in well
+/// under a second instead of holding a coordinator's batch. The engine reads no clock, so
+/// this, not a deadline, is what bounds an evaluation's time.
+pub const MAX_STEPS: u64 = 1_000_000;
+
 /// One `{% ... %}` expression: its text (quoted in errors) and its parsed form.
 #[derive(Clone)]
 pub struct JExpr {
@@ -98,6 +104,7 @@ impl JExpr {
     pub fn eval(&self, field: &str, scope: &JScope<'_>) -> Result<Value, StatesError> {
         let mut env = Environment::new(scope.now_millis, scope.entropy.next_u64());
         env.aws_functions = true;
+        env.max_steps = Some(MAX_STEPS);
         for name in &self.mentions {
             if let Some(v) = scope.vars.get(name) {
                 env.bindings.push((name.clone(), v.clone()));
@@ -358,6 +365,22 @@ mod tests {
         let err = JTemplate::parse(&json!({"a": {"b": "{% 1 + %}"}})).unwrap_err();
         assert_eq!(err.pointer, "/a/b");
         assert!(err.message.contains("position"), "{}", err.message);
+    }
+
+    #[test]
+    fn runaway_recursion_ends_with_a_query_error() {
+        // Found by the fuzz target: unbounded tail recursion took over 10 s at JSONata's
+        // default step budget.
+        let e = JExpr::parse("($f := function($n) { $f($n@$v2) }; $f(z5))").unwrap();
+        let (input, vars, entropy) = (json!({"z5": 1}), Map::new(), Entropy::new(1));
+        let err = e.eval("Output", &scope(&input, &vars, &entropy)).unwrap_err();
+        assert_eq!(err.error, names::QUERY_EVALUATION_ERROR);
+        assert!(err.cause.contains("U1001"), "{}", err.cause);
+        let e = JExpr::parse("$reduce([1..100000], function($a, $b) { $a + $b })").unwrap();
+        assert_eq!(
+            e.eval("Output", &scope(&input, &vars, &entropy)).unwrap(),
+            json!(5000050000u64)
+        );
     }
 
     #[test]

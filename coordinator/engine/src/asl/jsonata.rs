@@ -373,7 +373,9 @@ mod tests {
         // default step budget.
         let e = JExpr::parse("($f := function($n) { $f($n@$v2) }; $f(z5))").unwrap();
         let (input, vars, entropy) = (json!({"z5": 1}), Map::new(), Entropy::new(1));
-        let err = e.eval("Output", &scope(&input, &vars, &entropy)).unwrap_err();
+        let err = e
+            .eval("Output", &scope(&input, &vars, &entropy))
+            .unwrap_err();
         assert_eq!(err.error, names::QUERY_EVALUATION_ERROR);
         assert!(err.cause.contains("U1001"), "{}", err.cause);
         let e = JExpr::parse("$reduce([1..100000], function($a, $b) { $a + $b })").unwrap();

@@ -39,8 +39,9 @@ models:
 	bash deploy/setup-models.sh "$(MODELS_DIR)"
 
 fuzz:
-	cd coordinator/engine && for t in path_parse template_parse_eval intrinsic_parse_eval; do \
+	cd coordinator/engine && for t in path_parse template_parse_eval intrinsic_parse_eval jsonata_parse_eval; do \
 		dict=fuzz/intrinsics.dict; [ $$t = path_parse ] && dict=fuzz/paths.dict; \
+		[ $$t = jsonata_parse_eval ] && dict=fuzz/jsonata.dict; \
 		mkdir -p fuzz/corpus/$$t; \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none -a $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
 			-max_total_time=$(FUZZ_SECONDS) -dict=$$dict -max_len=4096 -rss_limit_mb=1024 -timeout=10 || exit 1; \

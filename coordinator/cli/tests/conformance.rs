@@ -120,8 +120,9 @@ fn json_equal(exp: &Value, got: &Value) -> bool {
     }
 }
 
-/// The runner's default selection, narrowed to one query language.
-fn selected(case: &Value, query_language: &str, map_only: bool) -> bool {
+/// The runner's default selection, narrowed to one query language (`*`: any) and, with
+/// `vars_only`, to the cases that use variables (`Assign`).
+fn selected(case: &Value, query_language: &str, map_only: bool, vars_only: bool) -> bool {
     let flag = |k: &str| case[k].as_bool().unwrap_or(false);
     let features = &case["features"];
     case["kind"] == "execution"
@@ -129,7 +130,8 @@ fn selected(case: &Value, query_language: &str, map_only: bool) -> bool {
         && flag("pure")
         && flag("runnable")
         && flag("deterministic")
-        && features["query_language"] == query_language
+        && (query_language == "*" || features["query_language"] == query_language)
+        && (!vars_only || features["variables"] == true)
         && (!map_only
             || features["state_types"]
                 .as_array()
@@ -189,17 +191,22 @@ fn main() -> ExitCode {
         .start_paused(true)
         .build()
         .expect("runtime");
+    // (name in floor.json, query language, Map cases only, compare event types, variables only)
     let selections = [
-        ("jsonpath", "JSONPath", false, false),
-        ("jsonpath_map_only", "JSONPath", true, false),
-        ("jsonpath_event_types", "JSONPath", false, true),
+        ("jsonpath", "JSONPath", false, false, false),
+        ("jsonpath_map_only", "JSONPath", true, false, false),
+        ("jsonpath_event_types", "JSONPath", false, true, false),
+        ("jsonata", "JSONata", false, false, false),
+        ("jsonata_event_types", "JSONata", false, true, false),
+        ("mixed", "mixed", false, false, false),
+        ("variables", "*", false, false, true),
     ];
     let mut ok = true;
-    for (name, language, map_only, with_events) in selections {
+    for (name, language, map_only, with_events, vars_only) in selections {
         let (mut passed, mut failed) = (0u64, 0u64);
         let chosen: Vec<&Value> = cases
             .iter()
-            .filter(|c| selected(c, language, map_only))
+            .filter(|c| selected(c, language, map_only, vars_only))
             .collect();
         for case in &chosen {
             let got = rt.block_on(run_case(case));

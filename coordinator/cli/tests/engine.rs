@@ -31,7 +31,7 @@ macro_rules! concepts {
 
 concepts!(
     dataflow, context, task, retry, catch, timeout, wait, fail, choice, parallel, map, map_events,
-    tolerated, batcher, execution, task_ends
+    tolerated, batcher, execution, task_ends, jsonata
 );
 
 /// The workshop's dynamic-input definition, its Lambda ARNs replaced by utility resources:
@@ -131,6 +131,116 @@ async fn workshop_dynamic_input_end_to_end() {
     assert_eq!(count("TaskFailed"), 2);
     assert_eq!(count("ParallelStateEntered"), 2);
     assert_eq!(count("ExecutionSucceeded"), 1);
+}
+
+/// The rider-photo workflow of `examples/rider-photos` with its photo tasks replaced by
+/// utility resources (as in the workshop test above): FaceDetection and CheckFaceDuplicate
+/// `flaky`, Thumbnail `sleep`, the others `echo`; the items say how each behaves.
+fn photo_workflow_on_utility_tasks(file: &str) -> Value {
+    let path = format!(
+        "{}/../../examples/rider-photos/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut def: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("example definition"))
+            .expect("JSON");
+    let map = &mut def["States"]["DynamicParallelProcessing"];
+    if map.get("ItemSelector").is_some() {
+        let selector = &mut map["ItemSelector"];
+        selector["key"] = json!("{% $states.context.Map.Item.Value.s3Key %}");
+        selector["errors"] = json!("{% $states.context.Map.Item.Value.errors %}");
+        selector["ms"] = json!("{% $states.context.Map.Item.Value.ms %}");
+    } else {
+        let selector = &mut map["Parameters"];
+        selector["key.$"] = json!("$$.Map.Item.Value.s3Key");
+        selector["errors.$"] = json!("$$.Map.Item.Value.errors");
+        selector["ms.$"] = json!("$$.Map.Item.Value.ms");
+    }
+    let processor = if map.get("Iterator").is_some() {
+        "Iterator"
+    } else {
+        "ItemProcessor"
+    };
+    let resource = |name: &str| match name {
+        "FaceDetection" | "CheckFaceDuplicate" => common::FLAKY,
+        "Thumbnail" => common::SLEEP,
+        _ => common::ECHO,
+    };
+    let mut replaced = 0;
+    for (name, state) in map[processor]["States"]
+        .as_object_mut()
+        .expect("states")
+        .iter_mut()
+    {
+        if state.get("Resource").is_some() {
+            state["Resource"] = json!(resource(name));
+            replaced += 1;
+        }
+        for branch in state
+            .get_mut("Branches")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for (name, inner) in branch["States"]
+                .as_object_mut()
+                .expect("branch states")
+                .iter_mut()
+            {
+                inner["Resource"] = json!(resource(name));
+                replaced += 1;
+            }
+        }
+    }
+    assert_eq!(replaced, 6, "the rider-photo workflow has six tasks");
+    def
+}
+
+/// The JSONata version of the rider-photo workflow gives the JSONPath version's outcomes:
+/// the same output for processed, rejected and duplicate photos, the same task calls and
+/// the same sequence of history events.
+#[tokio::test(start_paused = true)]
+async fn rider_photos_jsonata_matches_jsonpath() {
+    let input = json!({"s3Bucket": "rides", "images": [
+        {"userId": "a", "s3Key": "a.jpg", "errors": [], "ms": 500},
+        {"userId": "b", "s3Key": "b.jpg", "errors": ["PhotoDoesNotMeetRequirementError"], "ms": 0},
+        {"userId": "c", "s3Key": "c.jpg", "errors": [null, "FaceAlreadyExistsError"], "ms": 0},
+        {"userId": "d", "s3Key": "d.jpg", "errors": [], "ms": 10},
+    ]});
+    let mut runs = Vec::new();
+    for file in [
+        "ImageProcessingStateMachine-DynamicInput.json",
+        "ImageProcessingStateMachine-DynamicInput-JSONata.json",
+    ] {
+        let def = photo_workflow_on_utility_tasks(file);
+        let executor = Arc::new(TestExecutor::default());
+        let got = Embedded
+            .run(&def, input.clone(), executor.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{file} is valid: {e}"));
+        assert_eq!(got.status, "SUCCEEDED", "{file}: {got:?}");
+        runs.push((file, got, executor.calls()));
+    }
+    let (_, path_run, path_calls) = &runs[0];
+    let (_, ata_run, ata_calls) = &runs[1];
+    assert_eq!(ata_run.output, path_run.output);
+    assert_eq!(ata_calls, path_calls);
+    assert_eq!(*path_calls, 15);
+    assert_eq!(ata_run.event_types(), path_run.event_types());
+    let results = &ata_run.output.as_ref().expect("output")["results"];
+    assert_eq!(
+        results[0]["parallelResult"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        results[1]["errorInfo"]["errorInfo"]["Error"],
+        "PhotoDoesNotMeetRequirementError"
+    );
+    assert_eq!(
+        results[2]["errorInfo"]["errorInfo"]["Error"],
+        "FaceAlreadyExistsError"
+    );
+    assert_eq!(results[3]["userId"], "d");
 }
 
 /// A Task whose resource nobody serves fails the execution at once (no hang, even with a

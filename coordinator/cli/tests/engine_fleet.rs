@@ -26,5 +26,5 @@ macro_rules! concepts {
 
 concepts!(
     dataflow, context, task, retry, catch, timeout, wait, fail, choice, parallel, map, map_events,
-    tolerated, batcher, execution, task_ends
+    tolerated, batcher, execution, task_ends, jsonata
 );

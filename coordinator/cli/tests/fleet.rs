@@ -451,6 +451,53 @@ fn nested_maps_with_large_inputs_survive_a_restarted_coordinator() {
     assert_eq!(output(&d), expected);
 }
 
+/// Workflow variables live in the cursors kept in Redis: a JSONata execution assigns
+/// variables, the coordinator is killed while a Map that reads them runs, and the restarted
+/// coordinator finishes the Map and the state after it with the same values.
+#[test]
+fn jsonata_variables_survive_a_restarted_coordinator() {
+    let fleet = Fleet::new("vars");
+    let mut coordinator = fleet.coordinator();
+    let _w = fleet.worker(16);
+    let n = 400;
+    let items: Vec<Value> = (0..n).map(|i| json!(i)).collect();
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "Init", "States": {
+        "Init": {"Type": "Pass", "Assign": {"token": "{% $states.input.token %}",
+            "n": "{% $count($states.input.items) %}"}, "Next": "M"},
+        "M": {"Type": "Map", "Items": "{% $states.input.items %}", "MaxConcurrency": 10,
+            "ItemProcessor": {"StartAt": "E", "States": {"E": {"Type": "Task",
+                "Resource": "arn:mapfleet:task:::sleep",
+                "Arguments": {"ms": 50, "i": "{% $states.input %}", "token": "{% $token %}"},
+                "Output": "{% $states.result.token & ':' & $string($states.result.i) %}",
+                "End": true}}},
+            "Assign": {"count": "{% $count($states.result) %}"}, "Next": "Use"},
+        "Use": {"Type": "Pass", "Output": {"token": "{% $token %}", "n": "{% $n %}",
+            "count": "{% $count %}", "first": "{% $states.input[0] %}",
+            "last": "{% $states.input[-1] %}"}, "End": true}}});
+    let arn = fleet.submit(&def, &json!({"token": "t-42", "items": items}), "vars");
+    let started = Instant::now();
+    while events_of(&fleet.describe(&arn, true), "MapIterationSucceeded").len() < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // About 1.5 s of the Map is left (300 items, 10 at a time, 50 ms each).
+    assert_eq!(fleet.describe(&arn, false)["status"], "RUNNING");
+    coordinator.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let _restarted = fleet.coordinator();
+    let d = fleet.wait(&arn, Duration::from_secs(180));
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    assert_eq!(
+        output(&d),
+        json!({"token": "t-42", "n": n, "count": n, "first": "t-42:0",
+            "last": format!("t-42:{}", n - 1)})
+    );
+    assert_each_iteration_once(&d, n as usize);
+}
+
 #[test]
 fn crashing_step_is_dead_lettered_and_the_batch_goes_on() {
     let fleet = Fleet::new("crash");

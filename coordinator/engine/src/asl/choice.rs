@@ -13,10 +13,20 @@ use super::template::Template;
 /// A top-level rule of a Choice state: a condition, where to go, and what to assign.
 #[derive(Debug, Clone)]
 pub struct ChoiceRule {
-    pub condition: Condition,
+    pub condition: RuleCondition,
     /// Resolved by the definition parser once every state name is known.
     pub next: usize,
     pub assign: Option<Template>,
+    /// A JSONata rule's `Assign` and `Output`.
+    pub jsonata: Option<Box<crate::asl::definition::JsonataFields>>,
+}
+
+/// A top-level rule's test: JSONPath's comparison operators, or a JSONata `Condition`.
+#[derive(Debug, Clone)]
+pub enum RuleCondition {
+    Path(Condition),
+    /// `Condition: "{% ... %}"` (or a literal boolean).
+    Jsonata(crate::asl::jsonata::JTemplate),
 }
 
 /// A boolean expression over the state input.

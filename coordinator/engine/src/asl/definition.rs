@@ -12,12 +12,12 @@ use serde_json::Value;
 
 use super::choice::ChoiceRule;
 use super::intrinsics::Intrinsic;
+use super::jsonata::{JExpr, JTemplate};
 use super::path::{Path, ReferencePath};
 use super::retry::{Catcher, Retrier};
 use super::template::Template;
 
-/// The query language of a definition or a state. JSONata arrives in a later release; the
-/// field is parsed now so definitions that name it get a clear error instead of a misread.
+/// The query language of a definition or a state (`QueryLanguage`; JSONPath by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryLanguage {
     JsonPath,
@@ -72,6 +72,8 @@ pub enum Transition {
 pub enum Dynamic<T> {
     Literal(T),
     Path(Path),
+    /// A JSONata state's `{% ... %}` value.
+    Expr(JExpr),
 }
 
 /// The source of a Fail state's `Error` or `Cause`.
@@ -80,6 +82,8 @@ pub enum TextSource {
     Literal(String),
     Path(Path),
     Intrinsic(Intrinsic),
+    /// A JSONata state's `{% ... %}` value.
+    Expr(JExpr),
 }
 
 /// The fields shared by several state types. Which ones a state may carry is checked at
@@ -104,6 +108,32 @@ pub struct Common {
     /// Whether one of them may read `$$.Execution.Input` (or the whole context): only then
     /// does the context carry a copy of the execution input, which can be large.
     pub uses_execution_input: bool,
+    /// The JSONata fields of a state whose query language is JSONata; `None` for JSONPath
+    /// states (whose path fields above then apply; in a JSONata state they hold `$`).
+    pub jsonata: Option<Box<JsonataFields>>,
+}
+
+/// What a JSONata state (or Choice rule, or catcher) carries instead of InputPath,
+/// Parameters, ResultSelector, ResultPath and OutputPath.
+#[derive(Debug, Clone, Default)]
+pub struct JsonataFields {
+    /// `Arguments`: the Task's or Parallel's input (default: the state input).
+    pub arguments: Option<JTemplate>,
+    /// `Output`: the state output (default: the result, or the input for states without
+    /// one; a catcher's default is the error output).
+    pub output: Option<JTemplate>,
+    /// `Assign`: variables set from `$states.input`/`result`/`errorOutput`.
+    pub assign: Option<JTemplate>,
+}
+
+impl Common {
+    pub fn query_language(&self) -> QueryLanguage {
+        if self.jsonata.is_some() {
+            QueryLanguage::JsonAta
+        } else {
+            QueryLanguage::JsonPath
+        }
+    }
 }
 
 /// One state, validated.
@@ -167,6 +197,10 @@ pub enum WaitSpec {
     SecondsPath(Path),
     Timestamp(DateTime<FixedOffset>),
     TimestampPath(Path),
+    /// JSONata: `Seconds: "{% ... %}"`.
+    SecondsExpr(JExpr),
+    /// JSONata: `Timestamp: "{% ... %}"`.
+    TimestampExpr(JExpr),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,4 +233,13 @@ pub struct MapSpec {
     pub item_reader: Option<Value>,
     pub result_writer: Option<Value>,
     pub label: Option<String>,
+    /// JSONata: `Items` (default: the state input, which must be an array) and
+    /// `ItemSelector` with `$states.context.Map.Item`. `None` in a JSONPath Map.
+    pub jsonata: Option<Box<MapJsonata>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MapJsonata {
+    pub items: Option<JTemplate>,
+    pub item_selector: Option<JTemplate>,
 }

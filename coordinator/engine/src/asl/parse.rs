@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::choice::{self, ChoiceRule};
+use super::choice::{self, ChoiceRule, RuleCondition};
 use super::definition::*;
 use super::intrinsics::Intrinsic;
+use super::jsonata::{JExpr, JTemplate, expression_text};
 use super::path::{Path, ReferencePath};
 use super::template::Template;
 
@@ -49,6 +50,7 @@ pub fn parse_definition_value(value: &Value) -> Result<StateMachine, InvalidDefi
         diags: Vec::new(),
         graphs: Vec::new(),
         labels: HashSet::new(),
+        jsonata: false,
     };
     let root_loc = Loc::root();
     let Some(obj) = value.as_object() else {
@@ -78,13 +80,6 @@ pub fn parse_definition_value(value: &Value) -> Result<StateMachine, InvalidDefi
             QueryLanguage::JsonPath
         }
     };
-    if query_language == QueryLanguage::JsonAta {
-        b.diags.push(Diagnostic::new(
-            "UNSUPPORTED_FEATURE",
-            &root_loc.field("QueryLanguage"),
-            "QueryLanguage 'JSONata' is not supported yet: mapfleet runs JSONPath definitions",
-        ));
-    }
     let mut missing = Vec::new();
     if raw.States.is_none() {
         missing.push("States");
@@ -147,6 +142,20 @@ pub fn parse_definition_value(value: &Value) -> Result<StateMachine, InvalidDefi
 /// Whether some `$$` reference in a state's JSON text may read the execution input: any
 /// reference other than the small, fixed members of the context object.
 fn context_reads_input(text: &str) -> bool {
+    reads_input_after(text, "$$")
+}
+
+/// Whether a JSONata state may read the execution input through `$states.context`, or
+/// through `$states` as a whole.
+fn states_context_reads_input(text: &str) -> bool {
+    let bare = text.match_indices("$states").any(|(i, _)| {
+        let rest = &text[i + "$states".len()..];
+        !rest.starts_with('.') && !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+    });
+    bare || reads_input_after(text, "$states.context")
+}
+
+fn reads_input_after(text: &str, prefix: &str) -> bool {
     const SMALL: &[&str] = &[
         ".Map.",
         ".State.",
@@ -158,10 +167,28 @@ fn context_reads_input(text: &str) -> bool {
         ".Execution.RoleArn",
         ".Execution.RedriveCount",
     ];
-    text.match_indices("$$").any(|(i, _)| {
-        let rest = &text[i + 2..];
+    text.match_indices(prefix).any(|(i, _)| {
+        let rest = &text[i + prefix.len()..];
         !SMALL.iter().any(|p| rest.starts_with(p))
     })
+}
+
+/// AWS's rules for a variable name: 1 to 80 characters, starting with a letter or `_`,
+/// then letters, digits and `_`; `states` is reserved for `$states`.
+pub(crate) fn check_variable_name(name: &str) -> Result<(), String> {
+    let name = name.strip_suffix(".$").unwrap_or(name);
+    let mut chars = name.chars();
+    let ok_start = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_');
+    let ok_rest = chars.all(|c| c.is_alphanumeric() || c == '_');
+    if !ok_start || !ok_rest || name.chars().count() > 80 {
+        return Err(format!(
+            "The variable name '{name}' is invalid: it must be 1 to 80 letters, digits or '_', starting with a letter or '_'"
+        ));
+    }
+    if name == "states" {
+        return Err("The variable name 'states' is reserved for $states".into());
+    }
+    Ok(())
 }
 
 fn serde_message(e: &serde_json::Error) -> String {
@@ -181,6 +208,10 @@ struct Builder {
     /// get later ids.
     graphs: Vec<Option<Graph>>,
     labels: HashSet<String>,
+    /// Whether the state being built is a JSONata state (its `{% ... %}` strings are
+    /// expressions). Set by [`Builder::state`] and restored when it returns, so nested
+    /// graphs do not leak theirs.
+    jsonata: bool,
 }
 
 impl Builder {
@@ -308,6 +339,20 @@ impl Builder {
         names: &HashMap<String, StateId>,
         ql: QueryLanguage,
     ) -> Option<State> {
+        let outer = self.jsonata;
+        let built = self.state_inner(name, raw_value, loc, names, ql);
+        self.jsonata = outer;
+        built
+    }
+
+    fn state_inner(
+        &mut self,
+        name: &str,
+        raw_value: &Value,
+        loc: &Loc,
+        names: &HashMap<String, StateId>,
+        ql: QueryLanguage,
+    ) -> Option<State> {
         if !raw_value.is_object() {
             self.err(loc, "A state must be a JSON object");
             return None;
@@ -330,8 +375,7 @@ impl Builder {
                 return None;
             }
         };
-        let allowed = allowed_fields(&type_name);
-        if allowed.is_empty() {
+        if allowed_fields(&type_name, QueryLanguage::JsonPath).is_empty() {
             self.err(
                 &loc.field("Type"),
                 format!("Unknown state type '{type_name}'"),
@@ -346,14 +390,7 @@ impl Builder {
                 }
                 QueryLanguage::JsonPath
             }
-            Some(Value::String(s)) if s == "JSONata" => {
-                self.diags.push(Diagnostic::new(
-                    "UNSUPPORTED_FEATURE",
-                    &loc.field("QueryLanguage"),
-                    "QueryLanguage 'JSONata' is not supported yet: mapfleet runs JSONPath definitions",
-                ));
-                QueryLanguage::JsonAta
-            }
+            Some(Value::String(s)) if s == "JSONata" => QueryLanguage::JsonAta,
             Some(_) => {
                 self.err(
                     &loc.field("QueryLanguage"),
@@ -362,15 +399,29 @@ impl Builder {
                 ql
             }
         };
-        let _ = state_ql;
+        let jsonata = state_ql == QueryLanguage::JsonAta;
+        self.jsonata = jsonata;
+        let allowed = allowed_fields(&type_name, state_ql);
         if let Some(map) = raw_value.as_object() {
             for key in map.keys() {
                 if matches!(key.as_str(), "Type" | "Comment" | "QueryLanguage") {
                     continue;
                 }
                 if !allowed.contains(&key.as_str()) {
-                    let why = if matches!(key.as_str(), "Arguments" | "Output" | "Items") {
-                        format!("Field '{key}' is only supported with QueryLanguage JSONata")
+                    let other = if jsonata {
+                        QueryLanguage::JsonPath
+                    } else {
+                        QueryLanguage::JsonAta
+                    };
+                    let why = if allowed_fields(&type_name, other).contains(&key.as_str()) {
+                        let (only, here) = if jsonata {
+                            ("JSONPath", "JSONata")
+                        } else {
+                            ("JSONata", "JSONPath")
+                        };
+                        format!(
+                            "The field '{key}' is only supported with QueryLanguage {only}, not in a {here} state"
+                        )
                     } else {
                         format!("Field '{key}' is not supported by a {type_name} state")
                     };
@@ -380,8 +431,14 @@ impl Builder {
         }
         let comment = self.string_opt(raw.Comment.as_ref(), &loc.field("Comment"));
         let raw_text = raw_value.to_string();
-        let uses_context = raw_text.contains("$$");
-        let uses_execution_input = context_reads_input(&raw_text);
+        let (uses_context, uses_execution_input) = if jsonata {
+            (
+                raw_text.contains("$states"),
+                states_context_reads_input(&raw_text),
+            )
+        } else {
+            (raw_text.contains("$$"), context_reads_input(&raw_text))
+        };
         let terminal = matches!(type_name.as_str(), "Choice" | "Succeed" | "Fail");
         let transition = if terminal {
             Transition::End
@@ -391,6 +448,18 @@ impl Builder {
         // serde reads an explicit `null` as an absent field; these three fields give `null` a
         // meaning of its own, so they are read from the JSON object itself.
         let nullable = |field: &str| raw_value.get(field);
+        let jsonata_fields = jsonata.then(|| {
+            Box::new(JsonataFields {
+                arguments: self.jtemplate_field(nullable("Arguments"), "Arguments", loc),
+                output: self.jtemplate_field(nullable("Output"), "Output", loc),
+                assign: self.jtemplate_field(nullable("Assign"), "Assign", loc),
+            })
+        });
+        let assign = if jsonata {
+            None
+        } else {
+            self.template_field(raw.Assign.as_ref(), "Assign", loc)
+        };
         let mut common = Common {
             input_path: self.query_path_field(nullable("InputPath"), "InputPath", loc),
             output_path: self.query_path_field(nullable("OutputPath"), "OutputPath", loc),
@@ -401,12 +470,13 @@ impl Builder {
                 "ResultSelector",
                 loc,
             ),
-            assign: self.template_field(raw.Assign.as_ref(), "Assign", loc),
+            assign,
             transition,
             retry: self.retriers(raw.Retry.as_ref(), loc),
             catch: self.catchers(raw.Catch.as_ref(), loc, names),
             uses_context,
             uses_execution_input,
+            jsonata: jsonata_fields,
         };
         let kind = match type_name.as_str() {
             "Pass" => {
@@ -625,6 +695,57 @@ impl Builder {
         }
     }
 
+    /// A JSONata state's template field (`Arguments`, `Output`, `Assign`, `Items`,
+    /// `ItemSelector`): any JSON value whose strings may be `{% ... %}` expressions, parsed
+    /// now so a syntax error is reported with the state, the field and the position.
+    fn jtemplate_field(&mut self, v: Option<&Value>, field: &str, loc: &Loc) -> Option<JTemplate> {
+        let v = v?;
+        if field == "Assign" {
+            let Some(obj) = v.as_object() else {
+                self.err(&loc.field(field), "'Assign' must be a JSON object");
+                return None;
+            };
+            for name in obj.keys() {
+                if let Err(why) = check_variable_name(name) {
+                    self.err(&loc.field(field).field(name), why);
+                }
+            }
+        }
+        match JTemplate::parse(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let mut at = loc.field(field);
+                for part in e.pointer.split('/').filter(|p| !p.is_empty()) {
+                    at = at.field(part);
+                }
+                self.diags
+                    .push(Diagnostic::new("SCHEMA_VALIDATION_FAILED", &at, e.message));
+                None
+            }
+        }
+    }
+
+    /// One `{% ... %}` expression of a field that takes a single value (`Seconds`, `Error`).
+    fn jexpr(&mut self, text: &str, field: &str, loc: &Loc) -> Option<JExpr> {
+        match JExpr::parse(text) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                self.err(
+                    &loc.field(field),
+                    format!(
+                        "The JSONata expression '{text}' is invalid: {} ({}{})",
+                        e.message(),
+                        e.code(),
+                        e.position()
+                            .map(|p| format!(", position {p}"))
+                            .unwrap_or_default()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     fn positive_int(&mut self, v: &Value, field: &str, loc: &Loc, allow_zero: bool) -> Option<u64> {
         match v.as_u64() {
             Some(n) if allow_zero || n > 0 => Some(n),
@@ -655,6 +776,10 @@ impl Builder {
                     format!("Only one of '{field}' or '{field}Path' may be set"),
                 );
                 None
+            }
+            (Some(Value::String(s)), None) if self.jsonata && expression_text(s).is_some() => {
+                let text = expression_text(s).unwrap_or_default();
+                Some(Some(Dynamic::Expr(self.jexpr(text, field, loc)?)))
             }
             (Some(v), None) => Some(Some(Dynamic::Literal(
                 self.positive_int(v, field, loc, allow_zero)?,
@@ -745,7 +870,18 @@ impl Builder {
         let mut ok = true;
         for (i, rule) in list.iter().enumerate() {
             let rl = choices_loc.index(i);
-            let cond = choice::parse_condition(rule, &rl, true, &mut self.diags);
+            let (cond, jsonata) = if self.jsonata {
+                match self.jsonata_rule(rule, &rl) {
+                    Some((c, j)) => (Some(c), Some(j)),
+                    None => (None, None),
+                }
+            } else {
+                (
+                    choice::parse_condition(rule, &rl, true, &mut self.diags)
+                        .map(RuleCondition::Path),
+                    None,
+                )
+            };
             let next = match rule.get("Next") {
                 Some(n) => self.resolve(n, &rl.field("Next"), names),
                 None => {
@@ -753,12 +889,17 @@ impl Builder {
                     None
                 }
             };
-            let assign = self.template_field(rule.get("Assign"), "Assign", &rl);
+            let assign = if self.jsonata {
+                None
+            } else {
+                self.template_field(rule.get("Assign"), "Assign", &rl)
+            };
             match (cond, next) {
                 (Some(condition), Some(next)) => choices.push(ChoiceRule {
                     condition,
                     next,
                     assign,
+                    jsonata,
                 }),
                 _ => ok = false,
             }
@@ -768,6 +909,62 @@ impl Builder {
             None => None,
         };
         ok.then_some(StateKind::Choice { choices, default })
+    }
+
+    /// A JSONata Choice rule: `Condition` (an expression or a boolean), `Next`, and
+    /// optionally `Assign` and `Output`.
+    fn jsonata_rule(
+        &mut self,
+        rule: &Value,
+        rl: &Loc,
+    ) -> Option<(RuleCondition, Box<JsonataFields>)> {
+        let Some(obj) = rule.as_object() else {
+            self.err(rl, "A Choice rule must be a JSON object");
+            return None;
+        };
+        for key in obj.keys() {
+            if !matches!(
+                key.as_str(),
+                "Condition" | "Next" | "Assign" | "Output" | "Comment"
+            ) {
+                self.err(
+                    &rl.field(key),
+                    format!(
+                        "Field '{key}' is not supported in a JSONata Choice rule (use 'Condition')"
+                    ),
+                );
+            }
+        }
+        let condition = match obj.get("Condition") {
+            None => {
+                self.err(rl, "These fields are required: [Condition]");
+                None
+            }
+            Some(v @ (Value::Bool(_) | Value::String(_))) => {
+                if v.as_str().is_some_and(|s| expression_text(s).is_none()) {
+                    self.err(
+                        &rl.field("Condition"),
+                        "'Condition' must be a JSONata expression ({% ... %}) or a boolean",
+                    );
+                    None
+                } else {
+                    self.jtemplate_field(Some(v), "Condition", rl)
+                }
+            }
+            Some(_) => {
+                self.err(
+                    &rl.field("Condition"),
+                    "'Condition' must be a JSONata expression ({% ... %}) or a boolean",
+                );
+                None
+            }
+        };
+        let fields = Box::new(JsonataFields {
+            arguments: None,
+            output: self.jtemplate_field(obj.get("Output"), "Output", rl),
+            assign: self.jtemplate_field(obj.get("Assign"), "Assign", rl),
+        });
+        Some((RuleCondition::Jsonata(condition?), fields))
     }
 
     fn wait(&mut self, raw: &RawState, loc: &Loc) -> Option<WaitSpec> {
@@ -784,6 +981,22 @@ impl Builder {
         if given.len() != 1 {
             self.err(loc, "A Wait state must have exactly one of 'Seconds', 'SecondsPath', 'Timestamp' or 'TimestampPath'");
             return None;
+        }
+        let expr = |v: &Option<Value>| {
+            v.as_ref()
+                .and_then(Value::as_str)
+                .and_then(expression_text)
+                .map(str::to_string)
+        };
+        if self.jsonata {
+            if let Some(text) = expr(&raw.Seconds) {
+                return self.jexpr(&text, "Seconds", loc).map(WaitSpec::SecondsExpr);
+            }
+            if let Some(text) = expr(&raw.Timestamp) {
+                return self
+                    .jexpr(&text, "Timestamp", loc)
+                    .map(WaitSpec::TimestampExpr);
+            }
         }
         match given[0] {
             "Seconds" => Some(WaitSpec::Seconds(self.positive_int(
@@ -835,7 +1048,10 @@ impl Builder {
                 );
                 None
             }
-            (Some(Value::String(s)), None) => Some(TextSource::Literal(s.clone())),
+            (Some(Value::String(s)), None) => match expression_text(s).filter(|_| self.jsonata) {
+                Some(text) => self.jexpr(text, field, loc).map(TextSource::Expr),
+                None => Some(TextSource::Literal(s.clone())),
+            },
             (Some(_), None) => {
                 self.err(&loc.field(field), format!("'{field}' must be a string"));
                 None

@@ -63,6 +63,8 @@ pub struct Catcher {
     /// `None` is an explicit `null` (the state input passes through unchanged).
     pub result_path: Option<ReferencePath>,
     pub assign: Option<Template>,
+    /// A JSONata catcher's `Output` and `Assign` (then `result_path` is unused).
+    pub jsonata: Option<Box<crate::asl::definition::JsonataFields>>,
 }
 
 /// Whether an `ErrorEquals` list matches an error name, with AWS's wildcards:

@@ -45,6 +45,9 @@ pub enum EventType {
     ParallelStateAborted,
     WaitStateAborted,
     TaskStateAborted,
+    /// A JSONata expression of a state failed (`States.QueryEvaluationError`), written
+    /// before the state's failure events.
+    EvaluationFailed,
 }
 
 /// A state type, as the prefix of `...StateEntered` / `...StateExited`.
@@ -128,6 +131,7 @@ fn details_member(t: &EventType) -> Option<&'static str> {
         MapIterationAborted => "mapIterationAbortedEventDetails",
         MapRunStarted => "mapRunStartedEventDetails",
         MapRunFailed => "mapRunFailedEventDetails",
+        EvaluationFailed => "evaluationFailedEventDetails",
         LambdaFunctionStarted
         | MapRunSucceeded
         | MapStateSucceeded
@@ -166,6 +170,16 @@ impl Event {
                     *v = Value::String(v.to_string());
                     details.insert((*detail).to_string(), json!({ "truncated": false }));
                 }
+            }
+            // AWS renders each assigned variable's value as JSON text.
+            if let Some(Value::Object(vars)) = details.get_mut("assignedVariables") {
+                for v in vars.values_mut() {
+                    *v = Value::String(v.to_string());
+                }
+                details.insert(
+                    "assignedVariablesDetails".into(),
+                    json!({ "truncated": false }),
+                );
             }
             if let Some(v) = details.get_mut("parameters")
                 && !v.is_string()

@@ -8,6 +8,7 @@ use super::context::{ExecutionInfo, StateFacts, context_object};
 use super::cursor::*;
 use super::dataflow;
 use super::history::{Event, EventType, StateType};
+use crate::asl::choice::RuleCondition;
 use crate::asl::definition::*;
 use crate::asl::error::{StatesError, names};
 use crate::asl::retry::error_matches;
@@ -15,6 +16,7 @@ use crate::asl::scope::Scope;
 use crate::entropy::Entropy;
 
 mod children;
+mod query;
 mod task;
 
 /// Everything one `apply` call needs from outside: the time, a random number for jitter,
@@ -161,7 +163,7 @@ impl Engine {
             }
             (Phase::Wait { output }, CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
                 let name = self.state(cursor).name.clone();
-                self.exit_and_transition(cursor, &name, output, tx)
+                self.exit_and_transition(cursor, &name, output, None, tx)
             }
             (Phase::Backoff(again), CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
                 self.retry_now(cursor, again, tx)
@@ -228,15 +230,18 @@ impl Engine {
 
     /// Prefixes a runtime error's cause the way AWS does.
     fn runtime_cause(&self, cursor: &Cursor, state: &State, e: StatesError) -> StatesError {
-        if e.error == names::RUNTIME
+        if (e.error == names::RUNTIME || e.error == names::QUERY_EVALUATION_ERROR)
             && !e
                 .cause
                 .starts_with("An error occurred while executing the state")
         {
-            StatesError::runtime(format!(
-                "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
-                state.name, cursor.entered_event, e.cause
-            ))
+            StatesError::new(
+                e.error,
+                format!(
+                    "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
+                    state.name, cursor.entered_event, e.cause
+                ),
+            )
         } else {
             e
         }
@@ -267,6 +272,9 @@ impl Engine {
         let state = self.state(cursor);
         let ctx = self.context(cursor, state, None, None);
         let end = match &state.kind {
+            StateKind::Pass { .. } if state.common.jsonata.is_some() => {
+                StateEnd::Result(cursor.input.clone())
+            }
             StateKind::Pass { result } => {
                 match dataflow::effective_input(
                     &state.common,
@@ -285,22 +293,26 @@ impl Engine {
             }
             StateKind::Wait(spec) => return self.wait(cursor, spec, &ctx, tx),
             StateKind::Succeed => {
-                let result = dataflow::input_path(
-                    &state.common.input_path,
-                    &cursor.input,
-                    &ctx,
-                    &cursor.vars,
-                    &tx.entropy,
-                )
-                .and_then(|v| {
-                    dataflow::output_path(
-                        &state.common.output_path,
-                        v,
+                let result = if let Some(j) = self.jsonata_of(state) {
+                    self.output_only(&j.output, &self.jscope(cursor, &ctx, tx, None, None))
+                } else {
+                    dataflow::input_path(
+                        &state.common.input_path,
+                        &cursor.input,
                         &ctx,
                         &cursor.vars,
                         &tx.entropy,
                     )
-                });
+                    .and_then(|v| {
+                        dataflow::output_path(
+                            &state.common.output_path,
+                            v,
+                            &ctx,
+                            &cursor.vars,
+                            &tx.entropy,
+                        )
+                    })
+                };
                 match result {
                     Ok(output) => {
                         let name = state.name.clone();
@@ -313,19 +325,24 @@ impl Engine {
                     }
                     Err(e) => {
                         let e = self.runtime_cause(cursor, state, e);
+                        self.evaluation_failed(cursor, &state.name, &e, tx);
                         self.finish(cursor, Err(e), tx)
                     }
                 }
                 return false;
             }
             StateKind::Fail { error, cause } => {
-                let error = self.fail_text(error.as_ref(), cursor, &ctx, &tx.entropy);
-                let cause = self.fail_text(cause.as_ref(), cursor, &ctx, &tx.entropy);
+                let error = self.fail_text(error.as_ref(), "Error", cursor, &ctx, tx);
+                let cause = self.fail_text(cause.as_ref(), "Cause", cursor, &ctx, tx);
                 let result = match (error, cause) {
                     (Ok(error), Ok(cause)) => {
                         StatesError::new(error.unwrap_or_default(), cause.unwrap_or_default())
                     }
-                    (Err(e), _) | (_, Err(e)) => self.runtime_cause(cursor, state, e),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let e = self.runtime_cause(cursor, state, e);
+                        self.evaluation_failed(cursor, &state.name, &e, tx);
+                        e
+                    }
                 };
                 self.finish(cursor, Err(result), tx);
                 return false;
@@ -344,21 +361,25 @@ impl Engine {
     fn fail_text(
         &self,
         source: Option<&TextSource>,
+        field: &str,
         cursor: &Cursor,
         ctx: &Value,
-        entropy: &Entropy,
+        tx: &Tx<'_>,
     ) -> Result<Option<String>, StatesError> {
         let scope = Scope {
             input: &cursor.input,
             context: ctx,
             vars: &cursor.vars,
-            entropy,
+            entropy: &tx.entropy,
         };
         let value = match source {
             None => return Ok(None),
             Some(TextSource::Literal(s)) => return Ok(Some(s.clone())),
             Some(TextSource::Path(p)) => p.eval(&scope)?,
             Some(TextSource::Intrinsic(i)) => i.eval(&scope)?,
+            Some(TextSource::Expr(e)) => {
+                e.eval(field, &self.jscope(cursor, ctx, tx, None, None))?
+            }
         };
         match value {
             Value::String(s) => Ok(Some(s)),
@@ -375,6 +396,9 @@ impl Engine {
         tx: &mut Tx<'_>,
     ) -> bool {
         let state = self.state(cursor);
+        if let Some(j) = self.jsonata_of(state) {
+            return self.choose_jsonata(cursor, choices, default, j, ctx, tx);
+        }
         let effective = match dataflow::input_path(
             &state.common.input_path,
             &cursor.input,
@@ -397,7 +421,10 @@ impl Engine {
         };
         let mut target = None;
         for rule in choices {
-            match rule.condition.eval(&scope) {
+            let RuleCondition::Path(condition) = &rule.condition else {
+                continue;
+            };
+            match condition.eval(&scope) {
                 Ok(true) => {
                     target = Some((rule.next, &rule.assign));
                     break;
@@ -440,15 +467,15 @@ impl Engine {
             });
         match processed {
             Ok((vars, output)) => {
-                if let Some(vars) = vars {
-                    cursor.vars.extend(vars);
-                }
                 let name = state.name.clone();
                 tx.record(
                     cursor,
                     EventType::StateExited(StateType::Choice),
-                    json!({ "name": name, "output": output }),
+                    exit_details(&name, &output, vars.as_ref()),
                 );
+                if let Some(vars) = vars {
+                    cursor.vars.extend(vars);
+                }
                 cursor.state = next;
                 cursor.input = output;
                 cursor.phase = Phase::Ready;
@@ -464,6 +491,9 @@ impl Engine {
 
     fn wait(&self, cursor: &mut Cursor, spec: &WaitSpec, ctx: &Value, tx: &mut Tx<'_>) -> bool {
         let state = self.state(cursor);
+        if let Some(j) = self.jsonata_of(state) {
+            return self.wait_jsonata(cursor, spec, j, ctx, tx);
+        }
         let result = dataflow::input_path(&state.common.input_path, &cursor.input, ctx, &cursor.vars, &tx.entropy).and_then(|effective| {
             let scope = Scope { input: &effective, context: ctx, vars: &cursor.vars, entropy: &tx.entropy };
             let due = match spec {
@@ -473,6 +503,9 @@ impl Engine {
                     let v = p.eval(&scope)?;
                     let secs = wait_seconds(&v, p.as_str())?;
                     tx.now + chrono::Duration::seconds(secs)
+                }
+                WaitSpec::SecondsExpr(_) | WaitSpec::TimestampExpr(_) => {
+                    return Err(StatesError::runtime("A JSONata expression in a JSONPath Wait state"));
                 }
                 WaitSpec::TimestampPath(p) => {
                     let v = p.eval(&scope)?;
@@ -518,6 +551,26 @@ impl Engine {
     fn complete(&self, cursor: &mut Cursor, result: Value, tx: &mut Tx<'_>) -> bool {
         let state = self.state(cursor);
         let ctx = self.context(cursor, state, None, None);
+        if let Some(j) = self.jsonata_of(state) {
+            let processed = (|| {
+                let scope = self.jscope(cursor, &ctx, tx, Some(&result), None);
+                let p =
+                    self.produce(j.assign.as_ref(), j.output.as_ref(), &scope, result.clone())?;
+                dataflow::check_size(
+                    &p.output,
+                    &format!("state/task '{}' returned a result with a size", state.name),
+                    self.options.payload_limit,
+                )?;
+                Ok::<_, StatesError>(p)
+            })();
+            return match processed {
+                Ok(p) => {
+                    let name = state.name.clone();
+                    self.exit_and_transition(cursor, &name, p.output, p.assigned, tx)
+                }
+                Err(e) => self.handle_error(cursor, e, None, tx),
+            };
+        }
         let processed = (|| {
             let selected =
                 dataflow::select_result(&state.common, result, &ctx, &cursor.vars, &tx.entropy)?;
@@ -528,6 +581,9 @@ impl Engine {
                 &cursor.vars,
                 &tx.entropy,
             )?;
+            if let Some(vars) = &vars {
+                self.check_assigned(vars)?;
+            }
             let combined =
                 dataflow::result_path(&state.common.result_path, &cursor.input, selected)?;
             let output = dataflow::output_path(
@@ -546,11 +602,8 @@ impl Engine {
         })();
         match processed {
             Ok((vars, output)) => {
-                if let Some(vars) = vars {
-                    cursor.vars.extend(vars);
-                }
                 let name = state.name.clone();
-                self.exit_and_transition(cursor, &name, output, tx)
+                self.exit_and_transition(cursor, &name, output, vars, tx)
             }
             Err(e) => self.handle_error(cursor, e, None, tx),
         }
@@ -562,14 +615,18 @@ impl Engine {
         cursor: &mut Cursor,
         name: &str,
         output: Value,
+        assigned: Option<Map<String, Value>>,
         tx: &mut Tx<'_>,
     ) -> bool {
         let state = self.state(cursor);
         tx.record(
             cursor,
             EventType::StateExited(StateType::of(state)),
-            json!({ "name": name, "output": output }),
+            exit_details(name, &output, assigned.as_ref()),
         );
+        if let Some(vars) = assigned {
+            cursor.vars.extend(vars);
+        }
         match state.common.transition {
             Transition::Next(next) => {
                 cursor.state = next;
@@ -632,6 +689,10 @@ impl Engine {
                 return false;
             }
         }
+        if state.common.jsonata.is_some() {
+            let name = state.name.clone();
+            self.evaluation_failed(cursor, &name, &error, tx);
+        }
         for (event_type, details) in give_up {
             tx.record(cursor, *event_type, details.clone());
         }
@@ -643,30 +704,41 @@ impl Engine {
         {
             let error_output = json!({ "Error": error.error, "Cause": error.cause });
             let ctx = self.context(cursor, state, None, None);
-            let processed = dataflow::assign(
-                &catcher.assign,
-                &error_output,
-                &ctx,
-                &cursor.vars,
-                &tx.entropy,
-            )
-            .and_then(|vars| {
-                Ok((
-                    vars,
-                    dataflow::result_path(&catcher.result_path, &cursor.input, error_output)?,
-                ))
-            });
+            let processed = if let Some(cj) = catcher.jsonata.as_deref() {
+                let scope = self.jscope(cursor, &ctx, tx, None, Some(&error_output));
+                self.produce(
+                    cj.assign.as_ref(),
+                    cj.output.as_ref(),
+                    &scope,
+                    error_output.clone(),
+                )
+                .map(|p| (p.assigned, p.output))
+            } else {
+                dataflow::assign(
+                    &catcher.assign,
+                    &error_output,
+                    &ctx,
+                    &cursor.vars,
+                    &tx.entropy,
+                )
+                .and_then(|vars| {
+                    Ok((
+                        vars,
+                        dataflow::result_path(&catcher.result_path, &cursor.input, error_output)?,
+                    ))
+                })
+            };
             match processed {
                 Ok((vars, output)) => {
-                    if let Some(vars) = vars {
-                        cursor.vars.extend(vars);
-                    }
                     let name = state.name.clone();
                     tx.record(
                         cursor,
                         EventType::StateExited(StateType::of(state)),
-                        json!({ "name": name, "output": output }),
+                        exit_details(&name, &output, vars.as_ref()),
                     );
+                    if let Some(vars) = vars {
+                        cursor.vars.extend(vars);
+                    }
                     cursor.state = catcher.next;
                     cursor.input = output;
                     cursor.phase = Phase::Ready;
@@ -790,6 +862,16 @@ impl Engine {
         };
         tx.record(root, t, error_details(&error));
     }
+}
+
+/// A `...StateExited` event's details: the name, the output and, as AWS records them, the
+/// variables the state assigned.
+fn exit_details(name: &str, output: &Value, assigned: Option<&Map<String, Value>>) -> Value {
+    let mut details = json!({ "name": name, "output": output });
+    if let Some(vars) = assigned {
+        details["assignedVariables"] = Value::Object(vars.clone());
+    }
+    details
 }
 
 /// `{error, cause}` details, leaving out empty ones as AWS does for a bare Fail state.

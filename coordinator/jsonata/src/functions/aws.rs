@@ -49,11 +49,16 @@ fn f_range(_: &mut Evaluator, args: &[Value], _: &Ctx) -> Result<Value> {
     if count > 1e7 {
         return Err(invalid("$range would produce more than 1e7 values"));
     }
-    Ok(Value::array(
-        (0..count.max(0.0) as usize)
-            .map(|i| Value::Number(start + i as f64 * step))
-            .collect(),
-    ))
+    let values: Vec<Value> = (0..count.max(0.0) as usize)
+        .map(|i| Value::Number(start + i as f64 * step))
+        .collect();
+    // Step Functions returns a one-number range as that number (a singleton sequence, as
+    // recorded against AWS: `$range(1, 9, 9)` is `1`); an empty range stays `[]`.
+    if values.len() == 1 {
+        Ok(Value::sequence(values))
+    } else {
+        Ok(Value::array(values))
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -136,6 +141,7 @@ mod tests {
             serde_json::json!([0, 2, 4, 6, 8, 10])
         );
         assert_eq!(run("$range(5, 1, -2)"), serde_json::json!([5, 3, 1]));
+        assert_eq!(run("$range(1, 9, 9)"), serde_json::json!(1));
         assert_eq!(
             run("$partition([1,2,3,4,5], 2)"),
             serde_json::json!([[1, 2], [3, 4], [5]])

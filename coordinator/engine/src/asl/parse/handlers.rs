@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::{Builder, Loc};
-use crate::asl::definition::StateId;
+use crate::asl::definition::{JsonataFields, StateId};
 use crate::asl::error::names;
 use crate::asl::retry::{Catcher, Jitter, Retrier};
 
@@ -169,11 +169,15 @@ impl Builder {
                 self.err(&il, "A catcher must be a JSON object");
                 continue;
             };
+            let jsonata = self.jsonata;
             for key in obj.keys() {
-                if !matches!(
-                    key.as_str(),
-                    "ErrorEquals" | "Next" | "ResultPath" | "Assign" | "Comment"
-                ) {
+                let ok = match key.as_str() {
+                    "ErrorEquals" | "Next" | "Assign" | "Comment" => true,
+                    "ResultPath" => !jsonata,
+                    "Output" => jsonata,
+                    _ => false,
+                };
+                if !ok {
                     self.err(
                         &il.field(key),
                         format!("Field '{key}' is not supported in a catcher"),
@@ -189,13 +193,23 @@ impl Builder {
                 }
             };
             let result_path = self.reference_path_field(obj.get("ResultPath"), "ResultPath", &il);
-            let assign = self.template_field(obj.get("Assign"), "Assign", &il);
+            let (assign, jsonata_fields) = if jsonata {
+                let fields = JsonataFields {
+                    arguments: None,
+                    output: self.jtemplate_field(obj.get("Output"), "Output", &il),
+                    assign: self.jtemplate_field(obj.get("Assign"), "Assign", &il),
+                };
+                (None, Some(Box::new(fields)))
+            } else {
+                (self.template_field(obj.get("Assign"), "Assign", &il), None)
+            };
             if let (Some(error_equals), Some(next)) = (error_equals, next) {
                 out.push(Catcher {
                     error_equals,
                     next,
                     result_path,
                     assign,
+                    jsonata: jsonata_fields,
                 });
             }
         }

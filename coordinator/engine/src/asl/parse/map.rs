@@ -88,6 +88,13 @@ impl Builder {
             (None, Some(v)) => self.template_field(Some(v), "Parameters", loc),
             (None, None) => None,
         };
+        let jsonata = self.jsonata.then(|| {
+            Box::new(MapJsonata {
+                items: self.jtemplate_field(raw.Items.as_ref(), "Items", loc),
+                item_selector: self.jtemplate_field(raw.ItemSelector.as_ref(), "ItemSelector", loc),
+            })
+        });
+        let item_selector = if self.jsonata { None } else { item_selector };
         let items_path = match raw.ItemsPath.as_ref() {
             None => None,
             Some(v) => Some(self.path_string(v, "ItemsPath", loc)?),
@@ -118,6 +125,16 @@ impl Builder {
             (Some(_), Some(_)) => {
                 self.err(loc, "Only one of 'ToleratedFailurePercentage' or 'ToleratedFailurePercentagePath' may be set");
                 return None;
+            }
+            (Some(Value::String(s)), None)
+                if self.jsonata && crate::asl::jsonata::expression_text(s).is_some() =>
+            {
+                let text = crate::asl::jsonata::expression_text(s).unwrap_or_default();
+                Some(Dynamic::Expr(self.jexpr(
+                    text,
+                    "ToleratedFailurePercentage",
+                    loc,
+                )?))
             }
             (Some(v), None) => match v.as_f64().filter(|p| (0.0..=100.0).contains(p)) {
                 Some(p) => Some(Dynamic::Literal(p)),
@@ -196,6 +213,7 @@ impl Builder {
             item_reader: raw.ItemReader.clone(),
             result_writer: raw.ResultWriter.clone(),
             label,
+            jsonata,
         })
     }
 

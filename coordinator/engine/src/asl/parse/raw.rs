@@ -4,6 +4,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::asl::definition::QueryLanguage;
+
 /// The top level of a definition, as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,8 +89,71 @@ pub(super) struct RawState {
     pub(super) Items: Option<Value>,
 }
 
-/// Fields each state type accepts besides `Type`, `Comment` and `QueryLanguage`.
-pub(super) fn allowed_fields(type_name: &str) -> &'static [&'static str] {
+/// Fields each state type accepts besides `Type`, `Comment` and `QueryLanguage`, in the
+/// state's query language.
+pub(super) fn allowed_fields(type_name: &str, ql: QueryLanguage) -> &'static [&'static str] {
+    match ql {
+        QueryLanguage::JsonPath => jsonpath_fields(type_name),
+        QueryLanguage::JsonAta => jsonata_fields(type_name),
+    }
+}
+
+/// A JSONata state's fields: `Arguments`/`Output`/`Assign` (and `Items`, `Condition` in the
+/// rules) instead of the paths, selectors and `...Path` variants.
+fn jsonata_fields(type_name: &str) -> &'static [&'static str] {
+    match type_name {
+        "Pass" => &["Next", "End", "Output", "Assign"],
+        "Task" => &[
+            "Next",
+            "End",
+            "Arguments",
+            "Output",
+            "Assign",
+            "Retry",
+            "Catch",
+            "Resource",
+            "TimeoutSeconds",
+            "HeartbeatSeconds",
+            "Credentials",
+        ],
+        "Choice" => &["Choices", "Default", "Output", "Assign"],
+        "Wait" => &["Next", "End", "Seconds", "Timestamp", "Output", "Assign"],
+        "Succeed" => &["Output"],
+        "Fail" => &["Error", "Cause"],
+        "Parallel" => &[
+            "Next",
+            "End",
+            "Arguments",
+            "Output",
+            "Assign",
+            "Retry",
+            "Catch",
+            "Branches",
+        ],
+        "Map" => &[
+            "Next",
+            "End",
+            "Output",
+            "Assign",
+            "Retry",
+            "Catch",
+            "Iterator",
+            "ItemProcessor",
+            "Items",
+            "ItemSelector",
+            "MaxConcurrency",
+            "ToleratedFailurePercentage",
+            "ToleratedFailureCount",
+            "ItemBatcher",
+            "ItemReader",
+            "ResultWriter",
+            "Label",
+        ],
+        _ => &[],
+    }
+}
+
+fn jsonpath_fields(type_name: &str) -> &'static [&'static str] {
     match type_name {
         "Pass" => &[
             "Next",

@@ -2,9 +2,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::query::{expr_integer, expr_percentage};
 use super::{Engine, Tx};
 use crate::asl::definition::{Dynamic, ItemBatcher, MapSpec, ProcessorMode, StateKind};
 use crate::asl::error::{StatesError, names};
+use crate::asl::jsonata::{JScope, query_error};
 use crate::asl::path::json_kind;
 use crate::asl::scope::Scope;
 use crate::engine::context::{StateFacts, context_object};
@@ -22,13 +24,17 @@ impl Engine {
         tx: &mut Tx<'_>,
     ) -> bool {
         let state = self.state(cursor);
-        let effective = match dataflow::effective_input(
-            &state.common,
-            &cursor.input,
-            ctx,
-            &cursor.vars,
-            &tx.entropy,
-        ) {
+        let effective = match self.jsonata_of(state) {
+            Some(j) => self.arguments(j, &self.jscope(cursor, ctx, tx, None, None)),
+            None => dataflow::effective_input(
+                &state.common,
+                &cursor.input,
+                ctx,
+                &cursor.vars,
+                &tx.entropy,
+            ),
+        };
+        let effective = match effective {
             Ok(v) => v,
             Err(e) => return self.handle_error(cursor, e, None, tx),
         };
@@ -67,7 +73,24 @@ impl Engine {
         tx: &mut Tx<'_>,
     ) -> bool {
         let state = self.state(cursor);
+        let jsonata = spec.jsonata.as_deref();
         let selected = (|| {
+            if let Some(mj) = jsonata {
+                let scope = self.jscope(cursor, ctx, tx, None, None);
+                let items = match &mj.items {
+                    Some(t) => match t.as_expr() {
+                        Some(e) => e.eval_typed("Items", "array", &scope, Value::is_array)?,
+                        None => t.eval("Items", &scope)?,
+                    },
+                    None => cursor.input.clone(),
+                };
+                return match items {
+                    Value::Array(items) => Ok((cursor.input.clone(), items)),
+                    other => Err(query_error(format!(
+                        "Map state input must be an array but was: {other}"
+                    ))),
+                };
+            }
             let effective = dataflow::input_path(
                 &state.common.input_path,
                 &cursor.input,
@@ -96,12 +119,21 @@ impl Engine {
         })();
         let (effective, items) = match selected {
             Ok(v) => v,
+            // AWS writes MapStateFailed after a JSONata state's EvaluationFailed.
+            Err(e) if jsonata.is_some() => {
+                let give_up = [(EventType::MapStateFailed, Value::Null)];
+                return self.handle_error_then(cursor, e, None, &give_up, tx);
+            }
             Err(e) => return self.handle_error(cursor, e, None, tx),
         };
         // AWS checks MaxConcurrency before it writes MapStateStarted, the tolerated failure
         // settings after it, and starts the Map Run once both are valid.
         let max_concurrency = match &spec.max_concurrency {
             Dynamic::Literal(n) => Ok(*n),
+            d @ Dynamic::Expr(_) => {
+                let scope = self.jscope(cursor, ctx, tx, None, None);
+                expr_integer(d, "MaxConcurrency", &scope, true).unwrap_or(Ok(0))
+            }
             Dynamic::Path(p) => p
                 .eval(&Scope {
                     input: &effective,
@@ -133,9 +165,13 @@ impl Engine {
                 vars: &cursor.vars,
                 entropy: &tx.entropy,
             };
+            let jscope = self.jscope(cursor, ctx, tx, None, None);
             let tolerated_count = match &spec.tolerated_failure_count {
                 None => None,
                 Some(Dynamic::Literal(n)) => Some(*n),
+                Some(d @ Dynamic::Expr(_)) => {
+                    expr_integer(d, "ToleratedFailureCount", &jscope, true).transpose()?
+                }
                 Some(Dynamic::Path(p)) => {
                     let v = p.eval(&scope)?;
                     if v.as_i64().is_some_and(|n| n < 0) {
@@ -149,6 +185,7 @@ impl Engine {
             let tolerated_percentage = match &spec.tolerated_failure_percentage {
                 None => None,
                 Some(Dynamic::Literal(p)) => Some(*p),
+                Some(d @ Dynamic::Expr(_)) => expr_percentage(d, &jscope).transpose()?,
                 Some(Dynamic::Path(p)) => {
                     let v = p.eval(&scope)?;
                     let pct = v.as_f64().ok_or_else(|| {
@@ -280,6 +317,18 @@ impl Engine {
                 Some(Dynamic::Path(p)) => {
                     Ok(Some(integer_at(p.eval(scope)?, "ItemBatcher", p.as_str())?))
                 }
+                Some(d @ Dynamic::Expr(_)) => {
+                    let jscope = JScope {
+                        input: effective,
+                        context: scope.context,
+                        result: None,
+                        error_output: None,
+                        vars: &cursor.vars,
+                        now_millis: cursor.entered_at.timestamp_millis(),
+                        entropy: scope.entropy,
+                    };
+                    expr_integer(d, "ItemBatcher", &jscope, false).transpose()
+                }
             }
         };
         let max_items = resolve(&batcher.max_items_per_batch)?
@@ -332,9 +381,13 @@ impl Engine {
         item: Value,
         entropy: &Entropy,
     ) -> Result<Value, StatesError> {
-        let Some(selector) = &spec.item_selector else {
+        let jsonata_selector = spec
+            .jsonata
+            .as_deref()
+            .and_then(|j| j.item_selector.as_ref());
+        if spec.item_selector.is_none() && jsonata_selector.is_none() {
             return Ok(item);
-        };
+        }
         let state = self.state(cursor);
         let ctx = context_object(
             &self.info,
@@ -347,12 +400,29 @@ impl Engine {
             },
             state.common.uses_execution_input,
         );
-        selector.eval(&Scope {
-            input: effective,
-            context: &ctx,
-            vars: &cursor.vars,
-            entropy,
-        })
+        if let Some(selector) = jsonata_selector {
+            return selector.eval(
+                "ItemSelector",
+                &JScope {
+                    input: effective,
+                    context: &ctx,
+                    result: None,
+                    error_output: None,
+                    vars: &cursor.vars,
+                    now_millis: cursor.entered_at.timestamp_millis(),
+                    entropy,
+                },
+            );
+        }
+        match &spec.item_selector {
+            Some(selector) => selector.eval(&Scope {
+                input: effective,
+                context: &ctx,
+                vars: &cursor.vars,
+                entropy,
+            }),
+            None => Ok(item),
+        }
     }
 
     /// Starts as many children as the concurrency limits allow.

@@ -61,6 +61,9 @@ fn resolve_seconds(
     match d {
         None => Ok(None),
         Some(Dynamic::Literal(n)) => Ok(Some(*n)),
+        Some(Dynamic::Expr(_)) => Err(StatesError::runtime(format!(
+            "A JSONata expression for {field} in a JSONPath state"
+        ))),
         Some(Dynamic::Path(p)) => {
             let v = p.eval(scope)?;
             match v.as_u64().filter(|n| *n > 0) {
@@ -86,6 +89,34 @@ impl Engine {
             cursor.seq + 1
         );
         let ctx = self.context(cursor, state, None, Some(&token));
+        if let Some(j) = self.jsonata_of(state) {
+            let prepared = (|| {
+                let scope = self.jscope(cursor, &ctx, tx, None, None);
+                let seconds = |d: &Option<Dynamic<u64>>, field: &str| match d {
+                    None => Ok(None),
+                    Some(Dynamic::Literal(n)) => Ok(Some(*n)),
+                    Some(d) => super::query::expr_integer(d, field, &scope, false)
+                        .unwrap_or_else(|| {
+                            Err(StatesError::runtime(format!(
+                                "A JSONPath {field}Path in a JSONata state"
+                            )))
+                        })
+                        .map(Some),
+                };
+                let timeout = seconds(&spec.timeout_seconds, "TimeoutSeconds")?;
+                let heartbeat = seconds(&spec.heartbeat_seconds, "HeartbeatSeconds")?;
+                let effective = self.arguments(j, &scope)?;
+                dataflow::check_size(&effective, "task input", self.options.payload_limit)?;
+                Ok::<_, StatesError>((effective, timeout, heartbeat))
+            })();
+            return match prepared {
+                Ok((effective, timeout, heartbeat)) => {
+                    self.publish_task(cursor, spec, effective, timeout, heartbeat, tx);
+                    false
+                }
+                Err(e) => self.handle_error(cursor, e, None, tx),
+            };
+        }
         // TimeoutSecondsPath and HeartbeatSecondsPath read the state input (after InputPath),
         // not the Parameters output: AWS times out a task whose Parameters drop the field.
         let prepared = dataflow::input_path(

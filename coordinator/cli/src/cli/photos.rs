@@ -301,6 +301,7 @@ pub async fn demo(data_dir: &Path, examples: &Path) -> anyhow::Result<ExitCode> 
         prefix: "mapfleet".into(),
         detach: false,
         task_slots: crate::embedded::default_task_slots(),
+        max_payload_bytes: crate::engine::PAYLOAD_LIMIT_BYTES,
         data_dir: data_dir.to_path_buf(),
     };
     Ok(super::run_embedded(args).await)

@@ -468,6 +468,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
         ..Default::default()
     };
     opts.engine.payload_limit = args.max_payload_bytes;
+    opts.buckets = Some(Arc::new(crate::buckets::StoreBuckets(Arc::new(
+        worker::store::LocalStore::new(args.data_dir.join("buckets")),
+    ))));
     let result = run_execution(def, info, executor, opts).await;
     print_result(&result, &args)
 }

@@ -22,7 +22,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Error, Object, ObjectStore, sha256_hex};
+use super::{Error, Object, ObjectInfo, ObjectStore, sha256_hex};
 
 /// Temporary files written before an atomic rename; never listed as keys.
 const TMP_PREFIX: &str = ".mapfleet-tmp-";
@@ -354,6 +354,64 @@ impl ObjectStore for LocalStore {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Error> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.object_path(bucket, key)?;
+        if !self.bucket_dir(bucket)?.is_dir() {
+            return Err(Error::NoSuchBucket(bucket.to_owned()));
+        }
+        let mut file = self.open_inside(bucket, key, &path)?;
+        if !file.metadata()?.is_file() {
+            return Err(Error::NoSuchKey {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        let mut bytes = Vec::with_capacity(len.min(16 << 20) as usize);
+        file.take(len).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<ObjectInfo>, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let keys = self.list(bucket).await?;
+        let mut out = Vec::new();
+        for key in keys
+            .into_iter()
+            .filter(|k| k.starts_with(prefix) && start_after.is_none_or(|a| k.as_str() > a))
+            .take(max)
+        {
+            let path = self.object_path(bucket, &key)?;
+            let meta = std::fs::metadata(&path)?;
+            // The local store's entity tag is the content's sha256 (see `get`).
+            let etag = self.get(bucket, &key, u64::MAX).await?.etag;
+            out.push(ObjectInfo {
+                key,
+                size: meta.len(),
+                etag,
+                last_modified: meta.mtime(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool, Error> {
+        Ok(self.bucket_dir(bucket)?.is_dir())
     }
 }
 

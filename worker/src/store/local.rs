@@ -432,6 +432,49 @@ mod tests {
         (LocalStore::new(dir.join("buckets")), dir)
     }
 
+    /// What a Distributed Map reads through: ranges of an object, pages of a listing.
+    #[tokio::test]
+    async fn ranges_pages_and_bucket_checks() {
+        let (s, dir) = store();
+        s.create_bucket("in").await.unwrap();
+        s.put("in", "items.jsonl", b"0123456789".to_vec(), "")
+            .await
+            .unwrap();
+        for key in ["p/a", "p/b", "p/c", "q/d"] {
+            s.put("in", key, key.as_bytes().to_vec(), "").await.unwrap();
+        }
+        assert_eq!(
+            s.get_range("in", "items.jsonl", 0, 4).await.unwrap(),
+            b"0123"
+        );
+        assert_eq!(s.get_range("in", "items.jsonl", 8, 4).await.unwrap(), b"89");
+        assert!(
+            s.get_range("in", "items.jsonl", 20, 4)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            s.get_range("in", "nope", 0, 4).await,
+            Err(Error::NoSuchKey { .. })
+        ));
+        assert!(matches!(
+            s.get_range("out", "items.jsonl", 0, 4).await,
+            Err(Error::NoSuchBucket(_))
+        ));
+        let page = s.list_page("in", "p/", None, 2).await.unwrap();
+        let keys: Vec<&str> = page.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["p/a", "p/b"]);
+        assert_eq!(page[0].size, 3);
+        assert_eq!(page[0].etag, sha256_hex(b"p/a"));
+        let page = s.list_page("in", "p/", Some("p/b"), 2).await.unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].key, "p/c");
+        assert!(s.bucket_exists("in").await.unwrap());
+        assert!(!s.bucket_exists("out").await.unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[tokio::test]
     async fn put_get_list_round_trip() {
         let (s, dir) = store();

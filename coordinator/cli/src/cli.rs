@@ -90,6 +90,10 @@ pub enum Command {
         /// Where the example's definitions, input and photos are.
         #[arg(long, default_value = "examples/rider-photos")]
         examples: PathBuf,
+        /// Run the batch as a Distributed Map: the photo keys read from a CSV manifest in the
+        /// photo bucket, the results written to the `mapfleet-rider-results` bucket.
+        #[arg(long)]
+        distributed: bool,
     },
     /// Stop an execution of the fleet (it ends ABORTED).
     Stop {
@@ -200,7 +204,10 @@ pub fn main() -> ExitCode {
             Command::Objects(cmd) => photos::objects(&data_dir, cmd).await,
             Command::Faces(cmd) => photos::faces(&data_dir, cmd).await,
             Command::Metadata(cmd) => photos::metadata(&data_dir, cmd).await,
-            Command::Demo { examples } => photos::demo(&data_dir, &examples).await,
+            Command::Demo {
+                examples,
+                distributed,
+            } => photos::demo(&data_dir, &examples, distributed).await,
             Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
             Command::Coordinator(args) => crate::fleet::command::run(args)
                 .await

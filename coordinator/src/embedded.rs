@@ -22,6 +22,7 @@ use crate::engine::cursor::{Cursor, CursorEvent, CursorId};
 use crate::engine::history::Event;
 use crate::engine::run::EngineOptions;
 use crate::engine::{Engine, ExecutionInfo};
+use crate::maprun::{Buckets, MapRunPlan, OpenRun};
 
 /// Runs Task steps. The embedded default runs the worker's tasks in-process through the
 /// worker's task policy (`worker::policy`, wired in the `mapfleet` CLI crate), so a step ends
@@ -92,6 +93,10 @@ pub struct EmbeddedOptions {
     /// so a Map's waiting items hold no task memory (no photo read or decoded) yet. The CLI
     /// sets [`default_task_slots`].
     pub task_slots: usize,
+    /// Where Distributed Maps read their items and write their results (the CLI hands in
+    /// the worker's store over `<data-dir>/buckets`); without it such a Map fails with
+    /// `States.ItemReaderFailed`.
+    pub buckets: Option<Arc<dyn Buckets>>,
 }
 
 impl Default for EmbeddedOptions {
@@ -100,6 +105,7 @@ impl Default for EmbeddedOptions {
             engine: EngineOptions::default(),
             keep_history: true,
             task_slots: 0,
+            buckets: None,
         }
     }
 }
@@ -133,7 +139,14 @@ struct MemoryBackend {
     /// Steps that failed before running (no task serves them), delivered next round.
     refused: Vec<StepOutcome>,
     events: Vec<Event>,
+    buckets: Option<Arc<dyn Buckets>>,
+    /// Distributed Maps' runs in progress, by Map cursor.
+    map_runs: HashMap<CursorId, OpenRun>,
+    clock: Clock,
 }
+
+/// The run's clock (wall time on tokio's clock, so tests can pause it).
+type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 #[async_trait::async_trait]
 impl Backend for MemoryBackend {
@@ -155,6 +168,13 @@ impl Backend for MemoryBackend {
         from: usize,
         to: usize,
     ) -> Result<Vec<Value>, BackendError> {
+        if let (Some(run), Some(store)) = (self.map_runs.get_mut(map), self.buckets.as_deref()) {
+            let now = (self.clock)();
+            return run
+                .inputs(store, from, to, now)
+                .await
+                .map_err(|e| BackendError(format!("{}: {}", e.error, e.cause)));
+        }
         Ok(self
             .items
             .get(map)
@@ -168,6 +188,13 @@ impl Backend for MemoryBackend {
         index: usize,
         output: Option<Value>,
     ) -> Result<bool, BackendError> {
+        if self
+            .map_runs
+            .get(parent)
+            .is_some_and(OpenRun::writes_results)
+        {
+            return Ok(true); // in the run's result files
+        }
         let results = self.results.entry(parent.to_string()).or_default();
         if results.len() <= index {
             results.resize(index + 1, None);
@@ -189,6 +216,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn drop_children(&mut self, parent: &str) -> Result<(), BackendError> {
+        self.map_runs.remove(parent);
         self.items.remove(parent);
         self.results.remove(parent);
         self.live.remove(parent);
@@ -263,6 +291,49 @@ impl Backend for MemoryBackend {
             self.events.push(event);
         }
     }
+
+    async fn open_map_run(
+        &mut self,
+        map: &str,
+        plan: MapRunPlan,
+    ) -> Result<Result<usize, StatesError>, BackendError> {
+        let Some(store) = self.buckets.clone() else {
+            return Ok(Err(StatesError::new(
+                names::ITEM_READER_FAILED,
+                "No object store is configured for this run, so the ItemReader cannot read",
+            )));
+        };
+        Ok(match OpenRun::open(store.as_ref(), plan).await {
+            Ok((run, count)) => {
+                self.map_runs.insert(map.to_string(), run);
+                Ok(count)
+            }
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn child_ended(
+        &mut self,
+        parent: &str,
+        index: usize,
+        result: &Result<Value, StatesError>,
+        at: DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        if let (Some(run), Some(store)) = (self.map_runs.get_mut(parent), self.buckets.as_deref()) {
+            run.ended(store, index, result, at).await;
+        }
+        Ok(())
+    }
+
+    async fn close_map_run(
+        &mut self,
+        map: &str,
+    ) -> Result<Option<Result<Value, StatesError>>, BackendError> {
+        let (Some(run), Some(store)) = (self.map_runs.get_mut(map), self.buckets.as_deref()) else {
+            return Ok(None);
+        };
+        Ok(run.finish(store).await.transpose())
+    }
 }
 
 fn outcome_event(seq: u64, result: Result<Value, StatesError>) -> CursorEvent {
@@ -290,6 +361,7 @@ pub async fn run_execution(
                 .unwrap_or_default()
     };
     let deadline = timeout.map(|s| clock_base + std::time::Duration::from_secs(s));
+    let clock: Clock = Arc::new(now);
     let mut backend = MemoryBackend {
         executor,
         slots: (opts.task_slots > 0)
@@ -303,6 +375,9 @@ pub async fn run_execution(
         tasks: JoinSet::new(),
         refused: Vec::new(),
         events: Vec::new(),
+        buckets: opts.buckets.clone(),
+        map_runs: HashMap::new(),
+        clock,
     };
     let mut p = Processor::new(engine, 1, false, rand::random());
     p.start(&mut backend, now());

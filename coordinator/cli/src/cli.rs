@@ -90,6 +90,10 @@ pub enum Command {
         /// Where the example's definitions, input and photos are.
         #[arg(long, default_value = "examples/rider-photos")]
         examples: PathBuf,
+        /// Run the batch as a Distributed Map: the photo keys read from a CSV manifest in the
+        /// photo bucket, the results written to the `mapfleet-rider-results` bucket.
+        #[arg(long)]
+        distributed: bool,
     },
     /// Stop an execution of the fleet (it ends ABORTED).
     Stop {
@@ -154,6 +158,17 @@ pub struct RunArgs {
     /// `MAPFLEET_DECODE_BUDGET_BYTES` (default a quarter of the available memory).
     #[arg(long, env = "MAPFLEET_TASK_SLOTS", default_value_t = crate::embedded::default_task_slots())]
     pub task_slots: usize,
+    /// The largest state input or output in bytes (`States.DataLimitExceeded` above it), and
+    /// of the execution input. AWS's 256 KiB by default; raise it (up to 64 MiB) for inline
+    /// Maps whose results need more. Applies to runs in this process; on the fleet the
+    /// coordinators' own setting applies to the states.
+    #[arg(
+        long,
+        env = "MAPFLEET_MAX_PAYLOAD_BYTES",
+        default_value_t = crate::engine::PAYLOAD_LIMIT_BYTES,
+        value_parser = crate::engine::parse_payload_limit
+    )]
+    pub max_payload_bytes: usize,
     /// Filled from the global `--data-dir`.
     #[arg(skip)]
     pub data_dir: PathBuf,
@@ -189,7 +204,10 @@ pub fn main() -> ExitCode {
             Command::Objects(cmd) => photos::objects(&data_dir, cmd).await,
             Command::Faces(cmd) => photos::faces(&data_dir, cmd).await,
             Command::Metadata(cmd) => photos::metadata(&data_dir, cmd).await,
-            Command::Demo { examples } => photos::demo(&data_dir, &examples).await,
+            Command::Demo {
+                examples,
+                distributed,
+            } => photos::demo(&data_dir, &examples, distributed).await,
             Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
             Command::Coordinator(args) => crate::fleet::command::run(args)
                 .await
@@ -352,8 +370,7 @@ fn validate(path: &Path) -> ExitCode {
 
 /// Reads the execution input: a file, `-` for stdin, or `{}`. Input over the payload limit
 /// is refused before it is parsed, and read no further than the limit.
-fn read_input(input: Option<&str>) -> Result<Value, InputError> {
-    let limit = crate::engine::PAYLOAD_LIMIT_BYTES;
+fn read_input(input: Option<&str>, limit: usize) -> Result<Value, InputError> {
     let text = match input {
         None => return Ok(json!({})),
         Some(path) => read_text(Path::new(path), limit, "the execution input")
@@ -420,7 +437,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         Ok(d) => Arc::new(d),
         Err(code) => return code,
     };
-    let input = match read_input(args.input.as_deref()) {
+    let input = match read_input(args.input.as_deref(), args.max_payload_bytes) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
@@ -452,11 +469,15 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let opts = EmbeddedOptions {
+    let mut opts = EmbeddedOptions {
         keep_history: args.history,
         task_slots: args.task_slots,
         ..Default::default()
     };
+    opts.engine.payload_limit = args.max_payload_bytes;
+    opts.buckets = Some(Arc::new(crate::buckets::StoreBuckets(Arc::new(
+        worker::store::LocalStore::new(args.data_dir.join("buckets")),
+    ))));
     let result = run_execution(def, info, executor, opts).await;
     print_result(&result, &args)
 }

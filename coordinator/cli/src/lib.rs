@@ -4,9 +4,11 @@
 //!
 //! # Layout
 //! - [`cli`]: one enum of commands, one function per command.
+//! - [`buckets`]: the worker's object store as Distributed Maps' [`coordinator::maprun::Buckets`].
 //! - [`tasks`]: the worker's task registry as embedded mode's [`coordinator::embedded::TaskExecutor`].
 
+pub mod buckets;
 pub mod cli;
 pub mod tasks;
 
-pub(crate) use coordinator::{asl, embedded, engine, fleet};
+pub(crate) use coordinator::{asl, embedded, engine, fleet, maprun};

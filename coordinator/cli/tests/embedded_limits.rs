@@ -304,3 +304,112 @@ fn a_map_of_large_photos_decodes_within_the_budget() {
         mib(cap)
     );
 }
+
+/// The benchmark's inline Map (`loadtest/python-baseline/map_pass_def.py`) over `n` items.
+fn map_pass(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let def = repo().join("cli/tests/fixtures/payload/map_pass_def.json");
+    let items: Vec<Value> = (0..n)
+        .map(|i| json!({ "k": format!("item-{i}") }))
+        .collect();
+    let input = dir.join("in.json");
+    std::fs::write(&input, json!({ "items": items }).to_string()).unwrap();
+    (def, input)
+}
+
+/// A 10,000-item inline Map's output passes AWS's 256 KiB: `States.DataLimitExceeded` by
+/// default, SUCCEEDED once `--max-payload-bytes` (or `MAPFLEET_MAX_PAYLOAD_BYTES`) raises
+/// the limit.
+#[test]
+fn max_payload_bytes_raises_the_inline_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (def, input) = map_pass(dir.path(), 10_000);
+    let run = |extra: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(MAPFLEET);
+        cmd.arg("run")
+            .arg(&def)
+            .arg("--input")
+            .arg(&input)
+            .args(extra);
+        cmd.env_remove("MAPFLEET_MAX_PAYLOAD_BYTES");
+        if let Some(v) = env {
+            cmd.env("MAPFLEET_MAX_PAYLOAD_BYTES", v);
+        }
+        cmd.output().unwrap()
+    };
+
+    let out = run(&[], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: States.DataLimitExceeded"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(262144)"), "{stderr}");
+
+    for (extra, env) in [
+        (&["--max-payload-bytes", "4194304"][..], None),
+        (&[][..], Some("4194304")),
+    ] {
+        let out = run(extra, env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let results = output["results"].as_array().unwrap();
+        assert_eq!(results.len(), 10_000);
+        assert_eq!(
+            results[9_999],
+            json!({"k": "item-9999", "i": 9999, "done": true})
+        );
+    }
+
+    // The raised limit also covers the execution input.
+    let big = dir.path().join("big.json");
+    let text = format!("{{\"pad\": \"{}\"}}", "x".repeat(300_000));
+    std::fs::write(&big, &text).unwrap();
+    let echo = echo_definition(dir.path());
+    let out = Command::new(MAPFLEET)
+        .arg("run")
+        .arg(&echo)
+        .arg("--input")
+        .arg(&big)
+        .args(["--max-payload-bytes", "1048576"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A payload limit outside 1 KiB..=64 MiB is refused at start, naming the setting, for
+/// embedded runs and for the coordinator.
+#[test]
+fn a_bad_max_payload_bytes_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = echo_definition(dir.path());
+    for (args, env) in [
+        (
+            vec!["run", def.to_str().unwrap(), "--max-payload-bytes", "12"],
+            None,
+        ),
+        (vec!["run", def.to_str().unwrap()], Some("lots")),
+        (
+            vec!["coordinator", "--max-payload-bytes", "100000000"],
+            None,
+        ),
+    ] {
+        let mut cmd = Command::new(MAPFLEET);
+        cmd.args(&args).env_remove("MAPFLEET_MAX_PAYLOAD_BYTES");
+        if let Some(v) = env {
+            cmd.env("MAPFLEET_MAX_PAYLOAD_BYTES", v);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_REJECTED), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--max-payload-bytes") && stderr.contains("from 1024 to 67108864"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

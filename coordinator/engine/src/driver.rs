@@ -106,6 +106,47 @@ pub trait Backend: Send {
     fn schedule(&mut self, cursor: &str, seq: u64, at: DateTime<Utc>);
     /// Appends a history event.
     fn record(&mut self, event: Event);
+
+    /// Opens a Distributed Map's run over its ItemReader ([`crate::maprun::OpenRun`] does
+    /// the work over an object store): `Ok(n)`, its child count, or the Map's error
+    /// (`States.ItemReaderFailed`, `States.ResultWriterFailed`). From then on
+    /// [`Backend::items`] hands out the run's children's inputs. A backend without an object
+    /// store fails the Map, never hangs it.
+    async fn open_map_run(
+        &mut self,
+        map: &str,
+        plan: crate::maprun::MapRunPlan,
+    ) -> Result<Result<usize, StatesError>, BackendError> {
+        let _ = (map, plan);
+        Ok(Err(StatesError::new(
+            crate::asl::error::names::ITEM_READER_FAILED,
+            "A Distributed Map with an ItemReader runs in embedded mode only for now (mapfleet run without --redis)",
+        )))
+    }
+
+    /// A child of a map run ended (before [`Backend::store_result`]): its record goes to the
+    /// run's result files.
+    async fn child_ended(
+        &mut self,
+        parent: &str,
+        index: usize,
+        result: &Result<Value, StatesError>,
+        at: DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        let _ = (parent, index, result, at);
+        Ok(())
+    }
+
+    /// Ends `map`'s run, if it has one: the result files and manifest are written. `Some`:
+    /// the Map's result (or why writing failed) when a ResultWriter took the results;
+    /// `None`: no run, or its results are the backend's as for an inline Map.
+    async fn close_map_run(
+        &mut self,
+        map: &str,
+    ) -> Result<Option<Result<Value, StatesError>>, BackendError> {
+        let _ = map;
+        Ok(None)
+    }
 }
 
 /// Feeds events to cursors until none is left, carrying out the actions they return.
@@ -290,11 +331,20 @@ impl Processor {
                 Action::AbortChildren { cursor } => {
                     self.abort_children(backend, &cursor, now).await?
                 }
-                Action::CollectResults { cursor, count } => {
-                    let results = backend.results(&cursor, count).await?;
-                    backend.drop_children(&cursor).await?;
+                Action::OpenMapRun { cursor, plan } => {
+                    let result = backend.open_map_run(&cursor, *plan).await?;
                     self.queue
-                        .push_back((cursor, CursorEvent::Results { results }));
+                        .push_back((cursor, CursorEvent::MapRunOpened { result }));
+                }
+                Action::CollectResults { cursor, count } => {
+                    let event = match backend.close_map_run(&cursor).await? {
+                        Some(result) => CursorEvent::MapRunClosed { result },
+                        None => CursorEvent::Results {
+                            results: backend.results(&cursor, count).await?,
+                        },
+                    };
+                    backend.drop_children(&cursor).await?;
+                    self.queue.push_back((cursor, event));
                 }
                 Action::Finished {
                     cursor,
@@ -302,7 +352,7 @@ impl Processor {
                     last_event,
                     finished_event,
                 } => {
-                    self.finished(backend, cursor, result, last_event, finished_event)
+                    self.finished(backend, cursor, result, last_event, finished_event, now())
                         .await?
                 }
             }
@@ -379,6 +429,8 @@ impl Processor {
                 }
             }
         }
+        // A map run's files are written with what finished (its state fails all the same).
+        backend.close_map_run(parent_id).await?;
         backend.drop_children(parent_id).await?;
         for e in history {
             backend.record(e);
@@ -395,6 +447,7 @@ impl Processor {
         result: Result<Value, StatesError>,
         last_event: u64,
         finished_event: u64,
+        now: DateTime<Utc>,
     ) -> Result<(), BackendError> {
         let Some(cursor) = self.remove(&id) else {
             return Ok(());
@@ -409,6 +462,9 @@ impl Processor {
                 self.ended = Some((status, result));
             }
             Some(link) => {
+                backend
+                    .child_ended(&link.id, link.index, &result, now)
+                    .await?;
                 let (output, result) = match result {
                     Ok(v) => (Some(v), Ok(())),
                     Err(e) => (None, Err(e)),

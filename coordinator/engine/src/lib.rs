@@ -19,3 +19,4 @@ pub mod asl;
 pub mod driver;
 pub mod engine;
 pub mod entropy;
+pub mod maprun;

@@ -29,6 +29,16 @@ pub struct CoordinatorArgs {
     /// counts messages, so it may hold up to prefetch x this many steps.
     #[arg(long, env = "MAPFLEET_STEP_BATCH", default_value_t = 16)]
     pub step_batch: usize,
+    /// The largest state input or output in bytes (`States.DataLimitExceeded` above it).
+    /// AWS's 256 KiB by default; raise it (up to 64 MiB) for inline Maps whose results need
+    /// more. Every coordinator of a fleet should use the same value.
+    #[arg(
+        long,
+        env = "MAPFLEET_MAX_PAYLOAD_BYTES",
+        default_value_t = crate::engine::PAYLOAD_LIMIT_BYTES,
+        value_parser = crate::engine::parse_payload_limit
+    )]
+    pub max_payload_bytes: usize,
 }
 
 impl CoordinatorArgs {
@@ -42,6 +52,7 @@ impl CoordinatorArgs {
         opts.redrive_after = Duration::from_secs(self.redrive_after_secs);
         opts.unserved_grace = Duration::from_secs(self.unserved_grace_secs);
         opts.step_batch = self.step_batch.max(1);
+        opts.engine.payload_limit = self.max_payload_bytes;
         opts
     }
 }

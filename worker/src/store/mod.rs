@@ -94,6 +94,40 @@ pub trait ObjectStore: Send + Sync {
 
     /// The keys of a bucket, sorted.
     async fn list(&self, bucket: &str) -> Result<Vec<String>, Error>;
+
+    /// Up to `len` bytes of an object from `offset`: fewer at its end, none past it (a
+    /// Distributed Map reads its items a chunk at a time).
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Error>;
+
+    /// At most `max` objects whose keys start with `prefix` and sort after `start_after`,
+    /// in key order, with their size, entity tag and modification time.
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<ObjectInfo>, Error>;
+
+    /// Whether a bucket exists.
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool, Error>;
+}
+
+/// An object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// The entity tag, without quotes.
+    pub etag: String,
+    /// Seconds since the Unix epoch.
+    pub last_modified: i64,
 }
 
 /// The sha256 of some bytes, lower-case hex.

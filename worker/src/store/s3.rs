@@ -19,7 +19,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
 use super::local::validate_bucket;
-use super::{Error, Object, ObjectStore};
+use super::{Error, Object, ObjectInfo, ObjectStore};
 use crate::aws::describe;
 
 /// Buckets and objects in S3 (or an S3-compatible server).
@@ -261,6 +261,91 @@ impl ObjectStore for S3Store {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Error> {
+        validate_bucket(bucket)?;
+        validate_key(bucket, key)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let range = format!("bytes={offset}-{}", offset.saturating_add(len - 1));
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(range)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            // A range that starts past the end: there is nothing more.
+            Err(e) if e.code() == Some("InvalidRange") => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(e, bucket, key)),
+        };
+        let mut body = out.body;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| self.unavailable(&e))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > len {
+                // A server that ignored the range: keep only what was asked for.
+                bytes.truncate(len as usize);
+                break;
+            }
+        }
+        Ok(bytes)
+    }
+
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<ObjectInfo>, Error> {
+        validate_bucket(bucket)?;
+        let mut req = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .max_keys(i32::try_from(max.min(1000)).unwrap_or(1000));
+        if !prefix.is_empty() {
+            req = req.prefix(prefix);
+        }
+        if let Some(after) = start_after {
+            req = req.start_after(after);
+        }
+        let out = req.send().await.map_err(|e| self.error(e, bucket, ""))?;
+        Ok(out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ObjectInfo {
+                    key: o.key()?.to_owned(),
+                    size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    etag: bare_etag(o.e_tag()),
+                    last_modified: o.last_modified().map(|t| t.secs()).unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool, Error> {
+        validate_bucket(bucket)?;
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match self.error(e, bucket, "") {
+                Error::NoSuchBucket(_) => Ok(false),
+                other => Err(other),
+            },
+        }
     }
 }
 

@@ -268,7 +268,13 @@ pub async fn metadata(data_dir: &Path, cmd: MetadataCommand) -> anyhow::Result<E
 
 /// The main job: the workshop's batch of rider photos through the dynamic-input (Map) state
 /// machine, in embedded mode. Loads the photos into the bucket first.
-pub async fn demo(data_dir: &Path, examples: &Path) -> anyhow::Result<ExitCode> {
+/// The bucket the Distributed Map demo's ResultWriter writes to.
+pub const DEMO_RESULTS_BUCKET: &str = "mapfleet-rider-results";
+
+/// `mapfleet demo`: the workshop's photos into the photo bucket, then its batch state
+/// machine; with `distributed`, the same batch as a Distributed Map reading a CSV manifest
+/// (put into the photo bucket too) and writing its results to [`DEMO_RESULTS_BUCKET`].
+pub async fn demo(data_dir: &Path, examples: &Path, distributed: bool) -> anyhow::Result<ExitCode> {
     let photos = examples.join("photos");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&photos)
         .with_context(|| {
@@ -282,8 +288,23 @@ pub async fn demo(data_dir: &Path, examples: &Path) -> anyhow::Result<ExitCode> 
         .collect();
     files.sort();
     put_objects(data_dir, DEFAULT_PHOTO_BUCKET, &files, None).await?;
-    let definition = examples.join("ImageProcessingStateMachine-DynamicInput.json");
-    let input = examples.join("batch-input.json");
+    let (definition, input) = if distributed {
+        let manifest = examples.join("batch-manifest.csv");
+        put_objects(data_dir, DEFAULT_PHOTO_BUCKET, &[manifest], None).await?;
+        store(data_dir)
+            .create_bucket(DEMO_RESULTS_BUCKET)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        (
+            examples.join("ImageProcessingStateMachine-Distributed.json"),
+            examples.join("distributed-input.json"),
+        )
+    } else {
+        (
+            examples.join("ImageProcessingStateMachine-DynamicInput.json"),
+            examples.join("batch-input.json"),
+        )
+    };
     eprintln!(
         "running {} with {} (embedded mode, data in {})",
         definition.display(),
@@ -301,6 +322,7 @@ pub async fn demo(data_dir: &Path, examples: &Path) -> anyhow::Result<ExitCode> 
         prefix: "mapfleet".into(),
         detach: false,
         task_slots: crate::embedded::default_task_slots(),
+        max_payload_bytes: crate::engine::PAYLOAD_LIMIT_BYTES,
         data_dir: data_dir.to_path_buf(),
     };
     Ok(super::run_embedded(args).await)

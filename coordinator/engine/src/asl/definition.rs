@@ -11,6 +11,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::Value;
 
 use super::choice::ChoiceRule;
+use super::distributed::{ItemReaderSpec, ResultWriterSpec};
 use super::intrinsics::Intrinsic;
 use super::jsonata::{JExpr, JTemplate};
 use super::path::{Path, ReferencePath};
@@ -230,8 +231,10 @@ pub struct MapSpec {
     pub tolerated_failure_percentage: Option<Dynamic<f64>>,
     pub tolerated_failure_count: Option<Dynamic<u64>>,
     pub item_batcher: Option<ItemBatcher>,
-    pub item_reader: Option<Value>,
-    pub result_writer: Option<Value>,
+    /// A Distributed Map's `ItemReader` (its items come from an object store, not the input).
+    pub item_reader: Option<ItemReaderSpec>,
+    /// A Distributed Map's `ResultWriter` (its results go to an object store).
+    pub result_writer: Option<ResultWriterSpec>,
     pub label: Option<String>,
     /// JSONata: `Items` (default: the state input, which must be an array) and
     /// `ItemSelector` with `$states.context.Map.Item`. `None` in a JSONPath Map.

@@ -2,6 +2,7 @@
 
 pub mod choice;
 pub mod definition;
+pub mod distributed;
 pub mod error;
 pub mod intrinsics;
 pub mod jsonata;

@@ -17,6 +17,7 @@ use super::path::{Path, ReferencePath};
 use super::template::Template;
 
 mod diagnostic;
+mod distributed;
 mod handlers;
 mod map;
 mod raw;

@@ -163,6 +163,13 @@ pub enum CursorEvent {
     Abort,
     /// The driver stopped every running child, as [`Action::AbortChildren`] asked.
     ChildrenAborted,
+    /// The driver's answer to [`Action::OpenMapRun`]: how many children the run has
+    /// (items, or batches of them), or why its items could not be read.
+    MapRunOpened { result: Result<usize, StatesError> },
+    /// The driver's answer to [`Action::CollectResults`] for a map run whose ResultWriter
+    /// took the results: the Map's result (the run's ARN and the manifest's place), or why
+    /// the results could not be written.
+    MapRunClosed { result: Result<Value, StatesError> },
 }
 
 /// Something the driver must do.
@@ -189,6 +196,13 @@ pub enum Action {
     },
     /// Keep a Map's items; `StartChildren` refers to them by index.
     StoreItems { cursor: CursorId, items: Vec<Value> },
+    /// Open a Distributed Map's run over its ItemReader (and ResultWriter), then feed
+    /// `MapRunOpened` to `cursor`. `StartChildren` then takes the children's inputs from the
+    /// run, in order, and `CollectResults` closes it.
+    OpenMapRun {
+        cursor: CursorId,
+        plan: Box<crate::maprun::MapRunPlan>,
+    },
     /// Create children `from..to` of `cursor` (via [`super::Engine::spawn_child`]) and enter them.
     StartChildren {
         cursor: CursorId,

@@ -16,6 +16,7 @@ use crate::asl::scope::Scope;
 use crate::entropy::Entropy;
 
 mod children;
+mod distributed;
 mod query;
 mod task;
 
@@ -185,6 +186,12 @@ impl Engine {
             }
             (Phase::Collecting(ch), CursorEvent::Results { results }) => {
                 self.children_collected(cursor, *ch, results, tx)
+            }
+            (Phase::Children(ch), CursorEvent::MapRunOpened { result }) => {
+                self.map_run_opened(cursor, *ch, result, tx)
+            }
+            (Phase::Collecting(ch), CursorEvent::MapRunClosed { result }) => {
+                self.map_run_closed(cursor, *ch, result, tx)
             }
             (Phase::Aborting(ch), CursorEvent::ChildrenAborted) => {
                 self.children_aborted(cursor, *ch, tx)

@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::{Builder, Loc, RawState};
 use crate::asl::definition::*;
+use crate::asl::distributed::DISTRIBUTED_MAX_CONCURRENCY;
 
 impl Builder {
     pub(super) fn map(&mut self, raw: &RawState, loc: &Loc, ql: QueryLanguage) -> Option<MapSpec> {
@@ -157,18 +158,34 @@ impl Builder {
             None => None,
             Some(v) => Some(self.item_batcher(v, &loc.field("ItemBatcher"))?),
         };
+        // A Distributed Map's own fields (parse/distributed.rs).
         for (field, value) in [
             ("ItemReader", &raw.ItemReader),
             ("ResultWriter", &raw.ResultWriter),
         ] {
-            if let Some(v) = value
-                && !v.is_object()
-            {
+            if value.is_some() && mode != ProcessorMode::Distributed {
                 self.err(
                     &loc.field(field),
-                    format!("'{field}' must be a JSON object"),
+                    format!("'{field}' is only supported by a DISTRIBUTED Map (ItemProcessor.ProcessorConfig.Mode)"),
                 );
             }
+        }
+        let item_reader = match raw.ItemReader.as_ref() {
+            None => None,
+            Some(v) => self.item_reader(v, &loc.field("ItemReader")),
+        };
+        let result_writer = match raw.ResultWriter.as_ref() {
+            None => None,
+            Some(v) => self.result_writer(v, &loc.field("ResultWriter")),
+        };
+        if mode == ProcessorMode::Distributed
+            && let Dynamic::Literal(n) = max_concurrency
+            && n > DISTRIBUTED_MAX_CONCURRENCY
+        {
+            self.err(
+                &loc.field("MaxConcurrency"),
+                format!("'MaxConcurrency' of a DISTRIBUTED Map cannot exceed {DISTRIBUTED_MAX_CONCURRENCY}"),
+            );
         }
         let label = match raw.Label.as_ref() {
             None => None,
@@ -210,8 +227,8 @@ impl Builder {
             tolerated_failure_percentage,
             tolerated_failure_count,
             item_batcher,
-            item_reader: raw.ItemReader.clone(),
-            result_writer: raw.ResultWriter.clone(),
+            item_reader,
+            result_writer,
             label,
             jsonata,
         })

@@ -72,6 +72,9 @@ impl Engine {
         ctx: &Value,
         tx: &mut Tx<'_>,
     ) -> bool {
+        if let Some(reader) = &spec.item_reader {
+            return self.start_map_run(cursor, spec, reader, ctx, tx);
+        }
         let state = self.state(cursor);
         let jsonata = spec.jsonata.as_deref();
         let selected = (|| {
@@ -282,7 +285,7 @@ impl Engine {
     }
 
     /// `arn:aws:states:REGION:ACCOUNT:mapRun:MACHINE/LABEL:UUID`, stable for one run.
-    fn map_run_arn(&self, cursor: &Cursor, spec: &MapSpec) -> String {
+    pub(super) fn map_run_arn(&self, cursor: &Cursor, spec: &MapSpec) -> String {
         let state = self.state(cursor);
         let label = spec.label.clone().unwrap_or_else(|| state.name.clone());
         let seed = format!(
@@ -426,7 +429,7 @@ impl Engine {
     }
 
     /// Starts as many children as the concurrency limits allow.
-    fn start_more(&self, cursor: &Cursor, ch: &mut Children, tx: &mut Tx<'_>) {
+    pub(super) fn start_more(&self, cursor: &Cursor, ch: &mut Children, tx: &mut Tx<'_>) {
         let cap = self.options.max_children_in_flight.max(1);
         let limit = if ch.max_concurrency == 0 {
             cap

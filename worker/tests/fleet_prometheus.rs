@@ -224,6 +224,9 @@ async fn prometheus_scrapes_a_fleet_and_raises_the_alerts() {
             .await
             .expect("prometheus started");
 
+        // Both targets scraped once before the batch, so the rates see it happen.
+        prom.wait_for("sum(up)", 2.0, Duration::from_secs(30)).await;
+
         let n = 200;
         let items = echo_items(n);
         let arn = fleet

@@ -296,6 +296,12 @@ async fn prometheus_scrapes_a_fleet_and_raises_the_alerts() {
             limit,
         )
         .await;
+        eprintln!(
+            "{n} echo items: step latency p50 {:?} s, p99 {:?} s; queue wait p99 {:?} s (Prometheus)",
+            prom.value("mapfleet:step_latency_seconds:p50_5m"),
+            prom.value("mapfleet:step_latency_seconds:p99_5m"),
+            prom.value("mapfleet:step_queue_wait_seconds:p99_5m"),
+        );
         prom.wait_for("mapfleet:workers_live:max", 1.0, limit).await;
         prom.wait_for("mapfleet:worker_slots:sum", 4.0, limit).await;
         // Healthy: neither of the alerts below is pending or firing.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests talk to are up on loopback:
-#   RabbitMQ 127.0.0.1:5672 (guest/guest), Redis 127.0.0.1:6379.
+#   RabbitMQ 127.0.0.1:5672 (guest/guest), Redis 127.0.0.1:6379; and that Prometheus
+#   (promtool and the server, Debian's `prometheus`) is installed for the deploy tests.
 # A service already listening is left alone. One installed but stopped is started; one
 # missing is installed from Debian's packages first (needs root and apt-get).
 set -euo pipefail
@@ -52,6 +53,19 @@ else
     wait_port 5672 120 RabbitMQ
     rabbitmqctl await_startup >/dev/null 2>&1 || true
 fi
+
+# Prometheus's promtool and server: the deploy tests check the rules with them and scrape a
+# real fleet (shared/tests/deploy.rs, worker/tests/fleet_prometheus.rs). Not started here.
+if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
+    say "Prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}') is installed"
+else
+    apt_install prometheus
+fi
+
+# The manifest checks (deploy/validate.sh): kubectl's built-in kustomize, and a venv with
+# PyPI's kubernetes-validate (made once, then reused).
+command -v kubectl >/dev/null || apt_install kubernetes-client
+bash deploy/validate.sh --setup
 
 # What the broker carries into the run: a broker left with thousands of queues, or with a
 # memory or disk alarm raised (publishers blocked), makes the fleet tests hang; say so up front.

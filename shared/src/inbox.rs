@@ -86,11 +86,11 @@ pub async fn apply_to_inbox(
             .arg(d.inbox_entry);
     }
     let started = Instant::now();
-    let flags: Vec<i64> = inv.invoke_async(conn).await?;
+    let flags = inv.invoke_async::<Vec<i64>>(conn).await;
     metrics::get()
-        .redis_script_duration
-        .with_label_values(&["apply_to_inbox"])
-        .observe(started.elapsed().as_secs_f64());
+        .fleet
+        .script_call("apply_to_inbox", started, &flags);
+    let flags = flags?;
     Ok(flags
         .into_iter()
         .map(|f| {

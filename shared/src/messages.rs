@@ -89,6 +89,10 @@ pub struct StepMessage {
     /// The state's HeartbeatSeconds, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_seconds: Option<u32>,
+    /// Unix ms the coordinator published the step (for the queue-wait and step-latency
+    /// metrics); absent in steps of older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_ms: Option<u64>,
     #[serde(default)]
     pub trace: TraceIds,
 }
@@ -103,6 +107,7 @@ impl StepMessage {
             input,
             deadline_ms: None,
             heartbeat_seconds: None,
+            published_ms: None,
             trace: TraceIds::default(),
         }
     }
@@ -172,6 +177,10 @@ pub struct Timings {
     pub started_ms: u64,
     /// The task returned (or was cut off at the deadline).
     pub finished_ms: u64,
+    /// The step's [`StepMessage::published_ms`], carried back so the coordinator can
+    /// measure the whole trip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_ms: Option<u64>,
 }
 
 /// Worker → coordinator: the result of one step delivery.
@@ -207,7 +216,10 @@ impl OutcomeMessage {
             result,
             worker_id: worker_id.into(),
             redeliveries: 0,
-            timings,
+            timings: Timings {
+                published_ms: step.published_ms,
+                ..timings
+            },
             trace: step.trace.clone(),
         }
     }

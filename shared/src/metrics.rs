@@ -11,26 +11,11 @@
 //! The `steps_*` counters count steps, not broker messages: a step batch of 16 that is
 //! published, consumed and acked adds 16 to each.
 //!
-//! | metric | type | labels | who records |
-//! |---|---|---|---|
-//! | `mapfleet_steps_published_total` | counter | | coordinator (publisher) |
-//! | `mapfleet_steps_confirmed_total` | counter | | coordinator (publisher) |
-//! | `mapfleet_outcomes_published_total` | counter | | worker |
-//! | `mapfleet_publish_failures_total` | counter | `reason` = nack, timeout, returned, channel | publisher |
-//! | `mapfleet_publish_confirm_duration_seconds` | histogram | | publisher |
-//! | `mapfleet_steps_consumed_total` | counter | | worker |
-//! | `mapfleet_steps_acked_total` | counter | | worker |
-//! | `mapfleet_steps_requeued_total` | counter | | worker (retryable failure) |
-//! | `mapfleet_steps_redelivered_total` | counter | | worker (broker redelivery seen) |
-//! | `mapfleet_steps_rejected_total` | counter | | worker (undecodable step) |
-//! | `mapfleet_step_batches_split_total` | counter | | worker (a step batch delivered again, published again as single steps) |
-//! | `mapfleet_steps_dead_lettered_total` | counter | | coordinator (dead-letter consumer) |
-//! | `mapfleet_task_duration_seconds` | histogram | `task`, `outcome` = ok, error, timeout, retry | worker |
-//! | `mapfleet_tasks_in_flight` | gauge | | worker |
-//! | `mapfleet_iterations_in_flight` | gauge | | coordinator |
-//! | `mapfleet_outcome_duplicates_total` | counter | | coordinator (apply script said duplicate) |
-//! | `mapfleet_redis_script_duration_seconds` | histogram | `script` | anyone running a script |
-//! | `mapfleet_service_restarts_total` | counter | `service` = coordinator, worker | a process that started its service again after a failure |
+//! The catalogue of every metric, with kinds, labels and who records it, is [`CATALOGUE`]
+//! (in [`fleet`], which also registers the metrics operators alert on: executions, Map
+//! items, step latency, backlog, workers, leases, Redis); `docs/METRICS.md` documents it
+//! for operators, and tests check that the registry, the catalogue, the document, the
+//! Prometheus rules and the Grafana dashboard agree.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -42,6 +27,9 @@ use prometheus::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+pub mod fleet;
+pub use fleet::{CATALOGUE, FleetMetrics, Kind, Spec, is_catalogued, spec_of};
 
 /// Every metric a mapfleet process can record.
 pub struct Metrics {
@@ -64,6 +52,8 @@ pub struct Metrics {
     pub iterations_in_flight: IntGauge,
     pub outcome_duplicates: IntCounter,
     pub redis_script_duration: HistogramVec,
+    /// The metrics operators alert on ([`fleet`]).
+    pub fleet: FleetMetrics,
 }
 
 /// The process-wide catalogue.
@@ -107,6 +97,12 @@ impl Metrics {
         registry
             .register(Box::new(service_restarts.clone()))
             .expect("unique metric");
+        for reason in ["nack", "timeout", "returned", "channel"] {
+            publish_failures.with_label_values(&[reason]);
+        }
+        for service in ["coordinator", "worker"] {
+            service_restarts.with_label_values(&[service]);
+        }
         let publish_confirm_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "mapfleet_publish_confirm_duration_seconds",
@@ -220,6 +216,7 @@ impl Metrics {
             publish_confirm_duration,
             task_duration,
             redis_script_duration,
+            fleet: FleetMetrics::register(&registry),
             registry,
         }
     }
@@ -321,6 +318,65 @@ mod tests {
         assert!(all.contains("every interface") && all.contains("no authentication"));
         assert!(exposure_warning("[::]:9100".parse().unwrap()).is_some());
         assert!(exposure_warning("10.1.2.3:9100".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn every_registered_metric_is_in_the_catalogue() {
+        get().fleet.started("test");
+        get().fleet.executions("sm", 1, &["succeeded"]);
+        let families = get().registry.gather();
+        assert!(families.len() > 20, "{}", families.len());
+        for f in families {
+            let spec = spec_of(f.name()).unwrap_or_else(|| panic!("{} not catalogued", f.name()));
+            let kind = match f.get_field_type() {
+                prometheus::proto::MetricType::COUNTER => Kind::Counter,
+                prometheus::proto::MetricType::GAUGE => Kind::Gauge,
+                prometheus::proto::MetricType::HISTOGRAM => Kind::Histogram,
+                other => panic!("{}: {other:?}", f.name()),
+            };
+            assert_eq!(spec.kind, kind, "{}", f.name());
+            for m in f.get_metric() {
+                let names: Vec<&str> = m.get_label().iter().map(|l| l.name()).collect();
+                let mut want: Vec<&str> = spec.labels.to_vec();
+                want.sort();
+                assert_eq!(names, want, "{}", f.name());
+            }
+        }
+        let text = get().encode();
+        // Created at zero before anything happened.
+        assert!(
+            text.contains("mapfleet_map_items_total{status=\"failed\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "mapfleet_executions_finished_total{state_machine=\"sm\",status=\"aborted\"} 0"
+        ));
+        assert!(text.contains("mapfleet_build_info{process=\"test\",version=\""));
+    }
+
+    /// `docs/METRICS.md` documents exactly the catalogue.
+    #[test]
+    fn the_metrics_document_lists_the_catalogue() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/METRICS.md");
+        let doc = std::fs::read_to_string(path).expect("docs/METRICS.md");
+        let documented: std::collections::BTreeSet<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .filter(|n| n.starts_with("mapfleet_"))
+            .collect();
+        let catalogue: std::collections::BTreeSet<&str> =
+            CATALOGUE.iter().map(|s| s.name).collect();
+        assert_eq!(
+            documented.difference(&catalogue).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "documented but not in the catalogue"
+        );
+        assert_eq!(
+            catalogue.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&&str>::new(),
+            "in the catalogue but not in docs/METRICS.md"
+        );
     }
 
     #[tokio::test]

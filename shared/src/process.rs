@@ -2,15 +2,48 @@
 //! shutdown signal. One copy, so the coordinator, the worker and the CLI cannot drift.
 
 /// Installs the `tracing` subscriber: logs to stderr, filtered by `MAPFLEET_LOG`
-/// (`MAPFLEET_LOG=debug`, `MAPFLEET_LOG=worker=debug,info`, ...), else by `default_filter`.
+/// (`MAPFLEET_LOG=debug`, `MAPFLEET_LOG=worker=debug,info`, ...), else by `default_filter`,
+/// as text, or with `MAPFLEET_LOG_FORMAT=json` as one JSON object per line (the event's
+/// fields flattened, with its span's) for log shippers.
 /// A second call (tests starting several services in one process) is a no-op.
 pub fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAPFLEET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let format = std::env::var("MAPFLEET_LOG_FORMAT").unwrap_or_default();
+    let _ = match log_format(&format) {
+        Ok(LogFormat::Json) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        Ok(LogFormat::Text) => builder.try_init(),
+        Err(bad) => {
+            eprintln!("warning: {bad}; logging as text");
+            builder.try_init()
+        }
+    };
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Reads a `MAPFLEET_LOG_FORMAT` value (empty: text).
+pub fn log_format(value: &str) -> Result<LogFormat, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!(
+            "MAPFLEET_LOG_FORMAT={other:?} is not a log format (text or json)"
+        )),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT). If a handler cannot be installed, only the
@@ -35,5 +68,22 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_formats_are_read_and_bad_ones_named() {
+        assert_eq!(log_format(""), Ok(LogFormat::Text));
+        assert_eq!(log_format("JSON"), Ok(LogFormat::Json));
+        assert_eq!(log_format("text"), Ok(LogFormat::Text));
+        let e = log_format("yaml").unwrap_err();
+        assert!(
+            e.contains("MAPFLEET_LOG_FORMAT") && e.contains("yaml"),
+            "{e}"
+        );
     }
 }

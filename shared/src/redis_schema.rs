@@ -312,10 +312,7 @@ impl FleetStore {
         let started = Instant::now();
         let mut conn = self.conn.clone();
         let out = invocation.invoke_async(&mut conn).await;
-        metrics::get()
-            .redis_script_duration
-            .with_label_values(&[name])
-            .observe(started.elapsed().as_secs_f64());
+        metrics::get().fleet.script_call(name, started, &out);
         Ok(out?)
     }
 

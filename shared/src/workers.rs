@@ -83,6 +83,29 @@ pub async fn registry(conn: &mut ConnectionManager, prefix: &str) -> redis::Redi
     Ok(out)
 }
 
+/// How many workers are live, and how many of them serve each resource (for the
+/// `mapfleet_workers_live` gauges). Reads only; lapsed entries are left to [`registry`].
+pub async fn live_counts(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+) -> redis::RedisResult<(usize, std::collections::HashMap<String, usize>)> {
+    let all: Vec<(String, String)> = conn.hgetall(workers_key(prefix)).await?;
+    let now = crate::now_ms();
+    let mut workers = 0;
+    let mut per_resource = std::collections::HashMap::new();
+    for (_, text) in all {
+        if let Ok(e) = serde_json::from_str::<Entry>(&text)
+            && e.until_ms > now
+        {
+            workers += 1;
+            for r in e.resources {
+                *per_resource.entry(r).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok((workers, per_resource))
+}
+
 /// Every resource some live worker serves (lapsed entries are ignored).
 pub async fn served(
     conn: &mut ConnectionManager,

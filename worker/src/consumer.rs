@@ -225,6 +225,10 @@ pub async fn run(
         test_ack_delay: opts.test_ack_delay,
     });
     let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    metrics::get()
+        .fleet
+        .worker_slots
+        .set(opts.concurrency.max(1) as i64);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = JoinSet::new();
     for route in &opts.queues {
@@ -443,6 +447,9 @@ async fn take(delivery: Delivery) -> Option<Taken> {
         Ok(steps) if !steps.is_empty() => {
             let n = steps.len() as u64;
             m.steps_consumed.inc_by(n);
+            for step in &steps {
+                metrics::FleetMetrics::since_publish(&m.fleet.step_queue_wait, step.published_ms);
+            }
             if redeliveries > 0 {
                 m.steps_redelivered.inc_by(n);
             }
@@ -642,6 +649,7 @@ async fn run_one(ctx: &Ctx, step: &StepMessage, received_ms: u64, redeliveries: 
                 received_ms,
                 started_ms,
                 finished_ms,
+                published_ms: step.published_ms,
             },
         );
         outcome.redeliveries = redeliveries;

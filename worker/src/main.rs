@@ -93,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
 
     let cli = Cli::parse();
     let worker_id = consumer::default_worker_id();
+    shared::metrics::get().fleet.started("worker");
     tracing::info!(config = %cli.fleet, %worker_id, queues = ?cli.queues, concurrency = cli.concurrency, "starting");
     // Installed first, so that SIGTERM at any time (while waiting for Redis or the broker
     // too) ends the process cleanly.

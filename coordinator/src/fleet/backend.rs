@@ -491,8 +491,12 @@ impl Commit {
         for c in &self.cmds {
             inv.arg(c);
         }
-        let n: i64 = inv.invoke_async(conn).await?;
-        Ok(match n {
+        let started = std::time::Instant::now();
+        let n = inv.invoke_async::<i64>(conn).await;
+        shared::metrics::get()
+            .fleet
+            .script_call("commit", started, &n);
+        Ok(match n? {
             1 => Committed::Yes,
             0 => Committed::LeaseLost,
             _ => Committed::Stale,

@@ -60,6 +60,7 @@ impl CoordinatorArgs {
 /// Serves metrics (when asked) and runs a coordinator until SIGTERM or Ctrl-C.
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     tracing::info!(config = %args.fleet, "starting a coordinator");
+    shared::metrics::get().fleet.started("coordinator");
     let _metrics = match args.fleet.metrics_addr {
         Some(addr) => {
             let (bound, server) = shared::metrics::serve(addr).await?;

@@ -70,10 +70,12 @@ impl OutboxStep {
         })
     }
 
-    /// The step message to publish at `now_ms` (its deadline set from the timeout).
+    /// The step message to publish at `now_ms` (its deadline set from the timeout, and
+    /// stamped with its publish time for the latency metrics).
     pub fn publish_at(self, now_ms: u64) -> StepMessage {
         let mut step = self.step;
         step.deadline_ms = self.timeout_ms.map(|t| now_ms.saturating_add(t));
+        step.published_ms = Some(now_ms);
         step
     }
 }
@@ -110,6 +112,7 @@ mod tests {
         assert_eq!(step.resource, "arn:mapfleet:task:::echo");
         assert_eq!(step.input, json!({"a": [1, "x"]}));
         assert_eq!(step.deadline_ms, Some(11_500));
+        assert_eq!(step.published_ms, Some(10_000));
         assert_eq!(step.heartbeat_seconds, Some(4));
     }
 

@@ -34,6 +34,7 @@ use crate::engine::{Engine, ExecutionInfo};
 
 mod intake;
 mod lease;
+mod observe;
 mod recovery;
 
 pub use lease::LeaseLost;
@@ -198,6 +199,10 @@ impl Times {
     }
 
     fn log(&self, arn: &str, events: usize, publish_wait: Duration) {
+        shared::metrics::get()
+            .fleet
+            .batch_duration
+            .observe(self.committed.as_secs_f64());
         tracing::debug!(
             execution = %arn,
             events,
@@ -402,6 +407,7 @@ impl Coordinator {
         tasks.spawn(self.clone().fire_timers());
         tasks.spawn(self.clone().advance_ready());
         tasks.spawn(self.clone().watch_redis());
+        tasks.spawn(self.clone().observe_fleet());
         tokio::select! {
             _ = shutdown => {
                 tracing::info!(id = %self.id, "coordinator stopping");
@@ -486,6 +492,7 @@ impl Coordinator {
                 Ok(false) => break,
                 Err(e) => {
                     if let Some(lost) = e.downcast_ref::<LeaseLost>() {
+                        observe::lease_lost();
                         tracing::warn!(execution = %arn, %token, "{lost}");
                     } else {
                         tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot advance the execution; will retry");
@@ -520,6 +527,7 @@ impl Coordinator {
         match lease::renew(&mut conn, &self.keys, arn, token, self.opts.lease).await {
             Ok(true) => true,
             Ok(false) => {
+                observe::lease_lost();
                 tracing::warn!(execution = %arn, %token, "lost the lease on the execution (a stall outlasted it); another holder advances it");
                 false
             }
@@ -564,10 +572,15 @@ impl Coordinator {
     /// holder that lost its lease marks no step awaited (that could undo its successor's
     /// marks) and trims nothing its successor may have committed since.
     async fn flush_outbox(&self, arn: &str, token: &str) -> anyhow::Result<()> {
+        self.flush_outbox_counted(arn, token).await.map(|_| ())
+    }
+
+    /// [`Coordinator::flush_outbox`], returning how many entries the outbox held.
+    async fn flush_outbox_counted(&self, arn: &str, token: &str) -> anyhow::Result<usize> {
         let mut conn = self.conn.clone();
         let outbox: Vec<String> = conn.lrange(self.keys.outbox(arn), 0, -1).await?;
         if outbox.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         // What this build wrote: an entry that does not decode stops the publish (the outbox
         // is left as it is) rather than sending a step with guessed fields.
@@ -594,7 +607,7 @@ impl Coordinator {
         if !current {
             // Read again and published by the next flush, or by the next holder.
             tracing::warn!(execution = %arn, "the outbox changed under its publisher (Redis lost writes?); not publishing what it held");
-            return Ok(());
+            return Ok(outbox.len());
         }
         let now = shared::now_ms();
         let steps: Vec<StepMessage> = entries.into_iter().map(|e| e.publish_at(now)).collect();
@@ -604,7 +617,7 @@ impl Coordinator {
             .await
             .context("cannot publish steps")?;
         match lease::trim_outbox(&mut conn, &self.keys, arn, token, &outbox).await? {
-            lease::Trimmed::Yes => Ok(()),
+            lease::Trimmed::Yes => Ok(outbox.len()),
             lease::Trimmed::LeaseLost => Err(LeaseLost {
                 execution: arn.to_string(),
                 what: "clearing the outbox it published (its successor publishes it again)",
@@ -612,7 +625,7 @@ impl Coordinator {
             .into()),
             lease::Trimmed::Changed => {
                 tracing::warn!(execution = %arn, "the outbox changed under its publisher (Redis lost writes?); leaving it to be published again");
-                Ok(())
+                Ok(outbox.len())
             }
         }
     }
@@ -637,8 +650,9 @@ impl Coordinator {
         publishing: &mut Option<Flush>,
     ) -> anyhow::Result<bool> {
         let clock = std::time::Instant::now();
-        if publishing.is_none() {
-            self.flush_outbox(arn, token).await?;
+        // A fresh lease: what a previous holder left unpublished goes first (a takeover).
+        if publishing.is_none() && self.flush_outbox_counted(arn, token).await? > 0 {
+            shared::metrics::get().fleet.lease_takeovers.inc();
         }
         let mut batch = match self.load(arn, clock).await? {
             Loaded::Empty => {
@@ -870,6 +884,7 @@ impl Coordinator {
         let ttl = self.opts.ttl.as_secs() as i64;
         let exec_key = self.keys.exec(arn);
         let mut commit = Commit::default();
+        let tally = observe::Tally::of(arn, &batch.backend.pending.history);
         batch.backend.write_into(&mut commit, &mut changes, ttl);
         ExecutionRecord::write_batch(&mut commit, &exec_key, p.next_event_id, batch.started);
         commit.ltrim(&self.keys.inbox(arn), batch.entries as i64, -1);
@@ -892,6 +907,7 @@ impl Coordinator {
             .await
             .context("cannot commit the batch")?;
         committed(arn, done)?;
+        tally.record();
         batch.times.committed = batch.times.clock.elapsed();
         Ok(changes)
     }

@@ -123,9 +123,8 @@ impl RedisCollections {
         let mut conn = self.conn.clone();
         let out = inv.invoke_async::<Vec<String>>(&mut conn).await;
         shared::metrics::get()
-            .redis_script_duration
-            .with_label_values(&[name])
-            .observe(started.elapsed().as_secs_f64());
+            .fleet
+            .script_call(name, started, &out);
         let reply = out.map_err(redis_error)?;
         if reply.first().map(String::as_str) == Some("missing") {
             return Err(not_found(id));

@@ -25,6 +25,8 @@ impl Coordinator {
                 let _permit = permit;
                 match decode_outcomes(&delivery.data) {
                     Ok(outcomes) => {
+                        let published: Vec<Option<u64>> =
+                            outcomes.iter().map(|o| o.timings.published_ms).collect();
                         let outcomes = outcomes
                             .into_iter()
                             .map(|o| {
@@ -38,6 +40,11 @@ impl Coordinator {
                             })
                             .collect();
                         me.deliver_all(outcomes).await?;
+                        // Applied (or found to be duplicates) now: the step's whole trip.
+                        let latency = &shared::metrics::get().fleet.step_latency;
+                        for at in published {
+                            shared::metrics::FleetMetrics::since_publish(latency, at);
+                        }
                     }
                     Err(e) => tracing::error!(error = %e, "dropping an unreadable outcome message"),
                 }

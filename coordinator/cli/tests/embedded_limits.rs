@@ -2,24 +2,21 @@
 //! the payload limit is refused without being read, a definition over 1 MiB is refused
 //! before parsing, and a Map of large photos decodes them within the decode budget.
 
+#[path = "common/models.rs"]
+mod models;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use image::ImageEncoder as _;
+use models::models_dir;
 use serde_json::{Value, json};
 
 const MAPFLEET: &str = env!("CARGO_BIN_EXE_mapfleet");
 /// `mapfleet`'s exit code for a refused definition or input.
 const EXIT_REJECTED: i32 = 2;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
 
 fn echo_definition(dir: &Path) -> PathBuf {
     let path = dir.join("echo.json");
@@ -162,26 +159,6 @@ fn a_definition_over_1_mib_is_refused_before_parsing() {
     let small = chain(20_000);
     assert!(small.len() < 1_048_576, "{}", small.len());
     coordinator::asl::parse::parse_definition(&small).expect("valid");
-}
-
-/// The face models: `MAPFLEET_MODELS_DIR`, else `<repo>/mapfleet-data/models`, fetched by the
-/// setup script when missing.
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("MAPFLEET_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("mapfleet-data/models"));
-    if !dir.join("libonnxruntime.so").exists() {
-        let ok = Command::new("bash")
-            .arg(repo().join("deploy/setup-models.sh"))
-            .arg(&dir)
-            .status()
-            .map(|s| s.success());
-        assert!(
-            matches!(ok, Ok(true)),
-            "deploy/setup-models.sh failed: the face models are needed"
-        );
-    }
-    dir
 }
 
 /// Runs a Map of face-detection over `keys` in embedded mode; returns its output and the

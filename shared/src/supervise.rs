@@ -346,4 +346,26 @@ mod tests {
         assert!(result.is_ok());
         assert_eq!(runs.load(Ordering::SeqCst), 15);
     }
+
+    #[test]
+    fn a_chain_shows_each_source_once() {
+        let e = Error::Failing {
+            service: "worker".into(),
+            failures: 3,
+            source: TestError::from(ConnectError::Cancelled {
+                url: "amqp://h/".into(),
+            }),
+        };
+        assert_eq!(
+            Chain(&e).to_string(),
+            "worker failed 3 times in a row; giving up: cannot connect: \
+             stopped connecting to amqp://h/: shutdown requested"
+        );
+        // An error that prints its source itself does not print it twice.
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Outer(#[source] TestError);
+        let e = Outer(TestError::Other("inner"));
+        assert_eq!(Chain(&e).to_string(), "outer: inner");
+    }
 }

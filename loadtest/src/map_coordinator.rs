@@ -128,7 +128,7 @@ async fn measure(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Report> {
                 &["--concurrency", &concurrency, "--confirm-window", &window],
             )
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let _coordinators = (0..p.coordinators)
         .map(|_| spawn_coordinator(p, topo))
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -66,19 +66,53 @@ impl Shutdown {
     }
 }
 
+/// Why [`restart_on_failure`] gave up on a service (see the module docs); the failure of its
+/// last run is the source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error<E> {
+    /// A misconfiguration no retry can cure ([`ConnectError::is_permanent`]).
+    #[error("{service} cannot start")]
+    Permanent {
+        service: String,
+        #[source]
+        source: E,
+    },
+    /// The broker could not be reached within the connect time-out, before the service was
+    /// ever up.
+    #[error("{service} could not reach the broker; giving up")]
+    Unreachable {
+        service: String,
+        #[source]
+        source: E,
+    },
+    /// The service kept failing soon after each start.
+    #[error("{service} failed {failures} times in a row; giving up")]
+    Failing {
+        service: String,
+        failures: u32,
+        #[source]
+        source: E,
+    },
+}
+
 /// Runs `start()` until shutdown is requested, starting it again after it fails or ends on
 /// its own, with a growing pause (200 ms doubling to 2 s). Returns `Ok` on shutdown (whatever
 /// the last run returned: it was asked to stop), or the error that ends it (see the module
 /// docs): a permanent connection error, a broker unreachable at start-up, or the last of
 /// [`MAX_QUICK_FAILURES`] quick failures in a row.
-pub async fn restart_on_failure<F, Fut>(
+///
+/// A run's failure is classified by the [`ConnectError`] in its source chain, if any: a
+/// service's error type keeps it there as a source of its own (not `#[error(transparent)]`,
+/// which would skip it).
+pub async fn restart_on_failure<F, Fut, E>(
     what: &str,
     shutdown: &Shutdown,
     mut start: F,
-) -> anyhow::Result<()>
+) -> Result<(), Error<E>>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::error::Error + 'static,
 {
     let mut backoff = FIRST_BACKOFF;
     let mut quick_failures = 0;
@@ -88,19 +122,31 @@ where
         let result = start().await;
         if shutdown.requested() {
             if let Err(e) = result {
-                tracing::info!(service = what, error = %format!("{e:#}"), "stopped while failing");
+                tracing::info!(service = what, error = %Chain(&e), "stopped while failing");
             }
             return Ok(());
         }
-        let connect_error = result.as_ref().err().and_then(connect_error);
+        let service = || what.to_string();
+        let error = match result {
+            Ok(()) => {
+                tracing::warn!(service = what, retry_in = ?backoff, "stopped on its own; starting it again");
+                None
+            }
+            Err(e) => Some(e),
+        };
+        let connect_error = error.as_ref().and_then(|e| connect_error(e));
         match connect_error {
             Some(e) if e.is_permanent() => {
-                return Err(result.unwrap_err().context(format!("{what} cannot start")));
+                return Err(Error::Permanent {
+                    service: service(),
+                    source: error.expect("a connect error is an error"),
+                });
             }
             Some(ConnectError::GaveUp { .. }) if !connected_once => {
-                return Err(result
-                    .unwrap_err()
-                    .context(format!("{what} could not reach the broker; giving up")));
+                return Err(Error::Unreachable {
+                    service: service(),
+                    source: error.expect("a connect error is an error"),
+                });
             }
             Some(_) => {
                 // A broker outage after this service was up: not a quick failure of its own.
@@ -115,17 +161,17 @@ where
                 quick_failures += 1;
             }
         }
-        match result {
-            Ok(()) => {
-                tracing::warn!(service = what, retry_in = ?backoff, "stopped on its own; starting it again")
+        match error {
+            None => {}
+            Some(e) if quick_failures >= MAX_QUICK_FAILURES => {
+                return Err(Error::Failing {
+                    service: service(),
+                    failures: quick_failures,
+                    source: e,
+                });
             }
-            Err(e) if quick_failures >= MAX_QUICK_FAILURES => {
-                return Err(e.context(format!(
-                    "{what} failed {quick_failures} times in a row; giving up"
-                )));
-            }
-            Err(e) => {
-                tracing::warn!(service = what, error = %format!("{e:#}"), retry_in = ?backoff, "failed; starting it again")
+            Some(e) => {
+                tracing::warn!(service = what, error = %Chain(&e), retry_in = ?backoff, "failed; starting it again")
             }
         }
         crate::metrics::get()
@@ -140,10 +186,32 @@ where
     }
 }
 
-/// The [`ConnectError`] somewhere in `e`'s chain, if any.
-fn connect_error(e: &anyhow::Error) -> Option<&ConnectError> {
-    e.chain()
+/// The [`ConnectError`] in `e`'s source chain (`e` included), if any.
+fn connect_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ConnectError> {
+    std::iter::successors(Some(e), |cause| cause.source())
         .find_map(|cause| cause.downcast_ref::<ConnectError>())
+}
+
+/// Displays an error with its sources, `outer: inner: innermost`, for logs and for the
+/// message a binary exits with. A source whose message the error's own already ends with
+/// (an error that prints its source itself) is not repeated.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            let message = e.to_string();
+            if !shown.ends_with(&message) {
+                write!(f, ": {message}")?;
+                shown = message;
+            }
+            cause = e.source();
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +219,15 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A service's failure: a connection error kept as a source, as the real services do.
+    #[derive(Debug, thiserror::Error)]
+    enum TestError {
+        #[error("{0}")]
+        Other(&'static str),
+        #[error("cannot connect")]
+        Connect(#[from] ConnectError),
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_failing_service_is_started_again_until_it_gives_up() {
@@ -161,12 +238,12 @@ mod tests {
             let r = r.clone();
             async move {
                 r.fetch_add(1, Ordering::SeqCst);
-                anyhow::bail!("broker gone")
+                Err(TestError::Other("broker gone"))
             }
         })
         .await;
         assert_eq!(runs.load(Ordering::SeqCst), MAX_QUICK_FAILURES);
-        let e = format!("{:#}", result.unwrap_err());
+        let e = Chain(&result.unwrap_err()).to_string();
         assert!(e.contains("giving up") && e.contains("broker gone"), "{e}");
     }
 
@@ -187,7 +264,7 @@ mod tests {
             let stop = if n == 2 { tx.take() } else { None };
             async move {
                 if n < 2 {
-                    anyhow::bail!("INTERNAL_ERROR");
+                    return Err(TestError::Other("INTERNAL_ERROR"));
                 }
                 if let Some(stop) = stop {
                     let _ = stop.send(());
@@ -210,7 +287,7 @@ mod tests {
             let r = r.clone();
             async move {
                 r.fetch_add(1, Ordering::SeqCst);
-                Err(anyhow::Error::from(ConnectError::AccessRefused {
+                Err(TestError::from(ConnectError::AccessRefused {
                     url: "amqp://u:***@h/".into(),
                     reason: "ACCESS_REFUSED - Login was refused".into(),
                 }))
@@ -218,14 +295,14 @@ mod tests {
         })
         .await;
         assert_eq!(runs.load(Ordering::SeqCst), 1);
-        let e = format!("{:#}", result.unwrap_err());
+        let e = Chain(&result.unwrap_err()).to_string();
         assert!(e.contains("refused the login"), "{e}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_unreachable_broker_ends_it_at_start_up_but_not_later() {
         let gave_up = || {
-            anyhow::Error::from(ConnectError::GaveUp {
+            TestError::from(ConnectError::GaveUp {
                 url: "amqp://h/".into(),
                 attempts: 3,
                 elapsed: Duration::from_secs(30),
@@ -235,7 +312,7 @@ mod tests {
         let shutdown = Shutdown::on(std::future::pending());
         let result =
             restart_on_failure("test", &shutdown, move || async move { Err(gave_up()) }).await;
-        let e = format!("{:#}", result.unwrap_err());
+        let e = Chain(&result.unwrap_err()).to_string();
         assert!(
             e.contains("giving up") && e.contains("Connection refused"),
             "{e}"
@@ -260,7 +337,7 @@ mod tests {
                     return Ok(());
                 }
                 if n == 0 {
-                    anyhow::bail!("connection reset");
+                    return Err(TestError::Other("connection reset"));
                 }
                 Err(gave_up())
             }
@@ -268,5 +345,27 @@ mod tests {
         .await;
         assert!(result.is_ok());
         assert_eq!(runs.load(Ordering::SeqCst), 15);
+    }
+
+    #[test]
+    fn a_chain_shows_each_source_once() {
+        let e = Error::Failing {
+            service: "worker".into(),
+            failures: 3,
+            source: TestError::from(ConnectError::Cancelled {
+                url: "amqp://h/".into(),
+            }),
+        };
+        assert_eq!(
+            Chain(&e).to_string(),
+            "worker failed 3 times in a row; giving up: cannot connect: \
+             stopped connecting to amqp://h/: shutdown requested"
+        );
+        // An error that prints its source itself does not print it twice.
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Outer(#[source] TestError);
+        let e = Outer(TestError::Other("inner"));
+        assert_eq!(Chain(&e).to_string(), "outer: inner");
     }
 }

@@ -8,11 +8,47 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use crate::amqp;
-use crate::redis_schema::FleetStore;
+use crate::redis_schema::{FleetStore, StoreError};
 use crate::topology::{self, Topology};
+
+/// Why a test helper failed; each names the fleet prefix or program it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    #[error("cannot start a runtime for the fleet prefix {prefix}")]
+    Runtime {
+        prefix: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the broker for the fleet prefix {prefix}")]
+    Connect {
+        prefix: String,
+        #[source]
+        source: amqp::ConnectError,
+    },
+    #[error("cannot {doing} of the fleet prefix {prefix}")]
+    Broker {
+        doing: &'static str,
+        prefix: String,
+        #[source]
+        source: lapin::Error,
+    },
+    #[error("cannot delete the Redis keys of the fleet prefix {prefix}")]
+    Redis {
+        prefix: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("the teardown of {prefix} took over {limit:?}")]
+    TimedOut { prefix: String, limit: Duration },
+    #[error("cannot spawn {program}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// The broker URL tests use: `MAPFLEET_AMQP_URL` or the local default.
 pub fn amqp_url() -> String {
@@ -31,18 +67,54 @@ pub fn redis_url() -> String {
 /// up: a consumer attaching right then crashes its channel, and the broker closes the whole
 /// connection (`INTERNAL_ERROR`). The processes ride that out (`crate::supervise`), but a
 /// test's timings should not depend on it. Blocks on its own runtime.
-pub fn declare_prefix(prefix: &str, delivery_limit: u32) -> anyhow::Result<()> {
+pub fn declare_prefix(prefix: &str, delivery_limit: u32) -> Result<(), TestkitError> {
+    runtime(prefix)?.block_on(declare(&amqp_url(), &Topology::new(prefix, delivery_limit)))
+}
+
+/// A runtime of its own, for the blocking helpers.
+fn runtime(prefix: &str) -> Result<tokio::runtime::Runtime, TestkitError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(declare(&amqp_url(), &Topology::new(prefix, delivery_limit)))
+        .build()
+        .map_err(|source| TestkitError::Runtime {
+            prefix: prefix.to_string(),
+            source,
+        })
+}
+
+/// Connects to the broker and opens a channel, for work on the fleet prefix `prefix`.
+async fn channel(
+    amqp_url: &str,
+    name: &str,
+    prefix: &str,
+) -> Result<(lapin::Connection, lapin::Channel), TestkitError> {
+    let conn = amqp::connect(amqp_url, name, Duration::from_secs(10))
+        .await
+        .map_err(|source| TestkitError::Connect {
+            prefix: prefix.to_string(),
+            source,
+        })?;
+    let channel = amqp::open_channel(&conn)
+        .await
+        .map_err(|source| TestkitError::Broker {
+            doing: "open a channel",
+            prefix: prefix.to_string(),
+            source,
+        })?;
+    Ok((conn, channel))
 }
 
 /// [`declare_prefix`] on the caller's runtime, with an explicit broker.
-pub async fn declare(amqp_url: &str, topo: &Topology) -> anyhow::Result<()> {
-    let conn = amqp::connect(amqp_url, "mapfleet-declare", Duration::from_secs(10)).await?;
-    let channel = crate::amqp::open_channel(&conn).await?;
-    topology::declare(&channel, topo).await?;
+pub async fn declare(amqp_url: &str, topo: &Topology) -> Result<(), TestkitError> {
+    let prefix = topo.prefix();
+    let (conn, channel) = channel(amqp_url, "mapfleet-declare", prefix).await?;
+    topology::declare(&channel, topo)
+        .await
+        .map_err(|source| TestkitError::Broker {
+            doing: "declare the queues and exchanges",
+            prefix: prefix.to_string(),
+            source,
+        })?;
     amqp::close(&conn, "declared").await;
     Ok(())
 }
@@ -53,34 +125,48 @@ pub async fn declare(amqp_url: &str, topo: &Topology) -> anyhow::Result<()> {
 /// quorum queues slow a broker down for everyone). Blocks on its own runtime, so it can run
 /// in a `Drop`; a failure is reported on stderr, not raised.
 pub fn teardown_prefix(prefix: &str) {
-    let done = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(teardown(&amqp_url(), &redis_url(), prefix)));
+    let done =
+        runtime(prefix).and_then(|rt| rt.block_on(teardown(&amqp_url(), &redis_url(), prefix)));
     if let Err(e) = done {
-        eprintln!("could not clean up the fleet prefix {prefix}: {e:#}");
+        eprintln!(
+            "could not clean up the fleet prefix {prefix}: {}",
+            crate::supervise::Chain(&e)
+        );
     }
 }
 
 /// [`teardown_prefix`] on the caller's runtime, with an explicit broker and Redis; the
 /// failure is returned.
-pub async fn teardown(amqp_url: &str, redis_url: &str, prefix: &str) -> anyhow::Result<()> {
+pub async fn teardown(amqp_url: &str, redis_url: &str, prefix: &str) -> Result<(), TestkitError> {
     // Bounded: a broker reply that never comes (seen once in 150 teardowns, a channel left
     // closing by the services just stopped) must cost a leftover queue, not a hung test.
     tokio::time::timeout(TEARDOWN_LIMIT, async {
-        let conn = amqp::connect(amqp_url, "mapfleet-teardown", Duration::from_secs(10)).await?;
-        let channel = crate::amqp::open_channel(&conn).await?;
-        topology::delete(&channel, &Topology::new(prefix, 1)).await?;
+        let (conn, channel) = channel(amqp_url, "mapfleet-teardown", prefix).await?;
+        topology::delete(&channel, &Topology::new(prefix, 1))
+            .await
+            .map_err(|source| TestkitError::Broker {
+                doing: "delete the queues and exchanges",
+                prefix: prefix.to_string(),
+                source,
+            })?;
         amqp::close(&conn, "teardown").await;
+        let redis = |source| TestkitError::Redis {
+            prefix: prefix.to_string(),
+            source,
+        };
         FleetStore::connect(redis_url, prefix)
-            .await?
+            .await
+            .map_err(redis)?
             .delete_prefix()
-            .await?;
+            .await
+            .map_err(redis)?;
         Ok(())
     })
     .await
-    .map_err(|_| anyhow::anyhow!("the teardown of {prefix} took over {TEARDOWN_LIMIT:?}"))?
+    .map_err(|_| TestkitError::TimedOut {
+        prefix: prefix.to_string(),
+        limit: TEARDOWN_LIMIT,
+    })?
 }
 
 /// The longest [`teardown`] may take.
@@ -153,7 +239,7 @@ impl WorkerProcess {
         redis_url: &str,
         topo: &Topology,
         extra: &[&str],
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, TestkitError> {
         let child = Command::new(bin)
             .arg("--amqp")
             .arg(amqp_url)
@@ -175,7 +261,10 @@ impl WorkerProcess {
                 Stdio::null()
             })
             .spawn()
-            .with_context(|| format!("spawning {}", bin.display()))?;
+            .map_err(|source| TestkitError::Spawn {
+                program: bin.display().to_string(),
+                source,
+            })?;
         Ok(Self { child })
     }
 

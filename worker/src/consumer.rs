@@ -85,12 +85,26 @@ pub struct ConsumerOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
-    #[error("could not connect: {0}")]
+    /// Kept as a source of its own: [`shared::supervise`] reads it to fail fast on a
+    /// misconfiguration.
+    #[error("could not connect to the broker")]
     Connect(#[from] amqp::ConnectError),
-    #[error("broker: {0}")]
-    Amqp(#[from] lapin::Error),
+    #[error("cannot {doing}")]
+    Amqp {
+        /// What the worker was doing, with the queue it concerns.
+        doing: String,
+        #[source]
+        source: lapin::Error,
+    },
     #[error("the consumer of {0} was cancelled by the broker (queue deleted?)")]
     Cancelled(String),
+}
+
+impl ConsumerError {
+    fn amqp(doing: impl Into<String>) -> impl FnOnce(lapin::Error) -> ConsumerError {
+        let doing = doing.into();
+        move |source| ConsumerError::Amqp { doing, source }
+    }
 }
 
 /// `host/pid`, a worker's identity in outcomes and logs.
@@ -124,8 +138,17 @@ pub async fn run_with_config(
         .await?,
     );
     let topo = fleet.topology();
-    let channel = amqp::open_channel(&conn).await?;
-    topology::declare(&channel, &topo).await?;
+    let channel = amqp::open_channel(&conn)
+        .await
+        .map_err(ConsumerError::amqp(
+            "open a channel to declare the queue topology",
+        ))?;
+    topology::declare(&channel, &topo)
+        .await
+        .map_err(ConsumerError::amqp(format!(
+            "declare the queue topology of prefix {}",
+            topo.prefix()
+        )))?;
     amqp::close_channel(&channel, "declared").await;
     let result = run(
         conn.clone(),
@@ -148,14 +171,10 @@ pub async fn serve(
     registry: Registry,
     opts: ConsumerOptions,
     shutdown: &shared::supervise::Shutdown,
-) -> anyhow::Result<()> {
+) -> Result<(), shared::supervise::Error<ConsumerError>> {
     shared::supervise::restart_on_failure("worker", shutdown, || {
         let (registry, opts, stop) = (registry.clone(), opts.clone(), shutdown.wait());
-        async move {
-            run_with_config(fleet, registry, opts, stop)
-                .await
-                .map_err(anyhow::Error::from)
-        }
+        run_with_config(fleet, registry, opts, stop)
     })
     .await
 }
@@ -208,7 +227,8 @@ pub async fn run(
             ..PublisherOptions::default()
         },
     )
-    .await?;
+    .await
+    .map_err(ConsumerError::amqp("open the publishing channel"))?;
     let (outcomes, outcome_rx) = mpsc::channel(opts.concurrency.max(1));
     let batcher = tokio::spawn(batch_outcomes(
         publisher.clone(),
@@ -234,7 +254,9 @@ pub async fn run(
     for route in &opts.queues {
         let queue = topo.steps_queue(route);
         let tag = format!("{}:{route}", opts.worker_id);
-        let (channel, consumer) = amqp::consume(&conn, &queue, &tag, opts.prefetch).await?;
+        let (channel, consumer) = amqp::consume(&conn, &queue, &tag, opts.prefetch)
+            .await
+            .map_err(ConsumerError::amqp(format!("consume queue {queue}")))?;
         tracing::info!(%queue, prefetch = opts.prefetch, concurrency = opts.concurrency, "consuming");
         loops.spawn(consume_loop(
             ctx.clone(),
@@ -373,7 +395,7 @@ async fn consume_loop(
                 // No recovery on this connection (see `shared::amqp::connect_with`): the
                 // consumers start again on a new one.
                 tracing::warn!(%queue, error = %e, "consumer failed");
-                outcome = Err(e.into());
+                outcome = Err(ConsumerError::amqp(format!("consume queue {queue}"))(e));
                 break;
             }
             None => {

@@ -8,15 +8,11 @@ mod fleet_support;
 use std::path::Path;
 use std::time::Duration;
 
-use fleet_support::spawned::{Spawned, refused_port};
+use fleet_support::spawned::{self, EXIT_LIMIT, Spawned, refused_port};
 use fleet_support::*;
 use shared::lapin::options::QueueDeclareOptions;
 use shared::lapin::types::FieldTable;
 use shared::testkit::{amqp_url, redis_url, unique_prefix};
-
-/// Generous bounds for a loaded 2-core machine; each is far below what the faults used to
-/// take (retries without end, 5.5 minutes for a wrong password).
-const EXIT_LIMIT: Duration = Duration::from_secs(60);
 
 fn start(amqp: &str, redis: &str, prefix: &str, connect_timeout: &str) -> Spawned {
     Spawned::start(
@@ -36,65 +32,34 @@ fn start(amqp: &str, redis: &str, prefix: &str, connect_timeout: &str) -> Spawne
     )
 }
 
+/// A worker of a fresh prefix on the test Redis; `tag` names the prefix.
+fn worker(tag: &'static str) -> impl FnOnce(&str, &str) -> Spawned {
+    move |amqp, connect_timeout| start(amqp, &redis_url(), &unique_prefix(tag), connect_timeout)
+}
+
 #[test]
 fn a_refused_port_is_reported_as_refused_and_given_up_after_the_time_out() {
-    let amqp = format!("amqp://guest:guest@127.0.0.1:{}/%2f", refused_port());
-    let mut w = start(&amqp, &redis_url(), &unique_prefix("conn-refused"), "4");
-    // While it retries, at most one lapin IO thread is alive (one per attempt used to stay).
-    assert!(
-        w.wait_for_log("AMQP connect failed", 3, EXIT_LIMIT),
-        "{}",
-        w.log()
-    );
-    let mut most = 0;
-    for _ in 0..20 {
-        most = most.max(w.threads_named("lapin-io-loop"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(most <= 1, "{most} lapin IO threads alive while retrying");
-    let status = w.wait_exit(EXIT_LIMIT).expect("it gives up");
-    let log = w.log();
-    assert!(!status.success(), "{log}");
-    assert!(log.contains("Connection refused"), "{log}");
+    let log = spawned::gives_up_on_a_refused_broker(worker("conn-refused"), |w| {
+        // While it retries, at most one lapin IO thread is alive (one per attempt used to
+        // stay).
+        let mut most = 0;
+        for _ in 0..20 {
+            most = most.max(w.threads_named("lapin-io-loop"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(most <= 1, "{most} lapin IO threads alive while retrying");
+    });
     assert!(!log.contains("timed out"), "{log}");
-    assert!(log.contains("giving up"), "{log}");
-    assert!(!log.contains("panicked"), "{log}");
 }
 
 #[test]
 fn a_wrong_password_ends_it_at_once() {
-    let amqp = amqp_url().replacen("guest:guest@", "guest:not-the-password@", 1);
-    assert_ne!(amqp, amqp_url(), "the test broker URL carries guest:guest");
-    let started = std::time::Instant::now();
-    // A connect time-out far above the bound: only failing fast passes.
-    let mut w = start(&amqp, &redis_url(), &unique_prefix("conn-auth"), "600");
-    let status = w.wait_exit(EXIT_LIMIT).expect("a refused login ends it");
-    let log = w.log();
-    eprintln!("exited after {:?}", started.elapsed());
-    assert!(!status.success(), "{log}");
-    assert!(log.contains("refused the login"), "{log}");
-    assert!(log.contains("ACCESS_REFUSED"), "{log}");
-    assert!(
-        !log.contains("not-the-password"),
-        "the password is never shown: {log}"
-    );
-    assert_eq!(log.matches("AMQP connect failed").count(), 0, "{log}");
+    spawned::a_wrong_password_ends_it_at_once(&amqp_url(), worker("conn-auth"));
 }
 
 #[test]
 fn sigterm_while_retrying_exits_cleanly() {
-    let amqp = format!("amqp://guest:guest@127.0.0.1:{}/%2f", refused_port());
-    let mut w = start(&amqp, &redis_url(), &unique_prefix("conn-term"), "600");
-    assert!(
-        w.wait_for_log("AMQP connect failed", 4, EXIT_LIMIT),
-        "{}",
-        w.log()
-    );
-    w.terminate();
-    let status = w.wait_exit(EXIT_LIMIT).expect("SIGTERM ends it");
-    let log = w.log();
-    assert!(status.success(), "exit {status:?}: {log}");
-    assert!(!log.contains("panicked"), "{log}");
+    spawned::sigterm_while_retrying_exits_cleanly(worker("conn-term"));
 }
 
 #[test]
@@ -106,16 +71,7 @@ fn sigterm_while_waiting_for_redis_exits_cleanly() {
         &unique_prefix("conn-term-redis"),
         "600",
     );
-    assert!(
-        w.wait_for_log("Redis connect failed", 2, EXIT_LIMIT),
-        "{}",
-        w.log()
-    );
-    w.terminate();
-    let status = w.wait_exit(EXIT_LIMIT).expect("SIGTERM ends it");
-    let log = w.log();
-    assert!(status.success(), "exit {status:?}: {log}");
-    assert!(!log.contains("panicked"), "{log}");
+    spawned::terminate_after(&mut w, "Redis connect failed", 2);
 }
 
 /// A step waits in the queue; a worker whose Redis is unreachable (refused, and `rediss://`

@@ -211,7 +211,8 @@ pub fn main() -> ExitCode {
             Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
             Command::Coordinator(args) => crate::fleet::command::run(args)
                 .await
-                .map(|()| ExitCode::SUCCESS),
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from),
             Command::Describe {
                 arn,
                 history,

@@ -2,24 +2,21 @@
 //! the payload limit is refused without being read, a definition over 1 MiB is refused
 //! before parsing, and a Map of large photos decodes them within the decode budget.
 
+#[path = "common/models.rs"]
+mod models;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use image::ImageEncoder as _;
+use models::models_dir;
 use serde_json::{Value, json};
 
 const MAPFLEET: &str = env!("CARGO_BIN_EXE_mapfleet");
 /// `mapfleet`'s exit code for a refused definition or input.
 const EXIT_REJECTED: i32 = 2;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
 
 fn echo_definition(dir: &Path) -> PathBuf {
     let path = dir.join("echo.json");
@@ -164,26 +161,6 @@ fn a_definition_over_1_mib_is_refused_before_parsing() {
     coordinator::asl::parse::parse_definition(&small).expect("valid");
 }
 
-/// The face models: `MAPFLEET_MODELS_DIR`, else `<repo>/mapfleet-data/models`, fetched by the
-/// setup script when missing.
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("MAPFLEET_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("mapfleet-data/models"));
-    if !dir.join("libonnxruntime.so").exists() {
-        let ok = Command::new("bash")
-            .arg(repo().join("deploy/setup-models.sh"))
-            .arg(&dir)
-            .status()
-            .map(|s| s.success());
-        assert!(
-            matches!(ok, Ok(true)),
-            "deploy/setup-models.sh failed: the face models are needed"
-        );
-    }
-    dir
-}
-
 /// Runs a Map of face-detection over `keys` in embedded mode; returns its output and the
 /// process's peak RSS in bytes (VmHWM, read while it runs).
 fn run_photo_map(data_dir: &Path, keys: &[String], budget: u64) -> (Value, u64) {
@@ -307,7 +284,8 @@ fn a_map_of_large_photos_decodes_within_the_budget() {
 
 /// The benchmark's inline Map (`loadtest/python-baseline/map_pass_def.py`) over `n` items.
 fn map_pass(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
-    let def = repo().join("cli/tests/fixtures/payload/map_pass_def.json");
+    let def =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/payload/map_pass_def.json");
     let items: Vec<Value> = (0..n)
         .map(|i| json!({ "k": format!("item-{i}") }))
         .collect();

@@ -4,12 +4,13 @@
 //! broker accepting connections again (measured: the first iteration that succeeds after it),
 //! and the run must finish once, with a clean history and its results in order.
 
+mod common;
 mod nodes;
 
 use std::time::{Duration, Instant};
 
+use common::in_process::{InProcessFleet, assert_clean_history, config, map_of};
 use coordinator::engine::history::EventType;
-use nodes::fleet::{InProcessFleet, assert_clean_history, config, map_of};
 use nodes::rabbit::{RabbitNode, START_LIMIT};
 use nodes::redis::RedisNode;
 use serde_json::json;

@@ -11,19 +11,14 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use coordinator::asl::parse::parse_definition_value;
 use coordinator::driver::Status;
 use coordinator::engine::ExecutionInfo;
 use coordinator::engine::history::Event;
 use coordinator::fleet::client::FleetClient;
-use coordinator::fleet::service::{Coordinator, ServiceOptions};
 use serde_json::{Value, json};
-use shared::config::FleetConfig;
-use shared::supervise::Shutdown;
-use worker::consumer::{self, ConsumerOptions};
 use worker::registry::{RegistryOptions, default_registry};
 
+use common::in_process::{self, InProcessFleet, Services, config};
 use common::proxy::Proxy;
 use common::redis_server::RedisServer;
 
@@ -33,38 +28,15 @@ const SLEEP: &str = "arn:mapfleet:task:::sleep";
 /// machine two at once would only measure the overload.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    fleet: FleetConfig,
-}
-
 /// Where this test process's services log (`MAPFLEET_LOG`, info by default).
 fn log_file() -> std::path::PathBuf {
-    static LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    LOG.get_or_init(|| {
-        let path =
-            std::env::temp_dir().join(format!("mapfleet-fleet-faults-{}.log", std::process::id()));
-        if let Ok(file) = std::fs::File::create(&path) {
-            let filter = tracing_subscriber::EnvFilter::try_from_env("MAPFLEET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .try_init();
-        }
-        path
-    })
-    .clone()
+    in_process::log_to_file("mapfleet-fleet-faults")
 }
 
 /// Two coordinators and two workers (8 slots each) of one prefix, in this process.
 struct Fleet {
     prefix: String,
-    fleet: FleetConfig,
-    stops: Vec<tokio::sync::oneshot::Sender<()>>,
-    services: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    running: InProcessFleet,
 }
 
 impl Fleet {
@@ -73,83 +45,28 @@ impl Fleet {
     async fn start(tag: &str, amqp: &str, redis: &str) -> anyhow::Result<Fleet> {
         log_file();
         let prefix = shared::testkit::unique_prefix(tag);
-        let flags = Flags::parse_from([
-            "fleet-faults",
-            "--prefix",
-            &prefix,
-            "--amqp",
-            amqp,
-            "--redis",
-            redis,
-        ]);
-        let fleet = flags.fleet;
-        {
-            let topo = fleet.topology();
-            let conn = shared::amqp::connect(
-                &shared::testkit::amqp_url(),
-                "fleet-faults-declare",
-                Duration::from_secs(10),
-            )
-            .await?;
-            let channel = conn.create_channel().await?;
-            shared::topology::declare(&channel, &topo).await?;
-            let _ = conn.close(200, "declared".into()).await;
-        }
-        let mut conn = shared::redis_schema::connect(redis).await?;
-        shared::workers::register(
-            &mut conn,
-            &prefix,
-            "fleet-faults",
-            &[SLEEP.to_string()],
-            Duration::from_secs(3600),
+        let fleet = config(&["--prefix", &prefix, "--amqp", amqp, "--redis", redis]);
+        let running = InProcessFleet::start_with(
+            fleet,
+            Services {
+                coordinators: 2,
+                workers: 2,
+                worker_slots: 8,
+                registry: default_registry(RegistryOptions { test_tasks: true }),
+                worker_tag: "fleet-faults",
+                declare_on: Some(shared::testkit::amqp_url()),
+            },
         )
         .await?;
-        let mut f = Fleet {
-            prefix,
-            fleet,
-            stops: Vec::new(),
-            services: Vec::new(),
-        };
-        for _ in 0..2 {
-            let (fleet, shutdown) = (f.fleet.clone(), f.shutdown());
-            f.services.push(tokio::spawn(async move {
-                Coordinator::serve(&fleet, ServiceOptions::default(), &shutdown).await
-            }));
-        }
-        for n in 0..2 {
-            let (fleet, shutdown) = (f.fleet.clone(), f.shutdown());
-            let opts = ConsumerOptions {
-                queues: vec!["default".into()],
-                concurrency: 8,
-                prefetch: 8,
-                grace: Duration::from_secs(1),
-                worker_id: format!("fleet-faults-{n}/{}", f.prefix),
-                outcome_batch: 64,
-                test_ack_delay: Duration::ZERO,
-            };
-            let registry = default_registry(RegistryOptions { test_tasks: true });
-            f.services.push(tokio::spawn(async move {
-                consumer::serve(&fleet, registry, opts, &shutdown).await
-            }));
-        }
-        Ok(f)
-    }
-
-    fn shutdown(&mut self) -> Shutdown {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        self.stops.push(tx);
-        Shutdown::on(async {
-            let _ = rx.await;
-        })
+        Ok(Fleet { prefix, running })
     }
 
     /// Stops the services and deletes the prefix's queues and keys (`redis`: where they are).
     async fn stop(self, redis: Option<&str>) {
-        for s in self.stops {
-            let _ = s.send(());
-        }
-        for s in self.services {
-            let _ = tokio::time::timeout(Duration::from_secs(30), s).await;
+        for (what, result) in self.running.stop().await {
+            if let Err(e) = result {
+                eprintln!("{what}: {e:#}");
+            }
         }
         let prefix = self.prefix.clone();
         let redis = redis.map(str::to_string);
@@ -192,13 +109,9 @@ fn sleep_map(n: usize, ms: u64) -> (Value, Value, Vec<Value>) {
     (def, json!({ "items": items }), expected)
 }
 
-async fn submit(client: &FleetClient, def: &Value, input: Value, name: &str) -> String {
-    let parsed = parse_definition_value(def).expect("a valid definition");
+async fn submit(fleet: &Fleet, def: &Value, input: Value, name: &str) -> String {
     let info = ExecutionInfo::new("Faults", name, input, chrono::Utc::now());
-    client
-        .submit(&def.to_string(), &parsed, &info)
-        .await
-        .expect("submit");
+    fleet.running.submit_as(def, &info).await.expect("submit");
     info.execution_arn
 }
 
@@ -280,11 +193,9 @@ async fn broker_stalls_never_apply_an_iteration_twice() {
         )
         .await
         .expect("start the fleet");
-        let client = FleetClient::connect(&redis, &fleet.prefix)
-            .await
-            .expect("client");
+        let client = fleet.running.client.clone();
         let (def, input, expected) = sleep_map(3000, 20);
-        let arn = submit(&client, &def, input, &format!("stall-{round}")).await;
+        let arn = submit(&fleet, &def, input, &format!("stall-{round}")).await;
         let mut stalls = 0;
         for (at, cut) in [(200, false), (1000, true), (1800, false), (2500, true)] {
             if !wait_progress(&client, &arn, at, Duration::from_secs(240)).await {
@@ -323,12 +234,10 @@ async fn redis_losing_its_last_second_recovers_in_seconds() {
     let fleet = Fleet::start("mft-aof", &shared::testkit::amqp_url(), &url)
         .await
         .expect("start the fleet");
-    let client = FleetClient::connect(&url, &fleet.prefix)
-        .await
-        .expect("client");
+    let client = fleet.running.client.clone();
     // At least 3.4 s of work (16 slots) left when the fault comes, 1.5 s later.
     let (def, input, expected) = sleep_map(2000, 30);
-    let arn = submit(&client, &def, input, "aof").await;
+    let arn = submit(&fleet, &def, input, "aof").await;
     assert!(
         wait_progress(&client, &arn, 200, Duration::from_secs(120)).await,
         "the Map ended before the fault"

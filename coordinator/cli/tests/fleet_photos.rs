@@ -3,25 +3,20 @@
 //! has two workers with data dirs of their own, so the face collection, the duplicate
 //! reservations and the metadata table they share are the ones in Redis.
 
+#[path = "common/models.rs"]
+mod models;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use models::{models_dir, repo};
 use serde_json::Value;
 
-const MAPFLEET: &str = env!("CARGO_MANIFEST_DIR");
 const REDIS: &str = "redis://127.0.0.1:6379/";
 
 fn mapfleet() -> &'static str {
     env!("CARGO_BIN_EXE_mapfleet")
-}
-
-fn repo() -> PathBuf {
-    Path::new(MAPFLEET)
-        .ancestors()
-        .nth(2)
-        .expect("workspace root")
-        .to_path_buf()
 }
 
 fn worker_bin() -> PathBuf {
@@ -37,26 +32,6 @@ fn worker_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// The face models: `MAPFLEET_MODELS_DIR`, else `<repo>/mapfleet-data/models`, fetched by the
-/// setup script when missing.
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("MAPFLEET_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("mapfleet-data/models"));
-    if !dir.join("libonnxruntime.so").exists() {
-        let ok = Command::new("bash")
-            .arg(repo().join("deploy/setup-models.sh"))
-            .arg(&dir)
-            .status()
-            .map(|s| s.success());
-        assert!(
-            matches!(ok, Ok(true)),
-            "deploy/setup-models.sh failed: the face models are needed"
-        );
-    }
-    dir
 }
 
 struct Proc(Child);

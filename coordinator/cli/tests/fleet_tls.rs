@@ -6,12 +6,13 @@
 //!
 //! One node serves every case (a node takes 10-15 s to start).
 
+mod common;
 mod nodes;
 
 use std::time::Duration;
 
+use common::in_process::{InProcessFleet, assert_clean_history, config, map_of};
 use nodes::ca::TestCa;
-use nodes::fleet::{InProcessFleet, assert_clean_history, config, map_of};
 use nodes::rabbit::RabbitNode;
 use nodes::redis::RedisNode;
 use serde_json::json;

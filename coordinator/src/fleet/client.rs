@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, RetryMethod};
@@ -20,7 +19,7 @@ use sha2::Digest;
 
 use super::InboxEvent;
 use super::keys::FleetKeys;
-use super::record::{ExecutionRecord, field};
+use super::record::{ExecutionRecord, RecordError, field};
 use super::service::enqueue;
 use crate::asl::definition::StateMachine;
 use crate::asl::error::StatesError;
@@ -36,6 +35,55 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How long reads keep trying by default.
 const DEFAULT_PATIENCE: Duration = Duration::from_secs(300);
 
+/// Why a client call failed; each names the execution (or the Redis URL) it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to Redis at {url}")]
+    Connect {
+        /// Without its password.
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A read that kept failing for want of Redis for [`FleetClient::patience`].
+    #[error("{doing}: Redis could not be reached for {secs}s")]
+    Unreachable {
+        doing: String,
+        secs: u64,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("{doing}")]
+    Redis {
+        doing: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("Execution Already Exists: '{0}'")]
+    AlreadyExists(String),
+    #[error("Execution Does Not Exist: '{0}'")]
+    DoesNotExist(String),
+    #[error("execution {0} disappeared from Redis")]
+    Disappeared(String),
+    #[error("execution {execution}: {what} is unreadable")]
+    Unreadable {
+        execution: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// Names the client call a Redis error happened in.
+fn doing<T>(result: RedisResult<T>, doing: impl FnOnce() -> String) -> Result<T, ClientError> {
+    result.map_err(|source| ClientError::Redis {
+        doing: doing(),
+        source,
+    })
+}
+
 /// A connection to a fleet's Redis, for clients.
 #[derive(Clone)]
 pub struct FleetClient {
@@ -46,14 +94,12 @@ pub struct FleetClient {
 }
 
 impl FleetClient {
-    pub async fn connect(redis_url: &str, prefix: &str) -> anyhow::Result<FleetClient> {
+    pub async fn connect(redis_url: &str, prefix: &str) -> Result<FleetClient, ClientError> {
         let conn = shared::redis_schema::connect(redis_url)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to Redis at {}",
-                    shared::config::redact_url(redis_url)
-                )
+            .map_err(|source| ClientError::Connect {
+                url: shared::config::redact_url(redis_url).to_string(),
+                source,
             })?;
         Ok(FleetClient {
             conn,
@@ -63,7 +109,7 @@ impl FleetClient {
     }
 
     /// Runs a Redis read, trying again while Redis cannot be reached (see the module docs).
-    async fn read<T, F, Fut>(&self, what: &str, mut op: F) -> anyhow::Result<T>
+    async fn read<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, ClientError>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
@@ -85,11 +131,10 @@ impl FleetClient {
                 Err(e) if !matches!(e.retry_method(), RetryMethod::NoRetry) => {
                     let since = *failing_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.patience {
-                        return Err(e).with_context(|| {
-                            format!(
-                                "{what}: Redis could not be reached for {}s",
-                                self.patience.as_secs()
-                            )
+                        return Err(ClientError::Unreachable {
+                            doing: what.to_string(),
+                            secs: self.patience.as_secs(),
+                            source: e,
                         });
                     }
                     tries += 1;
@@ -102,7 +147,7 @@ impl FleetClient {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RETRY_MAX);
                 }
-                Err(e) => return Err(e).with_context(|| what.to_string()),
+                Err(e) => return doing(Err(e), || what.to_string()),
             }
         }
     }
@@ -113,16 +158,25 @@ impl FleetClient {
         definition_text: &str,
         def: &StateMachine,
         info: &ExecutionInfo,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ClientError> {
         let mut conn = self.conn.clone();
+        let arn = &info.execution_arn;
+        let submitting = || format!("submitting execution {arn}");
         let def_id = hex(&sha2::Sha256::digest(definition_text.as_bytes()));
-        let exec_key = self.keys.exec(&info.execution_arn);
-        let created: bool = conn
-            .hset_nx(&exec_key, field::STATUS, Status::Running.as_str())
-            .await?;
+        let exec_key = self.keys.exec(arn);
+        let created: bool = doing(
+            conn.hset_nx(&exec_key, field::STATUS, Status::Running.as_str())
+                .await,
+            submitting,
+        )?;
         if !created {
-            bail!("Execution Already Exists: '{}'", info.execution_arn);
+            return Err(ClientError::AlreadyExists(arn.clone()));
         }
+        let info_text = serde_json::to_string(info).map_err(|source| ClientError::Unreadable {
+            execution: arn.clone(),
+            what: "info",
+            source,
+        })?;
         let start_ms = info.start_time.timestamp_millis();
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -130,7 +184,7 @@ impl FleetClient {
             .ignore()
             .hset_multiple(
                 &exec_key,
-                &ExecutionRecord::submitted(&def_id, serde_json::to_string(info)?, start_ms),
+                &ExecutionRecord::submitted(&def_id, info_text, start_ms),
             )
             .ignore()
             .zadd(self.keys.executions(), &info.execution_arn, start_ms)
@@ -144,51 +198,54 @@ impl FleetClient {
             )
             .ignore();
         }
-        let _: () = pipe.query_async(&mut conn).await?;
-        enqueue(
-            &mut conn,
-            &self.keys,
-            &info.execution_arn,
-            &[InboxEvent::Start],
+        let _: () = doing(pipe.query_async(&mut conn).await, submitting)?;
+        doing(
+            enqueue(&mut conn, &self.keys, arn, &[InboxEvent::Start]).await,
+            submitting,
         )
-        .await?;
-        Ok(())
     }
 
     /// Asks the coordinators to stop an execution (ExecutionAborted).
-    pub async fn stop(&self, arn: &str, error: &str, cause: &str) -> anyhow::Result<()> {
+    pub async fn stop(&self, arn: &str, error: &str, cause: &str) -> Result<(), ClientError> {
         let mut conn = self.conn.clone();
-        let exists: bool = conn.exists(self.keys.exec(arn)).await?;
+        let stopping = || format!("stopping execution {arn}");
+        let exists: bool = doing(conn.exists(self.keys.exec(arn)).await, stopping)?;
         if !exists {
-            bail!("Execution Does Not Exist: '{arn}'");
+            return Err(ClientError::DoesNotExist(arn.to_string()));
         }
-        enqueue(
-            &mut conn,
-            &self.keys,
-            arn,
-            &[InboxEvent::Stop {
-                error: error.into(),
-                cause: cause.into(),
-            }],
-        )
-        .await?;
-        Ok(())
+        let stop = InboxEvent::Stop {
+            error: error.into(),
+            cause: cause.into(),
+        };
+        doing(enqueue(&mut conn, &self.keys, arn, &[stop]).await, stopping)
     }
 
     /// The execution as it stands, with its history when `with_history`.
-    pub async fn describe(&self, arn: &str, with_history: bool) -> anyhow::Result<ExecutionResult> {
+    pub async fn describe(
+        &self,
+        arn: &str,
+        with_history: bool,
+    ) -> Result<ExecutionResult, ClientError> {
         let key = self.keys.exec(arn);
         let exec: HashMap<String, String> = self
-            .read("describing the execution", |mut c| {
+            .read(&format!("describing execution {arn}"), |mut c| {
                 let key = &key;
                 async move { c.hgetall(key).await }
             })
             .await?;
         if exec.is_empty() {
-            bail!("Execution Does Not Exist: '{arn}'");
+            return Err(ClientError::DoesNotExist(arn.to_string()));
         }
+        let info = exec.get(field::INFO).ok_or_else(|| RecordError::Missing {
+            execution: arn.to_string(),
+            field: field::INFO,
+        })?;
         let info: ExecutionInfo =
-            serde_json::from_str(exec.get(field::INFO).context("execution without info")?)?;
+            serde_json::from_str(info).map_err(|source| ClientError::Unreadable {
+                execution: arn.to_string(),
+                what: "info",
+                source,
+            })?;
         let status = exec
             .get(field::STATUS)
             .and_then(|s| Status::parse(s))
@@ -224,32 +281,41 @@ impl FleetClient {
     }
 
     /// The execution's history events, in order.
-    pub async fn history(&self, arn: &str) -> anyhow::Result<Vec<Event>> {
+    pub async fn history(&self, arn: &str) -> Result<Vec<Event>, ClientError> {
         let key = self.keys.history(arn);
         let raw: Vec<String> = self
-            .read("reading the history", |mut c| {
-                let key = &key;
-                async move { c.lrange(key, 0, -1).await }
-            })
+            .read(
+                &format!("reading the history of execution {arn}"),
+                |mut c| {
+                    let key = &key;
+                    async move { c.lrange(key, 0, -1).await }
+                },
+            )
             .await?;
         raw.iter()
-            .map(|t| serde_json::from_str(t).context("unreadable history event"))
+            .map(|t| {
+                serde_json::from_str(t).map_err(|source| ClientError::Unreadable {
+                    execution: arn.to_string(),
+                    what: "a history event",
+                    source,
+                })
+            })
             .collect()
     }
 
     /// The execution's status alone (one `HGET`: cheap enough to poll).
-    pub async fn status(&self, arn: &str) -> anyhow::Result<Status> {
+    pub async fn status(&self, arn: &str) -> Result<Status, ClientError> {
         let status = self.read_status(arn).await?;
         status
             .as_deref()
             .and_then(Status::parse)
-            .with_context(|| format!("Execution Does Not Exist: '{arn}'"))
+            .ok_or_else(|| ClientError::DoesNotExist(arn.to_string()))
     }
 
     /// The execution hash's `status` field, read with retries.
-    async fn read_status(&self, arn: &str) -> anyhow::Result<Option<String>> {
+    async fn read_status(&self, arn: &str) -> Result<Option<String>, ClientError> {
         let key = self.keys.exec(arn);
-        self.read("waiting for the execution", |mut c| {
+        self.read(&format!("waiting for execution {arn}"), |mut c| {
             let key = &key;
             async move { c.hget(key, field::STATUS).await }
         })
@@ -257,23 +323,26 @@ impl FleetClient {
     }
 
     /// Map progress counters: (items started, succeeded, failed).
-    pub async fn progress(&self, arn: &str) -> anyhow::Result<(u64, u64, u64)> {
+    pub async fn progress(&self, arn: &str) -> Result<(u64, u64, u64), ClientError> {
         let key = self.keys.exec(arn);
         let v: Vec<Option<u64>> = self
-            .read("reading the progress", |mut c| {
-                let key = &key;
-                async move {
-                    redis::cmd("HMGET")
-                        .arg(key)
-                        .arg(&[
-                            field::ITEMS_STARTED,
-                            field::ITEMS_SUCCEEDED,
-                            field::ITEMS_FAILED,
-                        ])
-                        .query_async(&mut c)
-                        .await
-                }
-            })
+            .read(
+                &format!("reading the progress of execution {arn}"),
+                |mut c| {
+                    let key = &key;
+                    async move {
+                        redis::cmd("HMGET")
+                            .arg(key)
+                            .arg(&[
+                                field::ITEMS_STARTED,
+                                field::ITEMS_SUCCEEDED,
+                                field::ITEMS_FAILED,
+                            ])
+                            .query_async(&mut c)
+                            .await
+                    }
+                },
+            )
             .await?;
         Ok((v[0].unwrap_or(0), v[1].unwrap_or(0), v[2].unwrap_or(0)))
     }
@@ -284,7 +353,7 @@ impl FleetClient {
         &self,
         arn: &str,
         total_items: Option<usize>,
-    ) -> anyhow::Result<ExecutionResult> {
+    ) -> Result<ExecutionResult, ClientError> {
         let show = std::io::stderr().is_terminal();
         let started = Instant::now();
         let mut drawn = false;
@@ -293,7 +362,7 @@ impl FleetClient {
             let status = status
                 .as_deref()
                 .and_then(Status::parse)
-                .context("the execution disappeared from Redis")?;
+                .ok_or_else(|| ClientError::Disappeared(arn.to_string()))?;
             if status != Status::Running {
                 if drawn {
                     eprintln!();

@@ -1,11 +1,25 @@
 //! The coordinator's command line, shared by the slim `mapfleet-coordinator` binary and the
 //! `mapfleet coordinator` subcommand: one set of flags, one way to start the service.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
 
-use super::service::{Coordinator, ServiceOptions};
+use super::service::{self, Coordinator, ServiceOptions};
+
+/// Why a coordinator process ends with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Service(#[from] shared::supervise::Error<service::Error>),
+}
 
 /// Flags of a coordinator (each also a `MAPFLEET_*` environment variable).
 #[derive(Args, Debug)]
@@ -58,19 +72,21 @@ impl CoordinatorArgs {
 }
 
 /// Serves metrics (when asked) and runs a coordinator until SIGTERM or Ctrl-C.
-pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
+pub async fn run(args: CoordinatorArgs) -> Result<(), CommandError> {
     tracing::info!(config = %args.fleet, "starting a coordinator");
     shared::metrics::get().fleet.started("coordinator");
     let _metrics = match args.fleet.metrics_addr {
         Some(addr) => {
-            let (bound, server) = shared::metrics::serve(addr).await?;
+            let (bound, server) = shared::metrics::serve(addr)
+                .await
+                .map_err(|source| CommandError::Metrics { addr, source })?;
             eprintln!("metrics on http://{bound}/metrics");
             Some(server)
         }
         None => None,
     };
     let shutdown = shared::supervise::Shutdown::on(shared::process::shutdown_signal());
-    Coordinator::serve(&args.fleet, args.options(), &shutdown).await
+    Ok(Coordinator::serve(&args.fleet, args.options(), &shutdown).await?)
 }
 
 /// Entry point of the slim `mapfleet-coordinator` binary.
@@ -100,7 +116,7 @@ pub fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli.args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", shared::supervise::Chain(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::Utc;
 use futures_lite::StreamExt;
 use redis::AsyncCommands;
@@ -17,6 +16,7 @@ use shared::inbox::{Delivery, apply_to_inbox};
 use shared::lapin::options::BasicAckOptions;
 use shared::messages::{StepId, StepMessage, StepResult, decode_outcomes, decode_steps};
 use shared::redis_schema::{Applied, FleetStore};
+use shared::supervise::Chain;
 use shared::topology::Topology;
 use tokio::sync::{Notify, Semaphore};
 
@@ -32,11 +32,14 @@ use crate::engine::cursor::{Cursor, CursorEvent, CursorId, Phase};
 use crate::engine::run::EngineOptions;
 use crate::engine::{Engine, ExecutionInfo};
 
+mod error;
 mod intake;
 mod lease;
 mod observe;
 mod recovery;
 
+use error::Doing;
+pub use error::Error;
 pub use lease::LeaseLost;
 
 /// Knobs of a coordinator.
@@ -92,7 +95,7 @@ return 0
 
 /// A commit that did not happen, as the error that ends the execution's task here (its
 /// batch is dropped; the inbox still holds its events for the next holder).
-fn committed(arn: &str, done: Committed) -> anyhow::Result<()> {
+fn committed(arn: &str, done: Committed) -> Result<(), Error> {
     match done {
         Committed::Yes => Ok(()),
         Committed::LeaseLost => Err(LeaseLost {
@@ -117,32 +120,35 @@ const OUTCOME_DELIVERIES_AT_ONCE: usize = 16;
 
 /// Runs `op` until it succeeds, backing off from 50 ms; gives up (with the last error) once
 /// the backoff reaches 30 s.
-async fn retrying<T, E, F, Fut>(what: &str, mut op: F) -> anyhow::Result<T>
+async fn retrying<T, E, F, Fut>(what: &str, mut op: F) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
-    E: Into<anyhow::Error>,
+    E: std::error::Error + 'static,
 {
     let mut delay = Duration::from_millis(50);
     loop {
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if delay < Duration::from_secs(30) => {
-                let e: anyhow::Error = e.into();
-                tracing::warn!(error = %format!("{e:#}"), "cannot {what} yet, retrying");
+                tracing::warn!(error = %Chain(&e), "cannot {what} yet, retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
-            Err(e) => return Err(e.into().context(format!("cannot {what}"))),
+            Err(e) => return Err(e),
         }
     }
 }
 
 /// A task publishing an execution's outbox ([`Coordinator::process_batch`]).
-pub type Flush = tokio::task::JoinHandle<anyhow::Result<()>>;
+pub type Flush = tokio::task::JoinHandle<Result<(), Error>>;
 
-async fn join(flush: Flush) -> anyhow::Result<()> {
-    flush.await.context("a publishing task panicked")?
+/// Waits for the task publishing execution `arn`'s outbox.
+async fn join(arn: &str, flush: Flush) -> Result<(), Error> {
+    flush.await.map_err(|source| Error::TaskStopped {
+        task: format!("the task publishing the steps of execution {arn}"),
+        source,
+    })?
 }
 
 /// An execution's cursors as of its n-th commit: (n, cursor id → cursor, cursor id → the
@@ -274,7 +280,7 @@ impl Coordinator {
     pub async fn connect(
         fleet: &FleetConfig,
         opts: ServiceOptions,
-    ) -> anyhow::Result<Arc<Coordinator>> {
+    ) -> Result<Arc<Coordinator>, Error> {
         Self::connect_with(fleet, opts, Arc::default(), std::future::pending()).await
     }
 
@@ -287,14 +293,12 @@ impl Coordinator {
         opts: ServiceOptions,
         recovery: Arc<recovery::Recovery>,
         cancel: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<Arc<Coordinator>> {
+    ) -> Result<Arc<Coordinator>, Error> {
         let conn = shared::redis_schema::connect_with(&fleet.redis_url, &fleet.redis_tls())
             .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to Redis at {}",
-                    shared::config::redact_url(&fleet.redis_url)
-                )
+            .map_err(|source| Error::RedisConnect {
+                url: shared::config::redact_url(&fleet.redis_url).to_string(),
+                source,
             })?;
         let keys = FleetKeys::new(&fleet.prefix);
         let store = FleetStore::new(conn.clone(), keys.shared.clone(), Default::default());
@@ -314,10 +318,12 @@ impl Coordinator {
             .await?,
         );
         let topo = fleet.topology();
-        let channel = shared::amqp::open_channel(&amqp).await?;
+        let channel = shared::amqp::open_channel(&amqp)
+            .await
+            .doing(|| "open a channel to declare the queue topology".into())?;
         shared::topology::declare(&channel, &topo)
             .await
-            .context("cannot declare the queue topology")?;
+            .doing(|| format!("declare the queue topology of prefix {}", topo.prefix()))?;
         let publisher = Publisher::new(
             amqp.clone(),
             PublisherOptions {
@@ -325,7 +331,8 @@ impl Coordinator {
                 ..Default::default()
             },
         )
-        .await?;
+        .await
+        .doing(|| "open the publishing channel".into())?;
         let slots = Arc::new(Semaphore::new(opts.parallel.max(1)));
         Ok(Arc::new(Coordinator {
             conn,
@@ -355,7 +362,7 @@ impl Coordinator {
         fleet: &FleetConfig,
         opts: ServiceOptions,
         shutdown: &shared::supervise::Shutdown,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), shared::supervise::Error<Error>> {
         // Outlives each connection: a Redis outage long enough to end this coordinator (and
         // start a new one) is exactly when Redis may have lost writes to be put back.
         let recovery = Arc::new(recovery::Recovery::default());
@@ -400,7 +407,7 @@ impl Coordinator {
     pub async fn run(
         self: Arc<Self>,
         shutdown: impl std::future::Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.clone().consume_outcomes());
         tasks.spawn(self.clone().consume_dead_letters());
@@ -421,13 +428,16 @@ impl Coordinator {
                 match done {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e),
-                    Err(e) => Err(anyhow::anyhow!("a coordinator task stopped: {e}")),
+                    Err(source) => Err(Error::TaskStopped {
+                        task: "a coordinator task".into(),
+                        source,
+                    }),
                 }
             }
         }
     }
 
-    async fn advance_ready(self: Arc<Self>) -> anyhow::Result<()> {
+    async fn advance_ready(self: Arc<Self>) -> Result<(), Error> {
         let slots = self.slots.clone();
         let mut conn = self.conn.clone();
         loop {
@@ -491,11 +501,11 @@ impl Coordinator {
                 }
                 Ok(false) => break,
                 Err(e) => {
-                    if let Some(lost) = e.downcast_ref::<LeaseLost>() {
+                    if let Error::LeaseLost(lost) = &e {
                         observe::lease_lost();
                         tracing::warn!(execution = %arn, %token, "{lost}");
                     } else {
-                        tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot advance the execution; will retry");
+                        tracing::error!(execution = %arn, error = %Chain(&e), "cannot advance the execution; will retry");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                     break;
@@ -503,13 +513,13 @@ impl Coordinator {
             }
         }
         if let Some(flush) = publishing.take()
-            && let Err(e) = join(flush).await
+            && let Err(e) = join(arn, flush).await
         {
             // Still in the outbox: the next holder of the lease publishes it.
-            if let Some(lost) = e.downcast_ref::<LeaseLost>() {
+            if let Error::LeaseLost(lost) = &e {
                 tracing::warn!(execution = %arn, %token, "{lost}");
             } else {
-                tracing::error!(execution = %arn, error = %format!("{e:#}"), "cannot publish steps; will retry");
+                tracing::error!(execution = %arn, error = %Chain(&e), "cannot publish steps; will retry");
             }
         }
         self.cursor_cache
@@ -538,11 +548,18 @@ impl Coordinator {
         }
     }
 
-    fn definition(&self, text: &str, id: &str) -> anyhow::Result<Arc<StateMachine>> {
+    /// Definition `id` of execution `arn`, parsed from `text` once and kept.
+    fn definition(&self, arn: &str, text: &str, id: &str) -> Result<Arc<StateMachine>, Error> {
         if let Some(d) = self.defs.lock().expect("definition cache lock").get(id) {
             return Ok(d.clone());
         }
-        let def = Arc::new(crate::asl::parse::parse_definition(text)?);
+        let def = Arc::new(crate::asl::parse::parse_definition(text).map_err(|source| {
+            Error::Definition {
+                execution: arn.to_string(),
+                definition: id.to_string(),
+                source,
+            }
+        })?);
         self.defs
             .lock()
             .expect("definition cache lock")
@@ -551,15 +568,24 @@ impl Coordinator {
     }
 
     /// The execution's facts (immutable once submitted), parsed once and kept.
-    async fn execution_info(&self, arn: &str) -> anyhow::Result<Arc<ExecutionInfo>> {
+    async fn execution_info(&self, arn: &str) -> Result<Arc<ExecutionInfo>, Error> {
         if let Some(info) = self.infos.lock().expect("info cache lock").get(arn) {
             return Ok(info.clone());
         }
         let mut conn = self.conn.clone();
-        let text: Option<String> = conn.hget(self.keys.exec(arn), field::INFO).await?;
-        let info: Arc<ExecutionInfo> = Arc::new(serde_json::from_str(
-            &text.context("execution without info")?,
-        )?);
+        let text: Option<String> = conn
+            .hget(self.keys.exec(arn), field::INFO)
+            .await
+            .doing(|| format!("read the info of execution {arn}"))?;
+        let text = text.ok_or_else(|| RecordError::Missing {
+            execution: arn.to_string(),
+            field: field::INFO,
+        })?;
+        let info: Arc<ExecutionInfo> =
+            Arc::new(serde_json::from_str(&text).map_err(|source| Error::Info {
+                execution: arn.to_string(),
+                source,
+            })?);
         let mut infos = self.infos.lock().expect("info cache lock");
         if infos.len() >= INFO_CACHE_SIZE {
             infos.clear();
@@ -571,14 +597,17 @@ impl Coordinator {
     /// Publishes what the outbox holds, then clears it; both under the lease `token`: a
     /// holder that lost its lease marks no step awaited (that could undo its successor's
     /// marks) and trims nothing its successor may have committed since.
-    async fn flush_outbox(&self, arn: &str, token: &str) -> anyhow::Result<()> {
+    async fn flush_outbox(&self, arn: &str, token: &str) -> Result<(), Error> {
         self.flush_outbox_counted(arn, token).await.map(|_| ())
     }
 
     /// [`Coordinator::flush_outbox`], returning how many entries the outbox held.
-    async fn flush_outbox_counted(&self, arn: &str, token: &str) -> anyhow::Result<usize> {
+    async fn flush_outbox_counted(&self, arn: &str, token: &str) -> Result<usize, Error> {
         let mut conn = self.conn.clone();
-        let outbox: Vec<String> = conn.lrange(self.keys.outbox(arn), 0, -1).await?;
+        let outbox: Vec<String> = conn
+            .lrange(self.keys.outbox(arn), 0, -1)
+            .await
+            .doing(|| format!("read the outbox of execution {arn}"))?;
         if outbox.is_empty() {
             return Ok(0);
         }
@@ -615,8 +644,14 @@ impl Coordinator {
         self.publisher
             .publish_step_batches(&self.topo, steps, self.opts.step_batch)
             .await
-            .context("cannot publish steps")?;
-        match lease::trim_outbox(&mut conn, &self.keys, arn, token, &outbox).await? {
+            .map_err(|source| Error::Publish {
+                execution: arn.to_string(),
+                source,
+            })?;
+        let trimmed = lease::trim_outbox(&mut conn, &self.keys, arn, token, &outbox)
+            .await
+            .doing(|| format!("trim the outbox of execution {arn}"))?;
+        match trimmed {
             lease::Trimmed::Yes => Ok(outbox.len()),
             lease::Trimmed::LeaseLost => Err(LeaseLost {
                 execution: arn.to_string(),
@@ -648,7 +683,7 @@ impl Coordinator {
         arn: &str,
         token: &str,
         publishing: &mut Option<Flush>,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool, Error> {
         let clock = std::time::Instant::now();
         // A fresh lease: what a previous holder left unpublished goes first (a takeover).
         if publishing.is_none() && self.flush_outbox_counted(arn, token).await? > 0 {
@@ -676,7 +711,7 @@ impl Coordinator {
     /// Reads what a batch needs: the execution's record and up to `opts.batch` inbox
     /// entries; for a running execution also its definition and facts (cached), the cursors
     /// this coordinator's last commit left (if still current) and those the events concern.
-    async fn load(&self, arn: &str, clock: std::time::Instant) -> anyhow::Result<Loaded> {
+    async fn load(&self, arn: &str, clock: std::time::Instant) -> Result<Loaded, Error> {
         let mut conn = self.conn.clone();
         // The execution's small fields; its `info` (which holds the execution input, perhaps
         // large) is read and parsed once per execution: it never changes.
@@ -684,11 +719,13 @@ impl Coordinator {
             .arg(self.keys.exec(arn))
             .arg(&ExecutionRecord::FIELDS)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .doing(|| format!("read the record of execution {arn}"))?;
         let exec = ExecutionRecord::from_fields(arn, values)?;
         let raw: Vec<String> = conn
             .lrange(self.keys.inbox(arn), 0, self.opts.batch as isize - 1)
-            .await?;
+            .await
+            .doing(|| format!("read the inbox of execution {arn}"))?;
         if raw.is_empty() {
             return Ok(Loaded::Empty);
         }
@@ -715,11 +752,15 @@ impl Coordinator {
         let def = match cached {
             Some(d) => d,
             None => {
-                let def_text: String = conn
+                let def_text: Option<String> = conn
                     .get(self.keys.definition(def_id))
                     .await
-                    .context("the execution's definition is gone")?;
-                self.definition(&def_text, def_id)?
+                    .doing(|| format!("read definition {def_id} of execution {arn}"))?;
+                let def_text = def_text.ok_or_else(|| Error::DefinitionGone {
+                    execution: arn.to_string(),
+                    definition: def_id.clone(),
+                })?;
+                self.definition(arn, &def_text, def_id)?
             }
         };
         let info = self.execution_info(arn).await?;
@@ -768,7 +809,10 @@ impl Coordinator {
                 _ => None,
             })
             .collect();
-        backend.prefetch(&touched).await?;
+        backend
+            .prefetch(&touched)
+            .await
+            .doing(|| format!("read the cursors of execution {arn}"))?;
         Ok(Loaded::Batch(Box::new(Batch {
             entries: raw.len(),
             events,
@@ -782,9 +826,9 @@ impl Coordinator {
 
     /// Nothing left in the inbox: waits for the previous batch's publishing, then clears the
     /// execution's ready flag (unless something arrived meanwhile, see [`SETTLE`]).
-    async fn settle(&self, arn: &str, publishing: &mut Option<Flush>) -> anyhow::Result<()> {
+    async fn settle(&self, arn: &str, publishing: &mut Option<Flush>) -> Result<(), Error> {
         if let Some(flush) = publishing.take() {
-            join(flush).await?;
+            join(arn, flush).await?;
         }
         let mut conn = self.conn.clone();
         let _: i64 = redis::Script::new(SETTLE)
@@ -793,7 +837,8 @@ impl Coordinator {
             .key(self.keys.ready())
             .arg(arn)
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .doing(|| format!("clear the ready flag of execution {arn}"))?;
         Ok(())
     }
 
@@ -805,20 +850,23 @@ impl Coordinator {
         token: &str,
         entries: usize,
         commits: u64,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let mut conn = self.conn.clone();
         let mut drop_late = Commit::default();
         drop_late.ltrim(&self.keys.inbox(arn), entries as i64, -1);
         drop_late.expect_commits(&self.keys.exec(arn), commits);
         let done = drop_late
             .run(&mut conn, &self.keys.lease(arn), token)
-            .await?;
+            .await
+            .doing(|| format!("drop the late events of execution {arn}"))?;
         committed(arn, done)
     }
 
     /// Feeds the batch's events to the engine and runs it until nothing is left to do.
-    async fn apply(&self, batch: &mut Batch) -> anyhow::Result<()> {
+    async fn apply(&self, batch: &mut Batch) -> Result<(), Error> {
         let now = Utc::now;
+        let arn = batch.backend.arn.clone();
+        let advancing = || format!("advance execution {arn}");
         let Batch {
             events,
             started,
@@ -855,21 +903,24 @@ impl Coordinator {
                     }
                 }
                 InboxEvent::Timeout => {
-                    p.run(backend, now).await?;
+                    p.run(backend, now).await.doing(advancing)?;
                     let e = StatesError::new(
                         crate::asl::error::names::TIMEOUT,
                         "The execution exceeded its TimeoutSeconds.",
                     );
-                    p.stop(backend, e, true, now).await?;
+                    p.stop(backend, e, true, now)
+                        .await
+                        .doing(|| format!("time out execution {arn}"))?;
                 }
                 InboxEvent::Stop { error, cause } => {
-                    p.run(backend, now).await?;
+                    p.run(backend, now).await.doing(advancing)?;
                     p.stop(backend, StatesError::new(error, cause), false, now)
-                        .await?;
+                        .await
+                        .doing(|| format!("stop execution {arn}"))?;
                 }
             }
         }
-        p.run(backend, now).await?;
+        p.run(backend, now).await.doing(advancing)?;
         batch.times.ran = batch.times.clock.elapsed();
         Ok(())
     }
@@ -877,7 +928,7 @@ impl Coordinator {
     /// Writes the batch (cursors, stored values, history, timers, outbox, record, consumed
     /// inbox entries) in one commit fenced by the lease `token` and the commit the batch was
     /// read at. Returns the cursor changes it wrote.
-    async fn commit(&self, arn: &str, token: &str, batch: &mut Batch) -> anyhow::Result<Changes> {
+    async fn commit(&self, arn: &str, token: &str, batch: &mut Batch) -> Result<Changes, Error> {
         let mut conn = self.conn.clone();
         let p = &mut batch.processor;
         let mut changes = p.take_changes();
@@ -905,7 +956,7 @@ impl Coordinator {
         let done = commit
             .run(&mut conn, &self.keys.lease(arn), token)
             .await
-            .context("cannot commit the batch")?;
+            .doing(|| format!("commit a batch of execution {arn}"))?;
         committed(arn, done)?;
         tally.record();
         batch.times.committed = batch.times.clock.elapsed();
@@ -941,10 +992,10 @@ impl Coordinator {
         arn: &str,
         token: &str,
         publishing: &mut Option<Flush>,
-    ) -> anyhow::Result<Duration> {
+    ) -> Result<Duration, Error> {
         let waiting = std::time::Instant::now();
         if let Some(flush) = publishing.take() {
-            join(flush).await?;
+            join(arn, flush).await?;
         }
         let waited = waiting.elapsed();
         let me = self.clone();
@@ -961,8 +1012,12 @@ impl Coordinator {
         backend: &mut RedisBackend,
         cursor: &str,
         seq: u64,
-    ) -> anyhow::Result<Option<StatesError>> {
-        let Some(c) = backend.load_cursor(cursor).await? else {
+    ) -> Result<Option<StatesError>, Error> {
+        let Some(c) = backend
+            .load_cursor(cursor)
+            .await
+            .doing(|| format!("read cursor {cursor} of execution {}", backend.arn))?
+        else {
             return Ok(None);
         };
         let Phase::Task(wait) = &c.phase else {
@@ -972,7 +1027,9 @@ impl Coordinator {
             return Ok(None);
         }
         let mut conn = self.conn.clone();
-        let served = shared::workers::served(&mut conn, self.keys.shared.prefix()).await?;
+        let served = shared::workers::served(&mut conn, self.keys.shared.prefix())
+            .await
+            .doing(|| "read which resources the live workers serve".into())?;
         if served.contains(&wait.resource) {
             return Ok(None);
         }
@@ -983,15 +1040,20 @@ impl Coordinator {
 
     /// Schedules an unserved-resource check for the steps whose resource no live worker
     /// serves right now.
-    async fn check_served(&self, arn: &str, steps: &[StepMessage]) -> anyhow::Result<()> {
+    async fn check_served(&self, arn: &str, steps: &[StepMessage]) -> Result<(), Error> {
         let mut conn = self.conn.clone();
-        let workers = shared::workers::registry(&mut conn, self.keys.shared.prefix()).await?;
+        let workers = shared::workers::registry(&mut conn, self.keys.shared.prefix())
+            .await
+            .doing(|| "read the live workers' registry".into())?;
         let due = Utc::now().timestamp_millis() + self.opts.unserved_grace.as_millis() as i64;
         for step in steps.iter().filter(|s| !workers.live.contains(&s.resource)) {
             let lapsed = workers.lapsed.contains(&step.resource);
             super::unserved::report(arn, &step.resource, lapsed);
             let member = super::timer_member('U', arn, &step.id.cursor, step.id.seq);
-            let _: () = conn.zadd(self.keys.shared.timers(), member, due).await?;
+            let _: () = conn
+                .zadd(self.keys.shared.timers(), &member, due)
+                .await
+                .doing(|| format!("schedule the unserved check {member} of execution {arn}"))?;
         }
         Ok(())
     }
@@ -1002,8 +1064,12 @@ impl Coordinator {
         backend: &mut RedisBackend,
         cursor: &str,
         seq: u64,
-    ) -> anyhow::Result<()> {
-        let Some(c) = backend.load_cursor(cursor).await? else {
+    ) -> Result<(), Error> {
+        let Some(c) = backend
+            .load_cursor(cursor)
+            .await
+            .doing(|| format!("read cursor {cursor} of execution {}", backend.arn))?
+        else {
             return Ok(());
         };
         if let Phase::Task(wait) = &c.phase

@@ -43,7 +43,9 @@ pub struct Fleet {
     pub topo: Topology,
     pub client: FleetClient,
     stop: Option<oneshot::Sender<()>>,
-    service: Option<JoinHandle<anyhow::Result<()>>>,
+    service: Option<
+        JoinHandle<Result<(), shared::supervise::Error<coordinator::fleet::service::Error>>>,
+    >,
     _turn: MutexGuard<'static, ()>,
 }
 

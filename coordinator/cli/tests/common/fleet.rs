@@ -9,16 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use coordinator::asl::parse::parse_definition_value;
 use coordinator::engine::ExecutionInfo;
-use coordinator::fleet::client::FleetClient;
-use coordinator::fleet::service::{Coordinator, ServiceOptions};
 use serde_json::Value;
-use shared::config::FleetConfig;
-use shared::supervise::Shutdown;
-use worker::consumer::{self, ConsumerOptions};
 
+use super::in_process::{InProcessFleet, Services, config, log_to_file};
 use super::{EXECUTION_NAME, Ended, MACHINE_NAME, Mode, START_TIME, TestExecutor};
 
 /// The longest a fixture may run on the fleet before it counts as hung.
@@ -27,12 +22,6 @@ const FIXTURE_LIMIT: Duration = Duration::from_secs(120);
 /// Task slots of the worker: above every fixture's MaxConcurrency, so `count` measures the
 /// Map's limit and not the worker's.
 const WORKER_SLOTS: usize = 64;
-
-#[derive(Parser)]
-struct Flags {
-    #[command(flatten)]
-    fleet: FleetConfig,
-}
 
 /// Runs each fixture on a fleet of its own; see the module docs.
 pub struct Fleet;
@@ -56,14 +45,15 @@ impl Mode for Fleet {
         input: Value,
         executor: Arc<TestExecutor>,
     ) -> Result<Ended, String> {
-        let def = parse_definition_value(definition).map_err(|e| e.to_string())?;
+        // A definition the fleet would reject is reported as such, before any fleet starts.
+        parse_definition_value(definition).map_err(|e| e.to_string())?;
         let prefix = shared::testkit::unique_prefix("engine-fx");
-        let log = log_file();
+        let log = log_to_file("mapfleet-engine-fleet");
         // Bounded as a whole, teardown included: a fixture that hangs anywhere is a failure
         // that names it, never a test that runs until CI's limit.
         let result = match tokio::time::timeout(
             FIXTURE_LIMIT + Duration::from_secs(60),
-            run_on(&prefix, definition, def, input, executor),
+            run_on(&prefix, definition, input, executor),
         )
         .await
         {
@@ -76,7 +66,10 @@ impl Mode for Fleet {
         let amqp = shared::testkit::amqp_url();
         let redis = shared::testkit::redis_url();
         if let Err(e) = shared::testkit::teardown(&amqp, &redis, &prefix).await {
-            eprintln!("could not clean up the fleet prefix {prefix}: {e:#}");
+            eprintln!(
+                "could not clean up the fleet prefix {prefix}: {}",
+                shared::supervise::Chain(&e)
+            );
         }
         result.map_err(|e| {
             format!(
@@ -85,27 +78,6 @@ impl Mode for Fleet {
             )
         })
     }
-}
-
-/// Where this test process's coordinators and workers log (`MAPFLEET_LOG`, info by default);
-/// set up by the first fixture.
-fn log_file() -> std::path::PathBuf {
-    static LOG: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    LOG.get_or_init(|| {
-        let path =
-            std::env::temp_dir().join(format!("mapfleet-engine-fleet-{}.log", std::process::id()));
-        if let Ok(file) = std::fs::File::create(&path) {
-            let filter = tracing_subscriber::EnvFilter::try_from_env("MAPFLEET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .try_init();
-        }
-        path
-    })
-    .clone()
 }
 
 /// The last warnings and errors in the log, indented.
@@ -128,12 +100,10 @@ fn problems_in(log: &std::path::Path) -> String {
 async fn run_on(
     prefix: &str,
     definition: &Value,
-    def: coordinator::asl::definition::StateMachine,
     input: Value,
     executor: Arc<TestExecutor>,
 ) -> anyhow::Result<Ended> {
-    let flags = Flags::parse_from([
-        "engine-fleet",
+    let fleet = config(&[
         "--prefix",
         prefix,
         "--amqp",
@@ -141,87 +111,38 @@ async fn run_on(
         "--redis",
         &shared::testkit::redis_url(),
     ]);
-    let fleet = flags.fleet;
-    // Declared once here, before the worker and the coordinator start together (see
-    // `shared::testkit::declare_prefix`).
-    {
-        let conn =
-            shared::amqp::connect(&fleet.amqp_url, "engine-fixtures", fleet.connect_timeout())
-                .await?;
-        let channel = conn.create_channel().await?;
-        shared::topology::declare(&channel, &fleet.topology()).await?;
-        shared::amqp::close(&conn, "declared").await;
-    }
-
-    // The worker: the utility resources, registered as served (as `mapfleet-worker` does).
-    let registry = executor.registry();
-    let mut conn = shared::redis_schema::connect(&fleet.redis_url).await?;
-    let resources: Vec<String> = registry.resources().map(str::to_string).collect();
-    shared::workers::register(
-        &mut conn,
-        prefix,
-        "engine-fixtures",
-        &resources,
-        Duration::from_secs(600),
+    // One worker serving the utility resources from the fixture's own executor, and one
+    // coordinator, started again after a broker failure as the binaries do.
+    let running = InProcessFleet::start_with(
+        fleet,
+        Services {
+            registry: executor.registry(),
+            worker_tag: "engine-fixtures",
+            ..Services::one_each(WORKER_SLOTS)
+        },
     )
     .await?;
-    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = {
-        let fleet = fleet.clone();
-        let opts = ConsumerOptions {
-            queues: vec!["default".into()],
-            concurrency: WORKER_SLOTS,
-            prefetch: WORKER_SLOTS as u16,
-            grace: Duration::from_secs(1),
-            worker_id: format!("engine-fixtures/{prefix}"),
-            outcome_batch: 64,
-            test_ack_delay: Duration::ZERO,
-        };
-        let shutdown = Shutdown::on(async {
-            let _ = worker_stopped.await;
-        });
-        tokio::spawn(async move { consumer::serve(&fleet, registry, opts, &shutdown).await })
-    };
-
-    // Started again after a broker failure, as `mapfleet coordinator` does.
-    let (stop_coordinator, coordinator_stopped) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = Shutdown::on(async {
-        let _ = coordinator_stopped.await;
-    });
-    let service = {
-        let fleet = fleet.clone();
-        tokio::spawn(async move {
-            Coordinator::serve(&fleet, ServiceOptions::default(), &shutdown).await
-        })
-    };
-
-    let client = FleetClient::connect(&fleet.redis_url, prefix).await?;
     let info = ExecutionInfo::new(MACHINE_NAME, EXECUTION_NAME, input, chrono::Utc::now());
-    client.submit(&definition.to_string(), &def, &info).await?;
-    let ended = tokio::time::timeout(FIXTURE_LIMIT, client.wait(&info.execution_arn, None)).await;
+    running.submit_as(definition, &info).await?;
+    let ended = tokio::time::timeout(
+        FIXTURE_LIMIT,
+        running.client.wait(&info.execution_arn, None),
+    )
+    .await;
 
     // A coordinator or worker that stopped on its own explains a hang.
-    let early = |what: &str, finished: bool| finished.then(|| format!("the {what} had stopped"));
-    let stopped: Vec<String> = [
-        early("coordinator", service.is_finished()),
-        early("worker", worker.is_finished()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let _ = stop_coordinator.send(());
-    let _ = stop_worker.send(());
-    let service_result = service.await;
-    let worker_result = worker.await;
+    let stopped = running.stopped();
+    let client = running.client.clone();
+    let results = running.stop().await;
 
     let ended = match ended {
         Ok(r) => r?,
         Err(_) => anyhow::bail!(
-            "still RUNNING after {FIXTURE_LIMIT:?}; {}; coordinator: {service_result:?}; worker: {worker_result:?}",
+            "still RUNNING after {FIXTURE_LIMIT:?}; {}; services: {results:?}",
             if stopped.is_empty() {
-                "both were running".to_string()
+                "all were running".to_string()
             } else {
-                stopped.join(", ")
+                format!("{} had stopped", stopped.join(", "))
             }
         ),
     };

@@ -1,6 +1,6 @@
 //! The harness of the engine's semantics tests: a few utility tasks (worker [`Task`]s, run by
 //! the worker's task policy in both modes), a [`Mode`] seam (embedded mode here, the fleet
-//! in [`fleet`]) and a runner for the data-driven fixtures under
+//! in [`fleet`], on the in-process fleet of [`in_process`]) and a runner for the data-driven fixtures under
 //! `tests/fixtures/engine/<concept>/`.
 //!
 //! # Utility resources
@@ -37,6 +37,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod fleet;
+pub mod in_process;
 pub mod proxy;
 pub mod redis_server;
 

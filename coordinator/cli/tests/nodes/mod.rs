@@ -6,15 +6,14 @@
 //! - [`ca`]: a test CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA;
 //! - [`rabbit`]: a RabbitMQ node (plain and, with a CA, TLS listeners), killed and started
 //!   again on its data directory;
-//! - [`redis`]: a `redis-server` (plain or TLS);
-//! - [`fleet`]: a coordinator and a worker in this process, on any [`FleetConfig`].
+//! - [`redis`]: a `redis-server` (plain or TLS).
 //!
-//! [`FleetConfig`]: shared::config::FleetConfig
+//! The coordinator and worker such tests run against them are the in-process fleet of
+//! `common::in_process`.
 
 #![allow(dead_code)]
 
 pub mod ca;
-pub mod fleet;
 pub mod rabbit;
 pub mod redis;
 

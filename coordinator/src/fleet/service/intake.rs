@@ -7,20 +7,19 @@ impl Coordinator {
     /// Consumes outcome messages (each one outcome or a worker's batch), applying up to
     /// [`OUTCOME_DELIVERIES_AT_ONCE`] messages concurrently; each is acked once its outcomes
     /// are applied and in their executions' inboxes.
-    pub(super) async fn consume_outcomes(self: Arc<Self>) -> anyhow::Result<()> {
-        let (channel, mut consumer) = shared::amqp::consume(
-            &self.amqp,
-            &self.topo.outcomes_queue(),
-            &format!("{}-outcomes", self.id),
-            512,
-        )
-        .await?;
+    pub(super) async fn consume_outcomes(self: Arc<Self>) -> Result<(), Error> {
+        let queue = self.topo.outcomes_queue();
+        let (channel, mut consumer) =
+            shared::amqp::consume(&self.amqp, &queue, &format!("{}-outcomes", self.id), 512)
+                .await
+                .doing(|| format!("consume queue {queue}"))?;
         let slots = Arc::new(Semaphore::new(OUTCOME_DELIVERIES_AT_ONCE));
         let mut tasks = tokio::task::JoinSet::new();
         while let Some(delivery) = consumer.next().await {
-            let delivery = delivery?;
+            let delivery = delivery.doing(|| format!("consume queue {queue}"))?;
             let permit = slots.clone().acquire_owned().await.expect("never closed");
             let me = self.clone();
+            let queue = queue.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 match decode_outcomes(&delivery.data) {
@@ -48,22 +47,24 @@ impl Coordinator {
                     }
                     Err(e) => tracing::error!(error = %e, "dropping an unreadable outcome message"),
                 }
-                delivery.ack(BasicAckOptions::default()).await?;
-                anyhow::Ok(())
+                delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .doing(|| format!("ack an outcome message from queue {queue}"))
             });
             while let Some(done) = tasks.try_join_next() {
-                done.context("an outcome task panicked")??;
+                done.map_err(outcome_task_stopped)??;
             }
         }
         while let Some(done) = tasks.join_next().await {
-            done.context("an outcome task panicked")??;
+            done.map_err(outcome_task_stopped)??;
         }
         drop(channel);
-        anyhow::bail!("the outcomes consumer was cancelled by the broker")
+        Err(Error::ConsumerCancelled { queue })
     }
 
     /// Applies an outcome exactly once (the `shared` script) and hands it to its execution.
-    async fn deliver(&self, id: &StepId, result: Result<Value, StatesError>) -> anyhow::Result<()> {
+    async fn deliver(&self, id: &StepId, result: Result<Value, StatesError>) -> Result<(), Error> {
         self.deliver_all(vec![(id.clone(), result)]).await
     }
 
@@ -73,7 +74,7 @@ impl Coordinator {
     async fn deliver_all(
         &self,
         outcomes: Vec<(StepId, Result<Value, StatesError>)>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let texts: Vec<(String, String)> = outcomes
             .iter()
             .map(|(id, result)| {
@@ -114,7 +115,8 @@ impl Coordinator {
                         apply_to_inbox(&mut conn, &self.keys.shared, ttl, inbox, ready, chunk).await
                     }
                 })
-                .await?;
+                .await
+                .doing(|| format!("apply outcomes of execution {arn}"))?;
                 // Acked once this returns: kept until Redis has surely persisted them.
                 self.recovery.outcomes_applied(
                     chunk
@@ -132,16 +134,14 @@ impl Coordinator {
         Ok(())
     }
 
-    pub(super) async fn consume_dead_letters(self: Arc<Self>) -> anyhow::Result<()> {
-        let (channel, mut consumer) = shared::amqp::consume(
-            &self.amqp,
-            &self.topo.dead_letter_queue(),
-            &format!("{}-dead", self.id),
-            16,
-        )
-        .await?;
+    pub(super) async fn consume_dead_letters(self: Arc<Self>) -> Result<(), Error> {
+        let queue = self.topo.dead_letter_queue();
+        let (channel, mut consumer) =
+            shared::amqp::consume(&self.amqp, &queue, &format!("{}-dead", self.id), 16)
+                .await
+                .doing(|| format!("consume queue {queue}"))?;
         while let Some(delivery) = consumer.next().await {
-            let delivery = delivery?;
+            let delivery = delivery.doing(|| format!("consume queue {queue}"))?;
             // A batch is dead-lettered only if splitting it kept failing (see the worker's
             // consumer): each of its steps fails as it would alone.
             match decode_steps(&delivery.data) {
@@ -167,13 +167,16 @@ impl Coordinator {
                 }
                 Err(e) => tracing::error!(error = %e, "dropping an unreadable dead letter"),
             }
-            delivery.ack(BasicAckOptions::default()).await?;
+            delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .doing(|| format!("ack a dead letter from queue {queue}"))?;
         }
         drop(channel);
-        anyhow::bail!("the dead-letter consumer was cancelled by the broker")
+        Err(Error::ConsumerCancelled { queue })
     }
 
-    pub(super) async fn fire_timers(self: Arc<Self>) -> anyhow::Result<()> {
+    pub(super) async fn fire_timers(self: Arc<Self>) -> Result<(), Error> {
         let mut conn = self.conn.clone();
         loop {
             let now = Utc::now().timestamp_millis().max(0) as u64;
@@ -187,9 +190,16 @@ impl Coordinator {
                         self.recovery
                             .timer_claimed(&timer.member, timer.lease_until_ms);
                         if let Some((arn, event)) = parse_timer(&timer.member) {
-                            enqueue(&mut conn, &self.keys, &arn, &[event]).await?;
+                            enqueue(&mut conn, &self.keys, &arn, &[event])
+                                .await
+                                .doing(|| {
+                                    format!("queue timer {} of execution {arn}", timer.member)
+                                })?;
                         }
-                        self.store.complete_timer(&timer).await?;
+                        self.store
+                            .complete_timer(&timer)
+                            .await
+                            .doing(|| format!("complete timer {}", timer.member))?;
                     }
                     self.wake.notify_one();
                     continue;
@@ -199,5 +209,14 @@ impl Coordinator {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// An outcome task that panicked (or was cancelled) stops the consumer: its message stays
+/// unacked, and the broker delivers it again.
+fn outcome_task_stopped(source: tokio::task::JoinError) -> Error {
+    Error::TaskStopped {
+        task: "an outcome task".into(),
+        source,
     }
 }

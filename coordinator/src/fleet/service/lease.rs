@@ -210,7 +210,7 @@ pub async fn await_steps(
     ttl: Duration,
     published: &[String],
     steps: &[(&str, u64, u32)],
-) -> anyhow::Result<bool> {
+) -> Result<bool, super::Error> {
     let (Some(first), Some(last)) = (published.first(), published.last()) else {
         return Ok(true);
     };
@@ -228,7 +228,13 @@ pub async fn await_steps(
                 .arg(*seq)
                 .arg(*attempt);
         }
-        let n: i64 = inv.invoke_async(conn).await?;
+        let n: i64 = inv
+            .invoke_async(conn)
+            .await
+            .map_err(|source| super::Error::Redis {
+                doing: format!("mark the steps of execution {arn} awaited"),
+                source,
+            })?;
         match n {
             -1 => {
                 return Err(LeaseLost {
@@ -349,7 +355,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(err.downcast_ref::<LeaseLost>().is_some(), "{err:#}");
+        assert!(matches!(err, super::super::Error::LeaseLost(_)), "{err}");
         release(&mut conn, &keys, arn, &old).await.unwrap();
         assert!(renew(&mut conn, &keys, arn, &new, lease).await.unwrap());
         assert_eq!(

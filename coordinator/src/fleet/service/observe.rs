@@ -88,7 +88,7 @@ pub(super) fn redis_memory(info: &str) -> (Option<i64>, Option<i64>) {
 impl Coordinator {
     /// Polls the fleet's surroundings every [`POLL_EVERY`] until the coordinator stops. A
     /// failed poll is counted and logged at debug level; it never stops the coordinator.
-    pub(super) async fn observe_fleet(self: Arc<Self>) -> anyhow::Result<()> {
+    pub(super) async fn observe_fleet(self: Arc<Self>) -> Result<(), Error> {
         let m = &shared::metrics::get().fleet;
         let mut queues: Vec<String> = self.topo.steps_queues();
         queues.push(self.topo.outcomes_queue());
@@ -142,10 +142,14 @@ impl Coordinator {
         &self,
         channel: &mut Option<shared::lapin::Channel>,
         queues: &[String],
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let ch = match channel {
             Some(c) if c.status().connected() => c,
-            _ => channel.insert(self.amqp.create_channel().await?),
+            _ => channel.insert(
+                shared::amqp::open_channel(&self.amqp)
+                    .await
+                    .doing(|| "open a channel to poll the queues".into())?,
+            ),
         };
         let m = &shared::metrics::get().fleet;
         for q in queues {
@@ -159,7 +163,7 @@ impl Coordinator {
                     FieldTable::default(),
                 )
                 .await
-                .with_context(|| format!("queue {q}"))?;
+                .doing(|| format!("read the backlog of queue {q}"))?;
             m.queue_messages_ready
                 .with_label_values(&[q])
                 .set(i64::from(declared.message_count()));

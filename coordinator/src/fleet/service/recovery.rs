@@ -192,7 +192,7 @@ async fn run_id(conn: &mut ConnectionManager) -> Option<String> {
 impl Coordinator {
     /// Watches Redis's `run_id`; when Redis restarted, puts back what this process applied
     /// recently (see the module docs).
-    pub(super) async fn watch_redis(self: Arc<Self>) -> anyhow::Result<()> {
+    pub(super) async fn watch_redis(self: Arc<Self>) -> Result<(), Error> {
         let mut conn = self.conn.clone();
         // A recovery that failed (Redis went away again) is retried on the next tick.
         let mut pending = false;
@@ -210,7 +210,7 @@ impl Coordinator {
                     match self.recover_lost_writes().await {
                         Ok(()) => pending = false,
                         Err(e) => {
-                            tracing::warn!(error = %format!("{e:#}"), "cannot put back what Redis may have lost yet, retrying")
+                            tracing::warn!(error = %Chain(&e), "cannot put back what Redis may have lost yet, retrying")
                         }
                     }
                 }
@@ -219,7 +219,7 @@ impl Coordinator {
         }
     }
 
-    async fn recover_lost_writes(&self) -> anyhow::Result<()> {
+    async fn recover_lost_writes(&self) -> Result<(), Error> {
         // Cursors kept from before may be newer than what Redis holds now.
         self.cursor_cache.lock().expect("cursor cache lock").clear();
         let (outcomes, timers, dropped) = self.recovery.snapshot();
@@ -246,7 +246,8 @@ impl Coordinator {
                 let mut conn = self.conn.clone();
                 let flags =
                     apply_to_inbox(&mut conn, &self.keys.shared, ttl, &inbox, &ready, chunk)
-                        .await?;
+                        .await
+                        .doing(|| format!("apply again the outcomes of execution {arn}"))?;
                 total += flags.len();
                 applied += flags.iter().filter(|f| **f == Applied::Applied).count();
             }
@@ -262,7 +263,8 @@ impl Coordinator {
                 .arg(*lease_until)
                 .arg(now)
                 .invoke_async(&mut conn)
-                .await?;
+                .await
+                .doing(|| format!("fire timer {member} again"))?;
             refired += n as usize;
         }
         if applied > 0 || refired > 0 {

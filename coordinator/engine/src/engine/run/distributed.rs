@@ -126,9 +126,7 @@ impl Engine {
         let tolerated_percentage = match &spec.tolerated_failure_percentage {
             None => None,
             Some(Dynamic::Literal(p)) => Some(*p),
-            Some(d @ Dynamic::Expr(_)) => {
-                super::query::expr_percentage(d, &jscope).transpose()?
-            }
+            Some(d @ Dynamic::Expr(_)) => super::query::expr_percentage(d, &jscope).transpose()?,
             Some(Dynamic::Path(p)) => match p.eval(&scope)?.as_f64() {
                 Some(pct) if (0.0..=100.0).contains(&pct) => Some(pct),
                 _ => {

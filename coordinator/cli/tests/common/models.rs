@@ -1,0 +1,35 @@
+//! Where the photo tests find the repository and the face models. Included with `#[path]`
+//! by the tests that run photo tasks (`embedded_limits.rs`, `fleet_photos.rs`), which need
+//! nothing else of the harness.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (this crate is `coordinator/cli`).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The face models: `MAPFLEET_MODELS_DIR`, else `<repo>/mapfleet-data/models`, fetched by the
+/// setup script when missing.
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("MAPFLEET_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("mapfleet-data/models"));
+    if !dir.join("libonnxruntime.so").exists() {
+        let ok = Command::new("bash")
+            .arg(repo().join("deploy/setup-models.sh"))
+            .arg(&dir)
+            .status()
+            .map(|s| s.success());
+        assert!(
+            matches!(ok, Ok(true)),
+            "deploy/setup-models.sh failed: the face models are needed"
+        );
+    }
+    dir
+}

@@ -16,6 +16,9 @@
 //!   many files), `SUCCEEDED`/`FAILED`: how many records in all, `records`: records matched
 //!   as subsets, found by their `Input`'s `id`}.
 
+#[path = "common/models.rs"]
+mod models;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -259,26 +262,6 @@ fn distributed_map_fixtures() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// The face models (`deploy/setup-models.sh` fetches them when missing).
-fn models_dir() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("MAPFLEET_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("mapfleet-data/models"));
-    if !dir.join("libonnxruntime.so").exists() {
-        let ok = Command::new("bash")
-            .arg(repo.join("deploy/setup-models.sh"))
-            .arg(&dir)
-            .status()
-            .map(|s| s.success());
-        assert!(
-            matches!(ok, Ok(true)),
-            "deploy/setup-models.sh failed: the face models are needed"
-        );
-    }
-    dir
-}
-
 /// `mapfleet demo --distributed`: the workshop's batch as a Distributed Map over a CSV
 /// manifest, embedded; every photo is a child execution with its record in the results
 /// bucket, and of the two photos of one face exactly one is accepted.
@@ -287,7 +270,7 @@ fn rider_photo_demo_as_a_distributed_map() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    std::os::unix::fs::symlink(models_dir(), data.join("models")).unwrap();
+    std::os::unix::fs::symlink(models::models_dir(), data.join("models")).unwrap();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/rider-photos");
     let out = Command::new(MAPFLEET)
         .args(["demo", "--distributed", "--examples"])

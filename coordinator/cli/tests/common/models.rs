@@ -1,5 +1,5 @@
 //! Where the photo tests find the repository and the face models. Included with `#[path]`
-//! by the tests that run photo tasks (`embedded_limits.rs`, `fleet_photos.rs`), which need
+//! by the tests that run photo tasks (`embedded_limits.rs`, `fleet_photos.rs`, `distributed_map.rs`), which need
 //! nothing else of the harness.
 
 use std::path::{Path, PathBuf};

@@ -91,6 +91,11 @@ pub enum Command {
         #[arg(long, default_value = "examples/rider-photos")]
         examples: PathBuf,
     },
+    /// Serve the Step Functions API (`aws stepfunctions --endpoint-url`, boto3, the AWS SDKs)
+    /// over the fleet: state machines and their executions. Requests must be SigV4-signed
+    /// (service `states`) by a key pair from MAPFLEET_API_KEYS or --credentials-file, unless
+    /// --allow-anonymous.
+    Serve(crate::api::ServeArgs),
     /// Stop an execution of the fleet (it ends ABORTED).
     Stop {
         arn: String,
@@ -190,6 +195,7 @@ pub fn main() -> ExitCode {
             Command::Faces(cmd) => photos::faces(&data_dir, cmd).await,
             Command::Metadata(cmd) => photos::metadata(&data_dir, cmd).await,
             Command::Demo { examples } => photos::demo(&data_dir, &examples).await,
+            Command::Serve(args) => crate::api::serve(args).await,
             Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
             Command::Coordinator(args) => crate::fleet::command::run(args)
                 .await

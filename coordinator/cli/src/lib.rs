@@ -6,6 +6,8 @@
 //! - [`cli`]: one enum of commands, one function per command.
 //! - [`tasks`]: the worker's task registry as embedded mode's [`coordinator::embedded::TaskExecutor`].
 
+pub mod access;
+pub mod api;
 pub mod cli;
 pub mod tasks;
 

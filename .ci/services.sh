@@ -77,3 +77,6 @@ if command -v rabbitmqctl >/dev/null; then
         timeout 60 rabbitmq-diagnostics -q alarms >&2 || true
     fi
 fi
+
+# The aws CLI and boto3 for the Step Functions API tests.
+bash "$(dirname "$0")/api-clients.sh"

@@ -95,6 +95,11 @@ pub enum Command {
         #[arg(long)]
         distributed: bool,
     },
+    /// Serve the Step Functions API (`aws stepfunctions --endpoint-url`, boto3, the AWS SDKs)
+    /// over the fleet: state machines and their executions. Requests must be SigV4-signed
+    /// (service `states`) by a key pair from MAPFLEET_API_KEYS or --credentials-file, unless
+    /// --allow-anonymous.
+    Serve(crate::api::ServeArgs),
     /// Stop an execution of the fleet (it ends ABORTED).
     Stop {
         arn: String,
@@ -208,6 +213,7 @@ pub fn main() -> ExitCode {
                 examples,
                 distributed,
             } => photos::demo(&data_dir, &examples, distributed).await,
+            Command::Serve(args) => crate::api::serve(args).await,
             Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
             Command::Coordinator(args) => crate::fleet::command::run(args)
                 .await

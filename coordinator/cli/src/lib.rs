@@ -7,6 +7,8 @@
 //! - [`buckets`]: the worker's object store as Distributed Maps' [`coordinator::maprun::Buckets`].
 //! - [`tasks`]: the worker's task registry as embedded mode's [`coordinator::embedded::TaskExecutor`].
 
+pub mod access;
+pub mod api;
 pub mod buckets;
 pub mod cli;
 pub mod tasks;

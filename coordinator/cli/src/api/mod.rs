@@ -1,0 +1,118 @@
+//! `mapfleet serve`: the Step Functions API (AWS JSON 1.0, `POST /` with
+//! `X-Amz-Target: AWSStepFunctions.<Operation>`), so the `aws stepfunctions` CLI, boto3 and
+//! the other AWS SDKs drive mapfleet unchanged.
+//!
+//! This first slice serves state machines (Create, Describe, List, Delete,
+//! ValidateStateMachineDefinition) and STANDARD executions on the fleet (StartExecution,
+//! DescribeExecution, ListExecutions, GetExecutionHistory, StopExecution). Requests are
+//! SigV4-checked (service `states`) by `mapfleet_auth`, as `mapfleet rekognition serve` does.
+//!
+//! # Layout
+//! - [`wire`]: errors, timestamps, request members, pagination tokens.
+//! - [`store`]: the state machines and the per-machine execution lists in the fleet's Redis.
+//! - [`ops`]: one function per operation.
+//! - [`server`]: the axum router, authentication and dispatch.
+
+pub mod ops;
+pub mod server;
+pub mod store;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+/// How long a read of the fleet keeps trying while Redis cannot be reached, per request.
+const REDIS_PATIENCE: Duration = Duration::from_secs(10);
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen.
+    #[arg(long, env = "MAPFLEET_API_ADDR", default_value = "127.0.0.1:8083")]
+    pub addr: SocketAddr,
+    /// The fleet's Redis: state machines are kept there and executions run on the fleet.
+    #[arg(long, env = "MAPFLEET_REDIS_URL")]
+    pub redis: Option<String>,
+    /// The fleet's RabbitMQ (its coordinators use it; the API itself needs only Redis).
+    #[arg(long, env = "MAPFLEET_AMQP_URL")]
+    pub amqp: Option<String>,
+    /// The fleet's namespace of queues and keys.
+    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
+    pub prefix: String,
+    /// The key pairs allowed to call, in the AWS credentials file format (every profile's
+    /// `aws_access_key_id` / `aws_secret_access_key`). Adds to MAPFLEET_API_KEYS
+    /// (`AKID:SECRET` pairs, comma-separated), which is read from the environment only so that
+    /// no secret shows in `ps`.
+    #[arg(long, env = "MAPFLEET_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// Accept unsigned requests from anyone who can reach the address (a trusted network
+    /// only; a warning says so at start).
+    #[arg(long)]
+    pub allow_anonymous: bool,
+}
+
+/// `mapfleet serve`.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let api_keys = std::env::var("MAPFLEET_API_KEYS").ok();
+    let access = crate::access::access(
+        args.credentials_file.as_deref(),
+        api_keys.as_deref(),
+        args.allow_anonymous,
+        wire::SIGNING_NAME,
+    )?;
+    let redis = match (&args.redis, &args.amqp) {
+        (Some(r), _) => r.clone(),
+        (None, Some(_)) => "redis://127.0.0.1:6379/".to_string(),
+        (None, None) => anyhow::bail!(
+            "mapfleet serve runs on the fleet only for now: give --redis (or MAPFLEET_REDIS_URL) \
+             and run `mapfleet coordinator` and workers on it; embedded mode (--data-dir) is not \
+             there yet"
+        ),
+    };
+    let mut fleet = coordinator::fleet::client::FleetClient::connect(&redis, &args.prefix).await?;
+    fleet.patience = REDIS_PATIENCE;
+    let store = store::Store::new(fleet);
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.addr))?;
+    let bound = listener.local_addr()?;
+    // The one line a script waits for; the port is the real one when --addr asked for 0.
+    eprintln!(
+        "Step Functions API on http://{bound} (fleet prefix {}, Redis {})",
+        args.prefix,
+        shared::config::redact_url(&redis)
+    );
+    server::serve(
+        listener,
+        server::router(store, access),
+        shared::process::shutdown_signal(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_listens_on_8083_by_default_and_takes_the_fleet_flags() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        // Only flags, no environment: the defaults are the documented ones.
+        let t = T::try_parse_from(["t", "--redis", "redis://r:6379/", "--prefix", "p"]).unwrap();
+        if std::env::var_os("MAPFLEET_API_ADDR").is_none() {
+            assert_eq!(t.args.addr, "127.0.0.1:8083".parse().unwrap());
+        }
+        assert_eq!(t.args.redis.as_deref(), Some("redis://r:6379/"));
+        assert_eq!(t.args.prefix, "p");
+        assert!(!t.args.allow_anonymous);
+    }
+}

@@ -1,0 +1,512 @@
+//! The operations: botocore's request members in, its response shapes out.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use coordinator::asl::parse::{
+    InvalidDefinition, MAX_DEFINITION_BYTES, Severity, parse_definition,
+};
+use coordinator::driver::Status;
+use coordinator::engine::ExecutionInfo;
+
+use super::store::{MachineRecord, Store, check_execution_arn, machine_arn, machine_name};
+use super::wire::{
+    ApiError, DEFAULT_PAGE, Input, MAX_PAGE, check_len, encode_token, epoch, epoch_ms,
+};
+
+/// Step Functions' limit on an execution's input and output.
+const MAX_PAYLOAD: usize = 262_144;
+
+/// The operations this server answers.
+pub const IMPLEMENTED: &[&str] = &[
+    "CreateStateMachine",
+    "DescribeStateMachine",
+    "ListStateMachines",
+    "DeleteStateMachine",
+    "ValidateStateMachineDefinition",
+    "StartExecution",
+    "DescribeExecution",
+    "ListExecutions",
+    "GetExecutionHistory",
+    "StopExecution",
+];
+
+/// Runs one operation.
+pub async fn call(store: &Store, operation: &str, input: Input) -> Result<Value, ApiError> {
+    match operation {
+        "CreateStateMachine" => create_state_machine(store, input).await,
+        "DescribeStateMachine" => describe_state_machine(store, input).await,
+        "ListStateMachines" => list_state_machines(store, input).await,
+        "DeleteStateMachine" => delete_state_machine(store, input).await,
+        "ValidateStateMachineDefinition" => validate_definition(input),
+        "StartExecution" => start_execution(store, input).await,
+        "DescribeExecution" => describe_execution(store, input).await,
+        "ListExecutions" => list_executions(store, input).await,
+        "GetExecutionHistory" => get_execution_history(store, input).await,
+        "StopExecution" => stop_execution(store, input).await,
+        other => Err(ApiError::new(
+            "UnknownOperationException",
+            format!(
+                "mapfleet does not implement the operation '{other}' yet; it serves: {}",
+                IMPLEMENTED.join(", ")
+            ),
+        )),
+    }
+}
+
+fn invalid_definition(e: &InvalidDefinition) -> ApiError {
+    let text: Vec<String> = e.0.iter().map(|d| d.to_string()).collect();
+    ApiError::new(
+        "InvalidDefinition",
+        format!("Invalid State Machine Definition: '{}'", text.join("; ")),
+    )
+}
+
+fn invalid_name(name: &str) -> ApiError {
+    ApiError::new("InvalidName", format!("Invalid Name: '{name}'"))
+}
+
+fn check_type(kind: Option<&str>) -> Result<String, ApiError> {
+    match kind.unwrap_or("STANDARD") {
+        "STANDARD" => Ok("STANDARD".into()),
+        "EXPRESS" => Err(ApiError::new(
+            "StateMachineTypeNotSupported",
+            "mapfleet runs STANDARD state machines only (EXPRESS is not supported yet)",
+        )),
+        other => Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [STANDARD, EXPRESS]"
+        ))),
+    }
+}
+
+async fn create_state_machine(store: &Store, input: Input) -> Result<Value, ApiError> {
+    let name = input.required("name")?;
+    crate::cli::check_name(name).map_err(|_| invalid_name(name))?;
+    let definition = input.required_len("definition", MAX_DEFINITION_BYTES)?;
+    let role_arn = input.required_len("roleArn", 256)?;
+    if !role_arn.starts_with("arn:") {
+        return Err(ApiError::new(
+            "InvalidArn",
+            format!("Invalid Arn: 'Invalid ARN prefix: {role_arn}'"),
+        ));
+    }
+    let kind = check_type(input.str("type")?)?;
+    if input.bool("publish")? {
+        return Err(ApiError::validation(
+            "mapfleet does not publish state machine versions yet (publish must be false)",
+        ));
+    }
+    if input.str("versionDescription")?.is_some() {
+        return Err(ApiError::validation(
+            "Version description can only be set when publish is true",
+        ));
+    }
+    parse_definition(definition).map_err(|e| invalid_definition(&e))?;
+    let record = MachineRecord {
+        name: name.to_string(),
+        arn: machine_arn(name),
+        definition: definition.to_string(),
+        role_arn: role_arn.to_string(),
+        kind,
+        creation_ms: Utc::now().timestamp_millis(),
+        logging: input.0.get("loggingConfiguration").cloned(),
+        tracing: input.0.get("tracingConfiguration").cloned(),
+    };
+    let stored = store.create_machine(&record).await?;
+    if !stored.same_request(&record) {
+        return Err(ApiError::new(
+            "StateMachineAlreadyExists",
+            format!("State Machine Already Exists: '{}'", stored.arn),
+        ));
+    }
+    tracing::info!(state_machine = %stored.arn, "state machine created");
+    Ok(json!({
+        "stateMachineArn": stored.arn,
+        "creationDate": epoch_ms(stored.creation_ms),
+    }))
+}
+
+async fn machine_for(store: &Store, arn: &str) -> Result<MachineRecord, ApiError> {
+    let name = machine_name(arn)?;
+    store
+        .machine(name)
+        .await?
+        .ok_or_else(|| ApiError::machine_missing(arn))
+}
+
+async fn describe_state_machine(store: &Store, input: Input) -> Result<Value, ApiError> {
+    let arn = input.required_len("stateMachineArn", 256)?;
+    let m = machine_for(store, arn).await?;
+    Ok(json!({
+        "stateMachineArn": m.arn,
+        "name": m.name,
+        "status": "ACTIVE",
+        "definition": m.definition,
+        "roleArn": m.role_arn,
+        "type": m.kind,
+        "creationDate": epoch_ms(m.creation_ms),
+        "loggingConfiguration": m.logging.clone().unwrap_or_else(|| json!({"level": "OFF", "includeExecutionData": false})),
+        "tracingConfiguration": m.tracing.clone().unwrap_or_else(|| json!({"enabled": false})),
+    }))
+}
+
+async fn list_state_machines(store: &Store, input: Input) -> Result<Value, ApiError> {
+    let max = input.max_results(MAX_PAGE, DEFAULT_PAGE)?;
+    let after = input.token("machines")?;
+    let all = store.machines().await?;
+    let page: Vec<&MachineRecord> = all
+        .iter()
+        .filter(|m| after.as_deref().is_none_or(|a| m.name.as_str() > a))
+        .take(max + 1)
+        .collect();
+    let more = page.len() > max;
+    let page = &page[..page.len().min(max)];
+    let mut out = json!({
+        "stateMachines": page.iter().map(|m| json!({
+            "stateMachineArn": m.arn,
+            "name": m.name,
+            "type": m.kind,
+            "creationDate": epoch_ms(m.creation_ms),
+        })).collect::<Vec<_>>(),
+    });
+    if more && let Some(last) = page.last() {
+        out["nextToken"] = json!(encode_token("machines", &last.name));
+    }
+    Ok(out)
+}
+
+async fn delete_state_machine(store: &Store, input: Input) -> Result<Value, ApiError> {
+    let arn = input.required_len("stateMachineArn", 256)?;
+    let name = machine_name(arn)?;
+    // An unknown machine is not an error (AWS answers 200 too). Its executions stay
+    // describable by ARN; running ones run to their end.
+    store.delete_machine(name).await?;
+    tracing::info!(state_machine = %arn, "state machine deleted");
+    Ok(json!({}))
+}
+
+fn validate_definition(input: Input) -> Result<Value, ApiError> {
+    let definition = input.required_len("definition", MAX_DEFINITION_BYTES)?;
+    if let Some(kind) = input.str("type")? {
+        // Validated as STANDARD either way; the type is only checked for its values.
+        if kind != "STANDARD" && kind != "EXPRESS" {
+            check_type(Some(kind))?;
+        }
+    }
+    let warnings = match input.str("severity")? {
+        None | Some("ERROR") => false,
+        Some("WARNING") => true,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{other}' at 'severity' failed to satisfy constraint: Member must satisfy enum value set: [ERROR, WARNING]"
+            )));
+        }
+    };
+    let max = input.max_results(100, 100)?;
+    let diagnostics = match parse_definition(definition) {
+        Ok(_) => Vec::new(),
+        Err(InvalidDefinition(d)) => d,
+    };
+    let failed = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    let shown: Vec<Value> = diagnostics
+        .iter()
+        .filter(|d| warnings || d.severity == Severity::Error)
+        .map(|d| {
+            let mut o = Map::new();
+            o.insert(
+                "severity".into(),
+                json!(match d.severity {
+                    Severity::Error => "ERROR",
+                    Severity::Warning => "WARNING",
+                }),
+            );
+            o.insert("code".into(), json!(d.code));
+            o.insert("message".into(), json!(d.message));
+            if let Some(l) = &d.location {
+                o.insert("location".into(), json!(l));
+            }
+            Value::Object(o)
+        })
+        .collect();
+    let truncated = shown.len() > max;
+    Ok(json!({
+        "result": if failed { "FAIL" } else { "OK" },
+        "diagnostics": shown.into_iter().take(max).collect::<Vec<_>>(),
+        "truncated": truncated,
+    }))
+}
+
+async fn start_execution(store: &Store, input: Input) -> Result<Value, ApiError> {
+    let arn = input.required_len("stateMachineArn", 256)?;
+    let machine = machine_for(store, arn).await?;
+    let name = match input.str("name")? {
+        Some(n) => n.to_string(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    crate::cli::check_name(&name).map_err(|_| invalid_name(&name))?;
+    let text = input.str("input")?.unwrap_or("{}");
+    if text.len() > MAX_PAYLOAD {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have length less than or equal to {MAX_PAYLOAD}"
+        )));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        ApiError::new(
+            "InvalidExecutionInput",
+            format!("Invalid State Machine Execution Input: '{e}'"),
+        )
+    })?;
+    let def = parse_definition(&machine.definition).map_err(|e| {
+        ApiError::internal(format!(
+            "the stored definition of {arn} no longer parses: {e}"
+        ))
+    })?;
+    let mut info = ExecutionInfo::new(&machine.name, &name, value, Utc::now());
+    info.role_arn = machine.role_arn.clone();
+    let exec_arn = info.execution_arn.clone();
+    if store.execution_exists(&exec_arn).await? {
+        return same_start_or_refuse(store, &exec_arn, &info.input).await;
+    }
+    if let Err(e) = store.fleet.submit(&machine.definition, &def, &info).await {
+        if store.execution_exists(&exec_arn).await? {
+            // Another call with this name won the race.
+            return same_start_or_refuse(store, &exec_arn, &info.input).await;
+        }
+        return Err(e.into());
+    }
+    store
+        .add_execution(&machine.name, &exec_arn, info.start_time.timestamp_millis())
+        .await?;
+    tracing::info!(execution = %exec_arn, "execution started");
+    Ok(json!({ "executionArn": exec_arn, "startDate": epoch(&info.start_time) }))
+}
+
+/// StartExecution with a name already used: the original answer when it is still running
+/// with the same input (AWS compares the input; mapfleet compares it as JSON), else
+/// ExecutionAlreadyExists.
+async fn same_start_or_refuse(store: &Store, arn: &str, input: &Value) -> Result<Value, ApiError> {
+    let existing = store.fleet.describe(arn, false).await?;
+    if existing.status == Status::Running && &existing.info.input == input {
+        return Ok(json!({
+            "executionArn": arn,
+            "startDate": epoch(&existing.info.start_time),
+        }));
+    }
+    Err(ApiError::new(
+        "ExecutionAlreadyExists",
+        format!("Execution Already Exists: '{arn}'"),
+    ))
+}
+
+async fn existing_execution(store: &Store, input: &Input) -> Result<String, ApiError> {
+    let arn = input.required_len("executionArn", 256)?;
+    check_execution_arn(arn)?;
+    if !store.execution_exists(arn).await? {
+        return Err(ApiError::execution_missing(arn));
+    }
+    Ok(arn.to_string())
+}
+
+async fn describe_execution(store: &Store, input: Input) -> Result<Value, ApiError> {
+    let arn = existing_execution(store, &input).await?;
+    let metadata_only = input.str("includedData")? == Some("METADATA_ONLY");
+    let r = store.fleet.describe(&arn, false).await?;
+    let mut o = Map::new();
+    o.insert("executionArn".into(), json!(r.info.execution_arn));
+    o.insert("stateMachineArn".into(), json!(r.info.state_machine_arn));
+    o.insert("name".into(), json!(r.info.name));
+    o.insert("status".into(), json!(r.status.as_str()));
+    o.insert("startDate".into(), epoch(&r.info.start_time));
+    if r.status != Status::Running {
+        o.insert("stopDate".into(), epoch(&r.stop_date));
+    }
+    if !metadata_only {
+        o.insert("input".into(), json!(r.info.input.to_string()));
+        o.insert("inputDetails".into(), json!({ "included": true }));
+        if let (Status::Succeeded, Some(out)) = (r.status, &r.output) {
+            o.insert("output".into(), json!(out.to_string()));
+            o.insert("outputDetails".into(), json!({ "included": true }));
+        }
+    }
+    if let Some(e) = &r.error {
+        if !e.error.is_empty() {
+            o.insert("error".into(), json!(e.error));
+        }
+        if !e.cause.is_empty() {
+            o.insert("cause".into(), json!(e.cause));
+        }
+    }
+    o.insert("redriveCount".into(), json!(r.info.redrive_count));
+    if r.status == Status::Succeeded {
+        o.insert("redriveStatus".into(), json!("NOT_REDRIVABLE"));
+        o.insert(
+            "redriveStatusReason".into(),
+            json!("Execution is SUCCEEDED and cannot be redriven"),
+        );
+    }
+    Ok(Value::Object(o))
+}
+
+const STATUSES: &str = "[SUCCEEDED, TIMED_OUT, PENDING_REDRIVE, ABORTED, FAILED, RUNNING]";
+
+async fn list_executions(store: &Store, input: Input) -> Result<Value, ApiError> {
+    if input.str("mapRunArn")?.is_some() {
+        return Err(ApiError::validation(
+            "mapfleet does not list Map Run executions (mapRunArn) yet",
+        ));
+    }
+    let arn = input
+        .str("stateMachineArn")?
+        .ok_or_else(|| ApiError::validation("Must provide a StateMachine ARN or MapRun ARN"))?;
+    check_len("stateMachineArn", arn, 256)?;
+    let machine = machine_for(store, arn).await?;
+    let filter = match input.str("statusFilter")? {
+        None => None,
+        Some(s)
+            if STATUSES.contains(&format!(" {s},"))
+                || STATUSES.contains(&format!("[{s},"))
+                || STATUSES.contains(&format!(" {s}]")) =>
+        {
+            Some(s.to_string())
+        }
+        Some(s) => {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{s}' at 'statusFilter' failed to satisfy constraint: Member must satisfy enum value set: {STATUSES}"
+            )));
+        }
+    };
+    let max = input.max_results(MAX_PAGE, DEFAULT_PAGE)?;
+    let after = match input.token("executions")? {
+        None => None,
+        Some(t) => {
+            let (ms, arn) = t.split_once('|').ok_or_else(ApiError::invalid_token)?;
+            Some((
+                ms.parse::<i64>().map_err(|_| ApiError::invalid_token())?,
+                arn.to_string(),
+            ))
+        }
+    };
+    let all = store.executions(&machine.name).await?;
+    // Newest first, ties by ARN: everything strictly after the token's position.
+    let rest: Vec<&(i64, String)> = all
+        .iter()
+        .filter(|(ms, a)| match &after {
+            None => true,
+            Some((t_ms, t_arn)) => ms < t_ms || (ms == t_ms && a > t_arn),
+        })
+        .collect();
+    let mut page: Vec<Value> = Vec::new();
+    let mut last: Option<&(i64, String)> = None;
+    let mut more = false;
+    'chunks: for chunk in rest.chunks(500) {
+        let arns: Vec<&str> = chunk.iter().map(|(_, a)| a.as_str()).collect();
+        let rows = store.statuses(&arns).await?;
+        for (entry, (status, stop)) in chunk.iter().zip(rows) {
+            let Some(status) = status else { continue }; // expired from Redis
+            if filter.as_deref().is_some_and(|f| f != status) {
+                continue;
+            }
+            if page.len() == max {
+                more = true;
+                break 'chunks;
+            }
+            let (ms, exec_arn) = entry;
+            let name = exec_arn
+                .rsplit_once(&format!(":{}:", machine.name))
+                .map(|(_, n)| n)
+                .unwrap_or(exec_arn);
+            let mut item = json!({
+                "executionArn": exec_arn,
+                "stateMachineArn": machine.arn,
+                "name": name,
+                "status": status,
+                "startDate": epoch_ms(*ms),
+                "redriveCount": 0,
+            });
+            if let Some(stop) = stop
+                .as_deref()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            {
+                item["stopDate"] = epoch(&stop.with_timezone(&Utc));
+            }
+            page.push(item);
+            last = Some(entry);
+        }
+    }
+    let mut out = json!({ "executions": page });
+    if more && let Some((ms, a)) = last {
+        out["nextToken"] = json!(encode_token("executions", &format!("{ms}|{a}")));
+    }
+    Ok(out)
+}
+
+async fn get_execution_history(store: &Store, input: Input) -> Result<Value, ApiError> {
+    let arn = existing_execution(store, &input).await?;
+    let max = input.max_results(MAX_PAGE, DEFAULT_PAGE)?;
+    let reverse = input.bool("reverseOrder")?;
+    let include_data = match input.0.get("includeExecutionData") {
+        None | Some(Value::Null) => true,
+        _ => input.bool("includeExecutionData")?,
+    };
+    let after: Option<u64> = match input.token("history")? {
+        None => None,
+        Some(t) => Some(t.parse().map_err(|_| ApiError::invalid_token())?),
+    };
+    let mut events = store.fleet.history(&arn).await?;
+    if reverse {
+        events.reverse();
+    }
+    let mut page: Vec<Value> = Vec::new();
+    let mut more = false;
+    let mut last_id = 0;
+    for e in events.iter().filter(|e| match after {
+        None => true,
+        Some(a) if reverse => e.id < a,
+        Some(a) => e.id > a,
+    }) {
+        if page.len() == max {
+            more = true;
+            break;
+        }
+        let mut v = e.to_aws_json();
+        v["timestamp"] = epoch(&e.timestamp);
+        if !include_data && let Value::Object(m) = &mut v {
+            for (k, d) in m.iter_mut() {
+                if k.ends_with("EventDetails")
+                    && let Value::Object(d) = d
+                {
+                    for payload in ["input", "output", "inputDetails", "outputDetails"] {
+                        d.remove(payload);
+                    }
+                }
+            }
+        }
+        last_id = e.id;
+        page.push(v);
+    }
+    let mut out = json!({ "events": page });
+    if more {
+        out["nextToken"] = json!(encode_token("history", &last_id.to_string()));
+    }
+    Ok(out)
+}
+
+async fn stop_execution(store: &Store, input: Input) -> Result<Value, ApiError> {
+    let arn = existing_execution(store, &input).await?;
+    let error = input.str("error")?.unwrap_or("");
+    let cause = input.str("cause")?.unwrap_or("");
+    if error.len() > 256 || cause.len() > 32_768 {
+        return Err(ApiError::validation(
+            "1 validation error detected: error must be at most 256 characters and cause at most 32768",
+        ));
+    }
+    let status = store.fleet.status(&arn).await?;
+    if status != Status::Running {
+        // Already closed: nothing to stop; AWS answers with the time as well.
+        let r = store.fleet.describe(&arn, false).await?;
+        return Ok(json!({ "stopDate": epoch(&r.stop_date) }));
+    }
+    store.fleet.stop(&arn, error, cause).await?;
+    tracing::info!(execution = %arn, "stop requested");
+    Ok(json!({ "stopDate": epoch(&Utc::now()) }))
+}

@@ -1,0 +1,915 @@
+//! `mapfleet serve` on the fleet, driven by the real `aws` CLI and boto3: a coordinator and a
+//! worker (the harness's utility tasks) run in this process on a fresh prefix of the real
+//! RabbitMQ and Redis on 127.0.0.1; `mapfleet serve` runs as the built binary on that prefix.
+//!
+//! The clients come from `.ci/api-clients.sh` (a venv at `$MAPFLEET_API_CLIENTS`, default
+//! `~/.cache/mapfleet/api-clients`), else `aws` and `python3` on PATH.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coordinator::fleet::service::{Coordinator, ServiceOptions};
+use serde_json::{Value, json};
+use shared::config::FleetConfig;
+use shared::supervise::Shutdown;
+use worker::consumer::{self, ConsumerOptions};
+
+use common::{ECHO, TestExecutor};
+
+const MAPFLEET: &str = env!("CARGO_BIN_EXE_mapfleet");
+const KEY_ID: &str = "AKIDMAPFLEETTEST";
+const SECRET: &str = "mapfleet-test-secret-key";
+const RIDER_PHOTOS: &str =
+    "../../examples/rider-photos/ImageProcessingStateMachine-DynamicInput.json";
+
+/// Where the clients are: the CI venv if it is there, else PATH.
+fn client(name: &str) -> PathBuf {
+    let venv = std::env::var_os("MAPFLEET_API_CLIENTS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mapfleet/api-clients"))
+        });
+    if let Some(bin) = venv.map(|v| v.join("bin").join(name))
+        && bin.exists()
+    {
+        return bin;
+    }
+    PathBuf::from(name)
+}
+
+/// A `mapfleet serve` process, killed on drop.
+struct Serve {
+    child: Child,
+    url: String,
+    /// Everything it wrote on stderr so far.
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    fn start(prefix: &str, extra: &[&str], env: &[(&str, &str)]) -> Serve {
+        let mut cmd = Command::new(MAPFLEET);
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--redis"])
+            .arg(shared::testkit::redis_url())
+            .args(["--prefix", prefix])
+            .args(extra)
+            .env_remove("MAPFLEET_API_KEYS")
+            .env_remove("MAPFLEET_CREDENTIALS_FILE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start mapfleet serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("serve: {line}");
+                lines.lock().unwrap().push(line.clone());
+                if let Some(rest) = line.strip_prefix("Step Functions API on ") {
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("mapfleet serve did not say where it listens within 30 s");
+        Serve { child, url, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `aws stepfunctions` call: (succeeded, stdout as JSON or text, stderr).
+struct Aws {
+    endpoint: String,
+    home: tempfile::TempDir,
+    secret: String,
+    key_id: String,
+}
+
+struct Out {
+    ok: bool,
+    json: Value,
+    stderr: String,
+}
+
+impl Aws {
+    fn new(endpoint: &str) -> Aws {
+        Aws {
+            endpoint: endpoint.to_string(),
+            home: tempfile::tempdir().expect("temp dir"),
+            secret: SECRET.into(),
+            key_id: KEY_ID.into(),
+        }
+    }
+
+    fn env(&self, cmd: &mut tokio::process::Command) {
+        let h = self.home.path();
+        cmd.env("AWS_ACCESS_KEY_ID", &self.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", h.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", h.join("credentials"))
+            .env("AWS_PAGER", "")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN");
+    }
+
+    async fn run(&self, global: &[&str], args: &[&str]) -> Out {
+        let mut cmd = tokio::process::Command::new(client("aws"));
+        cmd.args(global)
+            .args([
+                "--output",
+                "json",
+                "--endpoint-url",
+                &self.endpoint,
+                "stepfunctions",
+            ])
+            .args(args);
+        self.env(&mut cmd);
+        let out = cmd
+            .output()
+            .await
+            .expect("run the aws CLI (see .ci/api-clients.sh)");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        Out {
+            ok: out.status.success(),
+            json: serde_json::from_str(&stdout).unwrap_or(Value::String(stdout)),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        }
+    }
+
+    /// A call that must succeed.
+    async fn ok(&self, args: &[&str]) -> Value {
+        let out = self.run(&[], args).await;
+        assert!(out.ok, "aws stepfunctions {args:?} failed: {}", out.stderr);
+        out.json
+    }
+
+    /// A call that must fail with `code`.
+    async fn fails(&self, global: &[&str], args: &[&str], code: &str) -> String {
+        let out = self.run(global, args).await;
+        assert!(
+            !out.ok,
+            "aws stepfunctions {args:?} should have failed: {}",
+            out.json
+        );
+        assert!(
+            out.stderr.contains(&format!("({code})")),
+            "aws stepfunctions {args:?}: expected {code}, got: {}",
+            out.stderr
+        );
+        out.stderr
+    }
+}
+
+/// A coordinator and a worker on `prefix`, in this process; stopped by [`Fleet::stop`].
+struct Fleet {
+    stop_worker: tokio::sync::oneshot::Sender<()>,
+    stop_coordinator: tokio::sync::oneshot::Sender<()>,
+    worker: tokio::task::JoinHandle<
+        Result<(), shared::supervise::Error<worker::consumer::ConsumerError>>,
+    >,
+    service: tokio::task::JoinHandle<
+        Result<(), shared::supervise::Error<coordinator::fleet::service::Error>>,
+    >,
+}
+
+#[derive(clap::Parser)]
+struct Flags {
+    #[command(flatten)]
+    fleet: FleetConfig,
+}
+
+impl Fleet {
+    async fn start(prefix: &str, executor: Arc<TestExecutor>) -> Fleet {
+        use clap::Parser;
+        let fleet = Flags::parse_from([
+            "api-fleet",
+            "--prefix",
+            prefix,
+            "--amqp",
+            &shared::testkit::amqp_url(),
+            "--redis",
+            &shared::testkit::redis_url(),
+        ])
+        .fleet;
+        shared::testkit::declare(&fleet.amqp_url, &fleet.topology())
+            .await
+            .expect("declare the fleet's queues");
+        let registry = executor.registry();
+        let mut conn = shared::redis_schema::connect(&fleet.redis_url)
+            .await
+            .expect("Redis");
+        let resources: Vec<String> = registry.resources().map(str::to_string).collect();
+        shared::workers::register(
+            &mut conn,
+            prefix,
+            "api-tests",
+            &resources,
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("register the worker");
+        let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = {
+            let fleet = fleet.clone();
+            let opts = ConsumerOptions {
+                queues: vec!["default".into()],
+                concurrency: 8,
+                prefetch: 8,
+                grace: Duration::from_secs(1),
+                worker_id: format!("api-tests/{prefix}"),
+                outcome_batch: 64,
+                test_ack_delay: Duration::ZERO,
+            };
+            let shutdown = Shutdown::on(async {
+                let _ = worker_stopped.await;
+            });
+            tokio::spawn(async move { consumer::serve(&fleet, registry, opts, &shutdown).await })
+        };
+        let (stop_coordinator, coordinator_stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = {
+            let shutdown = Shutdown::on(async {
+                let _ = coordinator_stopped.await;
+            });
+            tokio::spawn(async move {
+                Coordinator::serve(&fleet, ServiceOptions::default(), &shutdown).await
+            })
+        };
+        Fleet {
+            stop_worker,
+            stop_coordinator,
+            worker,
+            service,
+        }
+    }
+
+    async fn stop(self, prefix: &str) {
+        let _ = self.stop_coordinator.send(());
+        let _ = self.stop_worker.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.service).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.worker).await;
+        if let Err(e) = shared::testkit::teardown(
+            &shared::testkit::amqp_url(),
+            &shared::testkit::redis_url(),
+            prefix,
+        )
+        .await
+        {
+            eprintln!("could not clean up the fleet prefix {prefix}: {e:#}");
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, v: &Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, v.to_string()).expect("write a definition");
+    format!("file://{}", path.display())
+}
+
+async fn wait_for_status(aws: &Aws, arn: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = aws
+            .ok(&["describe-execution", "--execution-arn", arn])
+            .await;
+        if d["status"] == want {
+            return d;
+        }
+        assert!(
+            d["status"] == "RUNNING" && Instant::now() < deadline,
+            "{arn}: waiting for {want}, got {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aws_cli_and_boto3_drive_state_machines_and_executions_on_the_fleet() {
+    let prefix = shared::testkit::unique_prefix("api-fleet");
+    let fleet = Fleet::start(&prefix, Arc::new(TestExecutor::default())).await;
+    let keys = format!("{KEY_ID}:{SECRET}");
+    // Debug logging: every request is logged, and no key or signature may show.
+    let serve = Serve::start(
+        &prefix,
+        &[],
+        &[
+            ("MAPFLEET_API_KEYS", &keys),
+            ("MAPFLEET_LOG", "debug"),
+            ("NO_COLOR", "1"),
+        ],
+    );
+    let result = tokio::time::timeout(Duration::from_secs(420), scenario(&serve.url)).await;
+    let log = serve.log();
+    drop(serve);
+    assert!(log.contains("request served"), "debug logging is on: {log}");
+    for secret in [SECRET, "Signature=", "AWS4-HMAC-SHA256", KEY_ID] {
+        assert!(!log.contains(secret), "the log shows {secret:?}");
+    }
+    fleet.stop(&prefix).await;
+    result.expect("the scenario took over 7 minutes");
+}
+
+async fn scenario(url: &str) {
+    let aws = Aws::new(url);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let role = "arn:aws:iam::000000000000:role/mapfleet-tests";
+
+    // The workshop's definition: created, described byte for byte, created again (idempotent).
+    let photos_text = std::fs::read_to_string(RIDER_PHOTOS).expect("the workshop's definition");
+    let photos = format!(
+        "file://{}",
+        Path::new(RIDER_PHOTOS).canonicalize().unwrap().display()
+    );
+    let created = aws
+        .ok(&[
+            "create-state-machine",
+            "--name",
+            "RiderPhotos",
+            "--definition",
+            &photos,
+            "--role-arn",
+            role,
+        ])
+        .await;
+    let photos_arn = created["stateMachineArn"]
+        .as_str()
+        .expect("stateMachineArn")
+        .to_string();
+    assert!(
+        photos_arn.ends_with(":stateMachine:RiderPhotos"),
+        "{created}"
+    );
+    assert!(
+        created["creationDate"].is_number(),
+        "epoch seconds: {created}"
+    );
+    let again = aws
+        .ok(&[
+            "create-state-machine",
+            "--name",
+            "RiderPhotos",
+            "--definition",
+            &photos,
+            "--role-arn",
+            role,
+        ])
+        .await;
+    assert_eq!(again, created, "CreateStateMachine is idempotent");
+    let described = aws
+        .ok(&["describe-state-machine", "--state-machine-arn", &photos_arn])
+        .await;
+    assert_eq!(described["definition"], json!(photos_text));
+    assert_eq!(
+        (described["status"].as_str(), described["type"].as_str()),
+        (Some("ACTIVE"), Some("STANDARD"))
+    );
+
+    // A Map over five items on the fleet's worker.
+    let items = json!({
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map", "ItemsPath": "$.items", "ResultPath": "$.results",
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "Echo",
+                    "States": {"Echo": {"Type": "Task", "Resource": ECHO, "End": true}}
+                },
+                "Next": "Done"
+            },
+            "Done": {"Type": "Pass", "End": true}
+        }
+    });
+    let other =
+        json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 1, "End": true}}});
+    let items_file = write(dir.path(), "items.json", &items);
+    let machine = aws
+        .ok(&[
+            "create-state-machine",
+            "--name",
+            "Items",
+            "--definition",
+            &items_file,
+            "--role-arn",
+            role,
+        ])
+        .await["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other_file = write(dir.path(), "other.json", &other);
+    aws.fails(
+        &[],
+        &[
+            "create-state-machine",
+            "--name",
+            "Items",
+            "--definition",
+            &other_file,
+            "--role-arn",
+            role,
+        ],
+        "StateMachineAlreadyExists",
+    )
+    .await;
+    let listed = aws.ok(&["list-state-machines", "--page-size", "1"]).await;
+    let names: Vec<&str> = listed["stateMachines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["Items", "RiderPhotos"],
+        "two pages of one, in name order: {listed}"
+    );
+
+    let input = json!({"items": [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}, {"n": 5}]}).to_string();
+    let started = aws
+        .ok(&[
+            "start-execution",
+            "--state-machine-arn",
+            &machine,
+            "--name",
+            "run-1",
+            "--input",
+            &input,
+        ])
+        .await;
+    let run1 = started["executionArn"].as_str().unwrap().to_string();
+    assert!(run1.ends_with(":execution:Items:run-1"), "{started}");
+    assert!(started["startDate"].is_number(), "{started}");
+    let done = wait_for_status(&aws, &run1, "SUCCEEDED").await;
+    let output: Value = serde_json::from_str(done["output"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        output["results"],
+        json!([{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}, {"n": 5}])
+    );
+    assert!(done["stopDate"].as_f64().unwrap() >= done["startDate"].as_f64().unwrap());
+
+    // The name is taken by a closed execution: refused, whatever the input.
+    aws.fails(
+        &[],
+        &[
+            "start-execution",
+            "--state-machine-arn",
+            &machine,
+            "--name",
+            "run-1",
+            "--input",
+            &input,
+        ],
+        "ExecutionAlreadyExists",
+    )
+    .await;
+
+    // History: the CLI follows nextToken across pages of 3; --max-items cuts and resumes.
+    let all = aws
+        .ok(&["get-execution-history", "--execution-arn", &run1])
+        .await;
+    let events = all["events"].as_array().unwrap().clone();
+    assert!(
+        events.len() > 20,
+        "a Map of five makes many events: {}",
+        events.len()
+    );
+    let ids: Vec<u64> = events.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=events.len() as u64).collect::<Vec<_>>());
+    assert_eq!(events[0]["type"], "ExecutionStarted");
+    assert_eq!(events.last().unwrap()["type"], "ExecutionSucceeded");
+    assert!(
+        events.iter().all(|e| e["timestamp"].is_number()),
+        "epoch seconds"
+    );
+    let paged = aws
+        .ok(&[
+            "get-execution-history",
+            "--execution-arn",
+            &run1,
+            "--page-size",
+            "3",
+        ])
+        .await;
+    assert_eq!(
+        paged["events"].as_array().unwrap(),
+        &events,
+        "pages of 3 join up to the whole history"
+    );
+    let first = aws
+        .ok(&[
+            "get-execution-history",
+            "--execution-arn",
+            &run1,
+            "--max-items",
+            "4",
+            "--reverse-order",
+        ])
+        .await;
+    let first_ids: Vec<u64> = first["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
+    let n = events.len() as u64;
+    assert_eq!(first_ids, [n, n - 1, n - 2, n - 3], "{first}");
+    let token = first["NextToken"]
+        .as_str()
+        .expect("--max-items leaves a NextToken")
+        .to_string();
+    let rest = aws
+        .ok(&[
+            "get-execution-history",
+            "--execution-arn",
+            &run1,
+            "--reverse-order",
+            "--starting-token",
+            &token,
+        ])
+        .await;
+    assert_eq!(rest["events"].as_array().unwrap().len() as u64, n - 4);
+    assert_eq!(rest["events"][0]["id"], json!(n - 4));
+
+    // A long one: StartExecution again with the same name and input returns it; another
+    // input is refused; StopExecution aborts it.
+    let hold = json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 600, "End": true}}});
+    let hold_file = write(dir.path(), "hold.json", &hold);
+    let slow = aws
+        .ok(&[
+            "create-state-machine",
+            "--name",
+            "Slow",
+            "--definition",
+            &hold_file,
+            "--role-arn",
+            role,
+        ])
+        .await["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = aws
+        .ok(&[
+            "start-execution",
+            "--state-machine-arn",
+            &slow,
+            "--name",
+            "hold-1",
+            "--input",
+            r#"{"k":1}"#,
+        ])
+        .await;
+    let b = aws
+        .ok(&[
+            "start-execution",
+            "--state-machine-arn",
+            &slow,
+            "--name",
+            "hold-1",
+            "--input",
+            r#"{"k":1}"#,
+        ])
+        .await;
+    assert_eq!(
+        a, b,
+        "same name and input while RUNNING: the original answer"
+    );
+    aws.fails(
+        &[],
+        &[
+            "start-execution",
+            "--state-machine-arn",
+            &slow,
+            "--name",
+            "hold-1",
+            "--input",
+            r#"{"k":2}"#,
+        ],
+        "ExecutionAlreadyExists",
+    )
+    .await;
+    let hold1 = a["executionArn"].as_str().unwrap().to_string();
+    aws.ok(&[
+        "start-execution",
+        "--state-machine-arn",
+        &slow,
+        "--name",
+        "hold-2",
+    ])
+    .await;
+    let running = aws
+        .ok(&[
+            "list-executions",
+            "--state-machine-arn",
+            &slow,
+            "--status-filter",
+            "RUNNING",
+            "--page-size",
+            "1",
+        ])
+        .await;
+    assert_eq!(
+        running["executions"].as_array().unwrap().len(),
+        2,
+        "{running}"
+    );
+    let stopped = aws
+        .ok(&[
+            "stop-execution",
+            "--execution-arn",
+            &hold1,
+            "--error",
+            "Operator",
+            "--cause",
+            "test",
+        ])
+        .await;
+    assert!(stopped["stopDate"].is_number(), "{stopped}");
+    let aborted = wait_for_status(&aws, &hold1, "ABORTED").await;
+    assert_eq!(
+        (aborted["error"].as_str(), aborted["cause"].as_str()),
+        (Some("Operator"), Some("test"))
+    );
+    let history = aws
+        .ok(&[
+            "get-execution-history",
+            "--execution-arn",
+            &hold1,
+            "--reverse-order",
+            "--max-items",
+            "1",
+        ])
+        .await;
+    assert_eq!(
+        history["events"][0]["type"], "ExecutionAborted",
+        "{history}"
+    );
+    let listed = aws
+        .ok(&["list-executions", "--state-machine-arn", &slow])
+        .await;
+    let statuses: Vec<(&str, &str)> = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [("hold-2", "RUNNING"), ("hold-1", "ABORTED")],
+        "newest first"
+    );
+    aws.ok(&[
+        "stop-execution",
+        "--execution-arn",
+        listed["executions"][0]["executionArn"].as_str().unwrap(),
+    ])
+    .await;
+
+    // Invalid definitions: the validator's diagnostics come back.
+    let bad = json!({"StartAt": "Missing", "States": {"A": {"Type": "Pass", "End": true}}});
+    let bad_file = write(dir.path(), "bad.json", &bad);
+    let v = aws
+        .ok(&[
+            "validate-state-machine-definition",
+            "--definition",
+            &bad_file,
+        ])
+        .await;
+    assert_eq!(v["result"], "FAIL", "{v}");
+    let diag = &v["diagnostics"][0];
+    assert_eq!(diag["severity"], "ERROR", "{v}");
+    assert!(diag["message"].as_str().unwrap().contains("Missing"), "{v}");
+    let v = aws
+        .ok(&["validate-state-machine-definition", "--definition", &photos])
+        .await;
+    assert_eq!(
+        v,
+        json!({"result": "OK", "diagnostics": [], "truncated": false})
+    );
+    let v = aws
+        .ok(&[
+            "validate-state-machine-definition",
+            "--definition",
+            "not a definition",
+        ])
+        .await;
+    assert_eq!(
+        v["diagnostics"][0]["code"], "INVALID_JSON_DESCRIPTION",
+        "{v}"
+    );
+    let err = aws
+        .fails(
+            &[],
+            &[
+                "create-state-machine",
+                "--name",
+                "Bad",
+                "--definition",
+                &bad_file,
+                "--role-arn",
+                role,
+            ],
+            "InvalidDefinition",
+        )
+        .await;
+    assert!(
+        err.contains("Invalid State Machine Definition: 'MISSING_TRANSITION_TARGET: "),
+        "{err}"
+    );
+    aws.fails(
+        &[],
+        &["describe-state-machine", "--state-machine-arn", "nope"],
+        "InvalidArn",
+    )
+    .await;
+    aws.fails(
+        &[],
+        &[
+            "describe-execution",
+            "--execution-arn",
+            &format!("{run1}-x"),
+        ],
+        "ExecutionDoesNotExist",
+    )
+    .await;
+    aws.fails(
+        &[],
+        &[
+            "list-executions",
+            "--state-machine-arn",
+            &format!("{machine}-x"),
+        ],
+        "StateMachineDoesNotExist",
+    )
+    .await;
+    aws.fails(
+        &[],
+        &[
+            "list-executions",
+            "--state-machine-arn",
+            &machine,
+            "--status-filter",
+            "succeeded",
+        ],
+        "ValidationException",
+    )
+    .await;
+
+    // boto3: typed exceptions, datetimes, its paginator and a manual nextToken loop.
+    let mut cmd = tokio::process::Command::new(client("python3"));
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/boto3_client.py"))
+        .args([url, machine.as_str(), run1.as_str()]);
+    aws.env(&mut cmd);
+    let out = cmd
+        .output()
+        .await
+        .expect("run python3 with boto3 (see .ci/api-clients.sh)");
+    assert!(
+        out.status.success(),
+        "boto3 script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    assert_eq!(seen["status"], "SUCCEEDED");
+    assert_eq!(seen["start_is_datetime"], true);
+    assert_eq!(seen["output"], output);
+    assert_eq!(seen["paginated_ids"], json!(ids));
+    let mut reversed = ids.clone();
+    reversed.reverse();
+    assert_eq!(seen["reverse_ids"], json!(reversed));
+    assert_eq!(seen["reverse_calls"], json!(ids.len().div_ceil(3)));
+    assert_eq!(
+        seen["started_details"],
+        json!({"roleArn": role}),
+        "includeExecutionData=false drops the payloads; the role is the machine's"
+    );
+    assert_eq!(seen["succeeded"], json!(["run-1"]));
+    assert_eq!(seen["machines"], json!(["Items", "RiderPhotos", "Slow"]));
+    assert_eq!(seen["missing"], "ExecutionDoesNotExist");
+    assert_eq!(seen["bad_token"], "InvalidToken");
+    assert!(
+        seen["bad_input"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid State Machine Execution Input: '"),
+        "{seen}"
+    );
+
+    // Deleting: gone from the list, its finished execution still describable; deleting an
+    // unknown machine is not an error.
+    aws.ok(&["delete-state-machine", "--state-machine-arn", &machine])
+        .await;
+    aws.ok(&["delete-state-machine", "--state-machine-arn", &machine])
+        .await;
+    aws.fails(
+        &[],
+        &["describe-state-machine", "--state-machine-arn", &machine],
+        "StateMachineDoesNotExist",
+    )
+    .await;
+    assert_eq!(
+        aws.ok(&["describe-execution", "--execution-arn", &run1])
+            .await["status"],
+        "SUCCEEDED"
+    );
+}
+
+/// Only requests signed by a configured key pass; the server needs no coordinator for that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_and_badly_signed_requests_are_refused() {
+    let prefix = shared::testkit::unique_prefix("api-auth");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let creds = dir.path().join("credentials");
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    let serve = Serve::start(
+        &prefix,
+        &["--credentials-file", creds.to_str().unwrap()],
+        &[],
+    );
+    let mut aws = Aws::new(&serve.url);
+    assert_eq!(
+        aws.ok(&["list-state-machines"]).await,
+        json!({"stateMachines": []})
+    );
+    aws.fails(
+        &["--no-sign-request"],
+        &["list-state-machines"],
+        "MissingAuthenticationTokenException",
+    )
+    .await;
+    aws.secret = "not-the-secret".into();
+    aws.fails(&[], &["list-state-machines"], "InvalidSignatureException")
+        .await;
+    aws.key_id = "AKIDUNKNOWN".into();
+    aws.fails(&[], &["list-state-machines"], "UnrecognizedClientException")
+        .await;
+    aws.key_id = KEY_ID.into();
+    aws.secret = SECRET.into();
+    aws.fails(
+        &[],
+        &[
+            "list-map-runs",
+            "--execution-arn",
+            "arn:aws:states:us-east-1:000000000000:execution:a:b",
+        ],
+        "UnknownOperationException",
+    )
+    .await;
+    drop(serve);
+
+    // Without keys, serve refuses to start unless told to let anyone in.
+    let out = Command::new(MAPFLEET)
+        .args(["serve", "--addr", "127.0.0.1:0", "--redis"])
+        .arg(shared::testkit::redis_url())
+        .env_remove("MAPFLEET_API_KEYS")
+        .env_remove("MAPFLEET_CREDENTIALS_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-anonymous"));
+    let serve = Serve::start(&prefix, &["--allow-anonymous"], &[]);
+    let aws = Aws::new(&serve.url);
+    assert!(
+        aws.run(&["--no-sign-request"], &["list-state-machines"])
+            .await
+            .ok
+    );
+    drop(serve);
+    shared::testkit::teardown(
+        &shared::testkit::amqp_url(),
+        &shared::testkit::redis_url(),
+        &prefix,
+    )
+    .await
+    .ok();
+}

@@ -232,8 +232,8 @@ pub fn main() -> ExitCode {
                 ))),
             )
             .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(anyhow::Error::from),
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
             Command::Describe {
                 arn,
                 history,

@@ -3,10 +3,10 @@
 //! ResultWriter, the Map Run's events and errors. The fixtures and their checks are in
 //! `common/distributed.rs` (also run on the fleet by `distributed_map_fleet.rs`).
 
-#[path = "common/models.rs"]
-mod models;
 #[path = "common/distributed.rs"]
 mod distributed;
+#[path = "common/models.rs"]
+mod models;
 
 use std::path::Path;
 use std::process::Command;

@@ -125,8 +125,10 @@ async fn tolerated_failures_and_map_run_commands_on_the_fleet() {
         distributed::write_object(
             &data,
             &format!("in/{name}.jsonl"),
-            distributed::generate(&json!({"format": "jsonl", "count": 40, "fail_every": fail_every}))
-                .as_bytes(),
+            distributed::generate(
+                &json!({"format": "jsonl", "count": 40, "fail_every": fail_every}),
+            )
+            .as_bytes(),
         );
         let def = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "MaxConcurrency": 4,
             "ToleratedFailurePercentage": 10,
@@ -212,7 +214,9 @@ async fn tolerated_failures_and_map_run_commands_on_the_fleet() {
     let within = tokio::task::block_in_place(|| check(20, "five-percent"));
     let exceeded = tokio::task::block_in_place(|| check(5, "twenty-percent"));
     running.stop().await;
-    shared::testkit::teardown(&amqp, &redis, &prefix).await.unwrap();
+    shared::testkit::teardown(&amqp, &redis, &prefix)
+        .await
+        .unwrap();
     within.unwrap();
     exceeded.unwrap();
 }

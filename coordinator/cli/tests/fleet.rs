@@ -442,7 +442,10 @@ fn distributed_map_survives_killed_coordinator_and_worker() {
         .filter(|(_, c)| *c != 1)
         .take(10)
         .collect();
-    assert!(wrong.is_empty(), "items not recorded exactly once (index, times): {wrong:?}");
+    assert!(
+        wrong.is_empty(),
+        "items not recorded exactly once (index, times): {wrong:?}"
+    );
 }
 
 /// Every file under `dir`, recursively.

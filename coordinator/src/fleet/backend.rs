@@ -16,9 +16,9 @@ use super::record::field;
 use super::{stored, timer_member};
 use crate::asl::error::StatesError;
 use crate::driver::{Backend, BackendError, Changes, PlanSource, StepRequest};
-use crate::maprun::MapRunPlan;
 use crate::engine::cursor::{Cursor, CursorId};
 use crate::engine::history::{Event, EventType};
+use crate::maprun::MapRunPlan;
 
 fn err(e: impl std::fmt::Display) -> BackendError {
     BackendError(e.to_string())

@@ -126,7 +126,14 @@ impl FleetClient {
         } else {
             0
         };
-        Ok(counts(total, n("started"), succeeded, failed, written, false))
+        Ok(counts(
+            total,
+            n("started"),
+            succeeded,
+            failed,
+            written,
+            false,
+        ))
     }
 
     /// The child executions of a finished map run with a ResultWriter, from its result
@@ -171,16 +178,19 @@ impl FleetClient {
             if key.ends_with(".jsonl") {
                 text.lines()
                     .filter(|l| !l.trim().is_empty())
-                    .map(|l| serde_json::from_str(l).map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}"))))
+                    .map(|l| {
+                        serde_json::from_str(l)
+                            .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
+                    })
                     .collect()
             } else {
-                serde_json::from_str(&text).map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
+                serde_json::from_str(&text)
+                    .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
             }
         };
-        let manifest: Value = serde_json::from_slice(
-            &read(bucket, manifest_key).map_err(MapRunChildrenError::Read)?,
-        )
-        .map_err(|e| MapRunChildrenError::Read(format!("{manifest_key}: {e}")))?;
+        let manifest: Value =
+            serde_json::from_slice(&read(bucket, manifest_key).map_err(MapRunChildrenError::Read)?)
+                .map_err(|e| MapRunChildrenError::Read(format!("{manifest_key}: {e}")))?;
         let mut out = Vec::new();
         for st in ["SUCCEEDED", "FAILED"] {
             if status.is_some_and(|s| s != st) {

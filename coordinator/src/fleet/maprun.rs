@@ -206,7 +206,9 @@ impl RunState {
 /// children were left (its execution stopped), SUCCEEDED otherwise.
 fn run_status(run: &RunState, summary: &Value) -> &'static str {
     let count = summary["toleratedFailureCount"].as_u64().unwrap_or(0) as usize;
-    let pct = summary["toleratedFailurePercentage"].as_f64().unwrap_or(0.0);
+    let pct = summary["toleratedFailurePercentage"]
+        .as_f64()
+        .unwrap_or(0.0);
     let exceeded = run.failed > count
         && (run.total == 0 || run.failed as f64 * 100.0 > pct * run.total as f64);
     if exceeded {
@@ -289,9 +291,10 @@ impl RedisBackend {
             return Ok(());
         }
         *since = Instant::now();
-        let held = super::service::renew_lease(&mut self.conn, &self.keys, &self.arn, &token, lease)
-            .await
-            .map_err(err)?;
+        let held =
+            super::service::renew_lease(&mut self.conn, &self.keys, &self.arn, &token, lease)
+                .await
+                .map_err(err)?;
         if held {
             Ok(())
         } else {
@@ -373,8 +376,10 @@ impl RedisBackend {
                 inputs: ChildInputs::new(plan),
             },
         );
-        self.runs
-            .insert(map.to_string(), Some(RunState::fresh(arn, total, format, summary)));
+        self.runs.insert(
+            map.to_string(),
+            Some(RunState::fresh(arn, total, format, summary)),
+        );
         Ok(Ok(total))
     }
 
@@ -397,7 +402,10 @@ impl RedisBackend {
         let key = reader_key(&self.arn, map);
         let mut reader = match self.map_runs.take(&key) {
             Some(r) if r.map_run_arn == run_arn && r.next == from => r,
-            _ => self.reopen(map, &run_arn, from, plan, store.as_ref()).await?,
+            _ => {
+                self.reopen(map, &run_arn, from, plan, store.as_ref())
+                    .await?
+            }
         };
         let inputs = reader
             .inputs
@@ -606,10 +614,7 @@ impl RedisBackend {
         };
         self.flush_run(map, 0).await?;
         self.flush_run(map, 1).await?;
-        let failure = self
-            .run_state(map)
-            .await?
-            .and_then(|r| r.failure.clone());
+        let failure = self.run_state(map).await?.and_then(|r| r.failure.clone());
         if let Some(f) = failure {
             self.summarize(map, Some("FAILED")).await?;
             return Ok(Some(Err(writer_failed(&f))));
@@ -656,7 +661,14 @@ impl RedisBackend {
         };
         summary["status"] = json!(status);
         summary["stopDate"] = json!(Utc::now().timestamp_millis());
-        summary["counts"] = counts(run.total, run.started, run.succeeded, run.failed, written, true);
+        summary["counts"] = counts(
+            run.total,
+            run.started,
+            run.succeeded,
+            run.failed,
+            written,
+            true,
+        );
         let arn = run.map_run_arn.clone();
         self.run_summaries.push((arn, summary.to_string()));
         Ok(())

@@ -251,4 +251,3 @@ pub fn run_fixture(path: &Path, data: &Path, extra: &[String]) -> Result<(), Str
     }
     Ok(())
 }
-

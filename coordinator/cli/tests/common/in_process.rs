@@ -157,9 +157,8 @@ impl InProcessFleet {
         }
         for n in 0..s.coordinators {
             let (fleet, shutdown, opts) = (running.fleet.clone(), running.shutdown(), opts.clone());
-            let coordinator = tokio::spawn(async move {
-                Ok(Coordinator::serve(&fleet, opts, &shutdown).await?)
-            });
+            let coordinator =
+                tokio::spawn(async move { Ok(Coordinator::serve(&fleet, opts, &shutdown).await?) });
             running
                 .services
                 .push((format!("coordinator {n}"), coordinator));

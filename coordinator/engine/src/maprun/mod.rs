@@ -21,7 +21,9 @@ mod results;
 mod run;
 
 pub use decode::{DecodeError, Decoded, Decoder};
-pub use plan::{BatchPlan, ChildInputs, MapRunPlan, ReadRequest, RunLimits, WriteRequest, child_execution};
+pub use plan::{
+    BatchPlan, ChildInputs, MapRunPlan, ReadRequest, RunLimits, WriteRequest, child_execution,
+};
 pub use reader::{ItemReadError, ItemStream};
 pub use results::{ChildRecord, FILE_BYTES, ResultFiles, ResultFormat};
 pub use run::OpenRun;

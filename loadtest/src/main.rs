@@ -18,6 +18,7 @@
 //! (`--time-limit-secs`), and cleans up its prefix's queues and keys.
 
 mod baseline;
+mod distributed_map;
 mod fleet;
 mod map_coordinator;
 mod photo_fleet;
@@ -35,6 +36,10 @@ enum Scenario {
     MapCoordinator,
     /// Not in the default set: needs the face models (`deploy/setup-models.sh`).
     PhotoFleet,
+    /// Not in the default set: a Distributed Map of `--items` echo items read from a JSONL
+    /// object, results checked from its ResultWriter's files (`MaxConcurrency`: `--fleet-cap`,
+    /// 1,000 by default).
+    DistributedMap,
 }
 
 /// Measure the raw broker and the mapfleet fleet on this machine.
@@ -253,6 +258,36 @@ async fn main() -> anyhow::Result<()> {
                         r.rate()
                     );
                     map_rates.push(r.rate());
+                }
+                Scenario::DistributedMap => {
+                    let r = distributed_map::run(&distributed_map::Params {
+                        amqp_url: &cli.amqp_url,
+                        redis_url: &cli.redis_url,
+                        worker_bin: &worker_bin,
+                        mapfleet_bin: &mapfleet_bin,
+                        items: cli.items,
+                        workers: cli.workers,
+                        concurrency: cli.concurrency,
+                        window: cli.window,
+                        max_concurrency: cli.fleet_cap.unwrap_or(1000),
+                        step_batch: cli.step_batch,
+                        limit,
+                    })
+                    .await
+                    .context("distributed-map")?;
+                    let ratio = median(baseline_rates.clone())
+                        .map(|b| format!(", {:.2}x the raw broker", r.rate() / b))
+                        .unwrap_or_default();
+                    println!(
+                        "distributed-map: {} echo items from a JSONL object through 1 mapfleet coordinator and {} workers x {} slots, {} result files, each item once: {:.2} s, {:.0} items/s{ratio}; coordinator peak RSS {:.1} MB",
+                        r.items,
+                        cli.workers,
+                        cli.concurrency,
+                        r.result_files,
+                        r.elapsed.as_secs_f64(),
+                        r.rate(),
+                        r.coordinator_peak_rss as f64 / 1e6
+                    );
                 }
                 Scenario::PhotoFleet => {
                     let r = photo_fleet_round(&cli, &worker_bin, &mapfleet_bin, limit).await?;

@@ -14,6 +14,7 @@ use crate::asl::parse::{InvalidDefinition, MAX_DEFINITION_BYTES, parse_definitio
 use crate::embedded::{EmbeddedOptions, ExecutionResult, Status, run_execution};
 use crate::engine::ExecutionInfo;
 
+mod map_runs;
 mod photos;
 mod rekognition;
 
@@ -31,8 +32,9 @@ pub const EXIT_FAILED: u8 = 1;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Where buckets, the face collection and the metadata table live (embedded mode and the
-    /// local photo commands).
+    /// Where buckets, the face collection and the metadata table live (embedded mode, the
+    /// local photo commands, and the buckets `mapfleet coordinator` reads Distributed Maps'
+    /// items from and writes their results to).
     #[arg(
         long,
         global = true,
@@ -54,6 +56,12 @@ pub enum Command {
     Run(RunArgs),
     /// Run a coordinator of the fleet (stateless; run as many as you like).
     Coordinator(crate::fleet::command::CoordinatorArgs),
+    /// Distributed Map runs of the fleet (ListMapRuns, DescribeMapRun).
+    #[command(subcommand)]
+    MapRuns(map_runs::MapRunsCommand),
+    /// Executions of the fleet: a map run's child executions.
+    #[command(subcommand)]
+    Executions(map_runs::ExecutionsCommand),
     /// Describe an execution of the fleet (DescribeExecution's shape).
     Describe {
         /// The execution ARN printed by `mapfleet run --detach`.
@@ -215,16 +223,25 @@ pub fn main() -> ExitCode {
             } => photos::demo(&data_dir, &examples, distributed).await,
             Command::Serve(args) => crate::api::serve(args).await,
             Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
-            Command::Coordinator(args) => crate::fleet::command::run(args)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(anyhow::Error::from),
+            // The coordinator reads Distributed Maps' items from, and writes their results
+            // to, the local buckets under the data dir, as embedded mode does.
+            Command::Coordinator(args) => crate::fleet::command::run_with(
+                args,
+                crate::fleet::maprun::MapRunStore::new(Arc::new(crate::buckets::StoreBuckets(
+                    Arc::new(worker::store::LocalStore::new(data_dir.join("buckets"))),
+                ))),
+            )
+            .await
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
             Command::Describe {
                 arn,
                 history,
                 fleet,
             } => describe_fleet(&arn, history, &fleet).await,
             Command::History { arn, fleet } => history_fleet(&arn, &fleet).await,
+            Command::MapRuns(cmd) => map_runs::map_runs(cmd).await,
+            Command::Executions(cmd) => map_runs::executions(&data_dir, cmd).await,
             Command::Stop {
                 arn,
                 error,

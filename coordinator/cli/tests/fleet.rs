@@ -354,6 +354,117 @@ fn survives_killed_worker_and_restarted_coordinator() {
     assert_each_iteration_once(&d, 2000);
 }
 
+/// A Distributed Map over a JSONL object of 4,000 items with a ResultWriter, on real
+/// processes: once its first result file is written, the coordinator is killed with SIGKILL
+/// (and a new one started), then a worker. The run SUCCEEDED and its result files hold
+/// every item exactly once.
+#[test]
+fn distributed_map_survives_killed_coordinator_and_worker() {
+    const N: usize = 4000;
+    let fleet = Fleet::new("dmap-kill");
+    let data = fleet.dir.path().join("data");
+    let buckets = data.join("buckets");
+    std::fs::create_dir_all(buckets.join("items")).unwrap();
+    std::fs::create_dir_all(buckets.join("results")).unwrap();
+    // ~3 KiB records: a result file (4 MiB) every ~1,300 children, so files are written
+    // before, around and after the kills.
+    let pad = "x".repeat(1500);
+    let lines: String = (0..N)
+        .map(|i| format!("{}\n", json!({"id": i, "pad": pad})))
+        .collect();
+    std::fs::write(buckets.join("items/items.jsonl"), lines).unwrap();
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 64,
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSONL"},
+            "Parameters": {"Bucket": "items", "Key": "items.jsonl"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "E", "States": {"E": {"Type": "Task", "Resource": "arn:mapfleet:task:::sleep",
+                "Parameters": {"ms": 10, "id.$": "$.id", "pad.$": "$.pad"}, "End": true}}},
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "results", "Prefix": "out"}},
+        "End": true}}});
+    let data_arg = data.to_str().unwrap().to_string();
+    let (mut coordinator, _) = fleet.coordinator_with(&["--data-dir", &data_arg]);
+    let mut doomed = fleet.worker(16);
+    let _w2 = fleet.worker(16);
+    let arn = fleet.submit(&def, &json!({}), "dmapkill");
+    let first_file = |b: &std::path::Path| -> bool {
+        walk(&b.join("results"))
+            .iter()
+            .any(|p| p.ends_with("SUCCEEDED_0.json"))
+    };
+    let started = Instant::now();
+    while !first_file(&buckets) {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no result file before the kills; logs in {}",
+            fleet.dir.path().display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    coordinator.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    let (_restarted, _) = fleet.coordinator_with(&["--data-dir", &data_arg]);
+    std::thread::sleep(Duration::from_millis(1500));
+    doomed.kill();
+    let _w3 = fleet.worker(16);
+    let d = fleet.wait(&arn, Duration::from_secs(300));
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let out = output(&d);
+    let key = out["ResultWriterDetails"]["Key"].as_str().unwrap();
+    let results = buckets.join("results");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join(key)).unwrap()).unwrap();
+    assert_eq!(manifest["ResultFiles"]["FAILED"], json!([]), "{manifest}");
+    let files = manifest["ResultFiles"]["SUCCEEDED"].as_array().unwrap();
+    assert!(files.len() >= 3, "{manifest}");
+    let mut seen = vec![0u32; N];
+    for f in files {
+        let path = results.join(f["Key"].as_str().unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(f["Size"], json!(text.len()), "{}", path.display());
+        for r in serde_json::from_str::<Vec<Value>>(&text).unwrap() {
+            assert_eq!(r["Status"], "SUCCEEDED");
+            let input: Value = serde_json::from_str(r["Input"].as_str().unwrap()).unwrap();
+            seen[input["id"].as_u64().unwrap() as usize] += 1;
+        }
+    }
+    // Files the manifest does not name would be stray writes.
+    let written = walk(&results)
+        .into_iter()
+        .filter(|p| !p.ends_with("manifest.json"))
+        .count();
+    assert_eq!(written, files.len(), "result files not in the manifest");
+    let wrong: Vec<(usize, u32)> = seen
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, c)| *c != 1)
+        .take(10)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "items not recorded exactly once (index, times): {wrong:?}"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// The broker closes every connection of the coordinator and the worker mid-batch (as a
 /// broker restart or a network cut would): both connect again and the batch finishes, every
 /// item once and in order.

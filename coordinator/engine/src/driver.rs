@@ -69,6 +69,10 @@ pub struct StepRequest {
 #[error("{0}")]
 pub struct BackendError(pub String);
 
+/// Resolves a map run's plan again ([`Engine::map_run_plan`]) when a backend needs it.
+pub type PlanSource<'a> =
+    dyn Fn() -> Option<Result<crate::maprun::MapRunPlan, StatesError>> + Send + Sync + 'a;
+
 /// Where a processor keeps what is not in the cursors, and how its effects leave it.
 #[async_trait::async_trait]
 pub trait Backend: Send {
@@ -122,6 +126,21 @@ pub trait Backend: Send {
             crate::asl::error::names::ITEM_READER_FAILED,
             "A Distributed Map with an ItemReader runs in embedded mode only for now (mapfleet run without --redis)",
         )))
+    }
+
+    /// Inputs of children `from..to` of a Distributed Map, which may be a map run over an
+    /// ItemReader. `plan` resolves that run's plan again (`None`: the Map has no such run),
+    /// for a backend that keeps its runs outside this process and must reopen a run's
+    /// reader (the fleet, after another coordinator opened it); it is called only then.
+    async fn map_run_items(
+        &mut self,
+        map: &str,
+        from: usize,
+        to: usize,
+        plan: &PlanSource<'_>,
+    ) -> Result<Vec<Value>, BackendError> {
+        let _ = plan;
+        self.items(map, from, to).await
     }
 
     /// A child of a map run ended (before [`Backend::store_result`]): its record goes to the
@@ -372,7 +391,14 @@ impl Processor {
             return Ok(());
         };
         let is_map = matches!(&parent.phase, Phase::Children(ch) if ch.kind == crate::engine::ChildKind::Map);
-        let items = if is_map {
+        let distributed = matches!(&parent.phase, Phase::Children(ch) if ch.distributed);
+        let items = if is_map && distributed {
+            let engine = &self.engine;
+            let parent = &parent;
+            backend
+                .map_run_items(parent_id, from, to, &move || engine.map_run_plan(parent))
+                .await?
+        } else if is_map {
             backend.items(parent_id, from, to).await?
         } else {
             Vec::new()

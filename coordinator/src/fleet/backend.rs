@@ -10,12 +10,15 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use super::keys::FleetKeys;
+use super::maprun::{MapRunStore, RunState};
 use super::outbox::OutboxStep;
 use super::record::field;
 use super::{stored, timer_member};
-use crate::driver::{Backend, BackendError, Changes, StepRequest};
+use crate::asl::error::StatesError;
+use crate::driver::{Backend, BackendError, Changes, PlanSource, StepRequest};
 use crate::engine::cursor::{Cursor, CursorId};
 use crate::engine::history::{Event, EventType};
+use crate::maprun::MapRunPlan;
 
 fn err(e: impl std::fmt::Display) -> BackendError {
     BackendError(e.to_string())
@@ -31,8 +34,9 @@ pub struct Pending {
     results: HashMap<CursorId, HashMap<usize, Option<Value>>>,
     live_add: HashMap<CursorId, HashSet<CursorId>>,
     live_remove: HashMap<CursorId, HashSet<CursorId>>,
-    /// Parents whose items, results and live sets are deleted before the writes above.
-    dropped: HashSet<CursorId>,
+    /// Parents whose items, results, live sets and map runs are deleted before the writes
+    /// above.
+    pub(super) dropped: HashSet<CursorId>,
     pub steps: Vec<StepRequest>,
     pub timers: Vec<(String, i64)>,
     pub history: Vec<Event>,
@@ -57,6 +61,14 @@ pub struct RedisBackend {
     /// the cursor leaves its children phases or is removed. Every cursor is loaded before
     /// it changes, and loading notes its run, so none is missed.
     pub split_runs: HashMap<CursorId, u64>,
+    /// The object store and readers of map runs ([`super::maprun`]).
+    pub map_runs: MapRunStore,
+    /// The map runs this batch read or changed, by Map cursor (None: it has none).
+    pub(super) runs: HashMap<CursorId, Option<RunState>>,
+    /// Map runs' DescribeMapRun facts to store, by map run ARN (a run's start and end).
+    pub(super) run_summaries: Vec<(String, String)>,
+    /// The lease this batch runs under (token, length), renewed during long reads.
+    pub lease: Option<(String, std::time::Duration)>,
 }
 
 /// Items read ahead of [`Backend::items`]: a Map starts its next iterations one or a few at a
@@ -90,6 +102,10 @@ impl RedisBackend {
             read: ReadCache::default(),
             parsed: HashMap::new(),
             split_runs: HashMap::new(),
+            map_runs: MapRunStore::default(),
+            runs: HashMap::new(),
+            run_summaries: Vec::new(),
+            lease: None,
         }
     }
 
@@ -190,7 +206,11 @@ impl RedisBackend {
             pipe.del(&self.keys.items(&arn, parent));
             pipe.del(&self.keys.results(&arn, parent));
             pipe.del(&self.keys.live(&arn, parent));
+            pipe.del(&self.keys.map_run(&arn, parent));
+            pipe.del(&self.keys.run_records(&arn, parent, 'S'));
+            pipe.del(&self.keys.run_records(&arn, parent, 'F'));
         }
+        self.write_runs(pipe, ttl_secs);
         for (parent, items) in &p.items {
             let key = self.keys.items(&arn, parent);
             for chunk in items.iter().enumerate().collect::<Vec<_>>().chunks(500) {
@@ -590,6 +610,12 @@ impl Backend for RedisBackend {
         index: usize,
         output: Option<Value>,
     ) -> Result<bool, BackendError> {
+        // A map run's outputs go to its result files and are not kept (a million of them
+        // must not pile up in Redis). Storing was only the guard against a replay, and a
+        // child ends once: its cursor is removed in the same commit.
+        if self.run_writes(parent).await? {
+            return Ok(true);
+        }
         let buffered = self.pending.results.entry(parent.to_string()).or_default();
         if buffered.contains_key(&index) {
             return Ok(false);
@@ -653,6 +679,7 @@ impl Backend for RedisBackend {
         self.pending.results.remove(parent);
         self.pending.live_add.remove(parent);
         self.pending.live_remove.remove(parent);
+        self.drop_run(parent);
         Ok(())
     }
 
@@ -710,6 +737,44 @@ impl Backend for RedisBackend {
 
     fn record(&mut self, event: Event) {
         self.pending.history.push(event);
+    }
+
+    async fn open_map_run(
+        &mut self,
+        map: &str,
+        plan: MapRunPlan,
+    ) -> Result<Result<usize, StatesError>, BackendError> {
+        self.open_run(map, plan).await
+    }
+
+    async fn map_run_items(
+        &mut self,
+        map: &str,
+        from: usize,
+        to: usize,
+        plan: &PlanSource<'_>,
+    ) -> Result<Vec<Value>, BackendError> {
+        match self.run_items(map, from, to, plan).await? {
+            Some(inputs) => Ok(inputs),
+            None => self.items(map, from, to).await,
+        }
+    }
+
+    async fn child_ended(
+        &mut self,
+        parent: &str,
+        index: usize,
+        result: &Result<Value, StatesError>,
+        at: DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        self.run_child_ended(parent, index, result, at).await
+    }
+
+    async fn close_map_run(
+        &mut self,
+        map: &str,
+    ) -> Result<Option<Result<Value, StatesError>>, BackendError> {
+        self.close_run(map).await
     }
 }
 

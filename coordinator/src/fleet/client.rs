@@ -109,7 +109,7 @@ impl FleetClient {
     }
 
     /// Runs a Redis read, trying again while Redis cannot be reached (see the module docs).
-    async fn read<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, ClientError>
+    pub(super) async fn read<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, ClientError>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,

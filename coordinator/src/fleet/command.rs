@@ -71,8 +71,18 @@ impl CoordinatorArgs {
     }
 }
 
-/// Serves metrics (when asked) and runs a coordinator until SIGTERM or Ctrl-C.
+/// Serves metrics (when asked) and runs a coordinator until SIGTERM or Ctrl-C. It has no
+/// object store: Distributed Maps with an ItemReader need [`run_with`].
 pub async fn run(args: CoordinatorArgs) -> Result<(), CommandError> {
+    run_with(args, Default::default()).await
+}
+
+/// [`run`] with the object store Distributed Maps read their items from and write their
+/// results to (`mapfleet coordinator` hands in the worker's store).
+pub async fn run_with(
+    args: CoordinatorArgs,
+    map_runs: super::maprun::MapRunStore,
+) -> Result<(), CommandError> {
     tracing::info!(config = %args.fleet, "starting a coordinator");
     shared::metrics::get().fleet.started("coordinator");
     let _metrics = match args.fleet.metrics_addr {
@@ -86,7 +96,9 @@ pub async fn run(args: CoordinatorArgs) -> Result<(), CommandError> {
         None => None,
     };
     let shutdown = shared::supervise::Shutdown::on(shared::process::shutdown_signal());
-    Ok(Coordinator::serve(&args.fleet, args.options(), &shutdown).await?)
+    let mut opts = args.options();
+    opts.map_runs = map_runs;
+    Ok(Coordinator::serve(&args.fleet, opts, &shutdown).await?)
 }
 
 /// Entry point of the slim `mapfleet-coordinator` binary.

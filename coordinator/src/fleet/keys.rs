@@ -11,6 +11,13 @@
 //! | `P:{ARN}:items:CURSOR` | hash | a Map's items, index → JSON |
 //! | `P:{ARN}:results:CURSOR` | hash | a Map's or Parallel's child outputs, index → JSON |
 //! | `P:{ARN}:live:CURSOR` | set | the running children of a Map or Parallel |
+//! | `P:{ARN}:maprun:CURSOR` | hash | a map run over an ItemReader, compact: `arn`, `total`, `format` (its ResultWriter's [`crate::maprun::ResultFormat`], JSON), per status `S`/`F`: `summary` (DescribeMapRun's facts at the start, JSON), `started`/`succeeded`/`failed` children, `n:S` records waiting, `bytes:S` their size, `files:S` files written, `file:S:N` file N's size; `failure` (a result file that could not be written) |
+//! | `P:{ARN}:records:CURSOR:S` | hash | a map run's ended children not yet in a result file, by status (`S`ucceeded/`F`ailed): index → the record's text |
+//!
+//! A map run with a ResultWriter keeps its running children's inputs and start times in its
+//! `items` hash (index → `{"i": input, "t": ms}`), removed as each child ends.
+//! | `P:{ARN}:mapruns` | hash | the execution's map runs: map run ARN → DescribeMapRun's facts (JSON), kept after the run ends |
+//! | `P:mapruns` | hash | map run ARN → its execution's ARN (DescribeMapRun finds the run by it) |
 //! | `P:ready` | sorted set | executions with inbox or outbox entries → since (ms) |
 //! | `P:executions` | sorted set | every execution ARN → start time (ms) |
 //!
@@ -83,6 +90,23 @@ impl FleetKeys {
 
     pub fn live(&self, arn: &str, cursor: &str) -> String {
         format!("{}:{{{arn}}}:live:{cursor}", self.p())
+    }
+
+    pub fn map_run(&self, arn: &str, cursor: &str) -> String {
+        format!("{}:{{{arn}}}:maprun:{cursor}", self.p())
+    }
+
+    /// `status`: `S` (succeeded) or `F` (failed).
+    pub fn run_records(&self, arn: &str, cursor: &str, status: char) -> String {
+        format!("{}:{{{arn}}}:records:{cursor}:{status}", self.p())
+    }
+
+    pub fn map_runs(&self, arn: &str) -> String {
+        format!("{}:{{{arn}}}:mapruns", self.p())
+    }
+
+    pub fn map_run_index(&self) -> String {
+        format!("{}:mapruns", self.p())
     }
 
     pub fn ready(&self) -> String {

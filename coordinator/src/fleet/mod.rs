@@ -29,6 +29,9 @@
 //! # Layout
 //! - [`keys`]: the Redis keys this module adds to `shared`'s schema.
 //! - [`backend`]: [`backend::RedisBackend`], the [`crate::driver::Backend`] over Redis.
+//! - [`maprun`]: Distributed Map runs over an ItemReader (items read from the object store
+//!   in chunks, result files written in chunks, compact run state in Redis).
+//! - [`map_runs`]: ListMapRuns, DescribeMapRun and a map run's children, for the CLI.
 //! - [`service`]: the coordinator service (`mapfleet coordinator`).
 //! - [`stored`]: how a cursor is kept in Redis (a waiting Map's large input apart).
 //! - [`client`]: submit, wait with progress, describe, history, stop.
@@ -40,6 +43,8 @@ pub mod backend;
 pub mod client;
 pub mod command;
 pub mod keys;
+pub mod map_runs;
+pub mod maprun;
 pub mod outbox;
 pub mod record;
 pub mod service;

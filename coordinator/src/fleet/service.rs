@@ -64,6 +64,9 @@ pub struct ServiceOptions {
     /// stays per step. A worker's prefetch counts messages, so it may hold up to prefetch x
     /// this many steps (no more than its slots run at once): keep it small.
     pub step_batch: usize,
+    /// The object store Distributed Maps with an ItemReader read from and write their
+    /// results to (none by default: such Maps then fail with `States.ItemReaderFailed`).
+    pub map_runs: super::maprun::MapRunStore,
 }
 
 impl Default for ServiceOptions {
@@ -79,6 +82,7 @@ impl Default for ServiceOptions {
             ttl: Duration::from_secs(7 * 24 * 3600),
             unserved_grace: Duration::from_secs(30),
             step_batch: 16,
+            map_runs: Default::default(),
         }
     }
 }
@@ -92,6 +96,18 @@ if redis.call('LLEN', KEYS[1]) == 0 and redis.call('LLEN', KEYS[2]) == 0 then
 end
 return 0
 "#;
+
+/// Renews a lease held with `token` (false: it is no longer held); for long reads inside a
+/// batch ([`super::maprun`]).
+pub(crate) async fn renew_lease(
+    conn: &mut ConnectionManager,
+    keys: &FleetKeys,
+    arn: &str,
+    token: &str,
+    lease: Duration,
+) -> redis::RedisResult<bool> {
+    lease::renew(conn, keys, arn, token, lease).await
+}
 
 /// A commit that did not happen, as the error that ends the execution's task here (its
 /// batch is dropped; the inbox still holds its events for the next holder).
@@ -690,6 +706,10 @@ impl Coordinator {
             shared::metrics::get().fleet.lease_takeovers.inc();
         }
         let mut batch = match self.load(arn, clock).await? {
+            Loaded::Batch(mut batch) => {
+                batch.backend.lease = Some((token.to_string(), self.opts.lease));
+                *batch
+            }
             Loaded::Empty => {
                 self.settle(arn, publishing).await?;
                 return Ok(false);
@@ -698,7 +718,6 @@ impl Coordinator {
                 self.drop_late(arn, token, entries, commits).await?;
                 return Ok(true);
             }
-            Loaded::Batch(batch) => *batch,
         };
         self.apply(&mut batch).await?;
         let changes = self.commit(arn, token, &mut batch).await?;
@@ -783,6 +802,7 @@ impl Coordinator {
             .lock()
             .expect("cursor cache lock")
             .remove(arn);
+        backend.map_runs = self.opts.map_runs.clone();
         if let Some((at, cursors, split_runs)) = cached
             && at == commits
         {

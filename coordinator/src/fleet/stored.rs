@@ -183,6 +183,7 @@ mod tests {
                 preselected: false,
                 distributed: false,
                 last_iteration_event: 0,
+                run_seed: 0,
             })),
             last_event: 4,
             entered_event: 3,

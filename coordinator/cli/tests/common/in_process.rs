@@ -89,6 +89,16 @@ impl InProcessFleet {
     /// `shared::testkit::declare_prefix`), registers the workers' resources and starts the
     /// services.
     pub async fn start_with(fleet: FleetConfig, s: Services) -> anyhow::Result<InProcessFleet> {
+        Self::start_opts(fleet, s, ServiceOptions::default()).await
+    }
+
+    /// [`InProcessFleet::start_with`], the coordinators with `opts` (an object store for
+    /// Distributed Maps, say).
+    pub async fn start_opts(
+        fleet: FleetConfig,
+        s: Services,
+        opts: ServiceOptions,
+    ) -> anyhow::Result<InProcessFleet> {
         let declare_on = s.declare_on.as_deref().unwrap_or(&fleet.amqp_url);
         let conn = shared::amqp::connect_with(
             declare_on,
@@ -146,10 +156,9 @@ impl InProcessFleet {
             running.services.push((format!("worker {n}"), worker));
         }
         for n in 0..s.coordinators {
-            let (fleet, shutdown) = (running.fleet.clone(), running.shutdown());
-            let coordinator = tokio::spawn(async move {
-                Ok(Coordinator::serve(&fleet, ServiceOptions::default(), &shutdown).await?)
-            });
+            let (fleet, shutdown, opts) = (running.fleet.clone(), running.shutdown(), opts.clone());
+            let coordinator =
+                tokio::spawn(async move { Ok(Coordinator::serve(&fleet, opts, &shutdown).await?) });
             running
                 .services
                 .push((format!("coordinator {n}"), coordinator));

@@ -135,6 +135,11 @@ pub struct Children {
     /// The latest MapIterationSucceeded/Failed event: MapStateSucceeded follows it.
     #[serde(default)]
     pub last_iteration_event: u64,
+    /// A map run over an `ItemReader`: the randomness its plan was resolved with, so a
+    /// coordinator that did not open the run can resolve the same plan again
+    /// ([`crate::engine::Engine::map_run_plan`]).
+    #[serde(default)]
+    pub run_seed: u64,
 }
 
 /// Something that happened to a cursor.

@@ -21,9 +21,11 @@ mod results;
 mod run;
 
 pub use decode::{DecodeError, Decoded, Decoder};
-pub use plan::{BatchPlan, ChildInputs, MapRunPlan, ReadRequest, WriteRequest};
+pub use plan::{
+    BatchPlan, ChildInputs, MapRunPlan, ReadRequest, RunLimits, WriteRequest, child_execution,
+};
 pub use reader::{ItemReadError, ItemStream};
-pub use results::{ChildRecord, ResultFiles};
+pub use results::{ChildRecord, FILE_BYTES, ResultFiles, ResultFormat};
 pub use run::OpenRun;
 
 /// An object of a listing (`s3:listObjectsV2`).

@@ -109,10 +109,19 @@ impl BatchPlan {
     }
 }
 
+/// A map run's limits as its Map resolved them (DescribeMapRun reports them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunLimits {
+    pub max_concurrency: u64,
+    pub tolerated_count: Option<u64>,
+    pub tolerated_percentage: Option<f64>,
+}
+
 /// Everything the driver needs to run a Distributed Map over an `ItemReader`.
 #[derive(Debug, Clone)]
 pub struct MapRunPlan {
     pub map_run_arn: String,
+    pub limits: RunLimits,
     pub reader: ReadRequest,
     pub writer: Option<WriteRequest>,
     pub batch: BatchPlan,
@@ -126,19 +135,23 @@ impl MapRunPlan {
 
     /// Child `index`'s execution ARN and name.
     pub fn child_execution(&self, index: usize) -> (String, String) {
-        let id = uuid::Uuid::new_v5(
-            &uuid::Uuid::NAMESPACE_URL,
-            format!("{}#{index}", self.map_run_arn).as_bytes(),
-        )
-        .to_string();
-        let base = self
-            .map_run_arn
-            .replacen(":mapRun:", ":execution:", 1)
-            .rsplit_once(':')
-            .map(|(b, _)| b.to_string())
-            .unwrap_or_default();
-        (format!("{base}:{id}"), id)
+        child_execution(&self.map_run_arn, index)
     }
+}
+
+/// Child `index`'s execution ARN and name in the map run `map_run_arn`.
+pub fn child_execution(map_run_arn: &str, index: usize) -> (String, String) {
+    let id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("{map_run_arn}#{index}").as_bytes(),
+    )
+    .to_string();
+    let base = map_run_arn
+        .replacen(":mapRun:", ":execution:", 1)
+        .rsplit_once(':')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or_default();
+    (format!("{base}:{id}"), id)
 }
 
 /// The children's inputs of one map run, in order, produced a chunk at a time from its

@@ -131,6 +131,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 fn plan(source: ReaderSource, key: &str, writer: Option<WriteRequest>) -> MapRunPlan {
     MapRunPlan {
         map_run_arn: "arn:aws:states:local:000000000000:mapRun:M/Fan:run-1".into(),
+        limits: Default::default(),
         reader: ReadRequest {
             source,
             bucket: "in".into(),

@@ -55,6 +55,7 @@ impl Engine {
             preselected: false,
             distributed: false,
             last_iteration_event: 0,
+            run_seed: 0,
         };
         tx.actions.push(Action::StartChildren {
             cursor: cursor.id.clone(),
@@ -274,6 +275,7 @@ impl Engine {
             preselected,
             distributed,
             last_iteration_event: 0,
+            run_seed: 0,
         };
         tx.actions.push(Action::StoreItems {
             cursor: cursor.id.clone(),

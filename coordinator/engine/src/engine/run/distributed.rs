@@ -78,6 +78,7 @@ impl Engine {
             preselected: true,
             distributed: true,
             last_iteration_event: 0,
+            run_seed: s.plan.batch.seed,
         };
         tx.actions.push(Action::OpenMapRun {
             cursor: cursor.id.clone(),
@@ -85,6 +86,36 @@ impl Engine {
         });
         cursor.phase = Phase::Children(Box::new(ch));
         false
+    }
+
+    /// The plan of the map run a waiting Distributed Map cursor opened, resolved again as
+    /// it was when the Map started (same input, variables, entry time and randomness): a
+    /// backend that keeps runs outside the process (the fleet) needs it to read on where a
+    /// run left off after another coordinator opened it. `None`: the cursor waits on no
+    /// map run over an `ItemReader`.
+    pub fn map_run_plan(&self, cursor: &Cursor) -> Option<Result<MapRunPlan, StatesError>> {
+        let Phase::Children(ch) = &cursor.phase else {
+            return None;
+        };
+        if !ch.distributed || ch.kind != ChildKind::Map {
+            return None;
+        }
+        let state = self.state(cursor);
+        let crate::asl::definition::StateKind::Map(spec) = &state.kind else {
+            return None;
+        };
+        let reader = spec.item_reader.as_ref()?;
+        let ctx = self.context(cursor, state, None, None);
+        let mut next_event = 0;
+        let tx = Tx::new(
+            cursor.entered_at,
+            f64::from_bits(ch.run_seed),
+            &mut next_event,
+        );
+        Some(
+            self.map_run_settings(cursor, spec, reader, &ch.effective_input, &ctx, &tx)
+                .map(|s| s.plan),
+        )
     }
 
     fn map_run_settings(
@@ -165,6 +196,11 @@ impl Engine {
         };
         let plan = MapRunPlan {
             map_run_arn: self.map_run_arn(cursor, spec),
+            limits: crate::maprun::RunLimits {
+                max_concurrency,
+                tolerated_count,
+                tolerated_percentage,
+            },
             reader: read,
             writer,
             batch: BatchPlan {

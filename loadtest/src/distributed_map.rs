@@ -1,0 +1,229 @@
+//! A Distributed Map of N `echo` items through the real fleet: a JSONL object of N items in
+//! the local buckets of a fresh data dir, one `mapfleet coordinator --data-dir` process and
+//! K `mapfleet-worker` processes on a fresh prefix, a ResultWriter writing the results back
+//! to the buckets. Measured from the submit to SUCCEEDED; verified from the ResultWriter's
+//! files: exactly N SUCCEEDED records, each item once, none FAILED. Reports the
+//! coordinator's peak RSS (`VmHWM` of its process) as well.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use coordinator::engine::ExecutionInfo;
+use coordinator::fleet::client::FleetClient;
+use serde_json::{Value, json};
+use shared::testkit::{WorkerProcess, unique_prefix};
+use shared::topology::Topology;
+
+use crate::map_coordinator::{ensure_built, run_to_success, wait_for_consumers};
+
+pub struct Params<'a> {
+    pub amqp_url: &'a str,
+    pub redis_url: &'a str,
+    pub worker_bin: &'a Path,
+    pub mapfleet_bin: &'a Path,
+    pub items: usize,
+    pub workers: usize,
+    pub concurrency: usize,
+    pub window: usize,
+    /// The Map's `MaxConcurrency` (children in flight).
+    pub max_concurrency: usize,
+    pub step_batch: Option<usize>,
+    pub limit: Duration,
+}
+
+pub struct Report {
+    pub items: usize,
+    pub elapsed: Duration,
+    /// The coordinator's peak resident set, bytes.
+    pub coordinator_peak_rss: u64,
+    pub result_files: usize,
+}
+
+impl Report {
+    pub fn rate(&self) -> f64 {
+        self.items as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The state machine: a Distributed Map over `items/items.jsonl`, each child one `echo`
+/// Task, the results written under `results/run/`.
+pub fn definition(max_concurrency: usize) -> Value {
+    json!({
+        "Comment": "loadtest distributed-map",
+        "StartAt": "Echo",
+        "States": {
+            "Echo": {
+                "Type": "Map",
+                "MaxConcurrency": max_concurrency,
+                "ItemReader": {
+                    "Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": {"InputType": "JSONL"},
+                    "Parameters": {"Bucket": "items", "Key": "items.jsonl"}
+                },
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+                    "StartAt": "E",
+                    "States": {
+                        "E": {"Type": "Task", "Resource": "arn:mapfleet:task:::echo", "End": true}
+                    }
+                },
+                "ResultWriter": {
+                    "Resource": "arn:aws:states:::s3:putObject",
+                    "Parameters": {"Bucket": "results", "Prefix": "run"},
+                    "WriterConfig": {"OutputType": "JSONL", "Transformation": "COMPACT"}
+                },
+                "End": true
+            }
+        }
+    })
+}
+
+pub async fn run(p: &Params<'_>) -> anyhow::Result<Report> {
+    ensure_built(p.worker_bin, "worker")?;
+    ensure_built(p.mapfleet_bin, "mapfleet")?;
+    let topo = Topology::new(unique_prefix("loadtest-dmap"), 5);
+    let data = tempfile_dir()?;
+    shared::testkit::declare(p.amqp_url, &topo).await?;
+    let result = measure(p, &topo, &data).await;
+    let cleanup = shared::testkit::teardown(p.amqp_url, p.redis_url, topo.prefix()).await;
+    let _ = std::fs::remove_dir_all(&data);
+    let report = result?;
+    cleanup.context("cleaning up the prefix")?;
+    Ok(report)
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(unique_prefix("loadtest-dmap-data"));
+    std::fs::create_dir_all(dir.join("buckets/items"))?;
+    std::fs::create_dir_all(dir.join("buckets/results"))?;
+    Ok(dir)
+}
+
+/// Writes the items object, a line at a time (never the whole list in memory).
+fn write_items(data: &Path, n: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(data.join("buckets/items/items.jsonl"))?;
+    let mut w = std::io::BufWriter::new(file);
+    for i in 0..n {
+        writeln!(w, "{{\"i\":{i}}}")?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+async fn measure(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result<Report> {
+    write_items(data, p.items)?;
+    let concurrency = p.concurrency.to_string();
+    let window = p.window.to_string();
+    let _workers = (0..p.workers)
+        .map(|_| {
+            WorkerProcess::spawn(
+                p.worker_bin,
+                p.amqp_url,
+                p.redis_url,
+                topo,
+                &["--concurrency", &concurrency, "--confirm-window", &window],
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let coordinator = spawn_coordinator(p, topo, data)?;
+    wait_for_consumers(p.amqp_url, &topo.default_steps_queue(), p.workers as u32).await?;
+    wait_for_consumers(p.amqp_url, &topo.outcomes_queue(), 1).await?;
+
+    let client = FleetClient::connect(p.redis_url, topo.prefix()).await?;
+    let text = definition(p.max_concurrency).to_string();
+    let def = coordinator::asl::parse::parse_definition(&text)
+        .map_err(|e| anyhow::anyhow!("the loadtest definition does not parse: {e:?}"))?;
+    let info = ExecutionInfo::new("loadtest", topo.prefix(), json!({}), chrono::Utc::now());
+    let (elapsed, result) = run_to_success(&client, &text, &def, &info, p.limit).await?;
+    let coordinator_peak_rss = peak_rss(coordinator.0.id()).unwrap_or(0);
+    drop(coordinator);
+    let output = result.output.context("a SUCCEEDED Map without output")?;
+    let key = output["ResultWriterDetails"]["Key"]
+        .as_str()
+        .context("no ResultWriterDetails in the Map's output")?;
+    let result_files = verify(&data.join("buckets/results"), key, p.items)?;
+    Ok(Report {
+        items: p.items,
+        elapsed,
+        coordinator_peak_rss,
+        result_files,
+    })
+}
+
+/// Every item exactly once among the SUCCEEDED files, none FAILED; returns the file count.
+fn verify(results: &Path, manifest_key: &str, n: usize) -> anyhow::Result<usize> {
+    let manifest: Value = serde_json::from_slice(&std::fs::read(results.join(manifest_key))?)
+        .context("the manifest")?;
+    let failed = manifest["ResultFiles"]["FAILED"]
+        .as_array()
+        .map_or(0, Vec::len);
+    ensure!(failed == 0, "{failed} FAILED result files");
+    let files = manifest["ResultFiles"]["SUCCEEDED"]
+        .as_array()
+        .context("no SUCCEEDED files in the manifest")?;
+    let mut seen = vec![0u8; n];
+    let mut records = 0usize;
+    for f in files {
+        let key = f["Key"].as_str().context("a file without a key")?;
+        let text = std::fs::read_to_string(results.join(key))?;
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let v: Value = serde_json::from_str(line).with_context(|| format!("{key}: {line}"))?;
+            let i = v["i"].as_u64().context("a record without its item")? as usize;
+            ensure!(i < n, "{key}: item {i} out of range");
+            seen[i] = seen[i].saturating_add(1);
+            records += 1;
+        }
+    }
+    if let Some(i) = seen.iter().position(|&c| c != 1) {
+        bail!("item {i} recorded {} times ({records} records)", seen[i]);
+    }
+    ensure!(records == n, "{records} records for {n} items");
+    Ok(files.len())
+}
+
+/// A process's peak resident set (`VmHWM`), bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn spawn_coordinator(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result<Proc> {
+    let mut cmd = Command::new(p.mapfleet_bin);
+    cmd.arg("coordinator")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--amqp", p.amqp_url, "--redis", p.redis_url])
+        .args(["--prefix", topo.prefix()])
+        .args(["--delivery-limit", &topo.delivery_limit().to_string()])
+        .args(["--confirm-window", &p.window.to_string()]);
+    if let Some(n) = p.step_batch {
+        cmd.args(["--step-batch", &n.to_string()]);
+    }
+    let child = cmd
+        .env_remove("MAPFLEET_METRICS_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(if std::env::var_os("MAPFLEET_LOADTEST_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .with_context(|| format!("spawning {}", p.mapfleet_bin.display()))?;
+    Ok(Proc(child))
+}

@@ -80,3 +80,6 @@ fi
 
 # The aws CLI and boto3 for the Step Functions API tests.
 bash "$(dirname "$0")/api-clients.sh"
+
+# Headless Chromium and chromedriver for the web console test.
+bash "$(dirname "$0")/chromium.sh"

@@ -185,6 +185,10 @@ pub struct RunArgs {
     /// Filled from the global `--data-dir`.
     #[arg(skip)]
     pub data_dir: PathBuf,
+    /// Called with the output of a successful run before it is printed (the demo's
+    /// summary table); not a flag.
+    #[arg(skip)]
+    pub before_output: Option<fn(&Value)>,
 }
 
 /// Entry point of the `mapfleet` binary.
@@ -603,6 +607,9 @@ fn print_result(result: &ExecutionResult, args: &RunArgs) -> ExitCode {
     }
     match (&result.output, &result.error) {
         (Some(output), _) if !args.history => {
+            if let Some(hook) = args.before_output {
+                hook(output);
+            }
             println!(
                 "{}",
                 serde_json::to_string_pretty(output).unwrap_or_else(|_| output.to_string())

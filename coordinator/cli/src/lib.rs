@@ -5,12 +5,14 @@
 //! # Layout
 //! - [`cli`]: one enum of commands, one function per command.
 //! - [`buckets`]: the worker's object store as Distributed Maps' [`coordinator::maprun::Buckets`].
+//! - [`console`]: the web console `mapfleet serve` shows at `/`.
 //! - [`tasks`]: the worker's task registry as embedded mode's [`coordinator::embedded::TaskExecutor`].
 
 pub mod access;
 pub mod api;
 pub mod buckets;
 pub mod cli;
+pub mod console;
 pub mod tasks;
 
 pub(crate) use coordinator::{asl, embedded, engine, fleet, maprun};

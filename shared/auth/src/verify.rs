@@ -139,6 +139,15 @@ impl Verifier {
         self.keys.len()
     }
 
+    /// Whether `secret` is the secret of key `access_key_id` (the web console's login form),
+    /// compared in constant time.
+    pub fn accepts_pair(&self, access_key_id: &str, secret: &str) -> bool {
+        match self.keys.secret(access_key_id) {
+            Some(known) => bool::from(known.expose().as_bytes().ct_eq(secret.as_bytes())),
+            None => false,
+        }
+    }
+
     /// Checks `req` at server time `now`.
     pub fn verify(&self, req: &Request<'_>, now: SystemTime) -> Result<Caller, AuthError> {
         let header = req.header("authorization").ok_or(AuthError::Missing)?;
@@ -519,5 +528,20 @@ mod tests {
             verifier().verify(&request(&headers, b"{}"), now),
             Err(AuthError::UnknownKey)
         );
+    }
+}
+
+#[cfg(test)]
+mod pair_tests {
+    use super::*;
+
+    #[test]
+    fn a_key_pair_is_accepted_only_with_its_own_secret() {
+        let v = Verifier::new(KeyStore::parse_list("AKID:right-secret").unwrap(), "states");
+        assert!(v.accepts_pair("AKID", "right-secret"));
+        assert!(!v.accepts_pair("AKID", "wrong-secret"));
+        assert!(!v.accepts_pair("AKID", "right-secre"));
+        assert!(!v.accepts_pair("OTHER", "right-secret"));
+        assert!(!v.accepts_pair("", ""));
     }
 }

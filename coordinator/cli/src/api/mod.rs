@@ -75,6 +75,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut fleet = coordinator::fleet::client::FleetClient::connect(&redis, &args.prefix).await?;
     fleet.patience = REDIS_PATIENCE;
     let store = store::Store::new(fleet);
+    let console = std::sync::Arc::new(crate::console::Console {
+        store: store.clone(),
+        sessions: crate::console::session::Sessions::new(access.clone()),
+    });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.addr))?;
@@ -85,9 +89,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.prefix,
         shared::config::redact_url(&redis)
     );
+    if console.sessions.anonymous() {
+        eprintln!("Console on http://{bound}/ (no login: --allow-anonymous)");
+    } else {
+        // A token rather than a secret: it opens the console only, for a short while.
+        eprintln!(
+            "Console on http://{bound}/ (log in with an API key pair, or open \
+             http://{bound}/#token={} within {} minutes)",
+            console.sessions.start_token(),
+            crate::console::session::START_TOKEN_TTL.as_secs() / 60
+        );
+    }
     server::serve(
         listener,
-        server::router(store, access),
+        server::router(store, access, console),
         shared::process::shutdown_signal(),
     )
     .await?;

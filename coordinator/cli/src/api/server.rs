@@ -1,4 +1,5 @@
-//! The HTTP side on axum: `POST /` only, the operation named by `X-Amz-Target`, every request
+//! The HTTP side on axum: `POST /` for the API (the web console's routes are merged in, see
+//! [`crate::console`]), the operation named by `X-Amz-Target`, every request
 //! checked by [`Access`] over the raw body and the headers as received (the `Host` too, so a
 //! client's `sync-` host prefix signs and verifies like any other host). Neither keys nor
 //! signatures nor any other header are logged.
@@ -30,17 +31,18 @@ struct Api {
     requests: AtomicU64,
 }
 
-/// The router of the API.
-pub fn router(store: Store, access: Access) -> Router {
+/// The router of the API (`POST /`) and of the web console (`GET /` and `/console/`).
+pub fn router(store: Store, access: Access, console: Arc<crate::console::Console>) -> Router {
     let api = Arc::new(Api {
         store,
         access,
         requests: AtomicU64::new(0),
     });
     Router::new()
-        .route("/", post(handle))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route("/", post(handle).get(crate::console::index))
         .with_state(api)
+        .merge(crate::console::router(console))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.

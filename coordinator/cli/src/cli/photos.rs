@@ -324,6 +324,103 @@ pub async fn demo(data_dir: &Path, examples: &Path, distributed: bool) -> anyhow
         task_slots: crate::embedded::default_task_slots(),
         max_payload_bytes: crate::engine::PAYLOAD_LIMIT_BYTES,
         data_dir: data_dir.to_path_buf(),
+        before_output: (!distributed).then_some(print_summary as fn(&Value)),
     };
-    Ok(super::run_embedded(args).await)
+    let code = super::run_embedded(args).await;
+    eprintln!(
+        "\nTo explore a run graph by graph, iteration by iteration, open the web console: run \
+         `mapfleet serve --redis redis://127.0.0.1:6379/` next to a fleet, start the batch through \
+         it (`aws stepfunctions start-execution` or boto3), then open http://127.0.0.1:8083/ \
+         (README, section \"The web console\")."
+    );
+    Ok(code)
+}
+
+/// The demo's per-item table, on stderr so that stdout stays the output JSON.
+fn print_summary(output: &Value) {
+    if let Some(table) = summary_table(output) {
+        eprintln!("{table}");
+    }
+}
+
+/// One row per photo of the batch's output (`results`): user, key, outcome, message and
+/// thumbnail, as the workshop reads them; `None` when the output is not the batch's.
+pub fn summary_table(output: &Value) -> Option<String> {
+    let results = output.get("results")?.as_array()?;
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let mut rows: Vec<[String; 5]> = vec![[
+        "USER".into(),
+        "KEY".into(),
+        "OUTCOME".into(),
+        "MESSAGE".into(),
+        "THUMBNAIL".into(),
+    ]];
+    for r in results {
+        let notice = &r["errorInfo"]["messageToSend"];
+        let (outcome, message, thumbnail) = if notice.is_object() {
+            (text(&notice["title"]), text(&notice["message"]), "-".into())
+        } else if r["parallelResult"].is_array() {
+            (
+                "accepted".to_string(),
+                format!(
+                    "face indexed as {}",
+                    text(&r["parallelResult"][0]["FaceId"])
+                ),
+                text(&r["parallelResult"][1]["thumbnail"]["s3key"]),
+            )
+        } else {
+            ("?".into(), r.to_string(), "-".into())
+        };
+        rows.push([
+            text(&r["userId"]),
+            text(&r["s3Key"]),
+            outcome,
+            message.trim().to_string(),
+            thumbnail,
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    Some(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_has_a_row_per_photo_with_its_outcome_and_thumbnail() {
+        let output = json!({"results": [
+            {"userId": "user_a", "s3Key": "1_happy_face.jpg",
+             "parallelResult": [{"FaceId": "f-1"}, {"thumbnail": {"s3key": "resized-1_happy_face.jpg"}}]},
+            {"userId": "user_b", "s3Key": "2_sunglass_face.jpg",
+             "errorInfo": {"messageToSend": {"title": "PhotoDoesNotMeetRequirementError", "message": "Face is wearing sunglasses"}}},
+        ]});
+        let t = summary_table(&output).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("USER    KEY"), "{t}");
+        assert!(
+            lines[1].contains("accepted") && lines[1].ends_with("resized-1_happy_face.jpg"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("PhotoDoesNotMeetRequirementError  Face is wearing sunglasses"),
+            "{t}"
+        );
+        assert_eq!(summary_table(&json!({"other": 1})), None);
+    }
 }

@@ -37,6 +37,11 @@
 //! | images/s by CPU time, embedding once (cache on, the default) | 43.88 | 46.20 | 1.05 |
 //! | images/s by CPU time, embedding twice (cache off) | 35.02 | 31.62 | 0.90 |
 //!
+//! Then, after the rounds: SFace's per-face CPU time at batch 1, 2, 4 and 8 (one ONNX run per
+//! batch: the batched-inference figure), the workflow with 8 items in flight at once on the
+//! core, this process's peak RSS (`VmHWM`, both models loaded), and the headline ratio of
+//! embedded images/s against Python's.
+//!
 //! The thumbnail is made from face-detection's decode (`worker::face::decoded`); before that,
 //! the same session gave 0.99 and 0.86. The rest of the gap is in face-detection's JPEG
 //! decode (`zune-jpeg`, 9.5 ms against about 7.6 in libjpeg-turbo).
@@ -441,7 +446,10 @@ async fn batched(models: &Arc<Models>, dir: &Path, repeat: usize) -> Value {
             crops.push(worker::face::align::align_crop(&rgb, &d.landmarks));
         }
     }
-    println!("\n## Batched inference (SFace, one ONNX run per batch; {} workshop faces)", crops.len());
+    println!(
+        "\n## Batched inference (SFace, one ONNX run per batch; {} workshop faces)",
+        crops.len()
+    );
     println!("| batch | CPU ms per batch | CPU ms per face | per face vs batch 1 |");
     println!("|---|---|---|---|");
     let mut rows = serde_json::Map::new();
@@ -465,7 +473,10 @@ async fn batched(models: &Arc<Models>, dir: &Path, repeat: usize) -> Value {
             m / b as f64,
             m / b as f64 / single
         );
-        rows.insert(b.to_string(), json!({"cpu_ms": m, "cpu_ms_per_face": m / b as f64}));
+        rows.insert(
+            b.to_string(),
+            json!({"cpu_ms": m, "cpu_ms_per_face": m / b as f64}),
+        );
     }
     // 8 items at once: the photo tasks of 8 Map items interleave on this one core.
     let dir = dir.join("concurrent");

@@ -22,6 +22,9 @@ use super::yunet::{self, Detection, LetterboxError, StrideOutputs};
 pub const YUNET_FILE: &str = "face_detection_yunet_2023mar_folded.onnx";
 pub const SFACE_FILE: &str = "face_recognition_sface_2021dec_folded.onnx";
 pub const ORT_LIB_FILE: &str = "libonnxruntime.so";
+/// The folds' manifest, and the first line it must have (`FOLD_VERSION` in the script).
+pub const MANIFEST_FILE: &str = "folded.sha256";
+const FOLD_VERSION: &str = "fold 2";
 
 /// The embedding's length.
 pub const EMBEDDING_LEN: usize = 128;
@@ -32,6 +35,8 @@ pub struct ModelPaths {
     pub yunet: PathBuf,
     pub sface: PathBuf,
     pub onnxruntime: PathBuf,
+    /// `folded.sha256`, whose first line names the fold's version.
+    pub manifest: PathBuf,
 }
 
 impl ModelPaths {
@@ -41,15 +46,25 @@ impl ModelPaths {
             yunet: dir.join(YUNET_FILE),
             sface: dir.join(SFACE_FILE),
             onnxruntime: dir.join(ORT_LIB_FILE),
+            manifest: dir.join(MANIFEST_FILE),
         }
     }
 
-    /// The first missing file, if any.
+    /// The first missing file, if any; the folds' manifest when the folded models are from
+    /// an older `setup-models.sh` (their fixed input shapes no longer fit the detector's input).
     pub fn missing(&self) -> Option<&Path> {
-        [&self.yunet, &self.sface, &self.onnxruntime]
+        let missing = [&self.yunet, &self.sface, &self.onnxruntime]
             .into_iter()
             .find(|p| !p.is_file())
-            .map(PathBuf::as_path)
+            .map(PathBuf::as_path);
+        if missing.is_some() {
+            return missing;
+        }
+        let manifest = self.manifest.as_path();
+        let current = std::fs::read_to_string(manifest)
+            .map(|m| m.lines().next() == Some(FOLD_VERSION))
+            .unwrap_or(false);
+        (!current).then_some(manifest)
     }
 
     /// [`ModelError::NotInstalled`] (naming the directory to install into) when a file is
@@ -70,7 +85,7 @@ impl ModelPaths {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ModelError {
     #[error(
-        "the face models are not installed ({} is missing): run `make models` or \
+        "the face models are not installed ({} is missing or from an older fold): run `make models` or \
          `bash deploy/setup-models.sh {}`",
         missing.display(),
         dir.display()

@@ -37,6 +37,11 @@
 //! | images/s by CPU time, embedding once (cache on, the default) | 43.88 | 46.20 | 1.05 |
 //! | images/s by CPU time, embedding twice (cache off) | 35.02 | 31.62 | 0.90 |
 //!
+//! Then, after the rounds: SFace's per-face CPU time at batch 1, 2, 4 and 8 (one ONNX run per
+//! batch: the batched-inference figure), the workflow with 8 items in flight at once on the
+//! core, this process's peak RSS (`VmHWM`, both models loaded), and the headline ratio of
+//! embedded images/s against Python's.
+//!
 //! The thumbnail is made from face-detection's decode (`worker::face::decoded`); before that,
 //! the same session gave 0.99 and 0.86. The rest of the gap is in face-detection's JPEG
 //! decode (`zune-jpeg`, 9.5 ms against about 7.6 in libjpeg-turbo).
@@ -416,6 +421,102 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
+/// The process's peak resident set (`VmHWM`), MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Batched inference, measured: SFace per-face CPU ms at batch sizes 1, 2, 4 and 8 on the
+/// workshop's aligned faces (median of `repeat` runs each), then the photo workflow with 8
+/// items in flight at once on this core, images/s by wall and by CPU time.
+async fn batched(models: &Arc<Models>, dir: &Path, repeat: usize) -> Value {
+    let photos = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rider-photos/photos");
+    let mut crops = Vec::new();
+    for p in PHOTOS {
+        let bytes = std::fs::read(photos.join(p)).unwrap();
+        let (_, rgb) = worker::face::imagefile::decode_rgb(&bytes, 40_000_000).unwrap();
+        for d in models.detect(&rgb, &Default::default()).unwrap() {
+            crops.push(worker::face::align::align_crop(&rgb, &d.landmarks));
+        }
+    }
+    println!(
+        "\n## Batched inference (SFace, one ONNX run per batch; {} workshop faces)",
+        crops.len()
+    );
+    println!("| batch | CPU ms per batch | CPU ms per face | per face vs batch 1 |");
+    println!("|---|---|---|---|");
+    let mut rows = serde_json::Map::new();
+    let mut single = f64::NAN;
+    for b in [1usize, 2, 4, 8] {
+        let batch: Vec<&[u8]> = (0..b).map(|i| crops[i % crops.len()].as_slice()).collect();
+        models.embed_batch(&batch).unwrap();
+        let mut ms: Vec<f64> = (0..repeat.max(3))
+            .map(|_| {
+                let c = cpu_seconds();
+                models.embed_batch(&batch).unwrap();
+                (cpu_seconds() - c) * 1e3
+            })
+            .collect();
+        let m = median(&mut ms);
+        if b == 1 {
+            single = m;
+        }
+        println!(
+            "| {b} | {m:.2} | {:.2} | {:.2} |",
+            m / b as f64,
+            m / b as f64 / single
+        );
+        rows.insert(
+            b.to_string(),
+            json!({"cpu_ms": m, "cpu_ms_per_face": m / b as f64}),
+        );
+    }
+    // 8 items at once: the photo tasks of 8 Map items interleave on this one core.
+    let dir = dir.join("concurrent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (r, ctx) = setup(models.clone(), &dir, 64).await;
+    let r = Arc::new(r);
+    let mut ips = Vec::new();
+    let mut ips_cpu = Vec::new();
+    for pass in 0..=repeat {
+        clear_collection(&ctx).await;
+        upload(&ctx, 1000 + pass).await;
+        upload(&ctx, 2000 + pass).await;
+        let t = Instant::now();
+        let c = cpu_seconds();
+        let mut items = Vec::new();
+        for (k, base) in [1000, 2000].into_iter().enumerate() {
+            for (i, p) in PHOTOS.iter().enumerate() {
+                let state = json!({"userId": format!("c_{pass}_{k}_{i}"), "s3Bucket": DEFAULT_PHOTO_BUCKET, "s3Key": format!("p{}/{p}", base + pass)});
+                let r = r.clone();
+                items.push(tokio::spawn(async move {
+                    iteration(&r, state, &mut Times::new()).await
+                }));
+            }
+        }
+        for it in items {
+            it.await.unwrap();
+        }
+        if pass > 0 {
+            let n = 2.0 * PHOTOS.len() as f64;
+            ips.push(n / t.elapsed().as_secs_f64());
+            ips_cpu.push(n / (cpu_seconds() - c));
+        }
+    }
+    let (w, c) = (median(&mut ips), median(&mut ips_cpu));
+    println!(
+        "8 items in flight on this core (no batching across them): {w:.2} images/s wall, {c:.2} by CPU time"
+    );
+    json!({"sface": rows, "concurrent_8": {"images_per_s": w, "images_per_cpu_s": c}})
+}
+
 const CACHED: &str = "embedded, analysis cache on (default)";
 const UNCACHED: &str = "embedded, analysis cache off";
 
@@ -448,6 +549,7 @@ fn main() {
     let t = Instant::now();
     let models = Arc::new(Models::load(&paths, 1).expect("loading models"));
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss_loaded = peak_rss_mib();
     println!(
         "models loaded (incl. onnxruntime environment) in {load_ms:.0} ms; {repeat} repeats after 1 warm-up, {rounds} rounds"
     );
@@ -479,13 +581,27 @@ fn main() {
         });
         rust_runs.push(json);
     }
+    let batched = rt.block_on(batched(&models, &base, repeat));
     let _ = std::fs::remove_dir_all(&base);
     println!("\nload average at the end: {}", loadavg());
+    let rss = peak_rss_mib();
+    println!(
+        "peak RSS of this process (both models loaded, every run above): {rss:.1} MiB (after loading: {rss_loaded:.1} MiB)"
+    );
     let rust = rust_medians(&rust_runs);
-    let mut json = json!({"rust": rust, "rust_rounds": rust_runs});
+    let mut json = json!({"rust": rust, "rust_rounds": rust_runs, "batched": batched,
+        "peak_rss_mib": rss, "rss_after_load_mib": rss_loaded});
     if !py_runs.is_empty() {
         let py = python_figures(&py_runs);
         json["ratios"] = compare(&rust, &py);
+        let r = &json["ratios"]["embed_once"];
+        println!(
+            "\nembedded images/s = {:.2}x Python's by wall time ({:.2}x by CPU time), same core, median of {} rounds; load average {}",
+            r["wall"].as_f64().unwrap_or(f64::NAN),
+            r["cpu"].as_f64().unwrap_or(f64::NAN),
+            rounds,
+            loadavg()
+        );
         json["python"] = py;
     }
     if let Some(out) = std::env::var_os("MAPFLEET_BENCH_JSON") {

@@ -1,14 +1,21 @@
 //! YuNet (2023mar) input preparation and output decoding.
 //!
-//! Input: `input`, 1×3×640×640 BGR, raw 0–255 floats; the image is resized to fit (bilinear)
-//! and placed at the top-left of a black canvas. Outputs: `cls_S`, `obj_S`, `bbox_S`, `kps_S` for
-//! strides S = 8, 16, 32, each [1, cells, C], sigmoid already applied to cls and obj.
+//! Input: `input`, N×3×H×W BGR, raw 0–255 floats (the folded model's batch, height and width
+//! are free; H and W must be multiples of 32). The image is resized so that its long side is
+//! the detection size (bilinear) and placed at the top-left of a black canvas whose sides are
+//! the resized sides rounded up to 32: a 1200×800 photo at 640 runs on 640×448, not on the
+//! 640×640 square the exporter fixed (the same pixels, a third less work). Outputs: `cls_S`,
+//! `obj_S`, `bbox_S`, `kps_S` for strides S = 8, 16, 32, each [1, cells, C], sigmoid already
+//! applied to cls and obj.
 
 use fast_image_resize as fr;
 use image::RgbImage;
 
-/// The detector's square input side.
+/// The default detection size: the long side of the detector's input (the Python baseline's
+/// and OpenCV's 640).
 pub const INPUT_SIZE: usize = 640;
+/// The detector's input sides are multiples of this (its largest stride).
+pub const ALIGN: usize = 32;
 /// The feature strides, in the order of the outputs.
 pub const STRIDES: [usize; 3] = [8, 16, 32];
 
@@ -44,7 +51,10 @@ impl Detection {
 /// The letterboxed network input and the scale from the original image to it.
 pub struct Letterbox {
     pub scale: f32,
-    /// 3×640×640, planar B, G, R.
+    /// The input's width and height (multiples of [`ALIGN`]).
+    pub width: usize,
+    pub height: usize,
+    /// 3×height×width, planar B, G, R.
     pub data: Vec<f32>,
 }
 
@@ -57,30 +67,45 @@ pub enum LetterboxError {
     Resize(#[from] fr::ResizeError),
 }
 
-/// Resizes the image to fit 640×640 (bilinear), top-left, and converts it to planar BGR floats.
-pub fn letterbox(rgb: &RgbImage) -> Result<Letterbox, LetterboxError> {
+/// Resizes the image so that its long side is `long_side` (bilinear), top-left on a canvas
+/// rounded up to multiples of [`ALIGN`], and converts it to planar BGR floats.
+pub fn letterbox(rgb: &RgbImage, long_side: usize) -> Result<Letterbox, LetterboxError> {
     let (w, h) = rgb.dimensions();
-    let scale = (INPUT_SIZE as f32 / w as f32).min(INPUT_SIZE as f32 / h as f32);
-    let nw = ((w as f32 * scale).round() as usize).clamp(1, INPUT_SIZE);
-    let nh = ((h as f32 * scale).round() as usize).clamp(1, INPUT_SIZE);
+    let long_side = long_side.max(ALIGN);
+    let scale = (long_side as f32 / w as f32).min(long_side as f32 / h as f32);
+    let nw = ((w as f32 * scale).round() as usize).clamp(1, long_side);
+    let nh = ((h as f32 * scale).round() as usize).clamp(1, long_side);
+    let (cw, ch) = (nw.div_ceil(ALIGN) * ALIGN, nh.div_ceil(ALIGN) * ALIGN);
     let src = fr::images::ImageRef::new(w, h, rgb.as_raw(), fr::PixelType::U8x3)?;
     let mut dst = fr::images::Image::new(nw as u32, nh as u32, fr::PixelType::U8x3);
     let opts =
         fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
     fr::Resizer::new().resize(&src, &mut dst, &opts)?;
-    let plane = INPUT_SIZE * INPUT_SIZE;
+    let plane = cw * ch;
     let mut data = vec![0f32; 3 * plane];
     let buf = dst.buffer();
+    let (b, rest) = data.split_at_mut(plane);
+    let (g, r) = rest.split_at_mut(plane);
     for y in 0..nh {
         let row = &buf[y * nw * 3..(y + 1) * nw * 3];
-        let base = y * INPUT_SIZE;
+        let base = y * cw;
+        let (b, g, r) = (
+            &mut b[base..base + nw],
+            &mut g[base..base + nw],
+            &mut r[base..base + nw],
+        );
         for (x, px) in row.chunks_exact(3).enumerate() {
-            data[base + x] = f32::from(px[2]);
-            data[plane + base + x] = f32::from(px[1]);
-            data[2 * plane + base + x] = f32::from(px[0]);
+            b[x] = f32::from(px[2]);
+            g[x] = f32::from(px[1]);
+            r[x] = f32::from(px[0]);
         }
     }
-    Ok(Letterbox { scale, data })
+    Ok(Letterbox {
+        scale,
+        width: cw,
+        height: ch,
+        data,
+    })
 }
 
 /// The 12 outputs for one stride: cls, obj, bbox, kps slices.
@@ -91,19 +116,35 @@ pub struct StrideOutputs<'a> {
     pub kps: &'a [f32],
 }
 
-/// Decodes the outputs (one entry per stride, in [`STRIDES`] order), keeps scores at or above
-/// `score_threshold`, applies NMS at `nms_iou`, and maps back to the original image.
+/// Decodes the outputs of a `width`×`height` input (one entry per stride, in [`STRIDES`]
+/// order), keeps scores at or above `score_threshold`, applies NMS at `nms_iou`, and maps back
+/// to the original image (`scale`: original to input).
 pub fn decode(
     outputs: &[StrideOutputs<'_>; 3],
+    (width, height): (usize, usize),
     scale: f32,
     score_threshold: f32,
     nms_iou: f32,
     max_faces: usize,
 ) -> Vec<Detection> {
+    nms(
+        candidates(outputs, (width, height), scale, score_threshold),
+        nms_iou,
+        max_faces,
+    )
+}
+
+/// Every cell scoring at or above `score_threshold`, mapped to the original image (no NMS).
+pub fn candidates(
+    outputs: &[StrideOutputs<'_>; 3],
+    (width, height): (usize, usize),
+    scale: f32,
+    score_threshold: f32,
+) -> Vec<Detection> {
     let mut cands = Vec::new();
     for (o, &s) in outputs.iter().zip(STRIDES.iter()) {
-        let cols = INPUT_SIZE / s;
-        let cells = cols * cols;
+        let cols = width / s;
+        let cells = cols * (height / s);
         if o.cls.len() < cells
             || o.obj.len() < cells
             || o.bbox.len() < cells * 4
@@ -138,7 +179,7 @@ pub fn decode(
             });
         }
     }
-    nms(cands, nms_iou, max_faces)
+    cands
 }
 
 /// Greedy non-maximum suppression, best score first (stable for equal scores).
@@ -182,15 +223,18 @@ mod tests {
 
     #[test]
     fn letterbox_places_the_image_top_left_in_bgr() {
-        let img = RgbImage::from_pixel(1280, 640, image::Rgb([10, 20, 30]));
-        let lb = letterbox(&img).unwrap();
+        let img = RgbImage::from_pixel(1280, 600, image::Rgb([10, 20, 30]));
+        let lb = letterbox(&img, INPUT_SIZE).unwrap();
         assert_eq!(lb.scale, 0.5);
-        let plane = INPUT_SIZE * INPUT_SIZE;
+        // 640×300, on a canvas rounded up to 32: 640×320.
+        assert_eq!((lb.width, lb.height), (640, 320));
+        let plane = lb.width * lb.height;
         assert_eq!(
             (lb.data[0], lb.data[plane], lb.data[2 * plane]),
             (30.0, 20.0, 10.0)
         );
-        assert_eq!(lb.data[400 * INPUT_SIZE], 0.0, "below the image is padding");
+        assert_eq!(lb.data[299 * lb.width], 30.0, "the last row of the image");
+        assert_eq!(lb.data[300 * lb.width], 0.0, "below the image is padding");
     }
 
     #[test]
@@ -208,7 +252,7 @@ mod tests {
             bbox: &bbox[i],
             kps: &kps[i],
         });
-        let d = decode(&outs, 0.5, 0.8, 0.3, 10);
+        let d = decode(&outs, (INPUT_SIZE, INPUT_SIZE), 0.5, 0.8, 0.3, 10);
         assert_eq!(d.len(), 1);
         assert!((d[0].score - 0.9).abs() < 1e-6);
         assert_eq!((d[0].x, d[0].y, d[0].w, d[0].h), (160.0, 96.0, 64.0, 64.0));

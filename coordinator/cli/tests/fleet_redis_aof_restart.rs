@@ -201,9 +201,10 @@ async fn run() {
     };
     let stderr = std::fs::read_to_string(&stderr_path).unwrap();
     assert!(status.success(), "the client failed: {status}\n{stderr}");
+    // It may name the broken pipe it met while reconnecting, but never ends on it.
     assert!(
-        !stderr.contains("broken pipe"),
-        "the client reported a broken pipe:\n{stderr}"
+        !stderr.contains("error:"),
+        "the client reported an error:\n{stderr}"
     );
     assert!(
         stderr.contains("Redis unreachable") && stderr.contains("Redis is back"),

@@ -111,9 +111,18 @@ pub async fn run(p: &Params<'_>) -> anyhow::Result<()> {
     let load_after = load_average();
 
     let charts = [
-        ("throughput.svg", throughput_chart(&p.dir.join("throughput.svg"), &run)),
-        ("latency.svg", latency_chart(&p.dir.join("latency.svg"), &run)),
-        ("backlog.svg", backlog_chart(&p.dir.join("backlog.svg"), &run)),
+        (
+            "throughput.svg",
+            throughput_chart(&p.dir.join("throughput.svg"), &run),
+        ),
+        (
+            "latency.svg",
+            latency_chart(&p.dir.join("latency.svg"), &run),
+        ),
+        (
+            "backlog.svg",
+            backlog_chart(&p.dir.join("backlog.svg"), &run),
+        ),
         ("tasks.svg", tasks_chart(&p.dir.join("tasks.svg"), &run)),
         (
             "scaling.svg",
@@ -189,11 +198,7 @@ fn latency_chart(path: &Path, run: &Run) -> Drawn {
         .iter()
         .filter_map(|s| s.latency.map(|l| (s.t, l.map(|v| v * 1000.0))))
         .collect();
-    let top = series
-        .iter()
-        .map(|(_, l)| l[2])
-        .fold(1.0, f64::max)
-        * 1.1;
+    let top = series.iter().map(|(_, l)| l[2]).fold(1.0, f64::max) * 1.1;
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -241,7 +246,10 @@ fn backlog_chart(path: &Path, run: &Run) -> Drawn {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Backlog: messages ready in the steps queue", ("sans-serif", 20))
+        .caption(
+            "Backlog: messages ready in the steps queue",
+            ("sans-serif", 20),
+        )
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -258,12 +266,7 @@ fn backlog_chart(path: &Path, run: &Run) -> Drawn {
 
 fn tasks_chart(path: &Path, run: &Run) -> Drawn {
     let n = run.tasks.len().max(1) as u32;
-    let top = run
-        .tasks
-        .iter()
-        .map(|t| t.p95 * 1000.0)
-        .fold(1.0, f64::max)
-        * 1.2;
+    let top = run.tasks.iter().map(|t| t.p95 * 1000.0).fold(1.0, f64::max) * 1.2;
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -335,7 +338,11 @@ fn scaling_chart(path: &Path, sleep: &[Point], photo: Option<&[Point]>) -> Drawn
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
     let mut series = vec![("sleep (I/O-bound, 4 slots each)", BLUE, speedups(sleep))];
     if let Some(photo) = photo {
-        series.push(("rider photos (CPU-bound, 1 slot each)", RED, speedups(photo)));
+        series.push((
+            "rider photos (CPU-bound, 1 slot each)",
+            RED,
+            speedups(photo),
+        ));
     }
     for (name, color, points) in series {
         chart

@@ -26,9 +26,7 @@ pub async fn get(addr: SocketAddr) -> anyhow::Result<String> {
         .await
         .context("metrics endpoint timed out")??;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("no HTTP header end")?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
     ensure!(head.contains(" 200"), "metrics endpoint answered {head:?}");
     Ok(body.to_string())
 }

@@ -121,7 +121,12 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
         let addr = free_addr()?;
         let mut cmd = Command::new(p.worker_bin);
         cmd.args(["--amqp", p.amqp_url, "--redis", p.redis_url])
-            .args(["--prefix", topo.prefix(), "--delivery-limit", &delivery_limit])
+            .args([
+                "--prefix",
+                topo.prefix(),
+                "--delivery-limit",
+                &delivery_limit,
+            ])
             .args(["--metrics-addr", &addr.to_string()])
             .arg("--data-dir")
             .arg(data_dir)
@@ -143,7 +148,12 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
         Command::new(p.mapfleet_bin)
             .arg("coordinator")
             .args(["--amqp", p.amqp_url, "--redis", p.redis_url])
-            .args(["--prefix", topo.prefix(), "--delivery-limit", &delivery_limit])
+            .args([
+                "--prefix",
+                topo.prefix(),
+                "--delivery-limit",
+                &delivery_limit,
+            ])
             .args(["--metrics-addr", &coordinator_addr.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -155,8 +165,8 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
     wait_for_consumers(p.amqp_url, &steps_queue, p.workers as u32).await?;
     wait_for_consumers(p.amqp_url, &topo.outcomes_queue(), 1).await?;
 
-    let amqp = shared::amqp::connect(p.amqp_url, "loadtest-backlog", Duration::from_secs(15))
-        .await?;
+    let amqp =
+        shared::amqp::connect(p.amqp_url, "loadtest-backlog", Duration::from_secs(15)).await?;
     let channel = amqp.create_channel().await?;
     let client = FleetClient::connect(p.redis_url, topo.prefix()).await?;
     let def = coordinator::asl::parse::parse_definition(&p.definition)
@@ -276,7 +286,9 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
         samples,
         tasks,
         latency,
-        output: result.output.context("a SUCCEEDED execution without output")?,
+        output: result
+            .output
+            .context("a SUCCEEDED execution without output")?,
         history,
     })
 }

@@ -15,8 +15,8 @@
 use std::sync::LazyLock;
 use std::time::Instant;
 
-use redis::Script;
 use crate::redis_conn::RedisConn;
+use redis::Script;
 
 use crate::messages::StepId;
 use crate::metrics;
@@ -95,7 +95,9 @@ pub async fn apply_to_inbox(
         .fleet
         .script_call("apply_to_inbox", started, &flags);
     let mut flags = flags?;
-    let queued = flags.pop().ok_or_else(|| StoreError::Reply("no inbox length".into()))?;
+    let queued = flags
+        .pop()
+        .ok_or_else(|| StoreError::Reply("no inbox length".into()))?;
     if flags.len() != deliveries.len() {
         return Err(StoreError::Reply(format!(
             "{} flags for {} outcomes",

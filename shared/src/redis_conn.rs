@@ -122,7 +122,10 @@ mod tests {
         );
         assert_eq!(
             cluster_seeds("rediss+cluster://:pw@a:1,b:2"),
-            Some(vec!["rediss://:pw@a:1/".to_string(), "rediss://:pw@b:2/".to_string()])
+            Some(vec![
+                "rediss://:pw@a:1/".to_string(),
+                "rediss://:pw@b:2/".to_string()
+            ])
         );
         assert_eq!(cluster_seeds("redis://127.0.0.1:6379/"), None);
         assert_eq!(cluster_seeds("rediss://h:1/"), None);

@@ -177,10 +177,7 @@ pub async fn connect(url: &str) -> Result<RedisConn, redis::RedisError> {
 /// `rediss://` is TLS with the server's certificate verified, against `tls.ca_file` if set
 /// (else the system's CAs), presenting `tls`'s client certificate if set. TLS files with a
 /// `redis://` URL are refused rather than ignored.
-pub async fn connect_with(
-    url: &str,
-    tls: &TlsFiles,
-) -> Result<RedisConn, redis::RedisError> {
+pub async fn connect_with(url: &str, tls: &TlsFiles) -> Result<RedisConn, redis::RedisError> {
     let config_error = |detail: String| {
         redis::RedisError::from((
             redis::ErrorKind::InvalidClientConfig,

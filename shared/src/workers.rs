@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use redis::AsyncCommands;
 use crate::redis_conn::RedisConn;
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 /// The hash of live workers under a prefix.
@@ -107,10 +107,7 @@ pub async fn live_counts(
 }
 
 /// Every resource some live worker serves (lapsed entries are ignored).
-pub async fn served(
-    conn: &mut RedisConn,
-    prefix: &str,
-) -> redis::RedisResult<HashSet<String>> {
+pub async fn served(conn: &mut RedisConn, prefix: &str) -> redis::RedisResult<HashSet<String>> {
     Ok(registry(conn, prefix).await?.live)
 }
 

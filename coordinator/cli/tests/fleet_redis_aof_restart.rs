@@ -100,7 +100,9 @@ async fn restart(redis: RedisServer, kill: bool) -> RedisServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_survives_redis_stopped_and_killed_mid_run_with_aof() {
-    tokio::time::timeout(TEST_LIMIT, run()).await.expect("the Redis AOF restart test timed out");
+    tokio::time::timeout(TEST_LIMIT, run())
+        .await
+        .expect("the Redis AOF restart test timed out");
 }
 
 async fn run() {
@@ -230,7 +232,11 @@ async fn run() {
         .count();
     assert_eq!(ends, 1, "the execution succeeded once");
     let (_, succeeded, failed) = running.client.progress(&arn).await.expect("progress");
-    assert_eq!((succeeded, failed), (ITEMS as u64, 0), "iterations counted once each");
+    assert_eq!(
+        (succeeded, failed),
+        (ITEMS as u64, 0),
+        "iterations counted once each"
+    );
 
     assert!(running.stopped().is_empty(), "a service stopped on its own");
     for (what, result) in running.stop().await {

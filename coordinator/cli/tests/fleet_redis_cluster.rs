@@ -72,7 +72,9 @@ async fn run() {
         .expect("the execution ends");
     assert_eq!(
         ended.output,
-        Some(Value::Array((0..ITEMS).map(|i| json!({ "i": i })).collect())),
+        Some(Value::Array(
+            (0..ITEMS).map(|i| json!({ "i": i })).collect()
+        )),
         "results in item order (error: {:?})",
         ended.error
     );
@@ -103,7 +105,11 @@ async fn run() {
         keys.items(&arn, ""),
         keys.shared.cursor(&arn, "/0"),
     ] {
-        assert_eq!(slot(&key), exec_slot, "{key} is not in its execution's slot");
+        assert_eq!(
+            slot(&key),
+            exec_slot,
+            "{key} is not in its execution's slot"
+        );
     }
     eprintln!(
         "keys per cluster node after the run: {:?}",

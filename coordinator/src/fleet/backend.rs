@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
-use shared::redis_conn::RedisConn;
 use serde_json::Value;
+use shared::redis_conn::RedisConn;
 
 use super::keys::FleetKeys;
 use super::outbox::OutboxStep;

@@ -13,9 +13,9 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use shared::redis_conn::RedisConn;
 use redis::{AsyncCommands, RedisResult, RetryMethod};
 use sha2::Digest;
+use shared::redis_conn::RedisConn;
 
 use super::InboxEvent;
 use super::keys::FleetKeys;

@@ -8,13 +8,13 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_lite::StreamExt;
 use redis::AsyncCommands;
-use shared::redis_conn::RedisConn;
 use serde_json::Value;
 use shared::amqp::{Publisher, PublisherOptions};
 use shared::config::FleetConfig;
 use shared::inbox::{Delivery, apply_to_inbox};
 use shared::lapin::options::BasicAckOptions;
 use shared::messages::{StepId, StepMessage, StepResult, decode_outcomes, decode_steps};
+use shared::redis_conn::RedisConn;
 use shared::redis_schema::{Applied, FleetStore};
 use shared::supervise::Chain;
 use shared::topology::Topology;
@@ -82,7 +82,6 @@ impl Default for ServiceOptions {
         }
     }
 }
-
 
 /// A commit that did not happen, as the error that ends the execution's task here (its
 /// batch is dropped; the inbox still holds its events for the next holder).
@@ -285,7 +284,11 @@ return 0
 "#;
 
 /// Puts an execution in the ready set (keeping its earlier time if it is there).
-pub async fn flag_ready(conn: &mut RedisConn, keys: &FleetKeys, arn: &str) -> redis::RedisResult<()> {
+pub async fn flag_ready(
+    conn: &mut RedisConn,
+    keys: &FleetKeys,
+    arn: &str,
+) -> redis::RedisResult<()> {
     redis::cmd("ZADD")
         .arg(keys.ready())
         .arg("NX")
@@ -880,7 +883,9 @@ impl Coordinator {
             .await
             .doing(clearing)?;
         if inbox + outbox > 0 {
-            flag_ready(&mut conn, &self.keys, arn).await.doing(clearing)?;
+            flag_ready(&mut conn, &self.keys, arn)
+                .await
+                .doing(clearing)?;
         }
         Ok(())
     }

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use shared::redis_conn::RedisConn;
 use shared::redis::{RedisError, Script, ScriptInvocation};
+use shared::redis_conn::RedisConn;
 
 use self::mirror::{Changed, Mirror};
 use self::scripts::SCRIPTS;

@@ -29,7 +29,12 @@ impl RedisCluster {
             let log = std::fs::File::create(node_dir.join("redis.log")).expect("node log");
             let child = Command::new("redis-server")
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
                 .args(["--cluster-config-file", "nodes.conf"])
                 .args(["--cluster-node-timeout", "5000"])
                 .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -74,7 +79,10 @@ impl RedisCluster {
         );
         // Every node must see every slot covered before the fleet connects.
         for port in cluster.ports.clone() {
-            while !cluster.cli(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+            while !cluster
+                .cli(port, &["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+            {
                 assert!(
                     started.elapsed() < Duration::from_secs(60),
                     "the cluster did not reach cluster_state:ok on port {port}"

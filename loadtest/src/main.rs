@@ -22,6 +22,10 @@ mod distributed_map;
 mod fleet;
 mod map_coordinator;
 mod photo_fleet;
+mod report;
+mod scaling;
+mod scrape;
+mod timeline;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -136,6 +140,11 @@ struct Cli {
     /// load hits both alike); the summary uses the medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+
+    /// Write an HTML report with charts to this directory instead of running the scenarios
+    /// (see `report.rs`: a timeline of `--items` items, and the scaling curves).
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -177,6 +186,22 @@ async fn main() -> anyhow::Result<()> {
         shared::config::redact_url(&cli.amqp_url),
         shared::config::redact_url(&cli.redis_url)
     );
+    if let Some(dir) = &cli.report {
+        return report::run(&report::Params {
+            dir,
+            amqp_url: &cli.amqp_url,
+            redis_url: &cli.redis_url,
+            worker_bin: &worker_bin,
+            mapfleet_bin: &mapfleet_bin,
+            items: cli.items,
+            workers: cli.workers,
+            concurrency: cli.concurrency,
+            photos: cli.photos,
+            models_dir: cli.models_dir.clone(),
+            limit,
+        })
+        .await;
+    }
     for round in 1..=cli.rounds.max(1) {
         println!("round {round}:");
         for scenario in &cli.scenarios {

@@ -244,7 +244,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
 
 /// Each item ended as the workshop's photo decides: only the first happy face is accepted
 /// (later ones are duplicates of it), the others are rejected with the workshop's messages.
-fn verify(output: &Value, photos: usize) -> anyhow::Result<()> {
+pub(crate) fn verify(output: &Value, photos: usize) -> anyhow::Result<()> {
     let results = output["results"]
         .as_array()
         .context("the output has no results array")?;

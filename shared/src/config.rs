@@ -45,6 +45,8 @@ pub struct FleetConfig {
 
     /// Redis URL (`redis://[:password@]host:port/db`). `rediss://` is TLS, the server's
     /// certificate verified (against `--redis-ca-file` if given, else the system's CAs).
+    /// A Redis Cluster is `redis+cluster://[:password@]host:port[,host:port...]` (its seed
+    /// nodes; `rediss+cluster://` for TLS).
     #[arg(
         long = "redis",
         env = "MAPFLEET_REDIS_URL",

@@ -5,40 +5,47 @@
 //! script. Two separate calls would leave a window where a coordinator that dies between them
 //! has marked the outcome applied without queueing it: the redelivered outcome would then be
 //! dropped as a duplicate and the step would never complete.
+//!
+//! The execution's ready flag (a member of the fleet's ready set, which is no execution's
+//! key and so lives in another Redis Cluster slot) is set by a command of its own right
+//! after the script, whenever the inbox holds anything then, even when every outcome was a
+//! duplicate: a coordinator that died between the two leaves its outcomes unacked, and their
+//! redelivery, a duplicate, sets the flag.
 
 use std::sync::LazyLock;
 use std::time::Instant;
 
+use crate::redis_conn::RedisConn;
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::messages::StepId;
 use crate::metrics;
 use crate::redis_schema::{Applied, Keys, StoreError};
 
 const APPLY_TO_INBOX: &str = r#"
--- KEYS[1] the execution's inbox (list), KEYS[2] the ready set (zset), KEYS[3..] cursor hashes
--- ARGV[1] ttl seconds, ARGV[2] now ms, ARGV[3] execution ARN,
+-- KEYS[1] the execution's inbox (list), KEYS[2..] cursor hashes
+-- ARGV[1] ttl seconds, ARGV[2] now ms,
 -- then per cursor hash: seq, attempt, outcome, inbox entry
+-- Returns a flag per cursor hash (1 applied), then the inbox's length.
 local applied = {}
 local pushed = 0
-for i = 3, #KEYS do
-  local j = 4 + (i - 3) * 4
+for i = 2, #KEYS do
+  local j = 3 + (i - 2) * 4
   local cur = redis.call('HMGET', KEYS[i], 'seq', 'attempt', 'phase')
   if cur[1] == ARGV[j] and cur[2] == ARGV[j + 1] and cur[3] == 'awaiting' then
     redis.call('HSET', KEYS[i], 'phase', 'applied', 'outcome', ARGV[j + 2], 'applied_ms', ARGV[2])
     redis.call('EXPIRE', KEYS[i], ARGV[1])
     redis.call('RPUSH', KEYS[1], ARGV[j + 3])
     pushed = pushed + 1
-    applied[i - 2] = 1
+    applied[i - 1] = 1
   else
-    applied[i - 2] = 0
+    applied[i - 1] = 0
   end
 end
 if pushed > 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])
 end
+applied[#KEYS] = redis.call('LLEN', KEYS[1])
 return applied
 "#;
 
@@ -52,11 +59,12 @@ pub struct Delivery<'a> {
     pub inbox_entry: &'a str,
 }
 
-/// Applies outcomes of **one execution** and queues the applied ones in its inbox (`inbox`),
-/// flagging the execution in the ready set (`ready`), all in one script. Returns, in order,
-/// whether each was applied or dropped as a duplicate (stale, late or redelivered).
+/// Applies outcomes of **one execution** and queues the applied ones in its inbox (`inbox`)
+/// in one script, then flags the execution in the ready set (`ready`) if its inbox holds
+/// anything. Returns, in order, whether each was applied or dropped as a duplicate (stale,
+/// late or redelivered).
 pub async fn apply_to_inbox(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &Keys,
     ttl_secs: u64,
     inbox: &str,
@@ -73,11 +81,7 @@ pub async fn apply_to_inbox(
         ));
     }
     let mut inv = SCRIPT.prepare_invoke();
-    inv.key(inbox)
-        .key(ready)
-        .arg(ttl_secs.max(1))
-        .arg(crate::now_ms())
-        .arg(arn);
+    inv.key(inbox).arg(ttl_secs.max(1)).arg(crate::now_ms());
     for d in deliveries {
         inv.key(keys.cursor(arn, &d.id.cursor))
             .arg(d.id.seq)
@@ -90,7 +94,26 @@ pub async fn apply_to_inbox(
     metrics::get()
         .fleet
         .script_call("apply_to_inbox", started, &flags);
-    let flags = flags?;
+    let mut flags = flags?;
+    let queued = flags
+        .pop()
+        .ok_or_else(|| StoreError::Reply("no inbox length".into()))?;
+    if flags.len() != deliveries.len() {
+        return Err(StoreError::Reply(format!(
+            "{} flags for {} outcomes",
+            flags.len(),
+            deliveries.len()
+        )));
+    }
+    if queued > 0 {
+        let _: () = redis::cmd("ZADD")
+            .arg(ready)
+            .arg("NX")
+            .arg(crate::now_ms())
+            .arg(arn)
+            .query_async(conn)
+            .await?;
+    }
     Ok(flags
         .into_iter()
         .map(|f| {

@@ -13,6 +13,7 @@
 //! - [`amqp`]: connecting with bounded retry, the confirming [`amqp::Publisher`] (window of
 //!   unconfirmed messages, `mandatory`, persistent, timeouts, retry after recovery) and
 //!   consumer helpers (manual acks, per-consumer prefetch).
+//! - [`redis_conn`]: one connection type for a single Redis and a Redis Cluster.
 //! - [`redis_schema`]: the keys coordinators and workers both name, their TTLs, and the
 //!   Lua scripts that mark which step a cursor awaits and let timers fire from any
 //!   coordinator.
@@ -32,6 +33,7 @@ pub mod inbox;
 pub mod messages;
 pub mod metrics;
 pub mod process;
+pub mod redis_conn;
 pub mod redis_schema;
 pub mod supervise;
 pub mod testkit;

@@ -30,10 +30,10 @@
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use crate::metrics;
+use crate::redis_conn::RedisConn;
 use crate::tls::{TlsError, TlsFiles};
 
 /// Key names under one prefix.
@@ -165,21 +165,19 @@ fn secs(d: Duration) -> u64 {
 }
 
 /// [`connect_with`] without TLS files (`rediss://` then trusts the system's CAs).
-pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+pub async fn connect(url: &str) -> Result<RedisConn, redis::RedisError> {
     connect_with(url, &TlsFiles::default()).await
 }
 
-/// Connects a [`ConnectionManager`] (multiplexed, reconnecting in the background) with
-/// timeouts that suit a busy 2-core box. A command that hit a dropped connection still
+/// Connects a [`RedisConn`] (multiplexed, reconnecting in the background) with timeouts that
+/// suit a busy 2-core box: a single server, or a Redis Cluster for a
+/// `redis+cluster://`/`rediss+cluster://` URL ([`crate::redis_conn`]). A command that hit a dropped connection still
 /// fails: callers retry, which is safe because every script here is idempotent.
 ///
 /// `rediss://` is TLS with the server's certificate verified, against `tls.ca_file` if set
 /// (else the system's CAs), presenting `tls`'s client certificate if set. TLS files with a
 /// `redis://` URL are refused rather than ignored.
-pub async fn connect_with(
-    url: &str,
-    tls: &TlsFiles,
-) -> Result<ConnectionManager, redis::RedisError> {
+pub async fn connect_with(url: &str, tls: &TlsFiles) -> Result<RedisConn, redis::RedisError> {
     let config_error = |detail: String| {
         redis::RedisError::from((
             redis::ErrorKind::InvalidClientConfig,
@@ -187,21 +185,19 @@ pub async fn connect_with(
             detail,
         ))
     };
-    let uses_tls = url.starts_with("rediss://");
-    let client = if uses_tls {
+    let uses_tls = url.starts_with("rediss://") || url.starts_with("rediss+cluster://");
+    let certificates = || -> Result<redis::TlsCertificates, redis::RedisError> {
         crate::tls::install_crypto_provider();
         let material = tls.load().map_err(|e| config_error(e.to_string()))?;
-        redis::Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: material.identity.map(|(cert, key)| redis::ClientTlsConfig {
-                    client_cert: cert.into_bytes(),
-                    client_key: key.into_bytes(),
-                }),
-                root_cert: material.ca_pem.map(String::into_bytes),
-            },
-        )?
-    } else if tls.is_set() {
+        Ok(redis::TlsCertificates {
+            client_tls: material.identity.map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.into_bytes(),
+                client_key: key.into_bytes(),
+            }),
+            root_cert: material.ca_pem.map(String::into_bytes),
+        })
+    };
+    if !uses_tls && tls.is_set() {
         return Err(config_error(
             TlsError::NotTlsUrl(
                 "--redis-ca-file/--redis-cert-file",
@@ -210,6 +206,20 @@ pub async fn connect_with(
             )
             .to_string(),
         ));
+    }
+    if let Some(seeds) = crate::redis_conn::cluster_seeds(url) {
+        let mut builder = redis::cluster::ClusterClient::builder(seeds)
+            .connection_timeout(Duration::from_secs(5))
+            .response_timeout(Duration::from_secs(10))
+            .retries(6);
+        if uses_tls {
+            builder = builder.certs(certificates()?);
+        }
+        let conn = builder.build()?.get_async_connection().await?;
+        return Ok(RedisConn::Cluster(conn));
+    }
+    let client = if uses_tls {
+        redis::Client::build_with_tls(url, certificates()?)?
     } else {
         redis::Client::open(url)?
     };
@@ -217,7 +227,9 @@ pub async fn connect_with(
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(10)))
         .set_number_of_retries(6);
-    client.get_connection_manager_with_config(config).await
+    Ok(RedisConn::Single(
+        client.get_connection_manager_with_config(config).await?,
+    ))
 }
 
 /// [`connect_with`], trying again (every second at most) while Redis cannot be reached,
@@ -227,13 +239,13 @@ pub async fn connect_retrying(
     url: &str,
     tls: &TlsFiles,
     give_up_after: Duration,
-) -> Result<ConnectionManager, redis::RedisError> {
+) -> Result<RedisConn, redis::RedisError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {
         match connect_with(url, tls).await {
             Ok(conn) => return Ok(conn),
-            Err(e) if is_permanent(&e, url.starts_with("rediss://")) => return Err(e),
+            Err(e) if is_permanent(&e, url.starts_with("rediss")) => return Err(e),
             Err(e) if started.elapsed() + delay >= give_up_after => return Err(e),
             Err(e) => {
                 tracing::warn!(url = %crate::config::redact_url(url), error = %e, retry_in = ?delay, "Redis connect failed, retrying");
@@ -272,13 +284,13 @@ fn names_handshake_failure(e: &redis::RedisError) -> bool {
 /// Cheap to clone.
 #[derive(Clone)]
 pub struct FleetStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: Keys,
     ttls: Ttls,
 }
 
 impl FleetStore {
-    pub fn new(conn: ConnectionManager, keys: Keys, ttls: Ttls) -> Self {
+    pub fn new(conn: RedisConn, keys: Keys, ttls: Ttls) -> Self {
         Self { conn, keys, ttls }
     }
 
@@ -300,7 +312,7 @@ impl FleetStore {
     }
 
     /// The connection, for commands this type has no wrapper for.
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> RedisConn {
         self.conn.clone()
     }
 
@@ -376,6 +388,12 @@ impl FleetStore {
     /// Deletes every key under the prefix (tests and cleanup). Uses SCAN, so it is slow on a big keyspace: not for hot paths.
     pub async fn delete_prefix(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
+        if conn.is_cluster() {
+            // SCAN walks one node of a cluster: it would leave the others' keys behind.
+            return Err(StoreError::Reply(
+                "deleting a prefix by SCAN needs a single Redis, not a cluster".into(),
+            ));
+        }
         let pattern = format!("{}:*", self.keys.prefix);
         let keys: Vec<String> = {
             let mut iter = conn.scan_match::<_, String>(&pattern).await?;

@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::redis_conn::RedisConn;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 /// The hash of live workers under a prefix.
@@ -24,7 +24,7 @@ struct Entry {
 
 /// Records (or renews) a worker's resources, valid for `ttl`.
 pub async fn register(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     worker_id: &str,
     resources: &[String],
@@ -40,7 +40,7 @@ pub async fn register(
 
 /// Removes a worker's entry (on a clean shutdown).
 pub async fn unregister(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     worker_id: &str,
 ) -> redis::RedisResult<()> {
@@ -64,7 +64,7 @@ pub struct Registry {
 
 /// The registry's view: live resources, and recently lapsed ones. Entries lapsed long ago,
 /// or unreadable, are removed.
-pub async fn registry(conn: &mut ConnectionManager, prefix: &str) -> redis::RedisResult<Registry> {
+pub async fn registry(conn: &mut RedisConn, prefix: &str) -> redis::RedisResult<Registry> {
     let key = workers_key(prefix);
     let all: Vec<(String, String)> = conn.hgetall(&key).await?;
     let now = crate::now_ms();
@@ -86,7 +86,7 @@ pub async fn registry(conn: &mut ConnectionManager, prefix: &str) -> redis::Redi
 /// How many workers are live, and how many of them serve each resource (for the
 /// `mapfleet_workers_live` gauges). Reads only; lapsed entries are left to [`registry`].
 pub async fn live_counts(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
 ) -> redis::RedisResult<(usize, std::collections::HashMap<String, usize>)> {
     let all: Vec<(String, String)> = conn.hgetall(workers_key(prefix)).await?;
@@ -107,16 +107,13 @@ pub async fn live_counts(
 }
 
 /// Every resource some live worker serves (lapsed entries are ignored).
-pub async fn served(
-    conn: &mut ConnectionManager,
-    prefix: &str,
-) -> redis::RedisResult<HashSet<String>> {
+pub async fn served(conn: &mut RedisConn, prefix: &str) -> redis::RedisResult<HashSet<String>> {
     Ok(registry(conn, prefix).await?.live)
 }
 
 /// Keeps a worker's entry fresh until the returned task is aborted; renews every `ttl / 3`.
 pub fn keep_registered(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     prefix: String,
     worker_id: String,
     resources: Vec<String>,

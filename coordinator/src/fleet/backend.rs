@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
+use shared::redis_conn::RedisConn;
 
 use super::keys::FleetKeys;
 use super::maprun::{MapRunStore, RunState};
@@ -44,7 +44,7 @@ pub struct Pending {
 
 /// The fleet's backend for one batch of one execution.
 pub struct RedisBackend {
-    pub conn: ConnectionManager,
+    pub conn: RedisConn,
     pub keys: FleetKeys,
     pub arn: String,
     /// Re-drive a step whose outcome has not arrived after this long (0: never).
@@ -88,7 +88,7 @@ struct ReadCache {
 
 impl RedisBackend {
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConn,
         keys: FleetKeys,
         arn: String,
         redrive_after_ms: i64,
@@ -331,7 +331,7 @@ impl RedisBackend {
         }
         let timers = self.keys.shared.timers();
         for (member, due) in &p.timers {
-            pipe.zadd(&timers, member, *due);
+            pipe.zadd_timer(&timers, member, *due);
         }
         if !p.steps.is_empty() {
             let outbox = self.keys.outbox(&arn);
@@ -345,7 +345,7 @@ impl RedisBackend {
             if self.redrive_after_ms > 0 {
                 let due = Utc::now().timestamp_millis() + self.redrive_after_ms;
                 for s in &p.steps {
-                    pipe.zadd(&timers, &timer_member('R', &arn, &s.cursor, s.seq), due);
+                    pipe.zadd_timer(&timers, &timer_member('R', &arn, &s.cursor, s.seq), due);
                 }
             }
         }
@@ -359,9 +359,16 @@ impl RedisBackend {
 /// at the commit the batch was read at: a Redis that lost its last writes (see "Redis
 /// durability" in `docs/ARCHITECTURE.md`) may have gone back under a holder whose lease
 /// survived, and a batch computed on the lost state must not land on the older one.
+///
+/// The timers are the fleet's, not the execution's, and on a Redis Cluster live in another
+/// slot: there they are written just before the script, by a command of their own. A
+/// commit that then does not happen leaves timers nobody committed; each names its
+/// cursor's step (`seq`), and the engine ignores a timer for a step its cursor is not at.
 #[derive(Default)]
 pub struct Commit {
     cmds: Vec<Vec<String>>,
+    /// `ZADD` commands on the fleet's timers.
+    timers: Vec<Vec<String>>,
     /// The execution hash and the `commits` it must hold.
     expected: Option<(String, u64)>,
 }
@@ -476,6 +483,16 @@ impl Commit {
         ]);
     }
 
+    /// Schedules a timer in the fleet's timers (`key`), see [`Commit`].
+    pub fn zadd_timer(&mut self, key: &str, member: &str, due: i64) {
+        self.timers.push(vec![
+            "ZADD".into(),
+            key.into(),
+            due.to_string(),
+            member.into(),
+        ]);
+    }
+
     pub fn ltrim(&mut self, key: &str, start: i64, stop: i64) {
         self.push(vec![
             "LTRIM".into(),
@@ -493,11 +510,23 @@ impl Commit {
     /// Runs every command atomically if `token` holds `lease_key` (and the execution is at
     /// the expected commit); nothing is written otherwise.
     pub async fn run(
-        self,
-        conn: &mut ConnectionManager,
+        mut self,
+        conn: &mut RedisConn,
         lease_key: &str,
         token: &str,
     ) -> redis::RedisResult<Committed> {
+        let timers = std::mem::take(&mut self.timers);
+        if conn.is_cluster() {
+            if !timers.is_empty() {
+                let mut pipe = redis::pipe();
+                for t in &timers {
+                    pipe.cmd(&t[0]).arg(&t[1..]).ignore();
+                }
+                let _: () = pipe.query_async(conn).await?;
+            }
+        } else {
+            self.cmds.extend(timers);
+        }
         let counts: Vec<usize> = self.cmds.iter().map(Vec::len).collect();
         let (exec_key, expected) = match &self.expected {
             Some((key, n)) => (key.as_str(), n.to_string()),

@@ -13,9 +13,9 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisResult, RetryMethod};
 use sha2::Digest;
+use shared::redis_conn::RedisConn;
 
 use super::InboxEvent;
 use super::keys::FleetKeys;
@@ -87,7 +87,7 @@ fn doing<T>(result: RedisResult<T>, doing: impl FnOnce() -> String) -> Result<T,
 /// A connection to a fleet's Redis, for clients.
 #[derive(Clone)]
 pub struct FleetClient {
-    pub conn: ConnectionManager,
+    pub conn: RedisConn,
     pub keys: FleetKeys,
     /// How long a read keeps trying while Redis cannot be reached (default 5 minutes).
     pub patience: Duration,
@@ -111,7 +111,7 @@ impl FleetClient {
     /// Runs a Redis read, trying again while Redis cannot be reached (see the module docs).
     pub(super) async fn read<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, ClientError>
     where
-        F: FnMut(ConnectionManager) -> Fut,
+        F: FnMut(RedisConn) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
         let mut failing_since: Option<Instant> = None;
@@ -198,7 +198,15 @@ impl FleetClient {
             )
             .ignore();
         }
-        let _: () = doing(pipe.query_async(&mut conn).await, submitting)?;
+        if conn.is_cluster() {
+            // The keys are in several slots: one command each. Nothing runs the execution
+            // before its start is queued, last.
+            for cmd in pipe.cmd_iter() {
+                let _: () = doing(cmd.query_async(&mut conn).await, submitting)?;
+            }
+        } else {
+            let _: () = doing(pipe.query_async(&mut conn).await, submitting)?;
+        }
         doing(
             enqueue(&mut conn, &self.keys, arn, &[InboxEvent::Start]).await,
             submitting,

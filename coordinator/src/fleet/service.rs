@@ -8,13 +8,13 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_lite::StreamExt;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 use shared::amqp::{Publisher, PublisherOptions};
 use shared::config::FleetConfig;
 use shared::inbox::{Delivery, apply_to_inbox};
 use shared::lapin::options::BasicAckOptions;
 use shared::messages::{StepId, StepMessage, StepResult, decode_outcomes, decode_steps};
+use shared::redis_conn::RedisConn;
 use shared::redis_schema::{Applied, FleetStore};
 use shared::supervise::Chain;
 use shared::topology::Topology;
@@ -87,20 +87,10 @@ impl Default for ServiceOptions {
     }
 }
 
-/// Clears an execution's ready flag only when nothing waits in its inbox or outbox, so an
-/// event appended concurrently (with its own ZADD) is never stranded.
-const SETTLE: &str = r#"
-if redis.call('LLEN', KEYS[1]) == 0 and redis.call('LLEN', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  return 1
-end
-return 0
-"#;
-
 /// Renews a lease held with `token` (false: it is no longer held); for long reads inside a
 /// batch ([`super::maprun`]).
 pub(crate) async fn renew_lease(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &FleetKeys,
     arn: &str,
     token: &str,
@@ -240,7 +230,7 @@ impl Times {
 
 /// One coordinator process.
 pub struct Coordinator {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: FleetKeys,
     store: FleetStore,
     publisher: Publisher,
@@ -268,19 +258,26 @@ pub struct Coordinator {
     recovery: Arc<recovery::Recovery>,
 }
 
-/// Appends events to an execution's inbox and flags it ready, atomically.
+/// Appends events to an execution's inbox and flags it ready: atomically on a single
+/// Redis; on a Redis Cluster, where the ready set is in another slot than the inbox, as two
+/// commands in that order (a flag set after the append is never cleared before the append
+/// is seen: see [`Coordinator::settle`]).
 pub async fn enqueue(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &FleetKeys,
     arn: &str,
     events: &[InboxEvent],
 ) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    pipe.atomic();
     let encoded: Vec<String> = events
         .iter()
         .map(|e| serde_json::to_string(e).expect("inbox events serialize"))
         .collect();
+    if conn.is_cluster() {
+        let _: () = conn.rpush(keys.inbox(arn), encoded).await?;
+        return flag_ready(conn, keys, arn).await;
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
     pipe.rpush(keys.inbox(arn), encoded).ignore();
     pipe.cmd("ZADD")
         .arg(keys.ready())
@@ -289,6 +286,32 @@ pub async fn enqueue(
         .arg(arn)
         .ignore();
     pipe.query_async(conn).await
+}
+
+/// Clears an execution's ready flag only when nothing waits in its inbox or outbox, so an
+/// event appended concurrently (with its own ZADD) is never stranded (a single Redis; see
+/// [`Coordinator::settle`] for a cluster).
+const SETTLE: &str = r#"
+if redis.call('LLEN', KEYS[1]) == 0 and redis.call('LLEN', KEYS[2]) == 0 then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 1
+end
+return 0
+"#;
+
+/// Puts an execution in the ready set (keeping its earlier time if it is there).
+pub async fn flag_ready(
+    conn: &mut RedisConn,
+    keys: &FleetKeys,
+    arn: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd("ZADD")
+        .arg(keys.ready())
+        .arg("NX")
+        .arg(Utc::now().timestamp_millis())
+        .arg(arn)
+        .query_async(conn)
+        .await
 }
 
 impl Coordinator {
@@ -845,20 +868,45 @@ impl Coordinator {
     }
 
     /// Nothing left in the inbox: waits for the previous batch's publishing, then clears the
-    /// execution's ready flag (unless something arrived meanwhile, see [`SETTLE`]).
+    /// execution's ready flag (unless something arrived meanwhile).
+    ///
+    /// On a single Redis one script ([`SETTLE`]) does it. On a Redis Cluster the ready set
+    /// is not in the execution's slot and no one script may do both: the execution is taken
+    /// out of the ready set first, then its inbox and outbox are looked at, and it is put
+    /// back if either holds anything. Every producer appends first and flags after
+    /// ([`enqueue`], [`shared::inbox::apply_to_inbox`]), so an append the look missed has
+    /// flagged the execution again by itself. A coordinator that dies between the removal and
+    /// putting it back leaves the execution unflagged until its next outcome or timer (at
+    /// the latest its steps' re-drive).
     async fn settle(&self, arn: &str, publishing: &mut Option<Flush>) -> Result<(), Error> {
         if let Some(flush) = publishing.take() {
             join(arn, flush).await?;
         }
         let mut conn = self.conn.clone();
-        let _: i64 = redis::Script::new(SETTLE)
-            .key(self.keys.inbox(arn))
-            .key(self.keys.outbox(arn))
-            .key(self.keys.ready())
-            .arg(arn)
-            .invoke_async(&mut conn)
+        let clearing = || format!("clear the ready flag of execution {arn}");
+        if !conn.is_cluster() {
+            let _: i64 = redis::Script::new(SETTLE)
+                .key(self.keys.inbox(arn))
+                .key(self.keys.outbox(arn))
+                .key(self.keys.ready())
+                .arg(arn)
+                .invoke_async(&mut conn)
+                .await
+                .doing(clearing)?;
+            return Ok(());
+        }
+        let _: i64 = conn.zrem(self.keys.ready(), arn).await.doing(clearing)?;
+        let (inbox, outbox): (u64, u64) = redis::pipe()
+            .llen(self.keys.inbox(arn))
+            .llen(self.keys.outbox(arn))
+            .query_async(&mut conn)
             .await
-            .doing(|| format!("clear the ready flag of execution {arn}"))?;
+            .doing(clearing)?;
+        if inbox + outbox > 0 {
+            flag_ready(&mut conn, &self.keys, arn)
+                .await
+                .doing(clearing)?;
+        }
         Ok(())
     }
 

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use shared::redis::aio::ConnectionManager;
 use shared::redis::{RedisError, Script, ScriptInvocation};
+use shared::redis_conn::RedisConn;
 
 use self::mirror::{Changed, Mirror};
 use self::scripts::SCRIPTS;
@@ -40,7 +40,7 @@ pub const MAX_RESERVE_TRIES: usize = 32;
 
 /// Collections in one Redis under a fleet prefix, with this process's cached copies.
 pub struct RedisCollections {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: PhotoKeys,
     changes_limit: usize,
     /// One copy per collection, each behind an async lock: one sync at a time per
@@ -78,7 +78,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, FaceError> {
 
 impl RedisCollections {
     /// Collections under `prefix` (the fleet's `--prefix`) on `conn`.
-    pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str) -> Self {
         Self {
             conn,
             keys: PhotoKeys::new(prefix),

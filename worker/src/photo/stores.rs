@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use shared::redis::aio::ConnectionManager;
+use shared::redis_conn::RedisConn;
 
 use super::{DEFAULT_METADATA_TABLE, SetupError};
 use crate::face::{FaceCollections, LocalCollections, RedisCollections};
@@ -53,7 +53,7 @@ impl PhotoStores {
     }
 
     /// The stores in Redis under `prefix`, on a connection the caller made.
-    pub fn redis(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn redis(conn: RedisConn, prefix: &str) -> Self {
         let keys = PhotoKeys::new(prefix);
         Self {
             collections: Arc::new(RedisCollections::new(conn.clone(), prefix)),

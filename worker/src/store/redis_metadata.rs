@@ -3,7 +3,7 @@
 //! [`crate::redis_keys::PhotoKeys::table`]).
 
 use shared::redis::AsyncCommands;
-use shared::redis::aio::ConnectionManager;
+use shared::redis_conn::RedisConn;
 
 use super::Error;
 use super::metadata::{MetadataTable, PhotoMetadata};
@@ -11,7 +11,7 @@ use super::metadata::{MetadataTable, PhotoMetadata};
 /// One table in Redis.
 #[derive(Clone)]
 pub struct RedisMetadataTable {
-    conn: ConnectionManager,
+    conn: RedisConn,
     key: String,
 }
 
@@ -25,7 +25,7 @@ impl std::fmt::Debug for RedisMetadataTable {
 
 impl RedisMetadataTable {
     /// The table stored at `key` (see [`crate::redis_keys::PhotoKeys::table`]).
-    pub fn new(conn: ConnectionManager, key: impl Into<String>) -> Self {
+    pub fn new(conn: RedisConn, key: impl Into<String>) -> Self {
         Self {
             conn,
             key: key.into(),

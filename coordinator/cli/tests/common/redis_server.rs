@@ -88,6 +88,28 @@ impl RedisServer {
         }
     }
 
+    /// SIGTERM, as an orderly shutdown (`systemctl stop`, a pod's termination) sends it:
+    /// Redis writes and fsyncs what its AOF lacks, then exits. Waits for the exit (30 s at
+    /// most, then `kill -9`).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let started = Instant::now();
+        while sent && started.elapsed() < Duration::from_secs(30) {
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Starts Redis again on the same port and directory (it loads its AOF).
     pub fn restart(&mut self) {
         self.kill();

@@ -6,7 +6,8 @@
 //! - [`ca`]: a test CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA;
 //! - [`rabbit`]: a RabbitMQ node (plain and, with a CA, TLS listeners), killed and started
 //!   again on its data directory;
-//! - [`redis`]: a `redis-server` (plain or TLS).
+//! - [`redis`]: a `redis-server` (plain or TLS);
+//! - [`redis_cluster`]: a 3-node Redis Cluster.
 //!
 //! The coordinator and worker such tests run against them are the in-process fleet of
 //! `common::in_process`.
@@ -16,6 +17,7 @@
 pub mod ca;
 pub mod rabbit;
 pub mod redis;
+pub mod redis_cluster;
 
 /// A local TCP port free at the time of the call (bound to port 0, then let go).
 pub fn free_port() -> u16 {

@@ -19,7 +19,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
+use shared::redis_conn::RedisConn;
 
 use super::super::keys::FleetKeys;
 
@@ -150,7 +150,7 @@ const AWAIT_CHUNK: usize = shared::redis_schema::BATCH;
 
 /// Takes the lease on `arn` for `token` if nobody holds it.
 pub async fn acquire(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &FleetKeys,
     arn: &str,
     token: &str,
@@ -169,7 +169,7 @@ pub async fn acquire(
 
 /// Extends the lease; false if `token` no longer holds it.
 pub async fn renew(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &FleetKeys,
     arn: &str,
     token: &str,
@@ -186,7 +186,7 @@ pub async fn renew(
 
 /// Gives the lease up, if `token` still holds it.
 pub async fn release(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &FleetKeys,
     arn: &str,
     token: &str,
@@ -203,7 +203,7 @@ pub async fn release(
 /// and only while the outbox starts with `published` (the entries `steps` come from).
 /// False (nothing marked) if the outbox changed: the steps must not be published.
 pub async fn await_steps(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &FleetKeys,
     arn: &str,
     token: &str,
@@ -264,7 +264,7 @@ pub enum Trimmed {
 
 /// Trims the `published` entries from the head of the outbox, under the lease.
 pub async fn trim_outbox(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     keys: &FleetKeys,
     arn: &str,
     token: &str,

@@ -116,18 +116,24 @@ impl Coordinator {
                 }
                 Err(e) => tracing::debug!(error = %e, "cannot read the worker registry"),
             }
-            let info: redis::RedisResult<String> = redis::cmd("INFO")
-                .arg("memory")
-                .query_async(&mut conn)
-                .await;
-            match info {
-                Ok(text) => {
-                    let (used, max) = redis_memory(&text);
-                    if let Some(used) = used {
-                        m.redis_used_memory.set(used);
-                    }
-                    if let Some(max) = max {
-                        m.redis_maxmemory.set(max);
+            match conn.info("memory").await {
+                // On a cluster, the primary nearest its limit speaks for all.
+                Ok(texts) => {
+                    let nearest = texts.iter().map(|t| redis_memory(t)).max_by(|a, b| {
+                        let share = |(used, max): &(Option<i64>, Option<i64>)| match (used, max) {
+                            (Some(u), Some(m)) if *m > 0 => *u as f64 / *m as f64,
+                            (Some(u), _) => *u as f64 / f64::MAX,
+                            _ => -1.0,
+                        };
+                        share(a).total_cmp(&share(b))
+                    });
+                    if let Some((used, max)) = nearest {
+                        if let Some(used) = used {
+                            m.redis_used_memory.set(used);
+                        }
+                        if let Some(max) = max {
+                            m.redis_maxmemory.set(max);
+                        }
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "cannot read Redis's memory"),

@@ -176,17 +176,24 @@ end
 return 0
 "#;
 
-/// Redis's `run_id` (`INFO server`): new every time Redis starts. None while Redis cannot
-/// be reached.
-async fn run_id(conn: &mut ConnectionManager) -> Option<String> {
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query_async(conn)
-        .await
-        .ok()?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("run_id:"))
-        .map(|s| s.trim().to_string())
+/// Redis's `run_id` (`INFO server`): new every time Redis starts. On a cluster, every
+/// primary's, sorted and joined: any of them restarting (or a replica taking over) changes
+/// it. None while Redis cannot be reached.
+async fn run_id(conn: &mut RedisConn) -> Option<String> {
+    let infos = conn.info("server").await.ok()?;
+    let mut ids: Vec<String> = infos
+        .iter()
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("run_id:"))
+                .map(|s| s.trim().to_string())
+        })
+        .collect();
+    if ids.is_empty() {
+        return None;
+    }
+    ids.sort_unstable();
+    Some(ids.join(","))
 }
 
 impl Coordinator {

@@ -8,7 +8,9 @@ mod photo_support;
 use std::sync::Arc;
 
 use worker::face::sunglasses;
-use worker::face::{FaceDetail, FaceEngine, Image, LocalCollections, LocalEngine, LocalEngineConfig};
+use worker::face::{
+    FaceDetail, FaceEngine, Image, LocalCollections, LocalEngine, LocalEngineConfig,
+};
 use worker::store::LocalStore;
 
 fn engine(models: Arc<worker::face::Models>, name: &str) -> LocalEngine {
@@ -27,7 +29,8 @@ async fn detect(e: &LocalEngine, bytes: Vec<u8>) -> Vec<FaceDetail> {
 
 #[test]
 fn the_committed_model_is_the_pinned_one() {
-    let bytes = sunglasses::verified_model().expect("sha256 of worker/models/sunglasses/sunglasses.onnx");
+    let bytes =
+        sunglasses::verified_model().expect("sha256 of worker/models/sunglasses/sunglasses.onnx");
     assert_eq!(sunglasses::sha256_hex(bytes), sunglasses::MODEL_SHA256);
 }
 
@@ -97,7 +100,12 @@ fn painted(face: &FaceDetail, eyewear: Eyewear) -> Vec<u8> {
     }
     let mut out = std::io::Cursor::new(Vec::new());
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-        .encode(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+        .encode(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
         .unwrap();
     out.into_inner()
 }
@@ -106,7 +114,9 @@ fn painted(face: &FaceDetail, eyewear: Eyewear) -> Vec<u8> {
 async fn painted_eyewear_on_the_happy_face() {
     let models = models_or_skip!();
     let e = engine(models, "sunglasses-painted");
-    let face = detect(&e, photo_support::photo("1_happy_face.jpg")).await.remove(0);
+    let face = detect(&e, photo_support::photo("1_happy_face.jpg"))
+        .await
+        .remove(0);
     let cases = [
         (Eyewear::Bare, false),
         (Eyewear::ClearFrames, false),
@@ -115,7 +125,11 @@ async fn painted_eyewear_on_the_happy_face() {
     ];
     for (eyewear, want) in cases {
         let faces = detect(&e, painted(&face, eyewear)).await;
-        assert_eq!(faces.len(), 1, "{eyewear:?}: the painted face is still found");
+        assert_eq!(
+            faces.len(),
+            1,
+            "{eyewear:?}: the painted face is still found"
+        );
         let s = faces[0].sunglasses;
         eprintln!("{eyewear:?}: {s:?}");
         assert_eq!(s.value, want, "{eyewear:?}: {s:?}");

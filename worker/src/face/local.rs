@@ -248,9 +248,10 @@ fn analyze_bytes(
         .map(|d| {
             let crop = align::align_crop(&rgb, &d.landmarks);
             let pose = attributes::pose(&d.landmarks);
-            let glasses = models
+            let probability = models
                 .sunglasses(&crop)
                 .map_err(|e| FaceError::Internal(e.to_string()))?;
+            let glasses = sunglasses::decide(probability, attributes::sunglasses(&crop, pose.yaw));
             let detail = FaceDetail {
                 bounding_box: BoundingBox {
                     width: d.w / w,
@@ -258,7 +259,7 @@ fn analyze_bytes(
                     left: d.x / w,
                     top: d.y / h,
                 },
-                sunglasses: sunglasses::attribute(glasses),
+                sunglasses: glasses,
                 landmarks: ["eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight"]
                     .iter()
                     .zip(d.landmarks.iter())

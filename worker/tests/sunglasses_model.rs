@@ -85,8 +85,8 @@ fn painted(face: &FaceDetail, eyewear: Eyewear) -> Vec<u8> {
         for &(cx, cy) in &eyes {
             let r = (((x as f32 - cx) / a).powi(2) + ((y as f32 - cy) / b).powi(2)).sqrt();
             let blend = |px: &mut image::Rgb<u8>, c: [u8; 3], o: f32| {
-                for k in 0..3 {
-                    px.0[k] = (f32::from(px.0[k]) * (1.0 - o) + f32::from(c[k]) * o) as u8;
+                for (v, c) in px.0.iter_mut().zip(c) {
+                    *v = (f32::from(*v) * (1.0 - o) + f32::from(c) * o) as u8;
                 }
             };
             if r < 1.0 {

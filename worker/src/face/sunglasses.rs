@@ -70,8 +70,8 @@ pub fn input(crop: &[u8]) -> Option<Vec<f32>> {
     for y in 0..h {
         let row = &crop[(ROWS.0 + y) * CROP * 3..(ROWS.0 + y + 1) * CROP * 3];
         for (x, px) in row.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                data[c * plane + y * w + x] = f32::from(px[c]);
+            for (c, &v) in px.iter().enumerate() {
+                data[c * plane + y * w + x] = f32::from(v);
             }
         }
     }

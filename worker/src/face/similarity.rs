@@ -57,7 +57,7 @@ mod tests {
             assert!(similarity(cos) < 20.0, "{cos}: {}", similarity(cos));
         }
         // The same person: 5th percentile of other-photo pairs, and re-rendered copies.
-        assert!(similarity(0.683) > 99.0);
+        assert!(similarity(0.683) > 98.5);
         assert!(similarity(0.749) > 99.5);
         let at70 = cosine_at(MATCH_THRESHOLD);
         assert!((at70 - 0.558).abs() < 1e-3, "{at70}");

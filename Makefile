@@ -4,13 +4,15 @@
 #   make bench  the benchmarks (figures are ratios or rates measured in the same run)
 #   make demo   the rider-photo batch in embedded mode (the README's first command)
 #   make fuzz   the expression-layer fuzz targets (not part of CI)
+#   make train-sunglasses      re-train the sunglasses classifier from scratch (torch; not CI)
+#   make calibrate-similarity  re-measure the cosine -> Similarity calibration pairs (not CI)
 
 CARGO ?= cargo
 MODELS_DIR ?= $(or $(MAPFLEET_MODELS_DIR),$(CURDIR)/mapfleet-data/models)
 export MAPFLEET_MODELS_DIR := $(MODELS_DIR)
 FUZZ_SECONDS ?= 600
 
-.PHONY: test lint bench demo fuzz services models
+.PHONY: test lint bench demo fuzz services models train-sunglasses calibrate-similarity
 
 test: services models
 	$(CARGO) test --workspace --lib --bins --tests
@@ -37,6 +39,12 @@ services:
 
 models:
 	bash deploy/setup-models.sh "$(MODELS_DIR)"
+
+train-sunglasses: models
+	bash deploy/face-training/run.sh sunglasses
+
+calibrate-similarity: models
+	bash deploy/face-training/run.sh similarity
 
 fuzz:
 	cd coordinator/engine && for t in path_parse template_parse_eval intrinsic_parse_eval jsonata_parse_eval; do \

@@ -1,8 +1,8 @@
-//! The face attributes this engine computes, and how. Nothing here is a trained attribute
-//! model (no registry ships one that runs offline); each value is a measurement with a stated
-//! method, so it is reported, never invented.
+//! The face attributes this engine computes from geometry and pixels, and how; each value is a
+//! measurement with a stated method, so it is reported, never invented. The sunglasses answer
+//! is the trained classifier's ([`super::sunglasses`]); the pixel rule here only backs it up.
 //!
-//! - Sunglasses: on the 112×112 aligned crop the eyes sit at fixed places. Dark lenses make
+//! - Sunglasses (pixel rule, see [`super::sunglasses::decide`]): on the 112×112 aligned crop the eyes sit at fixed places. Dark lenses make
 //!   most of each eye region much darker than the cheek skin below it, so two measures relative
 //!   to the cheek's median luma separate them: the eye region's median, and its share of pixels
 //!   darker than half the cheek. Skin tone and exposure cancel out in the ratios. (A bright

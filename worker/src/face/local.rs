@@ -10,6 +10,7 @@ use super::decoded::DecodedImages;
 use super::imagefile::{self, ImageError};
 use super::models::{DetectOptions, Models};
 use super::similarity::{cosine, similarity};
+use super::sunglasses;
 use super::{
     BoundingBox, CompareFacesOutput, ComparedFace, FACE_MODEL_VERSION, Face, FaceDetail,
     FaceEngine, FaceError, FaceMatch, FaceRecord, Image, IndexFacesRequest, Landmark,
@@ -247,6 +248,10 @@ fn analyze_bytes(
         .map(|d| {
             let crop = align::align_crop(&rgb, &d.landmarks);
             let pose = attributes::pose(&d.landmarks);
+            let probability = models
+                .sunglasses(&crop)
+                .map_err(|e| FaceError::Internal(e.to_string()))?;
+            let glasses = sunglasses::decide(probability, attributes::sunglasses(&crop, pose.yaw));
             let detail = FaceDetail {
                 bounding_box: BoundingBox {
                     width: d.w / w,
@@ -254,7 +259,7 @@ fn analyze_bytes(
                     left: d.x / w,
                     top: d.y / h,
                 },
-                sunglasses: attributes::sunglasses(&crop, pose.yaw),
+                sunglasses: glasses,
                 landmarks: ["eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight"]
                     .iter()
                     .zip(d.landmarks.iter())
@@ -268,14 +273,14 @@ fn analyze_bytes(
                 quality: attributes::quality(&rgb, (d.x, d.y, d.w, d.h), &crop),
                 confidence: 100.0 * d.score,
             };
-            AnalyzedFace {
+            Ok(AnalyzedFace {
                 detection: d,
                 detail,
                 crop,
                 embedding: Default::default(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, FaceError>>()?;
     let reusable = (decoded.native_rgb && p.format == imagefile::Format::Jpeg).then_some(rgb);
     Ok((Analysis { etag, faces }, reusable))
 }

@@ -9,7 +9,7 @@
 //!   [`LocalCollections`] under the data dir (embedded mode), [`RedisCollections`]
 //!   ([`redis_collection`]) in the fleet's Redis.
 //! - [`imagefile`]: bounded decoding (header check before any pixel is decoded).
-//! - [`yunet`], [`align`], [`attributes`], [`models`]: the pipeline's pieces.
+//! - [`yunet`], [`align`], [`attributes`], [`sunglasses`], [`models`]: the pipeline's pieces.
 //! - [`commands`]: the `mapfleet faces ...` debugging commands as library calls.
 //!
 //! Types serialise with Rekognition's field names, so task outputs look like the workshop's.
@@ -27,6 +27,7 @@ pub mod models;
 pub mod redis_collection;
 pub mod rekognition;
 pub mod similarity;
+pub mod sunglasses;
 pub mod yunet;
 
 use std::sync::Arc;

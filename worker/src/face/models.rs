@@ -1,4 +1,5 @@
-//! The two ONNX models, run with onnxruntime through `ort` (`load-dynamic`: the library is the
+//! The ONNX models (YuNet, SFace, and the sunglasses classifier compiled into the binary, see
+//! [`super::sunglasses`]), run with onnxruntime through `ort` (`load-dynamic`: the library is the
 //! `libonnxruntime.so` that `deploy/setup-models.sh` takes from the PyPI `onnxruntime` wheel).
 //!
 //! Sessions run single-threaded (`intra_threads = 1`, no spinning): parallelism comes from
@@ -16,6 +17,7 @@ use ort::value::TensorRef;
 
 use super::align::CROP;
 use super::similarity::normalize;
+use super::sunglasses;
 use super::yunet::{self, Detection, LetterboxError, StrideOutputs};
 
 /// File names inside the models directory (as written by `deploy/setup-models.sh`).
@@ -134,6 +136,12 @@ pub enum ModelError {
     Outputs { model: &'static str },
     #[error("embed: crop must be 112x112 RGB")]
     CropSize,
+    #[error(transparent)]
+    SunglassesModel(#[from] sunglasses::ModelMismatch),
+    #[error("sunglasses model: {0}")]
+    SunglassesLoad(Arc<ort::Error>),
+    #[error("sunglasses model: output has {0} values for one face")]
+    SunglassesOutput(usize),
     #[error("SFace: embedding has {0} values")]
     EmbeddingLength(usize),
     /// Not `#[from]`: the message already says it, it is not repeated as a source.
@@ -143,6 +151,7 @@ pub enum ModelError {
 
 const YUNET: &str = "YuNet";
 const SFACE: &str = "SFace";
+const SUNGLASSES: &str = "sunglasses";
 
 /// The process-wide onnxruntime environment: the library can be loaded once per process.
 static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, ModelError>> = OnceLock::new();
@@ -175,6 +184,31 @@ impl Pool {
         path: &Path,
         size: usize,
     ) -> Result<Self, ModelError> {
+        Self::build(env, size, |b| {
+            b.commit_from_file(path).map_err(|e| ModelError::Load {
+                path: path.to_path_buf(),
+                error: Arc::new(e),
+            })
+        })
+    }
+
+    /// A pool of a model held in memory.
+    fn from_memory(
+        env: &ort::environment::Environment,
+        model: &[u8],
+        size: usize,
+    ) -> Result<Self, ModelError> {
+        Self::build(env, size, |b| {
+            b.commit_from_memory(model)
+                .map_err(|e| ModelError::SunglassesLoad(Arc::new(e)))
+        })
+    }
+
+    fn build(
+        env: &ort::environment::Environment,
+        size: usize,
+        commit: impl Fn(&mut ort::session::builder::SessionBuilder) -> Result<Session, ModelError>,
+    ) -> Result<Self, ModelError> {
         let mut sessions = Vec::with_capacity(size);
         for _ in 0..size.max(1) {
             let opts = |e: ort::Error<ort::session::builder::SessionBuilder>| {
@@ -194,10 +228,7 @@ impl Pool {
                 // come in a few shapes; onnxruntime's default, stated because it matters).
                 .with_memory_pattern(true)
                 .map_err(opts)?;
-            let s = b.commit_from_file(path).map_err(|e| ModelError::Load {
-                path: path.to_path_buf(),
-                error: Arc::new(e),
-            })?;
+            let s = commit(&mut b)?;
             sessions.push(Mutex::new(s));
         }
         Ok(Self {
@@ -261,20 +292,23 @@ const RESCUE_SIZE: usize = 224;
 /// How much of the candidate's surroundings the second look sees, in box sizes.
 const RESCUE_CONTEXT: f32 = 3.0;
 
-/// YuNet and SFace, loaded.
+/// YuNet, SFace and the sunglasses classifier, loaded.
 pub struct Models {
     yunet: Pool,
     sface: Pool,
+    sunglasses: Pool,
 }
 
 impl Models {
-    /// Loads both models with `sessions` sessions each.
+    /// Loads the models with `sessions` sessions each (the sunglasses model after checking
+    /// its sha256).
     pub fn load(paths: &ModelPaths, sessions: usize) -> Result<Self, ModelError> {
         paths.check()?;
         let env = environment(&paths.onnxruntime)?;
         Ok(Self {
             yunet: Pool::load(env, &paths.yunet, sessions)?,
             sface: Pool::load(env, &paths.sface, sessions)?,
+            sunglasses: Pool::from_memory(env, sunglasses::verified_model()?, sessions)?,
         })
     }
 
@@ -474,6 +508,33 @@ impl Models {
                     e
                 })
                 .collect())
+        })
+    }
+
+    /// The calibrated probability (0–1) that the face of an aligned 112×112 RGB crop wears
+    /// sunglasses.
+    pub fn sunglasses(&self, crop: &[u8]) -> Result<f32, ModelError> {
+        let data = sunglasses::input(crop).ok_or(ModelError::CropSize)?;
+        let [c, h, w] = sunglasses::INPUT_SHAPE.map(|d| d as i64);
+        self.sunglasses.with(|s| {
+            let ort_error = |error| ModelError::Run {
+                model: SUNGLASSES,
+                error: Arc::new(error),
+            };
+            let input = TensorRef::from_array_view(([1i64, c, h, w], &data[..])).map_err(|e| {
+                ModelError::Input {
+                    model: SUNGLASSES,
+                    error: Arc::new(e),
+                }
+            })?;
+            let out = s
+                .run(ort::inputs![sunglasses::INPUT => input])
+                .map_err(ort_error)?;
+            let (_, v) = out[0].try_extract_tensor::<f32>().map_err(ort_error)?;
+            match v {
+                [p] => Ok(*p),
+                _ => Err(ModelError::SunglassesOutput(v.len())),
+            }
         })
     }
 }

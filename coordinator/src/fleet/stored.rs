@@ -187,6 +187,7 @@ mod tests {
             last_event: 4,
             entered_event: 3,
             quiet: false,
+            events: 0,
         }
     }
 

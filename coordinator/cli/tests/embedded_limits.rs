@@ -406,7 +406,7 @@ fn invalid_utf8_and_deeply_nested_input_are_refused() {
         (&bad_utf8, "is not UTF-8 text".to_string()),
         (
             &deep,
-            "recursion limit exceeded at line 1 column 129".to_string(),
+            "recursion limit exceeded at line 1 column 128".to_string(),
         ),
     ] {
         let out = Command::new(MAPFLEET)

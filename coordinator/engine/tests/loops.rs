@@ -356,6 +356,10 @@ fn a_loop_with_the_cap_off_is_stopped_by_its_driver_in_flat_memory() {
             &mut |_| Ok(json!({})),
         )
     });
+    eprintln!(
+        "peak {short_peak} B after {} events, {long_peak} B after {}",
+        short.event_count, long.event_count
+    );
     for r in [&short, &long] {
         assert_eq!(r.status, Status::TimedOut);
         assert!(r.stopped_by_limits);

@@ -3,7 +3,7 @@
 #   make lint   rustfmt and clippy, warnings are errors
 #   make bench  the benchmarks (figures are ratios or rates measured in the same run)
 #   make demo   the rider-photo batch in embedded mode (the README's first command)
-#   make fuzz   the expression-layer fuzz targets (not part of CI)
+#   make fuzz   the fuzz targets: expression layer and whole path (not part of CI)
 #   make train-sunglasses      re-train the sunglasses classifier from scratch (torch; not CI)
 #   make calibrate-similarity  re-measure the cosine -> Similarity calibration pairs (not CI)
 
@@ -47,10 +47,11 @@ calibrate-similarity: models
 	bash deploy/face-training/run.sh similarity
 
 fuzz:
-	cd coordinator/engine && for t in path_parse template_parse_eval intrinsic_parse_eval jsonata_parse_eval; do \
-		dict=fuzz/intrinsics.dict; [ $$t = path_parse ] && dict=fuzz/paths.dict; \
+	cd coordinator/engine && for t in path_parse template_parse_eval intrinsic_parse_eval jsonata_parse_eval execution_run; do \
+		dict=fuzz/intrinsics.dict; len=4096; [ $$t = path_parse ] && dict=fuzz/paths.dict; \
 		[ $$t = jsonata_parse_eval ] && dict=fuzz/jsonata.dict; \
+		[ $$t = execution_run ] && dict=fuzz/asl.dict && len=16384; \
 		mkdir -p fuzz/corpus/$$t; \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none -a $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -dict=$$dict -max_len=4096 -rss_limit_mb=1024 -timeout=10 || exit 1; \
+			-max_total_time=$(FUZZ_SECONDS) -dict=$$dict -max_len=$$len -rss_limit_mb=2048 -timeout=10 || exit 1; \
 	done

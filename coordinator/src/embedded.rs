@@ -343,6 +343,9 @@ fn outcome_event(seq: u64, result: Result<Value, StatesError>) -> CursorEvent {
     }
 }
 
+/// Events the loop feeds the engine between looks at the clock and the running tasks.
+const EVENTS_PER_ROUND: usize = 1000;
+
 /// Runs one execution to its end in this process.
 pub async fn run_execution(
     def: Arc<StateMachine>,
@@ -383,9 +386,25 @@ pub async fn run_execution(
     p.start(&mut backend, now());
     loop {
         // The memory backend cannot fail.
-        let _ = p.run(&mut backend, now).await;
+        let more = p
+            .run_some(&mut backend, now, EVENTS_PER_ROUND)
+            .await
+            .unwrap_or(false);
         if p.ended.is_some() {
             break;
+        }
+        if more {
+            // A long chain of flow states (or a loop of them, with the history cap off):
+            // check the deadline and let the runtime breathe before going on.
+            if deadline.is_some_and(|dl| Instant::now() >= dl) {
+                let e =
+                    StatesError::new(names::TIMEOUT, "The execution exceeded its TimeoutSeconds.");
+                let _ = p.stop(&mut backend, e, true, now).await;
+                backend.tasks.abort_all();
+                break;
+            }
+            tokio::task::yield_now().await;
+            continue;
         }
         for (cursor, seq, result) in std::mem::take(&mut backend.refused) {
             p.push(cursor, outcome_event(seq, result));

@@ -182,6 +182,16 @@ pub struct RunArgs {
         value_parser = crate::engine::parse_payload_limit
     )]
     pub max_payload_bytes: usize,
+    /// The most history events one cursor (the execution's top level, a Parallel branch, a
+    /// Map iteration) may write before the execution fails with `States.Runtime`: AWS's
+    /// 25,000 by default, which ends a looping definition; 0 turns the cap off (a loop then
+    /// runs until the definition's TimeoutSeconds). In this process only.
+    #[arg(
+        long,
+        env = "MAPFLEET_MAX_HISTORY_EVENTS",
+        default_value_t = crate::engine::run::MAX_HISTORY_EVENTS
+    )]
+    pub max_history_events: u64,
     /// Filled from the global `--data-dir`.
     #[arg(skip)]
     pub data_dir: PathBuf,
@@ -503,6 +513,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         ..Default::default()
     };
     opts.engine.payload_limit = args.max_payload_bytes;
+    opts.engine.max_history_events = args.max_history_events;
     opts.buckets = Some(Arc::new(crate::buckets::StoreBuckets(Arc::new(
         worker::store::LocalStore::new(args.data_dir.join("buckets")),
     ))));

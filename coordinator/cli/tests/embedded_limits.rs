@@ -391,3 +391,38 @@ fn a_bad_max_payload_bytes_is_refused_at_start() {
         );
     }
 }
+
+/// Input that is not UTF-8, or nests deeper than the JSON reader allows, is refused before
+/// the run starts, saying which and where.
+#[test]
+fn invalid_utf8_and_deeply_nested_input_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = echo_definition(dir.path());
+    let bad_utf8 = dir.path().join("latin1.json");
+    std::fs::write(&bad_utf8, b"{\"name\": \"caf\xe9\"}").unwrap();
+    let deep = dir.path().join("deep.json");
+    std::fs::write(&deep, "[".repeat(100_000) + &"]".repeat(100_000)).unwrap();
+    for (input, expected) in [
+        (&bad_utf8, "is not UTF-8 text".to_string()),
+        (
+            &deep,
+            "recursion limit exceeded at line 1 column 128".to_string(),
+        ),
+    ] {
+        let out = Command::new(MAPFLEET)
+            .arg("run")
+            .arg(&def)
+            .arg("--input")
+            .arg(input)
+            .args(["--max-payload-bytes", "1048576"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_REJECTED), "{stderr}");
+        assert!(
+            stderr.contains("Invalid execution input") && stderr.contains(&expected),
+            "{input:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -409,3 +409,49 @@ async fn map_state_succeeded_follows_the_last_iteration() {
         "{lines:?}"
     );
 }
+
+/// A loop of flow states in this process: with the history cap off, the execution's
+/// TimeoutSeconds still ends it (the run loop yields between rounds of events and checks
+/// the deadline, in real time here: a busy loop never lets paused time advance); with the
+/// default cap it fails with `States.Runtime` at 25,000 events, as on AWS.
+#[tokio::test]
+async fn a_flow_state_loop_ends_by_its_timeout_or_the_history_cap() {
+    use coordinator::embedded::{EmbeddedOptions, run_execution};
+    use coordinator::engine::ExecutionInfo;
+    let def = json!({"TimeoutSeconds": 1, "StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Next": "B"},
+        "B": {"Type": "Choice", "Choices": [{"Variable": "$.stop", "IsPresent": true, "Next": "End"}], "Default": "A"},
+        "End": {"Type": "Succeed"}}});
+    let def = Arc::new(coordinator::asl::parse::parse_definition_value(&def).unwrap());
+    let info = || ExecutionInfo::new("Loop", "loop", json!({}), chrono::Utc::now());
+    let tasks = Arc::new(coordinator::embedded::NoTasks);
+    let mut off = EmbeddedOptions {
+        keep_history: false,
+        ..Default::default()
+    };
+    off.engine.max_history_events = 0;
+    let timed_out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        run_execution(def.clone(), info(), tasks.clone(), off),
+    )
+    .await
+    .expect("the execution's own timeout ends the loop");
+    assert_eq!(timed_out.status.as_str(), "TIMED_OUT");
+    assert!(timed_out.transitions > 1000, "{}", timed_out.transitions);
+
+    let capped = run_execution(def, info(), tasks, EmbeddedOptions::default()).await;
+    assert_eq!(capped.status.as_str(), "FAILED");
+    let error = capped.error.expect("an error");
+    assert_eq!(error.error, "States.Runtime");
+    assert!(
+        error
+            .cause
+            .contains("maximum number of history events (25000)"),
+        "{}",
+        error.cause
+    );
+    assert_eq!(
+        capped.events.last().map(|e| e.event_type.name()).as_deref(),
+        Some("ExecutionFailed")
+    );
+}

@@ -15,7 +15,7 @@ use crate::asl::error::StatesError;
 use crate::engine::Engine;
 use crate::engine::cursor::{Action, Cursor, CursorEvent, CursorId, Phase};
 use crate::engine::history::{Event, EventType};
-use crate::engine::run::Tx;
+use crate::engine::run::{Ending, Tx};
 use crate::entropy::Entropy;
 
 /// How an execution ended.
@@ -183,6 +183,8 @@ pub struct Processor {
     pub next_event_id: u64,
     /// State transitions made (each `...StateEntered`).
     pub transitions: u64,
+    /// Events fed to cursors so far (by [`Processor::run`] and [`Processor::run_some`]).
+    pub events_fed: u64,
     /// Set when the execution ended.
     pub ended: Option<(Status, Result<Value, StatesError>)>,
     /// Where every [`Tx`]'s randomness comes from.
@@ -209,6 +211,7 @@ impl Processor {
             queue: VecDeque::new(),
             next_event_id,
             transitions: 0,
+            events_fed: 0,
             ended: None,
         }
     }
@@ -284,17 +287,38 @@ impl Processor {
     }
 
     /// Processes queued events, and the events they cause, until none is left or the
-    /// execution ended.
+    /// execution ended. Ends: a looping definition reaches the history cap
+    /// ([`crate::engine::run::EngineOptions::max_history_events`]); with the cap off, use
+    /// [`Processor::run_some`] and check for timeouts and stops between calls.
     pub async fn run(
         &mut self,
         backend: &mut dyn Backend,
         now: impl Fn() -> DateTime<Utc>,
     ) -> Result<(), BackendError> {
+        self.run_some(backend, now, usize::MAX).await.map(|_| ())
+    }
+
+    /// [`Processor::run`], for at most `budget` events: returns whether events are still
+    /// queued, so that a driver can check its clock (TimeoutSeconds) and its other inputs
+    /// between calls however long a chain of flow states runs.
+    pub async fn run_some(
+        &mut self,
+        backend: &mut dyn Backend,
+        now: impl Fn() -> DateTime<Utc>,
+        budget: usize,
+    ) -> Result<bool, BackendError> {
+        let mut done = 0usize;
         while let Some((id, event)) = self.queue.pop_front() {
             if self.ended.is_some() {
                 self.queue.clear();
                 break;
             }
+            if done == budget {
+                self.queue.push_front((id, event));
+                break;
+            }
+            done += 1;
+            self.events_fed += 1;
             let Some(mut cursor) = self.cursor(backend, &id).await? else {
                 continue; // finished or aborted: late events are dropped
             };
@@ -306,7 +330,10 @@ impl Processor {
             self.put(cursor);
             self.carry_out(backend, actions, &now).await?;
         }
-        Ok(())
+        if self.ended.is_some() {
+            self.queue.clear();
+        }
+        Ok(!self.queue.is_empty())
     }
 
     async fn carry_out(
@@ -364,6 +391,14 @@ impl Processor {
                     };
                     backend.drop_children(&cursor).await?;
                     self.queue.push_back((cursor, event));
+                }
+                Action::Continue { cursor } => {
+                    self.queue.push_back((cursor, CursorEvent::Enter));
+                }
+                Action::FailExecution { error } => {
+                    self.end(backend, error, Ending::Failed, now).await?;
+                    // Nothing after the execution's end.
+                    return Ok(());
                 }
                 Action::Finished {
                     cursor,
@@ -433,7 +468,6 @@ impl Processor {
         now: &impl Fn() -> DateTime<Utc>,
     ) -> Result<(), BackendError> {
         let children = backend.live(parent_id).await?;
-        let mut history = Vec::new();
         for id in children {
             let Some(mut child) = self.cursor(backend, &id).await? else {
                 continue;
@@ -444,23 +478,23 @@ impl Processor {
             let actions = tx.actions;
             self.next_event_id = next;
             self.remove(&id);
+            // The child's events first, then its own children's (which get later ids), so
+            // the history is written in id order.
+            let mut grandchildren = Vec::new();
             for action in actions {
                 match action {
-                    Action::History(e) => history.push(e),
-                    // The aborted child's own children go too.
-                    Action::AbortChildren { cursor } => {
-                        Box::pin(self.abort_children(backend, &cursor, now)).await?
-                    }
+                    Action::History(e) => backend.record(e),
+                    Action::AbortChildren { cursor } => grandchildren.push(cursor),
                     _ => {}
                 }
+            }
+            for cursor in grandchildren {
+                Box::pin(self.abort_children(backend, &cursor, now)).await?
             }
         }
         // A map run's files are written with what finished (its state fails all the same).
         backend.close_map_run(parent_id).await?;
         backend.drop_children(parent_id).await?;
-        for e in history {
-            backend.record(e);
-        }
         self.queue
             .push_back((parent_id.to_string(), CursorEvent::ChildrenAborted));
         Ok(())
@@ -520,13 +554,33 @@ impl Processor {
         timed_out: bool,
         now: impl Fn() -> DateTime<Utc>,
     ) -> Result<(), BackendError> {
+        let ending = if timed_out {
+            Ending::TimedOut
+        } else {
+            Ending::Aborted
+        };
+        self.end(backend, error, ending, &now).await
+    }
+
+    /// Ends the execution from outside its states: stops every running cursor, then writes
+    /// the execution's end.
+    async fn end(
+        &mut self,
+        backend: &mut dyn Backend,
+        error: StatesError,
+        ending: Ending,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> Result<(), BackendError> {
+        if self.ended.is_some() {
+            return Ok(());
+        }
         // Running children stop first, so their events come before the execution's end.
-        self.abort_children(backend, "", &now).await?;
+        Box::pin(self.abort_children(backend, "", now)).await?;
         if let Some(mut root) = self.cursor(backend, "").await? {
             let mut next = self.next_event_id;
             let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
             self.engine
-                .stop_execution(&mut root, error.clone(), timed_out, &mut tx);
+                .stop_execution(&mut root, error.clone(), ending, &mut tx);
             let actions = tx.actions;
             self.next_event_id = next;
             self.remove("");
@@ -537,10 +591,10 @@ impl Processor {
             }
         }
         self.queue.clear();
-        let status = if timed_out {
-            Status::TimedOut
-        } else {
-            Status::Aborted
+        let status = match ending {
+            Ending::TimedOut => Status::TimedOut,
+            Ending::Aborted => Status::Aborted,
+            Ending::Failed => Status::Failed,
         };
         self.ended = Some((status, Err(error)));
         Ok(())

@@ -14,9 +14,13 @@
 //!   their actions over the [`driver::Backend`] seam; what differs between embedded mode and
 //!   the fleet lives behind that seam, in the `coordinator` crate.
 //! - [`entropy`]: the caller-seeded randomness (retry jitter, `States.UUID`, `States.MathRandom`).
+//! - [`maprun`]: a Distributed Map's run over an object store (ItemReader, ResultWriter).
+//! - [`scripted`]: a whole execution driven in memory with scripted Task outcomes and
+//!   virtual time, for tests and the whole-path fuzz target.
 
 pub mod asl;
 pub mod driver;
 pub mod engine;
 pub mod entropy;
 pub mod maprun;
+pub mod scripted;

@@ -53,6 +53,17 @@ pub struct CoordinatorArgs {
         value_parser = crate::engine::parse_payload_limit
     )]
     pub max_payload_bytes: usize,
+    /// The most history events one cursor (the execution's top level, a Parallel branch, a
+    /// Map iteration) may write before the execution fails with `States.Runtime`: AWS's
+    /// 25,000 by default. It is what ends a looping definition within one batch, so the
+    /// fleet has no "off" (0 is refused; raise it instead).
+    #[arg(
+        long,
+        env = "MAPFLEET_MAX_HISTORY_EVENTS",
+        default_value_t = crate::engine::run::MAX_HISTORY_EVENTS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_history_events: u64,
 }
 
 impl CoordinatorArgs {
@@ -67,6 +78,7 @@ impl CoordinatorArgs {
         opts.unserved_grace = Duration::from_secs(self.unserved_grace_secs);
         opts.step_batch = self.step_batch.max(1);
         opts.engine.payload_limit = self.max_payload_bytes;
+        opts.engine.max_history_events = self.max_history_events;
         opts
     }
 }

@@ -188,6 +188,7 @@ mod tests {
             last_event: 4,
             entered_event: 3,
             quiet: false,
+            events: 0,
         }
     }
 

@@ -218,6 +218,9 @@ pub fn decode_png(
 }
 
 #[cfg(test)]
+mod hostile_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

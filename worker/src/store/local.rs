@@ -552,6 +552,20 @@ mod tests {
                 Err(Error::InvalidName { .. })
             ));
         }
+        // A key over S3's 1024 bytes: refused by name, never turned into a path.
+        let long = "k/".repeat(600) + "x.jpg";
+        for (key, reason) in [
+            (long.as_str(), "1024"),
+            ("/etc/passwd", "'..'"),
+            ("x\0y", "NUL"),
+        ] {
+            match s.get("photos", key, 100).await {
+                Err(e @ Error::InvalidName { .. }) => {
+                    assert!(e.to_string().contains(reason), "{key:?}: {e}")
+                }
+                other => panic!("{key:?}: {:?}", other.map(|_| ())),
+            }
+        }
         for bucket in ["..", ".", "a/b", "", "x\\y"] {
             assert!(matches!(
                 s.get(bucket, "k", 100).await,

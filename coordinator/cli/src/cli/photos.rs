@@ -323,6 +323,7 @@ pub async fn demo(data_dir: &Path, examples: &Path, distributed: bool) -> anyhow
         detach: false,
         task_slots: crate::embedded::default_task_slots(),
         max_payload_bytes: crate::engine::PAYLOAD_LIMIT_BYTES,
+        max_history_events: crate::engine::run::MAX_HISTORY_EVENTS,
         data_dir: data_dir.to_path_buf(),
         before_output: (!distributed).then_some(print_summary as fn(&Value)),
     };

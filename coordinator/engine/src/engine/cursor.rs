@@ -46,6 +46,10 @@ pub struct Cursor {
     /// are not part of the parent's history.
     #[serde(default)]
     pub quiet: bool,
+    /// History events this cursor wrote (counted for a quiet cursor too): the history cap
+    /// ([`super::run::EngineOptions::max_history_events`]) is checked against it.
+    #[serde(default)]
+    pub events: u64,
 }
 
 /// How a child cursor hangs under its parent.
@@ -219,6 +223,14 @@ pub enum Action {
     AbortChildren { cursor: CursorId },
     /// Hand `Results` with the outputs of children `0..count` back to `cursor`.
     CollectResults { cursor: CursorId, count: usize },
+    /// The cursor walked [`super::run::FLOW_STEPS_PER_APPLY`] flow states (Pass, Choice, ...)
+    /// in one `apply` without waiting on anything: it stays `Ready` and the driver feeds it
+    /// `Enter` again after the events already queued. This is the yield point that keeps a
+    /// looping definition from holding the driver (and its timeout checks) forever.
+    Continue { cursor: CursorId },
+    /// The whole execution fails with `error` (the history cap was reached): the driver
+    /// stops every running cursor, as for a user's stop, and ends the execution FAILED.
+    FailExecution { error: StatesError },
     /// The cursor is done. For the root cursor this ends the execution; for a child, the
     /// driver keeps `Ok` output as result `index` and tells the parent `ChildFinished`.
     Finished {

@@ -45,6 +45,9 @@ impl<'a> Tx<'a> {
 
     /// Appends a history event for `cursor` and returns its id.
     fn record(&mut self, cursor: &mut Cursor, event_type: EventType, details: Value) -> u64 {
+        // Counted for quiet cursors too: a Distributed Map's child is a child execution with
+        // a history (and AWS's cap) of its own, even though its events are not kept here.
+        cursor.events += 1;
         if cursor.quiet {
             return cursor.last_event;
         }
@@ -72,6 +75,9 @@ pub struct EngineOptions {
     pub max_children_in_flight: usize,
     /// The largest state input or output, in bytes (AWS: 256 KiB); 0 turns the check off.
     pub payload_limit: usize,
+    /// The most history events one cursor may write (0: no cap): past it the execution
+    /// fails with `States.Runtime` (see [`MAX_HISTORY_EVENTS`] for how this counts).
+    pub max_history_events: u64,
 }
 
 impl Default for EngineOptions {
@@ -79,8 +85,49 @@ impl Default for EngineOptions {
         EngineOptions {
             max_children_in_flight: 1000,
             payload_limit: super::PAYLOAD_LIMIT_BYTES,
+            max_history_events: MAX_HISTORY_EVENTS,
         }
     }
+}
+
+/// The default history cap: AWS's 25,000 events, counted per cursor. AWS counts one
+/// execution's whole history, inline Map iterations and Parallel branches included, and
+/// fails the execution at event 25,000 unless that event is `ExecutionSucceeded`; an inline
+/// Map of a few thousand items is already over it there. mapfleet runs inline Maps of
+/// hundreds of thousands of items on the fleet, so it counts the events of each cursor on
+/// its own (the root, each Parallel branch, each Map iteration): a definition without Map or
+/// Parallel states fails where AWS does, and a loop, which always runs within one cursor,
+/// is stopped however many items its Map has. A Distributed Map's child execution fails
+/// alone, as a failed item, like AWS's child executions, which have their own 25,000.
+pub const MAX_HISTORY_EVENTS: u64 = 25_000;
+
+/// The most states one `apply` walks through without waiting (Pass, Choice and other
+/// states that finish at once). Past it the cursor yields ([`Action::Continue`]): the
+/// driver goes round its loop (timeouts, stops, other cursors) before the chain goes on,
+/// and the actions one `apply` buffers stay bounded.
+pub const FLOW_STEPS_PER_APPLY: usize = 100;
+
+/// The error an execution fails with when a cursor reaches the history cap.
+pub fn history_cap_error(cap: u64, state: &str, cursor: &str) -> StatesError {
+    let within = if cursor.is_empty() {
+        String::new()
+    } else {
+        format!(" in Map iteration or Parallel branch {cursor}")
+    };
+    StatesError::runtime(format!(
+        "The execution reached the maximum number of history events ({cap}) at state '{state}'{within}: a loop that never ends, or more events than one execution may write (--max-history-events, MAPFLEET_MAX_HISTORY_EVENTS)."
+    ))
+}
+
+/// How an execution is ended from outside the state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// A user's StopExecution: `ExecutionAborted`.
+    Aborted,
+    /// TimeoutSeconds: `ExecutionTimedOut`.
+    TimedOut,
+    /// The history cap: `ExecutionFailed`.
+    Failed,
 }
 
 /// The engine for one execution: an immutable definition and the execution's facts.
@@ -131,6 +178,7 @@ impl Engine {
             last_event: 0,
             entered_event: 0,
             quiet: false,
+            events: 0,
         };
         tx.record(
             &mut root,
@@ -208,6 +256,35 @@ impl Engine {
         if moved {
             self.enter(cursor, tx);
         }
+        // Retries, Catch loops through waits and the like write events without a long
+        // chain of flow states: the cap is checked after every event too.
+        if !matches!(
+            cursor.phase,
+            Phase::Done | Phase::Children(_) | Phase::Collecting(_) | Phase::Aborting(_)
+        ) && self.over_history_cap(cursor)
+        {
+            self.history_exhausted(cursor, tx);
+        }
+    }
+
+    fn over_history_cap(&self, cursor: &Cursor) -> bool {
+        let cap = self.options.max_history_events;
+        cap > 0 && cursor.events >= cap
+    }
+
+    /// A cursor reached the history cap: the execution fails (a Distributed Map's child
+    /// execution only fails itself, as an item).
+    fn history_exhausted(&self, cursor: &mut Cursor, tx: &mut Tx<'_>) {
+        let state = &self.state(cursor).name;
+        let error = history_cap_error(self.options.max_history_events, state, &cursor.id);
+        // Whatever it waited on (a step, a timer) is stale from now on.
+        cursor.seq += 1;
+        if cursor.quiet {
+            self.finish(cursor, Err(error), tx);
+        } else {
+            cursor.phase = Phase::Done;
+            tx.actions.push(Action::FailExecution { error });
+        }
     }
 
     /// Builds `$$` for the cursor's current state, only when the state reads it.
@@ -256,8 +333,13 @@ impl Engine {
 
     fn enter(&self, cursor: &mut Cursor, tx: &mut Tx<'_>) {
         // Chains of flow states (Pass, Choice, ...) run here in a loop rather than through
-        // the driver: one apply call walks as far as it can without waiting.
-        loop {
+        // the driver: one apply call walks as far as it can without waiting, up to
+        // FLOW_STEPS_PER_APPLY states, then yields so that a loop cannot hold the driver.
+        for _ in 0..FLOW_STEPS_PER_APPLY {
+            if self.over_history_cap(cursor) {
+                self.history_exhausted(cursor, tx);
+                return;
+            }
             let state = self.state(cursor);
             cursor.entered_at = tx.now;
             cursor.retries = vec![0; state.common.retry.len()];
@@ -271,6 +353,10 @@ impl Engine {
                 return;
             }
         }
+        cursor.phase = Phase::Ready;
+        tx.actions.push(Action::Continue {
+            cursor: cursor.id.clone(),
+        });
     }
 
     /// Does the work of the current state (after its `...StateEntered`). Returns true when
@@ -851,21 +937,21 @@ impl Engine {
         cursor.phase = Phase::Done;
     }
 
-    /// Ends the whole execution from outside: a user's stop, or the execution timeout.
-    /// The driver stops the root's running children first (their abort events precede the
-    /// execution's end).
+    /// Ends the whole execution from outside the state machine: a user's stop, the
+    /// execution timeout, the history cap. The driver stops the root's running children
+    /// first (their abort events precede the execution's end).
     pub fn stop_execution(
         &self,
         root: &mut Cursor,
         error: StatesError,
-        timed_out: bool,
+        ending: Ending,
         tx: &mut Tx<'_>,
     ) {
         root.phase = Phase::Done;
-        let t = if timed_out {
-            EventType::ExecutionTimedOut
-        } else {
-            EventType::ExecutionAborted
+        let t = match ending {
+            Ending::TimedOut => EventType::ExecutionTimedOut,
+            Ending::Aborted => EventType::ExecutionAborted,
+            Ending::Failed => EventType::ExecutionFailed,
         };
         tx.record(root, t, error_details(&error));
     }

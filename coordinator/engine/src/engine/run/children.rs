@@ -502,6 +502,7 @@ impl Engine {
             last_event: parent.last_event,
             entered_event: 0,
             quiet: parent.quiet || ch.distributed,
+            events: 0,
         };
         if ch.kind == ChildKind::Map {
             child.last_event = ch.started_event.max(parent.last_event);

@@ -256,7 +256,16 @@ impl Engine {
         output: Value,
         tx: &mut Tx<'_>,
     ) -> bool {
-        if let Err(e) = dataflow::check_size(&output, "task result", self.options.payload_limit) {
+        let limit = self.options.payload_limit;
+        if let Err(e) = dataflow::check_size(&output, "task result", limit) {
+            // Named: in a Map of thousands of iterations, which state and item it was.
+            let name = &self.state(cursor).name;
+            let within = if cursor.id.is_empty() {
+                String::new()
+            } else {
+                format!(", Map iteration or Parallel branch {}", cursor.id)
+            };
+            let e = StatesError::new(e.error, format!("{} (state '{name}'{within})", e.cause));
             return self.task_failed(cursor, wait, e, tx);
         }
         let details = json!({ "output": output });

@@ -53,7 +53,8 @@ mod tests {
         assert_eq!(
             local,
             "the face models are not installed (no-such-models-dir/\
-             face_detection_yunet_2023mar_folded.onnx is missing): run `make models` or \
+             face_detection_yunet_2023mar_folded.onnx is missing or from an older fold): \
+             run `make models` or \
              `bash deploy/setup-models.sh no-such-models-dir`"
         );
         assert_eq!(

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use models::{models_dir, repo};
+use models::{models_dir, repo, worker_bin};
 use serde_json::{Value, json};
 use webdriver::Driver;
 
@@ -25,21 +25,6 @@ const LOADED: &str = "return document.getElementById('main').dataset.loaded === 
 
 fn mapfleet() -> &'static str {
     env!("CARGO_BIN_EXE_mapfleet")
-}
-
-fn worker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("mapfleet-worker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p worker`",
-        bin.display()
-    );
-    bin
 }
 
 /// The aws CLI of `.ci/api-clients.sh`'s venv, else the one on PATH.

@@ -6,32 +6,17 @@
 #[path = "common/models.rs"]
 mod models;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use models::{models_dir, repo};
+use models::{models_dir, repo, worker_bin};
 use serde_json::Value;
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
 
 fn mapfleet() -> &'static str {
     env!("CARGO_BIN_EXE_mapfleet")
-}
-
-fn worker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("mapfleet-worker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p worker`",
-        bin.display()
-    );
-    bin
 }
 
 struct Proc(Child);

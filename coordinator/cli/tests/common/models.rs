@@ -1,4 +1,4 @@
-//! Where the photo tests find the repository and the face models. Included with `#[path]`
+//! Where the photo tests find the repository, the face models and the worker binary. Included with `#[path]`
 //! by the tests that run photo tasks (`embedded_limits.rs`, `fleet_photos.rs`, `distributed_map.rs`), which need
 //! nothing else of the harness.
 
@@ -32,4 +32,22 @@ pub fn models_dir() -> PathBuf {
         );
     }
     dir
+}
+
+/// The `mapfleet-worker` binary, built next to this test's own binaries by
+/// `cargo test --workspace` (or `cargo build -p worker`).
+#[allow(dead_code)] // not every test that includes this module starts worker processes
+pub fn worker_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("mapfleet-worker");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p worker`",
+        bin.display()
+    );
+    bin
 }

@@ -323,7 +323,10 @@ mod tests {
         assert_eq!(cli.config.amqp_url, "amqp://fleet:amqp-pw@h:5672/prod");
         assert_eq!(cli.config.redis_url, "redis://fleet:redis-pw@h:6379/");
         let shown = format!("{:?} {}", cli.config, cli.config);
-        assert!(!shown.contains("amqp-pw") && !shown.contains("redis-pw"), "{shown}");
+        assert!(
+            !shown.contains("amqp-pw") && !shown.contains("redis-pw"),
+            "{shown}"
+        );
         assert!(shown.contains("prod"), "{shown}");
     }
 }

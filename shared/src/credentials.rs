@@ -319,13 +319,20 @@ mod tests {
             let e = with_password(url, Service::Amqp, Some(&path)).unwrap_err();
             let text = e.to_string();
             assert!(text.contains(what), "{text}");
-            assert!(!text.contains("hunter2") && !text.contains("old-secret"), "{text}");
+            assert!(
+                !text.contains("hunter2") && !text.contains("old-secret"),
+                "{text}"
+            );
         }
         let (_empty_dir, empty) = file_with("\n");
         let e = with_password("amqp://u@h/v", Service::Amqp, Some(&empty)).unwrap_err();
         assert!(matches!(e, CredentialError::EmptyFile { .. }), "{e}");
-        let e = with_password("amqp://u@h/v", Service::Amqp, Some(Path::new("/nonexistent/pw")))
-            .unwrap_err();
+        let e = with_password(
+            "amqp://u@h/v",
+            Service::Amqp,
+            Some(Path::new("/nonexistent/pw")),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("--amqp-password-file"), "{e}");
     }
 

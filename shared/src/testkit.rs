@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::credentials::FleetUrlsEnv;
 use crate::amqp;
+use crate::credentials::FleetUrlsEnv;
 use crate::redis_schema::{FleetStore, StoreError};
 use crate::topology::{self, Topology};
 

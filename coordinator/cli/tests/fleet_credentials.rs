@@ -88,7 +88,8 @@ impl Proc {
     fn fails_fast(mut self, dir: &Path, why: &str) -> (ExitStatus, String) {
         let status = self.wait(FAIL_FAST);
         let out = self.output(dir);
-        let status = status.unwrap_or_else(|| panic!("{why}: still running after {FAIL_FAST:?}:\n{out}"));
+        let status =
+            status.unwrap_or_else(|| panic!("{why}: still running after {FAIL_FAST:?}:\n{out}"));
         assert!(!status.success(), "{why}: exited 0:\n{out}");
         assert!(!out.contains("panicked"), "{out}");
         (status, out)
@@ -120,7 +121,10 @@ fn forms(secret: &str) -> Vec<String> {
 fn assert_no_secret(what: &str, text: &str, secrets: &[String]) {
     for secret in secrets {
         for form in forms(secret) {
-            assert!(!text.contains(&form), "{what} shows a secret ({form}):\n{text}");
+            assert!(
+                !text.contains(&form),
+                "{what} shows a secret ({form}):\n{text}"
+            );
         }
     }
 }
@@ -190,7 +194,11 @@ fn secrets_from_env_and_files_reach_acl_users_and_show_nowhere() {
         .to_vec()
     };
     let args = |v: &[String], extra: &[&str]| -> Vec<String> {
-        extra.iter().map(|s| s.to_string()).chain(v.iter().cloned()).collect()
+        extra
+            .iter()
+            .map(|s| s.to_string())
+            .chain(v.iter().cloned())
+            .collect()
     };
     let start = |name: &str, bin: &Path, argv: &[String], env: &[(&str, &str)]| {
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -206,7 +214,11 @@ fn secrets_from_env_and_files_reach_acl_users_and_show_nowhere() {
         Path::new(MAPFLEET),
         &args(
             &fleet(&amqp_url, &redis_url),
-            &["coordinator", "--amqp-password-file", amqp_file.to_str().unwrap()],
+            &[
+                "coordinator",
+                "--amqp-password-file",
+                amqp_file.to_str().unwrap(),
+            ],
         ),
         &[("MAPFLEET_REDIS_PASSWORD", &redis_secret)],
     );
@@ -266,7 +278,8 @@ fn secrets_from_env_and_files_reach_acl_users_and_show_nowhere() {
         worker.output(d)
     );
     let stdout = std::fs::read_to_string(d.join("client.out")).unwrap();
-    let output: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let output: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(output, json!(items), "the Map's results");
     for p in [&coordinator, &worker] {
         cmdlines.push((p.name.clone(), p.cmdline()));
@@ -291,7 +304,8 @@ fn secrets_from_env_and_files_reach_acl_users_and_show_nowhere() {
     let started = Instant::now();
     while !serve.output(d).contains("Step Functions API on") {
         assert!(
-            started.elapsed() < Duration::from_secs(60) && serve.child.try_wait().unwrap().is_none(),
+            started.elapsed() < Duration::from_secs(60)
+                && serve.child.try_wait().unwrap().is_none(),
             "mapfleet serve did not start:\n{}",
             serve.output(d)
         );
@@ -308,12 +322,19 @@ fn secrets_from_env_and_files_reach_acl_users_and_show_nowhere() {
         Path::new(MAPFLEET),
         &args(
             &fleet(&amqp_url, &redis_url),
-            &["coordinator", "--amqp-password-file", wrong_amqp_file.to_str().unwrap()],
+            &[
+                "coordinator",
+                "--amqp-password-file",
+                wrong_amqp_file.to_str().unwrap(),
+            ],
         ),
         &[("MAPFLEET_REDIS_PASSWORD", &redis_secret)],
     )
     .fails_fast(d, "a wrong RabbitMQ password");
-    assert!(out.contains("ACCESS_REFUSED") && out.contains(VHOST), "{out}");
+    assert!(
+        out.contains("ACCESS_REFUSED") && out.contains(VHOST),
+        "{out}"
+    );
     outputs.push(("coordinator-wrong-amqp".into(), out));
 
     // The right password on a vhost the user has no access to.
@@ -338,7 +359,11 @@ fn secrets_from_env_and_files_reach_acl_users_and_show_nowhere() {
             PathBuf::from(MAPFLEET),
             args(
                 &fleet(&amqp_url, &redis_url),
-                &["coordinator", "--amqp-password-file", amqp_file.to_str().unwrap()],
+                &[
+                    "coordinator",
+                    "--amqp-password-file",
+                    amqp_file.to_str().unwrap(),
+                ],
             ),
         ),
         (
@@ -346,14 +371,30 @@ fn secrets_from_env_and_files_reach_acl_users_and_show_nowhere() {
             models::worker_bin(),
             args(
                 &fleet(&amqp_url, &redis_url),
-                &["--no-photo-tasks", "--amqp-password-file", amqp_file.to_str().unwrap()],
+                &[
+                    "--no-photo-tasks",
+                    "--amqp-password-file",
+                    amqp_file.to_str().unwrap(),
+                ],
             ),
         ),
-        ("client-wrong-redis", PathBuf::from(MAPFLEET), run_args(&redis_url)),
+        (
+            "client-wrong-redis",
+            PathBuf::from(MAPFLEET),
+            run_args(&redis_url),
+        ),
     ] {
-        let (_, out) = start(name, &bin, &argv, &[("MAPFLEET_REDIS_PASSWORD", &wrong_redis)])
-            .fails_fast(d, &format!("{name}: a wrong Redis password"));
-        assert!(out.contains("Redis") && out.contains("WRONGPASS"), "{name}: {out}");
+        let (_, out) = start(
+            name,
+            &bin,
+            &argv,
+            &[("MAPFLEET_REDIS_PASSWORD", &wrong_redis)],
+        )
+        .fails_fast(d, &format!("{name}: a wrong Redis password"));
+        assert!(
+            out.contains("Redis") && out.contains("authentication failed"),
+            "{name}: {out}"
+        );
         outputs.push((name.into(), out));
     }
 
@@ -384,7 +425,10 @@ fn secrets_from_env_and_files_reach_acl_users_and_show_nowhere() {
         outputs.push((p.name.clone(), p.output(d)));
     }
     for (name, text) in &outputs {
-        assert!(!text.is_empty(), "{name} wrote nothing: is MAPFLEET_LOG=debug honoured?");
+        assert!(
+            !text.is_empty(),
+            "{name} wrote nothing: is MAPFLEET_LOG=debug honoured?"
+        );
         assert_no_secret(&format!("{name}'s output"), text, &secrets);
     }
     for (name, line) in &cmdlines {

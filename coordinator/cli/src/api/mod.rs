@@ -65,7 +65,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let redis = args.fleet.redis_url()?;
-    let mut fleet = coordinator::fleet::client::FleetClient::connect(&redis, &args.fleet.prefix).await?;
+    let mut fleet =
+        coordinator::fleet::client::FleetClient::connect(&redis, &args.fleet.prefix).await?;
     fleet.patience = REDIS_PATIENCE;
     let store = store::Store::new(fleet);
     let console = std::sync::Arc::new(crate::console::Console {

@@ -226,9 +226,7 @@ impl RabbitNode {
 
 /// Definitions (RabbitMQ's export format) of `guest` on `/` and `user` on its vhost.
 fn definitions_with(user: &RabbitUser<'_>) -> serde_json::Value {
-    let all = |name: &str, vhost: &str| {
-        serde_json::json!({"user": name, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"})
-    };
+    let all = |name: &str, vhost: &str| serde_json::json!({"user": name, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"});
     serde_json::json!({
         "users": [
             {"name": "guest", "password_hash": password_hash("guest"),

@@ -8,10 +8,13 @@ Arguments: --kubernetes-version V, then the built overlays (one multi-document Y
 2. The fleet's own rules, which schemas cannot express: every container has requests and
    limits, probes, a non-root user and a read-only root; a worker's termination grace is
    longer than its drain (MAPFLEET_SHUTDOWN_GRACE_SECS); disruption budgets and autoscalers
-   point at Deployments that exist; the autoscalers watch `<prefix>.steps.default`.
+   point at Deployments that exist; the autoscalers watch `<prefix>.steps.default`; no
+   password in a URL, an environment value or an argument, and every password file
+   (MAPFLEET_*_PASSWORD_FILE) on a mounted Secret.
 3. compose.yaml: Redis with AOF everysec, RabbitMQ with the management and Prometheus
    plugins, workers that can be scaled (no container name, no host port), read-only roots,
-   a stop grace longer than the worker's drain, every mounted file present.
+   a stop grace longer than the worker's drain, every mounted file present; the fleet's
+   URLs without a password, its password files from declared Compose secrets.
 4. Containerfile: the coordinator and worker stages, non-root, health checks, every COPY
    source present.
 
@@ -66,6 +69,34 @@ def env_of(container, configmaps):
     return env
 
 
+PASSWORD_FILES = ("MAPFLEET_AMQP_PASSWORD_FILE", "MAPFLEET_REDIS_PASSWORD_FILE")
+
+
+def password_in_url(url):
+    """Whether a URL carries a password (`scheme://user:password@host`)."""
+    return re.match(r"^[a-z+]+://[^/@]*:[^/@]*@", url or "") is not None
+
+
+def check_credentials(where, env, args):
+    """The fleet's rules for secrets: URLs with a user but no password, no password as an
+    environment value or in the arguments (`ps`, `kubectl describe` show those), and both
+    password files given. Returns the password files' paths."""
+    for name in ("MAPFLEET_AMQP_URL", "MAPFLEET_REDIS_URL"):
+        if password_in_url(env.get(name)):
+            problem(where, f"{name} carries a password: give it in a file ({name[:-4]}_PASSWORD_FILE)")
+    for name in ("MAPFLEET_AMQP_PASSWORD", "MAPFLEET_REDIS_PASSWORD"):
+        if env.get(name):
+            problem(where, f"{name} is a literal value: mount a password file instead")
+    for arg in args or []:
+        if password_in_url(str(arg)) or "password" in str(arg).lower() and "-file" not in str(arg):
+            problem(where, f"argument {arg!r} looks like a password on the command line")
+    files = [env.get(name) for name in PASSWORD_FILES]
+    for name, path in zip(PASSWORD_FILES, files):
+        if not path:
+            problem(where, f"no {name}: the process would log in without a password")
+    return [f for f in files if f]
+
+
 def check_overlay(path, version, crds):
     with open(path) as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
@@ -115,6 +146,17 @@ def check_overlay(path, version, crds):
             env = env_of(c, configmaps)
             if "MAPFLEET_METRICS_ADDR" not in env:
                 problem(cw, "no MAPFLEET_METRICS_ADDR: nothing to probe or scrape")
+            secret_volumes = {
+                v["name"] for v in pod.get("volumes", []) if "secret" in v
+            }
+            mounts = [
+                m["mountPath"].rstrip("/") + "/"
+                for m in c.get("volumeMounts", [])
+                if m["name"] in secret_volumes
+            ]
+            for f in check_credentials(cw, env, c.get("args", []) + c.get("command", [])):
+                if not any(f.startswith(m) for m in mounts):
+                    problem(cw, f"password file {f} is on no mounted Secret")
             if name == "mapfleet-worker":
                 drain = int(env.get("MAPFLEET_SHUTDOWN_GRACE_SECS", "30"))
                 grace = pod.get("terminationGracePeriodSeconds", 30)
@@ -204,6 +246,26 @@ def check_compose():
             problem(where, "root file system not read-only")
         if "MAPFLEET_METRICS_ADDR" not in svc.get("environment", {}):
             problem(where, "no MAPFLEET_METRICS_ADDR: Prometheus scrapes nothing")
+        command = svc.get("command", [])
+        files = check_credentials(
+            where, svc.get("environment", {}), command if isinstance(command, list) else [command]
+        )
+        mounted = {
+            "/run/secrets/" + (s if isinstance(s, str) else s.get("target", s["source"]))
+            for s in svc.get("secrets", [])
+        }
+        for f in files:
+            if f not in mounted:
+                problem(where, f"password file {f} is no secret of the service")
+    for name, secret in compose.get("secrets", {}).items():
+        src = secret.get("file")
+        if src and not os.path.exists(os.path.join(HERE, src)):
+            problem(f"compose.yaml: secret {name}", f"file {src} does not exist")
+    for name, svc in services.items():
+        for s in svc.get("secrets", []):
+            ref = s if isinstance(s, str) else s["source"]
+            if ref not in compose.get("secrets", {}):
+                problem(f"compose.yaml: {name}", f"secret {ref} is not declared")
     worker = services.get("worker", {})
     drain = int(worker.get("environment", {}).get("MAPFLEET_SHUTDOWN_GRACE_SECS", "30"))
     grace = worker.get("stop_grace_period", "10s")

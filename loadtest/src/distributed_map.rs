@@ -13,6 +13,7 @@ use anyhow::{Context, bail, ensure};
 use coordinator::engine::ExecutionInfo;
 use coordinator::fleet::client::FleetClient;
 use serde_json::{Value, json};
+use shared::credentials::FleetUrlsEnv;
 use shared::testkit::{WorkerProcess, unique_prefix};
 use shared::topology::Topology;
 
@@ -207,7 +208,7 @@ fn spawn_coordinator(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Re
     cmd.arg("coordinator")
         .arg("--data-dir")
         .arg(data)
-        .args(["--amqp", p.amqp_url, "--redis", p.redis_url])
+        .fleet_urls(p.amqp_url, p.redis_url)
         .args(["--prefix", topo.prefix()])
         .args(["--delivery-limit", &topo.delivery_limit().to_string()])
         .args(["--confirm-window", &p.window.to_string()]);

@@ -50,7 +50,9 @@ enum Scenario {
 #[derive(Parser, Debug)]
 #[command(name = "loadtest")]
 struct Cli {
-    /// RabbitMQ URL.
+    /// RabbitMQ URL (`amqp://user@host:port/vhost`, the password in MAPFLEET_AMQP_PASSWORD or
+    /// `--amqp-password-file`, as for the fleet's processes). The processes it starts get the
+    /// URLs in their environment, never on their command line.
     #[arg(
         long = "amqp",
         env = "MAPFLEET_AMQP_URL",
@@ -58,13 +60,22 @@ struct Cli {
     )]
     amqp_url: String,
 
-    /// Redis URL.
+    /// A file holding the RabbitMQ password.
+    #[arg(long, env = "MAPFLEET_AMQP_PASSWORD_FILE", value_name = "FILE")]
+    amqp_password_file: Option<PathBuf>,
+
+    /// Redis URL (`redis://[user@]host:port/db`, the password in MAPFLEET_REDIS_PASSWORD or
+    /// `--redis-password-file`).
     #[arg(
         long = "redis",
         env = "MAPFLEET_REDIS_URL",
         default_value = "redis://127.0.0.1:6379/"
     )]
     redis_url: String,
+
+    /// A file holding the Redis password.
+    #[arg(long, env = "MAPFLEET_REDIS_PASSWORD_FILE", value_name = "FILE")]
+    redis_password_file: Option<PathBuf>,
 
     /// Scenarios to run, in order (default: all).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Scenario::Baseline, Scenario::EchoFleet, Scenario::MapCoordinator])]
@@ -162,7 +173,17 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.amqp_url = shared::credentials::with_password(
+        &cli.amqp_url,
+        shared::credentials::Service::Amqp,
+        cli.amqp_password_file.as_deref(),
+    )?;
+    cli.redis_url = shared::credentials::with_password(
+        &cli.redis_url,
+        shared::credentials::Service::Redis,
+        cli.redis_password_file.as_deref(),
+    )?;
     let limit = Duration::from_secs(cli.time_limit_secs);
     let mut baseline_rates = Vec::new();
     let mut fleet_rates = Vec::new();

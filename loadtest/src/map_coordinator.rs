@@ -19,6 +19,7 @@ use coordinator::fleet::client::FleetClient;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
+use shared::credentials::FleetUrlsEnv;
 use shared::testkit::{WorkerProcess, unique_prefix};
 use shared::topology::Topology;
 
@@ -195,7 +196,7 @@ pub fn check_history(events: &[Event], n: usize) -> anyhow::Result<()> {
 fn spawn_coordinator(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(p.coordinator.bin);
     cmd.args(p.coordinator.args)
-        .args(["--amqp", p.amqp_url, "--redis", p.redis_url])
+        .fleet_urls(p.amqp_url, p.redis_url)
         .args(["--prefix", topo.prefix()])
         .args(["--delivery-limit", &topo.delivery_limit().to_string()])
         .args(["--confirm-window", &p.window.to_string()]);

@@ -21,6 +21,7 @@ use anyhow::{Context, ensure};
 use coordinator::engine::ExecutionInfo;
 use coordinator::fleet::client::FleetClient;
 use serde_json::{Value, json};
+use shared::credentials::FleetUrlsEnv;
 use shared::testkit::unique_prefix;
 use shared::topology::Topology;
 
@@ -190,7 +191,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
     let worker_core_arg = worker_core.map(|c| c.to_string());
     let worker = Proc(
         pinned(p.worker_bin, worker_core_arg.as_deref())
-            .args(["--amqp", p.amqp_url, "--redis", p.redis_url])
+            .fleet_urls(p.amqp_url, p.redis_url)
             .args(["--prefix", topo.prefix()])
             .args(["--delivery-limit", &topo.delivery_limit().to_string()])
             .args(["--concurrency", "1", "--data-dir"])
@@ -206,7 +207,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
     let _coordinator = Proc(
         pinned(p.mapfleet_bin, others.as_deref())
             .arg("coordinator")
-            .args(["--amqp", p.amqp_url, "--redis", p.redis_url])
+            .fleet_urls(p.amqp_url, p.redis_url)
             .args(["--prefix", topo.prefix()])
             .args(["--delivery-limit", &topo.delivery_limit().to_string()])
             .env_remove("MAPFLEET_METRICS_ADDR")

@@ -18,6 +18,7 @@ use coordinator::fleet::client::FleetClient;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::Value;
+use shared::credentials::FleetUrlsEnv;
 use shared::testkit::unique_prefix;
 use shared::topology::Topology;
 
@@ -120,7 +121,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
     for _ in 0..p.workers {
         let addr = free_addr()?;
         let mut cmd = Command::new(p.worker_bin);
-        cmd.args(["--amqp", p.amqp_url, "--redis", p.redis_url])
+        cmd.fleet_urls(p.amqp_url, p.redis_url)
             .args([
                 "--prefix",
                 topo.prefix(),
@@ -147,7 +148,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
     procs.push(Proc(
         Command::new(p.mapfleet_bin)
             .arg("coordinator")
-            .args(["--amqp", p.amqp_url, "--redis", p.redis_url])
+            .fleet_urls(p.amqp_url, p.redis_url)
             .args([
                 "--prefix",
                 topo.prefix(),

@@ -3,13 +3,16 @@
 //! which beats the default written here). Binaries `#[command(flatten)]` [`FleetConfig`]
 //! next to their own options.
 //!
-//! Secrets: URLs may carry passwords; print them only through [`redact_url`] (the `Debug`
-//! and `Display` of [`FleetConfig`] already do).
+//! Secrets: the passwords come from the environment or files ([`crate::credentials`]) and are
+//! merged into the URLs by [`FleetConfig::resolve_credentials`], which every binary calls
+//! once after parsing; URLs may carry passwords, so print them only through [`redact_url`]
+//! (the `Debug` and `Display` of [`FleetConfig`] already do).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::credentials::{self, CredentialError, Service};
 use crate::tls::TlsFiles;
 use crate::topology::{Route, Topology};
 
@@ -20,7 +23,9 @@ pub const DEFAULT_DELIVERY_LIMIT: u32 = 5;
 
 #[derive(Clone, clap::Args)]
 pub struct FleetConfig {
-    /// RabbitMQ URL (`amqp://user:password@host:port/vhost`; `%2f` is the default vhost).
+    /// RabbitMQ URL (`amqp://user@host:port/vhost`; `%2f` is the default vhost), the
+    /// password given apart in MAPFLEET_AMQP_PASSWORD or `--amqp-password-file`: a password
+    /// written in a URL on the command line shows in `ps` (a warning says so).
     /// `amqps://` is TLS, the broker's certificate verified against the system's CAs and
     /// `--amqp-ca-file`; there is no fallback to plain TCP.
     #[arg(
@@ -29,6 +34,12 @@ pub struct FleetConfig {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
+
+    /// A file holding the RabbitMQ password of the `--amqp` URL's user (a mounted secret; a
+    /// final line break is ignored). Or MAPFLEET_AMQP_PASSWORD, the password itself, read from
+    /// the environment only.
+    #[arg(long, env = "MAPFLEET_AMQP_PASSWORD_FILE", value_name = "FILE")]
+    pub amqp_password_file: Option<PathBuf>,
 
     /// PEM file of CA certificates to trust for `amqps://`, besides the system's.
     #[arg(long, env = "MAPFLEET_AMQP_CA_FILE", value_name = "FILE")]
@@ -43,16 +54,23 @@ pub struct FleetConfig {
     #[arg(long, env = "MAPFLEET_AMQP_KEY_FILE", value_name = "FILE")]
     pub amqp_key_file: Option<PathBuf>,
 
-    /// Redis URL (`redis://[:password@]host:port/db`). `rediss://` is TLS, the server's
-    /// certificate verified (against `--redis-ca-file` if given, else the system's CAs).
-    /// A Redis Cluster is `redis+cluster://[:password@]host:port[,host:port...]` (its seed
-    /// nodes; `rediss+cluster://` for TLS).
+    /// Redis URL (`redis://[user@]host:port/db`; an ACL user, or Redis's `default` user when
+    /// none is named), the password given apart in MAPFLEET_REDIS_PASSWORD or
+    /// `--redis-password-file`. `rediss://` is TLS, the server's certificate verified (against
+    /// `--redis-ca-file` if given, else the system's CAs). A Redis Cluster is
+    /// `redis+cluster://[user@]host:port[,host:port...]` (its seed nodes; `rediss+cluster://`
+    /// for TLS).
     #[arg(
         long = "redis",
         env = "MAPFLEET_REDIS_URL",
         default_value = "redis://127.0.0.1:6379/"
     )]
     pub redis_url: String,
+
+    /// A file holding the Redis password (of the `--redis` URL's user). Or
+    /// MAPFLEET_REDIS_PASSWORD, the password itself, read from the environment only.
+    #[arg(long, env = "MAPFLEET_REDIS_PASSWORD_FILE", value_name = "FILE")]
+    pub redis_password_file: Option<PathBuf>,
 
     /// PEM file of the CA certificates that sign the Redis server's certificate
     /// (`rediss://`); they replace the system's CAs for Redis.
@@ -126,6 +144,23 @@ impl FleetConfig {
             .config
     }
 
+    /// Merges the passwords given apart (environment, files) into the URLs, and warns about a
+    /// password on the command line ([`credentials::with_password`]). Binaries call it once,
+    /// right after parsing.
+    pub fn resolve_credentials(&mut self) -> Result<(), CredentialError> {
+        self.amqp_url = credentials::with_password(
+            &self.amqp_url,
+            Service::Amqp,
+            self.amqp_password_file.as_deref(),
+        )?;
+        self.redis_url = credentials::with_password(
+            &self.redis_url,
+            Service::Redis,
+            self.redis_password_file.as_deref(),
+        )?;
+        Ok(())
+    }
+
     pub fn topology(&self) -> Topology {
         Topology::new(self.prefix.clone(), self.delivery_limit).with_routes(self.routes.clone())
     }
@@ -157,8 +192,10 @@ impl std::fmt::Debug for FleetConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FleetConfig")
             .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("amqp_password_file", &self.amqp_password_file)
             .field("amqp_tls", &self.amqp_tls())
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_password_file", &self.redis_password_file)
             .field("redis_tls", &self.redis_tls())
             .field("prefix", &self.prefix)
             .field("prefetch", &self.prefetch)
@@ -258,5 +295,38 @@ mod tests {
         assert_eq!(cli.config.routes[0].resources.len(), 2);
         let shown = format!("{:?} {}", cli.config, cli.config);
         assert!(!shown.contains("pw"), "{shown}");
+    }
+
+    #[test]
+    fn password_files_are_merged_and_never_shown() {
+        if std::env::var_os("MAPFLEET_AMQP_PASSWORD").is_some()
+            || std::env::var_os("MAPFLEET_REDIS_PASSWORD").is_some()
+        {
+            return; // the caller's environment would be a second source
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (amqp, redis) = (dir.path().join("amqp"), dir.path().join("redis"));
+        std::fs::write(&amqp, "amqp-pw\n").unwrap();
+        std::fs::write(&redis, "redis-pw").unwrap();
+        let mut cli = Cli::parse_from([
+            "x",
+            "--amqp",
+            "amqp://fleet@h:5672/prod",
+            "--amqp-password-file",
+            amqp.to_str().unwrap(),
+            "--redis",
+            "redis://fleet@h:6379/",
+            "--redis-password-file",
+            redis.to_str().unwrap(),
+        ]);
+        cli.config.resolve_credentials().unwrap();
+        assert_eq!(cli.config.amqp_url, "amqp://fleet:amqp-pw@h:5672/prod");
+        assert_eq!(cli.config.redis_url, "redis://fleet:redis-pw@h:6379/");
+        let shown = format!("{:?} {}", cli.config, cli.config);
+        assert!(
+            !shown.contains("amqp-pw") && !shown.contains("redis-pw"),
+            "{shown}"
+        );
+        assert!(shown.contains("prod"), "{shown}");
     }
 }

@@ -22,6 +22,8 @@
 //! - [`supervise`]: starting a coordinator or a worker's consumers again after a broker or
 //!   Redis failure, until shutdown.
 //! - [`config`]: typed, documented configuration (defaults → `MAPFLEET_*` env → flags).
+//! - [`credentials`]: the broker's and Redis's passwords from the environment or files,
+//!   merged into their URLs, never on a command line or in a log.
 //! - [`metrics`]: the metric catalogue and the `/metrics` exporter.
 //! - [`process`]: logging set-up and the shutdown signal, the same in every binary.
 //! - [`testkit`]: helpers for tests and the load generator (unique prefixes, declaring and
@@ -29,6 +31,7 @@
 
 pub mod amqp;
 pub mod config;
+pub mod credentials;
 pub mod inbox;
 pub mod messages;
 pub mod metrics;

@@ -259,10 +259,17 @@ pub async fn connect_retrying(
 /// Whether trying again cannot help: a refused login, bad TLS settings, a handshake that
 /// failed (rustls reports those as invalid data).
 fn is_permanent(e: &redis::RedisError, uses_tls: bool) -> bool {
+    is_refused(e)
+        || (uses_tls && (crate::tls::is_handshake_failure(e) || names_handshake_failure(e)))
+}
+
+/// Whether Redis refused the login (a wrong password or user, a disabled user) or the client
+/// settings are wrong: no retry can cure either.
+pub fn is_refused(e: &redis::RedisError) -> bool {
     matches!(
         e.kind(),
         redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
-    ) || (uses_tls && (crate::tls::is_handshake_failure(e) || names_handshake_failure(e)))
+    )
 }
 
 /// The connection manager hands back a handshake failure as text only (no error chain), in

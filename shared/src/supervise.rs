@@ -9,9 +9,10 @@
 //! recovery does not cover those; this does.
 //!
 //! What ends the process instead:
-//! - a misconfiguration that no retry can cure, at once: a refused login (`ACCESS_REFUSED`),
-//!   a TLS handshake that fails (an unknown CA, a plain port), a bad URL or certificate file
-//!   ([`ConnectError::is_permanent`]);
+//! - a misconfiguration that no retry can cure, at once: a refused login (`ACCESS_REFUSED`,
+//!   or Redis's `WRONGPASS`), a TLS handshake that fails (an unknown CA, a plain port), a bad
+//!   URL or certificate file ([`ConnectError::is_permanent`],
+//!   [`crate::redis_schema::is_refused`]);
 //! - a broker that cannot be reached at start-up, once `--connect-timeout-secs` of retrying
 //!   has passed. A service that has been connected rides out a broker outage of any length
 //!   instead: its work waits in the broker, and it reconnects within a second of it being back;
@@ -135,6 +136,12 @@ where
             Err(e) => Some(e),
         };
         let connect_error = error.as_ref().and_then(|e| connect_error(e));
+        if error.as_ref().is_some_and(|e| redis_refused(e)) {
+            return Err(Error::Permanent {
+                service: service(),
+                source: error.expect("checked above"),
+            });
+        }
         match connect_error {
             Some(e) if e.is_permanent() => {
                 return Err(Error::Permanent {
@@ -190,6 +197,13 @@ where
 fn connect_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ConnectError> {
     std::iter::successors(Some(e), |cause| cause.source())
         .find_map(|cause| cause.downcast_ref::<ConnectError>())
+}
+
+/// Whether `e`'s source chain holds a Redis error that no retry can cure (a refused login).
+fn redis_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |cause| cause.source())
+        .filter_map(|cause| cause.downcast_ref::<redis::RedisError>())
+        .any(crate::redis_schema::is_refused)
 }
 
 /// Displays an error with its sources, `outer: inner: innermost`, for logs and for the

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::amqp;
+use crate::credentials::FleetUrlsEnv;
 use crate::redis_schema::{FleetStore, StoreError};
 use crate::topology::{self, Topology};
 
@@ -241,10 +242,7 @@ impl WorkerProcess {
         extra: &[&str],
     ) -> Result<Self, TestkitError> {
         let child = Command::new(bin)
-            .arg("--amqp")
-            .arg(amqp_url)
-            .arg("--redis")
-            .arg(redis_url)
+            .fleet_urls(amqp_url, redis_url)
             .arg("--prefix")
             .arg(topo.prefix())
             .arg("--delivery-limit")

@@ -91,7 +91,8 @@ async fn main() -> anyhow::Result<()> {
     // `MAPFLEET_LOG=worker=debug,info`, ...); info by default.
     shared::process::init_tracing("info");
 
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.fleet.resolve_credentials()?;
     let worker_id = consumer::default_worker_id();
     shared::metrics::get().fleet.started("worker");
     tracing::info!(config = %cli.fleet, %worker_id, queues = ?cli.queues, concurrency = cli.concurrency, "starting");

@@ -122,19 +122,77 @@ pub enum Command {
     },
 }
 
-/// Where the fleet is, for client commands (only Redis is needed to submit and follow).
-#[derive(Args, Debug, Clone)]
+/// Where the fleet is, for its clients (`run`, `serve`, `describe`, `history`, `stop`,
+/// `map-runs`, `executions`, the face and metadata commands): one set of flags, each also a
+/// `MAPFLEET_*` variable. A client needs only Redis; `--amqp` says "on the fleet" to the
+/// commands that also run in this process. The Redis password comes from
+/// MAPFLEET_REDIS_PASSWORD or `--redis-password-file`, never from a flag's value (`ps` shows
+/// those): see `shared::credentials`.
+#[derive(Args, Clone)]
 pub struct FleetArgs {
-    /// The fleet's Redis (`redis://host:port/db`).
-    #[arg(
-        long,
-        env = "MAPFLEET_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    pub redis: String,
+    /// The fleet's Redis (`redis://[user@]host:port/db`; default `redis://127.0.0.1:6379/`
+    /// where a command needs one).
+    #[arg(long, env = "MAPFLEET_REDIS_URL")]
+    pub redis: Option<String>,
+    /// A file holding the Redis password (a final line break is ignored). Or
+    /// MAPFLEET_REDIS_PASSWORD, read from the environment only.
+    #[arg(long, env = "MAPFLEET_REDIS_PASSWORD_FILE", value_name = "FILE")]
+    pub redis_password_file: Option<PathBuf>,
+    /// The fleet's RabbitMQ (its coordinators and workers use it; a client does not).
+    #[arg(long, env = "MAPFLEET_AMQP_URL")]
+    pub amqp: Option<String>,
     /// The fleet's namespace of queues and keys.
     #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
     pub prefix: String,
+}
+
+/// The Redis a client uses when it is on the fleet without `--redis`.
+pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379/";
+
+impl FleetArgs {
+    /// No fleet: what embedded mode runs with.
+    pub fn none() -> FleetArgs {
+        FleetArgs {
+            redis: None,
+            redis_password_file: None,
+            amqp: None,
+            prefix: "mapfleet".into(),
+        }
+    }
+
+    /// Whether a fleet is named (`--redis` or `--amqp`, or their variables).
+    pub fn given(&self) -> bool {
+        self.redis.is_some() || self.amqp.is_some()
+    }
+
+    /// The Redis URL with its password merged in (print it through `redact_url` only).
+    pub fn redis_url(&self) -> Result<String, shared::credentials::CredentialError> {
+        if let Some(amqp) = &self.amqp {
+            shared::credentials::warn_if_on_command_line(amqp, shared::credentials::Service::Amqp);
+        }
+        shared::credentials::with_password(
+            self.redis.as_deref().unwrap_or(DEFAULT_REDIS),
+            shared::credentials::Service::Redis,
+            self.redis_password_file.as_deref(),
+        )
+    }
+
+    /// A client of the fleet's Redis.
+    pub async fn client(&self) -> anyhow::Result<crate::fleet::client::FleetClient> {
+        Ok(crate::fleet::client::FleetClient::connect(&self.redis_url()?, &self.prefix).await?)
+    }
+}
+
+impl std::fmt::Debug for FleetArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |u: &Option<String>| u.as_deref().map(shared::config::redact_url);
+        f.debug_struct("FleetArgs")
+            .field("redis", &shown(&self.redis))
+            .field("redis_password_file", &self.redis_password_file)
+            .field("amqp", &shown(&self.amqp))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -153,15 +211,9 @@ pub struct RunArgs {
     /// Add the GetExecutionHistory `events` to the printed object.
     #[arg(long)]
     pub history: bool,
-    /// Run on the fleet whose Redis is here instead of in this process.
-    #[arg(long, env = "MAPFLEET_REDIS_URL")]
-    pub redis: Option<String>,
-    /// Run on the fleet (the coordinators' RabbitMQ; the client itself only needs Redis).
-    #[arg(long, env = "MAPFLEET_AMQP_URL")]
-    pub amqp: Option<String>,
-    /// The fleet's namespace of queues and keys.
-    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
-    pub prefix: String,
+    /// Run on this fleet (`--redis` or `--amqp` given) instead of in this process.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
     /// On the fleet: print the execution ARN and return without waiting.
     #[arg(long)]
     pub detach: bool,
@@ -274,7 +326,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn describe_fleet(arn: &str, history: bool, fleet: &FleetArgs) -> anyhow::Result<ExitCode> {
-    let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    let client = fleet.client().await?;
     let result = client.describe(arn, history).await?;
     let mut doc = describe(&result);
     if history {
@@ -285,7 +337,7 @@ async fn describe_fleet(arn: &str, history: bool, fleet: &FleetArgs) -> anyhow::
 }
 
 async fn history_fleet(arn: &str, fleet: &FleetArgs) -> anyhow::Result<ExitCode> {
-    let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    let client = fleet.client().await?;
     let events: Vec<Value> = client
         .history(arn)
         .await?
@@ -302,7 +354,7 @@ async fn stop_fleet(
     cause: &str,
     fleet: &FleetArgs,
 ) -> anyhow::Result<ExitCode> {
-    let client = crate::fleet::client::FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    let client = fleet.client().await?;
     client.stop(arn, error, cause).await?;
     eprintln!("stop requested for {arn}");
     Ok(ExitCode::SUCCESS)
@@ -491,7 +543,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_REJECTED);
     }
     let info = ExecutionInfo::new(&machine_name(&args.definition), &name, input, Utc::now());
-    if args.redis.is_some() || args.amqp.is_some() {
+    if args.fleet.given() {
         return match run_on_fleet(&args, &text, &def, info).await {
             Ok(code) => code,
             Err(e) => {
@@ -523,8 +575,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
 
 /// `mapfleet run` forced to embedded mode (the demo, whatever the environment says).
 pub async fn run_embedded(mut args: RunArgs) -> ExitCode {
-    args.redis = None;
-    args.amqp = None;
+    args.fleet = FleetArgs::none();
     run(args).await
 }
 
@@ -534,11 +585,7 @@ async fn run_on_fleet(
     def: &StateMachine,
     info: ExecutionInfo,
 ) -> anyhow::Result<ExitCode> {
-    let redis = args
-        .redis
-        .clone()
-        .unwrap_or_else(|| "redis://127.0.0.1:6379/".to_string());
-    let client = crate::fleet::client::FleetClient::connect(&redis, &args.prefix).await?;
+    let client = args.fleet.client().await?;
     client.submit(text, def, &info).await?;
     if args.detach {
         println!("{}", info.execution_arn);

@@ -18,6 +18,8 @@ pub enum CommandError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Credentials(#[from] shared::credentials::CredentialError),
+    #[error(transparent)]
     Service(#[from] shared::supervise::Error<service::Error>),
 }
 
@@ -92,9 +94,10 @@ pub async fn run(args: CoordinatorArgs) -> Result<(), CommandError> {
 /// [`run`] with the object store Distributed Maps read their items from and write their
 /// results to (`mapfleet coordinator` hands in the worker's store).
 pub async fn run_with(
-    args: CoordinatorArgs,
+    mut args: CoordinatorArgs,
     map_runs: super::maprun::MapRunStore,
 ) -> Result<(), CommandError> {
+    args.fleet.resolve_credentials()?;
     tracing::info!(config = %args.fleet, "starting a coordinator");
     shared::metrics::get().fleet.started("coordinator");
     let _metrics = match args.fleet.metrics_addr {

@@ -33,15 +33,9 @@ pub struct ServeArgs {
     /// Where to listen.
     #[arg(long, env = "MAPFLEET_API_ADDR", default_value = "127.0.0.1:8083")]
     pub addr: SocketAddr,
-    /// The fleet's Redis: state machines are kept there and executions run on the fleet.
-    #[arg(long, env = "MAPFLEET_REDIS_URL")]
-    pub redis: Option<String>,
-    /// The fleet's RabbitMQ (its coordinators use it; the API itself needs only Redis).
-    #[arg(long, env = "MAPFLEET_AMQP_URL")]
-    pub amqp: Option<String>,
-    /// The fleet's namespace of queues and keys.
-    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
-    pub prefix: String,
+    /// The fleet: state machines are kept in its Redis and executions run on it.
+    #[command(flatten)]
+    pub fleet: crate::cli::FleetArgs,
     /// The key pairs allowed to call, in the AWS credentials file format (every profile's
     /// `aws_access_key_id` / `aws_secret_access_key`). Adds to MAPFLEET_API_KEYS
     /// (`AKID:SECRET` pairs, comma-separated), which is read from the environment only so that
@@ -63,16 +57,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.allow_anonymous,
         wire::SIGNING_NAME,
     )?;
-    let redis = match (&args.redis, &args.amqp) {
-        (Some(r), _) => r.clone(),
-        (None, Some(_)) => "redis://127.0.0.1:6379/".to_string(),
-        (None, None) => anyhow::bail!(
+    if !args.fleet.given() {
+        anyhow::bail!(
             "mapfleet serve runs on the fleet only for now: give --redis (or MAPFLEET_REDIS_URL) \
              and run `mapfleet coordinator` and workers on it; embedded mode (--data-dir) is not \
              there yet"
-        ),
-    };
-    let mut fleet = coordinator::fleet::client::FleetClient::connect(&redis, &args.prefix).await?;
+        );
+    }
+    let redis = args.fleet.redis_url()?;
+    let mut fleet =
+        coordinator::fleet::client::FleetClient::connect(&redis, &args.fleet.prefix).await?;
     fleet.patience = REDIS_PATIENCE;
     let store = store::Store::new(fleet);
     let console = std::sync::Arc::new(crate::console::Console {
@@ -86,7 +80,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The one line a script waits for; the port is the real one when --addr asked for 0.
     eprintln!(
         "Step Functions API on http://{bound} (fleet prefix {}, Redis {})",
-        args.prefix,
+        args.fleet.prefix,
         shared::config::redact_url(&redis)
     );
     if console.sessions.anonymous() {
@@ -126,8 +120,8 @@ mod tests {
         if std::env::var_os("MAPFLEET_API_ADDR").is_none() {
             assert_eq!(t.args.addr, "127.0.0.1:8083".parse().unwrap());
         }
-        assert_eq!(t.args.redis.as_deref(), Some("redis://r:6379/"));
-        assert_eq!(t.args.prefix, "p");
+        assert_eq!(t.args.fleet.redis.as_deref(), Some("redis://r:6379/"));
+        assert_eq!(t.args.fleet.prefix, "p");
         assert!(!t.args.allow_anonymous);
     }
 }

@@ -10,7 +10,6 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::FleetArgs;
-use crate::fleet::client::FleetClient;
 
 #[derive(Subcommand, Debug)]
 pub enum MapRunsCommand {
@@ -50,12 +49,12 @@ pub enum ExecutionsCommand {
 pub async fn map_runs(cmd: MapRunsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         MapRunsCommand::List { execution, fleet } => {
-            let client = FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+            let client = fleet.client().await?;
             let runs = client.list_map_runs(&execution).await?;
             println!("{}", json!({ "mapRuns": runs }));
         }
         MapRunsCommand::Describe { map_run, fleet } => {
-            let client = FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+            let client = fleet.client().await?;
             println!("{}", client.describe_map_run(&map_run).await?);
         }
     }
@@ -68,7 +67,7 @@ pub async fn executions(data_dir: &Path, cmd: ExecutionsCommand) -> anyhow::Resu
         status,
         fleet,
     } = cmd;
-    let client = FleetClient::connect(&fleet.redis, &fleet.prefix).await?;
+    let client = fleet.client().await?;
     let buckets = data_dir.join("buckets");
     let read = |bucket: &str, key: &str| -> Result<Vec<u8>, String> {
         // The keys come from the run's own manifest; refuse any that would leave the bucket.

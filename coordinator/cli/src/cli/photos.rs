@@ -42,20 +42,17 @@ pub enum FacesCommand {
 /// data dir's (embedded mode).
 #[derive(Args, Debug, Clone)]
 pub struct StoresArgs {
-    /// Read the fleet's, in this Redis (`redis://host:port/db`), instead of the data dir's.
-    #[arg(long, env = "MAPFLEET_REDIS_URL")]
-    pub redis: Option<String>,
-    /// The fleet's namespace of queues and keys (with `--redis`).
-    #[arg(long, env = "MAPFLEET_PREFIX", default_value = "mapfleet")]
-    pub prefix: String,
+    /// Read the fleet's, in its Redis (`--redis`), instead of the data dir's.
+    #[command(flatten)]
+    pub fleet: super::FleetArgs,
 }
 
 impl StoresArgs {
     async fn open(&self, data_dir: &Path) -> anyhow::Result<PhotoStores> {
-        let at = match &self.redis {
-            Some(url) => StoresAt::Redis {
-                url: url.clone(),
-                prefix: self.prefix.clone(),
+        let at = match &self.fleet.redis {
+            Some(_) => StoresAt::Redis {
+                url: self.fleet.redis_url()?,
+                prefix: self.fleet.prefix.clone(),
                 tls: Default::default(),
             },
             None => StoresAt::DataDir,
@@ -317,9 +314,7 @@ pub async fn demo(data_dir: &Path, examples: &Path, distributed: bool) -> anyhow
         name: None,
         describe: false,
         history: false,
-        redis: None,
-        amqp: None,
-        prefix: "mapfleet".into(),
+        fleet: super::FleetArgs::none(),
         detach: false,
         task_slots: crate::embedded::default_task_slots(),
         max_payload_bytes: crate::engine::PAYLOAD_LIMIT_BYTES,

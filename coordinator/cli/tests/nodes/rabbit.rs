@@ -2,7 +2,8 @@
 //! services script), on free ports: AMQP, optionally AMQPS with a [`TestCa`]'s server
 //! certificate, and its own Erlang distribution port and node name, so it never meets the
 //! machine's broker. It shares the machine's `epmd` (started by the first node), which is left
-//! running. `guest` may log in from 127.0.0.1.
+//! running. `guest` may log in from 127.0.0.1; a user of the test's own, limited to a vhost,
+//! is loaded at boot with [`RabbitNode::start_with_user`].
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +16,13 @@ const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 
 /// A node takes 10-15 s to start on an idle 2-core machine; far more under load.
 pub const START_LIMIT: Duration = Duration::from_secs(180);
+
+/// A user of the node's own, with every permission on one vhost and none elsewhere.
+pub struct RabbitUser<'a> {
+    pub name: &'a str,
+    pub password: &'a str,
+    pub vhost: &'a str,
+}
 
 pub struct RabbitNode {
     dir: tempfile::TempDir,
@@ -33,6 +41,16 @@ impl RabbitNode {
 
     /// Starts a node (TLS listener too with `ca`) and waits until it accepts connections.
     pub fn start(ca: Option<&TestCa>) -> RabbitNode {
+        Self::start_opts(ca, None)
+    }
+
+    /// A plain node with `user` and its vhost, loaded from a definitions file at boot (the
+    /// password stored as RabbitMQ's salted SHA-256 hash, so it is on no command line).
+    pub fn start_with_user(user: &RabbitUser<'_>) -> RabbitNode {
+        Self::start_opts(None, Some(user))
+    }
+
+    fn start_opts(ca: Option<&TestCa>, user: Option<&RabbitUser<'_>>) -> RabbitNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let tls_port = ca.map(|_| free_port());
@@ -50,6 +68,11 @@ impl RabbitNode {
                 ca.server_pem.display(),
                 ca.server_key.display()
             ));
+        }
+        if let Some(user) = user {
+            let definitions = dir.path().join("definitions.json");
+            std::fs::write(&definitions, definitions_with(user).to_string()).unwrap();
+            conf.push_str(&format!("load_definitions = {}\n", definitions.display()));
         }
         std::fs::write(dir.path().join("rabbitmq.conf"), conf).unwrap();
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
@@ -199,6 +222,48 @@ impl RabbitNode {
             problems[problems.len().saturating_sub(40)..].join("\n")
         )
     }
+}
+
+/// Definitions (RabbitMQ's export format) of `guest` on `/` and `user` on its vhost.
+fn definitions_with(user: &RabbitUser<'_>) -> serde_json::Value {
+    let all = |name: &str, vhost: &str| serde_json::json!({"user": name, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"});
+    serde_json::json!({
+        "users": [
+            {"name": "guest", "password_hash": password_hash("guest"),
+             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": "administrator"},
+            {"name": user.name, "password_hash": password_hash(user.password),
+             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ""},
+        ],
+        "vhosts": [{"name": "/"}, {"name": user.vhost}],
+        "permissions": [all("guest", "/"), all(user.name, user.vhost)],
+    })
+}
+
+/// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)),
+/// with a 4-byte salt (a fixed one: this is a test's throwaway node). `sha256sum` does the
+/// hashing, so the tests need no hashing crate.
+fn password_hash(password: &str) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let salt = *b"mfts";
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&salt).unwrap();
+    stdin.write_all(password.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().expect("sha256sum output");
+    let hex = String::from_utf8(out.stdout).unwrap();
+    let mut bytes = salt.to_vec();
+    bytes.extend(
+        (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("sha256sum's hex")),
+    );
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 impl Drop for RabbitNode {

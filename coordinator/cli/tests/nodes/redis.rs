@@ -1,5 +1,6 @@
 //! A `redis-server` of the test's own on a free port: plain, or TLS only (with a
-//! [`TestCa`]'s server certificate; clients need no certificate of their own).
+//! [`TestCa`]'s server certificate; clients need no certificate of their own); with ACL
+//! users of the test's own if it likes ([`RedisNode::start_with_acl`]).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,10 +17,20 @@ pub struct RedisNode {
 
 impl RedisNode {
     pub fn start(ca: Option<&TestCa>) -> RedisNode {
+        Self::start_with_acl(ca, "")
+    }
+
+    /// [`RedisNode::start`] with `acl` (`user NAME ...` lines of `redis.conf`, e.g.
+    /// `user default off`) in a config file of its own, so that no password of theirs
+    /// shows on the server's command line.
+    pub fn start_with_acl(ca: Option<&TestCa>, acl: &str) -> RedisNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        let conf = dir.path().join("redis.conf");
+        std::fs::write(&conf, acl).expect("write redis.conf");
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        cmd.arg(&conf)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path());
         match ca {

@@ -2,6 +2,7 @@
 #   make test   services up, models fetched, every test (the README's test command)
 #   make lint   rustfmt and clippy, warnings are errors
 #   make bench  the benchmarks (figures are ratios or rates measured in the same run)
+#   make bench-local-sfn  embedded mode against the npm package aws-local-stepfunctions
 #   make demo   the rider-photo batch in embedded mode (the README's first command)
 #   make fuzz   the fuzz targets: expression layer and whole path (not part of CI)
 #   make train-sunglasses      re-train the sunglasses classifier from scratch (torch; not CI)
@@ -12,7 +13,7 @@ MODELS_DIR ?= $(or $(MAPFLEET_MODELS_DIR),$(CURDIR)/mapfleet-data/models)
 export MAPFLEET_MODELS_DIR := $(MODELS_DIR)
 FUZZ_SECONDS ?= 600
 
-.PHONY: test lint bench demo fuzz services models train-sunglasses calibrate-similarity
+.PHONY: test lint bench bench-local-sfn demo fuzz services models train-sunglasses calibrate-similarity
 
 test: services models
 	$(CARGO) test --workspace --lib --bins --tests
@@ -30,6 +31,15 @@ bench: services models
 	$(CARGO) bench -p coordinator --bench map_pass
 	$(CARGO) bench -p worker --bench photo_pipeline --no-run
 	taskset -c $(BENCH_CPU) $(CARGO) bench -p worker --bench photo_pipeline
+	$(MAKE) bench-local-sfn
+
+# The 10,000-item Map of Pass states, whole processes, both pinned to the same core (Node.js
+# and npm: loadtest/local-sfn/setup.sh installs the pinned package, or Debian's nodejs first).
+bench-local-sfn:
+	$(CARGO) build --release -p mapfleet --bin mapfleet
+	python3 loadtest/local-sfn/compare.py --cpu $(BENCH_CPU) \
+		--mapfleet $${CARGO_TARGET_DIR:-target}/release/mapfleet \
+		--local-sfn-dir "$$(bash loadtest/local-sfn/setup.sh)"
 
 demo: models
 	$(CARGO) run --release -q -p mapfleet --bin mapfleet -- demo

@@ -32,6 +32,7 @@ impl Rounds {
         &mut self,
         round: usize,
         items: usize,
+        max_concurrency: usize,
         worker_bin: &Path,
         mapfleet_bin: &Path,
     ) -> anyhow::Result<()> {
@@ -50,7 +51,7 @@ impl Rounds {
                 n
             }
         };
-        let plan = Plan::loadtest(items);
+        let plan = Plan::loadtest(items, max_concurrency);
         let bins = Binaries {
             mapfleet: mapfleet_bin.to_path_buf(),
             worker: worker_bin.to_path_buf(),

@@ -95,6 +95,11 @@ struct Cli {
     #[arg(long, default_value_t = 20_000)]
     chaos_items: usize,
 
+    /// The chaos batch's `MaxConcurrency` (each item sleeps 100 ms, so this bounds its rate
+    /// at ten times as many items/s; the batch must outlast the fault schedule).
+    #[arg(long, default_value_t = 20)]
+    chaos_concurrency: usize,
+
     /// Photos of the photo-fleet scenario's Map (the four workshop photos in turn).
     #[arg(long, default_value_t = 40)]
     photos: usize,
@@ -330,7 +335,13 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Scenario::Chaos => {
                     chaos_runs
-                        .round(round, cli.chaos_items, &worker_bin, &mapfleet_bin)
+                        .round(
+                            round,
+                            cli.chaos_items,
+                            cli.chaos_concurrency,
+                            &worker_bin,
+                            &mapfleet_bin,
+                        )
                         .await?;
                 }
                 Scenario::PhotoFleet => {

@@ -174,18 +174,19 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The loadtest's round: 20,000 items by default (at most about 120 items/s, so that the
-    /// schedule ends well before the batch), 2 coordinators, 3 workers, and 11 worker kills,
+    /// The loadtest's round: 20,000 items by default with `MaxConcurrency` 20 (at most about
+    /// 200 items/s, so that the schedule ends before the batch; lower it for a fast fleet),
+    /// 2 coordinators, 3 workers, and 11 worker kills,
     /// both coordinators killed, one broker restart, one Redis restart, and two cuts, two
     /// stalls and two slowdowns, 3 s apart.
-    pub fn loadtest(items: usize) -> Plan {
+    pub fn loadtest(items: usize, max_concurrency: usize) -> Plan {
         use Fault::*;
         use Link::*;
         let s = Duration::from_secs;
         Plan {
             items,
             item_ms: 100,
-            max_concurrency: 12,
+            max_concurrency,
             coordinators: 2,
             workers: 3,
             worker_slots: 16,
@@ -434,7 +435,13 @@ impl Report {
             return None;
         }
         v.sort_by(f64::total_cmp);
-        Some((v[v.len() / 2], v[v.len() - 1]))
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+        Some((median, v[v.len() - 1]))
     }
 
     /// A Markdown table of the run: one row per kind of fault, then the checks and rates.
@@ -717,6 +724,8 @@ fn run_schedule(
         }
         let start = Instant::now();
         let mut what = fault.describe();
+        // When the fault ended, if not when its arm returns.
+        let mut ended = None;
         match fault {
             Fault::KillWorker => {
                 let i = fleet.kill_worker()?;
@@ -736,6 +745,7 @@ fn run_schedule(
                 std::thread::sleep(REDIS_DOWN);
                 redis.restart();
                 drop(redis);
+                ended = Some(Instant::now());
                 describes.push(finish_describe(&mut client));
             }
             Fault::Cut(link) => nodes.proxy(link).cut(),
@@ -746,7 +756,7 @@ fn run_schedule(
                 nodes.proxy(link).resume();
             }
         }
-        injected.push((fault, what, start, Instant::now()));
+        injected.push((fault, what, start, ended.unwrap_or_else(Instant::now)));
     }
     // Keep watching the processes until the batch ends.
     while !shared.done.load(Ordering::Relaxed) {

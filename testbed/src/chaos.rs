@@ -412,14 +412,7 @@ impl Report {
         Kind::ALL
             .iter()
             .filter(|k| self.count(**k) < plan.count(**k))
-            .map(|k| {
-                format!(
-                    "{}: {} of {}",
-                    k.label(),
-                    self.count(*k),
-                    plan.count(*k)
-                )
-            })
+            .map(|k| format!("{}: {} of {}", k.label(), self.count(*k), plan.count(*k)))
             .collect()
     }
 
@@ -446,9 +439,8 @@ impl Report {
 
     /// A Markdown table of the run: one row per kind of fault, then the checks and rates.
     pub fn table(&self) -> String {
-        let mut t = String::from(
-            "| fault | injected | recovery: median / max (s) |\n|---|---:|---|\n",
-        );
+        let mut t =
+            String::from("| fault | injected | recovery: median / max (s) |\n|---|---:|---|\n");
         for kind in Kind::ALL {
             let rec = self
                 .recovery(kind)
@@ -605,7 +597,11 @@ impl Fleet {
     }
 
     fn spawn_coordinator(&self, i: usize) -> anyhow::Result<Child> {
-        self.spawn(&self.bins.mapfleet, &["coordinator"], &format!("coordinator-{i}"))
+        self.spawn(
+            &self.bins.mapfleet,
+            &["coordinator"],
+            &format!("coordinator-{i}"),
+        )
     }
 
     fn spawn_worker(&self, i: usize) -> anyhow::Result<Child> {
@@ -846,14 +842,17 @@ pub async fn run(
     tag: &str,
 ) -> anyhow::Result<Report> {
     let topo = Topology::new(shared::testkit::unique_prefix(tag), 5);
-    let dir = tempfile::Builder::new().prefix("mapfleet-chaos-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("mapfleet-chaos-")
+        .tempdir()?;
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs)?;
     shared::testkit::declare(&nodes.rabbit_url, &topo)
         .await
         .context("declaring the fleet's queues on the test's broker")?;
     let result = run_on(nodes.clone(), bins, plan, &topo, dir.path(), &logs).await;
-    let cleanup = shared::testkit::teardown(&nodes.rabbit_url, &nodes.redis_url, topo.prefix()).await;
+    let cleanup =
+        shared::testkit::teardown(&nodes.rabbit_url, &nodes.redis_url, topo.prefix()).await;
     let mut report = result?;
     cleanup.context("cleaning up the prefix")?;
     report.logs = if report.clean() {
@@ -892,7 +891,14 @@ async fn run_on(
         .arg("--input")
         .arg(&input_path)
         .args(["--name", name, "--describe"])
-        .args(["--prefix", topo.prefix(), "--redis", &redis, "--amqp", &amqp])
+        .args([
+            "--prefix",
+            topo.prefix(),
+            "--redis",
+            &redis,
+            "--amqp",
+            &amqp,
+        ])
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path)?)
         .stderr(std::fs::File::create(&err_path)?)
@@ -953,10 +959,9 @@ async fn run_on(
                 logs.display()
             );
         }
-        if let Ok((_, ok, _)) =
-            tokio::time::timeout(Duration::from_secs(1), reader.progress(&arn))
-                .await
-                .unwrap_or(Ok((0, 0, 0)))
+        if let Ok((_, ok, _)) = tokio::time::timeout(Duration::from_secs(1), reader.progress(&arn))
+            .await
+            .unwrap_or(Ok((0, 0, 0)))
         {
             if ok > 0 {
                 samples.0.push((Instant::now(), ok));
@@ -988,8 +993,8 @@ async fn run_on(
     }
 
     // The results, as the client printed them.
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&out_path)?)
-        .unwrap_or(Value::Null);
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path)?).unwrap_or(Value::Null);
     report.status = doc["status"].as_str().unwrap_or("(none)").to_string();
     let output: Vec<Value> = doc["output"]
         .as_str()

@@ -690,7 +690,7 @@ fn run_schedule(
     mut fleet: Fleet,
     plan: &Plan,
     shared: &Shared,
-    describe: &dyn Fn() -> anyhow::Result<Child>,
+    describe: &dyn Fn() -> anyhow::Result<Describe>,
 ) -> anyhow::Result<Schedule> {
     let mut injected = Vec::new();
     let mut describes = Vec::new();
@@ -742,7 +742,7 @@ fn run_schedule(
                 redis.restart();
                 drop(redis);
                 ended = Some(Instant::now());
-                describes.push(finish_describe(&mut client));
+                describes.push(client.finish());
             }
             Fault::Cut(link) => nodes.proxy(link).cut(),
             Fault::Stall(link, d) => nodes.proxy(link).stall_for(d, false),
@@ -767,40 +767,60 @@ fn run_schedule(
     })
 }
 
-/// Waits (60 s at most) for a `mapfleet describe` to print the execution and exit 0.
-fn finish_describe(child: &mut Child) -> Result<(), String> {
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if started.elapsed() < Duration::from_secs(60) => {
-                std::thread::sleep(Duration::from_millis(50));
+/// A `mapfleet describe` started while Redis is down, its output in files (a pipe read only
+/// after the exit would block a describe whose document outgrows the pipe's buffer).
+struct Describe {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Describe {
+    fn start(
+        mapfleet: &Path,
+        arn: &str,
+        prefix: &str,
+        redis: &str,
+        dir: &Path,
+    ) -> anyhow::Result<Describe> {
+        let (out, err) = (dir.join("describe.out"), dir.join("describe.err"));
+        let child = Command::new(mapfleet)
+            .args(["describe", arn, "--prefix", prefix, "--redis", redis])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(std::fs::File::create(&err)?)
+            .spawn()
+            .context("starting mapfleet describe")?;
+        Ok(Describe { child, out, err })
+    }
+
+    /// Waits (60 s at most) for it to print the execution and exit 0.
+    fn finish(mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if started.elapsed() < Duration::from_secs(60) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    kill9(&mut self.child);
+                    return Err("still waiting 60 s after Redis was back".into());
+                }
             }
-            _ => {
-                kill9(child);
-                return Err("still waiting 60 s after Redis was back".into());
-            }
+        };
+        let out = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let err = std::fs::read_to_string(&self.err).unwrap_or_default();
+        if !status.success() {
+            return Err(format!("exited {status}: {}", err.trim()));
         }
-    };
-    let mut out = String::new();
-    if let Some(mut s) = child.stdout.take() {
-        use std::io::Read;
-        let _ = s.read_to_string(&mut out);
-    }
-    let mut err = String::new();
-    if let Some(mut s) = child.stderr.take() {
-        use std::io::Read;
-        let _ = s.read_to_string(&mut err);
-    }
-    if !status.success() {
-        return Err(format!("exited {status}: {}", err.trim()));
-    }
-    let doc: Value =
-        serde_json::from_str(&out).map_err(|e| format!("no JSON on stdout ({e}): {out}"))?;
-    if doc["executionArn"].is_string() {
-        Ok(())
-    } else {
-        Err(format!("not a DescribeExecution document: {out}"))
+        let doc: Value = serde_json::from_str(&out)
+            .map_err(|e| format!("no JSON on stdout ({e}): {}", out.trim()))?;
+        if doc["executionArn"].is_string() {
+            Ok(())
+        } else {
+            Err(format!("not a DescribeExecution document: {}", out.trim()))
+        }
     }
 }
 
@@ -909,22 +929,15 @@ async fn run_on(
     let shared = Arc::new(Shared::default());
     let schedule = {
         let (nodes, plan, shared) = (nodes.clone(), plan.clone(), shared.clone());
-        let (mapfleet, arn, prefix, redis) = (
+        let (mapfleet, arn, prefix, redis, dir) = (
             bins.mapfleet.clone(),
             arn.clone(),
             topo.prefix().to_string(),
             redis.clone(),
+            dir.to_path_buf(),
         );
         std::thread::spawn(move || {
-            let describe = || -> anyhow::Result<Child> {
-                Command::new(&mapfleet)
-                    .args(["describe", &arn, "--prefix", &prefix, "--redis", &redis])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .context("starting mapfleet describe")
-            };
+            let describe = || Describe::start(&mapfleet, &arn, &prefix, &redis, &dir);
             run_schedule(&nodes, fleet, &plan, &shared, &describe)
         })
     };

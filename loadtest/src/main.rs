@@ -12,12 +12,18 @@
 //!   `mapfleet-worker` processes on a fresh prefix, submitted as `mapfleet run --detach`
 //!   does, timed until SUCCEEDED, verified (`output[i] == items[i]`, every iteration
 //!   started and succeeded once in the history, under unique event ids).
+//! - `chaos` ([`chaos`], not in the default set): a Map of `--chaos-items` (20,000) items on 2
+//!   coordinators and 3 workers with a broker and a Redis of its own (never `--amqp`/`--redis`)
+//!   while a fault schedule kills and restarts processes and nodes and disturbs the network;
+//!   a table per round of the faults, duplicates, lost and out-of-order results, recovery
+//!   times and items/s before, during and after (`mapfleet_testbed::chaos`).
 //!
 //! The report prints each rate and the ratio of each fleet scenario to the baseline. Every
 //! scenario is bounded in count (`--messages`, `--steps`, `--items`) and time
 //! (`--time-limit-secs`), and cleans up its prefix's queues and keys.
 
 mod baseline;
+mod chaos;
 mod distributed_map;
 mod fleet;
 mod map_coordinator;
@@ -44,6 +50,9 @@ enum Scenario {
     /// object, results checked from its ResultWriter's files (`MaxConcurrency`: `--fleet-cap`,
     /// 1,000 by default).
     DistributedMap,
+    /// Not in the default set: a batch under a fault schedule, on a RabbitMQ node and a Redis
+    /// of its own (needs `rabbitmq-server` and `redis-server` installed).
+    Chaos,
 }
 
 /// Measure the raw broker and the mapfleet fleet on this machine.
@@ -92,6 +101,15 @@ struct Cli {
     /// Items of the map-coordinator scenario's Map.
     #[arg(long, default_value_t = 10_000)]
     items: usize,
+
+    /// Items of the chaos scenario's batch.
+    #[arg(long, default_value_t = 20_000)]
+    chaos_items: usize,
+
+    /// The chaos batch's `MaxConcurrency` (each item sleeps 100 ms, so this bounds its rate
+    /// at ten times as many items/s; the batch must outlast the fault schedule).
+    #[arg(long, default_value_t = 20)]
+    chaos_concurrency: usize,
 
     /// Photos of the photo-fleet scenario's Map (the four workshop photos in turn).
     #[arg(long, default_value_t = 40)]
@@ -190,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
     let mut map_rates = Vec::new();
     let mut photo_rates = Vec::new();
     let mut python_rates = Vec::new();
+    let mut chaos_runs = chaos::Rounds::default();
     let worker_bin = match &cli.worker_bin {
         Some(b) => b.clone(),
         None => map_coordinator::sibling("mapfleet-worker")?,
@@ -335,6 +354,17 @@ async fn main() -> anyhow::Result<()> {
                         r.coordinator_peak_rss as f64 / 1e6
                     );
                 }
+                Scenario::Chaos => {
+                    chaos_runs
+                        .round(
+                            round,
+                            cli.chaos_items,
+                            cli.chaos_concurrency,
+                            &worker_bin,
+                            &mapfleet_bin,
+                        )
+                        .await?;
+                }
                 Scenario::PhotoFleet => {
                     let r = photo_fleet_round(&cli, &worker_bin, &mapfleet_bin, limit).await?;
                     photo_rates.push((r.rate(), r.rate_by_cpu()));
@@ -357,6 +387,7 @@ async fn main() -> anyhow::Result<()> {
         median(map_rates),
     );
     println!("summary (medians of {} rounds):", cli.rounds.max(1));
+    chaos_runs.summary()?;
     if let Some(b) = b {
         println!("baseline:        {b:.0} msg/s");
     }

@@ -38,8 +38,8 @@
 
 pub mod fleet;
 pub mod in_process;
-pub mod proxy;
-pub mod redis_server;
+#[allow(unused_imports)] // the fault tests' broker proxy and Redis of their own
+pub use mapfleet_testbed::{proxy, redis_server};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

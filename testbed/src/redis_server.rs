@@ -2,23 +2,16 @@
 //! `appendfsync everysec`), for tests that kill Redis and tamper with its files. Never the
 //! machine's shared Redis.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::free_port;
 
 pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
-}
-
-/// A port nobody listens on now (bound to port 0, then let go).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl RedisServer {
@@ -36,6 +29,10 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn dir(&self) -> &Path {

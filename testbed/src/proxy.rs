@@ -1,6 +1,8 @@
 //! A TCP proxy for fault tests: forwards a local port to a target (the broker, Redis) and,
 //! on demand, stops forwarding in both directions (a network or broker stall: connections
-//! stay open, bytes stop moving), cuts every connection it carries, and resumes. It runs on
+//! stay open, bytes stop moving), slows it (each chunk read is held a while before it is
+//! passed on, both ways: a congested or lossy link), cuts every connection it carries, and
+//! resumes. It runs on
 //! a runtime of its own, so sync and async tests alike can drive it, and its stalls do not
 //! depend on the test's own runtime being free.
 
@@ -16,6 +18,8 @@ use tokio::sync::watch;
 enum Mode {
     Forward,
     Stall,
+    /// Each chunk waits this long before it is passed on.
+    Slow(Duration),
 }
 
 pub struct Proxy {
@@ -87,6 +91,12 @@ impl Proxy {
     /// [`Proxy::resume`].
     pub fn stall(&self) {
         self.mode.send_replace(Mode::Stall);
+    }
+
+    /// Holds every chunk read, both ways, for `delay` before passing it on, until
+    /// [`Proxy::resume`].
+    pub fn slow(&self, delay: Duration) {
+        self.mode.send_replace(Mode::Slow(delay));
     }
 
     pub fn resume(&self) {
@@ -162,13 +172,18 @@ async fn pump(
             Ok(n) => n,
         };
         // Bytes read just before a stall wait with it.
-        if forwarding(&mut mode).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+        match forwarding(&mut mode).await {
+            Ok(Mode::Slow(delay)) => tokio::time::sleep(delay).await,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }
 }
 
-/// Waits until the proxy forwards.
-async fn forwarding(mode: &mut watch::Receiver<Mode>) -> Result<(), watch::error::RecvError> {
-    mode.wait_for(|m| *m == Mode::Forward).await.map(|_| ())
+/// Waits until the proxy forwards (perhaps slowly); returns how.
+async fn forwarding(mode: &mut watch::Receiver<Mode>) -> Result<Mode, watch::error::RecvError> {
+    mode.wait_for(|m| *m != Mode::Stall).await.map(|m| *m)
 }

@@ -93,8 +93,10 @@ impl FleetClient {
         let mut conn = self.conn.clone();
         let redriving = || format!("redriving execution {arn}");
         let key = self.keys.exec(arn);
-        let (info, count): (Option<String>, Option<u32>) = conn
-            .hget(&key, &[field::INFO, field::REDRIVE_COUNT])
+        let (info, count): (Option<String>, Option<u32>) = redis::cmd("HMGET")
+            .arg(&key)
+            .arg(&[field::INFO, field::REDRIVE_COUNT])
+            .query_async(&mut conn)
             .await
             .map_err(|source| ClientError::Redis {
                 doing: redriving(),

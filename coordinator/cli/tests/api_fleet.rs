@@ -1004,8 +1004,7 @@ async fn redrive_execution_through_the_aws_cli() {
     let fleet = Fleet::start(&prefix, Arc::new(TestExecutor::default())).await;
     let keys = format!("{KEY_ID}:{SECRET}");
     let serve = Serve::start(&prefix, &[], &[("MAPFLEET_API_KEYS", &keys)]);
-    let result =
-        tokio::time::timeout(Duration::from_secs(300), redrive_scenario(&serve.url)).await;
+    let result = tokio::time::timeout(Duration::from_secs(300), redrive_scenario(&serve.url)).await;
     drop(serve);
     fleet.stop(&prefix).await;
     result.expect("the redrive scenario took over 5 minutes");
@@ -1080,7 +1079,11 @@ async fn redrive_scenario(url: &str) {
         1
     );
     assert_eq!(events[at]["id"], json!(at + 1), "ids count on");
-    assert_eq!(events[at + 1]["type"], "TaskStateEntered", "resumes at Work");
+    assert_eq!(
+        events[at + 1]["type"],
+        "TaskStateEntered",
+        "resumes at Work"
+    );
     // Succeeded: not redrivable, with AWS's message.
     let refused = aws
         .fails(
@@ -1096,7 +1099,13 @@ async fn redrive_scenario(url: &str) {
     // The same client token twice: one redrive, the same date.
     let arn = start("token").await;
     wait_for_status(&aws, &arn, "FAILED").await;
-    let call = ["redrive-execution", "--execution-arn", &arn, "--client-token", "tok-1"];
+    let call = [
+        "redrive-execution",
+        "--execution-arn",
+        &arn,
+        "--client-token",
+        "tok-1",
+    ];
     let first = aws.ok(&call).await;
     let second = aws.ok(&call).await;
     assert_eq!(first["redriveDate"], second["redriveDate"]);
@@ -1104,7 +1113,11 @@ async fn redrive_scenario(url: &str) {
     assert_eq!(done["redriveCount"], 1, "{done}");
     aws.fails(
         &[],
-        &["redrive-execution", "--execution-arn", &format!("{arn}-none")],
+        &[
+            "redrive-execution",
+            "--execution-arn",
+            &format!("{arn}-none"),
+        ],
         "ExecutionDoesNotExist",
     )
     .await;

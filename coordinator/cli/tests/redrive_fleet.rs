@@ -192,8 +192,7 @@ async fn a_distributed_map_over_its_tolerated_failures_is_redriven() {
     distributed::write_object(
         &data,
         "in/items.jsonl",
-        distributed::generate(&json!({"format": "jsonl", "count": 40, "fail_every": 5}))
-            .as_bytes(),
+        distributed::generate(&json!({"format": "jsonl", "count": 40, "fail_every": 5})).as_bytes(),
     );
     let def = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "MaxConcurrency": 4,
         "ToleratedFailurePercentage": 10,
@@ -331,7 +330,11 @@ async fn an_inline_map_is_redriven_with_only_its_failed_iterations() {
     assert!((1..10).contains(&succeeded), "{succeeded} succeeded first");
     // The redrive resumed at the Map (not at Prepare), and ran the others only.
     assert_eq!(redriven[1]["type"], "MapStateEntered", "{redriven:?}");
-    assert_eq!(count(redriven, "PassStateEntered"), 1, "only Done: {redriven:?}");
+    assert_eq!(
+        count(redriven, "PassStateEntered"),
+        1,
+        "only Done: {redriven:?}"
+    );
     assert_eq!(count(redriven, "MapIterationStarted"), 10 - succeeded);
     assert_eq!(runs_again, 10 - succeeded);
     // A succeeded execution is not redrivable.
@@ -369,7 +372,10 @@ async fn a_failed_task_is_redriven_from_that_task() {
     });
     rig.stop().await;
     assert_eq!(r["status"], "SUCCEEDED", "{r}\n{stderr}");
-    assert_eq!(r["output"], json!(json!({"fail": true, "n": 1}).to_string()));
+    assert_eq!(
+        r["output"],
+        json!(json!({"fail": true, "n": 1}).to_string())
+    );
     assert_eq!(runs, 1);
     ids_contiguous(&events);
     let (_, redriven) = split_at_redrive(&events);

@@ -386,7 +386,12 @@ impl RedisBackend {
             if format.is_some() {
                 kept_files = e["succeededFiles"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|n| n.as_u64()).map(|n| n as usize).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|n| n.as_u64())
+                            .map(|n| n as usize)
+                            .collect()
+                    })
                     .unwrap_or_default();
             }
         }

@@ -234,8 +234,14 @@ impl RedisBackend {
         results: &HashMap<usize, Option<Value>>,
         ttl_secs: i64,
     ) {
-        let (done_key, results_key) = (self.keys.done(&self.arn, ""), self.keys.results(&self.arn, ""));
-        let (kept_done, kept_results) = (self.keys.kept(&self.arn, "done"), self.keys.kept(&self.arn, "results"));
+        let (done_key, results_key) = (
+            self.keys.done(&self.arn, ""),
+            self.keys.results(&self.arn, ""),
+        );
+        let (kept_done, kept_results) = (
+            self.keys.kept(&self.arn, "done"),
+            self.keys.kept(&self.arn, "results"),
+        );
         pipe.del(&kept_done);
         pipe.del(&kept_results);
         for i in done {

@@ -805,7 +805,10 @@ impl Coordinator {
                 self.definition(arn, &def_text, def_id)?
             }
         };
-        if raw.iter().any(|t| t.contains(r#""kind":"redrive_execution""#)) {
+        if raw
+            .iter()
+            .any(|t| t.contains(r#""kind":"redrive_execution""#))
+        {
             // A redrive wrote the info anew (its redrive count).
             self.infos.lock().expect("info cache lock").remove(arn);
         }

@@ -4,10 +4,10 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
 use super::{EXIT_FAILED, FleetArgs, describe};
 use crate::embedded::Status;
 use crate::fleet::client::{ClientError, FleetClient};
+use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct RedriveArgs {
@@ -82,4 +82,3 @@ pub async fn redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(EXIT_FAILED)
     })
 }
-

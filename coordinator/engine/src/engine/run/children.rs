@@ -635,7 +635,11 @@ pub(super) fn map_run_event(cursor: &mut Cursor, arn: String, tx: &mut Tx<'_>) {
             EventType::MapRunRedriven,
             json!({ "mapRunArn": arn, "redriveCount": count }),
         ),
-        None => tx.record(cursor, EventType::MapRunStarted, json!({ "mapRunArn": arn })),
+        None => tx.record(
+            cursor,
+            EventType::MapRunStarted,
+            json!({ "mapRunArn": arn }),
+        ),
     };
 }
 

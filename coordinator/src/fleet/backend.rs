@@ -44,7 +44,7 @@ pub struct Pending {
     pub(super) done: Vec<usize>,
     /// The root's children were dropped after a failure: what to keep for a redrive (the
     /// `done` bits and results of this batch not written yet).
-    pub(super) keep: Option<(u64, Vec<usize>, HashMap<usize, Option<Value>>)>,
+    pub(super) keep: Option<super::redrive::Keep>,
 }
 
 /// The fleet's backend for one batch of one execution.

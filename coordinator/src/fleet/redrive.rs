@@ -36,6 +36,10 @@ use crate::driver::{BackendError, Status};
 use crate::engine::ExecutionInfo;
 use crate::engine::cursor::Cursor;
 
+/// What a batch keeps of the root's dropped children for a redrive: the state entry they
+/// belong to, this batch's `done` bits and results not written yet.
+pub(super) type Keep = (u64, Vec<usize>, HashMap<usize, Option<Value>>);
+
 /// The field of `kept:results` naming the state entry (its `...StateEntered` id) whose
 /// children are kept.
 const ENTERED: &str = "entered";

@@ -16,6 +16,7 @@ use crate::engine::ExecutionInfo;
 
 mod map_runs;
 mod photos;
+mod redrive;
 mod rekognition;
 
 /// Exit status of a rejected definition or input (nothing ran).
@@ -108,6 +109,10 @@ pub enum Command {
     /// (service `states`) by a key pair from MAPFLEET_API_KEYS or --credentials-file, unless
     /// --allow-anonymous.
     Serve(crate::api::ServeArgs),
+    /// Redrive an execution of the fleet that ended FAILED, ABORTED or TIMED_OUT
+    /// (RedriveExecution): it runs again from the state it ended in, the children of a Map
+    /// or Parallel that succeeded kept; waits for its end and prints it as `describe` does.
+    Redrive(redrive::RedriveArgs),
     /// Stop an execution of the fleet (it ends ABORTED).
     Stop {
         arn: String,
@@ -314,6 +319,7 @@ pub fn main() -> ExitCode {
                 cause,
                 fleet,
             } => stop_fleet(&arn, &error, &cause, &fleet).await,
+            Command::Redrive(args) => redrive::redrive(args).await,
         };
         match result {
             Ok(code) => code,
@@ -641,7 +647,12 @@ pub fn describe(result: &ExecutionResult) -> Value {
             obj.insert("cause".into(), json!(e.cause));
         }
     }
-    obj.insert("redriveCount".into(), json!(result.info.redrive_count));
+    for (k, v) in crate::fleet::redrive::describe_members(result.status, &result.info) {
+        obj.insert(k.into(), v);
+    }
+    if let Some(d) = &result.info.redrive_date {
+        obj.insert("redriveDate".into(), json!(iso(d)));
+    }
     Value::Object(obj)
 }
 

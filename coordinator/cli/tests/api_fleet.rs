@@ -994,3 +994,131 @@ async fn conformance_cases_pass_through_boto3_and_the_api() {
         "{passed} cases with the same event types through the API, below the embedded floor {event_floor}: {summary}"
     );
 }
+
+/// RedriveExecution through the aws CLI: a run whose Task failed once is redriven and
+/// succeeds (ExecutionRedriven in its history, redriveCount 1); a succeeded run is
+/// ExecutionNotRedrivable; a repeated client token redrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redrive_execution_through_the_aws_cli() {
+    let prefix = shared::testkit::unique_prefix("api-redrive");
+    let fleet = Fleet::start(&prefix, Arc::new(TestExecutor::default())).await;
+    let keys = format!("{KEY_ID}:{SECRET}");
+    let serve = Serve::start(&prefix, &[], &[("MAPFLEET_API_KEYS", &keys)]);
+    let result = tokio::time::timeout(Duration::from_secs(300), redrive_scenario(&serve.url)).await;
+    drop(serve);
+    fleet.stop(&prefix).await;
+    result.expect("the redrive scenario took over 5 minutes");
+}
+
+async fn redrive_scenario(url: &str) {
+    let aws = Aws::new(url);
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The Task fails the first time each key is seen, and succeeds after.
+    let def = json!({"StartAt": "First", "States": {
+        "First": {"Type": "Pass", "Next": "Work"},
+        "Work": {"Type": "Task", "Resource": common::FLAKY,
+            "Parameters": {"key.$": "$.key", "failures": 1}, "Next": "Done"},
+        "Done": {"Type": "Pass", "End": true}}});
+    let file = write(dir.path(), "redrive.json", &def);
+    let machine = aws
+        .ok(&[
+            "create-state-machine",
+            "--name",
+            "Redrive",
+            "--definition",
+            &file,
+            "--role-arn",
+            "arn:aws:iam::000000000000:role/mapfleet-tests",
+        ])
+        .await["stateMachineArn"]
+        .as_str()
+        .expect("stateMachineArn")
+        .to_string();
+    let start = |name: &'static str| {
+        let machine = machine.clone();
+        let aws = &aws;
+        async move {
+            let input = json!({ "key": name }).to_string();
+            aws.ok(&[
+                "start-execution",
+                "--state-machine-arn",
+                &machine,
+                "--name",
+                name,
+                "--input",
+                &input,
+            ])
+            .await["executionArn"]
+                .as_str()
+                .expect("executionArn")
+                .to_string()
+        }
+    };
+    let arn = start("once").await;
+    let failed = wait_for_status(&aws, &arn, "FAILED").await;
+    assert_eq!(failed["redriveStatus"], "REDRIVABLE", "{failed}");
+    assert_eq!(failed["redriveCount"], 0, "{failed}");
+    let redriven = aws
+        .ok(&["redrive-execution", "--execution-arn", &arn])
+        .await;
+    assert!(redriven["redriveDate"].is_number(), "{redriven}");
+    let done = wait_for_status(&aws, &arn, "SUCCEEDED").await;
+    assert_eq!(done["redriveCount"], 1, "{done}");
+    assert_eq!(done["redriveDate"], redriven["redriveDate"], "{done}");
+    assert_eq!(done["redriveStatus"], "NOT_REDRIVABLE", "{done}");
+    let history = aws
+        .ok(&["get-execution-history", "--execution-arn", &arn])
+        .await;
+    let events = history["events"].as_array().expect("events").clone();
+    let at = events
+        .iter()
+        .position(|e| e["type"] == "ExecutionRedriven")
+        .unwrap_or_else(|| panic!("no ExecutionRedriven: {history}"));
+    assert_eq!(
+        events[at]["executionRedrivenEventDetails"]["redriveCount"],
+        1
+    );
+    assert_eq!(events[at]["id"], json!(at + 1), "ids count on");
+    assert_eq!(
+        events[at + 1]["type"],
+        "TaskStateEntered",
+        "resumes at Work"
+    );
+    // Succeeded: not redrivable, with AWS's message.
+    let refused = aws
+        .fails(
+            &[],
+            &["redrive-execution", "--execution-arn", &arn],
+            "ExecutionNotRedrivable",
+        )
+        .await;
+    assert!(
+        refused.contains("Execution is SUCCEEDED and cannot be redriven"),
+        "{refused}"
+    );
+    // The same client token twice: one redrive, the same date.
+    let arn = start("token").await;
+    wait_for_status(&aws, &arn, "FAILED").await;
+    let call = [
+        "redrive-execution",
+        "--execution-arn",
+        &arn,
+        "--client-token",
+        "tok-1",
+    ];
+    let first = aws.ok(&call).await;
+    let second = aws.ok(&call).await;
+    assert_eq!(first["redriveDate"], second["redriveDate"]);
+    let done = wait_for_status(&aws, &arn, "SUCCEEDED").await;
+    assert_eq!(done["redriveCount"], 1, "{done}");
+    aws.fails(
+        &[],
+        &[
+            "redrive-execution",
+            "--execution-arn",
+            &format!("{arn}-none"),
+        ],
+        "ExecutionDoesNotExist",
+    )
+    .await;
+}

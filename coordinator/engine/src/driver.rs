@@ -166,6 +166,30 @@ pub trait Backend: Send {
         let _ = map;
         Ok(None)
     }
+
+    /// The root's Map or Parallel failed (or the execution was stopped) while it ran
+    /// children: keep which of them succeeded, and their outputs, for a redrive (called
+    /// before [`Backend::drop_children`]), noting the state entry (`...StateEntered` id)
+    /// they belong to. A backend that cannot redrive keeps nothing.
+    async fn keep_for_redrive(&mut self, parent: &str, entered: u64) -> Result<(), BackendError> {
+        let _ = (parent, entered);
+        Ok(())
+    }
+
+    /// For a redriven root's Map or Parallel: which of children `from..to` of the state
+    /// entry `entered` succeeded before the redrive (`Some(output)`, `Null` when a
+    /// ResultWriter took it) and are not run again. A kept child counts as succeeded again
+    /// in its map run. `None` for each: run it.
+    async fn kept(
+        &mut self,
+        parent: &str,
+        entered: u64,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Option<Value>>, BackendError> {
+        let _ = (parent, entered);
+        Ok(vec![None; to - from])
+    }
 }
 
 /// Feeds events to cursors until none is left, carrying out the actions they return.
@@ -187,6 +211,9 @@ pub struct Processor {
     pub events_fed: u64,
     /// Set when the execution ended.
     pub ended: Option<(Status, Result<Value, StatesError>)>,
+    /// The root cursor as it stood when the execution ended other than SUCCEEDED: where a
+    /// redrive resumes ([`Processor::redrive`]).
+    pub ended_root: Option<Cursor>,
     /// Where every [`Tx`]'s randomness comes from.
     entropy: Entropy,
 }
@@ -213,6 +240,7 @@ impl Processor {
             transitions: 0,
             events_fed: 0,
             ended: None,
+            ended_root: None,
         }
     }
 
@@ -223,6 +251,31 @@ impl Processor {
         let root = self.engine.start(&mut tx);
         let actions = tx.actions;
         self.next_event_id = next;
+        self.put(root);
+        for a in actions {
+            if let Action::History(e) = a {
+                backend.record(e);
+            }
+        }
+        self.queue.push_back((String::new(), CursorEvent::Enter));
+    }
+
+    /// Resumes an ended execution from `root` (the [`Processor::ended_root`] its end left),
+    /// writing `ExecutionRedriven` with `count`, and queues its `Enter`.
+    pub fn redrive(
+        &mut self,
+        backend: &mut dyn Backend,
+        mut root: Cursor,
+        count: u32,
+        now: DateTime<Utc>,
+    ) {
+        let mut next = self.next_event_id;
+        let mut tx = Tx::new(now, self.entropy.next_f64(), &mut next);
+        self.engine.redrive(&mut root, count, &mut tx);
+        let actions = tx.actions;
+        self.next_event_id = next;
+        self.ended = None;
+        self.ended_root = None;
         self.put(root);
         for a in actions {
             if let Action::History(e) = a {
@@ -438,12 +491,36 @@ impl Processor {
         } else {
             Vec::new()
         };
+        // A redrive runs again only the children that did not succeed before.
+        let mut kept = match parent.redriven_entry() {
+            Some(m) => backend.kept(parent_id, m.entered_event, from, to).await?,
+            None => Vec::new(),
+        };
         let mut next = self.next_event_id;
         let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
         let mut spawned = Vec::with_capacity(to - from);
+        let mut done = Vec::new();
         for (offset, index) in (from..to).enumerate() {
+            if let Some(output) = kept.get_mut(offset).and_then(Option::take) {
+                done.push((index, output));
+                continue;
+            }
             let item = items.get(offset).cloned();
             spawned.push(self.engine.spawn_child(&parent, index, item, &mut tx));
+        }
+        // A kept child finishes at once with its earlier output.
+        for (index, output) in done {
+            if backend.store_result(parent_id, index, Some(output)).await? {
+                self.queue.push_back((
+                    parent_id.to_string(),
+                    CursorEvent::ChildFinished {
+                        index,
+                        result: Ok(()),
+                        last_event: parent.last_event,
+                        finished_event: 0,
+                    },
+                ));
+            }
         }
         let actions = tx.actions;
         self.next_event_id = next;
@@ -494,6 +571,13 @@ impl Processor {
         }
         // A map run's files are written with what finished (its state fails all the same).
         backend.close_map_run(parent_id).await?;
+        if parent_id.is_empty()
+            && let Some(root) = self.cursor(backend, parent_id).await?
+        {
+            let entered = root.entered_event;
+            self.cursors.insert(root.id.clone(), root);
+            backend.keep_for_redrive(parent_id, entered).await?;
+        }
         backend.drop_children(parent_id).await?;
         self.queue
             .push_back((parent_id.to_string(), CursorEvent::ChildrenAborted));
@@ -517,6 +601,7 @@ impl Processor {
                 let status = if result.is_ok() {
                     Status::Succeeded
                 } else {
+                    self.ended_root = Some(cursor);
                     Status::Failed
                 };
                 self.ended = Some((status, result));
@@ -579,11 +664,13 @@ impl Processor {
         if let Some(mut root) = self.cursor(backend, "").await? {
             let mut next = self.next_event_id;
             let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            let at_end = root.clone();
             self.engine
                 .stop_execution(&mut root, error.clone(), ending, &mut tx);
             let actions = tx.actions;
             self.next_event_id = next;
             self.remove("");
+            self.ended_root = Some(at_end);
             for action in actions {
                 if let Action::History(e) = action {
                     backend.record(e);

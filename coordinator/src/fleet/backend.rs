@@ -40,6 +40,11 @@ pub struct Pending {
     pub steps: Vec<StepRequest>,
     pub timers: Vec<(String, i64)>,
     pub history: Vec<Event>,
+    /// Children of the root's Map or Parallel that succeeded in this batch (the `done` bits).
+    pub(super) done: Vec<usize>,
+    /// The root's children were dropped after a failure: what to keep for a redrive (the
+    /// `done` bits and results of this batch not written yet).
+    pub(super) keep: Option<super::redrive::Keep>,
 }
 
 /// The fleet's backend for one batch of one execution.
@@ -202,7 +207,11 @@ impl RedisBackend {
     pub fn write_into(&mut self, pipe: &mut Commit, changes: &mut Changes, ttl_secs: i64) {
         let arn = self.arn.clone();
         let p = std::mem::take(&mut self.pending);
+        if let Some((entered, done, results)) = &p.keep {
+            self.write_keep(pipe, *entered, done, results, ttl_secs);
+        }
         for parent in &p.dropped {
+            pipe.del(&self.keys.done(&arn, parent));
             pipe.del(&self.keys.items(&arn, parent));
             pipe.del(&self.keys.results(&arn, parent));
             pipe.del(&self.keys.live(&arn, parent));
@@ -211,6 +220,13 @@ impl RedisBackend {
             pipe.del(&self.keys.run_records(&arn, parent, 'F'));
         }
         self.write_runs(pipe, ttl_secs);
+        if !p.done.is_empty() {
+            let key = self.keys.done(&arn, "");
+            for i in &p.done {
+                pipe.setbit(&key, *i);
+            }
+            pipe.expire(&key, ttl_secs);
+        }
         for (parent, items) in &p.items {
             let key = self.keys.items(&arn, parent);
             for chunk in items.iter().enumerate().collect::<Vec<_>>().chunks(500) {
@@ -474,6 +490,25 @@ impl Commit {
         self.many("SREM", key, members);
     }
 
+    /// Sets bit `bit` of the bitmap at `key`.
+    pub fn setbit(&mut self, key: &str, bit: usize) {
+        self.push(vec![
+            "SETBIT".into(),
+            key.into(),
+            bit.to_string(),
+            "1".into(),
+        ]);
+    }
+
+    /// Copies `from` to `to` (nothing when `from` does not exist; `to` must not).
+    pub fn copy(&mut self, from: &str, to: &str) {
+        self.push(vec!["COPY".into(), from.into(), to.into()]);
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.push(vec!["SET".into(), key.into(), value.into()]);
+    }
+
     pub fn zadd(&mut self, key: &str, member: &str, score: i64) {
         self.push(vec![
             "ZADD".into(),
@@ -703,6 +738,9 @@ impl Backend for RedisBackend {
     }
 
     async fn drop_children(&mut self, parent: &str) -> Result<(), BackendError> {
+        if parent.is_empty() {
+            self.pending.done.clear();
+        }
         self.pending.dropped.insert(parent.to_string());
         self.pending.items.remove(parent);
         self.pending.results.remove(parent);
@@ -796,7 +834,32 @@ impl Backend for RedisBackend {
         result: &Result<Value, StatesError>,
         at: DateTime<Utc>,
     ) -> Result<(), BackendError> {
+        if parent.is_empty() && result.is_ok() {
+            self.pending.done.push(index);
+        }
         self.run_child_ended(parent, index, result, at).await
+    }
+
+    async fn keep_for_redrive(&mut self, parent: &str, entered: u64) -> Result<(), BackendError> {
+        let done = std::mem::take(&mut self.pending.done);
+        let results = self
+            .pending
+            .results
+            .get(parent)
+            .cloned()
+            .unwrap_or_default();
+        self.pending.keep = Some((entered, done, results));
+        Ok(())
+    }
+
+    async fn kept(
+        &mut self,
+        parent: &str,
+        entered: u64,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<Option<Value>>, BackendError> {
+        self.kept_children(parent, entered, from, to).await
     }
 
     async fn close_map_run(

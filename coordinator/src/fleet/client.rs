@@ -63,6 +63,9 @@ pub enum ClientError {
     AlreadyExists(String),
     #[error("Execution Does Not Exist: '{0}'")]
     DoesNotExist(String),
+    /// AWS's ExecutionNotRedrivable, with its message.
+    #[error("{0}")]
+    NotRedrivable(String),
     #[error("execution {0} disappeared from Redis")]
     Disappeared(String),
     #[error("execution {execution}: {what} is unreadable")]

@@ -16,6 +16,9 @@
 //!
 //! A map run with a ResultWriter keeps its running children's inputs and start times in its
 //! `items` hash (index → `{"i": input, "t": ms}`), removed as each child ends.
+//! | `P:{ARN}:done:CURSOR` | bitmap | the root's Map or Parallel: bit i set when child i succeeded (a redrive keeps those) |
+//! | `P:{ARN}:kept:done`, `P:{ARN}:kept:results` | bitmap, hash | the root's last failed or stopped Map or Parallel: its `done` bits and `results`, for a redrive |
+//! | `P:{ARN}:redrive` | string | the root cursor as it stood when the execution ended other than SUCCEEDED (JSON): where a redrive resumes |
 //! | `P:{ARN}:mapruns` | hash | the execution's map runs: map run ARN → DescribeMapRun's facts (JSON), kept after the run ends |
 //! | `P:mapruns` | hash | map run ARN → its execution's ARN (DescribeMapRun finds the run by it) |
 //! | `P:ready` | sorted set | executions with inbox or outbox entries → since (ms) |
@@ -99,6 +102,21 @@ impl FleetKeys {
     /// `status`: `S` (succeeded) or `F` (failed).
     pub fn run_records(&self, arn: &str, cursor: &str, status: char) -> String {
         format!("{}:{{{arn}}}:records:{cursor}:{status}", self.p())
+    }
+
+    /// Which children of a Map or Parallel succeeded (kept for the root's only).
+    pub fn done(&self, arn: &str, cursor: &str) -> String {
+        format!("{}:{{{arn}}}:done:{cursor}", self.p())
+    }
+
+    /// `what`: `done` or `results`, of the root's last failed Map or Parallel.
+    pub fn kept(&self, arn: &str, what: &str) -> String {
+        format!("{}:{{{arn}}}:kept:{what}", self.p())
+    }
+
+    /// The root cursor a redrive resumes from.
+    pub fn redrive(&self, arn: &str) -> String {
+        format!("{}:{{{arn}}}:redrive", self.p())
     }
 
     pub fn map_runs(&self, arn: &str) -> String {

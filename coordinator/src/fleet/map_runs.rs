@@ -98,10 +98,13 @@ impl FleetClient {
             "toleratedFailureCount": r["toleratedFailureCount"],
             "itemCounts": counts,
             "executionCounts": counts,
-            "redriveCount": 0,
+            "redriveCount": r["redriveCount"].as_u64().unwrap_or(0),
         });
         if r.get("stopDate").is_some() {
             doc["stopDate"] = date(&r["stopDate"]);
+        }
+        if r.get("redriveDate").is_some() {
+            doc["redriveDate"] = date(&r["redriveDate"]);
         }
         Ok(doc)
     }

@@ -351,7 +351,18 @@ impl RedisBackend {
         }
         let arn = plan.map_run_arn.clone();
         let limits = &plan.limits;
-        let summary = json!({
+        // A redrive runs the failed run again under its ARN: its facts keep their start,
+        // and the result files of the children kept stay (the new ones are numbered on).
+        let earlier: Option<Value> = if plan.redrive_count > 0 {
+            self.conn
+                .hget::<_, _, Option<String>>(self.keys.map_runs(&self.arn), &arn)
+                .await
+                .map_err(err)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+        } else {
+            None
+        };
+        let mut summary = json!({
             "mapRunArn": arn,
             "executionArn": self.arn,
             "cursor": map,
@@ -367,6 +378,23 @@ impl RedisBackend {
                 "transformation": f.to_json()["transformation"],
             })),
         });
+        let mut kept_files = Vec::new();
+        if let Some(e) = &earlier {
+            summary["startDate"] = e["startDate"].clone();
+            summary["redriveCount"] = json!(plan.redrive_count);
+            summary["redriveDate"] = json!(Utc::now().timestamp_millis());
+            if format.is_some() {
+                kept_files = e["succeededFiles"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|n| n.as_u64())
+                            .map(|n| n as usize)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            }
+        }
         self.run_summaries.push((arn.clone(), summary.to_string()));
         self.map_runs.put(
             reader_key(&self.arn, map),
@@ -376,10 +404,9 @@ impl RedisBackend {
                 inputs: ChildInputs::new(plan),
             },
         );
-        self.runs.insert(
-            map.to_string(),
-            Some(RunState::fresh(arn, total, format, summary)),
-        );
+        let mut run = RunState::fresh(arn, total, format, summary);
+        run.files[0] = kept_files;
+        self.runs.insert(map.to_string(), Some(run));
         Ok(Ok(total))
     }
 
@@ -555,6 +582,21 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// Child `index` succeeded before a redrive and is kept: it counts as succeeded (its
+    /// record is in the earlier result files; its input, read for it, is not kept).
+    pub(super) async fn run_child_kept(
+        &mut self,
+        parent: &str,
+        index: usize,
+    ) -> Result<(), BackendError> {
+        if let Some(run) = self.run_state(parent).await? {
+            run.succeeded += 1;
+            run.inputs_add.retain(|(i, _)| *i != index);
+            run.changed = true;
+        }
+        Ok(())
+    }
+
     /// Writes the next result file of status `s` from every record waiting for it.
     async fn flush_run(&mut self, map: &str, s: usize) -> Result<(), BackendError> {
         let records_key = self.keys.run_records(&self.arn, map, STATUS[s].0);
@@ -661,6 +703,9 @@ impl RedisBackend {
         };
         summary["status"] = json!(status);
         summary["stopDate"] = json!(Utc::now().timestamp_millis());
+        if run.format.is_some() {
+            summary["succeededFiles"] = json!(run.files[0]);
+        }
         summary["counts"] = counts(
             run.total,
             run.started,

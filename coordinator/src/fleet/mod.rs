@@ -35,6 +35,7 @@
 //! - [`service`]: the coordinator service (`mapfleet coordinator`).
 //! - [`stored`]: how a cursor is kept in Redis (a waiting Map's large input apart).
 //! - [`client`]: submit, wait with progress, describe, history, stop.
+//! - [`redrive`]: RedriveExecution: what an execution's end keeps, and resuming from it.
 //! - [`command`]: the coordinator's flags and start-up (`mapfleet-coordinator`, `mapfleet coordinator`).
 //!
 //! [`Processor`]: crate::driver::Processor
@@ -47,6 +48,7 @@ pub mod map_runs;
 pub mod maprun;
 pub mod outbox;
 pub mod record;
+pub mod redrive;
 pub mod service;
 pub mod stored;
 mod unserved;
@@ -80,6 +82,8 @@ pub enum InboxEvent {
     Timeout,
     /// A user asked to stop the execution.
     Stop { error: String, cause: String },
+    /// A user redrove the ended execution ([`redrive`]): resume it from where it ended.
+    RedriveExecution { count: u32 },
 }
 
 /// A timer member in `shared`'s timer set: `T|arn|seq|cursor`, `R|arn|seq|cursor` (re-drive),

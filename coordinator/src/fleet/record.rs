@@ -33,6 +33,11 @@ pub mod field {
     /// The error and cause it failed with.
     pub const ERROR: &str = "error";
     pub const CAUSE: &str = "cause";
+    /// How many times the execution was redriven, the latest redrive's date (RFC 3339) and
+    /// client token (see [`super::redrive`]).
+    pub const REDRIVE_COUNT: &str = "redrive_count";
+    pub const REDRIVE_DATE: &str = "redrive_date";
+    pub const REDRIVE_TOKEN: &str = "redrive_token";
     /// Map progress counters.
     pub const ITEMS_STARTED: &str = "items_started";
     pub const ITEMS_SUCCEEDED: &str = "items_succeeded";

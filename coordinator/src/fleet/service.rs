@@ -805,6 +805,13 @@ impl Coordinator {
                 self.definition(arn, &def_text, def_id)?
             }
         };
+        if raw
+            .iter()
+            .any(|t| t.contains(r#""kind":"redrive_execution""#))
+        {
+            // A redrive wrote the info anew (its redrive count).
+            self.infos.lock().expect("info cache lock").remove(arn);
+        }
         let info = self.execution_info(arn).await?;
         let engine = Engine {
             def,
@@ -986,6 +993,25 @@ impl Coordinator {
                         .await
                         .doing(|| format!("stop execution {arn}"))?;
                 }
+                InboxEvent::RedriveExecution { count } => {
+                    let mut conn = self.conn.clone();
+                    let root = super::redrive::kept_root(&mut conn, backend)
+                        .await
+                        .doing(|| format!("read where execution {arn} is redriven from"))?;
+                    match root {
+                        Some(root) => p.redrive(backend, root, count, now()),
+                        None => {
+                            // The client checked it was there: it expired since.
+                            tracing::warn!(execution = %arn, "nothing to redrive from; the execution fails again");
+                            p.ended = Some((
+                                Status::Failed,
+                                Err(StatesError::runtime(
+                                    "The redrive found nothing to resume from: the execution's kept state expired",
+                                )),
+                            ));
+                        }
+                    }
+                }
             }
         }
         p.run(backend, now).await.doing(advancing)?;
@@ -1017,6 +1043,13 @@ impl Coordinator {
             );
             commit.del(&self.keys.cursors(arn));
             commit.del(&self.keys.blobs(arn));
+            super::redrive::write_end(
+                &mut commit,
+                &batch.backend,
+                *status,
+                p.ended_root.as_ref(),
+                ttl,
+            );
         }
         commit.expire(&exec_key, ttl);
         commit.expect_commits(&exec_key, batch.commits);

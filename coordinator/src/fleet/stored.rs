@@ -189,6 +189,7 @@ mod tests {
             entered_event: 3,
             quiet: false,
             events: 0,
+            redrive: None,
         }
     }
 

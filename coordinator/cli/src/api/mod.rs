@@ -4,16 +4,18 @@
 //!
 //! This first slice serves state machines (Create, Describe, List, Delete,
 //! ValidateStateMachineDefinition) and STANDARD executions on the fleet (StartExecution,
-//! DescribeExecution, ListExecutions, GetExecutionHistory, StopExecution). Requests are
-//! SigV4-checked (service `states`) by `mapfleet_auth`, as `mapfleet rekognition serve` does.
+//! DescribeExecution, ListExecutions, GetExecutionHistory, StopExecution, RedriveExecution).
+//! Requests are SigV4-checked (service `states`) by `mapfleet_auth`, as `mapfleet rekognition
+//! serve` does.
 //!
 //! # Layout
 //! - [`wire`]: errors, timestamps, request members, pagination tokens.
 //! - [`store`]: the state machines and the per-machine execution lists in the fleet's Redis.
-//! - [`ops`]: one function per operation.
+//! - [`ops`]: one function per operation (RedriveExecution's in `redrive`).
 //! - [`server`]: the axum router, authentication and dispatch.
 
 pub mod ops;
+mod redrive;
 pub mod server;
 pub mod store;
 pub mod wire;

@@ -44,6 +44,7 @@ pub async fn call(store: &Store, operation: &str, input: Input) -> Result<Value,
         "ListExecutions" => list_executions(store, input).await,
         "GetExecutionHistory" => get_execution_history(store, input).await,
         "StopExecution" => stop_execution(store, input).await,
+        "RedriveExecution" => super::redrive::redrive_execution(store, input).await,
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!(
@@ -336,13 +337,11 @@ async fn describe_execution(store: &Store, input: Input) -> Result<Value, ApiErr
             o.insert("cause".into(), json!(e.cause));
         }
     }
-    o.insert("redriveCount".into(), json!(r.info.redrive_count));
-    if r.status == Status::Succeeded {
-        o.insert("redriveStatus".into(), json!("NOT_REDRIVABLE"));
-        o.insert(
-            "redriveStatusReason".into(),
-            json!("Execution is SUCCEEDED and cannot be redriven"),
-        );
+    for (k, v) in coordinator::fleet::redrive::describe_members(r.status, &r.info) {
+        o.insert(k.into(), v);
+    }
+    if let Some(d) = &r.info.redrive_date {
+        o.insert("redriveDate".into(), epoch(d));
     }
     Ok(Value::Object(o))
 }

@@ -95,6 +95,7 @@ impl From<coordinator::fleet::client::ClientError> for ApiError {
                 "ExecutionAlreadyExists",
                 format!("Execution Already Exists: '{arn}'"),
             ),
+            ClientError::NotRedrivable(why) => ApiError::new("ExecutionNotRedrivable", why),
             other => ApiError::internal(shared::supervise::Chain(&other).to_string()),
         }
     }

@@ -15,6 +15,9 @@ pub struct ExecutionInfo {
     pub start_time: DateTime<Utc>,
     pub input: Value,
     pub redrive_count: u32,
+    /// When the latest redrive happened (`RedriveExecution`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_date: Option<DateTime<Utc>>,
 }
 
 impl ExecutionInfo {
@@ -39,6 +42,7 @@ impl ExecutionInfo {
             start_time,
             input,
             redrive_count: 0,
+            redrive_date: None,
         }
     }
 }

@@ -50,6 +50,33 @@ pub struct Cursor {
     /// ([`super::run::EngineOptions::max_history_events`]) is checked against it.
     #[serde(default)]
     pub events: u64,
+    /// Set on the root cursor by a redrive ([`super::Engine::redrive`]): the state it
+    /// resumed at skips the children that succeeded before (see [`Cursor::redriven_entry`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive: Option<RedriveMark>,
+}
+
+/// What a redrive left on the root cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedriveMark {
+    /// The execution's redrive count (1 for the first redrive).
+    pub count: u32,
+    /// The id of the `ExecutionRedriven` event.
+    pub resume_event: u64,
+    /// The `...StateEntered` event id of the failed state's run that the redrive resumes:
+    /// a Distributed Map's run keeps the map run ARN derived from it.
+    pub entered_event: u64,
+}
+
+impl Cursor {
+    /// The redrive this cursor's current state entry resumes, if it is the entry right after
+    /// the `ExecutionRedriven` event (a later state, or the same state entered again, runs
+    /// as usual).
+    pub fn redriven_entry(&self) -> Option<&RedriveMark> {
+        self.redrive
+            .as_ref()
+            .filter(|m| self.entered_event == m.resume_event + 1)
+    }
 }
 
 /// How a child cursor hangs under its parent.

@@ -16,6 +16,8 @@ pub enum EventType {
     ExecutionFailed,
     ExecutionAborted,
     ExecutionTimedOut,
+    /// A redrive resumed the execution (`RedriveExecution`): `{redriveCount}`.
+    ExecutionRedriven,
     StateEntered(StateType),
     StateExited(StateType),
     TaskScheduled,
@@ -39,6 +41,9 @@ pub enum EventType {
     MapRunStarted,
     MapRunSucceeded,
     MapRunFailed,
+    /// A redriven execution started its Distributed Map's run again (the same map run ARN):
+    /// `{mapRunArn, redriveCount}`.
+    MapRunRedriven,
     ParallelStateStarted,
     ParallelStateSucceeded,
     ParallelStateFailed,
@@ -113,6 +118,7 @@ fn details_member(t: &EventType) -> Option<&'static str> {
         ExecutionFailed => "executionFailedEventDetails",
         ExecutionAborted => "executionAbortedEventDetails",
         ExecutionTimedOut => "executionTimedOutEventDetails",
+        ExecutionRedriven => "executionRedrivenEventDetails",
         StateEntered(_) => "stateEnteredEventDetails",
         StateExited(_) => "stateExitedEventDetails",
         TaskScheduled => "taskScheduledEventDetails",
@@ -131,6 +137,7 @@ fn details_member(t: &EventType) -> Option<&'static str> {
         MapIterationAborted => "mapIterationAbortedEventDetails",
         MapRunStarted => "mapRunStartedEventDetails",
         MapRunFailed => "mapRunFailedEventDetails",
+        MapRunRedriven => "mapRunRedrivenEventDetails",
         EvaluationFailed => "evaluationFailedEventDetails",
         LambdaFunctionStarted
         | MapRunSucceeded

@@ -179,6 +179,7 @@ impl Engine {
             entered_event: 0,
             quiet: false,
             events: 0,
+            redrive: None,
         };
         tx.record(
             &mut root,
@@ -188,6 +189,30 @@ impl Engine {
         // AWS points the first state's entry at 0, not at ExecutionStarted.
         root.last_event = 0;
         root
+    }
+
+    /// Resumes an ended execution (`RedriveExecution`) from `root`, the root cursor as it
+    /// was when the execution ended: at the state it stood in, with that state's input and
+    /// the variables it saw, its retry counters reset. Writes `ExecutionRedriven`; feed the
+    /// cursor `Enter` next. Its new children get ids of their own (its `seq` is the event's
+    /// id, above every earlier wait's), and the Map or Parallel it resumes at skips the
+    /// children the driver kept ([`Cursor::redriven_entry`]).
+    pub fn redrive(&self, root: &mut Cursor, count: u32, tx: &mut Tx<'_>) {
+        let entered_event = root.entered_event;
+        root.phase = Phase::Ready;
+        root.retries.clear();
+        root.entered_at = tx.now;
+        let id = tx.record(
+            root,
+            EventType::ExecutionRedriven,
+            json!({ "redriveCount": count }),
+        );
+        root.seq = id;
+        root.redrive = Some(RedriveMark {
+            count,
+            resume_event: id,
+            entered_event,
+        });
     }
 
     /// Applies one event to one cursor. Stale events (an outcome or timer of an earlier wait)

@@ -125,6 +125,8 @@ pub struct MapRunPlan {
     pub reader: ReadRequest,
     pub writer: Option<WriteRequest>,
     pub batch: BatchPlan,
+    /// The execution's redrive count when a redrive runs this (failed) run again, else 0.
+    pub redrive_count: u32,
 }
 
 impl MapRunPlan {

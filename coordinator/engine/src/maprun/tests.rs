@@ -153,6 +153,7 @@ fn plan(source: ReaderSource, key: &str, writer: Option<WriteRequest>) -> MapRun
             max_bytes_per_batch: None,
             batch_input: None,
         },
+        redrive_count: 0,
     }
 }
 

@@ -219,11 +219,7 @@ impl Engine {
         };
         if distributed {
             let arn = self.map_run_arn(cursor, spec);
-            tx.record(
-                cursor,
-                EventType::MapRunStarted,
-                json!({ "mapRunArn": arn }),
-            );
+            map_run_event(cursor, arn, tx);
         }
         let batched = match &spec.item_batcher {
             None => Ok((items, false)),
@@ -290,10 +286,11 @@ impl Engine {
     pub(super) fn map_run_arn(&self, cursor: &Cursor, spec: &MapSpec) -> String {
         let state = self.state(cursor);
         let label = spec.label.clone().unwrap_or_else(|| state.name.clone());
-        let seed = format!(
-            "{}#{}#{}",
-            self.info.execution_arn, cursor.id, cursor.entered_event
-        );
+        // A redrive runs the failed run again under its ARN.
+        let entered = cursor
+            .redriven_entry()
+            .map_or(cursor.entered_event, |m| m.entered_event);
+        let seed = format!("{}#{}#{}", self.info.execution_arn, cursor.id, entered);
         let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, seed.as_bytes());
         let (region, account) = (
             crate::engine::context::LOCAL_REGION,
@@ -503,6 +500,7 @@ impl Engine {
             entered_event: 0,
             quiet: parent.quiet || ch.distributed,
             events: 0,
+            redrive: None,
         };
         if ch.kind == ChildKind::Map {
             child.last_event = ch.started_event.max(parent.last_event);
@@ -627,6 +625,22 @@ impl Engine {
         }
         self.complete(cursor, Value::Array(results), tx)
     }
+}
+
+/// `MapRunStarted`, or `MapRunRedriven` when a redrive runs the failed run again.
+pub(super) fn map_run_event(cursor: &mut Cursor, arn: String, tx: &mut Tx<'_>) {
+    match cursor.redriven_entry().map(|m| m.count) {
+        Some(count) => tx.record(
+            cursor,
+            EventType::MapRunRedriven,
+            json!({ "mapRunArn": arn, "redriveCount": count }),
+        ),
+        None => tx.record(
+            cursor,
+            EventType::MapRunStarted,
+            json!({ "mapRunArn": arn }),
+        ),
+    };
 }
 
 /// A non-negative integer from a `...Path` field; numeric strings count, as in AWS.

@@ -57,11 +57,7 @@ impl Engine {
                 return self.handle_error_then(cursor, e, None, &give_up, tx);
             }
         };
-        tx.record(
-            cursor,
-            EventType::MapRunStarted,
-            json!({ "mapRunArn": s.plan.map_run_arn }),
-        );
+        super::children::map_run_event(cursor, s.plan.map_run_arn.clone(), tx);
         let ch = Children {
             kind: ChildKind::Map,
             effective_input: effective,
@@ -216,6 +212,7 @@ impl Engine {
                 max_bytes_per_batch: batch.1,
                 batch_input: batch.2,
             },
+            redrive_count: cursor.redriven_entry().map_or(0, |m| m.count),
         };
         Ok(Settings {
             max_concurrency,

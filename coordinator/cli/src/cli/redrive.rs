@@ -35,7 +35,7 @@ pub async fn redrive(args: RedriveArgs) -> anyhow::Result<ExitCode> {
         no_wait,
         fleet,
     } = args;
-    let client = FleetClient::connect(&fleet.redis, &fleet.prefix)
+    let client = FleetClient::connect(&fleet.redis_url()?, &fleet.prefix)
         .await
         .map_err(|e| anyhow::anyhow!("{e} ({EMBEDDED})"))?;
     let done = match client.redrive(&arn, client_token.as_deref()).await {

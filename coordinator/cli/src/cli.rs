@@ -256,9 +256,9 @@ pub fn main() -> ExitCode {
                 let store = args.objects.object_store(&data_dir).await;
                 crate::fleet::command::run_with(
                     args.coordinator,
-                    crate::fleet::maprun::MapRunStore::new(Arc::new(
-                        crate::buckets::StoreBuckets(store),
-                    )),
+                    crate::fleet::maprun::MapRunStore::new(Arc::new(crate::buckets::StoreBuckets(
+                        store,
+                    ))),
                 )
                 .await
                 .map(|()| ExitCode::SUCCESS)

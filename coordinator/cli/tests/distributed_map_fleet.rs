@@ -290,7 +290,15 @@ async fn coordinator_reads_items_and_writes_results_through_s3() {
     let log = std::fs::File::create(dir.path().join("coordinator.log")).unwrap();
     let coordinator = Spawned(
         std::process::Command::new(distributed::MAPFLEET)
-            .args(["coordinator", "--prefix", &prefix, "--amqp", &amqp, "--redis", &redis])
+            .args([
+                "coordinator",
+                "--prefix",
+                &prefix,
+                "--amqp",
+                &amqp,
+                "--redis",
+                &redis,
+            ])
             .args(["--s3-endpoint", &s3.url])
             .arg("--data-dir")
             .arg(&data)
@@ -320,8 +328,11 @@ async fn coordinator_reads_items_and_writes_results_through_s3() {
     let def_path = dir.path().join("def.json");
     std::fs::write(&def_path, def.to_string()).unwrap();
     let input_path = dir.path().join("input.json");
-    std::fs::write(&input_path, json!({"manifest": "rides/daily/manifest.json"}).to_string())
-        .unwrap();
+    std::fs::write(
+        &input_path,
+        json!({"manifest": "rides/daily/manifest.json"}).to_string(),
+    )
+    .unwrap();
     let args: Vec<String> = vec![
         "run".into(),
         def_path.to_str().unwrap().into(),
@@ -344,7 +355,10 @@ async fn coordinator_reads_items_and_writes_results_through_s3() {
     let d = described.unwrap();
     assert_eq!(d["status"], "SUCCEEDED", "{d}");
     let output: serde_json::Value = serde_json::from_str(d["output"].as_str().unwrap()).unwrap();
-    assert_eq!(output["ResultWriterDetails"]["Bucket"], "results", "{output}");
+    assert_eq!(
+        output["ResultWriterDetails"]["Bucket"], "results",
+        "{output}"
+    );
     let manifest_key = output["ResultWriterDetails"]["Key"].as_str().unwrap();
     let manifest = store.get("results", manifest_key, 1 << 20).await.unwrap();
     let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
@@ -358,7 +372,8 @@ async fn coordinator_reads_items_and_writes_results_through_s3() {
         let records: Vec<serde_json::Value> = serde_json::from_slice(&text.bytes).unwrap();
         for r in records {
             assert_eq!(r["Status"], "SUCCEEDED", "{r}");
-            let input: serde_json::Value = serde_json::from_str(r["Input"].as_str().unwrap()).unwrap();
+            let input: serde_json::Value =
+                serde_json::from_str(r["Input"].as_str().unwrap()).unwrap();
             assert_eq!(input["Bucket"], "rides", "{r}");
             keys.push(input["Key"].as_str().unwrap().to_string());
         }
@@ -372,5 +387,8 @@ async fn coordinator_reads_items_and_writes_results_through_s3() {
             .is_none_or(|f| f.is_empty()),
         "{manifest}"
     );
-    assert!(!data.join("buckets").exists(), "nothing in the local buckets");
+    assert!(
+        !data.join("buckets").exists(),
+        "nothing in the local buckets"
+    );
 }

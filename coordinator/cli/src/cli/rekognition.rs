@@ -95,7 +95,10 @@ mod tests {
         .unwrap();
         let RekognitionCommand::Serve(a) = t.cmd;
         assert_eq!(a.addr.port(), 0);
-        assert_eq!(a.store.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            a.store.s3_endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert!(!a.allow_anonymous);
     }
 }

@@ -304,7 +304,12 @@ fn manifests_stream_their_data_files_gzip_or_not() {
     };
     let rows = |from: usize, to: usize| -> String {
         (from..to)
-            .map(|i| format!("\"photos\",\"p/{i:06}.jpg\",\"{i}\",\"2026-01-01T00:00:00.000Z\",\"{}\"\n", etag(i as u64)))
+            .map(|i| {
+                format!(
+                    "\"photos\",\"p/{i:06}.jpg\",\"{i}\",\"2026-01-01T00:00:00.000Z\",\"{}\"\n",
+                    etag(i as u64)
+                )
+            })
             .collect()
     };
     let big = rows(0, 60_000);
@@ -314,11 +319,10 @@ fn manifests_stream_their_data_files_gzip_or_not() {
         .lock()
         .unwrap()
         .insert(("inv".into(), "data/a.csv.gz".into()), gzip(big.as_bytes()));
-    store
-        .objects
-        .lock()
-        .unwrap()
-        .insert(("inv".into(), "data/b.csv.gz".into()), gzip(rows(60_000, 60_010).as_bytes()));
+    store.objects.lock().unwrap().insert(
+        ("inv".into(), "data/b.csv.gz".into()),
+        gzip(rows(60_000, 60_010).as_bytes()),
+    );
     store.put_text("inv", "data/c.csv", &rows(60_010, 60_012));
     store.put_text(
         "in",
@@ -368,21 +372,51 @@ fn manifest_errors_name_the_file_and_line() {
         .unwrap()
         .insert(("inv".into(), "d/cut.csv.gz".into()), truncated);
     store.put_text("in", "m/cut.json", &manifest(&["d/cut.csv.gz"]));
-    store.put_text("in", "m/gone.json", &manifest(&["d/1.csv.gz", "d/gone.csv.gz"]));
-    store.put_text("in", "m/orc.json", &manifest(&["d/1.csv.gz"]).replace("\"CSV\"", "\"ORC\""));
-    store.put_text("in", "m/nofiles.json", r#"{"fileFormat": "CSV", "fileSchema": "Bucket, Key"}"#);
+    store.put_text(
+        "in",
+        "m/gone.json",
+        &manifest(&["d/1.csv.gz", "d/gone.csv.gz"]),
+    );
+    store.put_text(
+        "in",
+        "m/orc.json",
+        &manifest(&["d/1.csv.gz"]).replace("\"CSV\"", "\"ORC\""),
+    );
+    store.put_text(
+        "in",
+        "m/nofiles.json",
+        r#"{"fileFormat": "CSV", "fileSchema": "Bucket, Key"}"#,
+    );
     store.put_text("in", "m/notjson.json", "fileFormat: CSV");
     let at = |key: &str| {
         let p = plan(ReaderSource::GetObject(ItemFormat::Manifest), key, None);
         all_inputs(&store, p, 10)
     };
-    assert_eq!(at("m/ok.json").unwrap_err(), "States.ItemReaderFailed: The ItemReader could not read s3://inv/d/2.csv.gz: line 2: text after a quoted field's closing quote");
+    assert_eq!(
+        at("m/ok.json").unwrap_err(),
+        "States.ItemReaderFailed: The ItemReader could not read s3://inv/d/2.csv.gz: line 2: text after a quoted field's closing quote"
+    );
     for (key, expected) in [
-        ("m/cut.json", "could not read s3://inv/d/cut.csv.gz: not valid gzip data"),
-        ("m/gone.json", "could not read s3://in/m/gone.json: The specified key does not exist: inv/d/gone.csv.gz"),
-        ("m/orc.json", "could not read s3://in/m/orc.json: the manifest's fileFormat is ORC, but only CSV inventories can be read"),
-        ("m/nofiles.json", "could not read s3://in/m/nofiles.json: the manifest has no 'files'"),
-        ("m/notjson.json", "could not read s3://in/m/notjson.json: the manifest is not JSON"),
+        (
+            "m/cut.json",
+            "could not read s3://inv/d/cut.csv.gz: not valid gzip data",
+        ),
+        (
+            "m/gone.json",
+            "could not read s3://in/m/gone.json: The specified key does not exist: inv/d/gone.csv.gz",
+        ),
+        (
+            "m/orc.json",
+            "could not read s3://in/m/orc.json: the manifest's fileFormat is ORC, but only CSV inventories can be read",
+        ),
+        (
+            "m/nofiles.json",
+            "could not read s3://in/m/nofiles.json: the manifest has no 'files'",
+        ),
+        (
+            "m/notjson.json",
+            "could not read s3://in/m/notjson.json: the manifest is not JSON",
+        ),
     ] {
         let e = at(key).unwrap_err();
         assert!(e.contains(expected), "{key}: {e}\nexpected: {expected}");

@@ -248,14 +248,23 @@ impl Builder {
     /// The field an S3 reader or writer gives its bucket and key in: `Parameters`, or
     /// `Arguments` in a JSONata state.
     fn s3_fields_name(&self) -> &'static str {
-        if self.jsonata { "Arguments" } else { "Parameters" }
+        if self.jsonata {
+            "Arguments"
+        } else {
+            "Parameters"
+        }
     }
 
     /// `Parameters` (`Arguments`) of an S3 reader or writer: an object whose fields are those
     /// of the resource, each given literally (a string), through a path (`"Bucket.$"`) or,
     /// in JSONata, as an expression (`"{% $states.input.bucket %}"`); or, in JSONata, one
     /// expression for the whole object.
-    fn s3_parameters(&mut self, v: Option<&Value>, resource: &str, loc: &Loc) -> Option<AnyTemplate> {
+    fn s3_parameters(
+        &mut self,
+        v: Option<&Value>,
+        resource: &str,
+        loc: &Loc,
+    ) -> Option<AnyTemplate> {
         let name = self.s3_fields_name();
         let pl = loc.field(name);
         let Some(v) = v else {
@@ -266,7 +275,9 @@ impl Builder {
             && v.as_str()
                 .is_some_and(|s| crate::asl::jsonata::expression_text(s).is_some())
         {
-            return self.jtemplate_field(Some(v), name, loc).map(AnyTemplate::Jsonata);
+            return self
+                .jtemplate_field(Some(v), name, loc)
+                .map(AnyTemplate::Jsonata);
         }
         let Some(obj) = v.as_object() else {
             self.err(&pl, format!("'{name}' must be a JSON object"));
@@ -363,7 +374,9 @@ impl Builder {
                 if !obj.contains_key("WriterConfig") {
                     self.err(
                         loc,
-                        format!("'ResultWriter' needs 'Resource' and '{fields}', or 'WriterConfig'"),
+                        format!(
+                            "'ResultWriter' needs 'Resource' and '{fields}', or 'WriterConfig'"
+                        ),
                     );
                     return None;
                 }

@@ -12,8 +12,8 @@ use crate::asl::definition::{AnyTemplate, Dynamic, MapSpec};
 use crate::asl::distributed::{
     DISTRIBUTED_MAX_CONCURRENCY, ItemReaderSpec, ReaderSource, ResultWriterSpec,
 };
-use crate::asl::jsonata::JScope;
 use crate::asl::error::StatesError;
+use crate::asl::jsonata::JScope;
 use crate::asl::scope::Scope;
 use crate::engine::cursor::*;
 use crate::engine::dataflow;

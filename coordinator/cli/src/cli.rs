@@ -122,18 +122,6 @@ pub enum Command {
     },
 }
 
-/// `mapfleet coordinator`: the coordinator's flags, and the object store its Distributed
-/// Maps read their items from and write their result files to (the local buckets under
-/// `--data-dir`, or S3 / an S3-compatible server, with the worker's flags).
-#[derive(Args, Debug)]
-pub struct CoordinatorCommand {
-    #[command(flatten)]
-    pub coordinator: crate::fleet::command::CoordinatorArgs,
-    /// Where Distributed Maps' ItemReader objects and ResultWriter files are.
-    #[command(flatten)]
-    pub objects: worker::providers::ObjectStoreArgs,
-}
-
 /// Where the fleet is, for client commands (only Redis is needed to submit and follow).
 #[derive(Args, Debug, Clone)]
 pub struct FleetArgs {
@@ -211,6 +199,18 @@ pub struct RunArgs {
     /// summary table); not a flag.
     #[arg(skip)]
     pub before_output: Option<fn(&Value)>,
+}
+
+/// `mapfleet coordinator`: the coordinator's flags, and the object store its Distributed
+/// Maps read their items from and write their result files to (the local buckets under
+/// `--data-dir`, or S3 / an S3-compatible server, with the worker's flags).
+#[derive(Args, Debug)]
+pub struct CoordinatorCommand {
+    #[command(flatten)]
+    pub coordinator: crate::fleet::command::CoordinatorArgs,
+    /// Where Distributed Maps' ItemReader objects and ResultWriter files are.
+    #[command(flatten)]
+    pub objects: worker::providers::ObjectStoreArgs,
 }
 
 /// Entry point of the `mapfleet` binary.

@@ -33,50 +33,25 @@ pub enum ObjectStoreKind {
     S3,
 }
 
-/// Flags (and `MAPFLEET_*` variables) that choose the photo tasks' providers. Region and
-/// credentials come from the standard AWS chain (`AWS_REGION`, `AWS_ACCESS_KEY_ID`,
-/// `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, instance roles, ...).
+/// Flags (and `MAPFLEET_*` variables) that choose an object store: the photo tasks', a
+/// coordinator's (Distributed Maps' items and result files), `mapfleet rekognition serve`'s.
+/// Region and credentials come from the standard AWS chain (`AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, instance roles, ...).
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct ProviderArgs {
-    /// Face engine: `local`, or `aws` (Rekognition; implied by --rekognition-endpoint).
-    #[arg(long, env = "MAPFLEET_FACE_ENGINE", value_enum, default_value_t)]
-    pub face_engine: FaceEngineKind,
-    /// Rekognition endpoint URL, e.g. `http://127.0.0.1:8091` for `mapfleet rekognition
-    /// serve`. Default: the region's Amazon Rekognition endpoint.
-    #[arg(long, env = "MAPFLEET_REKOGNITION_ENDPOINT")]
-    pub rekognition_endpoint: Option<String>,
-    /// Object store: `local`, or `s3` (implied by --s3-endpoint).
+pub struct ObjectStoreArgs {
+    /// Object store: `local` (`<data-dir>/buckets`), or `s3` (implied by --s3-endpoint).
     #[arg(long, env = "MAPFLEET_OBJECT_STORE", value_enum, default_value_t)]
     pub object_store: ObjectStoreKind,
     /// S3 endpoint URL of an S3-compatible server (path-style addressing), e.g.
     /// `http://127.0.0.1:9000`. Default: the region's Amazon S3 endpoint.
     #[arg(long, env = "MAPFLEET_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
-    /// The face collection (the workshop's `REKOGNITION_COLLECTION_ID`).
-    #[arg(long, env = "MAPFLEET_COLLECTION_ID", default_value = crate::photo::DEFAULT_COLLECTION_ID)]
-    pub collection_id: String,
-    /// The thumbnail bucket (the workshop's `THUMBNAIL_BUCKET`).
-    #[arg(long, env = "MAPFLEET_THUMBNAIL_BUCKET", default_value = crate::photo::DEFAULT_THUMBNAIL_BUCKET)]
-    pub thumbnail_bucket: String,
 }
 
-impl ProviderArgs {
+impl ObjectStoreArgs {
     /// Whether objects live in S3 (or an S3-compatible server).
     pub fn uses_s3(&self) -> bool {
         self.object_store == ObjectStoreKind::S3 || self.s3_endpoint.is_some()
-    }
-
-    /// Whether faces go to Rekognition (or a compatible endpoint).
-    pub fn uses_rekognition(&self) -> bool {
-        self.face_engine == FaceEngineKind::Aws || self.rekognition_endpoint.is_some()
-    }
-
-    fn photo_config(&self) -> PhotoConfig {
-        PhotoConfig {
-            collection_id: self.collection_id.clone(),
-            thumbnail_bucket: self.thumbnail_bucket.clone(),
-            ..PhotoConfig::default()
-        }
     }
 
     /// The object store these flags choose (`<data_dir>/buckets` when local).
@@ -90,6 +65,43 @@ impl ProviderArgs {
     }
 }
 
+/// Flags (and `MAPFLEET_*` variables) that choose the photo tasks' providers (AWS settings
+/// as for [`ObjectStoreArgs`]).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ProviderArgs {
+    /// Face engine: `local`, or `aws` (Rekognition; implied by --rekognition-endpoint).
+    #[arg(long, env = "MAPFLEET_FACE_ENGINE", value_enum, default_value_t)]
+    pub face_engine: FaceEngineKind,
+    /// Rekognition endpoint URL, e.g. `http://127.0.0.1:8091` for `mapfleet rekognition
+    /// serve`. Default: the region's Amazon Rekognition endpoint.
+    #[arg(long, env = "MAPFLEET_REKOGNITION_ENDPOINT")]
+    pub rekognition_endpoint: Option<String>,
+    /// Where photos and thumbnails live.
+    #[command(flatten)]
+    pub store: ObjectStoreArgs,
+    /// The face collection (the workshop's `REKOGNITION_COLLECTION_ID`).
+    #[arg(long, env = "MAPFLEET_COLLECTION_ID", default_value = crate::photo::DEFAULT_COLLECTION_ID)]
+    pub collection_id: String,
+    /// The thumbnail bucket (the workshop's `THUMBNAIL_BUCKET`).
+    #[arg(long, env = "MAPFLEET_THUMBNAIL_BUCKET", default_value = crate::photo::DEFAULT_THUMBNAIL_BUCKET)]
+    pub thumbnail_bucket: String,
+}
+
+impl ProviderArgs {
+    /// Whether faces go to Rekognition (or a compatible endpoint).
+    pub fn uses_rekognition(&self) -> bool {
+        self.face_engine == FaceEngineKind::Aws || self.rekognition_endpoint.is_some()
+    }
+
+    fn photo_config(&self) -> PhotoConfig {
+        PhotoConfig {
+            collection_id: self.collection_id.clone(),
+            thumbnail_bucket: self.thumbnail_bucket.clone(),
+            ..PhotoConfig::default()
+        }
+    }
+}
+
 /// The photo tasks' context on the chosen providers. The default buckets and the collection are
 /// created when missing (an existing bucket is only checked).
 pub async fn photo_context(
@@ -99,7 +111,7 @@ pub async fn photo_context(
     at: &StoresAt,
 ) -> Result<PhotoContext, SetupError> {
     let config = args.photo_config();
-    let store = args.object_store(data_dir).await;
+    let store = args.store.object_store(data_dir).await;
     let stores = PhotoStores::open(at, data_dir).await?;
     if !args.uses_rekognition() {
         return local_context(data_dir, sessions, config, store, stores).await;

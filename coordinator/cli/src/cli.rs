@@ -56,7 +56,7 @@ pub enum Command {
     /// fleet when `--redis`/`--amqp` (or their env vars) are given.
     Run(RunArgs),
     /// Run a coordinator of the fleet (stateless; run as many as you like).
-    Coordinator(crate::fleet::command::CoordinatorArgs),
+    Coordinator(CoordinatorCommand),
     /// Distributed Map runs of the fleet (ListMapRuns, DescribeMapRun).
     #[command(subcommand)]
     MapRuns(map_runs::MapRunsCommand),
@@ -258,6 +258,18 @@ pub struct RunArgs {
     pub before_output: Option<fn(&Value)>,
 }
 
+/// `mapfleet coordinator`: the coordinator's flags, and the object store its Distributed
+/// Maps read their items from and write their result files to (the local buckets under
+/// `--data-dir`, or S3 / an S3-compatible server, with the worker's flags).
+#[derive(Args, Debug)]
+pub struct CoordinatorCommand {
+    #[command(flatten)]
+    pub coordinator: crate::fleet::command::CoordinatorArgs,
+    /// Where Distributed Maps' ItemReader objects and ResultWriter files are.
+    #[command(flatten)]
+    pub objects: worker::providers::ObjectStoreArgs,
+}
+
 /// Entry point of the `mapfleet` binary.
 pub fn main() -> ExitCode {
     shared::process::init_tracing("warn");
@@ -295,16 +307,20 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => crate::api::serve(args).await,
             Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
             // The coordinator reads Distributed Maps' items from, and writes their results
-            // to, the local buckets under the data dir, as embedded mode does.
-            Command::Coordinator(args) => crate::fleet::command::run_with(
-                args,
-                crate::fleet::maprun::MapRunStore::new(Arc::new(crate::buckets::StoreBuckets(
-                    Arc::new(worker::store::LocalStore::new(data_dir.join("buckets"))),
-                ))),
-            )
-            .await
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(anyhow::Error::from),
+            // to, the object store its flags choose: the local buckets under the data dir, as
+            // embedded mode does, or S3.
+            Command::Coordinator(args) => {
+                let store = args.objects.object_store(&data_dir).await;
+                crate::fleet::command::run_with(
+                    args.coordinator,
+                    crate::fleet::maprun::MapRunStore::new(Arc::new(crate::buckets::StoreBuckets(
+                        store,
+                    ))),
+                )
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
+            }
             Command::Describe {
                 arn,
                 history,

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use coordinator::asl::parse::parse_definition;
 use coordinator::embedded::{EmbeddedOptions, NoTasks, run_execution};
 use coordinator::engine::ExecutionInfo;
+use mapfleet::buckets::StoreBuckets;
 use mapfleet::cli::describe;
 use serde_json::Value;
+use worker::store::LocalStore;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
@@ -29,6 +31,18 @@ struct Got {
 }
 
 async fn run_case(case: &Value) -> Got {
+    // The ItemReader cases' objects (`s3_objects`) go into a fresh data dir's local buckets,
+    // as the CLI adapter writes them; every case gets one, so a missing bucket is missing.
+    let data = tempfile::tempdir().expect("a temporary data dir");
+    for obj in case["s3_objects"].as_array().into_iter().flatten() {
+        let path = data
+            .path()
+            .join("buckets")
+            .join(obj["bucket"].as_str().unwrap_or_default())
+            .join(obj["key"].as_str().unwrap_or_default());
+        std::fs::create_dir_all(path.parent().expect("a bucket dir")).expect("bucket dir");
+        std::fs::write(&path, obj["body"].as_str().unwrap_or_default()).expect("object");
+    }
     let rejected = |why: String| Got {
         status: "REJECTED_AT_CREATE".into(),
         output: None,
@@ -44,7 +58,13 @@ async fn run_case(case: &Value) -> Got {
         Err(e) => return rejected(e.to_string()),
     };
     let info = ExecutionInfo::new("Conformance", "case", input, chrono::Utc::now());
-    let result = run_execution(def, info, Arc::new(NoTasks), EmbeddedOptions::default()).await;
+    let opts = EmbeddedOptions {
+        buckets: Some(Arc::new(StoreBuckets(Arc::new(LocalStore::new(
+            data.path().join("buckets"),
+        ))))),
+        ..EmbeddedOptions::default()
+    };
+    let result = run_execution(def, info, Arc::new(NoTasks), opts).await;
     let doc = describe(&result);
     Got {
         status: doc["status"].as_str().unwrap_or_default().to_string(),
@@ -120,14 +140,34 @@ fn json_equal(exp: &Value, got: &Value) -> bool {
     }
 }
 
-/// The runner's default selection, narrowed to one query language (`*`: any) and, with
+/// Which cases a selection takes: the runner's default ones (no service integration), or
+/// those `--with-s3` adds (the ones that need S3 alone: Distributed Maps' ItemReader, and
+/// `aws-sdk:s3` Tasks, which mapfleet does not serve).
+#[derive(Clone, Copy, PartialEq)]
+enum Cases {
+    Pure,
+    S3,
+}
+
+/// The runner's selection of `cases`, narrowed to one query language (`*`: any) and, with
 /// `vars_only`, to the cases that use variables (`Assign`).
-fn selected(case: &Value, query_language: &str, map_only: bool, vars_only: bool) -> bool {
+fn selected(
+    case: &Value,
+    cases: Cases,
+    query_language: &str,
+    map_only: bool,
+    vars_only: bool,
+) -> bool {
     let flag = |k: &str| case[k].as_bool().unwrap_or(false);
     let features = &case["features"];
+    let s3_only = case["requires"] == serde_json::json!(["s3"]);
+    let wanted = match cases {
+        Cases::Pure => flag("pure"),
+        Cases::S3 => !flag("pure") && s3_only,
+    };
     case["kind"] == "execution"
         && flag("aws_validated")
-        && flag("pure")
+        && wanted
         && flag("runnable")
         && flag("deterministic")
         && (query_language == "*" || features["query_language"] == query_language)
@@ -191,22 +231,51 @@ fn main() -> ExitCode {
         .start_paused(true)
         .build()
         .expect("runtime");
-    // (name in floor.json, query language, Map cases only, compare event types, variables only)
+    // (name in floor.json, cases, query language, Map cases only, compare event types,
+    // variables only)
     let selections = [
-        ("jsonpath", "JSONPath", false, false, false),
-        ("jsonpath_map_only", "JSONPath", true, false, false),
-        ("jsonpath_event_types", "JSONPath", false, true, false),
-        ("jsonata", "JSONata", false, false, false),
-        ("jsonata_event_types", "JSONata", false, true, false),
-        ("mixed", "mixed", false, false, false),
-        ("variables", "*", false, false, true),
+        ("jsonpath", Cases::Pure, "JSONPath", false, false, false),
+        (
+            "jsonpath_map_only",
+            Cases::Pure,
+            "JSONPath",
+            true,
+            false,
+            false,
+        ),
+        (
+            "jsonpath_event_types",
+            Cases::Pure,
+            "JSONPath",
+            false,
+            true,
+            false,
+        ),
+        ("jsonata", Cases::Pure, "JSONata", false, false, false),
+        (
+            "jsonata_event_types",
+            Cases::Pure,
+            "JSONata",
+            false,
+            true,
+            false,
+        ),
+        ("mixed", Cases::Pure, "mixed", false, false, false),
+        ("variables", Cases::Pure, "*", false, false, true),
+        ("with_s3_map", Cases::S3, "*", true, false, false),
+        ("with_s3_map_event_types", Cases::S3, "*", true, true, false),
+        ("with_s3_all", Cases::S3, "*", false, false, false),
     ];
     let mut ok = true;
-    for (name, language, map_only, with_events, vars_only) in selections {
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    for (name, which, language, map_only, with_events, vars_only) in selections {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let (mut passed, mut failed) = (0u64, 0u64);
         let chosen: Vec<&Value> = cases
             .iter()
-            .filter(|c| selected(c, language, map_only, vars_only))
+            .filter(|c| selected(c, which, language, map_only, vars_only))
             .collect();
         for case in &chosen {
             let got = rt.block_on(run_case(case));

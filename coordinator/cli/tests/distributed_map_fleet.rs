@@ -3,8 +3,11 @@
 //! `distributed_map.rs`, each item's record exactly once in the result files) run by the
 //! `mapfleet` binary with fleet flags, against a coordinator and a worker in this process.
 //! The coordinator reads the items from, and writes the result files to, the fixture's
-//! local buckets, as `mapfleet coordinator --data-dir` does.
+//! local buckets, as `mapfleet coordinator --data-dir` does; and `mapfleet coordinator
+//! --s3-endpoint` does both through S3 (the worker's in-process S3-compatible server).
 
+#[path = "../../../worker/tests/aws_support/mod.rs"]
+mod aws_support;
 mod common;
 #[path = "common/distributed.rs"]
 mod distributed;
@@ -212,4 +215,173 @@ async fn tolerated_failures_and_map_run_commands_on_the_fleet() {
         .unwrap();
     within.unwrap();
     exceeded.unwrap();
+}
+
+/// A `mapfleet coordinator` process, killed when dropped.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `mapfleet coordinator --s3-endpoint` (the real binary) on a fleet whose worker runs in this
+/// process: a Distributed Map over an S3 Inventory manifest (its data file gzip'd) read from
+/// an S3-compatible server, its result files written there, each item's record exactly once;
+/// nothing goes to the coordinator's local buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_reads_items_and_writes_results_through_s3() {
+    common::in_process::log_to_file("mapfleet-dmap-fleet");
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = aws_support::start_s3(&dir.path().join("s3")).await;
+    let store = worker::store::S3Store::new(&aws_support::sdk_config().await, Some(&s3.url));
+    use worker::store::ObjectStore;
+    for bucket in ["inventory", "results"] {
+        store.create_bucket(bucket).await.unwrap();
+    }
+    let rows: String = (0..30)
+        .map(|i| format!("\"rides\",\"photos/{i:03}.jpg\",\"{}\"\n", 1000 + i))
+        .collect();
+    store
+        .put(
+            "inventory",
+            "rides/daily/data/part-1.csv.gz",
+            distributed::gzip(rows.as_bytes()),
+            "application/gzip",
+        )
+        .await
+        .unwrap();
+    let manifest = json!({"sourceBucket": "rides", "destinationBucket": "arn:aws:s3:::inventory",
+        "version": "2016-11-30", "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size",
+        "files": [{"key": "rides/daily/data/part-1.csv.gz", "size": 1, "MD5checksum": "0"}]});
+    store
+        .put(
+            "inventory",
+            "rides/daily/manifest.json",
+            manifest.to_string().into_bytes(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+
+    let prefix = shared::testkit::unique_prefix("dmap-s3");
+    let (amqp, redis) = (shared::testkit::amqp_url(), shared::testkit::redis_url());
+    let fleet = config(&["--prefix", &prefix, "--amqp", &amqp, "--redis", &redis]);
+    let running = InProcessFleet::start_with(
+        fleet,
+        Services {
+            coordinators: 0,
+            worker_tag: "dmap-s3",
+            ..Services::one_each(8)
+        },
+    )
+    .await
+    .unwrap();
+    let data = dir.path().join("coordinator-data");
+    let log = std::fs::File::create(dir.path().join("coordinator.log")).unwrap();
+    let coordinator = Spawned(
+        std::process::Command::new(distributed::MAPFLEET)
+            .args([
+                "coordinator",
+                "--prefix",
+                &prefix,
+                "--amqp",
+                &amqp,
+                "--redis",
+                &redis,
+            ])
+            .args(["--s3-endpoint", &s3.url])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("AWS_ACCESS_KEY_ID", aws_support::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", aws_support::SECRET_KEY)
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env_remove("MAPFLEET_OBJECT_STORE")
+            .env("MAPFLEET_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let def = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "MaxConcurrency": 8,
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "MANIFEST"},
+            "Parameters": {"Bucket": "inventory", "Key.$": "$.manifest"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Echo", "States": {"Echo": {"Type": "Task", "Resource": "arn:mapfleet:task:::echo", "End": true}}},
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "results", "Prefix": "inventory"}},
+        "End": true}}});
+    let def_path = dir.path().join("def.json");
+    std::fs::write(&def_path, def.to_string()).unwrap();
+    let input_path = dir.path().join("input.json");
+    std::fs::write(
+        &input_path,
+        json!({"manifest": "rides/daily/manifest.json"}).to_string(),
+    )
+    .unwrap();
+    let args: Vec<String> = vec![
+        "run".into(),
+        def_path.to_str().unwrap().into(),
+        "--input".into(),
+        input_path.to_str().unwrap().into(),
+        "--describe".into(),
+        "--redis".into(),
+        redis.clone(),
+        "--amqp".into(),
+        amqp.clone(),
+        "--prefix".into(),
+        prefix.clone(),
+    ];
+    let described = tokio::task::block_in_place(|| mapfleet(&args));
+    drop(coordinator);
+    running.stop().await;
+    shared::testkit::teardown(&amqp, &redis, &prefix)
+        .await
+        .unwrap();
+    let d = described.unwrap();
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    let output: serde_json::Value = serde_json::from_str(d["output"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        output["ResultWriterDetails"]["Bucket"], "results",
+        "{output}"
+    );
+    let manifest_key = output["ResultWriterDetails"]["Key"].as_str().unwrap();
+    let manifest = store.get("results", manifest_key, 1 << 20).await.unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let mut keys = Vec::new();
+    for file in manifest["ResultFiles"]["SUCCEEDED"].as_array().unwrap() {
+        let text = store
+            .get("results", file["Key"].as_str().unwrap(), 1 << 24)
+            .await
+            .unwrap();
+        assert_eq!(file["Size"], json!(text.bytes.len()), "{manifest}");
+        let records: Vec<serde_json::Value> = serde_json::from_slice(&text.bytes).unwrap();
+        for r in records {
+            assert_eq!(r["Status"], "SUCCEEDED", "{r}");
+            let input: serde_json::Value =
+                serde_json::from_str(r["Input"].as_str().unwrap()).unwrap();
+            assert_eq!(input["Bucket"], "rides", "{r}");
+            keys.push(input["Key"].as_str().unwrap().to_string());
+        }
+    }
+    keys.sort();
+    let expected: Vec<String> = (0..30).map(|i| format!("photos/{i:03}.jpg")).collect();
+    assert_eq!(keys, expected, "each item's record exactly once");
+    assert!(
+        manifest["ResultFiles"]["FAILED"]
+            .as_array()
+            .is_none_or(|f| f.is_empty()),
+        "{manifest}"
+    );
+    assert!(
+        !data.join("buckets").exists(),
+        "nothing in the local buckets"
+    );
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use crate::access::access;
 use clap::{Args, Subcommand};
 use worker::endpoint::{Endpoint, EndpointOptions};
-use worker::providers::{ObjectStoreKind, ProviderArgs};
+use worker::providers::ObjectStoreArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum RekognitionCommand {
@@ -34,11 +34,8 @@ pub struct ServeArgs {
     pub sessions: usize,
     /// Where `Image.S3Object` images are read: `local` (`<data-dir>/buckets`) or `s3`
     /// (implied by --s3-endpoint; region and credentials from the standard AWS chain).
-    #[arg(long, env = "MAPFLEET_OBJECT_STORE", value_enum, default_value_t)]
-    pub object_store: ObjectStoreKind,
-    /// S3 endpoint URL of an S3-compatible server (path-style addressing).
-    #[arg(long, env = "MAPFLEET_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
+    #[command(flatten)]
+    pub store: ObjectStoreArgs,
     /// The key pairs allowed to call, in the AWS credentials file format (every profile's
     /// `aws_access_key_id` / `aws_secret_access_key`). Adds to MAPFLEET_API_KEYS
     /// (`AKID:SECRET` pairs, comma-separated), which is read from the environment only so that
@@ -53,12 +50,7 @@ pub struct ServeArgs {
 
 pub async fn rekognition(data_dir: &Path, cmd: RekognitionCommand) -> anyhow::Result<ExitCode> {
     let RekognitionCommand::Serve(args) = cmd;
-    let providers = ProviderArgs {
-        object_store: args.object_store,
-        s3_endpoint: args.s3_endpoint,
-        ..ProviderArgs::default()
-    };
-    let store = providers.object_store(data_dir).await;
+    let store = args.store.object_store(data_dir).await;
     let models_dir = worker::registry::models_dir(data_dir);
     let engine =
         worker::endpoint::local_engine(data_dir, &models_dir, args.sessions, store).await?;
@@ -103,7 +95,10 @@ mod tests {
         .unwrap();
         let RekognitionCommand::Serve(a) = t.cmd;
         assert_eq!(a.addr.port(), 0);
-        assert_eq!(a.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            a.store.s3_endpoint.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert!(!a.allow_anonymous);
     }
 }

@@ -5,7 +5,8 @@
 //! Each fixture is
 //! `{comment, objects?, generate?, buckets?, definition, input?, expected: {status, output?,
 //! error?, cause_contains?}, events?, event_counts?, files?}`:
-//! - `objects`: `"bucket/key"` to the object's text, written before the run; `generate`:
+//! - `objects`: `"bucket/key"` to the object's text, written before the run (gzip'd when the
+//!   key ends in `.gz`, as an S3 Inventory writes its data files); `generate`:
 //!   `"bucket/key"` to `{format: "jsonl"|"csv", count, fail_every?}`, a generated object
 //!   whose item `i` is `{"id": i, "fail": bool}` (failing every `fail_every`-th item).
 //! - `buckets`: buckets to create empty.
@@ -68,6 +69,14 @@ pub fn write_object(data: &Path, path: &str, bytes: &[u8]) {
     std::fs::write(file, bytes).unwrap();
 }
 
+/// `bytes` gzip'd.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
 pub fn generate(spec: &Value) -> String {
     let count = spec["count"].as_u64().unwrap();
     let every = spec["fail_every"].as_u64().unwrap_or(0);
@@ -92,7 +101,12 @@ pub fn run_fixture(path: &Path, data: &Path, extra: &[String]) -> Result<(), Str
     let data = data.to_path_buf();
     std::fs::create_dir_all(data.join("buckets")).unwrap();
     for (p, text) in fx["objects"].as_object().into_iter().flatten() {
-        write_object(&data, p, text.as_str().unwrap().as_bytes());
+        let text = text.as_str().unwrap().as_bytes();
+        if p.ends_with(".gz") {
+            write_object(&data, p, &gzip(text));
+        } else {
+            write_object(&data, p, text);
+        }
     }
     for (p, spec) in fx["generate"].as_object().into_iter().flatten() {
         write_object(&data, p, generate(spec).as_bytes());

@@ -214,7 +214,15 @@ pub enum ProcessorMode {
 pub struct ItemBatcher {
     pub max_items_per_batch: Option<Dynamic<u64>>,
     pub max_input_bytes_per_batch: Option<Dynamic<u64>>,
-    pub batch_input: Option<Template>,
+    pub batch_input: Option<AnyTemplate>,
+}
+
+/// A template field in its state's query language: a JSONPath payload template
+/// (`Parameters`, `"key.$"` fields) or a JSONata one (`Arguments`, `{% ... %}` strings).
+#[derive(Debug, Clone)]
+pub enum AnyTemplate {
+    Path(Template),
+    Jsonata(JTemplate),
 }
 
 #[derive(Debug, Clone)]

@@ -3,8 +3,7 @@
 //! `parse/distributed.rs`; the engine resolves their `Parameters` at run time
 //! (`engine/run/distributed.rs`) into the requests the driver's object seam carries out.
 
-use super::definition::Dynamic;
-use super::template::Template;
+use super::definition::{AnyTemplate, Dynamic};
 
 /// `arn:aws:states:::s3:getObject`: items are the records of one object.
 pub const GET_OBJECT: &str = "arn:aws:states:::s3:getObject";
@@ -22,9 +21,10 @@ pub const DISTRIBUTED_MAX_CONCURRENCY: u64 = 10_000;
 #[derive(Debug, Clone)]
 pub struct ItemReaderSpec {
     pub source: ReaderSource,
-    /// `Parameters`: `Bucket` and `Key` (getObject) or `Bucket` and `Prefix`
-    /// (listObjectsV2), with paths allowed; checked again once evaluated.
-    pub parameters: Template,
+    /// `Parameters` (`Arguments` in JSONata): `Bucket` and `Key` (getObject) or `Bucket` and
+    /// `Prefix` (listObjectsV2), with paths or expressions allowed; checked again once
+    /// evaluated.
+    pub parameters: AnyTemplate,
     /// `ReaderConfig.MaxItems(Path)`: read at most this many items (0: all).
     pub max_items: Option<Dynamic<u64>>,
 }
@@ -73,9 +73,9 @@ pub enum CsvHeaders {
 /// A Map's `ResultWriter`.
 #[derive(Debug, Clone)]
 pub struct ResultWriterSpec {
-    /// `Parameters` (`Bucket`, `Prefix`): where the result files go. `None`: a
-    /// `WriterConfig` alone, which shapes the results but exports nothing.
-    pub destination: Option<Template>,
+    /// `Parameters` (`Arguments` in JSONata: `Bucket`, `Prefix`): where the result files go.
+    /// `None`: a `WriterConfig` alone, which shapes the results but exports nothing.
+    pub destination: Option<AnyTemplate>,
     pub output_type: OutputType,
     pub transformation: Transformation,
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::decode::NOT_ITERABLE;
 use super::{Buckets, ItemReadError, ItemStream};
 use crate::asl::distributed::{OutputType, ReaderSource, Transformation};
 use crate::asl::error::{StatesError, names};
@@ -264,12 +265,16 @@ impl ChildInputs {
     }
 
     fn reader_failed(&self, e: ItemReadError) -> StatesError {
-        StatesError::new(
-            names::ITEM_READER_FAILED,
-            format!(
+        let cause = match &e {
+            // AWS's own cause, word for word.
+            ItemReadError::Decode { error, .. } if error.0 == NOT_ITERABLE => error.0.clone(),
+            // It names the object (a manifest's data file, maybe) and the line.
+            ItemReadError::Decode { .. } => format!("The ItemReader could not read {e}"),
+            _ => format!(
                 "The ItemReader could not read {}: {e}",
                 self.plan.reader.describe()
             ),
-        )
+        };
+        StatesError::new(names::ITEM_READER_FAILED, cause)
     }
 }

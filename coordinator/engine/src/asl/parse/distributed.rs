@@ -4,9 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::{Builder, Loc};
-use crate::asl::definition::Dynamic;
+use crate::asl::definition::{AnyTemplate, Dynamic};
 use crate::asl::distributed::*;
-use crate::asl::template::Template;
 
 /// The `Parameters` fields of a reader or writer: (name, required).
 fn parameter_fields(resource: &str) -> &'static [(&'static str, bool)] {
@@ -24,8 +23,9 @@ impl Builder {
             self.err(loc, "'ItemReader' must be a JSON object");
             return None;
         };
+        let fields = self.s3_fields_name();
         for key in obj.keys() {
-            if !matches!(key.as_str(), "Resource" | "ReaderConfig" | "Parameters") {
+            if !matches!(key.as_str(), "Resource" | "ReaderConfig") && key != fields {
                 self.err(
                     &loc.field(key),
                     format!("Field '{key}' is not supported in 'ItemReader'"),
@@ -60,7 +60,7 @@ impl Builder {
         };
         let source = self.reader_source(resource, config, &loc.field("ReaderConfig"))?;
         let max_items = self.max_items(config, &loc.field("ReaderConfig"))?;
-        let parameters = self.s3_parameters(obj.get("Parameters"), resource, loc)?;
+        let parameters = self.s3_parameters(obj.get(fields), resource, loc)?;
         Some(ItemReaderSpec {
             source,
             parameters,
@@ -222,7 +222,12 @@ impl Builder {
         config: &Map<String, Value>,
         loc: &Loc,
     ) -> Option<Option<Dynamic<u64>>> {
+        let expression = |v: &Value| {
+            v.as_str()
+                .is_some_and(|s| crate::asl::jsonata::expression_text(s).is_some())
+        };
         if let Some(v) = config.get("MaxItems")
+            && !(self.jsonata && expression(v))
             && v.as_u64().is_none_or(|n| n > MAX_ITEMS_LIMIT)
         {
             self.err(
@@ -240,33 +245,70 @@ impl Builder {
         )
     }
 
-    /// `Parameters` of an S3 reader or writer: an object whose fields are those of the
-    /// resource, each given literally (a string) or through a path (`"Bucket.$"`).
-    fn s3_parameters(&mut self, v: Option<&Value>, resource: &str, loc: &Loc) -> Option<Template> {
-        let pl = loc.field("Parameters");
+    /// The field an S3 reader or writer gives its bucket and key in: `Parameters`, or
+    /// `Arguments` in a JSONata state.
+    fn s3_fields_name(&self) -> &'static str {
+        if self.jsonata {
+            "Arguments"
+        } else {
+            "Parameters"
+        }
+    }
+
+    /// `Parameters` (`Arguments`) of an S3 reader or writer: an object whose fields are those
+    /// of the resource, each given literally (a string), through a path (`"Bucket.$"`) or,
+    /// in JSONata, as an expression (`"{% $states.input.bucket %}"`); or, in JSONata, one
+    /// expression for the whole object.
+    fn s3_parameters(
+        &mut self,
+        v: Option<&Value>,
+        resource: &str,
+        loc: &Loc,
+    ) -> Option<AnyTemplate> {
+        let name = self.s3_fields_name();
+        let pl = loc.field(name);
         let Some(v) = v else {
-            self.err(loc, "These fields are required: [Parameters]");
+            self.err(loc, format!("These fields are required: [{name}]"));
             return None;
         };
+        if self.jsonata
+            && v.as_str()
+                .is_some_and(|s| crate::asl::jsonata::expression_text(s).is_some())
+        {
+            return self
+                .jtemplate_field(Some(v), name, loc)
+                .map(AnyTemplate::Jsonata);
+        }
         let Some(obj) = v.as_object() else {
-            self.err(&pl, "'Parameters' must be a JSON object");
+            self.err(&pl, format!("'{name}' must be a JSON object"));
             return None;
         };
         let fields = parameter_fields(resource);
         let mut ok = true;
         for (key, value) in obj {
-            let name = key.strip_suffix(".$").unwrap_or(key);
-            if !fields.iter().any(|(f, _)| *f == name) {
+            let field = match key.strip_suffix(".$") {
+                Some(_) if self.jsonata => {
+                    self.err(
+                        &pl.field(key),
+                        format!("Field '{key}': a JSONata state's Arguments take no '.$' fields (give '{{% ... %}}' expressions)"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                Some(f) => f,
+                None => key.as_str(),
+            };
+            if !fields.iter().any(|(f, _)| *f == field) {
                 let allowed: Vec<&str> = fields.iter().map(|(f, _)| *f).collect();
                 self.err(
                     &pl.field(key),
                     format!(
-                        "Field '{key}' is not supported in the Parameters of '{resource}' (allowed: {})",
+                        "Field '{key}' is not supported in the {name} of '{resource}' (allowed: {})",
                         allowed.join(", ")
                     ),
                 );
                 ok = false;
-            } else if key == name && !value.is_string() {
+            } else if key == field && !value.is_string() {
                 self.err(&pl.field(key), format!("'{key}' must be a string"));
                 ok = false;
             }
@@ -291,8 +333,12 @@ impl Builder {
             self.err(&pl.field("Bucket"), "'Bucket' cannot be empty");
             ok = false;
         }
-        let template = self.template_field(Some(v), "Parameters", loc)?;
-        ok.then_some(template)
+        if self.jsonata {
+            let template = self.jtemplate_field(Some(v), name, loc)?;
+            return ok.then_some(AnyTemplate::Jsonata(template));
+        }
+        let template = self.template_field(Some(v), name, loc)?;
+        ok.then_some(AnyTemplate::Path(template))
     }
 
     pub(super) fn result_writer(&mut self, v: &Value, loc: &Loc) -> Option<ResultWriterSpec> {
@@ -300,15 +346,16 @@ impl Builder {
             self.err(loc, "'ResultWriter' must be a JSON object");
             return None;
         };
+        let fields = self.s3_fields_name();
         for key in obj.keys() {
-            if !matches!(key.as_str(), "Resource" | "Parameters" | "WriterConfig") {
+            if !matches!(key.as_str(), "Resource" | "WriterConfig") && key != fields {
                 self.err(
                     &loc.field(key),
                     format!("Field '{key}' is not supported in 'ResultWriter'"),
                 );
             }
         }
-        let destination = match (obj.get("Resource"), obj.get("Parameters")) {
+        let destination = match (obj.get("Resource"), obj.get(fields)) {
             (Some(Value::String(r)), params) if r == PUT_OBJECT => {
                 Some(self.s3_parameters(params, PUT_OBJECT, loc)?)
             }
@@ -320,17 +367,16 @@ impl Builder {
                 return None;
             }
             (None, Some(_)) => {
-                self.err(
-                    loc,
-                    format!("'Parameters' needs 'Resource' ('{PUT_OBJECT}')"),
-                );
+                self.err(loc, format!("'{fields}' needs 'Resource' ('{PUT_OBJECT}')"));
                 return None;
             }
             (None, None) => {
                 if !obj.contains_key("WriterConfig") {
                     self.err(
                         loc,
-                        "'ResultWriter' needs 'Resource' and 'Parameters', or 'WriterConfig'",
+                        format!(
+                            "'ResultWriter' needs 'Resource' and '{fields}', or 'WriterConfig'"
+                        ),
                     );
                     return None;
                 }
@@ -370,7 +416,7 @@ impl Builder {
                 if output_type == OutputType::Jsonl && destination.is_none() {
                     self.err(
                         &wl.field("OutputType"),
-                        "'OutputType' needs a destination ('Resource' and 'Parameters')",
+                        format!("'OutputType' needs a destination ('Resource' and '{fields}')"),
                     );
                 }
             }
@@ -651,11 +697,6 @@ mod tests {
                 json!({"MaxConcurrency": 10001}),
                 "/States/Fan/MaxConcurrency",
                 "cannot exceed 10000",
-            ),
-            (
-                json!({"ItemsPath": "$.items", "ItemReader": {"Resource": GET_OBJECT, "ReaderConfig": {"InputType": "JSON"}, "Parameters": {"Bucket": "b", "Key": "k"}}}),
-                "/States/Fan",
-                "Only one of 'ItemReader' or 'ItemsPath'",
             ),
         ];
         for (extra, location, fragment) in cases {

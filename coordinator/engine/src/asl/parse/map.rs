@@ -100,9 +100,9 @@ impl Builder {
             None => None,
             Some(v) => Some(self.path_string(v, "ItemsPath", loc)?),
         };
-        if raw.ItemReader.is_some() && raw.ItemsPath.is_some() {
-            self.err(loc, "Only one of 'ItemReader' or 'ItemsPath' may be set");
-        }
+        // With an ItemReader the items are the reader's: AWS accepts an ItemsPath next to it
+        // and leaves the items as read (recorded in the conformance cases), and so does the
+        // engine (`run/distributed.rs` never looks at it).
         let max_concurrency = self
             .dynamic_u64(
                 raw.MaxConcurrency.as_ref(),
@@ -271,7 +271,13 @@ impl Builder {
         if max_items_per_batch.is_none() && max_input_bytes_per_batch.is_none() {
             self.err(loc, "'ItemBatcher' needs 'MaxItemsPerBatch' or 'MaxInputBytesPerBatch' (or their Path forms)");
         }
-        let batch_input = self.template_field(obj.get("BatchInput"), "BatchInput", loc);
+        let batch_input = if self.jsonata {
+            self.jtemplate_field(obj.get("BatchInput"), "BatchInput", loc)
+                .map(AnyTemplate::Jsonata)
+        } else {
+            self.template_field(obj.get("BatchInput"), "BatchInput", loc)
+                .map(AnyTemplate::Path)
+        };
         Some(ItemBatcher {
             max_items_per_batch,
             max_input_bytes_per_batch,

@@ -312,6 +312,15 @@ impl Engine {
         cursor: &Cursor,
         scope: &Scope<'_>,
     ) -> Result<Vec<Value>, StatesError> {
+        let jscope = JScope {
+            input: effective,
+            context: scope.context,
+            result: None,
+            error_output: None,
+            vars: &cursor.vars,
+            now_millis: cursor.entered_at.timestamp_millis(),
+            entropy: scope.entropy,
+        };
         let resolve = |d: &Option<Dynamic<u64>>| -> Result<Option<u64>, StatesError> {
             match d {
                 None => Ok(None),
@@ -320,15 +329,6 @@ impl Engine {
                     Ok(Some(integer_at(p.eval(scope)?, "ItemBatcher", p.as_str())?))
                 }
                 Some(d @ Dynamic::Expr(_)) => {
-                    let jscope = JScope {
-                        input: effective,
-                        context: scope.context,
-                        result: None,
-                        error_output: None,
-                        vars: &cursor.vars,
-                        now_millis: cursor.entered_at.timestamp_millis(),
-                        entropy: scope.entropy,
-                    };
                     expr_integer(d, "ItemBatcher", &jscope, false).transpose()
                 }
             }
@@ -338,7 +338,12 @@ impl Engine {
             .max(1) as usize;
         let max_bytes = resolve(&batcher.max_input_bytes_per_batch)?.unwrap_or(u64::MAX) as usize;
         let batch_input = match &batcher.batch_input {
-            Some(t) => Some(t.eval(scope)?),
+            Some(t) => Some(super::distributed::any_template(
+                t,
+                "BatchInput",
+                scope,
+                &jscope,
+            )?),
             None => None,
         };
         let mut batches = Vec::new();

@@ -8,11 +8,12 @@
 use serde_json::{Value, json};
 
 use super::{Engine, Tx};
-use crate::asl::definition::{Dynamic, MapSpec};
+use crate::asl::definition::{AnyTemplate, Dynamic, MapSpec};
 use crate::asl::distributed::{
     DISTRIBUTED_MAX_CONCURRENCY, ItemReaderSpec, ReaderSource, ResultWriterSpec,
 };
 use crate::asl::error::StatesError;
+use crate::asl::jsonata::JScope;
 use crate::asl::scope::Scope;
 use crate::engine::cursor::*;
 use crate::engine::dataflow;
@@ -164,9 +165,9 @@ impl Engine {
                 }
             },
         };
-        let read = self.read_request(reader, &scope, &state.name)?;
+        let read = self.read_request(reader, &scope, &jscope, &state.name)?;
         let writer = match &spec.result_writer {
-            Some(w) => self.write_request(w, &scope, &state.name)?,
+            Some(w) => self.write_request(w, &scope, &jscope, &state.name)?,
             None => None,
         };
         let batch = match &spec.item_batcher {
@@ -182,7 +183,11 @@ impl Engine {
                     .as_ref()
                     .map(|d| int(d, "MaxInputBytesPerBatchPath"))
                     .transpose()?;
-                let input = b.batch_input.as_ref().map(|t| t.eval(&scope)).transpose()?;
+                let input = b
+                    .batch_input
+                    .as_ref()
+                    .map(|t| any_template(t, "BatchInput", &scope, &jscope))
+                    .transpose()?;
                 (
                     Some(items.unwrap_or(u64::MAX).max(1) as usize),
                     bytes.map(|n| n as usize),
@@ -226,17 +231,12 @@ impl Engine {
         &self,
         reader: &ItemReaderSpec,
         scope: &Scope<'_>,
+        jscope: &JScope<'_>,
         state: &str,
     ) -> Result<ReadRequest, StatesError> {
-        let params = reader.parameters.eval(scope)?;
-        let field = |name: &str, required: bool| {
-            s3_field(
-                &params,
-                name,
-                required,
-                &format!("{state}/ItemReader/Parameters"),
-            )
-        };
+        let (params, at) = s3_fields(&reader.parameters, scope, jscope)?;
+        let at = format!("{state}/ItemReader/{at}");
+        let field = |name: &str, required: bool| s3_field(&params, name, required, &at);
         let bucket = field("Bucket", true)?;
         let (key, prefix) = match reader.source {
             ReaderSource::GetObject(_) => (field("Key", true)?, String::new()),
@@ -245,11 +245,8 @@ impl Engine {
         let max_items = match &reader.max_items {
             None => 0,
             Some(Dynamic::Literal(n)) => *n,
-            Some(Dynamic::Expr(_)) => {
-                return Err(StatesError::runtime(format!(
-                    "The ItemReader of state '{state}' gives MaxItems as a JSONata expression, \
-                     which mapfleet does not evaluate yet: give a number or MaxItemsPath"
-                )));
+            Some(d @ Dynamic::Expr(_)) => {
+                super::query::expr_integer(d, "MaxItems", jscope, true).unwrap_or(Ok(0))?
             }
             Some(Dynamic::Path(p)) => {
                 let v = p.eval(scope)?;
@@ -275,13 +272,14 @@ impl Engine {
         &self,
         writer: &ResultWriterSpec,
         scope: &Scope<'_>,
+        jscope: &JScope<'_>,
         state: &str,
     ) -> Result<Option<WriteRequest>, StatesError> {
         let Some(dest) = &writer.destination else {
             return Ok(None);
         };
-        let params = dest.eval(scope)?;
-        let at = format!("{state}/ResultWriter/Parameters");
+        let (params, at) = s3_fields(dest, scope, jscope)?;
+        let at = format!("{state}/ResultWriter/{at}");
         Ok(Some(WriteRequest {
             bucket: s3_field(&params, "Bucket", true, &at)?,
             prefix: s3_field(&params, "Prefix", false, &at)?
@@ -366,7 +364,33 @@ impl Engine {
     }
 }
 
-/// A string field of evaluated S3 `Parameters`.
+/// A template field evaluated in its language (`field` names it in a JSONata error).
+pub(super) fn any_template(
+    t: &AnyTemplate,
+    field: &str,
+    scope: &Scope<'_>,
+    jscope: &JScope<'_>,
+) -> Result<Value, StatesError> {
+    match t {
+        AnyTemplate::Path(t) => t.eval(scope),
+        AnyTemplate::Jsonata(t) => t.eval(field, jscope),
+    }
+}
+
+/// A reader's or writer's S3 fields evaluated, and their field's name.
+fn s3_fields(
+    fields: &AnyTemplate,
+    scope: &Scope<'_>,
+    jscope: &JScope<'_>,
+) -> Result<(Value, &'static str), StatesError> {
+    let name = match fields {
+        AnyTemplate::Path(_) => "Parameters",
+        AnyTemplate::Jsonata(_) => "Arguments",
+    };
+    Ok((any_template(fields, name, scope, jscope)?, name))
+}
+
+/// A string field of evaluated S3 `Parameters` (`Arguments`).
 fn s3_field(params: &Value, name: &str, required: bool, at: &str) -> Result<String, StatesError> {
     match params.get(name) {
         Some(Value::String(s)) if !s.is_empty() || !required => Ok(s.clone()),

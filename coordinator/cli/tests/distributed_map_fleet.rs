@@ -10,20 +10,12 @@ mod common;
 mod distributed;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use coordinator::fleet::maprun::MapRunStore;
 use coordinator::fleet::service::ServiceOptions;
 
 use common::in_process::{InProcessFleet, Services, config};
+use common::local_buckets;
 use serde_json::json;
-
-/// A coordinator whose map runs use the local buckets under `data`.
-fn local_buckets(data: &Path) -> MapRunStore {
-    MapRunStore::new(Arc::new(mapfleet::buckets::StoreBuckets(Arc::new(
-        worker::store::LocalStore::new(data.join("buckets")),
-    ))))
-}
 
 /// Runs one fixture on a fleet of its own prefix and data dir.
 async fn on_the_fleet(path: &Path) -> Result<(), String> {

@@ -209,11 +209,7 @@ impl Fleet {
         Self::start_opts(prefix, executor, ServiceOptions::default()).await
     }
 
-    async fn start_opts(
-        prefix: &str,
-        executor: Arc<TestExecutor>,
-        opts: ServiceOptions,
-    ) -> Fleet {
+    async fn start_opts(prefix: &str, executor: Arc<TestExecutor>, opts: ServiceOptions) -> Fleet {
         use clap::Parser;
         let fleet = Flags::parse_from([
             "api-fleet",
@@ -264,9 +260,7 @@ impl Fleet {
             let shutdown = Shutdown::on(async {
                 let _ = coordinator_stopped.await;
             });
-            tokio::spawn(async move {
-                Coordinator::serve(&fleet, opts, &shutdown).await
-            })
+            tokio::spawn(async move { Coordinator::serve(&fleet, opts, &shutdown).await })
         };
         Fleet {
             stop_worker,
@@ -381,9 +375,7 @@ async fn scenario(url: &str) {
         "file://{}",
         Path::new(RIDER_PHOTOS).canonicalize().unwrap().display()
     );
-    let created = aws
-        .ok(&create("RiderPhotos", &photos))
-        .await;
+    let created = aws.ok(&create("RiderPhotos", &photos)).await;
     let photos_arn = created["stateMachineArn"]
         .as_str()
         .expect("stateMachineArn")
@@ -396,9 +388,7 @@ async fn scenario(url: &str) {
         created["creationDate"].is_number(),
         "epoch seconds: {created}"
     );
-    let again = aws
-        .ok(&create("RiderPhotos", &photos))
-        .await;
+    let again = aws.ok(&create("RiderPhotos", &photos)).await;
     assert_eq!(again, created, "CreateStateMachine is idempotent");
     let described = aws
         .ok(&["describe-state-machine", "--state-machine-arn", &photos_arn])
@@ -428,9 +418,7 @@ async fn scenario(url: &str) {
     let other =
         json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 1, "End": true}}});
     let items_file = write(dir.path(), "items.json", &items);
-    let machine = aws
-        .ok(&create("Items", &items_file))
-        .await["stateMachineArn"]
+    let machine = aws.ok(&create("Items", &items_file)).await["stateMachineArn"]
         .as_str()
         .unwrap()
         .to_string();
@@ -455,9 +443,7 @@ async fn scenario(url: &str) {
     );
 
     let input = json!({"items": [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}, {"n": 5}]}).to_string();
-    let started = aws
-        .ok(&start(&machine, "run-1", &input))
-        .await;
+    let started = aws.ok(&start(&machine, "run-1", &input)).await;
     let run1 = started["executionArn"].as_str().unwrap().to_string();
     assert!(run1.ends_with(":execution:Items:run-1"), "{started}");
     assert!(started["startDate"].is_number(), "{started}");
@@ -548,18 +534,12 @@ async fn scenario(url: &str) {
     // input is refused; StopExecution aborts it.
     let hold = json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 600, "End": true}}});
     let hold_file = write(dir.path(), "hold.json", &hold);
-    let slow = aws
-        .ok(&create("Slow", &hold_file))
-        .await["stateMachineArn"]
+    let slow = aws.ok(&create("Slow", &hold_file)).await["stateMachineArn"]
         .as_str()
         .unwrap()
         .to_string();
-    let a = aws
-        .ok(&start(&slow, "hold-1", r#"{"k":1}"#))
-        .await;
-    let b = aws
-        .ok(&start(&slow, "hold-1", r#"{"k":1}"#))
-        .await;
+    let a = aws.ok(&start(&slow, "hold-1", r#"{"k":1}"#)).await;
+    let b = aws.ok(&start(&slow, "hold-1", r#"{"k":1}"#)).await;
     assert_eq!(
         a, b,
         "same name and input while RUNNING: the original answer"
@@ -680,11 +660,7 @@ async fn scenario(url: &str) {
         "{v}"
     );
     let err = aws
-        .fails(
-            &[],
-            &create("Bad", &bad_file),
-            "InvalidDefinition",
-        )
+        .fails(&[], &create("Bad", &bad_file), "InvalidDefinition")
         .await;
     assert!(
         err.contains("Invalid State Machine Definition: 'MISSING_TRANSITION_TARGET: "),
@@ -944,14 +920,22 @@ async fn conformance_cases_pass_through_boto3_and_the_api() {
 }
 
 /// Polls `describe-map-run` until `done` holds of it (two minutes at most).
-async fn wait_for_map_run(aws: &Aws, arn: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn wait_for_map_run(
+    aws: &Aws,
+    arn: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let d = aws.ok(&["describe-map-run", "--map-run-arn", arn]).await;
         if done(&d) {
             return d;
         }
-        assert!(Instant::now() < deadline, "{arn}: waiting for {what}, got {d}");
+        assert!(
+            Instant::now() < deadline,
+            "{arn}: waiting for {what}, got {d}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -1009,7 +993,10 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         .to_string();
     let tags = |v: Value| v["tags"].clone();
     assert_eq!(
-        tags(aws.ok(&["list-tags-for-resource", "--resource-arn", &tagged]).await),
+        tags(
+            aws.ok(&["list-tags-for-resource", "--resource-arn", &tagged])
+                .await
+        ),
         json!([{"key": "stage", "value": "dev"}, {"key": "team", "value": "photos"}])
     );
     aws.ok(&[
@@ -1021,10 +1008,19 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         "key=owner,value=ops",
     ])
     .await;
-    aws.ok(&["untag-resource", "--resource-arn", &tagged, "--tag-keys", "team"])
-        .await;
+    aws.ok(&[
+        "untag-resource",
+        "--resource-arn",
+        &tagged,
+        "--tag-keys",
+        "team",
+    ])
+    .await;
     assert_eq!(
-        tags(aws.ok(&["list-tags-for-resource", "--resource-arn", &tagged]).await),
+        tags(
+            aws.ok(&["list-tags-for-resource", "--resource-arn", &tagged])
+                .await
+        ),
         json!([{"key": "owner", "value": "ops"}, {"key": "stage", "value": "prod"}])
     );
     for op in [
@@ -1035,7 +1031,10 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         let mut args = op.clone();
         args.extend(["--resource-arn", missing_machine]);
         let err = aws.fails(&[], &args, "ResourceNotFound").await;
-        assert!(err.contains(&format!("Resource not found: '{missing_machine}'")), "{err}");
+        assert!(
+            err.contains(&format!("Resource not found: '{missing_machine}'")),
+            "{err}"
+        );
     }
 
     // UpdateStateMachine: a new definition and revision; executions keep what they ran.
@@ -1050,15 +1049,29 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 2, "End": true}}}),
     );
     let updated = aws
-        .ok(&["update-state-machine", "--state-machine-arn", &tagged, "--definition", &two])
+        .ok(&[
+            "update-state-machine",
+            "--state-machine-arn",
+            &tagged,
+            "--definition",
+            &two,
+        ])
         .await;
-    let revision = updated["revisionId"].as_str().expect("revisionId").to_string();
+    let revision = updated["revisionId"]
+        .as_str()
+        .expect("revisionId")
+        .to_string();
     assert!(updated["updateDate"].is_number(), "{updated}");
     let described = aws
         .ok(&["describe-state-machine", "--state-machine-arn", &tagged])
         .await;
     assert_eq!(described["revisionId"], json!(revision));
-    assert!(described["definition"].as_str().unwrap().contains("\"Result\": 2"));
+    assert!(
+        described["definition"]
+            .as_str()
+            .unwrap()
+            .contains("\"Result\":2")
+    );
     let after = aws.ok(&start(&tagged, "after", "{}")).await["executionArn"]
         .as_str()
         .unwrap()
@@ -1066,14 +1079,31 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
     let done = wait_for_status(&aws, &after, "SUCCEEDED").await;
     assert_eq!(done["output"], "2");
     let old = aws
-        .ok(&["describe-state-machine-for-execution", "--execution-arn", &before])
+        .ok(&[
+            "describe-state-machine-for-execution",
+            "--execution-arn",
+            &before,
+        ])
         .await;
-    assert!(old["definition"].as_str().unwrap().contains("\"Result\": 1"), "{old}");
+    assert!(
+        old["definition"]
+            .as_str()
+            .unwrap()
+            .contains("\"Result\":1"),
+        "{old}"
+    );
     assert_eq!(old["roleArn"], ROLE);
-    assert!(old.get("revisionId").is_none(), "ran before any update: {old}");
+    assert!(
+        old.get("revisionId").is_none(),
+        "ran before any update: {old}"
+    );
     assert!(old["updateDate"].as_f64().unwrap() < updated["updateDate"].as_f64().unwrap());
     let new = aws
-        .ok(&["describe-state-machine-for-execution", "--execution-arn", &after])
+        .ok(&[
+            "describe-state-machine-for-execution",
+            "--execution-arn",
+            &after,
+        ])
         .await;
     assert_eq!(new["revisionId"], json!(revision), "{new}");
     assert_eq!(new["updateDate"], updated["updateDate"]);
@@ -1087,20 +1117,40 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
     let err = aws
         .fails(
             &[],
-            &["update-state-machine", "--state-machine-arn", &tagged, "--definition", &two, "--publish"],
+            &[
+                "update-state-machine",
+                "--state-machine-arn",
+                &tagged,
+                "--definition",
+                &two,
+                "--publish",
+            ],
             "ValidationException",
         )
         .await;
-    assert!(err.contains("versions and aliases are not supported"), "{err}");
+    assert!(
+        err.contains("versions and aliases are not supported"),
+        "{err}"
+    );
     aws.fails(
         &[],
-        &["update-state-machine", "--state-machine-arn", missing_machine, "--definition", &two],
+        &[
+            "update-state-machine",
+            "--state-machine-arn",
+            missing_machine,
+            "--definition",
+            &two,
+        ],
         "StateMachineDoesNotExist",
     )
     .await;
     aws.fails(
         &[],
-        &["describe-state-machine-for-execution", "--execution-arn", missing_execution],
+        &[
+            "describe-state-machine-for-execution",
+            "--execution-arn",
+            missing_execution,
+        ],
         "ExecutionDoesNotExist",
     )
     .await;
@@ -1149,7 +1199,11 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
     let run = &runs["mapRuns"][0];
     let run_arn = run["mapRunArn"].as_str().unwrap().to_string();
     assert_eq!(run["executionArn"], json!(execution), "{runs}");
-    assert_eq!(run["stateMachineArn"], json!(format!("{machine}/Fan")), "{runs}");
+    assert_eq!(
+        run["stateMachineArn"],
+        json!(format!("{machine}/Fan")),
+        "{runs}"
+    );
     assert!(run["startDate"].is_number(), "{runs}");
     let d = aws
         .ok(&["describe-map-run", "--map-run-arn", &run_arn])
@@ -1159,7 +1213,10 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         (Some("RUNNING"), Some(1)),
         "{d}"
     );
-    assert!(d["executionCounts"]["running"].as_u64().unwrap() <= 1, "{d}");
+    assert!(
+        d["executionCounts"]["running"].as_u64().unwrap() <= 1,
+        "{d}"
+    );
 
     // Room for all, and two failures tolerated: the coordinator starts the other children
     // at once and lets the failing ones pass.
@@ -1178,7 +1235,10 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
     })
     .await;
     assert_eq!(
-        (wider["maxConcurrency"].as_u64(), wider["toleratedFailureCount"].as_u64()),
+        (
+            wider["maxConcurrency"].as_u64(),
+            wider["toleratedFailureCount"].as_u64()
+        ),
         (Some(10), Some(2)),
         "{wider}"
     );
@@ -1186,7 +1246,10 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
     let d = wait_for_map_run(&aws, &run_arn, "its end", |d| d["status"] != "RUNNING").await;
     assert_eq!(d["status"], "SUCCEEDED", "{d} / {done}");
     let counts = &d["executionCounts"];
-    assert_eq!((counts["succeeded"].as_u64(), counts["failed"].as_u64()), (Some(4), Some(2)));
+    assert_eq!(
+        (counts["succeeded"].as_u64(), counts["failed"].as_u64()),
+        (Some(4), Some(2))
+    );
     assert!(d["stopDate"].is_number(), "{d}");
 
     // Its children (from the ResultWriter's files), all and by status.
@@ -1195,24 +1258,51 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         .await;
     let children = children["executions"].as_array().unwrap().clone();
     assert_eq!(children.len(), 6, "{children:?}");
-    assert!(children.iter().all(|c| c["startDate"].is_number()), "{children:?}");
+    assert!(
+        children.iter().all(|c| c["startDate"].is_number()),
+        "{children:?}"
+    );
     let failed = aws
-        .ok(&["list-executions", "--map-run-arn", &run_arn, "--status-filter", "FAILED", "--page-size", "1"])
+        .ok(&[
+            "list-executions",
+            "--map-run-arn",
+            &run_arn,
+            "--status-filter",
+            "FAILED",
+            "--page-size",
+            "1",
+        ])
         .await;
-    assert_eq!(failed["executions"].as_array().unwrap().len(), 2, "{failed}");
+    assert_eq!(
+        failed["executions"].as_array().unwrap().len(),
+        2,
+        "{failed}"
+    );
 
     // The errors: an ended run, unknown runs and executions.
     let err = aws
         .fails(
             &[],
-            &["update-map-run", "--map-run-arn", &run_arn, "--max-concurrency", "3"],
+            &[
+                "update-map-run",
+                "--map-run-arn",
+                &run_arn,
+                "--max-concurrency",
+                "3",
+            ],
             "ValidationException",
         )
         .await;
     assert!(err.contains("not running"), "{err}");
     for args in [
         vec!["describe-map-run", "--map-run-arn", missing_run],
-        vec!["update-map-run", "--map-run-arn", missing_run, "--max-concurrency", "2"],
+        vec![
+            "update-map-run",
+            "--map-run-arn",
+            missing_run,
+            "--max-concurrency",
+            "2",
+        ],
     ] {
         aws.fails(&[], &args, "ResourceNotFound").await;
     }

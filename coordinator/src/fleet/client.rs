@@ -233,18 +233,24 @@ impl FleetClient {
     pub async fn execution_definition(&self, arn: &str) -> Result<(String, String), ClientError> {
         let key = self.keys.exec(arn);
         let id: Option<String> = self
-            .read(&format!("reading the definition of execution {arn}"), |mut c| {
-                let key = &key;
-                async move { c.hget(key, field::DEF).await }
-            })
+            .read(
+                &format!("reading the definition of execution {arn}"),
+                |mut c| {
+                    let key = &key;
+                    async move { c.hget(key, field::DEF).await }
+                },
+            )
             .await?;
         let id = id.ok_or_else(|| ClientError::DoesNotExist(arn.to_string()))?;
         let def_key = self.keys.definition(&id);
         let text: Option<String> = self
-            .read(&format!("reading the definition of execution {arn}"), |mut c| {
-                let key = &def_key;
-                async move { c.get(key).await }
-            })
+            .read(
+                &format!("reading the definition of execution {arn}"),
+                |mut c| {
+                    let key = &def_key;
+                    async move { c.get(key).await }
+                },
+            )
             .await?;
         let text = text.ok_or_else(|| RecordError::Missing {
             execution: arn.to_string(),

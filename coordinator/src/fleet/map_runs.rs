@@ -255,15 +255,13 @@ pub enum MapRunChildrenError {
     Read(String),
 }
 
-/// The state machine ARN a map run ARN belongs to.
+/// The labelled state machine ARN a map run ARN belongs to (`…:stateMachine:NAME/LABEL`, as
+/// ListMapRuns gives it).
 fn state_machine_of(map_run: &str) -> String {
     // arn:aws:states:REGION:ACCOUNT:mapRun:MACHINE/LABEL:ID
     let base = map_run.replacen(":mapRun:", ":stateMachine:", 1);
     match base.rsplit_once(':') {
-        Some((head, _)) => head
-            .rsplit_once('/')
-            .map(|(m, _)| m.to_string())
-            .unwrap_or_else(|| head.to_string()),
+        Some((head, _)) => head.to_string(),
         None => base,
     }
 }

@@ -690,9 +690,8 @@ impl RedisBackend {
             return Ok(());
         };
         let arn = run.map_run_arn.clone();
-        let ended_text = |t: &str| {
-            serde_json::from_str::<Value>(t).is_ok_and(|s| s["status"] != "RUNNING")
-        };
+        let ended_text =
+            |t: &str| serde_json::from_str::<Value>(t).is_ok_and(|s| s["status"] != "RUNNING");
         let ended_here = self
             .run_summaries
             .iter()

@@ -121,7 +121,10 @@ pub(super) async fn describe_state_machine_for_execution(
             .logging
             .clone()
             .unwrap_or_else(|| json!({"level": "OFF", "includeExecutionData": false}));
-        out["tracingConfiguration"] = m.tracing.clone().unwrap_or_else(|| json!({"enabled": false}));
+        out["tracingConfiguration"] = m
+            .tracing
+            .clone()
+            .unwrap_or_else(|| json!({"enabled": false}));
     }
     if let Some(id) = revision.and_then(|r| r.revision_id) {
         out["revisionId"] = json!(id);

@@ -47,7 +47,10 @@ fn map_run_arn<'a>(input: &'a Input, name: &str) -> Result<&'a str, ApiError> {
 /// The fleet's ISO-8601 dates of a map run document as epoch seconds.
 fn to_epoch(doc: &mut Value, fields: &[&str]) {
     for f in fields {
-        if let Some(t) = doc[*f].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()) {
+        if let Some(t) = doc[*f]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        {
             doc[*f] = epoch(&t.with_timezone(&chrono::Utc));
         }
     }
@@ -130,7 +133,9 @@ pub(super) async fn list_map_run_executions(
         Some(t) => t.parse().map_err(|_| ApiError::invalid_token())?,
     };
     // A child that is not SUCCEEDED or FAILED has no record: such a filter lists none.
-    let record_status = filter.as_deref().filter(|f| matches!(*f, "SUCCEEDED" | "FAILED"));
+    let record_status = filter
+        .as_deref()
+        .filter(|f| matches!(*f, "SUCCEEDED" | "FAILED"));
     if filter.is_some() && record_status.is_none() {
         return Ok(json!({ "executions": [] }));
     }

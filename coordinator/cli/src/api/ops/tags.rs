@@ -27,12 +27,10 @@ async fn tagged_machine(store: &Store, input: &Input) -> Result<String, ApiError
         return Err(ApiError::resource_missing(arn));
     }
     let name = machine_name(arn)?.to_string();
-    machine_for(store, arn)
-        .await
-        .map_err(|e| match e.code {
-            "StateMachineDoesNotExist" => ApiError::resource_missing(arn),
-            _ => e,
-        })?;
+    machine_for(store, arn).await.map_err(|e| match e.code {
+        "StateMachineDoesNotExist" => ApiError::resource_missing(arn),
+        _ => e,
+    })?;
     Ok(name)
 }
 

@@ -578,7 +578,8 @@ impl Engine {
         if let Some(p) = update.tolerated_percentage {
             ch.tolerated_percentage = Some(p);
         }
-        if ch.failed > 0 && (update.tolerated_count.is_some() || update.tolerated_percentage.is_some())
+        if ch.failed > 0
+            && (update.tolerated_count.is_some() || update.tolerated_percentage.is_some())
         {
             check_tolerance(&mut ch);
         }

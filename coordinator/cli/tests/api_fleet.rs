@@ -1086,10 +1086,7 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         ])
         .await;
     assert!(
-        old["definition"]
-            .as_str()
-            .unwrap()
-            .contains("\"Result\":1"),
+        old["definition"].as_str().unwrap().contains("\"Result\":1"),
         "{old}"
     );
     assert_eq!(old["roleArn"], ROLE);
@@ -1155,10 +1152,10 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
     )
     .await;
 
-    // A Distributed Map over six items, one at a time, each waiting 4 s; the last two fail,
+    // A Distributed Map over ten items, one at a time, each waiting 6 s; the last two fail,
     // which the definition does not tolerate.
-    let lines: Vec<String> = (0..6)
-        .map(|i| json!({"id": i, "fail": i >= 4}).to_string())
+    let lines: Vec<String> = (0..10)
+        .map(|i| json!({"id": i, "fail": i >= 8}).to_string())
         .collect();
     std::fs::create_dir_all(data.join("buckets/in")).unwrap();
     std::fs::write(data.join("buckets/in/items.jsonl"), lines.join("\n")).unwrap();
@@ -1169,7 +1166,7 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
             "Parameters": {"Bucket": "in", "Key": "items.jsonl"}},
         "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
             "StartAt": "Hold", "States": {
-                "Hold": {"Type": "Wait", "Seconds": 4, "Next": "Check"},
+                "Hold": {"Type": "Wait", "Seconds": 6, "Next": "Check"},
                 "Check": {"Type": "Choice", "Choices": [{"Variable": "$.fail", "BooleanEquals": true, "Next": "Fail"}], "Default": "Done"},
                 "Fail": {"Type": "Fail", "Error": "ItemFailed", "Cause": "a failing item"},
                 "Done": {"Type": "Pass", "End": true}}},
@@ -1248,7 +1245,7 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
     let counts = &d["executionCounts"];
     assert_eq!(
         (counts["succeeded"].as_u64(), counts["failed"].as_u64()),
-        (Some(4), Some(2))
+        (Some(8), Some(2))
     );
     assert!(d["stopDate"].is_number(), "{d}");
 
@@ -1257,7 +1254,7 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         .ok(&["list-executions", "--map-run-arn", &run_arn])
         .await;
     let children = children["executions"].as_array().unwrap().clone();
-    assert_eq!(children.len(), 6, "{children:?}");
+    assert_eq!(children.len(), 10, "{children:?}");
     assert!(
         children.iter().all(|c| c["startDate"].is_number()),
         "{children:?}"

@@ -14,7 +14,7 @@ use crate::asl::parse::{InvalidDefinition, MAX_DEFINITION_BYTES, parse_definitio
 use crate::embedded::{EmbeddedOptions, ExecutionResult, Status, run_execution};
 use crate::engine::ExecutionInfo;
 
-mod map_runs;
+pub mod map_runs;
 mod photos;
 mod redrive;
 mod rekognition;
@@ -304,7 +304,7 @@ pub fn main() -> ExitCode {
                 examples,
                 distributed,
             } => photos::demo(&data_dir, &examples, distributed).await,
-            Command::Serve(args) => crate::api::serve(args).await,
+            Command::Serve(args) => crate::api::serve(args, &data_dir).await,
             Command::Rekognition(cmd) => rekognition::rekognition(&data_dir, cmd).await,
             // The coordinator reads Distributed Maps' items from, and writes their results
             // to, the object store its flags choose: the local buckets under the data dir, as

@@ -206,6 +206,10 @@ struct Flags {
 
 impl Fleet {
     async fn start(prefix: &str, executor: Arc<TestExecutor>) -> Fleet {
+        Self::start_opts(prefix, executor, ServiceOptions::default()).await
+    }
+
+    async fn start_opts(prefix: &str, executor: Arc<TestExecutor>, opts: ServiceOptions) -> Fleet {
         use clap::Parser;
         let fleet = Flags::parse_from([
             "api-fleet",
@@ -256,9 +260,7 @@ impl Fleet {
             let shutdown = Shutdown::on(async {
                 let _ = coordinator_stopped.await;
             });
-            tokio::spawn(async move {
-                Coordinator::serve(&fleet, ServiceOptions::default(), &shutdown).await
-            })
+            tokio::spawn(async move { Coordinator::serve(&fleet, opts, &shutdown).await })
         };
         Fleet {
             stop_worker,
@@ -283,6 +285,35 @@ impl Fleet {
             eprintln!("could not clean up the fleet prefix {prefix}: {e:#}");
         }
     }
+}
+
+/// The role the tests' state machines are created with.
+const ROLE: &str = "arn:aws:iam::000000000000:role/mapfleet-tests";
+
+/// `create-state-machine` of `name` from `definition` (a `file://` path or the text).
+fn create<'a>(name: &'a str, definition: &'a str) -> [&'a str; 7] {
+    [
+        "create-state-machine",
+        "--name",
+        name,
+        "--definition",
+        definition,
+        "--role-arn",
+        ROLE,
+    ]
+}
+
+/// `start-execution` of `machine` named `name` with `input`.
+fn start<'a>(machine: &'a str, name: &'a str, input: &'a str) -> [&'a str; 7] {
+    [
+        "start-execution",
+        "--state-machine-arn",
+        machine,
+        "--name",
+        name,
+        "--input",
+        input,
+    ]
 }
 
 fn write(dir: &Path, name: &str, v: &Value) -> String {
@@ -337,7 +368,6 @@ async fn aws_cli_and_boto3_drive_state_machines_and_executions_on_the_fleet() {
 async fn scenario(url: &str) {
     let aws = Aws::new(url);
     let dir = tempfile::tempdir().expect("temp dir");
-    let role = "arn:aws:iam::000000000000:role/mapfleet-tests";
 
     // The workshop's definition: created, described byte for byte, created again (idempotent).
     let photos_text = std::fs::read_to_string(RIDER_PHOTOS).expect("the workshop's definition");
@@ -345,17 +375,7 @@ async fn scenario(url: &str) {
         "file://{}",
         Path::new(RIDER_PHOTOS).canonicalize().unwrap().display()
     );
-    let created = aws
-        .ok(&[
-            "create-state-machine",
-            "--name",
-            "RiderPhotos",
-            "--definition",
-            &photos,
-            "--role-arn",
-            role,
-        ])
-        .await;
+    let created = aws.ok(&create("RiderPhotos", &photos)).await;
     let photos_arn = created["stateMachineArn"]
         .as_str()
         .expect("stateMachineArn")
@@ -368,17 +388,7 @@ async fn scenario(url: &str) {
         created["creationDate"].is_number(),
         "epoch seconds: {created}"
     );
-    let again = aws
-        .ok(&[
-            "create-state-machine",
-            "--name",
-            "RiderPhotos",
-            "--definition",
-            &photos,
-            "--role-arn",
-            role,
-        ])
-        .await;
+    let again = aws.ok(&create("RiderPhotos", &photos)).await;
     assert_eq!(again, created, "CreateStateMachine is idempotent");
     let described = aws
         .ok(&["describe-state-machine", "--state-machine-arn", &photos_arn])
@@ -408,32 +418,14 @@ async fn scenario(url: &str) {
     let other =
         json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 1, "End": true}}});
     let items_file = write(dir.path(), "items.json", &items);
-    let machine = aws
-        .ok(&[
-            "create-state-machine",
-            "--name",
-            "Items",
-            "--definition",
-            &items_file,
-            "--role-arn",
-            role,
-        ])
-        .await["stateMachineArn"]
+    let machine = aws.ok(&create("Items", &items_file)).await["stateMachineArn"]
         .as_str()
         .unwrap()
         .to_string();
     let other_file = write(dir.path(), "other.json", &other);
     aws.fails(
         &[],
-        &[
-            "create-state-machine",
-            "--name",
-            "Items",
-            "--definition",
-            &other_file,
-            "--role-arn",
-            role,
-        ],
+        &create("Items", &other_file),
         "StateMachineAlreadyExists",
     )
     .await;
@@ -451,17 +443,7 @@ async fn scenario(url: &str) {
     );
 
     let input = json!({"items": [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}, {"n": 5}]}).to_string();
-    let started = aws
-        .ok(&[
-            "start-execution",
-            "--state-machine-arn",
-            &machine,
-            "--name",
-            "run-1",
-            "--input",
-            &input,
-        ])
-        .await;
+    let started = aws.ok(&start(&machine, "run-1", &input)).await;
     let run1 = started["executionArn"].as_str().unwrap().to_string();
     assert!(run1.ends_with(":execution:Items:run-1"), "{started}");
     assert!(started["startDate"].is_number(), "{started}");
@@ -476,15 +458,7 @@ async fn scenario(url: &str) {
     // The name is taken by a closed execution: refused, whatever the input.
     aws.fails(
         &[],
-        &[
-            "start-execution",
-            "--state-machine-arn",
-            &machine,
-            "--name",
-            "run-1",
-            "--input",
-            &input,
-        ],
+        &start(&machine, "run-1", &input),
         "ExecutionAlreadyExists",
     )
     .await;
@@ -560,57 +534,19 @@ async fn scenario(url: &str) {
     // input is refused; StopExecution aborts it.
     let hold = json!({"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 600, "End": true}}});
     let hold_file = write(dir.path(), "hold.json", &hold);
-    let slow = aws
-        .ok(&[
-            "create-state-machine",
-            "--name",
-            "Slow",
-            "--definition",
-            &hold_file,
-            "--role-arn",
-            role,
-        ])
-        .await["stateMachineArn"]
+    let slow = aws.ok(&create("Slow", &hold_file)).await["stateMachineArn"]
         .as_str()
         .unwrap()
         .to_string();
-    let a = aws
-        .ok(&[
-            "start-execution",
-            "--state-machine-arn",
-            &slow,
-            "--name",
-            "hold-1",
-            "--input",
-            r#"{"k":1}"#,
-        ])
-        .await;
-    let b = aws
-        .ok(&[
-            "start-execution",
-            "--state-machine-arn",
-            &slow,
-            "--name",
-            "hold-1",
-            "--input",
-            r#"{"k":1}"#,
-        ])
-        .await;
+    let a = aws.ok(&start(&slow, "hold-1", r#"{"k":1}"#)).await;
+    let b = aws.ok(&start(&slow, "hold-1", r#"{"k":1}"#)).await;
     assert_eq!(
         a, b,
         "same name and input while RUNNING: the original answer"
     );
     aws.fails(
         &[],
-        &[
-            "start-execution",
-            "--state-machine-arn",
-            &slow,
-            "--name",
-            "hold-1",
-            "--input",
-            r#"{"k":2}"#,
-        ],
+        &start(&slow, "hold-1", r#"{"k":2}"#),
         "ExecutionAlreadyExists",
     )
     .await;
@@ -724,19 +660,7 @@ async fn scenario(url: &str) {
         "{v}"
     );
     let err = aws
-        .fails(
-            &[],
-            &[
-                "create-state-machine",
-                "--name",
-                "Bad",
-                "--definition",
-                &bad_file,
-                "--role-arn",
-                role,
-            ],
-            "InvalidDefinition",
-        )
+        .fails(&[], &create("Bad", &bad_file), "InvalidDefinition")
         .await;
     assert!(
         err.contains("Invalid State Machine Definition: 'MISSING_TRANSITION_TARGET: "),
@@ -806,7 +730,7 @@ async fn scenario(url: &str) {
     assert_eq!(seen["reverse_calls"], json!(ids.len().div_ceil(3)));
     assert_eq!(
         seen["started_details"],
-        json!({"roleArn": role}),
+        json!({"roleArn": ROLE}),
         "includeExecutionData=false drops the payloads; the role is the machine's"
     );
     assert_eq!(seen["succeeded"], json!(["run-1"]));
@@ -878,9 +802,9 @@ async fn unsigned_and_badly_signed_requests_are_refused() {
     aws.fails(
         &[],
         &[
-            "list-map-runs",
-            "--execution-arn",
-            "arn:aws:states:us-east-1:000000000000:execution:a:b",
+            "list-state-machine-aliases",
+            "--state-machine-arn",
+            "arn:aws:states:us-east-1:000000000000:stateMachine:a",
         ],
         "UnknownOperationException",
     )
@@ -993,6 +917,404 @@ async fn conformance_cases_pass_through_boto3_and_the_api() {
         passed >= event_floor,
         "{passed} cases with the same event types through the API, below the embedded floor {event_floor}: {summary}"
     );
+}
+
+/// Polls `describe-map-run` until `done` holds of it (two minutes at most).
+async fn wait_for_map_run(
+    aws: &Aws,
+    arn: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = aws.ok(&["describe-map-run", "--map-run-arn", arn]).await;
+        if done(&d) {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{arn}: waiting for {what}, got {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The operations added to the first slice, through the real `aws` CLI on a real fleet:
+/// UpdateStateMachine and DescribeStateMachineForExecution; tags (at creation and on their
+/// own); ListMapRuns, DescribeMapRun, ListExecutions with `mapRunArn`; and UpdateMapRun
+/// changing a running Distributed Map's limits: from MaxConcurrency 1 the coordinator starts
+/// the waiting children at once, and a tolerated failure count given while it runs lets two
+/// failing children pass (without it the first one fails the Map). Each with one error case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aws_cli_updates_tags_and_map_runs_on_the_fleet() {
+    let prefix = shared::testkit::unique_prefix("api-maprun");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let opts = ServiceOptions {
+        map_runs: common::local_buckets(&data),
+        ..ServiceOptions::default()
+    };
+    let fleet = Fleet::start_opts(&prefix, Arc::new(TestExecutor::default()), opts).await;
+    let keys = format!("{KEY_ID}:{SECRET}");
+    let serve = Serve::start(
+        &prefix,
+        &["--data-dir", data.to_str().unwrap()],
+        &[("MAPFLEET_API_KEYS", &keys)],
+    );
+    let result = tokio::time::timeout(
+        Duration::from_secs(300),
+        updates_tags_and_map_runs(&serve.url, dir.path(), &data),
+    )
+    .await;
+    drop(serve);
+    fleet.stop(&prefix).await;
+    result.expect("the scenario took over 5 minutes");
+}
+
+async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
+    let aws = Aws::new(url);
+    let missing_machine = "arn:aws:states:us-east-1:000000000000:stateMachine:Nope";
+    let missing_run = "arn:aws:states:us-east-1:000000000000:mapRun:Nope/Fan:0000";
+    let missing_execution = "arn:aws:states:us-east-1:000000000000:execution:Nope:x";
+
+    // Tags at creation, then on their own.
+    let pass = write(
+        dir,
+        "pass.json",
+        &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 1, "End": true}}}),
+    );
+    let mut args = create("Tagged", &pass).to_vec();
+    args.extend(["--tags", "key=team,value=photos", "key=stage,value=dev"]);
+    let tagged = aws.ok(&args).await["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tags = |v: Value| v["tags"].clone();
+    assert_eq!(
+        tags(
+            aws.ok(&["list-tags-for-resource", "--resource-arn", &tagged])
+                .await
+        ),
+        json!([{"key": "stage", "value": "dev"}, {"key": "team", "value": "photos"}])
+    );
+    aws.ok(&[
+        "tag-resource",
+        "--resource-arn",
+        &tagged,
+        "--tags",
+        "key=stage,value=prod",
+        "key=owner,value=ops",
+    ])
+    .await;
+    aws.ok(&[
+        "untag-resource",
+        "--resource-arn",
+        &tagged,
+        "--tag-keys",
+        "team",
+    ])
+    .await;
+    assert_eq!(
+        tags(
+            aws.ok(&["list-tags-for-resource", "--resource-arn", &tagged])
+                .await
+        ),
+        json!([{"key": "owner", "value": "ops"}, {"key": "stage", "value": "prod"}])
+    );
+    for op in [
+        vec!["tag-resource", "--tags", "key=a,value=b"],
+        vec!["untag-resource", "--tag-keys", "a"],
+        vec!["list-tags-for-resource"],
+    ] {
+        let mut args = op.clone();
+        args.extend(["--resource-arn", missing_machine]);
+        let err = aws.fails(&[], &args, "ResourceNotFound").await;
+        assert!(
+            err.contains(&format!("Resource not found: '{missing_machine}'")),
+            "{err}"
+        );
+    }
+
+    // UpdateStateMachine: a new definition and revision; executions keep what they ran.
+    let before = aws.ok(&start(&tagged, "before", "{}")).await["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for_status(&aws, &before, "SUCCEEDED").await;
+    let two = write(
+        dir,
+        "two.json",
+        &json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 2, "End": true}}}),
+    );
+    let updated = aws
+        .ok(&[
+            "update-state-machine",
+            "--state-machine-arn",
+            &tagged,
+            "--definition",
+            &two,
+        ])
+        .await;
+    let revision = updated["revisionId"]
+        .as_str()
+        .expect("revisionId")
+        .to_string();
+    assert!(updated["updateDate"].is_number(), "{updated}");
+    let described = aws
+        .ok(&["describe-state-machine", "--state-machine-arn", &tagged])
+        .await;
+    assert_eq!(described["revisionId"], json!(revision));
+    assert!(
+        described["definition"]
+            .as_str()
+            .unwrap()
+            .contains("\"Result\":2")
+    );
+    let after = aws.ok(&start(&tagged, "after", "{}")).await["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = wait_for_status(&aws, &after, "SUCCEEDED").await;
+    assert_eq!(done["output"], "2");
+    let old = aws
+        .ok(&[
+            "describe-state-machine-for-execution",
+            "--execution-arn",
+            &before,
+        ])
+        .await;
+    assert!(
+        old["definition"].as_str().unwrap().contains("\"Result\":1"),
+        "{old}"
+    );
+    assert_eq!(old["roleArn"], ROLE);
+    assert!(
+        old.get("revisionId").is_none(),
+        "ran before any update: {old}"
+    );
+    assert!(old["updateDate"].as_f64().unwrap() < updated["updateDate"].as_f64().unwrap());
+    let new = aws
+        .ok(&[
+            "describe-state-machine-for-execution",
+            "--execution-arn",
+            &after,
+        ])
+        .await;
+    assert_eq!(new["revisionId"], json!(revision), "{new}");
+    assert_eq!(new["updateDate"], updated["updateDate"]);
+    assert_eq!(new["stateMachineArn"], json!(tagged));
+    aws.fails(
+        &[],
+        &["update-state-machine", "--state-machine-arn", &tagged],
+        "MissingRequiredParameter",
+    )
+    .await;
+    let err = aws
+        .fails(
+            &[],
+            &[
+                "update-state-machine",
+                "--state-machine-arn",
+                &tagged,
+                "--definition",
+                &two,
+                "--publish",
+            ],
+            "ValidationException",
+        )
+        .await;
+    assert!(
+        err.contains("versions and aliases are not supported"),
+        "{err}"
+    );
+    aws.fails(
+        &[],
+        &[
+            "update-state-machine",
+            "--state-machine-arn",
+            missing_machine,
+            "--definition",
+            &two,
+        ],
+        "StateMachineDoesNotExist",
+    )
+    .await;
+    aws.fails(
+        &[],
+        &[
+            "describe-state-machine-for-execution",
+            "--execution-arn",
+            missing_execution,
+        ],
+        "ExecutionDoesNotExist",
+    )
+    .await;
+
+    // A Distributed Map over ten items, one at a time, each waiting 6 s; the last two fail,
+    // which the definition does not tolerate.
+    let lines: Vec<String> = (0..10)
+        .map(|i| json!({"id": i, "fail": i >= 8}).to_string())
+        .collect();
+    std::fs::create_dir_all(data.join("buckets/in")).unwrap();
+    std::fs::write(data.join("buckets/in/items.jsonl"), lines.join("\n")).unwrap();
+    let fan = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "MaxConcurrency": 1,
+        "Label": "Fan",
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSONL"},
+            "Parameters": {"Bucket": "in", "Key": "items.jsonl"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Hold", "States": {
+                "Hold": {"Type": "Wait", "Seconds": 6, "Next": "Check"},
+                "Check": {"Type": "Choice", "Choices": [{"Variable": "$.fail", "BooleanEquals": true, "Next": "Fail"}], "Default": "Done"},
+                "Fail": {"Type": "Fail", "Error": "ItemFailed", "Cause": "a failing item"},
+                "Done": {"Type": "Pass", "End": true}}},
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "out", "Prefix": "fan"}},
+        "End": true}}});
+    let fan_file = write(dir, "fan.json", &fan);
+    let machine = aws.ok(&create("Fan", &fan_file)).await["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let execution = aws.ok(&start(&machine, "fan-1", "{}")).await["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let runs = aws
+            .ok(&["list-map-runs", "--execution-arn", &execution])
+            .await;
+        if runs["mapRuns"].as_array().is_some_and(|r| !r.is_empty()) {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "no map run: {runs}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let run = &runs["mapRuns"][0];
+    let run_arn = run["mapRunArn"].as_str().unwrap().to_string();
+    assert_eq!(run["executionArn"], json!(execution), "{runs}");
+    assert_eq!(
+        run["stateMachineArn"],
+        json!(format!("{machine}/Fan")),
+        "{runs}"
+    );
+    assert!(run["startDate"].is_number(), "{runs}");
+    let d = aws
+        .ok(&["describe-map-run", "--map-run-arn", &run_arn])
+        .await;
+    assert_eq!(
+        (d["status"].as_str(), d["maxConcurrency"].as_u64()),
+        (Some("RUNNING"), Some(1)),
+        "{d}"
+    );
+    assert!(
+        d["executionCounts"]["running"].as_u64().unwrap() <= 1,
+        "{d}"
+    );
+
+    // Room for all, and two failures tolerated: the coordinator starts the other children
+    // at once and lets the failing ones pass.
+    aws.ok(&[
+        "update-map-run",
+        "--map-run-arn",
+        &run_arn,
+        "--max-concurrency",
+        "10",
+        "--tolerated-failure-count",
+        "2",
+    ])
+    .await;
+    let wider = wait_for_map_run(&aws, &run_arn, "more than one child running", |d| {
+        d["executionCounts"]["running"].as_u64().unwrap_or(0) > 1
+    })
+    .await;
+    assert_eq!(
+        (
+            wider["maxConcurrency"].as_u64(),
+            wider["toleratedFailureCount"].as_u64()
+        ),
+        (Some(10), Some(2)),
+        "{wider}"
+    );
+    let done = wait_for_status(&aws, &execution, "SUCCEEDED").await;
+    let d = wait_for_map_run(&aws, &run_arn, "its end", |d| d["status"] != "RUNNING").await;
+    assert_eq!(d["status"], "SUCCEEDED", "{d} / {done}");
+    let counts = &d["executionCounts"];
+    assert_eq!(
+        (counts["succeeded"].as_u64(), counts["failed"].as_u64()),
+        (Some(8), Some(2))
+    );
+    assert!(d["stopDate"].is_number(), "{d}");
+
+    // Its children (from the ResultWriter's files), all and by status.
+    let children = aws
+        .ok(&["list-executions", "--map-run-arn", &run_arn])
+        .await;
+    let children = children["executions"].as_array().unwrap().clone();
+    assert_eq!(children.len(), 10, "{children:?}");
+    assert!(
+        children.iter().all(|c| c["startDate"].is_number()),
+        "{children:?}"
+    );
+    let failed = aws
+        .ok(&[
+            "list-executions",
+            "--map-run-arn",
+            &run_arn,
+            "--status-filter",
+            "FAILED",
+            "--page-size",
+            "1",
+        ])
+        .await;
+    assert_eq!(
+        failed["executions"].as_array().unwrap().len(),
+        2,
+        "{failed}"
+    );
+
+    // The errors: an ended run, unknown runs and executions.
+    let err = aws
+        .fails(
+            &[],
+            &[
+                "update-map-run",
+                "--map-run-arn",
+                &run_arn,
+                "--max-concurrency",
+                "3",
+            ],
+            "ValidationException",
+        )
+        .await;
+    assert!(err.contains("not running"), "{err}");
+    for args in [
+        vec!["describe-map-run", "--map-run-arn", missing_run],
+        vec![
+            "update-map-run",
+            "--map-run-arn",
+            missing_run,
+            "--max-concurrency",
+            "2",
+        ],
+    ] {
+        aws.fails(&[], &args, "ResourceNotFound").await;
+    }
+    aws.fails(
+        &[],
+        &["list-map-runs", "--execution-arn", missing_execution],
+        "ExecutionDoesNotExist",
+    )
+    .await;
+    aws.fails(
+        &[],
+        &["list-executions", "--map-run-arn", missing_run],
+        "ResourceNotFound",
+    )
+    .await;
 }
 
 /// RedriveExecution through the aws CLI: a run whose Task failed once is redriven and

@@ -17,9 +17,8 @@ use std::path::Path;
 use coordinator::fleet::service::ServiceOptions;
 
 use common::in_process::{InProcessFleet, Services, config};
+use common::local_buckets;
 use serde_json::json;
-
-use distributed::local_buckets;
 
 /// Runs one fixture on a fleet of its own prefix and data dir.
 async fn on_the_fleet(path: &Path) -> Result<(), String> {

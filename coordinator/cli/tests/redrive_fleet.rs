@@ -67,7 +67,7 @@ impl Rig {
             runs: runs.clone(),
         }));
         let opts = ServiceOptions {
-            map_runs: distributed::local_buckets(&dir.path().join("data")),
+            map_runs: common::local_buckets(&dir.path().join("data")),
             ..ServiceOptions::default()
         };
         let running = InProcessFleet::start_opts(

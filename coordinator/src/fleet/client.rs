@@ -165,7 +165,7 @@ impl FleetClient {
         let mut conn = self.conn.clone();
         let arn = &info.execution_arn;
         let submitting = || format!("submitting execution {arn}");
-        let def_id = hex(&sha2::Sha256::digest(definition_text.as_bytes()));
+        let def_id = definition_id(definition_text);
         let exec_key = self.keys.exec(arn);
         let created: bool = doing(
             conn.hset_nx(&exec_key, field::STATUS, Status::Running.as_str())
@@ -229,6 +229,37 @@ impl FleetClient {
             cause: cause.into(),
         };
         doing(enqueue(&mut conn, &self.keys, arn, &[stop]).await, stopping)
+    }
+
+    /// The definition an execution runs (as submitted, byte for byte) and its id
+    /// ([`definition_id`]).
+    pub async fn execution_definition(&self, arn: &str) -> Result<(String, String), ClientError> {
+        let key = self.keys.exec(arn);
+        let id: Option<String> = self
+            .read(
+                &format!("reading the definition of execution {arn}"),
+                |mut c| {
+                    let key = &key;
+                    async move { c.hget(key, field::DEF).await }
+                },
+            )
+            .await?;
+        let id = id.ok_or_else(|| ClientError::DoesNotExist(arn.to_string()))?;
+        let def_key = self.keys.definition(&id);
+        let text: Option<String> = self
+            .read(
+                &format!("reading the definition of execution {arn}"),
+                |mut c| {
+                    let key = &def_key;
+                    async move { c.get(key).await }
+                },
+            )
+            .await?;
+        let text = text.ok_or_else(|| RecordError::Missing {
+            execution: arn.to_string(),
+            field: field::DEF,
+        })?;
+        Ok((id, text))
     }
 
     /// The execution as it stands, with its history when `with_history`.
@@ -421,6 +452,11 @@ fn draw_progress(started: u64, ok: u64, failed: u64, total: Option<usize>, elaps
         "\r{bar}  ok {ok}  failed {failed}  in flight {in_flight}  {rate:.0} items/s  ETA {eta}   "
     );
     let _ = std::io::stderr().flush();
+}
+
+/// A definition's id on the fleet: the SHA-256 of its text, in hex.
+pub fn definition_id(text: &str) -> String {
+    hex(&sha2::Sha256::digest(text.as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {

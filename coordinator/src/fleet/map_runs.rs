@@ -9,9 +9,12 @@ use chrono::{TimeZone, Utc};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
+use super::InboxEvent;
 use super::client::{ClientError, FleetClient};
 use super::maprun::counts;
+use super::service::enqueue;
 use crate::engine::context::iso;
+use crate::engine::cursor::LimitsUpdate;
 
 /// Why a map run cannot be described.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +23,8 @@ pub enum MapRunError {
     DoesNotExist(String),
     #[error("map run {0}: its record is unreadable")]
     Unreadable(String),
+    #[error("map run {0} is not running: only a running map run's limits can change")]
+    Ended(String),
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -65,25 +70,7 @@ impl FleetClient {
 
     /// DescribeMapRun's shape; counts are live while the run runs.
     pub async fn describe_map_run(&self, map_run: &str) -> Result<Value, MapRunError> {
-        let index = self.keys.map_run_index();
-        let run = map_run.to_string();
-        let execution: Option<String> = self
-            .read(&format!("finding map run {map_run}"), |mut c| {
-                let (index, run) = (index.clone(), run.clone());
-                async move { c.hget(index, run).await }
-            })
-            .await?;
-        let execution = execution.ok_or_else(|| MapRunError::DoesNotExist(map_run.into()))?;
-        let key = self.keys.map_runs(&execution);
-        let text: Option<String> = self
-            .read(&format!("reading map run {map_run}"), |mut c| {
-                let (key, run) = (key.clone(), run.clone());
-                async move { c.hget(key, run).await }
-            })
-            .await?;
-        let r: Value = text
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| MapRunError::DoesNotExist(map_run.into()))?;
+        let (execution, r) = self.map_run_record(map_run).await?;
         let counts = match r.get("counts") {
             Some(c) => c.clone(),
             None => self.live_counts(&execution, &r).await?,
@@ -107,6 +94,57 @@ impl FleetClient {
             doc["redriveDate"] = date(&r["redriveDate"]);
         }
         Ok(doc)
+    }
+
+    /// A map run's execution and its facts as its coordinators keep them.
+    async fn map_run_record(&self, map_run: &str) -> Result<(String, Value), MapRunError> {
+        let index = self.keys.map_run_index();
+        let run = map_run.to_string();
+        let execution: Option<String> = self
+            .read(&format!("finding map run {map_run}"), |mut c| {
+                let (index, run) = (index.clone(), run.clone());
+                async move { c.hget(index, run).await }
+            })
+            .await?;
+        let execution = execution.ok_or_else(|| MapRunError::DoesNotExist(map_run.into()))?;
+        let key = self.keys.map_runs(&execution);
+        let text: Option<String> = self
+            .read(&format!("reading map run {map_run}"), |mut c| {
+                let (key, run) = (key.clone(), run.clone());
+                async move { c.hget(key, run).await }
+            })
+            .await?;
+        let r: Value = text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| MapRunError::DoesNotExist(map_run.into()))?;
+        Ok((execution, r))
+    }
+
+    /// UpdateMapRun: queues new limits for a running map run; its coordinator applies them
+    /// to the Map (more children start at once, or the new tolerance is checked) and to
+    /// what DescribeMapRun shows, in the execution's next batch.
+    pub async fn update_map_run(
+        &self,
+        map_run: &str,
+        limits: LimitsUpdate,
+    ) -> Result<(), MapRunError> {
+        let (execution, r) = self.map_run_record(map_run).await?;
+        if r["status"] != "RUNNING" {
+            return Err(MapRunError::Ended(map_run.into()));
+        }
+        let cursor = r["cursor"]
+            .as_str()
+            .ok_or_else(|| MapRunError::Unreadable(map_run.into()))?
+            .to_string();
+        let mut conn = self.conn.clone();
+        let event = InboxEvent::UpdateMapRun { cursor, limits };
+        enqueue(&mut conn, &self.keys, &execution, &[event])
+            .await
+            .map_err(|source| ClientError::Redis {
+                doing: format!("updating map run {map_run}"),
+                source,
+            })?;
+        Ok(())
     }
 
     /// A running run's counts, from its live counters.
@@ -148,24 +186,10 @@ impl FleetClient {
         status: Option<&str>,
         read: impl Fn(&str, &str) -> Result<Vec<u8>, String>,
     ) -> Result<Vec<Value>, MapRunChildrenError> {
-        let d = self.describe_map_run(map_run).await?;
-        if d["status"] == "RUNNING" {
+        let (_, r) = self.map_run_record(map_run).await?;
+        if r["status"] == "RUNNING" {
             return Err(MapRunChildrenError::Running(map_run.into()));
         }
-        let execution = d["executionArn"].as_str().unwrap_or_default().to_string();
-        let r: Value = {
-            let key = self.keys.map_runs(&execution);
-            let run = map_run.to_string();
-            let text: Option<String> = self
-                .read("reading a map run", |mut c| {
-                    let (key, run) = (key.clone(), run.clone());
-                    async move { c.hget(key, run).await }
-                })
-                .await
-                .map_err(MapRunError::from)?;
-            text.and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null)
-        };
         let writer = &r["resultWriter"];
         let (Some(bucket), Some(manifest_key)) =
             (writer["bucket"].as_str(), writer["manifestKey"].as_str())
@@ -234,15 +258,13 @@ pub enum MapRunChildrenError {
     Read(String),
 }
 
-/// The state machine ARN a map run ARN belongs to.
+/// The labelled state machine ARN a map run ARN belongs to (`…:stateMachine:NAME/LABEL`, as
+/// ListMapRuns gives it).
 fn state_machine_of(map_run: &str) -> String {
     // arn:aws:states:REGION:ACCOUNT:mapRun:MACHINE/LABEL:ID
     let base = map_run.replacen(":mapRun:", ":stateMachine:", 1);
     match base.rsplit_once(':') {
-        Some((head, _)) => head
-            .rsplit_once('/')
-            .map(|(m, _)| m.to_string())
-            .unwrap_or_else(|| head.to_string()),
+        Some((head, _)) => head.to_string(),
         None => base,
     }
 }

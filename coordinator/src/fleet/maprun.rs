@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use super::backend::{Commit, RedisBackend};
 use crate::asl::error::{StatesError, names};
 use crate::driver::{BackendError, PlanSource};
+use crate::engine::cursor::LimitsUpdate;
 use crate::maprun::{Buckets, ChildInputs, ChildRecord, FILE_BYTES, MapRunPlan, ResultFormat};
 
 /// A result file is written once this many records of its status wait (or [`FILE_BYTES`]).
@@ -116,6 +117,8 @@ pub(super) struct RunState {
     failure: Option<String>,
     /// Opened in this batch: its keys are replaced.
     opened: bool,
+    /// Its limits changed in this batch (UpdateMapRun): `summary` is written again.
+    summary_changed: bool,
     changed: bool,
     /// The status's records in Redis went into a file in this batch.
     cleared: [bool; 2],
@@ -146,6 +149,7 @@ impl RunState {
             files: [Vec::new(), Vec::new()],
             failure: None,
             opened: true,
+            summary_changed: false,
             changed: true,
             cleared: [false; 2],
             new_records: [Vec::new(), Vec::new()],
@@ -719,6 +723,49 @@ impl RedisBackend {
         Ok(())
     }
 
+    /// UpdateMapRun: a running run's DescribeMapRun facts take the new limits (its Map's
+    /// cursor takes them through [`crate::engine::cursor::CursorEvent::UpdateLimits`]), and
+    /// so does the status it ends with. A run that ended already is left as it is.
+    pub(super) async fn update_run_limits(
+        &mut self,
+        map: &str,
+        limits: &LimitsUpdate,
+    ) -> Result<(), BackendError> {
+        let Some(run) = self.run_state(map).await? else {
+            return Ok(());
+        };
+        let arn = run.map_run_arn.clone();
+        let ended_text =
+            |t: &str| serde_json::from_str::<Value>(t).is_ok_and(|s| s["status"] != "RUNNING");
+        let ended_here = self
+            .run_summaries
+            .iter()
+            .any(|(a, s)| a == &arn && ended_text(s));
+        let key = self.keys.map_runs(&self.arn);
+        let stored: Option<String> = self.conn.hget(key, &arn).await.map_err(err)?;
+        let ended = stored.as_deref().is_some_and(ended_text);
+        let Some(run) = self.run_state(map).await? else {
+            return Ok(());
+        };
+        if ended || ended_here || !run.summary.is_object() {
+            return Ok(());
+        }
+        if let Some(n) = limits.max_concurrency {
+            run.summary["maxConcurrency"] = json!(n);
+        }
+        if let Some(n) = limits.tolerated_count {
+            run.summary["toleratedFailureCount"] = json!(n);
+        }
+        if let Some(p) = limits.tolerated_percentage {
+            run.summary["toleratedFailurePercentage"] = json!(p);
+        }
+        run.changed = true;
+        run.summary_changed = true;
+        let summary = run.summary.to_string();
+        self.run_summaries.push((arn, summary));
+        Ok(())
+    }
+
     /// A parent's children were dropped: its run (if any) goes with them.
     pub(super) fn drop_run(&mut self, parent: &str) {
         self.runs.insert(parent.to_string(), None);
@@ -765,6 +812,9 @@ impl RedisBackend {
                         ("summary", run.summary.to_string()),
                     ],
                 );
+            }
+            if run.summary_changed && !run.opened {
+                pipe.hset_multiple(&run_key, &[("summary", run.summary.to_string())]);
             }
             let mut fields: Vec<(String, String)> = vec![
                 ("started".into(), run.started.to_string()),

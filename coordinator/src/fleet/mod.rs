@@ -31,7 +31,8 @@
 //! - [`backend`]: [`backend::RedisBackend`], the [`crate::driver::Backend`] over Redis.
 //! - [`maprun`]: Distributed Map runs over an ItemReader (items read from the object store
 //!   in chunks, result files written in chunks, compact run state in Redis).
-//! - [`map_runs`]: ListMapRuns, DescribeMapRun and a map run's children, for the CLI.
+//! - [`map_runs`]: ListMapRuns, DescribeMapRun, UpdateMapRun and a map run's children, for
+//!   the CLI and the API.
 //! - [`service`]: the coordinator service (`mapfleet coordinator`).
 //! - [`stored`]: how a cursor is kept in Redis (a waiting Map's large input apart).
 //! - [`client`]: submit, wait with progress, describe, history, stop.
@@ -84,6 +85,11 @@ pub enum InboxEvent {
     Stop { error: String, cause: String },
     /// A user redrove the ended execution ([`redrive`]): resume it from where it ended.
     RedriveExecution { count: u32 },
+    /// A user changed a running map run's limits (UpdateMapRun); `cursor` is its Map's.
+    UpdateMapRun {
+        cursor: String,
+        limits: crate::engine::cursor::LimitsUpdate,
+    },
 }
 
 /// A timer member in `shared`'s timer set: `T|arn|seq|cursor`, `R|arn|seq|cursor` (re-drive),

@@ -987,6 +987,13 @@ impl Coordinator {
                         .await
                         .doing(|| format!("time out execution {arn}"))?;
                 }
+                InboxEvent::UpdateMapRun { cursor, limits } => {
+                    backend
+                        .update_run_limits(&cursor, &limits)
+                        .await
+                        .doing(|| format!("update a map run of execution {arn}"))?;
+                    p.push(cursor, CursorEvent::UpdateLimits(limits));
+                }
                 InboxEvent::Stop { error, cause } => {
                     p.run(backend, now).await.doing(advancing)?;
                     p.stop(backend, StatesError::new(error, cause), false, now)

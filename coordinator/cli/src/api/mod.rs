@@ -51,7 +51,8 @@ pub struct ServeArgs {
 }
 
 /// `mapfleet serve`.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// `data_dir` holds the local buckets the fleet's map runs write their result files to.
+pub async fn serve(args: ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let api_keys = std::env::var("MAPFLEET_API_KEYS").ok();
     let access = crate::access::access(
         args.credentials_file.as_deref(),
@@ -70,7 +71,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut fleet =
         coordinator::fleet::client::FleetClient::connect(&redis, &args.fleet.prefix).await?;
     fleet.patience = REDIS_PATIENCE;
-    let store = store::Store::new(fleet);
+    let store = store::Store::new(fleet, data_dir.to_path_buf());
     let console = std::sync::Arc::new(crate::console::Console {
         store: store.clone(),
         sessions: crate::console::session::Sessions::new(access.clone()),

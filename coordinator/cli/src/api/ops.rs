@@ -1,4 +1,11 @@
-//! The operations: botocore's request members in, its response shapes out.
+//! The operations: botocore's request members in, its response shapes out. The later
+//! groups have a file each: [`machines`] (UpdateStateMachine,
+//! DescribeStateMachineForExecution), [`map_runs`] (ListMapRuns, DescribeMapRun,
+//! UpdateMapRun, ListExecutions with `mapRunArn`), [`tags`].
+
+mod machines;
+mod map_runs;
+mod tags;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -19,6 +26,14 @@ const MAX_PAYLOAD: usize = 262_144;
 
 /// The operations this server answers.
 pub const IMPLEMENTED: &[&str] = &[
+    "UpdateStateMachine",
+    "DescribeStateMachineForExecution",
+    "ListMapRuns",
+    "DescribeMapRun",
+    "UpdateMapRun",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
     "CreateStateMachine",
     "DescribeStateMachine",
     "ListStateMachines",
@@ -34,6 +49,16 @@ pub const IMPLEMENTED: &[&str] = &[
 /// Runs one operation.
 pub async fn call(store: &Store, operation: &str, input: Input) -> Result<Value, ApiError> {
     match operation {
+        "UpdateStateMachine" => machines::update_state_machine(store, input).await,
+        "DescribeStateMachineForExecution" => {
+            machines::describe_state_machine_for_execution(store, input).await
+        }
+        "ListMapRuns" => map_runs::list_map_runs(store, input).await,
+        "DescribeMapRun" => map_runs::describe_map_run(store, input).await,
+        "UpdateMapRun" => map_runs::update_map_run(store, input).await,
+        "TagResource" => tags::tag_resource(store, input).await,
+        "UntagResource" => tags::untag_resource(store, input).await,
+        "ListTagsForResource" => tags::list_tags_for_resource(store, input).await,
         "CreateStateMachine" => create_state_machine(store, input).await,
         "DescribeStateMachine" => describe_state_machine(store, input).await,
         "ListStateMachines" => list_state_machines(store, input).await,
@@ -92,16 +117,9 @@ async fn create_state_machine(store: &Store, input: Input) -> Result<Value, ApiE
         ));
     }
     let kind = check_type(input.str("type")?)?;
-    if input.bool("publish")? {
-        return Err(ApiError::validation(
-            "mapfleet does not publish state machine versions yet (publish must be false)",
-        ));
-    }
-    if input.str("versionDescription")?.is_some() {
-        return Err(ApiError::validation(
-            "Version description can only be set when publish is true",
-        ));
-    }
+    refuse_publish(&input)?;
+    let tags = tags::request_tags(&input)?;
+    tags::check_count(&tags, &machine_arn(name))?;
     parse_definition(definition).map_err(|e| invalid_definition(&e))?;
     let record = MachineRecord {
         name: name.to_string(),
@@ -112,6 +130,8 @@ async fn create_state_machine(store: &Store, input: Input) -> Result<Value, ApiE
         creation_ms: Utc::now().timestamp_millis(),
         logging: input.0.get("loggingConfiguration").cloned(),
         tracing: input.0.get("tracingConfiguration").cloned(),
+        update_ms: None,
+        revision_id: None,
     };
     let stored = store.create_machine(&record).await?;
     if !stored.same_request(&record) {
@@ -120,11 +140,31 @@ async fn create_state_machine(store: &Store, input: Input) -> Result<Value, ApiE
             format!("State Machine Already Exists: '{}'", stored.arn),
         ));
     }
+    if stored == record {
+        // Created by this call (a repeat ignores the tags, as AWS does).
+        tags::tag_created(store, name, &stored.arn, &tags).await?;
+    }
     tracing::info!(state_machine = %stored.arn, "state machine created");
     Ok(json!({
         "stateMachineArn": stored.arn,
         "creationDate": epoch_ms(stored.creation_ms),
     }))
+}
+
+/// Versions and aliases are not there yet: `publish` is refused, in AWS's form.
+fn refuse_publish(input: &Input) -> Result<(), ApiError> {
+    if input.bool("publish")? {
+        return Err(ApiError::validation(
+            "mapfleet does not publish state machine versions yet: versions and aliases are not \
+             supported (publish must be false)",
+        ));
+    }
+    if input.str("versionDescription")?.is_some() {
+        return Err(ApiError::validation(
+            "Version description can only be set when publish is true",
+        ));
+    }
+    Ok(())
 }
 
 async fn machine_for(store: &Store, arn: &str) -> Result<MachineRecord, ApiError> {
@@ -138,7 +178,7 @@ async fn machine_for(store: &Store, arn: &str) -> Result<MachineRecord, ApiError
 async fn describe_state_machine(store: &Store, input: Input) -> Result<Value, ApiError> {
     let arn = input.required_len("stateMachineArn", 256)?;
     let m = machine_for(store, arn).await?;
-    Ok(json!({
+    let mut out = json!({
         "stateMachineArn": m.arn,
         "name": m.name,
         "status": "ACTIVE",
@@ -148,7 +188,11 @@ async fn describe_state_machine(store: &Store, input: Input) -> Result<Value, Ap
         "creationDate": epoch_ms(m.creation_ms),
         "loggingConfiguration": m.logging.clone().unwrap_or_else(|| json!({"level": "OFF", "includeExecutionData": false})),
         "tracingConfiguration": m.tracing.clone().unwrap_or_else(|| json!({"enabled": false})),
-    }))
+    });
+    if let Some(r) = &m.revision_id {
+        out["revisionId"] = json!(r);
+    }
+    Ok(out)
 }
 
 async fn list_state_machines(store: &Store, input: Input) -> Result<Value, ApiError> {
@@ -348,32 +392,33 @@ async fn describe_execution(store: &Store, input: Input) -> Result<Value, ApiErr
 
 const STATUSES: &str = "[SUCCEEDED, TIMED_OUT, PENDING_REDRIVE, ABORTED, FAILED, RUNNING]";
 
+/// ListExecutions' `statusFilter`.
+fn status_filter(input: &Input) -> Result<Option<String>, ApiError> {
+    match input.str("statusFilter")? {
+        None => Ok(None),
+        Some(s)
+            if STATUSES.contains(&format!(" {s},"))
+                || STATUSES.contains(&format!("[{s},"))
+                || STATUSES.contains(&format!(" {s}]")) =>
+        {
+            Ok(Some(s.to_string()))
+        }
+        Some(s) => Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{s}' at 'statusFilter' failed to satisfy constraint: Member must satisfy enum value set: {STATUSES}"
+        ))),
+    }
+}
+
 async fn list_executions(store: &Store, input: Input) -> Result<Value, ApiError> {
     if input.str("mapRunArn")?.is_some() {
-        return Err(ApiError::validation(
-            "mapfleet does not list Map Run executions (mapRunArn) yet",
-        ));
+        return map_runs::list_map_run_executions(store, &input).await;
     }
     let arn = input
         .str("stateMachineArn")?
         .ok_or_else(|| ApiError::validation("Must provide a StateMachine ARN or MapRun ARN"))?;
     check_len("stateMachineArn", arn, 256)?;
     let machine = machine_for(store, arn).await?;
-    let filter = match input.str("statusFilter")? {
-        None => None,
-        Some(s)
-            if STATUSES.contains(&format!(" {s},"))
-                || STATUSES.contains(&format!("[{s},"))
-                || STATUSES.contains(&format!(" {s}]")) =>
-        {
-            Some(s.to_string())
-        }
-        Some(s) => {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value '{s}' at 'statusFilter' failed to satisfy constraint: Member must satisfy enum value set: {STATUSES}"
-            )));
-        }
-    };
+    let filter = status_filter(&input)?;
     let max = input.max_results(MAX_PAGE, DEFAULT_PAGE)?;
     let after = match input.token("executions")? {
         None => None,

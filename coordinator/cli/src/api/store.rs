@@ -5,6 +5,8 @@
 //! |---|---|---|
 //! | `P:sfn:machines` | hash | state machine name → [`MachineRecord`] (JSON) |
 //! | `P:sfn:executions:NAME` | sorted set | execution ARN → start time (ms), the ones started through the API |
+//! | `P:sfn:tags:NAME` | hash | tag key → value |
+//! | `P:sfn:revisions:NAME` | hash | `DEFINITION_ID ROLE_ARN` → [`Revision`] (JSON): when the machine got that definition and role, for DescribeStateMachineForExecution |
 //!
 //! The executions themselves are the fleet's (`coordinator::fleet`: execution hash, history),
 //! read and written through [`FleetClient`].
@@ -33,6 +35,52 @@ pub struct MachineRecord {
     pub logging: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<Value>,
+    /// The last UpdateStateMachine (none yet: the creation date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_ms: Option<i64>,
+    /// The last UpdateStateMachine's revision (none before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_id: Option<String>,
+}
+
+/// When a machine got a definition and role, and the revision that made it so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    pub update_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_id: Option<String>,
+}
+
+/// Replaces a machine's record only while it exists (a deleted machine stays deleted).
+const UPDATE_MACHINE: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+return 1
+";
+
+/// Sets tags only while the machine exists, and at most ARGV[2] of them in all; returns the
+/// count after, or -1 (no machine) or -2 (too many).
+const TAG_MACHINE: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+local n = redis.call('HLEN', KEYS[2])
+for i = 3, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then n = n + 1 end
+end
+if n > tonumber(ARGV[2]) then return -2 end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return n
+";
+
+/// Why tags could not be set.
+pub enum TagRefused {
+    NoMachine,
+    TooMany,
+}
+
+/// The key of a [`Revision`] in `P:sfn:revisions:NAME`.
+pub fn revision_key(definition_id: &str, role_arn: &str) -> String {
+    format!("{definition_id} {role_arn}")
 }
 
 impl MachineRecord {
@@ -100,16 +148,116 @@ pub struct Store {
     pub fleet: FleetClient,
     machines: String,
     executions_prefix: String,
+    tags_prefix: String,
+    revisions_prefix: String,
+    /// Where the map runs' buckets are (`--data-dir`): ListExecutions with `mapRunArn`
+    /// reads a run's children from its result files there.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Store {
-    pub fn new(fleet: FleetClient) -> Store {
+    pub fn new(fleet: FleetClient, data_dir: std::path::PathBuf) -> Store {
         let p = fleet.keys.shared.prefix().to_string();
         Store {
             machines: format!("{p}:sfn:machines"),
             executions_prefix: format!("{p}:sfn:executions:"),
+            tags_prefix: format!("{p}:sfn:tags:"),
+            revisions_prefix: format!("{p}:sfn:revisions:"),
+            data_dir,
             fleet,
         }
+    }
+
+    fn tags_key(&self, machine: &str) -> String {
+        format!("{}{machine}", self.tags_prefix)
+    }
+
+    fn revisions_key(&self, machine: &str) -> String {
+        format!("{}{machine}", self.revisions_prefix)
+    }
+
+    /// Replaces an existing machine's record and notes its revision; false when the machine
+    /// is gone.
+    pub async fn update_machine(&self, record: &MachineRecord) -> Result<bool, ApiError> {
+        let mut c = self.fleet.conn.clone();
+        let text = serde_json::to_string(record).map_err(|e| ApiError::internal(e.to_string()))?;
+        let revision = Revision {
+            update_ms: record.update_ms.unwrap_or(record.creation_ms),
+            revision_id: record.revision_id.clone(),
+        };
+        let revision =
+            serde_json::to_string(&revision).map_err(|e| ApiError::internal(e.to_string()))?;
+        let id = coordinator::fleet::client::definition_id(&record.definition);
+        let done: i64 = redis::Script::new(UPDATE_MACHINE)
+            .key(&self.machines)
+            .key(self.revisions_key(&record.name))
+            .arg(&record.name)
+            .arg(text)
+            .arg(revision_key(&id, &record.role_arn))
+            .arg(revision)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// The revision of `machine` that had this definition and role, if it is known.
+    pub async fn revision(
+        &self,
+        machine: &str,
+        definition_id: &str,
+        role_arn: &str,
+    ) -> Result<Option<Revision>, ApiError> {
+        let mut c = self.fleet.conn.clone();
+        let raw: Option<String> = c
+            .hget(
+                self.revisions_key(machine),
+                revision_key(definition_id, role_arn),
+            )
+            .await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    /// A machine's tags, by key.
+    pub async fn tags(&self, machine: &str) -> Result<Vec<(String, String)>, ApiError> {
+        let mut c = self.fleet.conn.clone();
+        let mut all: Vec<(String, String)> = c.hgetall(self.tags_key(machine)).await?;
+        all.sort();
+        Ok(all)
+    }
+
+    /// Adds or replaces tags of an existing machine, keeping at most `max` in all.
+    pub async fn tag(
+        &self,
+        machine: &str,
+        tags: &[(String, String)],
+        max: usize,
+    ) -> Result<Result<(), TagRefused>, ApiError> {
+        let mut c = self.fleet.conn.clone();
+        let script = redis::Script::new(TAG_MACHINE);
+        let mut script = script.prepare_invoke();
+        script
+            .key(&self.machines)
+            .key(self.tags_key(machine))
+            .arg(machine)
+            .arg(max);
+        for (k, v) in tags {
+            script.arg(k).arg(v);
+        }
+        let n: i64 = script.invoke_async(&mut c).await?;
+        Ok(match n {
+            -1 => Err(TagRefused::NoMachine),
+            -2 => Err(TagRefused::TooMany),
+            _ => Ok(()),
+        })
+    }
+
+    pub async fn untag(&self, machine: &str, keys: &[String]) -> Result<(), ApiError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.fleet.conn.clone();
+        let _: i64 = c.hdel(self.tags_key(machine), keys).await?;
+        Ok(())
     }
 
     fn executions_key(&self, machine: &str) -> String {
@@ -132,6 +280,19 @@ impl Store {
         let text = serde_json::to_string(record).map_err(|e| ApiError::internal(e.to_string()))?;
         let created: bool = c.hset_nx(&self.machines, &record.name, text).await?;
         if created {
+            let revision = Revision {
+                update_ms: record.creation_ms,
+                revision_id: None,
+            };
+            let id = coordinator::fleet::client::definition_id(&record.definition);
+            let _: () = c
+                .hset(
+                    self.revisions_key(&record.name),
+                    revision_key(&id, &record.role_arn),
+                    serde_json::to_string(&revision)
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                )
+                .await?;
             return Ok(record.clone());
         }
         self.machine(&record.name)
@@ -146,6 +307,10 @@ impl Store {
             .hdel(&self.machines, name)
             .ignore()
             .del(self.executions_key(name))
+            .ignore()
+            .del(self.tags_key(name))
+            .ignore()
+            .del(self.revisions_key(name))
             .ignore()
             .query_async(&mut c)
             .await?;

@@ -25,6 +25,9 @@ pub struct ApiError {
     pub message: String,
     /// 400 for every modeled exception; 500 for mapfleet's own failures.
     pub status: u16,
+    /// The member some exceptions add to `message`: ResourceNotFound's `resourceName`,
+    /// ValidationException's `reason`.
+    pub extra: Option<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -33,6 +36,7 @@ impl ApiError {
             code,
             message: message.into(),
             status: 400,
+            extra: None,
         }
     }
 
@@ -42,6 +46,7 @@ impl ApiError {
             code: "InternalFailure",
             message: message.into(),
             status: 500,
+            extra: None,
         }
     }
 
@@ -70,13 +75,40 @@ impl ApiError {
         )
     }
 
+    /// A required member left out.
+    pub fn missing(name: &str) -> Self {
+        Self::validation(format!(
+            "1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null"
+        ))
+    }
+
+    /// An unknown resource (a map run, a resource to tag), as AWS words it.
+    pub fn resource_missing(arn: &str) -> Self {
+        ApiError {
+            extra: Some(("resourceName", arn.to_string())),
+            ..Self::new("ResourceNotFound", format!("Resource not found: '{arn}'"))
+        }
+    }
+
+    /// A ValidationException with its `reason` (one of the model's ValidationExceptionReason).
+    pub fn validation_because(reason: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            extra: Some(("reason", reason.to_string())),
+            ..Self::validation(message)
+        }
+    }
+
     pub fn invalid_token() -> Self {
         Self::new("InvalidToken", "Invalid Token: 'Invalid token'")
     }
 
     /// The JSON body.
     pub fn body(&self) -> Value {
-        serde_json::json!({ "__type": self.code, "message": self.message })
+        let mut body = serde_json::json!({ "__type": self.code, "message": self.message });
+        if let Some((name, value)) = &self.extra {
+            body[*name] = Value::String(value.clone());
+        }
+        body
     }
 }
 
@@ -156,11 +188,7 @@ impl Input {
 
     /// A required string member (`MissingRequiredParameter`-style ValidationException).
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
-        self.str(name)?.ok_or_else(|| {
-            ApiError::validation(format!(
-                "1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null"
-            ))
-        })
+        self.str(name)?.ok_or_else(|| ApiError::missing(name))
     }
 
     /// A required string member checked against its length limits.
@@ -176,6 +204,37 @@ impl Input {
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(ApiError::validation(format!(
                 "1 validation error detected: Value at '{name}' failed to satisfy constraint: Member must be a boolean"
+            ))),
+        }
+    }
+
+    /// An optional non-negative integer member (ValidationException otherwise).
+    pub fn uint(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+                ApiError::validation(format!(
+                    "1 validation error detected: Value '{n}' at '{name}' failed to satisfy constraint: Member must have value greater than or equal to 0"
+                ))
+            }),
+            Some(_) => Err(ApiError::validation(format!(
+                "1 validation error detected: Value at '{name}' failed to satisfy constraint: Member must be a number"
+            ))),
+        }
+    }
+
+    /// An optional number member within `min..=max`.
+    pub fn float(&self, name: &str, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(f) if (min..=max).contains(&f) => Ok(Some(f)),
+                _ => Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{n}' at '{name}' failed to satisfy constraint: Member must have value between {min} and {max}"
+                ))),
+            },
+            Some(_) => Err(ApiError::validation(format!(
+                "1 validation error detected: Value at '{name}' failed to satisfy constraint: Member must be a number"
             ))),
         }
     }

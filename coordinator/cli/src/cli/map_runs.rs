@@ -68,18 +68,23 @@ pub async fn executions(data_dir: &Path, cmd: ExecutionsCommand) -> anyhow::Resu
         fleet,
     } = cmd;
     let client = fleet.client().await?;
+    let children = client
+        .map_run_children(&map_run, status.as_deref(), bucket_reader(data_dir))
+        .await?;
+    println!("{}", json!({ "executions": children }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads an object of the local buckets under `data_dir` (where `mapfleet coordinator
+/// --data-dir` writes a map run's result files), for [`FleetClient::map_run_children`].
+pub fn bucket_reader(data_dir: &Path) -> impl Fn(&str, &str) -> Result<Vec<u8>, String> + use<> {
     let buckets = data_dir.join("buckets");
-    let read = |bucket: &str, key: &str| -> Result<Vec<u8>, String> {
+    move |bucket: &str, key: &str| {
         // The keys come from the run's own manifest; refuse any that would leave the bucket.
         if bucket.contains('/') || key.split('/').any(|p| p == ".." || p == ".") {
             return Err(format!("refusing the object key {bucket}/{key}"));
         }
         let path = buckets.join(bucket).join(key);
         std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
-    };
-    let children = client
-        .map_run_children(&map_run, status.as_deref(), read)
-        .await?;
-    println!("{}", json!({ "executions": children }));
-    Ok(ExitCode::SUCCESS)
+    }
 }

@@ -54,15 +54,6 @@ fn subset(expected: &Value, actual: &Value, vars: &Map<String, Value>) -> bool {
     }
 }
 
-/// A coordinator's map run store over the local buckets under `data`.
-pub fn local_buckets(data: &Path) -> coordinator::fleet::maprun::MapRunStore {
-    coordinator::fleet::maprun::MapRunStore::new(std::sync::Arc::new(
-        mapfleet::buckets::StoreBuckets(std::sync::Arc::new(worker::store::LocalStore::new(
-            data.join("buckets"),
-        ))),
-    ))
-}
-
 pub fn write_object(data: &Path, path: &str, bytes: &[u8]) {
     let file = data.join("buckets").join(path);
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();

@@ -56,6 +56,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use worker::task::{Registry, Task, TaskFailure};
 
+/// A coordinator's map runs over the local buckets under `data` (as `mapfleet coordinator
+/// --data-dir` has them).
+pub fn local_buckets(data: &Path) -> coordinator::fleet::maprun::MapRunStore {
+    coordinator::fleet::maprun::MapRunStore::new(Arc::new(mapfleet::buckets::StoreBuckets(
+        Arc::new(worker::store::LocalStore::new(data.join("buckets"))),
+    )))
+}
+
 pub const ECHO: &str = "arn:mapfleet:task:::echo";
 pub const SLEEP: &str = "arn:mapfleet:task:::sleep";
 pub const FAIL: &str = "arn:mapfleet:task:::fail";

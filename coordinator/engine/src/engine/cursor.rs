@@ -206,6 +206,19 @@ pub enum CursorEvent {
     /// took the results: the Map's result (the run's ARN and the manifest's place), or why
     /// the results could not be written.
     MapRunClosed { result: Result<Value, StatesError> },
+    /// A user changed a running Map's limits (UpdateMapRun): each given value replaces the
+    /// state's own. More room starts more children at once; a tolerance now exceeded fails
+    /// the Map as a failing child would.
+    UpdateLimits(LimitsUpdate),
+}
+
+/// UpdateMapRun's new limits; `None` keeps the current value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimitsUpdate {
+    /// 0: no limit.
+    pub max_concurrency: Option<u64>,
+    pub tolerated_count: Option<u64>,
+    pub tolerated_percentage: Option<f64>,
 }
 
 /// Something the driver must do.

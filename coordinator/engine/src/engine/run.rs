@@ -266,6 +266,10 @@ impl Engine {
             (Phase::Collecting(ch), CursorEvent::MapRunClosed { result }) => {
                 self.map_run_closed(cursor, *ch, result, tx)
             }
+            (Phase::Children(ch), CursorEvent::UpdateLimits(update)) => {
+                self.limits_updated(cursor, *ch, update, tx);
+                false
+            }
             (Phase::Aborting(ch), CursorEvent::ChildrenAborted) => {
                 self.children_aborted(cursor, *ch, tx)
             }

@@ -396,6 +396,60 @@ fn max_concurrency_2_starts_two_children_then_one_per_finished_child() {
 }
 
 #[test]
+fn updated_limits_start_more_children_and_a_lower_tolerance_fails_the_map() {
+    use super::cursor::LimitsUpdate;
+    let mut b = Bench::new(map_of_tasks(1));
+    let (mut map, actions) = b.start(json!([0, 1, 2, 3, 4, 5]));
+    assert_eq!(started(&actions), [(0, 1)]);
+    // UpdateMapRun MaxConcurrency 3: two more start at once.
+    let raise = LimitsUpdate {
+        max_concurrency: Some(3),
+        ..LimitsUpdate::default()
+    };
+    assert_eq!(
+        started(&b.apply(&mut map, CursorEvent::UpdateLimits(raise))),
+        [(1, 3)]
+    );
+    // One finishes: one more starts, within the new limit.
+    assert_eq!(started(&finish_child(&mut b, &mut map, 0)), [(3, 4)]);
+    // A tolerance of 1 failure, then a child fails: tolerated.
+    let tolerate = LimitsUpdate {
+        tolerated_count: Some(1),
+        ..LimitsUpdate::default()
+    };
+    assert!(started(&b.apply(&mut map, CursorEvent::UpdateLimits(tolerate))).is_empty());
+    let actions = b.apply(
+        &mut map,
+        CursorEvent::ChildFinished {
+            index: 1,
+            result: Err(StatesError::new("Boom", "c")),
+            last_event: 0,
+            finished_event: 0,
+        },
+    );
+    assert_eq!(started(&actions), [(4, 5)], "one failure is tolerated");
+    // Lowered to 0: the failure so far is now too many, and the Map stops its children.
+    let lower = LimitsUpdate {
+        tolerated_count: Some(0),
+        ..LimitsUpdate::default()
+    };
+    let actions = b.apply(&mut map, CursorEvent::UpdateLimits(lower));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::AbortChildren { .. })),
+        "{actions:?}"
+    );
+    let Phase::Aborting(ch) = &map.phase else {
+        panic!("aborting: {:?}", map.phase)
+    };
+    assert_eq!(
+        ch.failure.as_ref().map(|e| e.error.as_str()),
+        Some("States.ExceedToleratedFailureThreshold")
+    );
+}
+
+#[test]
 fn max_concurrency_0_starts_every_child_at_once() {
     let mut b = Bench::new(map_of_tasks(0));
     let (_, actions) = b.start(json!([0, 1, 2, 3, 4, 5, 6]));

@@ -543,28 +543,13 @@ impl Engine {
                 if !tolerant {
                     ch.failure = Some(e);
                 } else {
-                    let over_count = ch.tolerated_count.is_some_and(|c| ch.failed as u64 > c);
-                    let over_pct = ch
-                        .tolerated_percentage
-                        .is_some_and(|p| (ch.failed as f64) * 100.0 / (ch.total as f64) > p);
-                    if over_count || over_pct {
-                        ch.failure = Some(StatesError::new(
-                            names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
-                            "The specified tolerated failure threshold was exceeded",
-                        ));
-                    }
+                    check_tolerance(&mut ch);
                 }
             }
         }
-        if ch.failure.is_some() {
-            // Stop the other children first; the state fails once the driver confirms
-            // with `ChildrenAborted`, so their abort events come before the failure's.
-            tx.actions.push(Action::AbortChildren {
-                cursor: cursor.id.clone(),
-            });
-            cursor.phase = Phase::Aborting(Box::new(ch));
+        let Some(mut ch) = self.abort_if_failed(cursor, ch, tx) else {
             return false;
-        }
+        };
         self.start_more(cursor, &mut ch, tx);
         if ch.succeeded + ch.failed == ch.total {
             tx.actions.push(Action::CollectResults {
@@ -576,6 +561,55 @@ impl Engine {
             cursor.phase = Phase::Children(Box::new(ch));
         }
         false
+    }
+
+    /// UpdateMapRun changed the running Map's limits: the new tolerance is checked against
+    /// the failures so far, and the new concurrency limit starts children at once.
+    pub(super) fn limits_updated(
+        &self,
+        cursor: &mut Cursor,
+        mut ch: Children,
+        update: LimitsUpdate,
+        tx: &mut Tx<'_>,
+    ) {
+        if let Some(n) = update.max_concurrency {
+            ch.max_concurrency = n.min(usize::MAX as u64) as usize;
+        }
+        if let Some(c) = update.tolerated_count {
+            ch.tolerated_count = Some(c);
+        }
+        if let Some(p) = update.tolerated_percentage {
+            ch.tolerated_percentage = Some(p);
+        }
+        if ch.failed > 0
+            && (update.tolerated_count.is_some() || update.tolerated_percentage.is_some())
+        {
+            check_tolerance(&mut ch);
+        }
+        let Some(mut ch) = self.abort_if_failed(cursor, ch, tx) else {
+            return;
+        };
+        self.start_more(cursor, &mut ch, tx);
+        cursor.phase = Phase::Children(Box::new(ch));
+    }
+
+    /// When the state failed: asks the driver to stop the other children first (the state
+    /// fails once it confirms with `ChildrenAborted`, so their abort events come before the
+    /// failure's). The children come back when it has not failed.
+    fn abort_if_failed(
+        &self,
+        cursor: &mut Cursor,
+        ch: Children,
+        tx: &mut Tx<'_>,
+    ) -> Option<Children> {
+        if ch.failure.is_none() {
+            return Some(ch);
+        }
+        tx.actions.push(Action::AbortChildren {
+            cursor: cursor.id.clone(),
+        });
+        cursor.phase = Phase::Aborting(Box::new(ch));
+        None
     }
 
     /// The children of a failed Map or Parallel were stopped: the state fails now (through
@@ -649,6 +683,21 @@ pub(super) fn map_run_event(cursor: &mut Cursor, arn: String, tx: &mut Tx<'_>) {
 }
 
 /// A non-negative integer from a `...Path` field; numeric strings count, as in AWS.
+/// Fails the state (`States.ExceedToleratedFailureThreshold`) when its failures passed what
+/// it tolerates.
+fn check_tolerance(ch: &mut Children) {
+    let over_count = ch.tolerated_count.is_some_and(|c| ch.failed as u64 > c);
+    let over_pct = ch
+        .tolerated_percentage
+        .is_some_and(|p| (ch.failed as f64) * 100.0 / (ch.total as f64) > p);
+    if over_count || over_pct {
+        ch.failure = Some(StatesError::new(
+            names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+            "The specified tolerated failure threshold was exceeded",
+        ));
+    }
+}
+
 fn integer_at(v: Value, field: &str, path: &str) -> Result<u64, StatesError> {
     let parsed = match &v {
         Value::Number(n) => n.as_u64(),

@@ -44,6 +44,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "ListExecutions",
     "GetExecutionHistory",
     "StopExecution",
+    "RedriveExecution",
 ];
 
 /// Runs one operation.

@@ -35,14 +35,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// A `MAPFLEET_LOG_FORMAT` value that names no log format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MAPFLEET_LOG_FORMAT={0:?} is not a log format (text or json)")]
+pub struct UnknownLogFormat(pub String);
+
 /// Reads a `MAPFLEET_LOG_FORMAT` value (empty: text).
-pub fn log_format(value: &str) -> Result<LogFormat, String> {
+pub fn log_format(value: &str) -> Result<LogFormat, UnknownLogFormat> {
     match value.trim().to_ascii_lowercase().as_str() {
         "" | "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
-        other => Err(format!(
-            "MAPFLEET_LOG_FORMAT={other:?} is not a log format (text or json)"
-        )),
+        other => Err(UnknownLogFormat(other.to_string())),
     }
 }
 
@@ -80,7 +83,7 @@ mod tests {
         assert_eq!(log_format(""), Ok(LogFormat::Text));
         assert_eq!(log_format("JSON"), Ok(LogFormat::Json));
         assert_eq!(log_format("text"), Ok(LogFormat::Text));
-        let e = log_format("yaml").unwrap_err();
+        let e = log_format("yaml").unwrap_err().to_string();
         assert!(
             e.contains("MAPFLEET_LOG_FORMAT") && e.contains("yaml"),
             "{e}"

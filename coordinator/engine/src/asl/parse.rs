@@ -174,20 +174,29 @@ fn reads_input_after(text: &str, prefix: &str) -> bool {
     })
 }
 
+/// A variable name AWS would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadVariableName {
+    #[error(
+        "The variable name '{0}' is invalid: it must be 1 to 80 letters, digits or '_', starting with a letter or '_'"
+    )]
+    Invalid(String),
+    #[error("The variable name 'states' is reserved for $states")]
+    Reserved,
+}
+
 /// AWS's rules for a variable name: 1 to 80 characters, starting with a letter or `_`,
 /// then letters, digits and `_`; `states` is reserved for `$states`.
-pub(crate) fn check_variable_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_variable_name(name: &str) -> Result<(), BadVariableName> {
     let name = name.strip_suffix(".$").unwrap_or(name);
     let mut chars = name.chars();
     let ok_start = chars.next().is_some_and(|c| c.is_alphabetic() || c == '_');
     let ok_rest = chars.all(|c| c.is_alphanumeric() || c == '_');
     if !ok_start || !ok_rest || name.chars().count() > 80 {
-        return Err(format!(
-            "The variable name '{name}' is invalid: it must be 1 to 80 letters, digits or '_', starting with a letter or '_'"
-        ));
+        return Err(BadVariableName::Invalid(name.to_string()));
     }
     if name == "states" {
-        return Err("The variable name 'states' is reserved for $states".into());
+        return Err(BadVariableName::Reserved);
     }
     Ok(())
 }
@@ -708,7 +717,7 @@ impl Builder {
             };
             for name in obj.keys() {
                 if let Err(why) = check_variable_name(name) {
-                    self.err(&loc.field(field).field(name), why);
+                    self.err(&loc.field(field).field(name), why.to_string());
                 }
             }
         }

@@ -60,10 +60,21 @@ impl Proc {
     }
 
     /// What `ps` shows of the process: its command line, from `/proc`.
+    /// A process just spawned can read as empty for a moment: the spawner resumes once the
+    /// child's new memory is in place, a little before exec has copied the arguments in. So
+    /// this reads again for up to a second.
     fn cmdline(&self) -> String {
-        std::fs::read(format!("/proc/{}/cmdline", self.child.id()))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .unwrap_or_default()
+        let path = format!("/proc/{}/cmdline", self.child.id());
+        for _ in 0..100 {
+            let line = std::fs::read(&path)
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            if !line.trim().is_empty() {
+                return line;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        String::new()
     }
 
     fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {

@@ -5,8 +5,6 @@
 //! Whole executions run through [`mapfleet_engine::scripted`] (the real processor, in
 //! memory). Memory is measured by a counting allocator over this test binary's threads.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 
 use mapfleet_engine::asl::error::StatesError;
@@ -16,49 +14,8 @@ use mapfleet_engine::engine::run::EngineOptions;
 use mapfleet_engine::scripted::{self, Limits, Outcome, ScriptedResult};
 use serde_json::{Value, json};
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(delta: isize) {
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + delta;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; the counting only
-// touches const-initialised thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            count(layout.size() as isize);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        count(-(layout.size() as isize));
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-/// The most bytes this thread held at once while `f` ran, above what it held before.
-fn peak_bytes<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    let r = f();
-    let peak = PEAK.with(Cell::get);
-    (r, (peak - base).max(0) as usize)
-}
+mod peak_memory;
+use peak_memory::peak_bytes;
 
 const MIB: usize = 1 << 20;
 

@@ -5,7 +5,7 @@
 //! from tokio's clock (so tests can pause it), randomness from the thread RNG.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use crate::engine::history::Event;
 use crate::engine::run::EngineOptions;
 use crate::engine::{Engine, ExecutionInfo};
 use crate::maprun::{Buckets, MapRunPlan, OpenRun};
+use mapfleet_engine::memory_children::MemoryChildren;
 
 /// Runs Task steps. The embedded default runs the worker's tasks in-process through the
 /// worker's task policy (`worker::policy`, wired in the `mapfleet` CLI crate), so a step ends
@@ -130,9 +131,7 @@ struct MemoryBackend {
     /// Task slots, when limited.
     slots: Option<Arc<tokio::sync::Semaphore>>,
     keep_history: bool,
-    items: HashMap<CursorId, Vec<Value>>,
-    results: HashMap<CursorId, Vec<Option<Value>>>,
-    live: HashMap<CursorId, HashSet<CursorId>>,
+    children: MemoryChildren,
     timers: BinaryHeap<TimerKey>,
     timer_order: u64,
     tasks: JoinSet<StepOutcome>,
@@ -156,9 +155,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn store_items(&mut self, map: &str, items: Vec<Value>) -> Result<(), BackendError> {
-        self.results
-            .insert(map.to_string(), vec![None; items.len()]);
-        self.items.insert(map.to_string(), items);
+        self.children.store_items(map, items);
         Ok(())
     }
 
@@ -175,11 +172,7 @@ impl Backend for MemoryBackend {
                 .await
                 .map_err(|e| BackendError(format!("{}: {}", e.error, e.cause)));
         }
-        Ok(self
-            .items
-            .get(map)
-            .map(|items| items[from.min(items.len())..to.min(items.len())].to_vec())
-            .unwrap_or_default())
+        Ok(self.children.items(map, from, to))
     }
 
     async fn store_result(
@@ -195,55 +188,32 @@ impl Backend for MemoryBackend {
         {
             return Ok(true); // in the run's result files
         }
-        let results = self.results.entry(parent.to_string()).or_default();
-        if results.len() <= index {
-            results.resize(index + 1, None);
-        }
-        results[index] = output;
+        self.children.store_result(parent, index, output);
         Ok(true)
     }
 
     async fn results(&mut self, parent: &str, count: usize) -> Result<Vec<Value>, BackendError> {
-        let mut results: Vec<Value> = self
-            .results
-            .remove(parent)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.unwrap_or(Value::Null))
-            .collect();
-        results.resize(count, Value::Null);
-        Ok(results)
+        Ok(self.children.take_results(parent, count))
     }
 
     async fn drop_children(&mut self, parent: &str) -> Result<(), BackendError> {
         self.map_runs.remove(parent);
-        self.items.remove(parent);
-        self.results.remove(parent);
-        self.live.remove(parent);
+        self.children.drop_children(parent);
         Ok(())
     }
 
     async fn add_live(&mut self, parent: &str, children: &[CursorId]) -> Result<(), BackendError> {
-        self.live
-            .entry(parent.to_string())
-            .or_default()
-            .extend(children.iter().cloned());
+        self.children.add_live(parent, children);
         Ok(())
     }
 
     async fn remove_live(&mut self, parent: &str, child: &str) -> Result<(), BackendError> {
-        if let Some(set) = self.live.get_mut(parent) {
-            set.remove(child);
-        }
+        self.children.remove_live(parent, child);
         Ok(())
     }
 
     async fn live(&mut self, parent: &str) -> Result<Vec<CursorId>, BackendError> {
-        Ok(self
-            .live
-            .get(parent)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default())
+        Ok(self.children.live(parent))
     }
 
     fn publish(&mut self, step: StepRequest) {
@@ -370,9 +340,7 @@ pub async fn run_execution(
         slots: (opts.task_slots > 0)
             .then(|| Arc::new(tokio::sync::Semaphore::new(opts.task_slots))),
         keep_history: opts.keep_history,
-        items: HashMap::new(),
-        results: HashMap::new(),
-        live: HashMap::new(),
+        children: MemoryChildren::default(),
         timers: BinaryHeap::new(),
         timer_order: 0,
         tasks: JoinSet::new(),

@@ -15,6 +15,8 @@
 //!   the fleet lives behind that seam, in the `coordinator` crate.
 //! - [`entropy`]: the caller-seeded randomness (retry jitter, `States.UUID`, `States.MathRandom`).
 //! - [`maprun`]: a Distributed Map's run over an object store (ItemReader, ResultWriter).
+//! - [`memory_children`]: a Map's or Parallel's children held in memory, for the in-memory
+//!   backends (embedded mode's and `scripted`'s).
 //! - [`scripted`]: a whole execution driven in memory with scripted Task outcomes and
 //!   virtual time, for tests and the whole-path fuzz target.
 
@@ -23,4 +25,5 @@ pub mod driver;
 pub mod engine;
 pub mod entropy;
 pub mod maprun;
+pub mod memory_children;
 pub mod scripted;

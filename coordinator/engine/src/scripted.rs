@@ -8,7 +8,7 @@
 //! microseconds and always end: [`Limits`] stops a run that writes too many events or goes
 //! past its virtual deadline, the way a TimeoutSeconds or a user's stop would.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -23,6 +23,7 @@ use crate::engine::cursor::{Cursor, CursorEvent, CursorId};
 use crate::engine::history::Event;
 use crate::engine::run::EngineOptions;
 use crate::engine::{Engine, ExecutionInfo};
+use crate::memory_children::MemoryChildren;
 
 /// What one step of a scripted run answers: the Task's output or its error.
 pub type Outcome = Result<Value, StatesError>;
@@ -185,9 +186,7 @@ fn block_on<F: Future>(fut: F) -> F::Output {
 #[derive(Default)]
 struct MemoryBackend {
     keep_history: bool,
-    items: HashMap<CursorId, Vec<Value>>,
-    results: HashMap<CursorId, Vec<Option<Value>>>,
-    live: HashMap<CursorId, HashSet<CursorId>>,
+    children: MemoryChildren,
     published: Vec<StepRequest>,
     /// By due time, then order of scheduling.
     timers: BTreeMap<(DateTime<Utc>, u64), (CursorId, u64)>,
@@ -203,9 +202,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn store_items(&mut self, map: &str, items: Vec<Value>) -> Result<(), BackendError> {
-        self.results
-            .insert(map.to_string(), vec![None; items.len()]);
-        self.items.insert(map.to_string(), items);
+        self.children.store_items(map, items);
         Ok(())
     }
 
@@ -215,11 +212,7 @@ impl Backend for MemoryBackend {
         from: usize,
         to: usize,
     ) -> Result<Vec<Value>, BackendError> {
-        Ok(self
-            .items
-            .get(map)
-            .map(|items| items[from.min(items.len())..to.min(items.len())].to_vec())
-            .unwrap_or_default())
+        Ok(self.children.items(map, from, to))
     }
 
     async fn store_result(
@@ -228,54 +221,31 @@ impl Backend for MemoryBackend {
         index: usize,
         output: Option<Value>,
     ) -> Result<bool, BackendError> {
-        let results = self.results.entry(parent.to_string()).or_default();
-        if results.len() <= index {
-            results.resize(index + 1, None);
-        }
-        results[index] = output;
+        self.children.store_result(parent, index, output);
         Ok(true)
     }
 
     async fn results(&mut self, parent: &str, count: usize) -> Result<Vec<Value>, BackendError> {
-        let mut results: Vec<Value> = self
-            .results
-            .remove(parent)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.unwrap_or(Value::Null))
-            .collect();
-        results.resize(count, Value::Null);
-        Ok(results)
+        Ok(self.children.take_results(parent, count))
     }
 
     async fn drop_children(&mut self, parent: &str) -> Result<(), BackendError> {
-        self.items.remove(parent);
-        self.results.remove(parent);
-        self.live.remove(parent);
+        self.children.drop_children(parent);
         Ok(())
     }
 
     async fn add_live(&mut self, parent: &str, children: &[CursorId]) -> Result<(), BackendError> {
-        self.live
-            .entry(parent.to_string())
-            .or_default()
-            .extend(children.iter().cloned());
+        self.children.add_live(parent, children);
         Ok(())
     }
 
     async fn remove_live(&mut self, parent: &str, child: &str) -> Result<(), BackendError> {
-        if let Some(set) = self.live.get_mut(parent) {
-            set.remove(child);
-        }
+        self.children.remove_live(parent, child);
         Ok(())
     }
 
     async fn live(&mut self, parent: &str) -> Result<Vec<CursorId>, BackendError> {
-        let mut live: Vec<CursorId> = self
-            .live
-            .get(parent)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
+        let mut live = self.children.live(parent);
         live.sort(); // deterministic abort order
         Ok(live)
     }

@@ -3,7 +3,10 @@
 //! K `mapfleet-worker` processes on a fresh prefix, a ResultWriter writing the results back
 //! to the buckets. Measured from the submit to SUCCEEDED; verified from the ResultWriter's
 //! files: exactly N SUCCEEDED records, each item once, none FAILED. Reports the
-//! coordinator's peak RSS (`VmHWM` of its process) as well.
+//! coordinator's peak RSS (`VmHWM` of its process) as well, and Redis's peak `used_memory`
+//! (`INFO memory`, sampled every 100 ms from before the submit to SUCCEEDED) next to what it
+//! used just before the submit: a run's state in Redis is what it grew by. Redis is the
+//! machine's, so other users' keys move it too: compare runs on a quiet Redis.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -39,12 +42,21 @@ pub struct Report {
     pub elapsed: Duration,
     /// The coordinator's peak resident set, bytes.
     pub coordinator_peak_rss: u64,
+    /// Redis's `used_memory` just before the submit, bytes.
+    pub redis_before: u64,
+    /// Redis's highest `used_memory` sampled during the run, bytes.
+    pub redis_peak: u64,
     pub result_files: usize,
 }
 
 impl Report {
     pub fn rate(&self) -> f64 {
         self.items as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// How much Redis grew during the run at its peak, bytes.
+    pub fn redis_growth(&self) -> u64 {
+        self.redis_peak.saturating_sub(self.redis_before)
     }
 }
 
@@ -148,7 +160,13 @@ async fn measure(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result
     let def = coordinator::asl::parse::parse_definition(&text)
         .map_err(|e| anyhow::anyhow!("the loadtest definition does not parse: {e:?}"))?;
     let info = ExecutionInfo::new("loadtest", topo.prefix(), json!({}), chrono::Utc::now());
-    let (elapsed, result) = run_to_success(&client, &text, &def, &info, p.limit).await?;
+    let redis = shared::redis_schema::connect(p.redis_url)
+        .await
+        .context("connecting to Redis to sample its memory")?;
+    let sampler = RedisMemory::start(redis).await?;
+    let ran = run_to_success(&client, &text, &def, &info, p.limit).await;
+    let (redis_before, redis_peak) = sampler.stop();
+    let (elapsed, result) = ran?;
     let coordinator_peak_rss = peak_rss(coordinator.0.id()).unwrap_or(0);
     drop(coordinator);
     let output = result.output.context("a SUCCEEDED Map without output")?;
@@ -160,8 +178,57 @@ async fn measure(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result
         items: p.items,
         elapsed,
         coordinator_peak_rss,
+        redis_before,
+        redis_peak,
         result_files,
     })
+}
+
+/// Samples Redis's `used_memory` in the background, keeping the highest value.
+struct RedisMemory {
+    before: u64,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RedisMemory {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    async fn used(conn: &mut shared::redis_conn::RedisConn) -> anyhow::Result<u64> {
+        let texts = conn.info("memory").await.context("Redis INFO memory")?;
+        texts
+            .iter()
+            .filter_map(|t| coordinator::fleet::service::redis_memory(t).0)
+            .max()
+            .map(|used| used.max(0) as u64)
+            .context("no used_memory in Redis's INFO memory")
+    }
+
+    async fn start(mut conn: shared::redis_conn::RedisConn) -> anyhow::Result<RedisMemory> {
+        use std::sync::atomic::Ordering;
+        let before = Self::used(&mut conn).await?;
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+        let seen = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Self::EVERY).await;
+                // A failed sample is skipped: the run itself reports Redis failures.
+                if let Ok(used) = Self::used(&mut conn).await {
+                    seen.fetch_max(used, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(RedisMemory { before, peak, task })
+    }
+
+    /// Stops sampling: (used before, peak).
+    fn stop(self) -> (u64, u64) {
+        self.task.abort();
+        (
+            self.before,
+            self.peak.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
 }
 
 /// Every item exactly once among the SUCCEEDED files, none FAILED; returns the file count.

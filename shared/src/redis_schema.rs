@@ -11,7 +11,7 @@
 //! |---|---|---|---|
 //! | `P:def:ID` | string | a definition (JSON) | [`Ttls::definition`] |
 //! | `P:{ARN}:exec` | hash | execution status, input, output | [`Ttls::execution`] |
-//! | `P:{ARN}:cursor:CURSOR` | hash | the step a cursor awaits: `seq`, `attempt`, `phase` (`awaiting`, `applied`), `outcome`, `applied_ms` | [`Ttls::execution`] |
+//! | `P:{ARN}:cursor:CURSOR` | hash | the step a cursor awaits: `seq`, `attempt`, `phase` (`awaiting`, `applied`), `outcome`, `applied_ms`; deleted by the coordinator's commit that removes the cursor (a finished Map child leaves none behind), so an outcome for it then is a [`Applied::Duplicate`] | [`Ttls::execution`] |
 //! | `P:{ARN}:history` | list | history events (JSON), in order | [`Ttls::execution`] |
 //! | `P:timers` | sorted set | timer member → due time (Unix ms) | none: it is a queue |
 //!

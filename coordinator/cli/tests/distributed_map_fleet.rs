@@ -384,3 +384,312 @@ async fn coordinator_reads_items_and_writes_results_through_s3() {
         "nothing in the local buckets"
     );
 }
+
+/// What a map run keeps in Redis per child, at one moment (see `fleet::keys`).
+#[derive(Debug, Default, Clone, Copy)]
+struct PerChild {
+    /// Step records (`shared`'s `P:{ARN}:cursor:CURSOR` hashes), counted by SCAN.
+    step_records: usize,
+    /// Entries of the execution's `cursors` hash.
+    cursors: usize,
+    /// The prefix's timers (re-drive and timeout timers of published steps).
+    timers: usize,
+    /// Running children's inputs (the Map's `items` hash).
+    inputs: usize,
+    /// Running children (the Map's `live` set).
+    live: usize,
+    /// Ended children's records not yet in a result file, both statuses.
+    records: usize,
+}
+
+impl PerChild {
+    async fn read(
+        conn: &mut shared::redis_conn::RedisConn,
+        keys: &coordinator::fleet::keys::FleetKeys,
+        arn: &str,
+    ) -> PerChild {
+        use redis::AsyncCommands;
+        let pattern = format!("{}*", keys.shared.cursor(arn, ""));
+        let step_records = {
+            let mut iter = conn.scan_match::<_, String>(&pattern).await.unwrap();
+            let mut n = 0;
+            while let Some(k) = futures_lite::StreamExt::next(&mut iter).await {
+                k.unwrap();
+                n += 1;
+            }
+            n
+        };
+        // The Map is the start state: its cursor is the root's, "".
+        let (cursors, timers, inputs, live, succeeded, failed): (
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+        ) = redis::pipe()
+            .hlen(keys.cursors(arn))
+            .zcard(keys.shared.timers())
+            .hlen(keys.items(arn, ""))
+            .scard(keys.live(arn, ""))
+            .hlen(keys.run_records(arn, "", 'S'))
+            .hlen(keys.run_records(arn, "", 'F'))
+            .query_async(conn)
+            .await
+            .unwrap();
+        PerChild {
+            step_records,
+            cursors,
+            timers,
+            inputs,
+            live,
+            records: succeeded + failed,
+        }
+    }
+
+    fn max(self, o: PerChild) -> PerChild {
+        PerChild {
+            step_records: self.step_records.max(o.step_records),
+            cursors: self.cursors.max(o.cursors),
+            timers: self.timers.max(o.timers),
+            inputs: self.inputs.max(o.inputs),
+            live: self.live.max(o.live),
+            records: self.records.max(o.records),
+        }
+    }
+}
+
+/// A step some child awaits right now (from its step record), if any.
+async fn an_awaited_step(
+    conn: &mut shared::redis_conn::RedisConn,
+    keys: &coordinator::fleet::keys::FleetKeys,
+    arn: &str,
+) -> Option<shared::messages::StepId> {
+    use redis::AsyncCommands;
+    let head = keys.shared.cursor(arn, "");
+    let key = {
+        let mut iter = conn
+            .scan_match::<_, String>(format!("{head}*"))
+            .await
+            .unwrap();
+        futures_lite::StreamExt::next(&mut iter).await?.unwrap()
+    };
+    let (seq, attempt, phase): (Option<u64>, Option<u32>, Option<String>) = redis::cmd("HMGET")
+        .arg(&key)
+        .arg(&["seq", "attempt", "phase"])
+        .query_async(conn)
+        .await
+        .unwrap();
+    (phase.as_deref() == Some("awaiting")).then_some(())?;
+    Some(shared::messages::StepId {
+        execution: arn.to_string(),
+        cursor: key.strip_prefix(&head)?.to_string(),
+        seq: seq?,
+        attempt: attempt?,
+    })
+}
+
+/// Issue 8 (streaming at scale): a Distributed Map of 6,000 items with MaxConcurrency 8 keeps
+/// in Redis, while it runs and once it ended, per-child state for its running children only
+/// (step records, cursors, timers, inputs, the live set), and ended children's records for
+/// one result file at most: a finished child's keys are dropped once its record is
+/// committed. Every item's record is in the result files exactly once; DescribeMapRun and
+/// ListExecutions with the map run answer from the run's facts and files; and an outcome
+/// that comes late for a compacted child (published on the outcomes queue as a worker
+/// would) is counted as a duplicate and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_children_leave_nothing_of_their_own_in_redis() {
+    use coordinator::driver::Status;
+    use coordinator::fleet::maprun::FLUSH_RECORDS;
+    use redis::AsyncCommands;
+    const ITEMS: usize = 6000;
+    const CONCURRENCY: usize = 8;
+    common::in_process::log_to_file("mapfleet-dmap-fleet");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let prefix = shared::testkit::unique_prefix("dmap-compact");
+    let (amqp, redis_url) = (shared::testkit::amqp_url(), shared::testkit::redis_url());
+    let fleet = config(&["--prefix", &prefix, "--amqp", &amqp, "--redis", &redis_url]);
+    let topo = fleet.topology();
+    let running = InProcessFleet::start_opts(
+        fleet,
+        Services {
+            worker_tag: "dmap-compact",
+            ..Services::one_each(CONCURRENCY)
+        },
+        ServiceOptions {
+            map_runs: local_buckets(&data),
+            ..ServiceOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let lines: String = (0..ITEMS).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    distributed::write_object(&data, "in/items.jsonl", lines.as_bytes());
+    std::fs::create_dir_all(data.join("buckets/out")).unwrap();
+    let def = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map",
+        "MaxConcurrency": CONCURRENCY,
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSONL"},
+            "Parameters": {"Bucket": "in", "Key": "items.jsonl"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Echo", "States": {"Echo": {"Type": "Task", "Resource": common::ECHO, "End": true}}},
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "out", "Prefix": "run"},
+            "WriterConfig": {"OutputType": "JSONL", "Transformation": "NONE"}},
+        "End": true}}});
+    let mut conn = shared::redis_schema::connect(&redis_url).await.unwrap();
+    let keys = coordinator::fleet::keys::FleetKeys::new(&prefix);
+    let arn = running.submit("compact", &def, json!({})).await.unwrap();
+
+    // While it runs.
+    let (mut peak, mut samples, mut late) = (PerChild::default(), 0, None);
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while running.client.status(&arn).await.unwrap() == Status::Running {
+        assert!(std::time::Instant::now() < limit, "still running: {peak:?}");
+        peak = peak.max(PerChild::read(&mut conn, &keys, &arn).await);
+        samples += 1;
+        if late.is_none() {
+            late = an_awaited_step(&mut conn, &keys, &arn).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ended = running
+        .wait(&arn, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(ended.status, Status::Succeeded, "{:?}", ended.error);
+    // SCAN may see a key deleted and one added while it walks: twice the concurrency.
+    let bound = 2 * CONCURRENCY;
+    assert!(
+        samples >= 5 && peak.live >= 1 && peak.step_records >= 1,
+        "the run was seen running ({samples} samples): {peak:?}"
+    );
+    let per_child = [
+        peak.step_records,
+        peak.cursors,
+        peak.timers,
+        peak.inputs,
+        peak.live,
+    ];
+    assert!(
+        per_child.iter().all(|n| *n <= bound),
+        "per-child state beyond the running children (MaxConcurrency {CONCURRENCY}): {peak:?}"
+    );
+    assert!(
+        peak.records <= FLUSH_RECORDS,
+        "more than a result file's records waited: {peak:?}"
+    );
+
+    // Once it ended, nothing of any child is left.
+    let after = PerChild::read(&mut conn, &keys, &arn).await;
+    assert_eq!(
+        [
+            after.step_records,
+            after.cursors,
+            after.timers,
+            after.inputs,
+            after.live,
+            after.records
+        ],
+        [0; 6],
+        "{after:?}"
+    );
+    let history: usize = conn.llen(keys.history(&arn)).await.unwrap();
+    assert!(history < 20, "{history} events: children write none");
+
+    // Each item's record exactly once, and the run's views from its facts and files.
+    let output = ended.output.clone().unwrap();
+    let manifest_key = output["ResultWriterDetails"]["Key"].as_str().unwrap();
+    let read = |bucket: &str, key: &str| -> Result<Vec<u8>, String> {
+        std::fs::read(data.join("buckets").join(bucket).join(key)).map_err(|e| e.to_string())
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read("out", manifest_key).unwrap()).unwrap();
+    let files = manifest["ResultFiles"]["SUCCEEDED"].as_array().unwrap();
+    assert!(
+        files.len() >= 2,
+        "a file at {FLUSH_RECORDS} records: {manifest}"
+    );
+    let mut seen = vec![0u32; ITEMS];
+    for f in files {
+        let text = read("out", f["Key"].as_str().unwrap()).unwrap();
+        for line in String::from_utf8(text).unwrap().lines() {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let input: serde_json::Value =
+                serde_json::from_str(record["Input"].as_str().unwrap()).unwrap();
+            seen[input["i"].as_u64().unwrap() as usize] += 1;
+        }
+    }
+    let wrong: Vec<usize> = (0..ITEMS).filter(|i| seen[*i] != 1).collect();
+    assert!(
+        wrong.is_empty(),
+        "items not recorded exactly once: {wrong:?}"
+    );
+    let runs = running.client.list_map_runs(&arn).await.unwrap();
+    let run_arn = runs[0]["mapRunArn"].as_str().unwrap().to_string();
+    let described = running.client.describe_map_run(&run_arn).await.unwrap();
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+    assert_eq!(
+        described["executionCounts"]["succeeded"], ITEMS,
+        "{described}"
+    );
+    let children = running
+        .client
+        .map_run_children(&run_arn, None, read)
+        .await
+        .unwrap();
+    let names: std::collections::HashSet<&str> = children
+        .iter()
+        .filter(|c| c["status"] == "SUCCEEDED")
+        .filter_map(|c| c["executionArn"].as_str())
+        .collect();
+    assert_eq!(names.len(), ITEMS, "ListExecutions of the map run");
+
+    // A late outcome for a compacted child: counted as a duplicate, nothing changes.
+    let late = late.expect("a step awaited while the run ran");
+    let duplicates = shared::metrics::get().outcome_duplicates.get();
+    let amqp_conn = std::sync::Arc::new(
+        shared::amqp::connect(&amqp, "late-outcome", std::time::Duration::from_secs(15))
+            .await
+            .unwrap(),
+    );
+    let publisher =
+        shared::amqp::Publisher::new(amqp_conn.clone(), shared::amqp::PublisherOptions::default())
+            .await
+            .unwrap();
+    let step = shared::messages::StepMessage::new(late.clone(), common::ECHO, json!({"i": -1}));
+    let outcome = shared::messages::OutcomeMessage::for_step(
+        &step,
+        shared::messages::StepResult::Ok {
+            output: json!({"i": -1}),
+        },
+        "late-worker",
+        shared::messages::Timings::default(),
+    );
+    publisher.publish_outcome(&topo, &outcome).await.unwrap();
+    let counted = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while shared::metrics::get().outcome_duplicates.get() == duplicates {
+        assert!(
+            std::time::Instant::now() < counted,
+            "the late outcome of {late:?} was not counted as a duplicate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let again = running.client.describe(&arn, true).await.unwrap();
+    assert_eq!(again.status, Status::Succeeded);
+    assert_eq!(
+        again.events.len(),
+        history,
+        "the late outcome wrote no event"
+    );
+    let left = PerChild::read(&mut conn, &keys, &arn).await;
+    assert_eq!(left.step_records, 0, "no child resurrected: {left:?}");
+    let inbox: usize = conn.llen(keys.inbox(&arn)).await.unwrap();
+    assert_eq!(inbox, 0, "nothing queued for the ended execution");
+    let _ = amqp_conn.close(200, "done".into()).await;
+    running.stop().await;
+    shared::testkit::teardown(&amqp, &redis_url, &prefix)
+        .await
+        .unwrap();
+}

@@ -45,6 +45,10 @@ pub struct Pending {
     /// The root's children were dropped after a failure: what to keep for a redrive (the
     /// `done` bits and results of this batch not written yet).
     pub(super) keep: Option<super::redrive::Keep>,
+    /// Steps whose outcome this batch consumed (cursor, seq): their re-drive and timeout
+    /// timers are removed with the commit, instead of waiting out `--redrive-after-secs` in
+    /// the fleet's timers (one per step a Map ran in the last ten minutes otherwise).
+    pub(super) settled: Vec<(CursorId, u64)>,
 }
 
 /// The fleet's backend for one batch of one execution.
@@ -92,6 +96,12 @@ struct ReadCache {
 }
 
 impl RedisBackend {
+    /// Notes that this batch consumed the outcome of step `seq` of `cursor` (see
+    /// [`Pending::settled`]).
+    pub fn settled(&mut self, cursor: &str, seq: u64) {
+        self.pending.settled.push((cursor.to_string(), seq));
+    }
+
     pub fn new(
         conn: RedisConn,
         keys: FleetKeys,
@@ -296,6 +306,16 @@ impl RedisBackend {
         }
         if !changes.removed.is_empty() {
             pipe.hdel(&cursors_key, &changes.removed);
+            // A removed cursor's step record goes with it (`shared`'s per-cursor hash): a
+            // finished child leaves nothing of its own behind, so a million-child Map's
+            // Redis holds its running children only. An outcome that comes for it later
+            // finds no step awaited and is dropped as stale, as for any moved-on cursor.
+            let step_records: Vec<String> = changes
+                .removed
+                .iter()
+                .map(|id| self.keys.shared.cursor(&arn, id))
+                .collect();
+            pipe.del_many(&step_records);
             stale_blobs.extend(
                 changes
                     .removed
@@ -365,6 +385,13 @@ impl RedisBackend {
                 }
             }
         }
+        // After the additions: a step re-driven in the batch that also took its outcome
+        // needs no timer either.
+        for (cursor, seq) in &p.settled {
+            for kind in ['R', 'T'] {
+                pipe.zrem_timer(&timers, &timer_member(kind, &arn, cursor, *seq));
+            }
+        }
     }
 }
 
@@ -383,7 +410,7 @@ impl RedisBackend {
 #[derive(Default)]
 pub struct Commit {
     cmds: Vec<Vec<String>>,
-    /// `ZADD` commands on the fleet's timers.
+    /// `ZADD` and `ZREM` commands on the fleet's timers.
     timers: Vec<Vec<String>>,
     /// The execution hash and the `commits` it must hold.
     expected: Option<(String, u64)>,
@@ -427,6 +454,15 @@ impl Commit {
 
     pub fn del(&mut self, key: &str) {
         self.push(vec!["DEL".into(), key.into()]);
+    }
+
+    /// Deletes `keys` (of one execution: they share its hash tag), [`CHUNK`] per command.
+    pub fn del_many(&mut self, keys: &[String]) {
+        for chunk in keys.chunks(CHUNK) {
+            let mut c = vec!["DEL".to_string()];
+            c.extend(chunk.iter().cloned());
+            self.push(c);
+        }
     }
 
     pub fn expire(&mut self, key: &str, secs: i64) {
@@ -516,6 +552,14 @@ impl Commit {
             score.to_string(),
             member.into(),
         ]);
+    }
+
+    /// Removes a timer from the fleet's timers (`key`), see [`Commit`]. On a Redis Cluster
+    /// it is removed before the commit: a commit that then fails leaves its inbox events,
+    /// the outcomes that made the timer needless, to the next batch.
+    pub fn zrem_timer(&mut self, key: &str, member: &str) {
+        self.timers
+            .push(vec!["ZREM".into(), key.into(), member.into()]);
     }
 
     /// Schedules a timer in the fleet's timers (`key`), see [`Commit`].

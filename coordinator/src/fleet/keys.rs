@@ -15,7 +15,11 @@
 //! | `P:{ARN}:records:CURSOR:S` | hash | a map run's ended children not yet in a result file, by status (`S`ucceeded/`F`ailed): index → the record's text |
 //!
 //! A map run with a ResultWriter keeps its running children's inputs and start times in its
-//! `items` hash (index → `{"i": input, "t": ms}`), removed as each child ends.
+//! `items` hash (index → `{"i": input, "t": ms}`), removed as each child ends. Everything
+//! else a child has of its own (its `cursors` entry, its `live` member, `shared`'s step record
+//! `P:{ARN}:cursor:CURSOR`, its step's re-drive and timeout timers) goes in the commit that
+//! ends it too: Redis holds the running children, not the finished ones ("Finished children
+//! are compacted" in `docs/ARCHITECTURE.md`).
 //! | `P:{ARN}:done:CURSOR` | bitmap | the root's Map or Parallel: bit i set when child i succeeded (a redrive keeps those) |
 //! | `P:{ARN}:kept:done`, `P:{ARN}:kept:results` | bitmap, hash | the root's last failed or stopped Map or Parallel: its `done` bits and `results`, for a redrive |
 //! | `P:{ARN}:redrive` | string | the root cursor as it stood when the execution ended other than SUCCEEDED (JSON): where a redrive resumes |

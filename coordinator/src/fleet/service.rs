@@ -36,6 +36,7 @@ mod error;
 mod intake;
 mod lease;
 mod observe;
+pub use observe::redis_memory;
 mod recovery;
 
 use error::Doing;
@@ -961,13 +962,16 @@ impl Coordinator {
                     cursor,
                     seq,
                     result,
-                } => p.push(
-                    cursor,
-                    match result {
-                        Ok(output) => CursorEvent::StepSucceeded { seq, output },
-                        Err(error) => CursorEvent::StepFailed { seq, error },
-                    },
-                ),
+                } => {
+                    backend.settled(&cursor, seq);
+                    p.push(
+                        cursor,
+                        match result {
+                            Ok(output) => CursorEvent::StepSucceeded { seq, output },
+                            Err(error) => CursorEvent::StepFailed { seq, error },
+                        },
+                    )
+                }
                 InboxEvent::Timer { cursor, seq } => {
                     p.push(cursor, CursorEvent::TimerFired { seq })
                 }

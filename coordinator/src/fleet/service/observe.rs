@@ -76,7 +76,7 @@ pub(super) fn state_machine_of(arn: &str) -> &str {
 }
 
 /// `used_memory` and `maxmemory` from Redis's `INFO memory` text.
-pub(super) fn redis_memory(info: &str) -> (Option<i64>, Option<i64>) {
+pub fn redis_memory(info: &str) -> (Option<i64>, Option<i64>) {
     let field = |name: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))

@@ -249,6 +249,11 @@ pub struct RunArgs {
         default_value_t = crate::engine::run::MAX_HISTORY_EVENTS
     )]
     pub max_history_events: u64,
+    /// In this process: where Distributed Maps' ItemReader objects and ResultWriter files
+    /// are (the local buckets under `--data-dir` by default, or S3 / an S3-compatible server,
+    /// as for `mapfleet coordinator`). On the fleet the coordinators' own flags apply.
+    #[command(flatten)]
+    pub objects: worker::providers::ObjectStoreArgs,
     /// Filled from the global `--data-dir`.
     #[arg(skip)]
     pub data_dir: PathBuf,
@@ -588,9 +593,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
     };
     opts.engine.payload_limit = args.max_payload_bytes;
     opts.engine.max_history_events = args.max_history_events;
-    opts.buckets = Some(Arc::new(crate::buckets::StoreBuckets(Arc::new(
-        worker::store::LocalStore::new(args.data_dir.join("buckets")),
-    ))));
+    opts.buckets = Some(Arc::new(crate::buckets::StoreBuckets(
+        args.objects.object_store(&args.data_dir).await,
+    )));
     let result = run_execution(def, info, executor, opts).await;
     print_result(&result, &args)
 }

@@ -319,6 +319,8 @@ pub async fn demo(data_dir: &Path, examples: &Path, distributed: bool) -> anyhow
         task_slots: crate::embedded::default_task_slots(),
         max_payload_bytes: crate::engine::PAYLOAD_LIMIT_BYTES,
         max_history_events: crate::engine::run::MAX_HISTORY_EVENTS,
+        // The demo's Distributed Map reads and writes the data dir's buckets.
+        objects: worker::providers::ObjectStoreArgs::default(),
         data_dir: data_dir.to_path_buf(),
         before_output: (!distributed).then_some(print_summary as fn(&Value)),
     };

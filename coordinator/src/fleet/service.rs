@@ -853,9 +853,10 @@ impl Coordinator {
         let touched: Vec<&str> = events
             .iter()
             .filter_map(|e| match e {
-                InboxEvent::Outcome { cursor, .. } | InboxEvent::Timer { cursor, .. } => {
-                    Some(cursor.as_str())
-                }
+                InboxEvent::Outcome { cursor, .. }
+                | InboxEvent::Timer { cursor, .. }
+                | InboxEvent::TaskStarted { cursor, .. }
+                | InboxEvent::TaskHeartbeat { cursor, .. } => Some(cursor.as_str()),
                 _ => None,
             })
             .collect();
@@ -970,6 +971,14 @@ impl Coordinator {
                 ),
                 InboxEvent::Timer { cursor, seq } => {
                     p.push(cursor, CursorEvent::TimerFired { seq })
+                }
+                InboxEvent::TaskStarted {
+                    cursor,
+                    seq,
+                    worker,
+                } => p.push(cursor, CursorEvent::StepStarted { seq, worker }),
+                InboxEvent::TaskHeartbeat { cursor, seq } => {
+                    p.push(cursor, CursorEvent::StepHeartbeat { seq })
                 }
                 InboxEvent::Redrive { cursor, seq } => self.redrive(backend, &cursor, seq).await?,
                 InboxEvent::Unserved { cursor, seq } => {
@@ -1135,6 +1144,13 @@ impl Coordinator {
             return Ok(None);
         }
         let mut conn = self.conn.clone();
+        if shared::topology::activity_name(&wait.resource).is_some() {
+            // An activity's steps wait for its workers; only a missing activity fails them.
+            let exists = super::activities::exists(&mut conn, &self.keys, &wait.resource)
+                .await
+                .doing(|| format!("read whether activity {} exists", wait.resource))?;
+            return Ok((!exists).then(|| super::activities::missing(&wait.resource)));
+        }
         let served = shared::workers::served(&mut conn, self.keys.shared.prefix())
             .await
             .doing(|| "read which resources the live workers serve".into())?;
@@ -1155,6 +1171,14 @@ impl Coordinator {
             .doing(|| "read the live workers' registry".into())?;
         let due = Utc::now().timestamp_millis() + self.opts.unserved_grace.as_millis() as i64;
         for step in steps.iter().filter(|s| !workers.live.contains(&s.resource)) {
+            if shared::topology::activity_name(&step.resource).is_some() {
+                let exists = super::activities::exists(&mut conn, &self.keys, &step.resource)
+                    .await
+                    .doing(|| format!("read whether activity {} exists", step.resource))?;
+                if exists {
+                    continue;
+                }
+            }
             let lapsed = workers.lapsed.contains(&step.resource);
             super::unserved::report(arn, &step.resource, lapsed);
             let member = super::timer_member('U', arn, &step.id.cursor, step.id.seq);

@@ -106,8 +106,42 @@ async fn scenario(url: &str) {
         "{created}"
     );
     assert!(created["creationDate"].is_number(), "{created}");
-    let again = aws.ok(&["create-activity", "--name", "squares"]).await;
+    let again = aws
+        .ok(&[
+            "create-activity",
+            "--name",
+            "squares",
+            "--tags",
+            "key=other,value=x",
+        ])
+        .await;
     assert_eq!(again, created, "CreateActivity is idempotent by name");
+    let tags = ["list-tags-for-resource", "--resource-arn", &activity];
+    assert_eq!(
+        aws.ok(&tags).await["tags"],
+        json!([{"key": "team", "value": "maps"}]),
+        "the first call's tags stay"
+    );
+    aws.ok(&[
+        "tag-resource",
+        "--resource-arn",
+        &activity,
+        "--tags",
+        "key=stage,value=test",
+    ])
+    .await;
+    aws.ok(&[
+        "untag-resource",
+        "--resource-arn",
+        &activity,
+        "--tag-keys",
+        "team",
+    ])
+    .await;
+    assert_eq!(
+        aws.ok(&tags).await["tags"],
+        json!([{"key": "stage", "value": "test"}])
+    );
     let described = aws
         .ok(&["describe-activity", "--activity-arn", &activity])
         .await;
@@ -149,6 +183,12 @@ async fn scenario(url: &str) {
         &[],
         &["get-activity-task", "--activity-arn", &spare],
         "ActivityDoesNotExist",
+    )
+    .await;
+    aws.fails(
+        &[],
+        &["list-tags-for-resource", "--resource-arn", &spare],
+        "ResourceNotFound",
     )
     .await;
     aws.fails(
@@ -367,6 +407,36 @@ async fn scenario(url: &str) {
     assert_eq!(
         started[0]["activityStartedEventDetails"]["workerName"],
         "cli-worker"
+    );
+
+    // An activity that does not exist: its step fails before any worker took it.
+    let ghost = json!({
+        "StartAt": "Work",
+        "States": {"Work": {"Type": "Task", "Resource": activity.replace("squares", "ghost"), "End": true}}
+    });
+    let machine = aws
+        .ok(&create("Ghost", &write(dir.path(), "ghost.json", &ghost)))
+        .await["stateMachineArn"]
+        .as_str()
+        .expect("stateMachineArn")
+        .to_string();
+    let exec = aws.ok(&start(&machine, "ghost", "{}")).await["executionArn"]
+        .as_str()
+        .expect("executionArn")
+        .to_string();
+    wait_for_status(&aws, &exec, "FAILED").await;
+    let failed = events(&aws, &exec, "ActivityScheduleFailed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        failed[0]["activityScheduleFailedEventDetails"]["error"],
+        "States.Runtime"
+    );
+    let cause = failed[0]["activityScheduleFailedEventDetails"]["cause"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        cause.contains(":activity:ghost does not exist"),
+        "failed by the coordinator, not by a worker it reached: {cause}"
     );
 
     // Nothing queued: the long poll ends without a task (after --activity-poll-secs).

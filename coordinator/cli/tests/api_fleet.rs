@@ -493,7 +493,7 @@ async fn unsigned_and_badly_signed_requests_are_refused() {
     drop(serve);
 
     // Without keys, serve refuses to start unless told to let anyone in.
-    let out = Command::new(MAPFLEET)
+    let out = std::process::Command::new(MAPFLEET)
         .args(["serve", "--addr", "127.0.0.1:0", "--redis"])
         .arg(shared::testkit::redis_url())
         .env_remove("MAPFLEET_API_KEYS")

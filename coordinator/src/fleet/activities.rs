@@ -24,6 +24,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `P:sfn:activities` | hash | activity name → [`ActivityRecord`] (JSON) |
+//! | `P:sfn:activity-tags:NAME` | hash | tag key → value |
 //! | `P:{ARN}:tokens` | hash | `t:CURSOR\|SEQ\|ATTEMPT` → `SECRET\|DEADLINE_MS\|HEARTBEAT_MS` of the token handed out for that step; `b:...` → when it started or last beat (ms); expires with the execution |
 
 use std::sync::Arc;
@@ -35,7 +36,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::amqp::{ConnectError, Outgoing, PublishError, Publisher, PublisherOptions};
 use shared::inbox::{Delivery, apply_to_inbox};
-use shared::lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
+use shared::lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicRejectOptions,
+};
 use shared::lapin::{Channel, Connection};
 use shared::messages::{StepId, StepMessage, decode_steps};
 use shared::redis_conn::RedisConn;
@@ -98,9 +101,13 @@ pub struct ActivityRecord {
     pub name: String,
     pub arn: String,
     pub creation_ms: i64,
-    /// The tags it was created with (a repeated CreateActivity keeps the first ones).
-    #[serde(default)]
-    pub tags: Vec<(String, String)>,
+}
+
+/// Why tags were not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagRefused {
+    NoActivity,
+    TooMany,
 }
 
 /// An activity's ARN in mapfleet's region and account.
@@ -111,6 +118,11 @@ pub fn activity_arn(name: &str) -> String {
 /// `P:sfn:activities`.
 fn registry_key(keys: &FleetKeys) -> String {
     format!("{}:sfn:activities", keys.shared.prefix())
+}
+
+/// `P:sfn:activity-tags:NAME`.
+fn tags_key(keys: &FleetKeys, name: &str) -> String {
+    format!("{}:sfn:activity-tags:{name}", keys.shared.prefix())
 }
 
 /// `P:{ARN}:tokens`.
@@ -129,9 +141,10 @@ pub async fn exists(conn: &mut RedisConn, keys: &FleetKeys, arn: &str) -> redis:
 
 /// The failure of an activity step whose activity does not exist.
 pub fn missing(arn: &str) -> StatesError {
+    // AWS's words, then what to do about it.
     StatesError::runtime(format!(
-        "The activity '{arn}' does not exist: create it with CreateActivity before a Task \
-         state uses it"
+        "The activity {arn} does not exist. Create it with CreateActivity before a Task \
+         state uses it."
     ))
 }
 
@@ -223,6 +236,19 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
+
+/// Sets tags only while the activity exists, and at most ARGV[2] of them in all; returns
+/// the count after, or -1 (no activity) or -2 (too many).
+const TAG: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+local n = redis.call('HLEN', KEYS[2])
+for i = 3, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then n = n + 1 end
+end
+if n > tonumber(ARGV[2]) then return -2 end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return n
+";
 
 /// Hands out the step if its cursor still awaits it and no token was handed out for it yet:
 /// keeps the token's secret and deadlines and queues the start for the coordinator.
@@ -369,26 +395,74 @@ impl Activities {
     }
 
     /// CreateActivity: the activity named `name`, made now or found (idempotent by name: the
-    /// first call's record and tags stay). Its queue is declared every time, so a repeated
-    /// call also heals a queue the broker lost.
+    /// first call's record and tags stay, at most `max_tags` of them). Its queue is declared
+    /// every time, so a repeated call also heals a queue the broker lost.
     pub async fn create(
         &self,
         name: &str,
-        tags: Vec<(String, String)>,
+        tags: &[(String, String)],
+        max_tags: usize,
     ) -> Result<ActivityRecord, ActivityError> {
         let record = ActivityRecord {
             name: name.to_string(),
             arn: activity_arn(name),
             creation_ms: chrono::Utc::now().timestamp_millis(),
-            tags,
         };
         self.declare_queue(&record.arn).await?;
         let text = serde_json::to_string(&record).expect("an activity record serializes");
         let mut conn = self.conn.clone();
-        let _: bool = conn.hset_nx(registry_key(&self.keys), name, text).await?;
+        let created: bool = conn.hset_nx(registry_key(&self.keys), name, text).await?;
+        if created && !tags.is_empty() {
+            // Counted by the caller already: refused only if deleted meanwhile.
+            let _ = self.tag(name, tags, max_tags).await?;
+        }
         self.describe(name)
             .await?
             .ok_or_else(|| ActivityError::NoActivity(record.arn.clone()))
+    }
+
+    /// The activity's tags, by key.
+    pub async fn tags(&self, name: &str) -> Result<Vec<(String, String)>, ActivityError> {
+        let mut conn = self.conn.clone();
+        let mut tags: Vec<(String, String)> = conn.hgetall(tags_key(&self.keys, name)).await?;
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// TagResource: adds or replaces tags while the activity exists, up to `max` in all.
+    pub async fn tag(
+        &self,
+        name: &str,
+        tags: &[(String, String)],
+        max: usize,
+    ) -> Result<Result<(), TagRefused>, ActivityError> {
+        let mut conn = self.conn.clone();
+        let tag = redis::Script::new(TAG);
+        let mut script = tag.prepare_invoke();
+        script
+            .key(registry_key(&self.keys))
+            .key(tags_key(&self.keys, name))
+            .arg(name)
+            .arg(max);
+        for (k, v) in tags {
+            script.arg(k).arg(v);
+        }
+        let n: i64 = script.invoke_async(&mut conn).await?;
+        Ok(match n {
+            -1 => Err(TagRefused::NoActivity),
+            -2 => Err(TagRefused::TooMany),
+            _ => Ok(()),
+        })
+    }
+
+    /// UntagResource.
+    pub async fn untag(&self, name: &str, keys: &[String]) -> Result<(), ActivityError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.hdel(tags_key(&self.keys, name), keys).await?;
+        Ok(())
     }
 
     pub async fn describe(&self, name: &str) -> Result<Option<ActivityRecord>, ActivityError> {
@@ -422,6 +496,7 @@ impl Activities {
     pub async fn delete(&self, name: &str) -> Result<(), ActivityError> {
         let mut conn = self.conn.clone();
         let _: i64 = conn.hdel(registry_key(&self.keys), name).await?;
+        let _: i64 = conn.del(tags_key(&self.keys, name)).await?;
         if let Ok(broker) = self.broker() {
             let (channel, _) = broker.channel().await?;
             shared::topology::delete_activity(&channel, &self.topo, name)
@@ -457,6 +532,37 @@ impl Activities {
                 return Ok(Taken::Stale);
             }
         };
+        match self.hand_out(steps, worker, &publisher).await {
+            Ok(taken) => {
+                delivery
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .map_err(Self::broker_error(arn))?;
+                Ok(taken)
+            }
+            Err(e) => {
+                // Back to the queue for the next poll (the channel lives on: unsettled, the
+                // message would be stuck with it).
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                };
+                if let Err(nack) = delivery.nack(requeue).await {
+                    tracing::warn!(activity = %arn, error = %nack, "cannot return an activity step to its queue");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The first step of a message still wanted, claimed for `worker`; the message's other
+    /// steps (a batch, from a coordinator of an older build) go back one by one.
+    async fn hand_out(
+        &self,
+        steps: Vec<StepMessage>,
+        worker: &str,
+        publisher: &Publisher,
+    ) -> Result<Taken, ActivityError> {
         let mut taken = Taken::Stale;
         let mut rest = Vec::new();
         for step in steps {
@@ -469,14 +575,9 @@ impl Activities {
                 });
             }
         }
-        // A batch (a coordinator of an older build): the others go back one by one.
         for step in &rest {
             publisher.publish(&Outgoing::step(&self.topo, step)).await?;
         }
-        delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(Self::broker_error(arn))?;
         Ok(taken)
     }
 

@@ -679,7 +679,7 @@ impl Coordinator {
         }
         let now = shared::now_ms();
         let steps: Vec<StepMessage> = entries.into_iter().map(|e| e.publish_at(now)).collect();
-        self.check_served(arn, &steps).await?;
+        let steps = self.check_served(arn, steps).await?;
         self.publisher
             .publish_step_batches(&self.topo, steps, self.opts.step_batch)
             .await
@@ -1163,31 +1163,48 @@ impl Coordinator {
     }
 
     /// Schedules an unserved-resource check for the steps whose resource no live worker
-    /// serves right now.
-    async fn check_served(&self, arn: &str, steps: &[StepMessage]) -> Result<(), Error> {
+    /// serves right now. Returns the steps to publish: all but those of activities that do
+    /// not exist, which are failed at once (through the same check) instead of reaching a
+    /// worker's queue through the alternate exchange.
+    async fn check_served(
+        &self,
+        arn: &str,
+        steps: Vec<StepMessage>,
+    ) -> Result<Vec<StepMessage>, Error> {
         let mut conn = self.conn.clone();
         let workers = shared::workers::registry(&mut conn, self.keys.shared.prefix())
             .await
             .doing(|| "read the live workers' registry".into())?;
-        let due = Utc::now().timestamp_millis() + self.opts.unserved_grace.as_millis() as i64;
-        for step in steps.iter().filter(|s| !workers.live.contains(&s.resource)) {
+        let now = Utc::now().timestamp_millis();
+        let grace = now + self.opts.unserved_grace.as_millis() as i64;
+        let mut publish = Vec::with_capacity(steps.len());
+        for step in steps {
+            let mut due = grace;
+            if workers.live.contains(&step.resource) {
+                publish.push(step);
+                continue;
+            }
+            let member = super::timer_member('U', arn, &step.id.cursor, step.id.seq);
             if shared::topology::activity_name(&step.resource).is_some() {
                 let exists = super::activities::exists(&mut conn, &self.keys, &step.resource)
                     .await
                     .doing(|| format!("read whether activity {} exists", step.resource))?;
                 if exists {
+                    publish.push(step);
                     continue;
                 }
+                due = now;
+            } else {
+                let lapsed = workers.lapsed.contains(&step.resource);
+                super::unserved::report(arn, &step.resource, lapsed);
+                publish.push(step);
             }
-            let lapsed = workers.lapsed.contains(&step.resource);
-            super::unserved::report(arn, &step.resource, lapsed);
-            let member = super::timer_member('U', arn, &step.id.cursor, step.id.seq);
             let _: () = conn
                 .zadd(self.keys.shared.timers(), &member, due)
                 .await
                 .doing(|| format!("schedule the unserved check {member} of execution {arn}"))?;
         }
-        Ok(())
+        Ok(publish)
     }
 
     /// A step's outcome is overdue: publish it again if its cursor still waits for it.

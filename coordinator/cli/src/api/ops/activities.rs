@@ -1,5 +1,6 @@
-//! Activities: CreateActivity, DescribeActivity, ListActivities, DeleteActivity, and the
-//! worker's side, GetActivityTask, SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat,
+//! Activities: CreateActivity, DescribeActivity, ListActivities, DeleteActivity, their tags
+//! (TagResource, UntagResource, ListTagsForResource with an activity ARN), and the worker's
+//! side, GetActivityTask, SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat,
 //! over `coordinator::fleet::activities` (the registry and tokens in the fleet's Redis, the
 //! activity queues on its RabbitMQ, the outcomes through the workers' exactly-once path).
 
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use coordinator::asl::error::StatesError;
-use coordinator::fleet::activities::{Activities, ActivityError, ActivityRecord, Taken};
+use coordinator::fleet::activities::{
+    Activities, ActivityError, ActivityRecord, TagRefused, Taken,
+};
 use shared::topology::activity_name;
 
 use super::tags;
@@ -42,13 +45,23 @@ pub struct ActivityApi {
     pub poll: Duration,
 }
 
-/// Runs `operation` if it is one of [`OPERATIONS`].
+/// Runs `operation` if it is one of [`OPERATIONS`], or a tagging call on an activity.
 pub async fn call(
     api: &ActivityApi,
     operation: &str,
     input: &Input,
 ) -> Option<Result<Value, ApiError>> {
+    let on_activity = || {
+        input
+            .0
+            .get("resourceArn")
+            .and_then(Value::as_str)
+            .is_some_and(|arn| activity_name(arn).is_some())
+    };
     Some(match operation {
+        "TagResource" if on_activity() => tag_resource(api, input).await,
+        "UntagResource" if on_activity() => untag_resource(api, input).await,
+        "ListTagsForResource" if on_activity() => list_tags_for_resource(api, input).await,
         "CreateActivity" => create_activity(api, input).await,
         "DescribeActivity" => describe_activity(api, input).await,
         "ListActivities" => list_activities(api, input).await,
@@ -113,7 +126,11 @@ async fn create_activity(api: &ActivityApi, input: &Input) -> Result<Value, ApiE
     }
     let tags = tags::request_tags(input)?;
     tags::check_count(&tags, &coordinator::fleet::activities::activity_arn(name))?;
-    let record = api.activities.create(name, tags).await.map_err(api_error)?;
+    let record = api
+        .activities
+        .create(name, &tags, tags::MAX_TAGS)
+        .await
+        .map_err(api_error)?;
     tracing::info!(activity = %record.arn, "activity created");
     Ok(json!({ "activityArn": record.arn, "creationDate": epoch_ms(record.creation_ms) }))
 }
@@ -160,6 +177,58 @@ async fn delete_activity(api: &ActivityApi, input: &Input) -> Result<Value, ApiE
     api.activities.delete(name).await.map_err(api_error)?;
     tracing::info!(activity = %arn, "activity deleted");
     Ok(json!({}))
+}
+
+/// The activity a tagging call names; an unknown one is ResourceNotFound, as AWS answers.
+async fn tagged(api: &ActivityApi, input: &Input) -> Result<(String, String), ApiError> {
+    let arn = input.required_len("resourceArn", 256)?;
+    let name = activity_of(arn)?;
+    match api.activities.describe(name).await.map_err(api_error)? {
+        Some(_) => Ok((arn.to_string(), name.to_string())),
+        None => Err(ApiError::resource_missing(arn)),
+    }
+}
+
+async fn tag_resource(api: &ActivityApi, input: &Input) -> Result<Value, ApiError> {
+    let (arn, name) = tagged(api, input).await?;
+    if input.0.get("tags").is_none_or(Value::is_null) {
+        return Err(ApiError::missing("tags"));
+    }
+    let tags = tags::request_tags(input)?;
+    tags::check_count(&tags, &arn)?;
+    match api
+        .activities
+        .tag(&name, &tags, tags::MAX_TAGS)
+        .await
+        .map_err(api_error)?
+    {
+        Ok(()) => Ok(json!({})),
+        Err(TagRefused::NoActivity) => Err(ApiError::resource_missing(&arn)),
+        Err(TagRefused::TooMany) => Err(tags::too_many(&arn)),
+    }
+}
+
+async fn untag_resource(api: &ActivityApi, input: &Input) -> Result<Value, ApiError> {
+    let (_, name) = tagged(api, input).await?;
+    let keys = tags::request_tag_keys(input)?;
+    api.activities
+        .untag(&name, &keys)
+        .await
+        .map_err(api_error)?;
+    Ok(json!({}))
+}
+
+async fn list_tags_for_resource(api: &ActivityApi, input: &Input) -> Result<Value, ApiError> {
+    let (_, name) = tagged(api, input).await?;
+    let tags: Vec<Value> = api
+        .activities
+        .tags(&name)
+        .await
+        .map_err(api_error)?
+        .into_iter()
+        .map(|(key, value)| json!({"key": key, "value": value}))
+        .collect();
+    Ok(json!({ "tags": tags }))
 }
 
 /// Long poll: looks into the activity's queue until a task comes or `api.poll` passed (then

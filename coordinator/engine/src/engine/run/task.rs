@@ -183,7 +183,7 @@ impl Engine {
                     details["heartbeatInSeconds"] = json!(h);
                 }
                 tx.record(cursor, EventType::ActivityScheduled, details);
-                // Started when a worker takes it; the heartbeat clock runs from then.
+                // Started when a worker takes it (task_started).
                 timeout_at = timeout.map(|t| tx.now + chrono::Duration::seconds(t as i64));
             }
             ResourceKind::Lambda => {
@@ -227,18 +227,16 @@ impl Engine {
             timeout: timeout.map(Duration::from_secs),
             heartbeat: heartbeat.map(Duration::from_secs),
         });
-        if let Some(at) = timeout_at {
-            tx.actions.push(Action::ScheduleTimer {
-                cursor: cursor.id.clone(),
-                seq: cursor.seq,
-                at,
-            });
-        } else if matches!(classify(&spec.resource), ResourceKind::Activity) {
-            // No timeout: the task waits for a worker as long as it takes.
-        } else if let Some(t) = first_deadline(timeout, heartbeat) {
+        let first = if matches!(classify(&spec.resource), ResourceKind::Activity) {
+            // Its heartbeat timer starts with the task; without a timeout a task waits for
+            // a worker as long as it takes.
+            timeout_at
+        } else {
             // Tasks send no heartbeats, so the first heartbeat deadline is the one that
             // counts: one timer at whichever of the two deadlines comes first.
-            let at = tx.now + chrono::Duration::seconds(t as i64);
+            first_deadline(timeout, heartbeat).map(|t| tx.now + chrono::Duration::seconds(t as i64))
+        };
+        if let Some(at) = first {
             tx.actions.push(Action::ScheduleTimer {
                 cursor: cursor.id.clone(),
                 seq: cursor.seq,
@@ -266,11 +264,13 @@ impl Engine {
     ) {
         if !wait.started && matches!(classify(&wait.resource), ResourceKind::Activity) {
             wait.started = true;
-            tx.record(
-                cursor,
-                EventType::ActivityStarted,
-                json!({ "workerName": worker }),
-            );
+            // AWS leaves the member out for a worker that gave no name.
+            let details = if worker.is_empty() {
+                json!({})
+            } else {
+                json!({ "workerName": worker })
+            };
+            tx.record(cursor, EventType::ActivityStarted, details);
             if let Some(h) = wait.heartbeat {
                 let at = tx.now + chrono::Duration::seconds(h as i64);
                 wait.heartbeat_at = Some(at);

@@ -266,6 +266,10 @@ async fn scenario(url: &str) {
         "{seen}"
     );
     let d = wait_for_status(&aws, &exec, "SUCCEEDED").await;
+    let ran = d["stopDate"].as_f64().unwrap_or(0.0) - d["startDate"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "the Map of 20 activity tasks (one retried after its heartbeat timeout) ran in {ran:.1} s"
+    );
     let output: Value = serde_json::from_str(d["output"].as_str().expect("output")).unwrap();
     let want: Vec<Value> = (0..20).map(|i| json!({"i": i, "square": i * i})).collect();
     assert_eq!(output, json!(want), "the items' results, in order");

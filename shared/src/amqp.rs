@@ -721,7 +721,13 @@ pub fn step_batches(
         }
     }
     let mut batches = Vec::new();
-    for (_, group) in by_resource {
+    for (resource, group) in by_resource {
+        // An activity's worker takes one task per GetActivityTask.
+        let max_batch = if crate::topology::activity_name(&resource).is_some() {
+            1
+        } else {
+            max_batch
+        };
         let messages = group.len().div_ceil(max_batch);
         let size = group.len().div_ceil(messages.max(1));
         let mut group = group.into_iter().peekable();
@@ -804,5 +810,7 @@ mod tests {
         assert_eq!(step_batches((0..3).map(|i| step("a", i)), 1).len(), 3);
         assert_eq!(step_batches((0..3).map(|i| step("a", i)), 0).len(), 3);
         assert!(step_batches(Vec::new(), 16).is_empty());
+        let activity = "arn:aws:states:local:000000000000:activity:a";
+        assert_eq!(step_batches((0..3).map(|i| step(activity, i)), 16).len(), 3);
     }
 }

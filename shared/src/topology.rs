@@ -127,6 +127,14 @@ impl Topology {
             .collect()
     }
 
+    /// The queue of the activity `name` (`arn:aws:states:R:A:activity:NAME`): bound to the
+    /// steps exchange by the activity's ARN, so its steps land there, where `mapfleet serve`
+    /// hands them out through GetActivityTask. Declared by CreateActivity
+    /// ([`declare_activity`]), deleted by DeleteActivity.
+    pub fn activity_queue(&self, name: &str) -> String {
+        format!("{}.activity.{name}", self.prefix)
+    }
+
     /// Outcomes are published to the default exchange with this queue's name as routing key.
     pub fn outcomes_queue(&self) -> String {
         format!("{}.outcomes", self.prefix)
@@ -286,6 +294,68 @@ async fn declare_all(channel: &Channel, topo: &Topology) -> Result<(), lapin::Er
     Ok(())
 }
 
+/// The name of an activity ARN (`arn:aws:states:REGION:ACCOUNT:activity:NAME`), or `None`
+/// for any other resource. Activity steps travel one per message: a worker takes them one at
+/// a time through GetActivityTask.
+pub fn activity_name(resource: &str) -> Option<&str> {
+    let rest = resource.strip_prefix("arn:aws:states:")?;
+    let parts: Vec<&str> = rest.split(':').collect();
+    match parts.as_slice() {
+        [_, _, "activity", name] if !name.is_empty() => Some(name),
+        _ => None,
+    }
+}
+
+/// Declares the queue of the activity `arn` and binds it to the steps exchange under its
+/// ARN (after [`declare`]). A quorum queue with the topology's delivery limit and
+/// dead-lettering, as the steps queues: a step a GetActivityTask took and never settled
+/// (the server died) comes back, and dead-letters at the limit. Idempotent.
+pub async fn declare_activity(
+    channel: &Channel,
+    topo: &Topology,
+    arn: &str,
+) -> Result<(), lapin::Error> {
+    let Some(name) = activity_name(arn) else {
+        return Ok(());
+    };
+    let queue = topo.activity_queue(name);
+    crate::amqp::bounded("the activity queue's declaration", async {
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                durable_queue(),
+                topo.quorum_args(true),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                topo.steps_exchange().into(),
+                ShortString::from(arn),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    })
+    .await
+}
+
+/// Deletes the queue of the activity `name` (the steps still in it go with it: their
+/// executions time them out, as AWS's do for a deleted activity).
+pub async fn delete_activity(
+    channel: &Channel,
+    topo: &Topology,
+    name: &str,
+) -> Result<(), lapin::Error> {
+    let queue = topo.activity_queue(name);
+    crate::amqp::bounded(
+        "the activity queue's deletion",
+        channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Deletes everything [`declare`] made (tests clean up their unique prefix with it).
 pub async fn delete(channel: &Channel, topo: &Topology) -> Result<(), lapin::Error> {
     let mut queues = topo.steps_queues();
@@ -368,6 +438,24 @@ mod tests {
             args.inner().get("x-delivery-limit"),
             Some(&AMQPValue::LongLongInt(3))
         );
+    }
+
+    #[test]
+    fn activity_arns_name_their_queue() {
+        let arn = "arn:aws:states:local:000000000000:activity:resize";
+        assert_eq!(activity_name(arn), Some("resize"));
+        assert_eq!(
+            Topology::new("t1", 3).activity_queue("resize"),
+            "t1.activity.resize"
+        );
+        for other in [
+            "arn:mapfleet:task:::echo",
+            "arn:aws:states:::lambda:invoke",
+            "arn:aws:states:local:000000000000:stateMachine:x",
+            "arn:aws:states:local:000000000000:activity:",
+        ] {
+            assert_eq!(activity_name(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@
 //! small. `loadtest --scenarios baseline,map-coordinator` measures it.
 //!
 //! # Layout
+//! - [`activities`]: activities (CreateActivity, GetActivityTask, task tokens and
+//!   SendTaskSuccess/Failure/Heartbeat) over the fleet's queues and the outcome path.
 //! - [`keys`]: the Redis keys this module adds to `shared`'s schema.
 //! - [`backend`]: [`backend::RedisBackend`], the [`crate::driver::Backend`] over Redis.
 //! - [`maprun`]: Distributed Map runs over an ItemReader (items read from the object store
@@ -41,6 +43,7 @@
 //!
 //! [`Processor`]: crate::driver::Processor
 
+pub mod activities;
 pub mod backend;
 pub mod client;
 pub mod command;
@@ -74,6 +77,14 @@ pub enum InboxEvent {
     },
     /// A timer of a cursor fired.
     Timer { cursor: String, seq: u64 },
+    /// A worker took the cursor's activity step (GetActivityTask, [`activities`]).
+    TaskStarted {
+        cursor: String,
+        seq: u64,
+        worker: String,
+    },
+    /// The worker of the cursor's activity step sent a heartbeat (SendTaskHeartbeat).
+    TaskHeartbeat { cursor: String, seq: u64 },
     /// A step's re-drive timer fired: publish it again if the cursor still waits for it.
     Redrive { cursor: String, seq: u64 },
     /// A step was published for a resource no live worker served: fail it if that is still

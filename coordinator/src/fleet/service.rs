@@ -680,7 +680,7 @@ impl Coordinator {
         }
         let now = shared::now_ms();
         let steps: Vec<StepMessage> = entries.into_iter().map(|e| e.publish_at(now)).collect();
-        self.check_served(arn, &steps).await?;
+        let steps = self.check_served(arn, steps).await?;
         self.publisher
             .publish_step_batches(&self.topo, steps, self.opts.step_batch)
             .await
@@ -854,9 +854,10 @@ impl Coordinator {
         let touched: Vec<&str> = events
             .iter()
             .filter_map(|e| match e {
-                InboxEvent::Outcome { cursor, .. } | InboxEvent::Timer { cursor, .. } => {
-                    Some(cursor.as_str())
-                }
+                InboxEvent::Outcome { cursor, .. }
+                | InboxEvent::Timer { cursor, .. }
+                | InboxEvent::TaskStarted { cursor, .. }
+                | InboxEvent::TaskHeartbeat { cursor, .. } => Some(cursor.as_str()),
                 _ => None,
             })
             .collect();
@@ -974,6 +975,14 @@ impl Coordinator {
                 }
                 InboxEvent::Timer { cursor, seq } => {
                     p.push(cursor, CursorEvent::TimerFired { seq })
+                }
+                InboxEvent::TaskStarted {
+                    cursor,
+                    seq,
+                    worker,
+                } => p.push(cursor, CursorEvent::StepStarted { seq, worker }),
+                InboxEvent::TaskHeartbeat { cursor, seq } => {
+                    p.push(cursor, CursorEvent::StepHeartbeat { seq })
                 }
                 InboxEvent::Redrive { cursor, seq } => self.redrive(backend, &cursor, seq).await?,
                 InboxEvent::Unserved { cursor, seq } => {
@@ -1139,6 +1148,13 @@ impl Coordinator {
             return Ok(None);
         }
         let mut conn = self.conn.clone();
+        if shared::topology::activity_name(&wait.resource).is_some() {
+            // An activity's steps wait for its workers; only a missing activity fails them.
+            let exists = super::activities::exists(&mut conn, &self.keys, &wait.resource)
+                .await
+                .doing(|| format!("read whether activity {} exists", wait.resource))?;
+            return Ok((!exists).then(|| super::activities::missing(&wait.resource)));
+        }
         let served = shared::workers::served(&mut conn, self.keys.shared.prefix())
             .await
             .doing(|| "read which resources the live workers serve".into())?;
@@ -1151,23 +1167,48 @@ impl Coordinator {
     }
 
     /// Schedules an unserved-resource check for the steps whose resource no live worker
-    /// serves right now.
-    async fn check_served(&self, arn: &str, steps: &[StepMessage]) -> Result<(), Error> {
+    /// serves right now. Returns the steps to publish: all but those of activities that do
+    /// not exist, which are failed at once (through the same check) instead of reaching a
+    /// worker's queue through the alternate exchange.
+    async fn check_served(
+        &self,
+        arn: &str,
+        steps: Vec<StepMessage>,
+    ) -> Result<Vec<StepMessage>, Error> {
         let mut conn = self.conn.clone();
         let workers = shared::workers::registry(&mut conn, self.keys.shared.prefix())
             .await
             .doing(|| "read the live workers' registry".into())?;
-        let due = Utc::now().timestamp_millis() + self.opts.unserved_grace.as_millis() as i64;
-        for step in steps.iter().filter(|s| !workers.live.contains(&s.resource)) {
-            let lapsed = workers.lapsed.contains(&step.resource);
-            super::unserved::report(arn, &step.resource, lapsed);
+        let now = Utc::now().timestamp_millis();
+        let grace = now + self.opts.unserved_grace.as_millis() as i64;
+        let mut publish = Vec::with_capacity(steps.len());
+        for step in steps {
+            let mut due = grace;
+            if workers.live.contains(&step.resource) {
+                publish.push(step);
+                continue;
+            }
             let member = super::timer_member('U', arn, &step.id.cursor, step.id.seq);
+            if shared::topology::activity_name(&step.resource).is_some() {
+                let exists = super::activities::exists(&mut conn, &self.keys, &step.resource)
+                    .await
+                    .doing(|| format!("read whether activity {} exists", step.resource))?;
+                if exists {
+                    publish.push(step);
+                    continue;
+                }
+                due = now;
+            } else {
+                let lapsed = workers.lapsed.contains(&step.resource);
+                super::unserved::report(arn, &step.resource, lapsed);
+                publish.push(step);
+            }
             let _: () = conn
                 .zadd(self.keys.shared.timers(), &member, due)
                 .await
                 .doing(|| format!("schedule the unserved check {member} of execution {arn}"))?;
         }
-        Ok(())
+        Ok(publish)
     }
 
     /// A step's outcome is overdue: publish it again if its cursor still waits for it.

@@ -3,8 +3,10 @@
 //! the other AWS SDKs drive mapfleet unchanged.
 //!
 //! This first slice serves state machines (Create, Describe, List, Delete,
-//! ValidateStateMachineDefinition) and STANDARD executions on the fleet (StartExecution,
-//! DescribeExecution, ListExecutions, GetExecutionHistory, StopExecution, RedriveExecution).
+//! ValidateStateMachineDefinition), STANDARD executions on the fleet (StartExecution,
+//! DescribeExecution, ListExecutions, GetExecutionHistory, StopExecution, RedriveExecution)
+//! and activities with their workers' calls (GetActivityTask, SendTask*; these need
+//! `--amqp`).
 //! Requests are SigV4-checked (service `states`) by `mapfleet_auth`, as `mapfleet rekognition
 //! serve` does.
 //!
@@ -48,6 +50,10 @@ pub struct ServeArgs {
     /// only; a warning says so at start).
     #[arg(long)]
     pub allow_anonymous: bool,
+    /// How long GetActivityTask holds a request while no task comes (AWS holds it up to
+    /// 60 s; botocore's default read timeout is 60 s too, hence a little less).
+    #[arg(long, env = "MAPFLEET_ACTIVITY_POLL_SECS", default_value_t = 55)]
+    pub activity_poll_secs: u64,
 }
 
 /// `mapfleet serve`.
@@ -71,6 +77,22 @@ pub async fn serve(args: ServeArgs, data_dir: &std::path::Path) -> anyhow::Resul
     let mut fleet =
         coordinator::fleet::client::FleetClient::connect(&redis, &args.fleet.prefix).await?;
     fleet.patience = REDIS_PATIENCE;
+    // Activities hand out steps from the fleet's queues: they need its broker.
+    let amqp = match &args.fleet.amqp {
+        Some(url) => Some((
+            shared::credentials::with_password(url, shared::credentials::Service::Amqp, None)?,
+            shared::tls::TlsFiles::default(),
+        )),
+        None => None,
+    };
+    let activities = ops::activities::ActivityApi {
+        activities: coordinator::fleet::activities::Activities::new(
+            fleet.conn.clone(),
+            fleet.keys.clone(),
+            amqp,
+        ),
+        poll: Duration::from_secs(args.activity_poll_secs),
+    };
     let store = store::Store::new(fleet, data_dir.to_path_buf());
     let console = std::sync::Arc::new(crate::console::Console {
         store: store.clone(),
@@ -99,7 +121,7 @@ pub async fn serve(args: ServeArgs, data_dir: &std::path::Path) -> anyhow::Resul
     }
     server::serve(
         listener,
-        server::router(store, access, console),
+        server::router(store, access, console, activities),
         shared::process::shutdown_signal(),
     )
     .await?;

@@ -1,8 +1,10 @@
 //! The operations: botocore's request members in, its response shapes out. The later
-//! groups have a file each: [`machines`] (UpdateStateMachine,
+//! groups have a file each: [`activities`] (their own dispatch, since they need the
+//! fleet's broker), [`machines`] (UpdateStateMachine,
 //! DescribeStateMachineForExecution), [`map_runs`] (ListMapRuns, DescribeMapRun,
 //! UpdateMapRun, ListExecutions with `mapRunArn`), [`tags`].
 
+pub mod activities;
 mod machines;
 mod map_runs;
 mod tags;
@@ -75,7 +77,12 @@ pub async fn call(store: &Store, operation: &str, input: Input) -> Result<Value,
             "UnknownOperationException",
             format!(
                 "mapfleet does not implement the operation '{other}' yet; it serves: {}",
-                IMPLEMENTED.join(", ")
+                IMPLEMENTED
+                    .iter()
+                    .chain(activities::OPERATIONS)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }

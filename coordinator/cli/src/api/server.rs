@@ -28,14 +28,21 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 struct Api {
     store: Store,
     access: Access,
+    activities: ops::activities::ActivityApi,
     requests: AtomicU64,
 }
 
 /// The router of the API (`POST /`) and of the web console (`GET /` and `/console/`).
-pub fn router(store: Store, access: Access, console: Arc<crate::console::Console>) -> Router {
+pub fn router(
+    store: Store,
+    access: Access,
+    console: Arc<crate::console::Console>,
+    activities: ops::activities::ActivityApi,
+) -> Router {
     let api = Arc::new(Api {
         store,
         access,
+        activities,
         requests: AtomicU64::new(0),
     });
     Router::new()
@@ -131,5 +138,8 @@ async fn answer(
         ));
     }
     let input = Input::parse(body)?;
+    if let Some(answer) = ops::activities::call(&api.activities, operation, &input).await {
+        return answer;
+    }
     ops::call(&api.store, operation, input).await
 }

@@ -49,6 +49,9 @@ fn failure(t: &EventType) -> bool {
         t,
         TaskFailed
             | TaskTimedOut
+            | ActivityFailed
+            | ActivityTimedOut
+            | ActivityScheduleFailed
             | LambdaFunctionFailed
             | LambdaFunctionTimedOut
             | MapStateFailed
@@ -63,7 +66,9 @@ fn failure(t: &EventType) -> bool {
 fn attempt_succeeded(t: &EventType) -> bool {
     matches!(
         t,
-        EventType::TaskSucceeded | EventType::LambdaFunctionSucceeded
+        EventType::TaskSucceeded
+            | EventType::ActivitySucceeded
+            | EventType::LambdaFunctionSucceeded
     )
 }
 

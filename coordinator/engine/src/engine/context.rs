@@ -52,6 +52,16 @@ pub const LOCAL_REGION: &str = "local";
 /// The account id mapfleet reports in ARNs (twelve digits, as ARNs require).
 pub const LOCAL_ACCOUNT: &str = "000000000000";
 
+/// Whether `resource` is an activity ARN (`arn:aws:states:REGION:ACCOUNT:activity:NAME`),
+/// whose tasks the activity's workers take through the Step Functions API.
+pub fn is_activity_arn(resource: &str) -> bool {
+    let parts: Vec<&str> = resource.split(':').collect();
+    parts.len() == 7
+        && parts[..3] == ["arn", "aws", "states"]
+        && parts[5] == "activity"
+        && !parts[6].is_empty()
+}
+
 /// Formats a timestamp as Step Functions does in the context object.
 pub fn iso(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)

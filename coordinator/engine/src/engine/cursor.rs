@@ -126,6 +126,17 @@ pub struct TaskWait {
     pub effective_input: Value,
     pub timeout: Option<u64>,
     pub heartbeat: Option<u64>,
+    /// An activity's deadlines, kept as times because a heartbeat moves one: a timer that
+    /// fires before the earlier of them is set again for it rather than timing the task
+    /// out. `timeout_at` runs from the schedule (a task waiting for a worker times out too),
+    /// `heartbeat_at` from the start (GetActivityTask) and from every heartbeat since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    /// A worker took the activity task (ActivityStarted was written).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub started: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +195,10 @@ pub enum CursorEvent {
     StepFailed { seq: u64, error: StatesError },
     /// The timer scheduled with this `seq` fired.
     TimerFired { seq: u64 },
+    /// A worker took the activity task published with this `seq` (GetActivityTask).
+    StepStarted { seq: u64, worker: String },
+    /// The worker of the activity task published with this `seq` sent a heartbeat.
+    StepHeartbeat { seq: u64 },
     /// Child `index` finished (its output, if any, went to the driver's result store).
     /// `last_event` is the child's last history event, which the parent's next event follows.
     /// `finished_event` is its MapIterationSucceeded/Failed event (0 for a Parallel branch).

@@ -25,6 +25,17 @@ pub enum EventType {
     TaskSucceeded,
     TaskFailed,
     TaskTimedOut,
+    /// A Task state's step for an activity (`arn:aws:states:R:A:activity:NAME`) was queued
+    /// for the activity's workers: `{resource, input, timeoutInSeconds, heartbeatInSeconds}`.
+    ActivityScheduled,
+    /// A worker took the activity task (GetActivityTask): `{workerName}`.
+    ActivityStarted,
+    ActivitySucceeded,
+    ActivityFailed,
+    ActivityTimedOut,
+    /// The activity task failed before any worker took it (the activity does not exist,
+    /// the step was dead-lettered).
+    ActivityScheduleFailed,
     LambdaFunctionScheduled,
     LambdaFunctionStarted,
     LambdaFunctionSucceeded,
@@ -126,6 +137,12 @@ fn details_member(t: &EventType) -> Option<&'static str> {
         TaskSucceeded => "taskSucceededEventDetails",
         TaskFailed => "taskFailedEventDetails",
         TaskTimedOut => "taskTimedOutEventDetails",
+        ActivityScheduled => "activityScheduledEventDetails",
+        ActivityStarted => "activityStartedEventDetails",
+        ActivitySucceeded => "activitySucceededEventDetails",
+        ActivityFailed => "activityFailedEventDetails",
+        ActivityTimedOut => "activityTimedOutEventDetails",
+        ActivityScheduleFailed => "activityScheduleFailedEventDetails",
         LambdaFunctionScheduled => "lambdaFunctionScheduledEventDetails",
         LambdaFunctionSucceeded => "lambdaFunctionSucceededEventDetails",
         LambdaFunctionFailed => "lambdaFunctionFailedEventDetails",

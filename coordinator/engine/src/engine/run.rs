@@ -233,7 +233,15 @@ impl Engine {
                 self.task_failed(cursor, wait, error, tx)
             }
             (Phase::Task(wait), CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
-                self.task_timed_out(cursor, wait, tx)
+                self.task_timer(cursor, wait, tx)
+            }
+            (Phase::Task(wait), CursorEvent::StepStarted { seq, worker }) if seq == cursor.seq => {
+                self.task_started(cursor, wait, &worker, tx);
+                false
+            }
+            (Phase::Task(wait), CursorEvent::StepHeartbeat { seq }) if seq == cursor.seq => {
+                self.task_heartbeat(cursor, wait, tx);
+                false
             }
             (Phase::Wait { output }, CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
                 let name = self.state(cursor).name.clone();

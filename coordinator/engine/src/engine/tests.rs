@@ -673,3 +673,147 @@ fn event_ids_are_contiguous_and_previous_event_ids_chain_per_cursor() {
         .expect("inner");
     assert_eq!(first_inner.cursor, c1.id);
 }
+
+const ACTIVITY: &str = "arn:aws:states:local:000000000000:activity:squares";
+
+fn timer_at(actions: &[Action]) -> Option<(u64, DateTime<Utc>)> {
+    actions.iter().find_map(|a| {
+        if let Action::ScheduleTimer { seq, at, .. } = a {
+            Some((*seq, *at))
+        } else {
+            None
+        }
+    })
+}
+
+#[test]
+fn an_activity_starts_when_a_worker_takes_it_and_heartbeats_move_its_deadline() {
+    let def =
+        one_task(json!({"Resource": ACTIVITY, "TimeoutSeconds": 100, "HeartbeatSeconds": 10}));
+    let mut b = Bench::new(def);
+    let (mut root, actions) = b.start(json!({"i": 1}));
+    let seq = published_seq(&actions);
+    // Queued for a worker: only the task's own timeout counts until one takes it.
+    assert_eq!(
+        timer_at(&actions),
+        Some((seq, b.now + Duration::seconds(100)))
+    );
+    let scheduled = &b.history.last().expect("an event").details;
+    assert_eq!(scheduled["resource"], ACTIVITY);
+    assert_eq!(scheduled["heartbeatInSeconds"], 10);
+    b.now += Duration::seconds(30);
+    let actions = b.apply(
+        &mut root,
+        CursorEvent::StepStarted {
+            seq,
+            worker: "w1".into(),
+        },
+    );
+    assert_eq!(
+        timer_at(&actions),
+        Some((seq, b.now + Duration::seconds(10)))
+    );
+    // A second start (a step handed out again) writes nothing.
+    let again = b.apply(
+        &mut root,
+        CursorEvent::StepStarted {
+            seq,
+            worker: "w2".into(),
+        },
+    );
+    assert!(again.is_empty(), "{again:?}");
+    b.now += Duration::seconds(8);
+    assert!(
+        b.apply(&mut root, CursorEvent::StepHeartbeat { seq })
+            .is_empty()
+    );
+    // The timer fires at the old deadline: set again for the new one.
+    b.now += Duration::seconds(2);
+    let actions = b.apply(&mut root, CursorEvent::TimerFired { seq });
+    assert_eq!(
+        timer_at(&actions),
+        Some((seq, b.now + Duration::seconds(8)))
+    );
+    assert!(matches!(root.phase, Phase::Task(_)));
+    b.now += Duration::seconds(8);
+    let actions = b.apply(&mut root, CursorEvent::TimerFired { seq });
+    let (result, _, _) = finished(&actions).expect("the task timed out");
+    assert_eq!(
+        result.as_ref().map_err(|e| e.error.as_str()),
+        Err("States.HeartbeatTimeout")
+    );
+    assert_eq!(
+        b.types(),
+        [
+            "ExecutionStarted",
+            "TaskStateEntered",
+            "ActivityScheduled",
+            "ActivityStarted",
+            "ActivityTimedOut",
+            "ExecutionFailed"
+        ]
+    );
+    assert_eq!(b.history[3].details, json!({"workerName": "w1"}));
+}
+
+#[test]
+fn an_activity_waiting_for_a_worker_times_out_with_states_timeout() {
+    let def = one_task(json!({"Resource": ACTIVITY, "TimeoutSeconds": 5, "HeartbeatSeconds": 2}));
+    let mut b = Bench::new(def);
+    let (mut root, actions) = b.start(json!({}));
+    let seq = published_seq(&actions);
+    b.now += Duration::seconds(5);
+    let actions = b.apply(&mut root, CursorEvent::TimerFired { seq });
+    let (result, _, _) = finished(&actions).expect("the task timed out");
+    assert_eq!(
+        result.as_ref().map_err(|e| e.error.as_str()),
+        Err("States.Timeout")
+    );
+}
+
+#[test]
+fn activity_outcomes_have_activity_events() {
+    let def = one_task(json!({"Resource": ACTIVITY}));
+    let mut b = Bench::new(def.clone());
+    let (mut root, actions) = b.start(json!({}));
+    let seq = published_seq(&actions);
+    assert_eq!(
+        timer_at(&actions),
+        None,
+        "no timeout: it waits for a worker"
+    );
+    b.apply(
+        &mut root,
+        CursorEvent::StepStarted {
+            seq,
+            worker: "w".into(),
+        },
+    );
+    b.apply(
+        &mut root,
+        CursorEvent::StepSucceeded {
+            seq,
+            output: json!({"ok": true}),
+        },
+    );
+    assert_eq!(
+        b.types()[2..5],
+        ["ActivityScheduled", "ActivityStarted", "ActivitySucceeded"]
+    );
+
+    // Failed before any worker took it (the activity is missing): a schedule failure.
+    let mut b = Bench::new(def);
+    let (mut root, actions) = b.start(json!({}));
+    let seq = published_seq(&actions);
+    b.apply(
+        &mut root,
+        CursorEvent::StepFailed {
+            seq,
+            error: StatesError::runtime("no such activity"),
+        },
+    );
+    assert_eq!(
+        b.types()[2..4],
+        ["ActivityScheduled", "ActivityScheduleFailed"]
+    );
+}

@@ -77,17 +77,7 @@ impl Coordinator {
     ) -> Result<(), Error> {
         let texts: Vec<(String, String)> = outcomes
             .iter()
-            .map(|(id, result)| {
-                let event = InboxEvent::Outcome {
-                    cursor: id.cursor.clone(),
-                    seq: id.seq,
-                    result: result.clone(),
-                };
-                (
-                    serde_json::to_string(result).expect("outcomes serialize"),
-                    serde_json::to_string(&event).expect("inbox events serialize"),
-                )
-            })
+            .map(|(id, result)| crate::fleet::activities::outcome_texts(id, result))
             .collect();
         // By execution, in delivery order.
         let mut groups: Vec<(&str, Vec<Delivery<'_>>)> = Vec::new();

@@ -1,6 +1,6 @@
 //! TagResource, UntagResource and ListTagsForResource on state machines, and the `tags` of
-//! CreateStateMachine. (Activities, the other taggable resource, are not there yet: their
-//! ARNs are not found, as an unknown resource is.)
+//! CreateStateMachine. (Activities, the other taggable resource, are tagged in
+//! [`super::activities`], which takes these calls for activity ARNs first.)
 
 use serde_json::{Value, json};
 
@@ -75,7 +75,7 @@ pub(super) fn request_tags(input: &Input) -> Result<Vec<(String, String)>, ApiEr
     Ok(out)
 }
 
-fn too_many(arn: &str) -> ApiError {
+pub(super) fn too_many(arn: &str) -> ApiError {
     ApiError {
         extra: Some(("resourceName", arn.to_string())),
         ..ApiError::new(
@@ -127,6 +127,13 @@ pub(super) async fn tag_resource(store: &Store, input: Input) -> Result<Value, A
 
 pub(super) async fn untag_resource(store: &Store, input: Input) -> Result<Value, ApiError> {
     let name = tagged_machine(store, &input).await?;
+    let keys = request_tag_keys(&input)?;
+    store.untag(&name, &keys).await?;
+    Ok(json!({}))
+}
+
+/// UntagResource's `tagKeys`, checked as the model constrains them.
+pub(super) fn request_tag_keys(input: &Input) -> Result<Vec<String>, ApiError> {
     let keys = match input.0.get("tagKeys") {
         Some(Value::Array(keys)) => keys,
         None | Some(Value::Null) => return Err(ApiError::missing("tagKeys")),
@@ -148,8 +155,7 @@ pub(super) async fn untag_resource(store: &Store, input: Input) -> Result<Value,
             }
         }
     }
-    store.untag(&name, &out).await?;
-    Ok(json!({}))
+    Ok(out)
 }
 
 pub(super) async fn list_tags_for_resource(store: &Store, input: Input) -> Result<Value, ApiError> {

@@ -24,6 +24,10 @@ fn first_deadline(timeout: Option<u64>, heartbeat: Option<u64>) -> Option<u64> {
 /// function ARN for the legacy Lambda events.
 enum ResourceKind<'a> {
     Lambda,
+    /// An activity (`arn:aws:states:REGION:ACCOUNT:activity:NAME`): its workers take the
+    /// task with GetActivityTask and answer with SendTaskSuccess/Failure, so it has
+    /// `Activity...` events and a start of its own.
+    Activity,
     Task {
         resource_type: &'a str,
         resource: &'a str,
@@ -33,6 +37,9 @@ enum ResourceKind<'a> {
 fn classify(resource: &str) -> ResourceKind<'_> {
     if resource.starts_with("arn:aws:lambda:") {
         return ResourceKind::Lambda;
+    }
+    if crate::engine::context::is_activity_arn(resource) {
+        return ResourceKind::Activity;
     }
     if let Some(rest) = resource.strip_prefix("arn:aws:states:::") {
         let (service, action) = rest.split_once(':').unwrap_or((rest, ""));
@@ -165,7 +172,20 @@ impl Engine {
     ) {
         cursor.seq += 1;
         let attempt = 1 + cursor.retries.iter().sum::<u32>();
+        let mut timeout_at = None;
         match classify(&spec.resource) {
+            ResourceKind::Activity => {
+                let mut details = json!({ "resource": spec.resource, "input": effective });
+                if let Some(t) = timeout {
+                    details["timeoutInSeconds"] = json!(t);
+                }
+                if let Some(h) = heartbeat {
+                    details["heartbeatInSeconds"] = json!(h);
+                }
+                tx.record(cursor, EventType::ActivityScheduled, details);
+                // Started when a worker takes it (task_started).
+                timeout_at = timeout.map(|t| tx.now + chrono::Duration::seconds(t as i64));
+            }
             ResourceKind::Lambda => {
                 let mut details = json!({ "resource": spec.resource, "input": effective });
                 if let Some(t) = timeout {
@@ -207,10 +227,16 @@ impl Engine {
             timeout: timeout.map(Duration::from_secs),
             heartbeat: heartbeat.map(Duration::from_secs),
         });
-        // Tasks send no heartbeats, so the first heartbeat deadline is the one that counts:
-        // one timer at whichever of the two deadlines comes first.
-        if let Some(t) = first_deadline(timeout, heartbeat) {
-            let at = tx.now + chrono::Duration::seconds(t as i64);
+        let first = if matches!(classify(&spec.resource), ResourceKind::Activity) {
+            // Its heartbeat timer starts with the task; without a timeout a task waits for
+            // a worker as long as it takes.
+            timeout_at
+        } else {
+            // Tasks send no heartbeats, so the first heartbeat deadline is the one that
+            // counts: one timer at whichever of the two deadlines comes first.
+            first_deadline(timeout, heartbeat).map(|t| tx.now + chrono::Duration::seconds(t as i64))
+        };
+        if let Some(at) = first {
             tx.actions.push(Action::ScheduleTimer {
                 cursor: cursor.id.clone(),
                 seq: cursor.seq,
@@ -222,7 +248,73 @@ impl Engine {
             effective_input: effective,
             timeout,
             heartbeat,
+            timeout_at,
+            heartbeat_at: None,
+            started: false,
         });
+    }
+
+    /// A worker took the activity task: ActivityStarted, and the heartbeat clock starts.
+    pub(super) fn task_started(
+        &self,
+        cursor: &mut Cursor,
+        mut wait: TaskWait,
+        worker: &str,
+        tx: &mut Tx<'_>,
+    ) {
+        if !wait.started && matches!(classify(&wait.resource), ResourceKind::Activity) {
+            wait.started = true;
+            // AWS leaves the member out for a worker that gave no name.
+            let details = if worker.is_empty() {
+                json!({})
+            } else {
+                json!({ "workerName": worker })
+            };
+            tx.record(cursor, EventType::ActivityStarted, details);
+            if let Some(h) = wait.heartbeat {
+                let at = tx.now + chrono::Duration::seconds(h as i64);
+                wait.heartbeat_at = Some(at);
+                let first = wait.timeout_at.map_or(at, |t| t.min(at));
+                tx.actions.push(Action::ScheduleTimer {
+                    cursor: cursor.id.clone(),
+                    seq: cursor.seq,
+                    at: first,
+                });
+            }
+        }
+        cursor.phase = Phase::Task(wait);
+    }
+
+    /// The activity's worker sent a heartbeat: its heartbeat deadline moves on. The timer
+    /// stays where it is; when it fires before the new deadline it is set again for it.
+    pub(super) fn task_heartbeat(&self, cursor: &mut Cursor, mut wait: TaskWait, tx: &mut Tx<'_>) {
+        if wait.started
+            && let Some(h) = wait.heartbeat
+        {
+            wait.heartbeat_at = Some(tx.now + chrono::Duration::seconds(h as i64));
+        }
+        cursor.phase = Phase::Task(wait);
+    }
+
+    /// The task's timer fired. An activity whose deadlines moved (heartbeats) sets it again
+    /// for the earlier of them; anything else times out.
+    pub(super) fn task_timer(&self, cursor: &mut Cursor, wait: TaskWait, tx: &mut Tx<'_>) -> bool {
+        let due = match (wait.timeout_at, wait.heartbeat_at) {
+            (Some(t), Some(h)) => Some(t.min(h)),
+            (t, h) => t.or(h),
+        };
+        if let Some(due) = due
+            && tx.now < due
+        {
+            tx.actions.push(Action::ScheduleTimer {
+                cursor: cursor.id.clone(),
+                seq: cursor.seq,
+                at: due,
+            });
+            cursor.phase = Phase::Task(wait);
+            return false;
+        }
+        self.task_timed_out(cursor, wait, tx)
     }
 
     fn task_event(
@@ -237,6 +329,16 @@ impl Engine {
         match classify(&wait.resource) {
             ResourceKind::Lambda => {
                 tx.record(cursor, lambda, details);
+            }
+            ResourceKind::Activity => {
+                let activity = match task {
+                    EventType::TaskSucceeded => EventType::ActivitySucceeded,
+                    EventType::TaskTimedOut => EventType::ActivityTimedOut,
+                    // Before a worker took it, only the fleet can have failed it.
+                    _ if !wait.started => EventType::ActivityScheduleFailed,
+                    _ => EventType::ActivityFailed,
+                };
+                tx.record(cursor, activity, details);
             }
             ResourceKind::Task {
                 resource_type,
@@ -308,10 +410,15 @@ impl Engine {
         wait: TaskWait,
         tx: &mut Tx<'_>,
     ) -> bool {
-        let heartbeat_first = match (wait.heartbeat, wait.timeout) {
-            (Some(h), Some(t)) => h < t,
-            (Some(_), None) => true,
-            _ => false,
+        let heartbeat_first = match (wait.heartbeat_at, wait.timeout_at) {
+            // An activity: whichever deadline passed (the heartbeat's, on a tie).
+            (Some(h), t) => t.is_none_or(|t| h <= t) && h <= tx.now,
+            (None, Some(_)) => false,
+            (None, None) => match (wait.heartbeat, wait.timeout) {
+                (Some(h), Some(t)) => h < t,
+                (Some(_), None) => true,
+                _ => false,
+            },
         };
         let error = if heartbeat_first {
             let h = wait.heartbeat.unwrap_or(0);

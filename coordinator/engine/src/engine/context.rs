@@ -4,6 +4,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::history::object;
+
 /// What is fixed for the life of an execution.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecutionInfo {
@@ -110,7 +112,10 @@ pub fn context_object(info: &ExecutionInfo, facts: &StateFacts<'_>, with_input: 
     if let Some((index, value)) = facts.map_item {
         ctx.insert(
             "Map".into(),
-            json!({ "Item": { "Index": index, "Value": value } }),
+            object([(
+                "Item",
+                object([("Index", Value::from(index)), ("Value", value.clone())]),
+            )]),
         );
     }
     Value::Object(ctx)

@@ -8,6 +8,18 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+/// A JSON object of the given members, moved in. Event details and the context object are
+/// built with this rather than `json!`, which would copy a `&Value` member by serializing it
+/// (several times a clone's cost, on every state of every Map item).
+pub fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
+    Value::Object(
+        members
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
 /// The event types mapfleet writes (AWS's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::context::{ExecutionInfo, StateFacts, context_object};
 use super::cursor::*;
 use super::dataflow;
-use super::history::{Event, EventType, StateType};
+use super::history::{Event, EventType, StateType, object};
 use crate::asl::choice::RuleCondition;
 use crate::asl::definition::*;
 use crate::asl::error::{StatesError, names};
@@ -184,7 +184,10 @@ impl Engine {
         tx.record(
             &mut root,
             EventType::ExecutionStarted,
-            json!({ "input": self.info.input, "roleArn": self.info.role_arn }),
+            object([
+                ("input", self.info.input.clone()),
+                ("roleArn", Value::String(self.info.role_arn.clone())),
+            ]),
         );
         // AWS points the first state's entry at 0, not at ExecutionStarted.
         root.last_event = 0;
@@ -380,7 +383,10 @@ impl Engine {
             let state = self.state(cursor);
             cursor.entered_at = tx.now;
             cursor.retries = vec![0; state.common.retry.len()];
-            let details = json!({ "name": state.name, "input": cursor.input });
+            let details = object([
+                ("name", Value::String(state.name.clone())),
+                ("input", cursor.input.clone()),
+            ]);
             cursor.entered_event = tx.record(
                 cursor,
                 EventType::StateEntered(StateType::of(state)),
@@ -449,7 +455,7 @@ impl Engine {
                         tx.record(
                             cursor,
                             EventType::StateExited(StateType::Succeed),
-                            json!({ "name": name, "output": output }),
+                            object([("name", Value::String(name)), ("output", output.clone())]),
                         );
                         self.finish(cursor, Ok(output), tx);
                     }
@@ -910,7 +916,7 @@ impl Engine {
                     tx.record(
                         cursor,
                         EventType::ExecutionSucceeded,
-                        json!({ "output": output }),
+                        object([("output", output.clone())]),
                     );
                 }
                 Err(e) => {
@@ -997,7 +1003,10 @@ impl Engine {
 /// A `...StateExited` event's details: the name, the output and, as AWS records them, the
 /// variables the state assigned.
 fn exit_details(name: &str, output: &Value, assigned: Option<&Map<String, Value>>) -> Value {
-    let mut details = json!({ "name": name, "output": output });
+    let mut details = object([
+        ("name", Value::String(name.to_string())),
+        ("output", output.clone()),
+    ]);
     if let Some(vars) = assigned {
         details["assignedVariables"] = Value::Object(vars.clone());
     }

@@ -10,7 +10,7 @@ use crate::asl::error::{StatesError, names};
 use crate::asl::scope::Scope;
 use crate::engine::cursor::{Action, Cursor, Phase, RetryAgain, TaskWait};
 use crate::engine::dataflow;
-use crate::engine::history::EventType;
+use crate::engine::history::{EventType, object};
 
 /// The earlier of a task's timeout and heartbeat deadlines, in seconds.
 fn first_deadline(timeout: Option<u64>, heartbeat: Option<u64>) -> Option<u64> {
@@ -175,7 +175,10 @@ impl Engine {
         let mut timeout_at = None;
         match classify(&spec.resource) {
             ResourceKind::Activity => {
-                let mut details = json!({ "resource": spec.resource, "input": effective });
+                let mut details = object([
+                    ("resource", Value::String(spec.resource.clone())),
+                    ("input", effective.clone()),
+                ]);
                 if let Some(t) = timeout {
                     details["timeoutInSeconds"] = json!(t);
                 }
@@ -187,7 +190,10 @@ impl Engine {
                 timeout_at = timeout.map(|t| tx.now + chrono::Duration::seconds(t as i64));
             }
             ResourceKind::Lambda => {
-                let mut details = json!({ "resource": spec.resource, "input": effective });
+                let mut details = object([
+                    ("resource", Value::String(spec.resource.clone())),
+                    ("input", effective.clone()),
+                ]);
                 if let Some(t) = timeout {
                     details["timeoutInSeconds"] = json!(t);
                 }
@@ -370,7 +376,7 @@ impl Engine {
             let e = StatesError::new(e.error, format!("{} (state '{name}'{within})", e.cause));
             return self.task_failed(cursor, wait, e, tx);
         }
-        let details = json!({ "output": output });
+        let details = object([("output", output.clone())]);
         self.task_event(
             cursor,
             &wait,

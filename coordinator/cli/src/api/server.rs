@@ -18,8 +18,8 @@ use axum::routing::post;
 use mapfleet_auth::Access;
 use serde_json::Value;
 
+use super::backend::Store;
 use super::ops;
-use super::store::Store;
 use super::wire::{ApiError, CONTENT_TYPE_JSON, Input, TARGET_PREFIX};
 
 /// The largest request body: a 1 MiB definition, JSON-escaped, with room for the rest.

@@ -83,6 +83,18 @@ async fn redrive_execution_embedded() {
     result.expect("the redrive scenario took over 5 minutes");
 }
 
+/// The AWS-recorded conformance cases through boto3 and `serve` in embedded mode: the same
+/// bar as on the fleet ([`api::check_conformance`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_cases_pass_through_boto3_and_the_api_embedded() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let keys = keys();
+    let serve = Serve::embedded(data.path(), &[], &[("MAPFLEET_API_KEYS", &keys)]);
+    let out = api::run_conformance(&serve.url).await;
+    drop(serve);
+    api::check_conformance(&out);
+}
+
 /// The workshop's batch (the DynamicInput machine over `batch-input.json`) on the real face
 /// models and photos, run by `serve` itself with the worker's photo tasks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,17 +6,16 @@
 mod api;
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use coordinator::fleet::service::{Coordinator, ServiceOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::config::FleetConfig;
 use shared::supervise::Shutdown;
 use worker::consumer::{self, ConsumerOptions};
 
-use api::{Aws, KEY_ID, SECRET, Serve, client, wait_for_status, write};
+use api::{Aws, KEY_ID, SECRET, Serve, wait_for_status, write};
 use common::TestExecutor;
 
 /// A coordinator and a worker on `prefix`, in this process; stopped by [`Fleet::stop`].
@@ -168,74 +167,10 @@ async fn conformance_cases_pass_through_boto3_and_the_api() {
     let fleet = Fleet::start(&prefix, Arc::new(TestExecutor::default())).await;
     let keys = format!("{KEY_ID}:{SECRET}");
     let serve = Serve::fleet(&prefix, &[], &[("MAPFLEET_API_KEYS", &keys)]);
-    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let floor: Value = serde_json::from_str(
-        &std::fs::read_to_string(tests.join("conformance/floor.json")).expect("floor.json"),
-    )
-    .expect("floor.json is JSON");
-    let adapter = format!(
-        "{} {}",
-        client("python3").display(),
-        tests.join("api/boto3_conformance_adapter.py").display()
-    );
-    let out = tokio::time::timeout(
-        Duration::from_secs(900),
-        tokio::process::Command::new(client("python3"))
-            .arg(tests.join("conformance/run_conformance.py"))
-            .arg("--cases")
-            .arg(tests.join("conformance/dev-cases.jsonl"))
-            .args(["--cmd", &adapter, "--events", "--jobs", "4"])
-            .env("MAPFLEET_API_ENDPOINT", &serve.url)
-            .env("AWS_ACCESS_KEY_ID", KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
-            .output(),
-    )
-    .await
-    .expect("the conformance run took over 15 minutes")
-    .expect("run the conformance runner with python3 (see .ci/api-clients.sh)");
+    let out = api::run_conformance(&serve.url).await;
     drop(serve);
     fleet.stop(&prefix).await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let summary = stdout
-        .lines()
-        .rev()
-        .find(|l| l.contains(" passed, "))
-        .expect("the runner's summary line");
-    let count = |word: &str| -> u64 {
-        let words: Vec<&str> = summary.split_whitespace().collect();
-        let at = words
-            .iter()
-            .position(|w| w.trim_end_matches(',') == word)
-            .unwrap_or_else(|| panic!("{word} in {summary:?}"));
-        words[at - 1].parse().expect("a count")
-    };
-    let (passed, failed) = (count("passed"), count("failed"));
-    // Every case whose status, output and error match; event types as in embedded mode.
-    let selected = floor["jsonpath"].as_u64().unwrap()
-        + floor["jsonata"].as_u64().unwrap()
-        + floor["mixed"].as_u64().unwrap();
-    assert_eq!(passed + failed, selected, "{summary}");
-    let event_floor = floor["jsonpath_event_types"].as_u64().unwrap()
-        + floor["jsonata_event_types"].as_u64().unwrap()
-        + floor["mixed"].as_u64().unwrap();
-    let wrong: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("FAIL ") && !l.ends_with("event types differ"))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "cases whose status, output or error differ through the API: {wrong:#?}"
-    );
-    assert!(
-        passed >= event_floor,
-        "{passed} cases with the same event types through the API, below the embedded floor {event_floor}: {summary}"
-    );
+    api::check_conformance(&out);
 }
 
 /// UpdateStateMachine and DescribeStateMachineForExecution; tags (at creation and on their

@@ -254,6 +254,10 @@ pub async fn wait_for_status(aws: &Aws, arn: &str, want: &str) -> Value {
     }
 }
 
+/// State machines (the workshop's definition among them) and executions through the `aws`
+/// CLI and boto3: a Map run to SUCCEEDED, history pages both ways, list filters and pages,
+/// idempotent and refused StartExecution, StopExecution, invalid definitions' diagnostics,
+/// the errors of unknown resources, and DeleteStateMachine.
 pub async fn scenario(url: &str) {
     let aws = Aws::new(url);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -674,12 +678,12 @@ pub async fn wait_for_map_run(
     }
 }
 
-/// The operations added to the first slice, through the real `aws` CLI on a real fleet:
 /// UpdateStateMachine and DescribeStateMachineForExecution; tags (at creation and on their
 /// own); ListMapRuns, DescribeMapRun, ListExecutions with `mapRunArn`; and UpdateMapRun
-/// changing a running Distributed Map's limits: from MaxConcurrency 1 the coordinator starts
-/// the waiting children at once, and a tolerated failure count given while it runs lets two
-
+/// changing a running Distributed Map's limits: from MaxConcurrency 1 the run (on the fleet's
+/// coordinator, or in `serve`) starts the waiting children at once, and a tolerated failure
+/// count given while it runs lets two failing children pass (without it the first one fails
+/// the Map). Each with one error case. `data` is the data dir whose buckets the runs use.
 pub async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
     let aws = Aws::new(url);
     let missing_machine = "arn:aws:states:us-east-1:000000000000:stateMachine:Nope";
@@ -1194,4 +1198,82 @@ pub async fn redrive_after_stop(url: &str) {
         "ExecutionDoesNotExist",
     )
     .await;
+}
+
+/// The AWS-recorded conformance cases through boto3 against the `serve` at `url`
+/// (`tests/api/boto3_conformance_adapter.py` with the shared runner): the runner's output,
+/// for [`check_conformance`].
+pub async fn run_conformance(url: &str) -> std::process::Output {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let adapter = format!(
+        "{} {}",
+        client("python3").display(),
+        tests.join("api/boto3_conformance_adapter.py").display()
+    );
+    tokio::time::timeout(
+        Duration::from_secs(900),
+        tokio::process::Command::new(client("python3"))
+            .arg(tests.join("conformance/run_conformance.py"))
+            .arg("--cases")
+            .arg(tests.join("conformance/dev-cases.jsonl"))
+            .args(["--cmd", &adapter, "--events", "--jobs", "4"])
+            .env("MAPFLEET_API_ENDPOINT", url)
+            .env("AWS_ACCESS_KEY_ID", KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .output(),
+    )
+    .await
+    .expect("the conformance run took over 15 minutes")
+    .expect("run the conformance runner with python3 (see .ci/api-clients.sh)")
+}
+
+/// Checks [`run_conformance`]'s output: every selected case with the status, output and
+/// error the CLI gives, and the event types at least as often as embedded mode's floors.
+pub fn check_conformance(out: &std::process::Output) {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let floor: Value = serde_json::from_str(
+        &std::fs::read_to_string(tests.join("conformance/floor.json")).expect("floor.json"),
+    )
+    .expect("floor.json is JSON");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed, "))
+        .expect("the runner's summary line");
+    let count = |word: &str| -> u64 {
+        let words: Vec<&str> = summary.split_whitespace().collect();
+        let at = words
+            .iter()
+            .position(|w| w.trim_end_matches(',') == word)
+            .unwrap_or_else(|| panic!("{word} in {summary:?}"));
+        words[at - 1].parse().expect("a count")
+    };
+    let (passed, failed) = (count("passed"), count("failed"));
+    // Every case whose status, output and error match; event types as in embedded mode.
+    let selected = floor["jsonpath"].as_u64().unwrap()
+        + floor["jsonata"].as_u64().unwrap()
+        + floor["mixed"].as_u64().unwrap();
+    assert_eq!(passed + failed, selected, "{summary}");
+    let event_floor = floor["jsonpath_event_types"].as_u64().unwrap()
+        + floor["jsonata_event_types"].as_u64().unwrap()
+        + floor["mixed"].as_u64().unwrap();
+    let wrong: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("FAIL ") && !l.ends_with("event types differ"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "cases whose status, output or error differ through the API: {wrong:#?}"
+    );
+    assert!(
+        passed >= event_floor,
+        "{passed} cases with the same event types through the API, below the embedded floor {event_floor}: {summary}"
+    );
 }

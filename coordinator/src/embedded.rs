@@ -18,7 +18,7 @@ use crate::asl::definition::StateMachine;
 use crate::asl::error::{StatesError, names};
 pub use crate::driver::Status;
 use crate::driver::{Backend, BackendError, Processor, StepRequest};
-use crate::engine::cursor::{Cursor, CursorEvent, CursorId};
+use crate::engine::cursor::{Cursor, CursorEvent, CursorId, LimitsUpdate};
 use crate::engine::history::Event;
 use crate::engine::run::EngineOptions;
 use crate::engine::{Engine, ExecutionInfo};
@@ -120,6 +120,70 @@ pub fn default_task_slots() -> usize {
     (2 * cores).max(8)
 }
 
+/// What a run in this process tells whoever hosts it while it runs (`mapfleet serve` keeps
+/// the history on disk and shows map runs as they go). Every method has a default that does
+/// nothing; calls are made on the run's task, between engine steps, so they must be quick.
+pub trait RunHooks: Send + Sync {
+    /// A history event, in id order (whether or not [`EmbeddedOptions::keep_history`]).
+    fn event(&self, event: &Event) {
+        let _ = event;
+    }
+    /// The run is about to wait (for a task, a timer or a [`Control`]): what was handed
+    /// over can be flushed. `root` is the root cursor as it stands, where a redrive of this
+    /// execution would resume if the process died now.
+    fn idle(&self, root: Option<&Cursor>) {
+        let _ = root;
+    }
+    /// A Distributed Map's run over an ItemReader opened with `total` children.
+    fn map_run_opened(&self, map: &str, plan: &MapRunPlan, total: usize) {
+        let _ = (map, plan, total);
+    }
+    /// `children` more children of the run under `map` started.
+    fn map_run_started(&self, map: &str, children: usize) {
+        let _ = (map, children);
+    }
+    /// A child of the run under `map` ended.
+    fn map_run_child_ended(&self, map: &str, succeeded: bool) {
+        let _ = (map, succeeded);
+    }
+    /// The run under `map` ended (`written`: its ResultWriter, if any, wrote its files).
+    fn map_run_closed(&self, map: &str, written: bool) {
+        let _ = (map, written);
+    }
+}
+
+/// What a host asks of a running execution.
+#[derive(Debug)]
+pub enum Control {
+    /// StopExecution: the execution ends ABORTED with this error and cause.
+    Stop(StatesError),
+    /// UpdateMapRun: the Map at cursor `map` takes new limits.
+    UpdateLimits { map: CursorId, limits: LimitsUpdate },
+}
+
+/// Where a redrive resumes: the root cursor as the execution ended (or as it stood when
+/// its process died), and the id the next history event takes.
+pub struct Resume {
+    pub root: Cursor,
+    pub next_event_id: u64,
+}
+
+/// A run with a host: its hooks, its control channel and, for a redrive, where it resumes
+/// (the execution's `redrive_count` is the redrive's count).
+pub struct Live {
+    pub hooks: Arc<dyn RunHooks>,
+    pub control: tokio::sync::mpsc::UnboundedReceiver<Control>,
+    pub resume: Option<Resume>,
+}
+
+/// How a run with a host ended.
+pub struct LiveEnd {
+    pub result: ExecutionResult,
+    /// The root cursor where the execution ended other than SUCCEEDED: where a redrive
+    /// resumes.
+    pub ended_root: Option<Cursor>,
+}
+
 /// A timer entry: due time, then insertion order so equal times fire in order.
 type TimerKey = Reverse<(DateTime<Utc>, u64, CursorId, u64)>;
 
@@ -142,6 +206,7 @@ struct MemoryBackend {
     /// Distributed Maps' runs in progress, by Map cursor.
     map_runs: HashMap<CursorId, OpenRun>,
     clock: Clock,
+    hooks: Option<Arc<dyn RunHooks>>,
 }
 
 /// The run's clock (wall time on tokio's clock, so tests can pause it).
@@ -167,10 +232,14 @@ impl Backend for MemoryBackend {
     ) -> Result<Vec<Value>, BackendError> {
         if let (Some(run), Some(store)) = (self.map_runs.get_mut(map), self.buckets.as_deref()) {
             let now = (self.clock)();
-            return run
+            let inputs = run
                 .inputs(store, from, to, now)
                 .await
-                .map_err(|e| BackendError(format!("{}: {}", e.error, e.cause)));
+                .map_err(|e| BackendError(format!("{}: {}", e.error, e.cause)))?;
+            if let Some(h) = &self.hooks {
+                h.map_run_started(map, inputs.len());
+            }
+            return Ok(inputs);
         }
         Ok(self.children.items(map, from, to))
     }
@@ -257,6 +326,9 @@ impl Backend for MemoryBackend {
     }
 
     fn record(&mut self, event: Event) {
+        if let Some(h) = &self.hooks {
+            h.event(&event);
+        }
         if self.keep_history {
             self.events.push(event);
         }
@@ -273,8 +345,12 @@ impl Backend for MemoryBackend {
                 "No object store is configured for this run, so the ItemReader cannot read",
             )));
         };
+        let seen = self.hooks.is_some().then(|| plan.clone());
         Ok(match OpenRun::open(store.as_ref(), plan).await {
             Ok((run, count)) => {
+                if let (Some(h), Some(plan)) = (&self.hooks, &seen) {
+                    h.map_run_opened(map, plan, count);
+                }
                 self.map_runs.insert(map.to_string(), run);
                 Ok(count)
             }
@@ -291,6 +367,9 @@ impl Backend for MemoryBackend {
     ) -> Result<(), BackendError> {
         if let (Some(run), Some(store)) = (self.map_runs.get_mut(parent), self.buckets.as_deref()) {
             run.ended(store, index, result, at).await;
+            if let Some(h) = &self.hooks {
+                h.map_run_child_ended(parent, result.is_ok());
+            }
         }
         Ok(())
     }
@@ -302,7 +381,11 @@ impl Backend for MemoryBackend {
         let (Some(run), Some(store)) = (self.map_runs.get_mut(map), self.buckets.as_deref()) else {
             return Ok(None);
         };
-        Ok(run.finish(store).await.transpose())
+        let finished = run.finish(store).await;
+        if let Some(h) = &self.hooks {
+            h.map_run_closed(map, finished.is_ok());
+        }
+        Ok(finished.transpose())
     }
 }
 
@@ -323,10 +406,42 @@ pub async fn run_execution(
     executor: Arc<dyn TaskExecutor>,
     opts: EmbeddedOptions,
 ) -> ExecutionResult {
+    drive(def, info, executor, opts, None).await.result
+}
+
+/// Runs one execution to its end in this process for a host (`mapfleet serve`): its
+/// events and map runs reach `live.hooks`, `live.control` stops it or changes a map run's
+/// limits, and `live.resume` makes it a redrive.
+pub async fn run_live(
+    def: Arc<StateMachine>,
+    info: ExecutionInfo,
+    executor: Arc<dyn TaskExecutor>,
+    opts: EmbeddedOptions,
+    live: Live,
+) -> LiveEnd {
+    drive(def, info, executor, opts, Some(live)).await
+}
+
+async fn drive(
+    def: Arc<StateMachine>,
+    info: ExecutionInfo,
+    executor: Arc<dyn TaskExecutor>,
+    opts: EmbeddedOptions,
+    live: Option<Live>,
+) -> LiveEnd {
+    let (hooks, mut control, resume) = match live {
+        Some(l) => (Some(l.hooks), Some(l.control), l.resume),
+        None => (None, None, None),
+    };
     let timeout = def.timeout_seconds;
     let mut engine = Engine::new(def, info);
     engine.options = opts.engine.clone();
-    let wall_base = engine.info.start_time;
+    // A redrive's clock starts now, not at the execution's first start.
+    let wall_base = if resume.is_some() {
+        Utc::now()
+    } else {
+        engine.info.start_time
+    };
     let clock_base = Instant::now();
     let now = move || {
         wall_base
@@ -349,10 +464,41 @@ pub async fn run_execution(
         buckets: opts.buckets.clone(),
         map_runs: HashMap::new(),
         clock,
+        hooks: hooks.clone(),
     };
-    let mut p = Processor::new(engine, 1, false, rand::random());
-    p.start(&mut backend, now());
+    let redrive_count = engine.info.redrive_count;
+    let mut p = match resume {
+        Some(Resume {
+            root,
+            next_event_id,
+        }) => {
+            let mut p = Processor::new(engine, next_event_id, false, rand::random());
+            p.redrive(&mut backend, root, redrive_count, now());
+            p
+        }
+        None => {
+            let mut p = Processor::new(engine, 1, false, rand::random());
+            p.start(&mut backend, now());
+            p
+        }
+    };
     loop {
+        // What the host asked for since the last look (a stop ends the run here).
+        while let Some(c) = control.as_mut().and_then(|c| c.try_recv().ok()) {
+            match c {
+                Control::Stop(e) => {
+                    let _ = p.run_some(&mut backend, now, EVENTS_PER_ROUND).await;
+                    let _ = p.stop(&mut backend, e, false, now).await;
+                    backend.tasks.abort_all();
+                }
+                Control::UpdateLimits { map, limits } => {
+                    p.push(map, CursorEvent::UpdateLimits(limits))
+                }
+            }
+        }
+        if p.ended.is_some() {
+            break;
+        }
         // The memory backend cannot fail.
         let more = p
             .run_some(&mut backend, now, EVENTS_PER_ROUND)
@@ -408,10 +554,29 @@ pub async fn run_execution(
             (Some(t), Some(dl)) => Some(t.min(dl)),
             (t, dl) => t.or(dl),
         };
+        if let Some(h) = &hooks {
+            h.idle(p.root());
+        }
+        let controlled = control.is_some();
         tokio::select! {
             joined = backend.tasks.join_next(), if !backend.tasks.is_empty() => {
                 if let Some(Ok((cursor, seq, result))) = joined {
                     p.push(cursor, outcome_event(seq, result));
+                }
+            }
+            asked = recv_opt(control.as_mut()), if controlled => {
+                match asked {
+                    // Seen at the top of the loop.
+                    Some(Control::Stop(e)) => {
+                        let _ = p.stop(&mut backend, e, false, now).await;
+                        backend.tasks.abort_all();
+                        break;
+                    }
+                    Some(Control::UpdateLimits { map, limits }) => {
+                        p.push(map, CursorEvent::UpdateLimits(limits));
+                    }
+                    // The host is gone: run on without it.
+                    None => control = None,
                 }
             }
             _ = sleep_until_opt(wake) => {}
@@ -431,7 +596,10 @@ pub async fn run_execution(
         Ok(v) => (Some(v), None),
         Err(e) => (None, Some(e)),
     };
-    ExecutionResult {
+    if let Some(h) = &hooks {
+        h.idle(None);
+    }
+    let result = ExecutionResult {
         info: (*p.engine.info).clone(),
         status,
         output,
@@ -439,6 +607,19 @@ pub async fn run_execution(
         stop_date: now(),
         events: backend.events,
         transitions: p.transitions,
+    };
+    LiveEnd {
+        result,
+        ended_root: p.ended_root.take(),
+    }
+}
+
+async fn recv_opt(
+    c: Option<&mut tokio::sync::mpsc::UnboundedReceiver<Control>>,
+) -> Option<Control> {
+    match c {
+        Some(c) => c.recv().await,
+        None => std::future::pending().await,
     }
 }
 

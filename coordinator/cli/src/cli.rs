@@ -105,9 +105,11 @@ pub enum Command {
         distributed: bool,
     },
     /// Serve the Step Functions API (`aws stepfunctions --endpoint-url`, boto3, the AWS SDKs)
-    /// over the fleet: state machines and their executions. Requests must be SigV4-signed
-    /// (service `states`) by a key pair from MAPFLEET_API_KEYS or --credentials-file, unless
-    /// --allow-anonymous.
+    /// and the web console: state machines and their executions, on the fleet when `--redis`
+    /// is given, else in this process (embedded mode) with everything kept under
+    /// `--data-dir`, so that a restart loses nothing it acknowledged. Requests must be
+    /// SigV4-signed (service `states`) by a key pair from MAPFLEET_API_KEYS or
+    /// --credentials-file, unless --allow-anonymous.
     Serve(crate::api::ServeArgs),
     /// Redrive an execution of the fleet that ended FAILED, ABORTED or TIMED_OUT
     /// (RedriveExecution): it runs again from the state it ended in, the children of a Map

@@ -2,11 +2,13 @@
 //! activity worker (`tests/api/activity_worker.py`): a Map of 20 items whose Task is an
 //! activity, one item's first try left to time out with States.HeartbeatTimeout and retried;
 //! SendTaskFailure caught by a Catch; forged and spent tokens; the activity CRUD calls.
-//! The harness (fleet in this process, `mapfleet serve` as the binary) is `api/support.rs`.
+//! The harness: the fleet in this process (`api/fleet.rs`), `mapfleet serve` as the binary
+//! and the clients (`api/mod.rs`).
 
+mod api;
 mod common;
-#[path = "api/support.rs"]
-mod support;
+#[path = "api/fleet.rs"]
+mod fleet;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,8 +16,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use api::*;
 use common::TestExecutor;
-use support::*;
+use fleet::Fleet;
 
 const WORKER: &str = "tests/api/activity_worker.py";
 /// The activities the scenario creates.
@@ -27,7 +30,7 @@ async fn a_boto3_activity_worker_serves_a_map_and_tokens_complete_tasks() {
     let fleet = Fleet::start(&prefix, Arc::new(TestExecutor::default())).await;
     let keys = format!("{KEY_ID}:{SECRET}");
     let amqp = shared::testkit::amqp_url();
-    let serve = Serve::start(
+    let serve = Serve::fleet(
         &prefix,
         &["--amqp", &amqp, "--activity-poll-secs", "2"],
         &[("MAPFLEET_API_KEYS", &keys), ("NO_COLOR", "1")],

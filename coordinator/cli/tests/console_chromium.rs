@@ -103,13 +103,17 @@ fn get_status(url: &str, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn start_serve(prefix: &str) -> (Proc, String) {
+/// `mapfleet serve` with `store` (`--redis ... --prefix ...`, or `--data-dir ...` for
+/// embedded mode, which runs the photo tasks itself).
+fn start_serve(store: &[&str]) -> (Proc, String) {
     let mut child = Command::new(mapfleet())
-        .args(["serve", "--addr", "127.0.0.1:0", "--redis"])
-        .arg(shared::testkit::redis_url())
-        .args(["--prefix", prefix])
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(store)
         .env("MAPFLEET_API_KEYS", format!("{KEY_ID}:{SECRET}"))
+        .env("MAPFLEET_MODELS_DIR", models_dir())
         .env_remove("MAPFLEET_CREDENTIALS_FILE")
+        .env_remove("MAPFLEET_REDIS_URL")
+        .env_remove("MAPFLEET_AMQP_URL")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -139,10 +143,8 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-#[test]
-fn the_console_shows_the_workshop_run_its_map_run_and_the_duplicate_face_iteration() {
-    // The fleet: a coordinator and one worker with the photos in its data dir.
-    let data = tempfile::tempdir().unwrap();
+/// Puts the workshop's photos in `data`'s photo bucket.
+fn put_photos(data: &Path) {
     let photos: Vec<String> = std::fs::read_dir(repo().join("examples/rider-photos/photos"))
         .unwrap()
         .map(|e| e.unwrap().path().to_string_lossy().into_owned())
@@ -152,7 +154,7 @@ fn the_console_shows_the_workshop_run_its_map_run_and_the_duplicate_face_iterati
         .args(["objects", "put", "mapfleet-rider-photos"])
         .args(&photos)
         .arg("--data-dir")
-        .arg(data.path())
+        .arg(data)
         .output()
         .unwrap();
     assert!(
@@ -160,6 +162,13 @@ fn the_console_shows_the_workshop_run_its_map_run_and_the_duplicate_face_iterati
         "{}",
         String::from_utf8_lossy(&put.stderr)
     );
+}
+
+#[test]
+fn the_console_shows_the_workshop_run_its_map_run_and_the_duplicate_face_iteration() {
+    // The fleet: a coordinator and one worker with the photos in its data dir.
+    let data = tempfile::tempdir().unwrap();
+    put_photos(data.path());
     let prefix = format!("mft-console-{}", uuid::Uuid::new_v4().simple());
     let _teardown = Teardown(prefix.clone());
     shared::testkit::declare_prefix(&prefix, 5).expect("declare the fleet's queues");
@@ -181,7 +190,26 @@ fn the_console_shows_the_workshop_run_its_map_run_and_the_duplicate_face_iterati
             .spawn()
             .unwrap(),
     );
-    let (_serve, url) = start_serve(&prefix);
+    let redis = shared::testkit::redis_url();
+    let (_serve, url) = start_serve(&["--redis", &redis, "--prefix", &prefix]);
+    console_scenario(&url, &artifacts());
+}
+
+/// The same console over `serve` in embedded mode: no fleet, the batch run by `serve`
+/// itself; its screenshots go to `test-artifacts/console/embedded/`.
+#[test]
+fn the_console_works_over_embedded_mode() {
+    let data = tempfile::tempdir().unwrap();
+    put_photos(data.path());
+    let (_serve, url) = start_serve(&["--data-dir", data.path().to_str().unwrap()]);
+    let shots = artifacts().join("embedded");
+    std::fs::create_dir_all(&shots).expect("make the screenshots' dir");
+    console_scenario(&url, &shots);
+}
+
+/// The workshop's machine and batch made through the API, then the console driven over it.
+fn console_scenario(url: &str, shots: &Path) {
+    let url = url.to_string();
 
     // The workshop's state machine and batch, through the API with the real aws CLI.
     let home = tempfile::tempdir().unwrap();
@@ -243,7 +271,6 @@ fn the_console_shows_the_workshop_run_its_map_run_and_the_duplicate_face_iterati
     );
     assert_eq!(get_status(&url, &q), 401);
 
-    let shots = artifacts();
     let profile = tempfile::tempdir().unwrap();
     let browser = Driver::start(profile.path());
     let page = |hash: &str| format!("{}/{hash}", url.trim_end_matches('/'));

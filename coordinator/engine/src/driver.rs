@@ -285,6 +285,12 @@ impl Processor {
         self.queue.push_back((String::new(), CursorEvent::Enter));
     }
 
+    /// The root cursor as it stands between events (`None` once the execution ended, or
+    /// while a backend that persists cursors has it out of the cache).
+    pub fn root(&self) -> Option<&Cursor> {
+        self.cursors.get("")
+    }
+
     /// Whether events are waiting to be processed.
     pub fn has_queued(&self) -> bool {
         !self.queue.is_empty()

@@ -51,21 +51,7 @@ impl FleetClient {
             .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
             .collect();
         runs.sort_by_key(|r| r["startDate"].as_i64().unwrap_or(0));
-        Ok(runs
-            .iter()
-            .map(|r| {
-                let mut item = json!({
-                    "executionArn": r["executionArn"],
-                    "mapRunArn": r["mapRunArn"],
-                    "stateMachineArn": r["mapRunArn"].as_str().map(state_machine_of),
-                    "startDate": date(&r["startDate"]),
-                });
-                if r.get("stopDate").is_some() {
-                    item["stopDate"] = date(&r["stopDate"]);
-                }
-                item
-            })
-            .collect())
+        Ok(runs.iter().map(list_item).collect())
     }
 
     /// DescribeMapRun's shape; counts are live while the run runs.
@@ -75,25 +61,7 @@ impl FleetClient {
             Some(c) => c.clone(),
             None => self.live_counts(&execution, &r).await?,
         };
-        let mut doc = json!({
-            "mapRunArn": r["mapRunArn"],
-            "executionArn": r["executionArn"],
-            "status": r["status"],
-            "startDate": date(&r["startDate"]),
-            "maxConcurrency": r["maxConcurrency"],
-            "toleratedFailurePercentage": r["toleratedFailurePercentage"],
-            "toleratedFailureCount": r["toleratedFailureCount"],
-            "itemCounts": counts,
-            "executionCounts": counts,
-            "redriveCount": r["redriveCount"].as_u64().unwrap_or(0),
-        });
-        if r.get("stopDate").is_some() {
-            doc["stopDate"] = date(&r["stopDate"]);
-        }
-        if r.get("redriveDate").is_some() {
-            doc["redriveDate"] = date(&r["redriveDate"]);
-        }
-        Ok(doc)
+        Ok(describe_doc(&r, counts))
     }
 
     /// A map run's execution and its facts as its coordinators keep them.
@@ -187,60 +155,110 @@ impl FleetClient {
         read: impl Fn(&str, &str) -> Result<Vec<u8>, String>,
     ) -> Result<Vec<Value>, MapRunChildrenError> {
         let (_, r) = self.map_run_record(map_run).await?;
-        if r["status"] == "RUNNING" {
-            return Err(MapRunChildrenError::Running(map_run.into()));
-        }
-        let writer = &r["resultWriter"];
-        let (Some(bucket), Some(manifest_key)) =
-            (writer["bucket"].as_str(), writer["manifestKey"].as_str())
-        else {
-            return Err(MapRunChildrenError::NoRecords(map_run.into()));
-        };
-        if writer["transformation"] != "NONE" {
-            return Err(MapRunChildrenError::NoRecords(map_run.into()));
-        }
-        let parse = |key: &str| -> Result<Vec<Value>, MapRunChildrenError> {
-            let bytes = read(bucket, key).map_err(MapRunChildrenError::Read)?;
-            let text = String::from_utf8_lossy(&bytes);
-            if key.ends_with(".jsonl") {
-                text.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| {
-                        serde_json::from_str(l)
-                            .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
-                    })
-                    .collect()
-            } else {
-                serde_json::from_str(&text)
-                    .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
-            }
-        };
-        let manifest: Value =
-            serde_json::from_slice(&read(bucket, manifest_key).map_err(MapRunChildrenError::Read)?)
-                .map_err(|e| MapRunChildrenError::Read(format!("{manifest_key}: {e}")))?;
-        let mut out = Vec::new();
-        for st in ["SUCCEEDED", "FAILED"] {
-            if status.is_some_and(|s| s != st) {
-                continue;
-            }
-            for f in manifest["ResultFiles"][st].as_array().into_iter().flatten() {
-                let key = f["Key"].as_str().unwrap_or_default();
-                for rec in parse(key)? {
-                    out.push(json!({
-                        "executionArn": rec["ExecutionArn"],
-                        "stateMachineArn": rec["StateMachineArn"],
-                        "name": rec["Name"],
-                        "status": rec["Status"],
-                        "startDate": rec["StartDate"],
-                        "stopDate": rec["StopDate"],
-                        "mapRunArn": rec["MapRunArn"],
-                    }));
-                }
-            }
-        }
-        out.sort_by(|a, b| a["startDate"].as_str().cmp(&b["startDate"].as_str()));
-        Ok(out)
+        children_from_files(map_run, &r, status, read)
     }
+}
+
+/// ListMapRuns' item for a map run's facts (as the fleet's coordinators and `mapfleet serve`
+/// in embedded mode keep them: `mapRunArn`, `executionArn`, `startDate`/`stopDate` in epoch
+/// milliseconds, ...).
+pub fn list_item(r: &Value) -> Value {
+    let mut item = json!({
+        "executionArn": r["executionArn"],
+        "mapRunArn": r["mapRunArn"],
+        "stateMachineArn": r["mapRunArn"].as_str().map(state_machine_of),
+        "startDate": date(&r["startDate"]),
+    });
+    if r.get("stopDate").is_some() {
+        item["stopDate"] = date(&r["stopDate"]);
+    }
+    item
+}
+
+/// DescribeMapRun's shape of a map run's facts, with its `counts`.
+pub fn describe_doc(r: &Value, counts: Value) -> Value {
+    let mut doc = json!({
+        "mapRunArn": r["mapRunArn"],
+        "executionArn": r["executionArn"],
+        "status": r["status"],
+        "startDate": date(&r["startDate"]),
+        "maxConcurrency": r["maxConcurrency"],
+        "toleratedFailurePercentage": r["toleratedFailurePercentage"],
+        "toleratedFailureCount": r["toleratedFailureCount"],
+        "itemCounts": counts,
+        "executionCounts": counts,
+        "redriveCount": r["redriveCount"].as_u64().unwrap_or(0),
+    });
+    if r.get("stopDate").is_some() {
+        doc["stopDate"] = date(&r["stopDate"]);
+    }
+    if r.get("redriveDate").is_some() {
+        doc["redriveDate"] = date(&r["redriveDate"]);
+    }
+    doc
+}
+
+/// The child executions of the ended map run `map_run` (its facts `r`) from its
+/// ResultWriter's files (`read` reads an object of its bucket), filtered by status.
+pub fn children_from_files(
+    map_run: &str,
+    r: &Value,
+    status: Option<&str>,
+    read: impl Fn(&str, &str) -> Result<Vec<u8>, String>,
+) -> Result<Vec<Value>, MapRunChildrenError> {
+    if r["status"] == "RUNNING" {
+        return Err(MapRunChildrenError::Running(map_run.into()));
+    }
+    let writer = &r["resultWriter"];
+    let (Some(bucket), Some(manifest_key)) =
+        (writer["bucket"].as_str(), writer["manifestKey"].as_str())
+    else {
+        return Err(MapRunChildrenError::NoRecords(map_run.into()));
+    };
+    if writer["transformation"] != "NONE" {
+        return Err(MapRunChildrenError::NoRecords(map_run.into()));
+    }
+    let parse = |key: &str| -> Result<Vec<Value>, MapRunChildrenError> {
+        let bytes = read(bucket, key).map_err(MapRunChildrenError::Read)?;
+        let text = String::from_utf8_lossy(&bytes);
+        if key.ends_with(".jsonl") {
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
+                })
+                .collect()
+        } else {
+            serde_json::from_str(&text)
+                .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
+        }
+    };
+    let manifest: Value =
+        serde_json::from_slice(&read(bucket, manifest_key).map_err(MapRunChildrenError::Read)?)
+            .map_err(|e| MapRunChildrenError::Read(format!("{manifest_key}: {e}")))?;
+    let mut out = Vec::new();
+    for st in ["SUCCEEDED", "FAILED"] {
+        if status.is_some_and(|s| s != st) {
+            continue;
+        }
+        for f in manifest["ResultFiles"][st].as_array().into_iter().flatten() {
+            let key = f["Key"].as_str().unwrap_or_default();
+            for rec in parse(key)? {
+                out.push(json!({
+                    "executionArn": rec["ExecutionArn"],
+                    "stateMachineArn": rec["StateMachineArn"],
+                    "name": rec["Name"],
+                    "status": rec["Status"],
+                    "startDate": rec["StartDate"],
+                    "stopDate": rec["StopDate"],
+                    "mapRunArn": rec["MapRunArn"],
+                }));
+            }
+        }
+    }
+    out.sort_by(|a, b| a["startDate"].as_str().cmp(&b["startDate"].as_str()));
+    Ok(out)
 }
 
 /// Why a map run's children cannot be listed.

@@ -209,15 +209,26 @@ impl RunState {
 /// How an ended run ended: FAILED when its failures passed what it tolerates, ABORTED when
 /// children were left (its execution stopped), SUCCEEDED otherwise.
 fn run_status(run: &RunState, summary: &Value) -> &'static str {
+    ended_status(run.total, run.succeeded, run.failed, summary)
+}
+
+/// The status a map run ended with: FAILED past its tolerated failures (`summary`'s
+/// `toleratedFailureCount` / `toleratedFailurePercentage`), ABORTED when children did not
+/// run, else SUCCEEDED.
+pub fn ended_status(
+    total: usize,
+    succeeded: usize,
+    failed: usize,
+    summary: &Value,
+) -> &'static str {
     let count = summary["toleratedFailureCount"].as_u64().unwrap_or(0) as usize;
     let pct = summary["toleratedFailurePercentage"]
         .as_f64()
         .unwrap_or(0.0);
-    let exceeded = run.failed > count
-        && (run.total == 0 || run.failed as f64 * 100.0 > pct * run.total as f64);
+    let exceeded = failed > count && (total == 0 || failed as f64 * 100.0 > pct * total as f64);
     if exceeded {
         "FAILED"
-    } else if run.succeeded + run.failed < run.total {
+    } else if succeeded + failed < total {
         "ABORTED"
     } else {
         "SUCCEEDED"

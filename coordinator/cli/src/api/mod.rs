@@ -2,20 +2,32 @@
 //! `X-Amz-Target: AWSStepFunctions.<Operation>`), so the `aws stepfunctions` CLI, boto3 and
 //! the other AWS SDKs drive mapfleet unchanged.
 //!
-//! This first slice serves state machines (Create, Describe, List, Delete,
-//! ValidateStateMachineDefinition), STANDARD executions on the fleet (StartExecution,
-//! DescribeExecution, ListExecutions, GetExecutionHistory, StopExecution, RedriveExecution)
-//! and activities with their workers' calls (GetActivityTask, SendTask*; these need
-//! `--amqp`).
+//! It serves state machines (Create, Describe, List, Update, Delete,
+//! ValidateStateMachineDefinition, tags) and STANDARD executions (StartExecution,
+//! DescribeExecution, ListExecutions, GetExecutionHistory, StopExecution, RedriveExecution,
+//! Distributed Maps' map runs) in two modes, the same stores as the CLI's:
+//!
+//! - on the fleet (`--redis`): state machines in the fleet's Redis, executions run by its
+//!   coordinators and workers; activities with their workers' calls (GetActivityTask,
+//!   SendTask*) too, which need the fleet's broker (`--amqp`);
+//! - embedded (no `--redis`): everything under `<data-dir>/api/`, executions run in this
+//!   process with the worker's tasks, as `mapfleet run` runs them; a restart loses nothing
+//!   it acknowledged.
+//!
 //! Requests are SigV4-checked (service `states`) by `mapfleet_auth`, as `mapfleet rekognition
 //! serve` does.
 //!
 //! # Layout
 //! - [`wire`]: errors, timestamps, request members, pagination tokens.
-//! - [`store`]: the state machines and the per-machine execution lists in the fleet's Redis.
+//! - [`backend`]: [`backend::ApiStore`], the seam between the operations and the two stores.
+//! - [`store`]: the fleet's store (state machines and per-machine execution lists in its
+//!   Redis), and the records both stores keep.
+//! - [`embedded`]: embedded mode's store: files under `<data-dir>/api/`, runs in-process.
 //! - [`ops`]: one function per operation (RedriveExecution's in `redrive`).
 //! - [`server`]: the axum router, authentication and dispatch.
 
+pub mod backend;
+pub mod embedded;
 pub mod ops;
 mod redrive;
 pub mod server;
@@ -37,7 +49,9 @@ pub struct ServeArgs {
     /// Where to listen.
     #[arg(long, env = "MAPFLEET_API_ADDR", default_value = "127.0.0.1:8083")]
     pub addr: SocketAddr,
-    /// The fleet: state machines are kept in its Redis and executions run on it.
+    /// The fleet: state machines are kept in its Redis and executions run on it. Without
+    /// `--redis` (or `--amqp`), embedded mode: everything is kept under `--data-dir`
+    /// (`<data-dir>/api/`) and executions run in this process with the worker's tasks.
     #[command(flatten)]
     pub fleet: crate::cli::FleetArgs,
     /// The key pairs allowed to call, in the AWS credentials file format (every profile's
@@ -56,8 +70,9 @@ pub struct ServeArgs {
     pub activity_poll_secs: u64,
 }
 
-/// `mapfleet serve`.
-/// `data_dir` holds the local buckets the fleet's map runs write their result files to.
+/// `mapfleet serve`. `data_dir` holds the local buckets (the fleet's map runs write their
+/// result files there; embedded runs read and write them as `mapfleet run` does) and, in
+/// embedded mode, the API's state.
 pub async fn serve(args: ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let api_keys = std::env::var("MAPFLEET_API_KEYS").ok();
     let access = crate::access::access(
@@ -66,34 +81,53 @@ pub async fn serve(args: ServeArgs, data_dir: &std::path::Path) -> anyhow::Resul
         args.allow_anonymous,
         wire::SIGNING_NAME,
     )?;
-    if !args.fleet.given() {
-        anyhow::bail!(
-            "mapfleet serve runs on the fleet only for now: give --redis (or MAPFLEET_REDIS_URL) \
-             and run `mapfleet coordinator` and workers on it; embedded mode (--data-dir) is not \
-             there yet"
+    let (store, mode, activities): (backend::Store, String, _) = if args.fleet.given() {
+        let redis = args.fleet.redis_url()?;
+        let mut fleet =
+            coordinator::fleet::client::FleetClient::connect(&redis, &args.fleet.prefix).await?;
+        fleet.patience = REDIS_PATIENCE;
+        let mode = format!(
+            "fleet prefix {}, Redis {}",
+            args.fleet.prefix,
+            shared::config::redact_url(&redis)
         );
-    }
-    let redis = args.fleet.redis_url()?;
-    let mut fleet =
-        coordinator::fleet::client::FleetClient::connect(&redis, &args.fleet.prefix).await?;
-    fleet.patience = REDIS_PATIENCE;
-    // Activities hand out steps from the fleet's queues: they need its broker.
-    let amqp = match &args.fleet.amqp {
-        Some(url) => Some((
-            shared::credentials::with_password(url, shared::credentials::Service::Amqp, None)?,
-            shared::tls::TlsFiles::default(),
-        )),
-        None => None,
+        // Activities hand out steps from the fleet's queues: they need its broker.
+        let amqp = match &args.fleet.amqp {
+            Some(url) => Some((
+                shared::credentials::with_password(url, shared::credentials::Service::Amqp, None)?,
+                shared::tls::TlsFiles::default(),
+            )),
+            None => None,
+        };
+        let activities = ops::activities::ActivityApi {
+            activities: coordinator::fleet::activities::Activities::new(
+                fleet.conn.clone(),
+                fleet.keys.clone(),
+                amqp,
+            ),
+            poll: Duration::from_secs(args.activity_poll_secs),
+        };
+        (
+            std::sync::Arc::new(store::FleetStore::new(fleet, data_dir.to_path_buf())),
+            mode,
+            Some(activities),
+        )
+    } else {
+        let (store, ended) = embedded::EmbeddedStore::open(data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the API's state under {}: {e:#}",
+                data_dir.join("api").display()
+            )
+        })?;
+        if ended > 0 {
+            eprintln!(
+                "{ended} execution(s) were running when serve last stopped: now FAILED {}",
+                embedded::SERVE_RESTARTED
+            );
+        }
+        let mode = format!("embedded mode, data in {}", data_dir.display());
+        (std::sync::Arc::new(store), mode, None)
     };
-    let activities = ops::activities::ActivityApi {
-        activities: coordinator::fleet::activities::Activities::new(
-            fleet.conn.clone(),
-            fleet.keys.clone(),
-            amqp,
-        ),
-        poll: Duration::from_secs(args.activity_poll_secs),
-    };
-    let store = store::Store::new(fleet, data_dir.to_path_buf());
     let console = std::sync::Arc::new(crate::console::Console {
         store: store.clone(),
         sessions: crate::console::session::Sessions::new(access.clone()),
@@ -103,11 +137,7 @@ pub async fn serve(args: ServeArgs, data_dir: &std::path::Path) -> anyhow::Resul
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.addr))?;
     let bound = listener.local_addr()?;
     // The one line a script waits for; the port is the real one when --addr asked for 0.
-    eprintln!(
-        "Step Functions API on http://{bound} (fleet prefix {}, Redis {})",
-        args.fleet.prefix,
-        shared::config::redact_url(&redis)
-    );
+    eprintln!("Step Functions API on http://{bound} ({mode})");
     if console.sessions.anonymous() {
         eprintln!("Console on http://{bound}/ (no login: --allow-anonymous)");
     } else {

@@ -18,7 +18,8 @@ use coordinator::asl::parse::{
 use coordinator::driver::Status;
 use coordinator::engine::ExecutionInfo;
 
-use super::store::{MachineRecord, Store, check_execution_arn, machine_arn, machine_name};
+use super::backend::Store;
+use super::store::{MachineRecord, check_execution_arn, machine_arn, machine_name};
 use super::wire::{
     ApiError, DEFAULT_PAGE, Input, MAX_PAGE, check_len, encode_token, epoch, epoch_ms,
 };
@@ -320,16 +321,16 @@ async fn start_execution(store: &Store, input: Input) -> Result<Value, ApiError>
     if store.execution_exists(&exec_arn).await? {
         return same_start_or_refuse(store, &exec_arn, &info.input).await;
     }
-    if let Err(e) = store.fleet.submit(&machine.definition, &def, &info).await {
+    if let Err(e) = store
+        .start_execution(&machine, std::sync::Arc::new(def), &info)
+        .await
+    {
         if store.execution_exists(&exec_arn).await? {
             // Another call with this name won the race.
             return same_start_or_refuse(store, &exec_arn, &info.input).await;
         }
-        return Err(e.into());
+        return Err(e);
     }
-    store
-        .add_execution(&machine.name, &exec_arn, info.start_time.timestamp_millis())
-        .await?;
     tracing::info!(execution = %exec_arn, "execution started");
     Ok(json!({ "executionArn": exec_arn, "startDate": epoch(&info.start_time) }))
 }
@@ -338,7 +339,7 @@ async fn start_execution(store: &Store, input: Input) -> Result<Value, ApiError>
 /// with the same input (AWS compares the input; mapfleet compares it as JSON), else
 /// ExecutionAlreadyExists.
 async fn same_start_or_refuse(store: &Store, arn: &str, input: &Value) -> Result<Value, ApiError> {
-    let existing = store.fleet.describe(arn, false).await?;
+    let existing = store.describe(arn).await?;
     if existing.status == Status::Running && &existing.info.input == input {
         return Ok(json!({
             "executionArn": arn,
@@ -363,7 +364,7 @@ async fn existing_execution(store: &Store, input: &Input) -> Result<String, ApiE
 async fn describe_execution(store: &Store, input: Input) -> Result<Value, ApiError> {
     let arn = existing_execution(store, &input).await?;
     let metadata_only = input.str("includedData")? == Some("METADATA_ONLY");
-    let r = store.fleet.describe(&arn, false).await?;
+    let r = store.describe(&arn).await?;
     let mut o = Map::new();
     o.insert("executionArn".into(), json!(r.info.execution_arn));
     o.insert("stateMachineArn".into(), json!(r.info.state_machine_arn));
@@ -504,7 +505,7 @@ async fn get_execution_history(store: &Store, input: Input) -> Result<Value, Api
         None => None,
         Some(t) => Some(t.parse().map_err(|_| ApiError::invalid_token())?),
     };
-    let mut events = store.fleet.history(&arn).await?;
+    let mut events = store.history(&arn).await?;
     if reverse {
         events.reverse();
     }
@@ -552,13 +553,12 @@ async fn stop_execution(store: &Store, input: Input) -> Result<Value, ApiError> 
             "1 validation error detected: error must be at most 256 characters and cause at most 32768",
         ));
     }
-    let status = store.fleet.status(&arn).await?;
-    if status != Status::Running {
+    let r = store.describe(&arn).await?;
+    if r.status != Status::Running {
         // Already closed: nothing to stop; AWS answers with the time as well.
-        let r = store.fleet.describe(&arn, false).await?;
         return Ok(json!({ "stopDate": epoch(&r.stop_date) }));
     }
-    store.fleet.stop(&arn, error, cause).await?;
+    store.stop(&arn, error, cause).await?;
     tracing::info!(execution = %arn, "stop requested");
     Ok(json!({ "stopDate": epoch(&Utc::now()) }))
 }

@@ -4,7 +4,8 @@
 
 use serde_json::{Value, json};
 
-use super::store::{Store, check_execution_arn};
+use super::backend::Store;
+use super::store::check_execution_arn;
 use super::wire::{ApiError, Input, epoch};
 
 pub(super) async fn redrive_execution(store: &Store, input: Input) -> Result<Value, ApiError> {
@@ -21,7 +22,7 @@ pub(super) async fn redrive_execution(store: &Store, input: Input) -> Result<Val
     if !store.execution_exists(arn).await? {
         return Err(ApiError::execution_missing(arn));
     }
-    let done = store.fleet.redrive(arn, token).await?;
+    let done = store.redrive(arn, token).await?;
     tracing::info!(execution = %arn, count = done.count, kept = done.kept_children, "redriven");
     Ok(json!({ "redriveDate": epoch(&done.date) }))
 }

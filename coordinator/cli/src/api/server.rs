@@ -18,8 +18,8 @@ use axum::routing::post;
 use mapfleet_auth::Access;
 use serde_json::Value;
 
+use super::backend::Store;
 use super::ops;
-use super::store::Store;
 use super::wire::{ApiError, CONTENT_TYPE_JSON, Input, TARGET_PREFIX};
 
 /// The largest request body: a 1 MiB definition, JSON-escaped, with room for the rest.
@@ -28,7 +28,7 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 struct Api {
     store: Store,
     access: Access,
-    activities: ops::activities::ActivityApi,
+    activities: Option<ops::activities::ActivityApi>,
     requests: AtomicU64,
 }
 
@@ -37,7 +37,7 @@ pub fn router(
     store: Store,
     access: Access,
     console: Arc<crate::console::Console>,
-    activities: ops::activities::ActivityApi,
+    activities: Option<ops::activities::ActivityApi>,
 ) -> Router {
     let api = Arc::new(Api {
         store,
@@ -138,8 +138,19 @@ async fn answer(
         ));
     }
     let input = Input::parse(body)?;
-    if let Some(answer) = ops::activities::call(&api.activities, operation, &input).await {
-        return answer;
+    match &api.activities {
+        Some(activities) => {
+            if let Some(answer) = ops::activities::call(activities, operation, &input).await {
+                return answer;
+            }
+        }
+        None if ops::activities::OPERATIONS.contains(&operation) => {
+            return Err(ApiError::validation(format!(
+                "{operation}: activities run on the fleet only; start mapfleet serve with \
+                 --redis and --amqp"
+            )));
+        }
+        None => {}
     }
     ops::call(&api.store, operation, input).await
 }

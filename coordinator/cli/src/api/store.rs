@@ -9,15 +9,24 @@
 //! | `P:sfn:revisions:NAME` | hash | `DEFINITION_ID ROLE_ARN` → [`Revision`] (JSON): when the machine got that definition and role, for DescribeStateMachineForExecution |
 //!
 //! The executions themselves are the fleet's (`coordinator::fleet`: execution hash, history),
-//! read and written through [`FleetClient`].
+//! read and written through [`FleetClient`]. [`FleetStore`] is the fleet's
+//! [`ApiStore`](super::backend::ApiStore); the record types and ARN helpers here serve the
+//! embedded store too.
 
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use coordinator::asl::definition::StateMachine;
+use coordinator::embedded::ExecutionResult;
+use coordinator::engine::ExecutionInfo;
 use coordinator::engine::context::{LOCAL_ACCOUNT, LOCAL_REGION};
+use coordinator::engine::cursor::LimitsUpdate;
+use coordinator::engine::history::Event;
 use coordinator::fleet::client::FleetClient;
+use coordinator::fleet::redrive::Redriven;
 
+use super::backend::ApiStore;
 use super::wire::ApiError;
 
 /// One state machine as CreateStateMachine made it.
@@ -144,7 +153,7 @@ pub fn check_execution_arn(arn: &str) -> Result<(), ApiError> {
 
 /// The API's records in one fleet's Redis.
 #[derive(Clone)]
-pub struct Store {
+pub struct FleetStore {
     pub fleet: FleetClient,
     machines: String,
     executions_prefix: String,
@@ -155,10 +164,10 @@ pub struct Store {
     pub data_dir: std::path::PathBuf,
 }
 
-impl Store {
-    pub fn new(fleet: FleetClient, data_dir: std::path::PathBuf) -> Store {
+impl FleetStore {
+    pub fn new(fleet: FleetClient, data_dir: std::path::PathBuf) -> FleetStore {
         let p = fleet.keys.shared.prefix().to_string();
-        Store {
+        FleetStore {
             machines: format!("{p}:sfn:machines"),
             executions_prefix: format!("{p}:sfn:executions:"),
             tags_prefix: format!("{p}:sfn:tags:"),
@@ -176,9 +185,25 @@ impl Store {
         format!("{}{machine}", self.revisions_prefix)
     }
 
-    /// Replaces an existing machine's record and notes its revision; false when the machine
-    /// is gone.
-    pub async fn update_machine(&self, record: &MachineRecord) -> Result<bool, ApiError> {
+    fn executions_key(&self, machine: &str) -> String {
+        format!("{}{machine}", self.executions_prefix)
+    }
+
+    /// Notes that `machine` started `arn` at `start_ms`.
+    async fn add_execution(&self, machine: &str, arn: &str, start_ms: i64) -> Result<(), ApiError> {
+        let mut c = self.fleet.conn.clone();
+        let _: () = c.zadd(self.executions_key(machine), arn, start_ms).await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ApiStore for FleetStore {
+    fn fleet(&self) -> Option<&FleetStore> {
+        Some(self)
+    }
+
+    async fn update_machine(&self, record: &MachineRecord) -> Result<bool, ApiError> {
         let mut c = self.fleet.conn.clone();
         let text = serde_json::to_string(record).map_err(|e| ApiError::internal(e.to_string()))?;
         let revision = Revision {
@@ -201,7 +226,7 @@ impl Store {
     }
 
     /// The revision of `machine` that had this definition and role, if it is known.
-    pub async fn revision(
+    async fn revision(
         &self,
         machine: &str,
         definition_id: &str,
@@ -218,7 +243,7 @@ impl Store {
     }
 
     /// A machine's tags, by key.
-    pub async fn tags(&self, machine: &str) -> Result<Vec<(String, String)>, ApiError> {
+    async fn tags(&self, machine: &str) -> Result<Vec<(String, String)>, ApiError> {
         let mut c = self.fleet.conn.clone();
         let mut all: Vec<(String, String)> = c.hgetall(self.tags_key(machine)).await?;
         all.sort();
@@ -226,7 +251,7 @@ impl Store {
     }
 
     /// Adds or replaces tags of an existing machine, keeping at most `max` in all.
-    pub async fn tag(
+    async fn tag(
         &self,
         machine: &str,
         tags: &[(String, String)],
@@ -251,7 +276,7 @@ impl Store {
         })
     }
 
-    pub async fn untag(&self, machine: &str, keys: &[String]) -> Result<(), ApiError> {
+    async fn untag(&self, machine: &str, keys: &[String]) -> Result<(), ApiError> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -260,11 +285,7 @@ impl Store {
         Ok(())
     }
 
-    fn executions_key(&self, machine: &str) -> String {
-        format!("{}{machine}", self.executions_prefix)
-    }
-
-    pub async fn machine(&self, name: &str) -> Result<Option<MachineRecord>, ApiError> {
+    async fn machine(&self, name: &str) -> Result<Option<MachineRecord>, ApiError> {
         let mut c = self.fleet.conn.clone();
         let raw: Option<String> = c.hget(&self.machines, name).await?;
         raw.map(|r| {
@@ -275,7 +296,7 @@ impl Store {
     }
 
     /// Stores `record` unless a machine of that name exists; returns the one stored.
-    pub async fn create_machine(&self, record: &MachineRecord) -> Result<MachineRecord, ApiError> {
+    async fn create_machine(&self, record: &MachineRecord) -> Result<MachineRecord, ApiError> {
         let mut c = self.fleet.conn.clone();
         let text = serde_json::to_string(record).map_err(|e| ApiError::internal(e.to_string()))?;
         let created: bool = c.hset_nx(&self.machines, &record.name, text).await?;
@@ -300,7 +321,7 @@ impl Store {
             .ok_or_else(|| ApiError::internal("the state machine vanished while being created"))
     }
 
-    pub async fn delete_machine(&self, name: &str) -> Result<(), ApiError> {
+    async fn delete_machine(&self, name: &str) -> Result<(), ApiError> {
         let mut c = self.fleet.conn.clone();
         let _: () = redis::pipe()
             .atomic()
@@ -317,7 +338,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn machines(&self) -> Result<Vec<MachineRecord>, ApiError> {
+    async fn machines(&self) -> Result<Vec<MachineRecord>, ApiError> {
         let mut c = self.fleet.conn.clone();
         let all: Vec<(String, String)> = c.hgetall(&self.machines).await?;
         let mut out = Vec::with_capacity(all.len());
@@ -330,21 +351,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Notes that `machine` started `arn` at `start_ms`.
-    pub async fn add_execution(
-        &self,
-        machine: &str,
-        arn: &str,
-        start_ms: i64,
-    ) -> Result<(), ApiError> {
-        let mut c = self.fleet.conn.clone();
-        let _: () = c.zadd(self.executions_key(machine), arn, start_ms).await?;
-        Ok(())
-    }
-
     /// Every execution `machine` started through the API: (start ms, ARN), newest first
     /// (ties by ARN).
-    pub async fn executions(&self, machine: &str) -> Result<Vec<(i64, String)>, ApiError> {
+    async fn executions(&self, machine: &str) -> Result<Vec<(i64, String)>, ApiError> {
         let mut c = self.fleet.conn.clone();
         let all: Vec<(String, f64)> = c
             .zrange_withscores(self.executions_key(machine), 0, -1)
@@ -355,7 +364,7 @@ impl Store {
     }
 
     /// The `status` and `stop_date` fields of executions, in one round trip.
-    pub async fn statuses(
+    async fn statuses(
         &self,
         arns: &[&str],
     ) -> Result<Vec<(Option<String>, Option<String>)>, ApiError> {
@@ -373,9 +382,65 @@ impl Store {
     }
 
     /// Whether the fleet holds an execution of that ARN.
-    pub async fn execution_exists(&self, arn: &str) -> Result<bool, ApiError> {
+    async fn execution_exists(&self, arn: &str) -> Result<bool, ApiError> {
         let mut c = self.fleet.conn.clone();
         Ok(c.exists(self.fleet.keys.exec(arn)).await?)
+    }
+
+    async fn start_execution(
+        &self,
+        machine: &MachineRecord,
+        def: std::sync::Arc<StateMachine>,
+        info: &ExecutionInfo,
+    ) -> Result<(), ApiError> {
+        self.fleet.submit(&machine.definition, &def, info).await?;
+        self.add_execution(
+            &machine.name,
+            &info.execution_arn,
+            info.start_time.timestamp_millis(),
+        )
+        .await
+    }
+
+    async fn describe(&self, arn: &str) -> Result<ExecutionResult, ApiError> {
+        Ok(self.fleet.describe(arn, false).await?)
+    }
+
+    async fn history(&self, arn: &str) -> Result<Vec<Event>, ApiError> {
+        Ok(self.fleet.history(arn).await?)
+    }
+
+    async fn execution_definition(&self, arn: &str) -> Result<(String, String), ApiError> {
+        Ok(self.fleet.execution_definition(arn).await?)
+    }
+
+    async fn stop(&self, arn: &str, error: &str, cause: &str) -> Result<(), ApiError> {
+        Ok(self.fleet.stop(arn, error, cause).await?)
+    }
+
+    async fn redrive(&self, arn: &str, client_token: Option<&str>) -> Result<Redriven, ApiError> {
+        Ok(self.fleet.redrive(arn, client_token).await?)
+    }
+
+    async fn list_map_runs(&self, execution: &str) -> Result<Vec<Value>, ApiError> {
+        Ok(self.fleet.list_map_runs(execution).await?)
+    }
+
+    async fn describe_map_run(&self, map_run: &str) -> Result<Value, ApiError> {
+        Ok(self.fleet.describe_map_run(map_run).await?)
+    }
+
+    async fn update_map_run(&self, map_run: &str, limits: LimitsUpdate) -> Result<(), ApiError> {
+        Ok(self.fleet.update_map_run(map_run, limits).await?)
+    }
+
+    async fn map_run_children(
+        &self,
+        map_run: &str,
+        status: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
+        let reader = crate::cli::map_runs::bucket_reader(&self.data_dir);
+        Ok(self.fleet.map_run_children(map_run, status, reader).await?)
     }
 }
 

@@ -327,9 +327,9 @@ pub async fn demo(data_dir: &Path, examples: &Path, distributed: bool) -> anyhow
     let code = super::run_embedded(args).await;
     eprintln!(
         "\nTo explore a run graph by graph, iteration by iteration, open the web console: run \
-         `mapfleet serve --redis redis://127.0.0.1:6379/` next to a fleet, start the batch through \
-         it (`aws stepfunctions start-execution` or boto3), then open http://127.0.0.1:8083/ \
-         (README, section \"The web console\")."
+         `mapfleet serve` (in this process, over the same --data-dir; or with --redis next to a \
+         fleet), start the batch through it (`aws stepfunctions start-execution` or boto3), then \
+         open http://127.0.0.1:8083/ (README, section \"The web console\")."
     );
     Ok(code)
 }

@@ -27,8 +27,8 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::api::backend::Store;
 use crate::api::ops;
-use crate::api::store::Store;
 use crate::api::wire::{ApiError, Input, epoch};
 use coordinator::engine::history::Event;
 use runview::{IterationStatus, MapRun};
@@ -253,7 +253,7 @@ async fn run_of(c: &Console, arn: &str) -> Result<(Value, Vec<Event>), ApiError>
     let mut m = serde_json::Map::new();
     m.insert("executionArn".into(), json!(arn));
     let described = ops::call(&c.store, "DescribeExecution", Input(m)).await?;
-    let events = c.store.fleet.history(arn).await?;
+    let events = c.store.history(arn).await?;
     Ok((described, events))
 }
 

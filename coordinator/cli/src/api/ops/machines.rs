@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use coordinator::asl::parse::{MAX_DEFINITION_BYTES, parse_definition};
 
 use super::{existing_execution, invalid_definition, machine_for, refuse_publish};
-use crate::api::store::Store;
+use crate::api::backend::Store;
 use crate::api::wire::{ApiError, Input, epoch, epoch_ms};
 
 /// A configuration member (`loggingConfiguration`, `tracingConfiguration`): an object.
@@ -95,8 +95,8 @@ pub(super) async fn describe_state_machine_for_execution(
     input: Input,
 ) -> Result<Value, ApiError> {
     let arn = existing_execution(store, &input).await?;
-    let r = store.fleet.describe(&arn, false).await?;
-    let (id, definition) = store.fleet.execution_definition(&arn).await?;
+    let r = store.describe(&arn).await?;
+    let (id, definition) = store.execution_definition(&arn).await?;
     let info = &r.info;
     let machine = store.machine(&info.state_machine_name).await?;
     let revision = store

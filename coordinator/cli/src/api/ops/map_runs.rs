@@ -10,7 +10,7 @@ use coordinator::engine::cursor::LimitsUpdate;
 use coordinator::fleet::map_runs::{MapRunChildrenError, MapRunError};
 
 use super::{existing_execution, status_filter};
-use crate::api::store::Store;
+use crate::api::backend::Store;
 use crate::api::wire::{ApiError, DEFAULT_PAGE, Input, MAX_PAGE, encode_token, epoch};
 
 /// The longest map run ARN (LongArn).
@@ -25,6 +25,18 @@ impl From<MapRunError> for ApiError {
             }
             MapRunError::Client(c) => c.into(),
             other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<MapRunChildrenError> for ApiError {
+    fn from(e: MapRunChildrenError) -> Self {
+        match e {
+            MapRunChildrenError::MapRun(e) => e.into(),
+            e @ (MapRunChildrenError::Running(_) | MapRunChildrenError::NoRecords(_)) => {
+                ApiError::validation(e.to_string())
+            }
+            e @ MapRunChildrenError::Read(_) => ApiError::internal(e.to_string()),
         }
     }
 }
@@ -60,7 +72,7 @@ pub(super) async fn list_map_runs(store: &Store, input: Input) -> Result<Value, 
     let execution = existing_execution(store, &input).await?;
     let max = input.max_results(MAX_PAGE, DEFAULT_PAGE)?;
     let after = input.token("mapRuns")?;
-    let mut runs = store.fleet.list_map_runs(&execution).await?;
+    let mut runs = store.list_map_runs(&execution).await?;
     // In the order they started; a token is the last run of its page.
     let from = match &after {
         None => 0,
@@ -90,7 +102,7 @@ pub(super) async fn list_map_runs(store: &Store, input: Input) -> Result<Value, 
 
 pub(super) async fn describe_map_run(store: &Store, input: Input) -> Result<Value, ApiError> {
     let arn = map_run_arn(&input, "mapRunArn")?;
-    let mut doc = store.fleet.describe_map_run(arn).await?;
+    let mut doc = store.describe_map_run(arn).await?;
     to_epoch(&mut doc, &["startDate", "stopDate"]);
     Ok(doc)
 }
@@ -108,7 +120,7 @@ pub(super) async fn update_map_run(store: &Store, input: Input) -> Result<Value,
             "At least one of maxConcurrency, toleratedFailurePercentage or toleratedFailureCount must be specified",
         ));
     }
-    store.fleet.update_map_run(arn, limits).await?;
+    store.update_map_run(arn, limits).await?;
     tracing::info!(map_run = %arn, ?limits, "map run update requested");
     Ok(json!({}))
 }
@@ -139,18 +151,7 @@ pub(super) async fn list_map_run_executions(
     if filter.is_some() && record_status.is_none() {
         return Ok(json!({ "executions": [] }));
     }
-    let reader = crate::cli::map_runs::bucket_reader(&store.data_dir);
-    let mut children = store
-        .fleet
-        .map_run_children(arn, record_status, reader)
-        .await
-        .map_err(|e| match e {
-            MapRunChildrenError::MapRun(e) => e.into(),
-            e @ (MapRunChildrenError::Running(_) | MapRunChildrenError::NoRecords(_)) => {
-                ApiError::validation(e.to_string())
-            }
-            e @ MapRunChildrenError::Read(_) => ApiError::internal(e.to_string()),
-        })?;
+    let mut children = store.map_run_children(arn, record_status).await?;
     children.reverse();
     let more = children.len() > from + max;
     let page: Vec<Value> = children

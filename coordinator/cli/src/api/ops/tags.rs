@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use super::machine_for;
-use crate::api::store::{Store, TagRefused, machine_name};
+use crate::api::backend::Store;
+use crate::api::store::{TagRefused, machine_name};
 use crate::api::wire::{ApiError, Input};
 
 /// Step Functions' limit of tags per resource.

@@ -1266,6 +1266,17 @@ async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         children.iter().all(|c| c["startDate"].is_number()),
         "{children:?}"
     );
+    // Page by page (the result files read only as far as each page needs): the same list.
+    let paged = aws
+        .ok(&[
+            "list-executions",
+            "--map-run-arn",
+            &run_arn,
+            "--page-size",
+            "3",
+        ])
+        .await;
+    assert_eq!(paged["executions"], json!(children), "{paged}");
     let failed = aws
         .ok(&[
             "list-executions",

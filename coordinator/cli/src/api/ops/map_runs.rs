@@ -114,8 +114,10 @@ pub(super) async fn update_map_run(store: &Store, input: Input) -> Result<Value,
 }
 
 /// ListExecutions with `mapRunArn`: the run's child executions, from its ResultWriter's
-/// files once it ended (see `FleetClient::map_run_children`), newest first as ListExecutions
-/// lists.
+/// files once it ended, the last to end first (AWS lists closed executions by stop date).
+/// Only as many files are read as the page needs (`FleetClient::newest_map_run_children`):
+/// the first page costs the same at 100 children or a million; a page at offset N reads N
+/// records before it.
 pub(super) async fn list_map_run_executions(
     store: &Store,
     input: &Input,
@@ -140,9 +142,9 @@ pub(super) async fn list_map_run_executions(
         return Ok(json!({ "executions": [] }));
     }
     let reader = crate::cli::map_runs::bucket_reader(&store.data_dir);
-    let mut children = store
+    let (children, more) = store
         .fleet
-        .map_run_children(arn, record_status, reader)
+        .newest_map_run_children(arn, record_status, from + max, reader)
         .await
         .map_err(|e| match e {
             MapRunChildrenError::MapRun(e) => e.into(),
@@ -151,12 +153,9 @@ pub(super) async fn list_map_run_executions(
             }
             e @ MapRunChildrenError::Read(_) => ApiError::internal(e.to_string()),
         })?;
-    children.reverse();
-    let more = children.len() > from + max;
     let page: Vec<Value> = children
         .into_iter()
         .skip(from)
-        .take(max)
         .map(|mut c| {
             to_epoch(&mut c, &["startDate", "stopDate"]);
             c["redriveCount"] = json!(0);

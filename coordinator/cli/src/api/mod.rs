@@ -4,7 +4,8 @@
 //!
 //! This first slice serves state machines (Create, Describe, List, Delete,
 //! ValidateStateMachineDefinition) and STANDARD executions on the fleet (StartExecution,
-//! DescribeExecution, ListExecutions, GetExecutionHistory, StopExecution, RedriveExecution).
+//! DescribeExecution, ListExecutions, GetExecutionHistory, StopExecution, RedriveExecution),
+//! EXPRESS machines with StartSyncExecution, and TestState (`ops/sync.rs`, `ops/test_state.rs`).
 //! Requests are SigV4-checked (service `states`) by `mapfleet_auth`, as `mapfleet rekognition
 //! serve` does.
 //!

@@ -11,7 +11,7 @@
 //! - [`embedded`]: the in-memory backend and loop used by `mapfleet run` without a fleet.
 //! - [`fleet`]: the Redis backend, the coordinator service and the fleet client.
 
-pub use mapfleet_engine::{asl, driver, engine, maprun};
+pub use mapfleet_engine::{asl, driver, engine, entropy, maprun, scripted};
 
 pub mod embedded;
 pub mod fleet;

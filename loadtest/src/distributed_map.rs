@@ -61,7 +61,7 @@ impl Report {
 }
 
 /// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
+pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -71,8 +71,14 @@ impl Drop for Proc {
 }
 
 /// The state machine: a Distributed Map over `items/items.jsonl`, each child one `echo`
-/// Task, the results written under `results/run/`.
+/// Task, the results written under `results/run/` (COMPACT: the outputs only).
 pub fn definition(max_concurrency: usize) -> Value {
+    definition_over(max_concurrency, "items.jsonl", "COMPACT")
+}
+
+/// [`definition`] over the object `items/KEY`, its ResultWriter's `Transformation` given
+/// (`NONE` keeps every child's record, which ListExecutions with `mapRunArn` lists).
+pub fn definition_over(max_concurrency: usize, key: &str, transformation: &str) -> Value {
     json!({
         "Comment": "loadtest distributed-map",
         "StartAt": "Echo",
@@ -83,7 +89,7 @@ pub fn definition(max_concurrency: usize) -> Value {
                 "ItemReader": {
                     "Resource": "arn:aws:states:::s3:getObject",
                     "ReaderConfig": {"InputType": "JSONL"},
-                    "Parameters": {"Bucket": "items", "Key": "items.jsonl"}
+                    "Parameters": {"Bucket": "items", "Key": key}
                 },
                 "ItemProcessor": {
                     "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
@@ -95,7 +101,7 @@ pub fn definition(max_concurrency: usize) -> Value {
                 "ResultWriter": {
                     "Resource": "arn:aws:states:::s3:putObject",
                     "Parameters": {"Bucket": "results", "Prefix": "run"},
-                    "WriterConfig": {"OutputType": "JSONL", "Transformation": "COMPACT"}
+                    "WriterConfig": {"OutputType": "JSONL", "Transformation": transformation}
                 },
                 "End": true
             }
@@ -117,7 +123,7 @@ pub async fn run(p: &Params<'_>) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+pub fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(unique_prefix("loadtest-dmap-data"));
     std::fs::create_dir_all(dir.join("buckets/items"))?;
     std::fs::create_dir_all(dir.join("buckets/results"))?;
@@ -126,8 +132,13 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 
 /// Writes the items object, a line at a time (never the whole list in memory).
 fn write_items(data: &Path, n: usize) -> anyhow::Result<()> {
+    write_items_at(data, "items.jsonl", n)
+}
+
+/// Writes `n` items to the object `items/KEY`.
+pub fn write_items_at(data: &Path, key: &str, n: usize) -> anyhow::Result<()> {
     use std::io::Write;
-    let file = std::fs::File::create(data.join("buckets/items/items.jsonl"))?;
+    let file = std::fs::File::create(data.join("buckets/items").join(key))?;
     let mut w = std::io::BufWriter::new(file);
     for i in 0..n {
         writeln!(w, "{{\"i\":{i}}}")?;
@@ -270,7 +281,7 @@ fn peak_rss(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn spawn_coordinator(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result<Proc> {
+pub fn spawn_coordinator(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result<Proc> {
     let mut cmd = Command::new(p.mapfleet_bin);
     cmd.arg("coordinator")
         .arg("--data-dir")

@@ -12,6 +12,9 @@
 //!   `mapfleet-worker` processes on a fresh prefix, submitted as `mapfleet run --detach`
 //!   does, timed until SUCCEEDED, verified (`output[i] == items[i]`, every iteration
 //!   started and succeeded once in the history, under unique event ids).
+//! - `map-run-page` ([`map_run_page`], not in the default set): the console's Map run page
+//!   of a Distributed Map of `--items` children against one of 1,000: the median time of its
+//!   first page's loads, and the ratio.
 //! - `chaos` ([`chaos`], not in the default set): a Map of `--chaos-items` (20,000) items on 2
 //!   coordinators and 3 workers with a broker and a Redis of its own (never `--amqp`/`--redis`)
 //!   while a fault schedule kills and restarts processes and nodes and disturbs the network;
@@ -27,6 +30,7 @@ mod chaos;
 mod distributed_map;
 mod fleet;
 mod map_coordinator;
+mod map_run_page;
 mod photo_fleet;
 mod report;
 mod scaling;
@@ -50,6 +54,9 @@ enum Scenario {
     /// object, results checked from its ResultWriter's files (`MaxConcurrency`: `--fleet-cap`,
     /// 1,000 by default).
     DistributedMap,
+    /// Not in the default set: the console's Map run page of a Distributed Map of `--items`
+    /// children against a run of 1,000: the median time of its first page's loads.
+    MapRunPage,
     /// Not in the default set: a batch under a fault schedule, on a RabbitMQ node and a Redis
     /// of its own (needs `rabbitmq-server` and `redis-server` installed).
     Chaos,
@@ -355,6 +362,37 @@ async fn main() -> anyhow::Result<()> {
                         r.redis_peak as f64 / 1e6,
                         r.redis_growth() as f64 / 1e6,
                         r.redis_before as f64 / 1e6
+                    );
+                }
+                Scenario::MapRunPage => {
+                    let r = map_run_page::run(&distributed_map::Params {
+                        amqp_url: &cli.amqp_url,
+                        redis_url: &cli.redis_url,
+                        worker_bin: &worker_bin,
+                        mapfleet_bin: &mapfleet_bin,
+                        items: cli.items,
+                        workers: cli.workers,
+                        concurrency: cli.concurrency,
+                        window: cli.window,
+                        max_concurrency: cli.fleet_cap.unwrap_or(1000),
+                        step_batch: cli.step_batch,
+                        limit,
+                    })
+                    .await
+                    .context("map-run-page")?;
+                    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                    println!(
+                        "map-run-page: first page of a Distributed Map run's page (DescribeMapRun + ListExecutions of 50, through the console), median of {} loads: {:.1} ms at {} children, {:.1} ms at {} children ({:.2}x); reading all {} children's records, as the listing did before: {:.1} ms (the {}-item run took {:.1} s)",
+                        map_run_page::LOADS,
+                        ms(r.large_page),
+                        r.items,
+                        ms(r.small_page),
+                        map_run_page::SMALL,
+                        r.large_page.as_secs_f64() / r.small_page.as_secs_f64(),
+                        r.items,
+                        ms(r.large_whole),
+                        r.items,
+                        r.run_time.as_secs_f64()
                     );
                 }
                 Scenario::Chaos => {

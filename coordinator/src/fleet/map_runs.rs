@@ -147,7 +147,8 @@ impl FleetClient {
 
     /// The child executions of a finished map run with a ResultWriter, from its result
     /// files (`read` reads an object of its bucket): ListExecutions' `executions` with
-    /// `mapRunArn`, filtered by status.
+    /// `mapRunArn`, filtered by status, oldest start first. Reads every file: see
+    /// [`Self::newest_map_run_children`] for a page.
     pub async fn map_run_children(
         &self,
         map_run: &str,
@@ -156,6 +157,231 @@ impl FleetClient {
     ) -> Result<Vec<Value>, MapRunChildrenError> {
         let (_, r) = self.map_run_record(map_run).await?;
         children_from_files(map_run, &r, status, read)
+    }
+
+    /// The `take` child executions of a finished map run that ended last, newest first (by
+    /// stop date, merging the statuses), and whether there are more. The result files are
+    /// read from the last one written backwards, and a JSONL file's records are parsed from
+    /// its end, only as many as `take` needs: the first page of a run of a million children
+    /// parses a page's worth of records, not the run's. (Within a file, records are in the
+    /// order the children ended.)
+    pub async fn newest_map_run_children(
+        &self,
+        map_run: &str,
+        status: Option<&str>,
+        take: usize,
+        read: impl Fn(&str, &str) -> Result<Vec<u8>, String>,
+    ) -> Result<(Vec<Value>, bool), MapRunChildrenError> {
+        let (_, r) = self.map_run_record(map_run).await?;
+        newest_children_from_files(map_run, &r, status, take, read)
+    }
+}
+
+/// The child executions of a finished map run with a ResultWriter (its facts `r`), from its
+/// result files (`read` reads an object of its bucket): ListExecutions' `executions` with
+/// `mapRunArn`, filtered by status, oldest start first. Reads every file: see
+/// [`newest_children_from_files`] for a page. Both stores (the fleet's, and embedded
+/// `serve`'s) read their runs' children with it.
+pub fn children_from_files(
+    map_run: &str,
+    r: &Value,
+    status: Option<&str>,
+    read: impl Fn(&str, &str) -> Result<Vec<u8>, String>,
+) -> Result<Vec<Value>, MapRunChildrenError> {
+    let files = result_files(map_run, r, status, &read)?;
+    let mut out = Vec::new();
+    for (_, keys) in &files.by_status {
+        for key in keys {
+            out.extend(files.records(key, &read)?);
+        }
+    }
+    out.sort_by(|a, b| a["startDate"].as_str().cmp(&b["startDate"].as_str()));
+    Ok(out)
+}
+
+/// The `take` child executions of a finished map run (its facts `r`) that ended last,
+/// newest first (by stop date, merging the statuses), and whether there are more. The result
+/// files are read from the last one written backwards, and a JSONL file's records are parsed
+/// from its end, only as many as `take` needs: the first page of a run of a million children
+/// parses a page's worth of records, not the run's. (Within a file, records are in the order
+/// the children ended.)
+pub fn newest_children_from_files(
+    map_run: &str,
+    r: &Value,
+    status: Option<&str>,
+    take: usize,
+    read: impl Fn(&str, &str) -> Result<Vec<u8>, String>,
+) -> Result<(Vec<Value>, bool), MapRunChildrenError> {
+    let files = result_files(map_run, r, status, &read)?;
+    let mut streams: Vec<Backwards<'_>> = files
+        .by_status
+        .iter()
+        .map(|(_, keys)| Backwards {
+            keys: keys.iter().collect(),
+            ..Backwards::default()
+        })
+        .collect();
+    let mut out = Vec::new();
+    loop {
+        let mut newest: Option<(usize, String)> = None;
+        for (i, stream) in streams.iter_mut().enumerate() {
+            if let Some(c) = stream.peek(&files, &read)? {
+                let stop = c["stopDate"].as_str().unwrap_or("").to_string();
+                if newest.as_ref().is_none_or(|(_, s)| stop > *s) {
+                    newest = Some((i, stop));
+                }
+            }
+        }
+        let Some((i, _)) = newest else {
+            return Ok((out, false));
+        };
+        if out.len() == take {
+            return Ok((out, true));
+        }
+        out.push(streams[i].head.take().expect("just peeked"));
+    }
+}
+
+/// A finished run's result files by status (those `status` asks for), in the order
+/// they were written, from its manifest.
+fn result_files(
+    map_run: &str,
+    r: &Value,
+    status: Option<&str>,
+    read: &impl Fn(&str, &str) -> Result<Vec<u8>, String>,
+) -> Result<ResultFiles, MapRunChildrenError> {
+    if r["status"] == "RUNNING" {
+        return Err(MapRunChildrenError::Running(map_run.into()));
+    }
+    let writer = &r["resultWriter"];
+    let (Some(bucket), Some(manifest_key)) =
+        (writer["bucket"].as_str(), writer["manifestKey"].as_str())
+    else {
+        return Err(MapRunChildrenError::NoRecords(map_run.into()));
+    };
+    if writer["transformation"] != "NONE" {
+        return Err(MapRunChildrenError::NoRecords(map_run.into()));
+    }
+    let manifest: Value =
+        serde_json::from_slice(&read(bucket, manifest_key).map_err(MapRunChildrenError::Read)?)
+            .map_err(|e| MapRunChildrenError::Read(format!("{manifest_key}: {e}")))?;
+    let by_status = ["SUCCEEDED", "FAILED"]
+        .into_iter()
+        .filter(|st| status.is_none_or(|s| s == *st))
+        .map(|st| {
+            let keys = manifest["ResultFiles"][st]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|f| f["Key"].as_str().unwrap_or_default().to_string())
+                .collect();
+            (st, keys)
+        })
+        .collect();
+    Ok(ResultFiles {
+        bucket: bucket.to_string(),
+        by_status,
+    })
+}
+
+/// A finished map run's result files.
+struct ResultFiles {
+    bucket: String,
+    /// Status → file keys, in the order written.
+    by_status: Vec<(&'static str, Vec<String>)>,
+}
+
+impl ResultFiles {
+    /// One file's records as ListExecutions items, in the file's order.
+    fn records(
+        &self,
+        key: &str,
+        read: &impl Fn(&str, &str) -> Result<Vec<u8>, String>,
+    ) -> Result<Vec<Value>, MapRunChildrenError> {
+        let bytes = read(&self.bucket, key).map_err(MapRunChildrenError::Read)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let records: Vec<Value> = if key.ends_with(".jsonl") {
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            serde_json::from_str(&text)
+                .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))?
+        };
+        Ok(records.iter().map(child_item).collect())
+    }
+}
+
+/// A result file's record as a ListExecutions item.
+fn child_item(rec: &Value) -> Value {
+    json!({
+        "executionArn": rec["ExecutionArn"],
+        "stateMachineArn": rec["StateMachineArn"],
+        "name": rec["Name"],
+        "status": rec["Status"],
+        "startDate": rec["StartDate"],
+        "stopDate": rec["StopDate"],
+        "mapRunArn": rec["MapRunArn"],
+    })
+}
+
+/// One status's records read from the last one written backwards: the files not opened
+/// yet, the open file, and the newest record not taken yet.
+#[derive(Default)]
+struct Backwards<'a> {
+    /// The files not opened yet, the last written last.
+    keys: Vec<&'a String>,
+    key: String,
+    /// The open JSONL file; the records before byte `end` are not parsed yet.
+    text: String,
+    end: usize,
+    /// The open file's records when it is a JSON array (parsed whole), the last last.
+    parsed: Vec<Value>,
+    head: Option<Value>,
+}
+
+impl Backwards<'_> {
+    /// The newest record not taken yet (parsing the next line from the end, or opening the
+    /// previous file, as needed).
+    fn peek(
+        &mut self,
+        files: &ResultFiles,
+        read: &impl Fn(&str, &str) -> Result<Vec<u8>, String>,
+    ) -> Result<Option<&Value>, MapRunChildrenError> {
+        while self.head.is_none() {
+            if let Some(v) = self.parsed.pop() {
+                self.head = Some(v);
+                break;
+            }
+            let rest = self.text[..self.end].trim_end();
+            if !rest.is_empty() {
+                let start = rest.rfind('\n').map_or(0, |i| i + 1);
+                let line = &rest[start..];
+                let rec: Value = serde_json::from_str(line)
+                    .map_err(|e| MapRunChildrenError::Read(format!("{}: {e}", self.key)))?;
+                self.head = Some(child_item(&rec));
+                self.end = start;
+                continue;
+            }
+            let Some(key) = self.keys.pop() else {
+                return Ok(None);
+            };
+            self.key = key.clone();
+            if key.ends_with(".jsonl") {
+                let bytes = read(&files.bucket, key).map_err(MapRunChildrenError::Read)?;
+                self.text = String::from_utf8_lossy(&bytes).into_owned();
+                self.end = self.text.len();
+            } else {
+                self.text.clear();
+                self.end = 0;
+                self.parsed = files.records(key, read)?;
+            }
+        }
+        Ok(self.head.as_ref())
     }
 }
 
@@ -196,69 +422,6 @@ pub fn describe_doc(r: &Value, counts: Value) -> Value {
         doc["redriveDate"] = date(&r["redriveDate"]);
     }
     doc
-}
-
-/// The child executions of the ended map run `map_run` (its facts `r`) from its
-/// ResultWriter's files (`read` reads an object of its bucket), filtered by status.
-pub fn children_from_files(
-    map_run: &str,
-    r: &Value,
-    status: Option<&str>,
-    read: impl Fn(&str, &str) -> Result<Vec<u8>, String>,
-) -> Result<Vec<Value>, MapRunChildrenError> {
-    if r["status"] == "RUNNING" {
-        return Err(MapRunChildrenError::Running(map_run.into()));
-    }
-    let writer = &r["resultWriter"];
-    let (Some(bucket), Some(manifest_key)) =
-        (writer["bucket"].as_str(), writer["manifestKey"].as_str())
-    else {
-        return Err(MapRunChildrenError::NoRecords(map_run.into()));
-    };
-    if writer["transformation"] != "NONE" {
-        return Err(MapRunChildrenError::NoRecords(map_run.into()));
-    }
-    let parse = |key: &str| -> Result<Vec<Value>, MapRunChildrenError> {
-        let bytes = read(bucket, key).map_err(MapRunChildrenError::Read)?;
-        let text = String::from_utf8_lossy(&bytes);
-        if key.ends_with(".jsonl") {
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| {
-                    serde_json::from_str(l)
-                        .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
-                })
-                .collect()
-        } else {
-            serde_json::from_str(&text)
-                .map_err(|e| MapRunChildrenError::Read(format!("{key}: {e}")))
-        }
-    };
-    let manifest: Value =
-        serde_json::from_slice(&read(bucket, manifest_key).map_err(MapRunChildrenError::Read)?)
-            .map_err(|e| MapRunChildrenError::Read(format!("{manifest_key}: {e}")))?;
-    let mut out = Vec::new();
-    for st in ["SUCCEEDED", "FAILED"] {
-        if status.is_some_and(|s| s != st) {
-            continue;
-        }
-        for f in manifest["ResultFiles"][st].as_array().into_iter().flatten() {
-            let key = f["Key"].as_str().unwrap_or_default();
-            for rec in parse(key)? {
-                out.push(json!({
-                    "executionArn": rec["ExecutionArn"],
-                    "stateMachineArn": rec["StateMachineArn"],
-                    "name": rec["Name"],
-                    "status": rec["Status"],
-                    "startDate": rec["StartDate"],
-                    "stopDate": rec["StopDate"],
-                    "mapRunArn": rec["MapRunArn"],
-                }));
-            }
-        }
-    }
-    out.sort_by(|a, b| a["startDate"].as_str().cmp(&b["startDate"].as_str()));
-    Ok(out)
 }
 
 /// Why a map run's children cannot be listed.

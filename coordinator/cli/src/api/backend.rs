@@ -107,11 +107,25 @@ pub trait ApiStore: Send + Sync {
     async fn describe_map_run(&self, map_run: &str) -> Result<Value, ApiError>;
     /// UpdateMapRun: new limits for a running map run.
     async fn update_map_run(&self, map_run: &str, limits: LimitsUpdate) -> Result<(), ApiError>;
-    /// The child executions of an ended map run (from its ResultWriter's files), filtered
-    /// by status, oldest first.
-    async fn map_run_children(
+    /// The `take` child executions of an ended map run (from its ResultWriter's files),
+    /// filtered by status, that ended last, newest first, and whether there are more.
+    async fn newest_map_run_children(
         &self,
         map_run: &str,
         status: Option<&str>,
-    ) -> Result<Vec<Value>, ApiError>;
+        take: usize,
+    ) -> Result<(Vec<Value>, bool), ApiError>;
+}
+
+/// The fleet's client, for an operation that runs on the fleet only; in embedded mode
+/// `what` is answered with a ValidationException saying so.
+pub fn fleet_only<'a>(
+    store: &'a Store,
+    what: &str,
+) -> Result<&'a coordinator::fleet::client::FleetClient, ApiError> {
+    store.fleet().map(|f| &f.fleet).ok_or_else(|| {
+        ApiError::validation(format!(
+            "{what} runs on the fleet only for now: start mapfleet serve with --redis"
+        ))
+    })
 }

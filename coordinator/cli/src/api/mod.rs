@@ -8,7 +8,8 @@
 //! Distributed Maps' map runs) in two modes, the same stores as the CLI's:
 //!
 //! - on the fleet (`--redis`): state machines in the fleet's Redis, executions run by its
-//!   coordinators and workers; activities with their workers' calls (GetActivityTask,
+//!   coordinators and workers; EXPRESS machines with StartSyncExecution, and TestState
+//!   (`ops/sync.rs`, `ops/test_state.rs`); activities with their workers' calls (GetActivityTask,
 //!   SendTask*) too, which need the fleet's broker (`--amqp`);
 //! - embedded (no `--redis`): everything under `<data-dir>/api/`, executions run in this
 //!   process with the worker's tasks, as `mapfleet run` runs them; a restart loses nothing

@@ -2,12 +2,15 @@
 //! groups have a file each: [`activities`] (their own dispatch, since they need the
 //! fleet's broker), [`machines`] (UpdateStateMachine,
 //! DescribeStateMachineForExecution), [`map_runs`] (ListMapRuns, DescribeMapRun,
-//! UpdateMapRun, ListExecutions with `mapRunArn`), [`tags`].
+//! UpdateMapRun, ListExecutions with `mapRunArn`), [`tags`], [`sync`] (EXPRESS machines:
+//! StartExecution on one, StartSyncExecution), [`test_state`] (TestState).
 
 pub mod activities;
 mod machines;
 mod map_runs;
+pub mod sync;
 mod tags;
+pub mod test_state;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -48,6 +51,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "GetExecutionHistory",
     "StopExecution",
     "RedriveExecution",
+    "StartSyncExecution",
+    "TestState",
 ];
 
 /// Runs one operation.
@@ -74,6 +79,8 @@ pub async fn call(store: &Store, operation: &str, input: Input) -> Result<Value,
         "GetExecutionHistory" => get_execution_history(store, input).await,
         "StopExecution" => stop_execution(store, input).await,
         "RedriveExecution" => super::redrive::redrive_execution(store, input).await,
+        "StartSyncExecution" => sync::start_sync_execution(store, input).await,
+        "TestState" => test_state::test_state(store, input).await,
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!(
@@ -104,10 +111,7 @@ fn invalid_name(name: &str) -> ApiError {
 fn check_type(kind: Option<&str>) -> Result<String, ApiError> {
     match kind.unwrap_or("STANDARD") {
         "STANDARD" => Ok("STANDARD".into()),
-        "EXPRESS" => Err(ApiError::new(
-            "StateMachineTypeNotSupported",
-            "mapfleet runs STANDARD state machines only (EXPRESS is not supported yet)",
-        )),
+        "EXPRESS" => Ok("EXPRESS".into()),
         other => Err(ApiError::validation(format!(
             "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [STANDARD, EXPRESS]"
         ))),
@@ -126,10 +130,18 @@ async fn create_state_machine(store: &Store, input: Input) -> Result<Value, ApiE
         ));
     }
     let kind = check_type(input.str("type")?)?;
+    if kind == "EXPRESS" && store.fleet().is_none() {
+        return Err(ApiError::validation(
+            "EXPRESS state machines run on the fleet only for now: start mapfleet serve with --redis",
+        ));
+    }
     refuse_publish(&input)?;
     let tags = tags::request_tags(&input)?;
     tags::check_count(&tags, &machine_arn(name))?;
     parse_definition(definition).map_err(|e| invalid_definition(&e))?;
+    if kind == "EXPRESS" {
+        sync::check_express_definition(definition)?;
+    }
     let record = MachineRecord {
         name: name.to_string(),
         arn: machine_arn(name),
@@ -290,26 +302,41 @@ fn validate_definition(input: Input) -> Result<Value, ApiError> {
     }))
 }
 
-async fn start_execution(store: &Store, input: Input) -> Result<Value, ApiError> {
-    let arn = input.required_len("stateMachineArn", 256)?;
-    let machine = machine_for(store, arn).await?;
+/// A new execution's `name` (a UUID when absent) and `input` (`{}` when absent), checked.
+fn new_execution(input: &Input) -> Result<(String, Value), ApiError> {
     let name = match input.str("name")? {
         Some(n) => n.to_string(),
         None => uuid::Uuid::new_v4().to_string(),
     };
     crate::cli::check_name(&name).map_err(|_| invalid_name(&name))?;
-    let text = input.str("input")?.unwrap_or("{}");
+    let value = json_input(input, "input")?;
+    Ok((name, value))
+}
+
+/// A JSON text member within the payload limit (`{}` when absent); InvalidExecutionInput
+/// when it is not JSON.
+fn json_input(input: &Input, member: &str) -> Result<Value, ApiError> {
+    let text = input.str(member)?.unwrap_or("{}");
     if text.len() > MAX_PAYLOAD {
         return Err(ApiError::validation(format!(
-            "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have length less than or equal to {MAX_PAYLOAD}"
+            "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {MAX_PAYLOAD}"
         )));
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| {
+    serde_json::from_str(text).map_err(|e| {
         ApiError::new(
             "InvalidExecutionInput",
             format!("Invalid State Machine Execution Input: '{e}'"),
         )
-    })?;
+    })
+}
+
+async fn start_execution(store: &Store, input: Input) -> Result<Value, ApiError> {
+    let arn = input.required_len("stateMachineArn", 256)?;
+    let machine = machine_for(store, arn).await?;
+    if machine.kind == "EXPRESS" {
+        return sync::start_express(store, &machine, &input).await;
+    }
+    let (name, value) = new_execution(&input)?;
     let def = parse_definition(&machine.definition).map_err(|e| {
         ApiError::internal(format!(
             "the stored definition of {arn} no longer parses: {e}"
@@ -427,6 +454,9 @@ async fn list_executions(store: &Store, input: Input) -> Result<Value, ApiError>
         .ok_or_else(|| ApiError::validation("Must provide a StateMachine ARN or MapRun ARN"))?;
     check_len("stateMachineArn", arn, 256)?;
     let machine = machine_for(store, arn).await?;
+    if machine.kind == "EXPRESS" {
+        return Err(sync::type_not_supported());
+    }
     let filter = status_filter(&input)?;
     let max = input.max_results(MAX_PAGE, DEFAULT_PAGE)?;
     let after = match input.token("executions")? {

@@ -434,13 +434,17 @@ impl ApiStore for FleetStore {
         Ok(self.fleet.update_map_run(map_run, limits).await?)
     }
 
-    async fn map_run_children(
+    async fn newest_map_run_children(
         &self,
         map_run: &str,
         status: Option<&str>,
-    ) -> Result<Vec<Value>, ApiError> {
+        take: usize,
+    ) -> Result<(Vec<Value>, bool), ApiError> {
         let reader = crate::cli::map_runs::bucket_reader(&self.data_dir);
-        Ok(self.fleet.map_run_children(map_run, status, reader).await?)
+        Ok(self
+            .fleet
+            .newest_map_run_children(map_run, status, take, reader)
+            .await?)
     }
 }
 

@@ -42,6 +42,8 @@ const READ_OPERATIONS: &[&str] = &[
     "DescribeExecution",
     "GetExecutionHistory",
     "ValidateStateMachineDefinition",
+    "ListMapRuns",
+    "DescribeMapRun",
 ];
 
 /// The most iterations one page of the Map run table holds.
@@ -257,6 +259,16 @@ async fn run_of(c: &Console, arn: &str) -> Result<(Value, Vec<Event>), ApiError>
     Ok((described, events))
 }
 
+/// The execution's Distributed Map runs, as ListMapRuns has them (one page: a run starts
+/// one per Map state visit).
+async fn distributed_map_runs(c: &Console, arn: &str) -> Result<Value, ApiError> {
+    let mut m = serde_json::Map::new();
+    m.insert("executionArn".into(), json!(arn));
+    m.insert("maxResults".into(), json!(1000));
+    let runs = ops::call(&c.store, "ListMapRuns", Input(m)).await?;
+    Ok(runs["mapRuns"].clone())
+}
+
 fn ms_between(a: &DateTime<Utc>, b: Option<&DateTime<Utc>>) -> Option<i64> {
     b.map(|b| (*b - *a).num_milliseconds())
 }
@@ -297,11 +309,15 @@ async fn execution(
             .and_then(|d| d["definition"].as_str().map(str::to_string));
         let steps = runview::steps(&events);
         let runs = runview::map_runs(&events);
+        // Distributed Maps' runs: their children are executions of their own (the
+        // `dmaprun` page lists them through DescribeMapRun and ListExecutions).
+        let distributed = distributed_map_runs(&c, arn).await?;
         Ok::<Value, ApiError>(json!({
             "execution": described,
             "definition": definition,
             "states": runview::tally(&steps),
             "mapRuns": runs.iter().map(run_summary).collect::<Vec<_>>(),
+            "distributedMapRuns": distributed,
             "events": events.len(),
         }))
     }

@@ -123,6 +123,8 @@ pub struct Aws {
     home: tempfile::TempDir,
     pub secret: String,
     pub key_id: String,
+    /// More environment for every call (`AWS_DISABLE_HOST_PREFIX_INJECTION`, say).
+    pub extra_env: Vec<(String, String)>,
 }
 
 pub struct Out {
@@ -138,6 +140,7 @@ impl Aws {
             home: tempfile::tempdir().expect("temp dir"),
             secret: SECRET.into(),
             key_id: KEY_ID.into(),
+            extra_env: Vec::new(),
         }
     }
 
@@ -151,7 +154,11 @@ impl Aws {
             .env("AWS_PAGER", "")
             .env("AWS_MAX_ATTEMPTS", "1")
             .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN");
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_DISABLE_HOST_PREFIX_INJECTION");
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
     }
 
     pub async fn run(&self, global: &[&str], args: &[&str]) -> Out {
@@ -970,6 +977,17 @@ pub async fn updates_tags_and_map_runs(url: &str, dir: &Path, data: &Path) {
         children.iter().all(|c| c["startDate"].is_number()),
         "{children:?}"
     );
+    // Page by page (the result files read only as far as each page needs): the same list.
+    let paged = aws
+        .ok(&[
+            "list-executions",
+            "--map-run-arn",
+            &run_arn,
+            "--page-size",
+            "3",
+        ])
+        .await;
+    assert_eq!(paged["executions"], json!(children), "{paged}");
     let failed = aws
         .ok(&[
             "list-executions",

@@ -65,12 +65,13 @@ impl Tally {
 }
 
 /// The state machine's name in an execution ARN
-/// (`arn:aws:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME`); `unknown` for another
+/// (`arn:aws:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME`, or an express execution's
+/// `…:express:STATE_MACHINE:NAME:UUID`); `unknown` for another
 /// shape, so a label never carries an execution's name.
 pub(super) fn state_machine_of(arn: &str) -> &str {
     let parts: Vec<&str> = arn.splitn(8, ':').collect();
     match parts.as_slice() {
-        [_, _, _, _, _, "execution", sm, _] if !sm.is_empty() => sm,
+        [_, _, _, _, _, "execution" | "express", sm, _] if !sm.is_empty() => sm,
         _ => "unknown",
     }
 }
@@ -228,6 +229,10 @@ mod tests {
     fn only_the_state_machine_names_a_label() {
         assert_eq!(
             state_machine_of("arn:aws:states:local:000000000000:execution:sm:e:with:colons"),
+            "sm"
+        );
+        assert_eq!(
+            state_machine_of("arn:aws:states:local:000000000000:express:sm:e:5f0c"),
             "sm"
         );
         assert_eq!(state_machine_of("not an arn"), "unknown");

@@ -40,7 +40,9 @@ use coordinator::engine::history::{Event, EventType};
 use coordinator::engine::run::Tx;
 use coordinator::engine::{Engine, ExecutionInfo};
 use coordinator::fleet::client::definition_id;
-use coordinator::fleet::map_runs::{MapRunError, children_from_files, describe_doc, list_item};
+use coordinator::fleet::map_runs::{
+    MapRunError, describe_doc, list_item, newest_children_from_files,
+};
 use coordinator::fleet::redrive::Redriven;
 
 use super::backend::ApiStore;
@@ -790,14 +792,17 @@ impl ApiStore for EmbeddedStore {
         Ok(())
     }
 
-    async fn map_run_children(
+    async fn newest_map_run_children(
         &self,
         map_run: &str,
         status: Option<&str>,
-    ) -> Result<Vec<Value>, ApiError> {
+        take: usize,
+    ) -> Result<(Vec<Value>, bool), ApiError> {
         let (r, _) = self.map_run(map_run)?;
         let reader = crate::cli::map_runs::bucket_reader(&self.inner.data_dir);
-        Ok(children_from_files(map_run, &r, status, reader)?)
+        Ok(newest_children_from_files(
+            map_run, &r, status, take, reader,
+        )?)
     }
 }
 

@@ -54,6 +54,11 @@ pub(super) async fn update_state_machine(store: &Store, input: Input) -> Result<
         parse_definition(d).map_err(|e| invalid_definition(&e))?;
     }
     let old = machine_for(store, arn).await?;
+    if let Some(d) = definition
+        && old.kind == "EXPRESS"
+    {
+        super::sync::check_express_definition(d)?;
+    }
     let mut new = old.clone();
     if let Some(d) = definition {
         new.definition = d.to_string();

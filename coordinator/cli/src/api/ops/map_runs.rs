@@ -126,8 +126,10 @@ pub(super) async fn update_map_run(store: &Store, input: Input) -> Result<Value,
 }
 
 /// ListExecutions with `mapRunArn`: the run's child executions, from its ResultWriter's
-/// files once it ended (see `FleetClient::map_run_children`), newest first as ListExecutions
-/// lists.
+/// files once it ended, the last to end first (AWS lists closed executions by stop date).
+/// Only as many files are read as the page needs (`FleetClient::newest_map_run_children`):
+/// the first page costs the same at 100 children or a million; a page at offset N reads N
+/// records before it.
 pub(super) async fn list_map_run_executions(
     store: &Store,
     input: &Input,
@@ -151,13 +153,12 @@ pub(super) async fn list_map_run_executions(
     if filter.is_some() && record_status.is_none() {
         return Ok(json!({ "executions": [] }));
     }
-    let mut children = store.map_run_children(arn, record_status).await?;
-    children.reverse();
-    let more = children.len() > from + max;
+    let (children, more) = store
+        .newest_map_run_children(arn, record_status, from + max)
+        .await?;
     let page: Vec<Value> = children
         .into_iter()
         .skip(from)
-        .take(max)
         .map(|mut c| {
             to_epoch(&mut c, &["startDate", "stopDate"]);
             c["redriveCount"] = json!(0);

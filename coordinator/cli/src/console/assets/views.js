@@ -183,7 +183,13 @@ async function execution(main, { arn }) {
     mapsSlot.replaceChildren(v.mapRuns.length ? h("section", { "aria-labelledby": "maps-h" }, h("h2", { id: "maps-h" }, "Map runs"),
       h("div", { class: "table-wrap" }, h("table", { id: "map-runs" },
         h("thead", {}, h("tr", {}, h("th", {}, "Map state"), h("th", {}, "Items"), h("th", {}, "Progress"), h("th", { class: "hide-narrow" }, "By status"))),
-        h("tbody", {}, mapRunRows(arn, v.mapRuns))))) : "");
+        h("tbody", {}, mapRunRows(arn, v.mapRuns))))) : "",
+      (v.distributedMapRuns || []).length ? h("section", { "aria-labelledby": "dmaps-h" }, h("h2", { id: "dmaps-h" }, "Distributed Map runs"),
+        h("div", { class: "table-wrap" }, h("table", { id: "distributed-map-runs" },
+          h("thead", {}, h("tr", {}, h("th", {}, "Map run"), h("th", {}, "Started"), h("th", {}, "Ended"))),
+          h("tbody", {}, v.distributedMapRuns.map((r) => h("tr", {},
+            h("td", {}, h("a", { href: link("dmaprun", { arn, run: r.mapRunArn }) }, nameOf(r.mapRunArn))),
+            h("td", {}, when(r.startDate)), h("td", {}, when(r.stopDate)))))))) : "");
     ioSlot.replaceChildren(block("Input", "input", e.input), block("Output", "output", e.output ?? (e.error ? { error: e.error, cause: e.cause } : null)));
     if (v.events !== shownEvents) {
       shownEvents = v.events;
@@ -242,6 +248,51 @@ async function mapRun(main, { arn, parent = "", name, status = "", offset = "0" 
   }
 }
 
+/** A Distributed Map run: DescribeMapRun's counts and a page of its child executions
+ * (ListExecutions with mapRunArn, the last to end first), as AWS's Map Run page has them. */
+async function distributedMapRun(main, { arn, run, token = "" }) {
+  const limit = 50;
+  const countsSlot = h("div");
+  const tableSlot = h("div", { class: "table-wrap" });
+  const pagerSlot = h("div");
+  const fill = async () => {
+    const d = await call("DescribeMapRun", { mapRunArn: run });
+    crumbs(["State machines", link("machines")], [nameOf(machineOfExecution(arn)), link("machine", { arn: machineOfExecution(arn) })],
+      [nameOf(arn), link("execution", { arn })], [`Map run ${nameOf(run)}`]);
+    const c = d.itemCounts || {};
+    countsSlot.replaceChildren(
+      h("div", { class: "panel" }, facts([["Status", badge(d.status)], ["ARN", d.mapRunArn], ["Started", when(d.startDate)], ["Ended", when(d.stopDate)],
+        ["Max concurrency", d.maxConcurrency || "no limit"], ["Tolerated failures", `${d.toleratedFailureCount} items or ${d.toleratedFailurePercentage}%`]])),
+      h("ul", { class: "counts", id: "counts", "aria-label": "Items by status" },
+        h("li", { "data-status": "TOTAL" }, h("span", { class: "n" }, c.total || 0), "Total"),
+        ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"].map((s) => {
+          const k = s === "TIMED_OUT" ? "timedOut" : s.toLowerCase();
+          return h("li", { "data-status": s }, h("span", { class: "n" }, c[k] || 0), badge(s));
+        })));
+    if (d.status === "RUNNING") {
+      tableSlot.replaceChildren(h("p", { class: "muted" }, "The child executions are listed once the run ends."));
+      pagerSlot.replaceChildren();
+      return d.status;
+    }
+    const page = await call("ListExecutions", token ? { mapRunArn: run, maxResults: limit, nextToken: token } : { mapRunArn: run, maxResults: limit });
+    tableSlot.replaceChildren(h("table", { id: "children" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Status"), h("th", {}, "Duration"), h("th", { class: "hide-narrow" }, "Started"))),
+      h("tbody", {}, page.executions.map((e) => h("tr", { "data-status": e.status },
+        h("td", {}, e.name), h("td", {}, badge(e.status)),
+        h("td", { class: "num" }, duration(e.stopDate ? Math.round((e.stopDate - e.startDate) * 1000) : null)),
+        h("td", { class: "hide-narrow" }, when(e.startDate)))))));
+    pagerSlot.replaceChildren(h("div", { class: "toolbar", role: "navigation", "aria-label": "Pages of child executions" },
+      token ? h("a", { href: link("dmaprun", { arn, run }), id: "first-page" }, "« First") : null,
+      page.nextToken ? h("a", { href: link("dmaprun", { arn, run, token: page.nextToken }), id: "next-page" }, "Next ›") : null));
+    return d.status;
+  };
+  main.replaceChildren(h("h1", {}, `Map run ${nameOf(run)}`), countsSlot, tableSlot, pagerSlot);
+  if ((await fill()) === "RUNNING") {
+    let going = true;
+    every(POLL_MS, async () => { if (going && (await fill()) !== "RUNNING") going = false; });
+  }
+}
+
 async function iteration(main, { arn, cursor }) {
   const [it, ex] = await Promise.all([get("iteration", { arn, cursor }), get("execution", { arn })]);
   let definition = {};
@@ -267,4 +318,4 @@ async function iteration(main, { arn, cursor }) {
     table);
 }
 
-export const pages = { machines, machine, execution, maprun: mapRun, iteration };
+export const pages = { machines, machine, execution, maprun: mapRun, dmaprun: distributedMapRun, iteration };

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use coordinator::fleet::service::ServiceOptions;
 use serde_json::{Value, json};
 
-use api::{Aws, KEY_ID, ROLE, SECRET, Serve, client, create, start, wait_for_status, write};
+use api::{
+    Aws, KEY_ID, ROLE, SECRET, Serve, client, create, redrive_twice_with_one_token, start,
+    wait_for_status, write,
+};
 use common::{ECHO, TestExecutor};
 use fleet::Fleet;
 
@@ -214,28 +217,7 @@ async fn redrive_scenario(url: &str) {
     // The same client token twice: one redrive, the same date.
     let arn = start("token").await;
     wait_for_status(&aws, &arn, "FAILED").await;
-    let call = [
-        "redrive-execution",
-        "--execution-arn",
-        &arn,
-        "--client-token",
-        "tok-1",
-    ];
-    let first = aws.ok(&call).await;
-    let second = aws.ok(&call).await;
-    assert_eq!(first["redriveDate"], second["redriveDate"]);
-    let done = wait_for_status(&aws, &arn, "SUCCEEDED").await;
-    assert_eq!(done["redriveCount"], 1, "{done}");
-    aws.fails(
-        &[],
-        &[
-            "redrive-execution",
-            "--execution-arn",
-            &format!("{arn}-none"),
-        ],
-        "ExecutionDoesNotExist",
-    )
-    .await;
+    redrive_twice_with_one_token(&aws, &arn).await;
 }
 
 /// A fleet and `mapfleet serve` on it for one scenario, torn down after (the scenario has

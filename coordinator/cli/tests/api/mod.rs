@@ -1194,17 +1194,23 @@ pub async fn redrive_after_stop(url: &str) {
         "{refused}"
     );
     let arn = stopped("stop-2").await;
+    redrive_twice_with_one_token(&aws, &arn).await;
+}
+
+/// RedriveExecution of the ended `arn` twice with one client token: one redrive (the same
+/// date), which succeeds; then a redrive of an execution that does not exist.
+pub async fn redrive_twice_with_one_token(aws: &Aws, arn: &str) {
     let call = [
         "redrive-execution",
         "--execution-arn",
-        &arn,
+        arn,
         "--client-token",
         "tok-1",
     ];
     let first = aws.ok(&call).await;
     let second = aws.ok(&call).await;
     assert_eq!(first["redriveDate"], second["redriveDate"]);
-    let done = wait_for_status(&aws, &arn, "SUCCEEDED").await;
+    let done = wait_for_status(aws, arn, "SUCCEEDED").await;
     assert_eq!(done["redriveCount"], 1, "{done}");
     aws.fails(
         &[],

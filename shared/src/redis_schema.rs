@@ -156,6 +156,21 @@ struct Scripts {
     complete_timer: Script,
 }
 
+/// Sets tags on a tagged resource (a state machine of `mapfleet serve`, an activity) only
+/// while it exists, and at most ARGV[2] of them in all. KEYS[1]: the hash of the resources
+/// by name, KEYS[2]: the resource's tags hash; ARGV[1]: its name, then key, value pairs.
+/// Returns the count after, or -1 (no such resource) or -2 (too many).
+pub const TAG_IF_OWNER_EXISTS: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+local n = redis.call('HLEN', KEYS[2])
+for i = 3, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then n = n + 1 end
+end
+if n > tonumber(ARGV[2]) then return -2 end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return n
+";
+
 /// Most keys one batched script call (e.g. [`FleetStore::await_steps`]) should touch: bounds
 /// one call's run time in Redis.
 pub const BATCH: usize = 1000;

@@ -237,19 +237,6 @@ fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-/// Sets tags only while the activity exists, and at most ARGV[2] of them in all; returns
-/// the count after, or -1 (no activity) or -2 (too many).
-const TAG: &str = r"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
-local n = redis.call('HLEN', KEYS[2])
-for i = 3, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then n = n + 1 end
-end
-if n > tonumber(ARGV[2]) then return -2 end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-return n
-";
-
 /// Hands out the step if its cursor still awaits it and no token was handed out for it yet:
 /// keeps the token's secret and deadlines and queues the start for the coordinator.
 const CLAIM: &str = r"
@@ -437,7 +424,7 @@ impl Activities {
         max: usize,
     ) -> Result<Result<(), TagRefused>, ActivityError> {
         let mut conn = self.conn.clone();
-        let tag = redis::Script::new(TAG);
+        let tag = redis::Script::new(shared::redis_schema::TAG_IF_OWNER_EXISTS);
         let mut script = tag.prepare_invoke();
         script
             .key(registry_key(&self.keys))

@@ -68,19 +68,6 @@ redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 return 1
 ";
 
-/// Sets tags only while the machine exists, and at most ARGV[2] of them in all; returns the
-/// count after, or -1 (no machine) or -2 (too many).
-const TAG_MACHINE: &str = r"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
-local n = redis.call('HLEN', KEYS[2])
-for i = 3, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then n = n + 1 end
-end
-if n > tonumber(ARGV[2]) then return -2 end
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
-return n
-";
-
 /// Why tags could not be set.
 pub enum TagRefused {
     NoMachine,
@@ -258,7 +245,7 @@ impl ApiStore for FleetStore {
         max: usize,
     ) -> Result<Result<(), TagRefused>, ApiError> {
         let mut c = self.fleet.conn.clone();
-        let script = redis::Script::new(TAG_MACHINE);
+        let script = redis::Script::new(shared::redis_schema::TAG_IF_OWNER_EXISTS);
         let mut script = script.prepare_invoke();
         script
             .key(&self.machines)

@@ -15,6 +15,7 @@ use super::maprun::counts;
 use super::service::enqueue;
 use crate::engine::context::iso;
 use crate::engine::cursor::LimitsUpdate;
+use crate::maprun::{MapRunPlan, ResultFormat};
 
 /// Why a map run cannot be described.
 #[derive(Debug, thiserror::Error)]
@@ -383,6 +384,43 @@ impl Backwards<'_> {
         }
         Ok(self.head.as_ref())
     }
+}
+
+/// A map run's facts as it opens, in the shape both stores keep them (the fleet's
+/// `mapruns` hash and embedded `serve`'s records) and [`list_item`], [`describe_doc`] and
+/// [`children_from_files`] read: `execution`'s Map at `cursor` over `total` children, writing
+/// with `format`. `earlier`: the facts of the run a redrive runs again, whose start it keeps.
+pub fn opened_facts(
+    plan: &MapRunPlan,
+    format: Option<&ResultFormat>,
+    execution: &str,
+    cursor: &str,
+    total: usize,
+    earlier: Option<&Value>,
+) -> Value {
+    let limits = &plan.limits;
+    let mut r = json!({
+        "mapRunArn": plan.map_run_arn,
+        "executionArn": execution,
+        "cursor": cursor,
+        "status": "RUNNING",
+        "startDate": Utc::now().timestamp_millis(),
+        "maxConcurrency": limits.max_concurrency,
+        "toleratedFailureCount": limits.tolerated_count.unwrap_or(0),
+        "toleratedFailurePercentage": limits.tolerated_percentage.unwrap_or(0.0),
+        "total": total,
+        "resultWriter": format.map(|f| json!({
+            "bucket": f.req.bucket,
+            "manifestKey": f.manifest_key(),
+            "transformation": f.to_json()["transformation"],
+        })),
+    });
+    if let Some(e) = earlier {
+        r["startDate"] = e["startDate"].clone();
+        r["redriveCount"] = json!(plan.redrive_count);
+        r["redriveDate"] = json!(Utc::now().timestamp_millis());
+    }
+    r
 }
 
 /// ListMapRuns' item for a map run's facts (as the fleet's coordinators and `mapfleet serve`

@@ -365,7 +365,6 @@ impl RedisBackend {
             self.keep_lease(&mut since).await?;
         }
         let arn = plan.map_run_arn.clone();
-        let limits = &plan.limits;
         // A redrive runs the failed run again under its ARN: its facts keep their start,
         // and the result files of the children kept stay (the new ones are numbered on).
         let earlier: Option<Value> = if plan.redrive_count > 0 {
@@ -377,38 +376,27 @@ impl RedisBackend {
         } else {
             None
         };
-        let mut summary = json!({
-            "mapRunArn": arn,
-            "executionArn": self.arn,
-            "cursor": map,
-            "status": "RUNNING",
-            "startDate": Utc::now().timestamp_millis(),
-            "maxConcurrency": limits.max_concurrency,
-            "toleratedFailureCount": limits.tolerated_count.unwrap_or(0),
-            "toleratedFailurePercentage": limits.tolerated_percentage.unwrap_or(0.0),
-            "total": total,
-            "resultWriter": format.as_ref().map(|f| json!({
-                "bucket": f.req.bucket,
-                "manifestKey": f.manifest_key(),
-                "transformation": f.to_json()["transformation"],
-            })),
-        });
+        let summary = super::map_runs::opened_facts(
+            &plan,
+            format.as_ref(),
+            &self.arn,
+            map,
+            total,
+            earlier.as_ref(),
+        );
         let mut kept_files = Vec::new();
-        if let Some(e) = &earlier {
-            summary["startDate"] = e["startDate"].clone();
-            summary["redriveCount"] = json!(plan.redrive_count);
-            summary["redriveDate"] = json!(Utc::now().timestamp_millis());
-            if format.is_some() {
-                kept_files = e["succeededFiles"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|n| n.as_u64())
-                            .map(|n| n as usize)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            }
+        if let Some(e) = &earlier
+            && format.is_some()
+        {
+            kept_files = e["succeededFiles"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_u64())
+                        .map(|n| n as usize)
+                        .collect()
+                })
+                .unwrap_or_default();
         }
         self.run_summaries.push((arn.clone(), summary.to_string()));
         self.map_runs.put(

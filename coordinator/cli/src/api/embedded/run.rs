@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use coordinator::embedded::{Control, RunHooks};
 use coordinator::engine::cursor::Cursor;
 use coordinator::engine::history::Event;
+use coordinator::fleet::map_runs::opened_facts;
 use coordinator::fleet::maprun::{counts, ended_status};
 use coordinator::maprun::{MapRunPlan, ResultFormat};
 
@@ -197,32 +198,12 @@ impl RunHooks for ExecHooks {
     fn map_run_opened(&self, map: &str, plan: &MapRunPlan, total: usize) {
         let arn = plan.map_run_arn.clone();
         let format = plan.writer.clone().map(|w| ResultFormat::new(plan, w));
-        let limits = &plan.limits;
-        let mut r = json!({
-            "mapRunArn": arn,
-            "executionArn": self.execution,
-            "cursor": map,
-            "status": "RUNNING",
-            "startDate": Utc::now().timestamp_millis(),
-            "maxConcurrency": limits.max_concurrency,
-            "toleratedFailureCount": limits.tolerated_count.unwrap_or(0),
-            "toleratedFailurePercentage": limits.tolerated_percentage.unwrap_or(0.0),
-            "total": total,
-            "resultWriter": format.as_ref().map(|f| json!({
-                "bucket": f.req.bucket,
-                "manifestKey": f.manifest_key(),
-                "transformation": f.to_json()["transformation"],
-            })),
-        });
         let mut runs = lock(&self.map_runs);
         // A redrive runs the run again under its ARN: it keeps its start.
-        if plan.redrive_count > 0
-            && let Some(earlier) = runs.records.get(&arn)
-        {
-            r["startDate"] = earlier["startDate"].clone();
-            r["redriveCount"] = json!(plan.redrive_count);
-            r["redriveDate"] = json!(Utc::now().timestamp_millis());
-        }
+        let earlier = (plan.redrive_count > 0)
+            .then(|| runs.records.get(&arn))
+            .flatten();
+        let r = opened_facts(plan, format.as_ref(), &self.execution, map, total, earlier);
         runs.records.insert(arn.clone(), r);
         runs.live.insert(
             map.to_string(),

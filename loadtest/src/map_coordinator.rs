@@ -116,20 +116,42 @@ pub fn ensure_built(bin: &Path, package: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Report> {
-    let concurrency = p.concurrency.to_string();
-    let window = p.window.to_string();
-    let _workers = (0..p.workers)
+/// `count` utility-task workers on the fleet `topo`, each with `concurrency` task slots and
+/// an outcome confirm window of `window`; killed when dropped.
+pub fn spawn_workers(
+    bin: &Path,
+    amqp_url: &str,
+    redis_url: &str,
+    topo: &Topology,
+    count: usize,
+    concurrency: usize,
+    window: usize,
+) -> Result<Vec<WorkerProcess>, shared::testkit::TestkitError> {
+    let concurrency = concurrency.to_string();
+    let window = window.to_string();
+    (0..count)
         .map(|_| {
             WorkerProcess::spawn(
-                p.worker_bin,
-                p.amqp_url,
-                p.redis_url,
+                bin,
+                amqp_url,
+                redis_url,
                 topo,
                 &["--concurrency", &concurrency, "--confirm-window", &window],
             )
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+async fn measure(p: &Params<'_>, topo: &Topology) -> anyhow::Result<Report> {
+    let _workers = spawn_workers(
+        p.worker_bin,
+        p.amqp_url,
+        p.redis_url,
+        topo,
+        p.workers,
+        p.concurrency,
+        p.window,
+    )?;
     let _coordinators = (0..p.coordinators)
         .map(|_| spawn_coordinator(p, topo))
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -23,7 +23,9 @@ use coordinator::engine::ExecutionInfo;
 use coordinator::fleet::client::FleetClient;
 use serde_json::{Value, json};
 use shared::credentials::FleetUrlsEnv;
-use shared::testkit::{WorkerProcess, unique_prefix};
+use shared::testkit::unique_prefix;
+
+use crate::map_coordinator::spawn_workers;
 use shared::topology::Topology;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -66,19 +68,15 @@ async fn measure(
     topo: &Topology,
     data: &Path,
 ) -> anyhow::Result<Report> {
-    let concurrency = p.concurrency.to_string();
-    let window = p.window.to_string();
-    let _workers = (0..p.workers)
-        .map(|_| {
-            WorkerProcess::spawn(
-                p.worker_bin,
-                p.amqp_url,
-                p.redis_url,
-                topo,
-                &["--concurrency", &concurrency, "--confirm-window", &window],
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let _workers = spawn_workers(
+        p.worker_bin,
+        p.amqp_url,
+        p.redis_url,
+        topo,
+        p.workers,
+        p.concurrency,
+        p.window,
+    )?;
     let coordinator = distributed_map::spawn_coordinator(p, topo, data)?;
     wait_for_consumers(p.amqp_url, &topo.default_steps_queue(), p.workers as u32).await?;
     wait_for_consumers(p.amqp_url, &topo.outcomes_queue(), 1).await?;

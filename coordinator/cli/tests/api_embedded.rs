@@ -353,3 +353,32 @@ async fn a_restart_keeps_what_serve_acknowledged() {
         "StopExecution answers once the execution is ABORTED"
     );
 }
+
+/// EXPRESS machines in embedded mode: StartSyncExecution runs in `serve`'s process, and
+/// the same scenario as on the fleet holds (`api::express_scenario`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn express_machines_and_start_sync_execution_embedded() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let keys = keys();
+    let serve = Serve::embedded(data.path(), &[], &[("MAPFLEET_API_KEYS", &keys)]);
+    let result =
+        tokio::time::timeout(Duration::from_secs(240), api::express_scenario(&serve.url)).await;
+    drop(serve);
+    result.expect("the scenario took over 4 minutes");
+}
+
+/// TestState in embedded mode, an unmocked Task included: it runs in `serve`'s process
+/// with the built-in tasks (`api::test_state_scenario`, as on the fleet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_state_embedded() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let keys = keys();
+    let serve = Serve::embedded(data.path(), &[], &[("MAPFLEET_API_KEYS", &keys)]);
+    let result = tokio::time::timeout(
+        Duration::from_secs(240),
+        api::test_state_scenario(&serve.url),
+    )
+    .await;
+    drop(serve);
+    result.expect("the scenario took over 4 minutes");
+}

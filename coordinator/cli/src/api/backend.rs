@@ -12,6 +12,7 @@
 //! fleet writes them ([`coordinator::fleet::map_runs`]), so both modes answer alike.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -85,6 +86,24 @@ pub trait ApiStore: Send + Sync {
     async fn executions(&self, machine: &str) -> Result<Vec<(i64, String)>, ApiError>;
     /// What ListExecutions shows of executions, in the order asked (`None`: gone).
     async fn statuses(&self, arns: &[&str]) -> Result<Vec<Option<ListRow>>, ApiError>;
+    /// Starts an execution that the API never lists or describes (an EXPRESS execution)
+    /// and does not wait for it. `definition` is `def`'s text.
+    async fn start_unlisted(
+        &self,
+        definition: &str,
+        def: Arc<StateMachine>,
+        info: &ExecutionInfo,
+    ) -> Result<(), ApiError>;
+    /// Runs an execution that the API never lists or describes (StartSyncExecution's,
+    /// TestState's Task) and returns its end, or `None` when it had not ended within
+    /// `limit` (it is then stopped with `States.Timeout`).
+    async fn run_unlisted(
+        &self,
+        definition: &str,
+        def: Arc<StateMachine>,
+        info: &ExecutionInfo,
+        limit: Duration,
+    ) -> Result<Option<ExecutionResult>, ApiError>;
     /// The execution as it stands, without its history.
     async fn describe(&self, arn: &str) -> Result<ExecutionResult, ApiError>;
     /// The execution's history events, in order.

@@ -130,11 +130,6 @@ async fn create_state_machine(store: &Store, input: Input) -> Result<Value, ApiE
         ));
     }
     let kind = check_type(input.str("type")?)?;
-    if kind == "EXPRESS" && store.fleet().is_none() {
-        return Err(ApiError::validation(
-            "EXPRESS state machines run on the fleet only for now: start mapfleet serve with --redis",
-        ));
-    }
     refuse_publish(&input)?;
     let tags = tags::request_tags(&input)?;
     tags::check_count(&tags, &machine_arn(name))?;

@@ -403,6 +403,46 @@ impl ApiStore for FleetStore {
         .await
     }
 
+    async fn start_unlisted(
+        &self,
+        definition: &str,
+        def: std::sync::Arc<StateMachine>,
+        info: &ExecutionInfo,
+    ) -> Result<(), ApiError> {
+        self.fleet.submit(definition, &def, info).await?;
+        Ok(())
+    }
+
+    /// Submits the execution to the fleet, then polls its status until it ends; the pause
+    /// grows from 10 ms to 200 ms, so a short run answers quickly.
+    async fn run_unlisted(
+        &self,
+        definition: &str,
+        def: std::sync::Arc<StateMachine>,
+        info: &ExecutionInfo,
+        limit: std::time::Duration,
+    ) -> Result<Option<ExecutionResult>, ApiError> {
+        let arn = &info.execution_arn;
+        self.fleet.submit(definition, &def, info).await?;
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            if self.fleet.status(arn).await? != coordinator::driver::Status::Running {
+                return Ok(Some(self.fleet.describe(arn, false).await?));
+            }
+            if started.elapsed() >= limit {
+                let cause = format!(
+                    "The execution did not end within {} seconds",
+                    limit.as_secs()
+                );
+                self.fleet.stop(arn, "States.Timeout", &cause).await?;
+                return Ok(None);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
+        }
+    }
+
     async fn describe(&self, arn: &str) -> Result<ExecutionResult, ApiError> {
         Ok(self.fleet.describe(arn, false).await?)
     }

@@ -1359,3 +1359,472 @@ pub fn check_conformance(out: &std::process::Output) {
         "{passed} cases with the same event types through the API, below the embedded floor {event_floor}: {summary}"
     );
 }
+
+/// An `aws` CLI that sends StartSyncExecution and TestState to the endpoint itself rather
+/// than to `sync-<host>` (see the README's API section).
+pub fn aws_without_host_prefix(url: &str) -> Aws {
+    let mut aws = Aws::new(url);
+    aws.extra_env
+        .push(("AWS_DISABLE_HOST_PREFIX_INJECTION".into(), "true".into()));
+    aws
+}
+
+/// `create-state-machine --type EXPRESS`: the new machine's ARN.
+pub async fn create_express(aws: &Aws, name: &str, definition: &str) -> String {
+    let mut args = create(name, definition).to_vec();
+    args.extend(["--type", "EXPRESS"]);
+    aws.ok(&args).await["stateMachineArn"]
+        .as_str()
+        .expect("stateMachineArn")
+        .to_string()
+}
+
+/// EXPRESS machines, both modes: StartSyncExecution answers the whole run (the aws CLI
+/// without the `sync-` host prefix, and boto3), StartExecution starts one unlisted, the API
+/// shows no express execution, failures and the time limit come back as the status.
+pub async fn express_scenario(url: &str) {
+    let aws = aws_without_host_prefix(url);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let echo = json!({
+        "StartAt": "Echo",
+        "States": {
+            "Echo": {"Type": "Task", "Resource": ECHO, "ResultPath": "$.echoed", "Next": "Done"},
+            "Done": {"Type": "Pass", "End": true}
+        }
+    });
+    let echo_file = write(dir.path(), "echo.json", &echo);
+    let machine = create_express(&aws, "Quick", &echo_file).await;
+    let described = aws
+        .ok(&["describe-state-machine", "--state-machine-arn", &machine])
+        .await;
+    assert_eq!(described["type"], "EXPRESS");
+
+    // The CLI's own behaviour: without the switch it sends the call to sync-127.0.0.1.
+    let plain = Aws::new(url);
+    let out = plain
+        .run(
+            &[],
+            &["start-sync-execution", "--state-machine-arn", &machine],
+        )
+        .await;
+    assert!(!out.ok, "sync-127.0.0.1 does not resolve: {}", out.json);
+    assert!(
+        out.stderr.contains("sync-127.0.0.1"),
+        "the CLI names the prefixed host: {}",
+        out.stderr
+    );
+
+    // StartSyncExecution: the whole run in one answer.
+    let done = aws
+        .ok(&[
+            "start-sync-execution",
+            "--state-machine-arn",
+            &machine,
+            "--name",
+            "once",
+            "--input",
+            r#"{"n": 1}"#,
+        ])
+        .await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let arn = done["executionArn"].as_str().expect("executionArn");
+    assert!(arn.contains(":express:Quick:once:"), "{arn}");
+    assert_eq!(done["stateMachineArn"], json!(machine));
+    assert_eq!(done["name"], "once");
+    let output: Value = serde_json::from_str(done["output"].as_str().unwrap()).unwrap();
+    assert_eq!(output, json!({"n": 1, "echoed": {"n": 1}}));
+    assert_eq!(done["input"], r#"{"n":1}"#);
+    assert_eq!(done["inputDetails"], json!({"included": true}));
+    assert!(done["stopDate"].as_f64() >= done["startDate"].as_f64());
+    let billed = done["billingDetails"]["billedDurationInMilliseconds"]
+        .as_u64()
+        .expect("billed duration");
+    assert!(billed >= 100 && billed % 100 == 0, "{done}");
+    // The same name again: an express name is free at once.
+    let again = aws
+        .ok(&[
+            "start-sync-execution",
+            "--state-machine-arn",
+            &machine,
+            "--name",
+            "once",
+            "--included-data",
+            "METADATA_ONLY",
+        ])
+        .await;
+    assert_eq!(again["status"], "SUCCEEDED");
+    assert_ne!(again["executionArn"], done["executionArn"]);
+    assert!(
+        again.get("output").is_none() && again.get("input").is_none(),
+        "{again}"
+    );
+
+    // An express execution is not one the API shows, as on AWS.
+    for op in [
+        "describe-execution",
+        "get-execution-history",
+        "stop-execution",
+    ] {
+        let e = aws
+            .fails(&[], &[op, "--execution-arn", arn], "InvalidArn")
+            .await;
+        assert!(
+            e.contains("Resource type not valid in this context: express"),
+            "{op}: {e}"
+        );
+    }
+    aws.fails(
+        &[],
+        &["list-executions", "--state-machine-arn", &machine],
+        "StateMachineTypeNotSupported",
+    )
+    .await;
+
+    // StartExecution on an EXPRESS machine starts it (an express ARN) without waiting.
+    let started = aws.ok(&start(&machine, "async", "{}")).await;
+    assert!(
+        started["executionArn"]
+            .as_str()
+            .unwrap()
+            .contains(":express:Quick:async:"),
+        "{started}"
+    );
+
+    // Failures and the time limit come back as the status, with 200.
+    let failing = json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Bad", "Cause": "on purpose"}}});
+    let failing = create_express(&aws, "Failing", &failing.to_string()).await;
+    let failed = aws
+        .ok(&["start-sync-execution", "--state-machine-arn", &failing])
+        .await;
+    assert_eq!(
+        (&failed["status"], &failed["error"], &failed["cause"]),
+        (&json!("FAILED"), &json!("Bad"), &json!("on purpose")),
+        "{failed}"
+    );
+    assert!(failed.get("output").is_none(), "{failed}");
+    let slow = json!({"TimeoutSeconds": 1, "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 30, "End": true}}});
+    let slow = create_express(&aws, "Slow", &slow.to_string()).await;
+    let timed_out = aws
+        .ok(&["start-sync-execution", "--state-machine-arn", &slow])
+        .await;
+    assert_eq!(timed_out["status"], "TIMED_OUT", "{timed_out}");
+    assert_eq!(timed_out["error"], "States.Timeout", "{timed_out}");
+
+    // STANDARD machines refuse it; express definitions refuse what express cannot run.
+    let standard = aws.ok(&create("Standard", &echo_file)).await["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    aws.fails(
+        &[],
+        &["start-sync-execution", "--state-machine-arn", &standard],
+        "StateMachineTypeNotSupported",
+    )
+    .await;
+    let callback = json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "End": true}}});
+    let callback = callback.to_string();
+    let mut args = create("Callback", &callback).to_vec();
+    args.extend(["--type", "EXPRESS"]);
+    let e = aws.fails(&[], &args, "InvalidDefinition").await;
+    assert!(
+        e.contains("Express state machine does not support '.waitForTaskToken' service integration at /States/T/Resource"),
+        "{e}"
+    );
+
+    // boto3 with inject_host_prefix=False reaches the endpoint; without it, it cannot.
+    let mut cmd = tokio::process::Command::new(client("python3"));
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/boto3_sync.py"))
+        .args([url, machine.as_str()]);
+    plain.env(&mut cmd);
+    let out = cmd
+        .output()
+        .await
+        .expect("run python3 with boto3 (see .ci/api-clients.sh)");
+    assert!(
+        out.status.success(),
+        "boto3 script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    assert_eq!(seen["status"], "SUCCEEDED", "{seen}");
+    assert_eq!(seen["output"], json!({"n": 7, "echoed": {"n": 7}}));
+    assert_eq!(seen["stop_is_datetime"], true);
+    assert_eq!(
+        seen["billing"],
+        json!(["billedDurationInMilliseconds", "billedMemoryUsedInMB"])
+    );
+    assert_eq!(
+        seen["test_state"],
+        json!({"status": "SUCCEEDED", "nextState": "After", "output": r#"{"a":1,"r":{"x":1}}"#})
+    );
+    assert_eq!(seen["after_result_path"], json!({"a": 1, "r": {"x": 1}}));
+    assert!(
+        seen["prefixed"]
+            .as_str()
+            .unwrap()
+            .contains("sync-127.0.0.1"),
+        "{seen}"
+    );
+}
+
+/// `aws stepfunctions test-state` with one state's definition.
+pub async fn test_state(aws: &Aws, state: Value, extra: &[&str]) -> Value {
+    let text = state.to_string();
+    let mut args = vec![
+        "test-state",
+        "--definition",
+        text.as_str(),
+        "--role-arn",
+        ROLE,
+    ];
+    args.extend_from_slice(extra);
+    aws.ok(&args).await
+}
+
+pub fn json_text(v: &Value) -> Value {
+    serde_json::from_str(v.as_str().unwrap_or_else(|| panic!("JSON text: {v}")))
+        .unwrap_or_else(|e| panic!("{v}: {e}"))
+}
+
+/// TestState, both modes: Pass, Choice and Task states at each inspection level, an
+/// unmocked Task run where the store runs executions, retriers and catchers, mocks.
+pub async fn test_state_scenario(url: &str) {
+    let aws = aws_without_host_prefix(url);
+    let input = r#"{"order": {"id": 7, "items": [1, 2]}, "keep": true}"#;
+
+    // A Pass at DEBUG: every stage of its data flow.
+    let pass = json!({
+        "Type": "Pass",
+        "InputPath": "$.order",
+        "Parameters": {"id.$": "$.id", "count.$": "States.ArrayLength($.items)"},
+        "ResultPath": "$.summary",
+        "Next": "Ship"
+    });
+    let r = test_state(
+        &aws,
+        pass.clone(),
+        &["--input", input, "--inspection-level", "DEBUG"],
+    )
+    .await;
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(r["nextState"], "Ship");
+    let d = &r["inspectionData"];
+    assert_eq!(
+        json_text(&d["input"]),
+        serde_json::from_str::<Value>(input).unwrap()
+    );
+    assert_eq!(
+        json_text(&d["afterInputPath"]),
+        json!({"id": 7, "items": [1, 2]})
+    );
+    assert_eq!(
+        json_text(&d["afterParameters"]),
+        json!({"id": 7, "count": 2})
+    );
+    assert_eq!(json_text(&d["result"]), json!({"id": 7, "count": 2}));
+    assert_eq!(
+        json_text(&d["afterResultSelector"]),
+        json!({"id": 7, "count": 2})
+    );
+    let placed = json!({"order": {"id": 7, "items": [1, 2]}, "keep": true, "summary": {"id": 7, "count": 2}});
+    assert_eq!(json_text(&d["afterResultPath"]), placed);
+    assert_eq!(json_text(&r["output"]), placed);
+    // INFO (the default): the outcome only.
+    let r = test_state(&aws, pass, &["--input", input]).await;
+    assert!(r.get("inspectionData").is_none(), "{r}");
+
+    // Choice: the rule that matches names the next state.
+    let choice = json!({
+        "Type": "Choice",
+        "Choices": [
+            {"Variable": "$.order.id", "NumericGreaterThan": 100, "Next": "Big"},
+            {"Variable": "$.keep", "BooleanEquals": true, "Next": "Keep"}
+        ],
+        "Default": "Drop"
+    });
+    let r = test_state(&aws, choice, &["--input", input]).await;
+    assert_eq!(
+        (&r["status"], &r["nextState"]),
+        (&json!("SUCCEEDED"), &json!("Keep")),
+        "{r}"
+    );
+
+    // Fail: its error and cause.
+    let r = test_state(
+        &aws,
+        json!({"Type": "Fail", "Error": "Nope", "Cause": "tested"}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (&r["status"], &r["error"], &r["cause"]),
+        (&json!("FAILED"), &json!("Nope"), &json!("tested")),
+        "{r}"
+    );
+    assert!(r.get("nextState").is_none(), "{r}");
+
+    // A long Wait does not wait.
+    let started = Instant::now();
+    let r = test_state(
+        &aws,
+        json!({"Type": "Wait", "Seconds": 86400, "Next": "Later"}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (&r["status"], &r["nextState"]),
+        (&json!("SUCCEEDED"), &json!("Later"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the Wait waited"
+    );
+
+    // A Task runs on the fleet's worker.
+    let task = json!({"Type": "Task", "Resource": ECHO, "Parameters": {"v.$": "$.order.id"},
+        "ResultSelector": {"got.$": "$.v"}, "ResultPath": "$.echo", "End": true});
+    let r = test_state(
+        &aws,
+        task,
+        &["--input", input, "--inspection-level", "TRACE"],
+    )
+    .await;
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(json_text(&r["output"])["echo"], json!({"got": 7}));
+    let d = &r["inspectionData"];
+    assert_eq!(json_text(&d["afterParameters"]), json!({"v": 7}));
+    assert_eq!(json_text(&d["result"]), json!({"v": 7}));
+    assert_eq!(json_text(&d["afterResultSelector"]), json!({"got": 7}));
+    assert!(
+        r.get("nextState").is_none(),
+        "an End state has no next state: {r}"
+    );
+
+    // A failing Task: RETRIABLE while its retrier has attempts left, then caught.
+    let failing = json!({
+        "Type": "Task", "Resource": crate::common::FAIL,
+        "Parameters": {"error": "Flaky", "cause": "try again"},
+        "Retry": [{"ErrorEquals": ["Other"], "MaxAttempts": 5}, {"ErrorEquals": ["Flaky"], "MaxAttempts": 2, "IntervalSeconds": 3}],
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.err", "Next": "Recover"}],
+        "Next": "Ok"
+    });
+    let r = test_state(&aws, failing.clone(), &["--inspection-level", "DEBUG"]).await;
+    assert_eq!(
+        (&r["status"], &r["error"]),
+        (&json!("RETRIABLE"), &json!("Flaky")),
+        "{r}"
+    );
+    assert_eq!(
+        r["inspectionData"]["errorDetails"],
+        json!({"retryIndex": 1, "retryBackoffIntervalSeconds": 3})
+    );
+    let r = test_state(
+        &aws,
+        failing,
+        &[
+            "--state-configuration",
+            "retrierRetryCount=2",
+            "--input",
+            "{}",
+            "--inspection-level",
+            "DEBUG",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (&r["status"], &r["nextState"], &r["cause"]),
+        (
+            &json!("CAUGHT_ERROR"),
+            &json!("Recover"),
+            &json!("try again")
+        ),
+        "{r}"
+    );
+    assert_eq!(
+        json_text(&r["output"]),
+        json!({"err": {"Error": "Flaky", "Cause": "try again"}})
+    );
+    assert_eq!(
+        r["inspectionData"]["errorDetails"],
+        json!({"catchIndex": 0})
+    );
+
+    // Variables in and out (JSONata), and a state picked from a whole machine.
+    let machine = json!({
+        "QueryLanguage": "JSONata",
+        "StartAt": "First",
+        "States": {
+            "First": {"Type": "Pass", "Next": "Sum"},
+            "Sum": {"Type": "Pass", "Assign": {"total": "{% $base + $states.input.add %}"}, "Output": "{% {'t': $base} %}", "End": true}
+        }
+    });
+    let text = machine.to_string();
+    let r = aws
+        .ok(&[
+            "test-state",
+            "--definition",
+            &text,
+            "--state-name",
+            "Sum",
+            "--input",
+            r#"{"add": 5}"#,
+            "--variables",
+            r#"{"base": 10}"#,
+            "--inspection-level",
+            "DEBUG",
+        ])
+        .await;
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(json_text(&r["output"]), json!({"t": 10}));
+    assert_eq!(
+        json_text(&r["inspectionData"]["variables"]),
+        json!({"base": 10, "total": 15})
+    );
+
+    // Map and Parallel: only mocked, as AWS has it.
+    let map = json!({
+        "Type": "Map", "ItemsPath": "$.order.items", "ResultPath": "$.each",
+        "ItemProcessor": {"StartAt": "E", "States": {"E": {"Type": "Task", "Resource": ECHO, "End": true}}},
+        "End": true
+    });
+    let text = map.to_string();
+    aws.fails(
+        &[],
+        &["test-state", "--definition", &text, "--role-arn", ROLE],
+        "ValidationException",
+    )
+    .await;
+    let r = test_state(
+        &aws,
+        map,
+        &["--input", input, "--mock", r#"{"result": "[1, 2]"}"#],
+    )
+    .await;
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(json_text(&r["output"])["each"], json!([1, 2]));
+
+    // An invalid state: the validator's diagnostics, located inside the state.
+    let text = json!({"Type": "Pass", "InputPath": "no path", "Next": 3}).to_string();
+    let e = aws
+        .fails(
+            &[],
+            &["test-state", "--definition", &text, "--role-arn", ROLE],
+            "InvalidDefinition",
+        )
+        .await;
+    assert!(e.contains("/InputPath") && !e.contains("/States/"), "{e}");
+    let e = aws
+        .fails(
+            &[],
+            &[
+                "test-state",
+                "--definition",
+                "{not json",
+                "--role-arn",
+                ROLE,
+            ],
+            "InvalidDefinition",
+        )
+        .await;
+    assert!(e.contains("INVALID_JSON_DESCRIPTION"), "{e}");
+}

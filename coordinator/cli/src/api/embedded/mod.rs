@@ -33,7 +33,7 @@ use coordinator::asl::error::StatesError;
 use coordinator::asl::parse::parse_definition;
 use coordinator::driver::Status;
 use coordinator::embedded::{
-    Control, EmbeddedOptions, ExecutionResult, Live, Resume, TaskExecutor, run_live,
+    Control, EmbeddedOptions, ExecutionResult, Live, Resume, TaskExecutor, run_execution, run_live,
 };
 use coordinator::engine::cursor::LimitsUpdate;
 use coordinator::engine::history::{Event, EventType};
@@ -173,6 +173,20 @@ impl EmbeddedStore {
             .map_err(|e| ApiError::internal(format!("cannot load the rider-photo tasks: {e:#}")))
     }
 
+    /// How this store runs an execution: history kept by its hooks (not in memory), the
+    /// CLI's task slots, Distributed Maps over `<data-dir>/buckets`.
+    fn options(&self) -> EmbeddedOptions {
+        let mut opts = EmbeddedOptions {
+            keep_history: false,
+            task_slots: coordinator::embedded::default_task_slots(),
+            ..Default::default()
+        };
+        opts.buckets = Some(Arc::new(crate::buckets::StoreBuckets(Arc::new(
+            worker::store::LocalStore::new(self.inner.data_dir.join("buckets")),
+        ))));
+        opts
+    }
+
     /// Runs `info` (whose files are in place) in a task of its own; `resume` for a redrive.
     fn spawn(
         &self,
@@ -219,14 +233,7 @@ impl EmbeddedStore {
                 map_runs,
             });
         }
-        let mut opts = EmbeddedOptions {
-            keep_history: false,
-            task_slots: coordinator::embedded::default_task_slots(),
-            ..Default::default()
-        };
-        opts.buckets = Some(Arc::new(crate::buckets::StoreBuckets(Arc::new(
-            worker::store::LocalStore::new(self.inner.data_dir.join("buckets")),
-        ))));
+        let opts = self.options();
         let live = Live {
             hooks: hooks.clone(),
             control: rx,
@@ -621,6 +628,37 @@ impl ApiStore for EmbeddedStore {
                 })
             })
             .collect())
+    }
+
+    /// Runs in a task of its own, in memory only: nothing of it reaches the disk, so a
+    /// restart of `serve` forgets it (AWS keeps no express execution either).
+    async fn start_unlisted(
+        &self,
+        _definition: &str,
+        def: Arc<StateMachine>,
+        info: &ExecutionInfo,
+    ) -> Result<(), ApiError> {
+        let executor = self.executor(&def).await?;
+        let (opts, info) = (self.options(), info.clone());
+        tokio::spawn(async move {
+            let arn = info.execution_arn.clone();
+            let r = run_execution(def, info, executor, opts).await;
+            tracing::info!(execution = %arn, status = r.status.as_str(), "express execution ended");
+        });
+        Ok(())
+    }
+
+    /// Runs in this task, in memory only; past `limit` the run is dropped, which stops it.
+    async fn run_unlisted(
+        &self,
+        _definition: &str,
+        def: Arc<StateMachine>,
+        info: &ExecutionInfo,
+        limit: Duration,
+    ) -> Result<Option<ExecutionResult>, ApiError> {
+        let executor = self.executor(&def).await?;
+        let run = run_execution(def, info.clone(), executor, self.options());
+        Ok(tokio::time::timeout(limit, run).await.ok())
     }
 
     async fn describe(&self, arn: &str) -> Result<ExecutionResult, ApiError> {

@@ -1,7 +1,7 @@
 //! EXPRESS state machines: StartExecution on one, and StartSyncExecution.
 //!
-//! An express execution runs on the fleet like any other (the same coordinators and
-//! workers), under AWS's express ARN `…:express:MACHINE:NAME:UUID`, so a name can be used again
+//! An express execution runs like any other (on the fleet: the same coordinators and
+//! workers; in embedded mode: in `serve`'s process, in memory only), under AWS's express ARN `…:express:MACHINE:NAME:UUID`, so a name can be used again
 //! at once. As on AWS it is not an execution the API shows: DescribeExecution,
 //! GetExecutionHistory and StopExecution answer InvalidArn ("Resource type not valid in this
 //! context: express", see `store::check_execution_arn`), ListExecutions on an EXPRESS machine
@@ -10,6 +10,7 @@
 //! shorter): past it the execution ends TIMED_OUT with `States.Timeout`. AWS runs express
 //! executions at least once; here it runs once, as every fleet execution does.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -22,7 +23,7 @@ use coordinator::engine::ExecutionInfo;
 use coordinator::engine::context::{LOCAL_ACCOUNT, LOCAL_REGION};
 
 use super::{machine_for, new_execution};
-use crate::api::backend::{Store, fleet_only};
+use crate::api::backend::Store;
 use crate::api::store::MachineRecord;
 use crate::api::wire::{ApiError, Input, epoch};
 
@@ -108,12 +109,12 @@ pub fn check_express_definition(definition: &str) -> Result<(), ApiError> {
     ))
 }
 
-/// Submits an express execution of `machine` to the fleet, with the five-minute limit.
-async fn submit_express(
-    store: &Store,
+/// An express execution of `machine`: its definition with the five-minute limit, and its
+/// info under an express ARN.
+fn express_execution(
     machine: &MachineRecord,
     input: &Input,
-) -> Result<ExecutionInfo, ApiError> {
+) -> Result<(Arc<StateMachine>, ExecutionInfo), ApiError> {
     let (name, value) = new_execution(input)?;
     let mut def: StateMachine = parse_definition(&machine.definition).map_err(|e| {
         ApiError::internal(format!(
@@ -128,11 +129,7 @@ async fn submit_express(
     let mut info = ExecutionInfo::new(&machine.name, &name, value, Utc::now());
     info.role_arn = machine.role_arn.clone();
     info.execution_arn = express_arn(&machine.name, &name);
-    fleet_only(store, "An EXPRESS state machine")?
-        .submit(&machine.definition, &def, &info)
-        .await?;
-    tracing::info!(execution = %info.execution_arn, "express execution started");
-    Ok(info)
+    Ok((Arc::new(def), info))
 }
 
 /// StartExecution on an EXPRESS machine: started, not waited for, not listed.
@@ -141,7 +138,11 @@ pub(super) async fn start_express(
     machine: &MachineRecord,
     input: &Input,
 ) -> Result<Value, ApiError> {
-    let info = submit_express(store, machine, input).await?;
+    let (def, info) = express_execution(machine, input)?;
+    store
+        .start_unlisted(&machine.definition, def, &info)
+        .await?;
+    tracing::info!(execution = %info.execution_arn, "express execution started");
     Ok(json!({ "executionArn": info.execution_arn, "startDate": epoch(&info.start_time) }))
 }
 
@@ -161,14 +162,12 @@ pub(super) async fn start_sync_execution(store: &Store, input: Input) -> Result<
         }
     };
     let trace_header = input.str("traceHeader")?;
-    let info = submit_express(store, &machine, &input).await?;
+    let (def, info) = express_execution(&machine, &input)?;
     let exec_arn = info.execution_arn.clone();
-    let ended = wait_for_end(
-        store,
-        &exec_arn,
-        Duration::from_secs(EXPRESS_LIMIT_SECONDS) + SYNC_GRACE,
-    )
-    .await?;
+    let limit = Duration::from_secs(EXPRESS_LIMIT_SECONDS) + SYNC_GRACE;
+    let ended = store
+        .run_unlisted(&machine.definition, def, &info, limit)
+        .await?;
     let mut o = Map::new();
     o.insert("executionArn".into(), json!(exec_arn));
     o.insert("stateMachineArn".into(), json!(machine.arn));
@@ -177,13 +176,11 @@ pub(super) async fn start_sync_execution(store: &Store, input: Input) -> Result<
     let (status, stop_date, output, error) = match ended {
         Some(r) => (r.status, r.stop_date, r.output, r.error),
         None => {
-            // The fleet did not end it in time (no coordinator?): stop it, as the limit does.
+            // It did not end in time (on the fleet: no coordinator?), and was stopped, as
+            // the limit stops it.
             let cause = format!(
                 "The execution did not end within the express limit of {EXPRESS_LIMIT_SECONDS} seconds"
             );
-            fleet_only(store, "An EXPRESS state machine")?
-                .stop(&exec_arn, "States.Timeout", &cause)
-                .await?;
             let e = coordinator::asl::error::StatesError::new("States.Timeout", cause);
             (Status::TimedOut, Utc::now(), None, Some(e))
         }
@@ -227,28 +224,6 @@ pub(super) async fn start_sync_execution(store: &Store, input: Input) -> Result<
     );
     tracing::info!(execution = %exec_arn, status, "sync execution ended");
     Ok(Value::Object(o))
-}
-
-/// Polls the execution's status until it ends (then its record) or `limit` passes (None).
-/// The pause grows from 10 ms to 200 ms, so a short run answers quickly.
-pub(super) async fn wait_for_end(
-    store: &Store,
-    arn: &str,
-    limit: Duration,
-) -> Result<Option<coordinator::embedded::ExecutionResult>, ApiError> {
-    let started = std::time::Instant::now();
-    let mut pause = Duration::from_millis(10);
-    loop {
-        let fleet = fleet_only(store, "An EXPRESS state machine")?;
-        if fleet.status(arn).await? != Status::Running {
-            return Ok(Some(fleet.describe(arn, false).await?));
-        }
-        if started.elapsed() >= limit {
-            return Ok(None);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
-    }
 }
 
 #[cfg(test)]

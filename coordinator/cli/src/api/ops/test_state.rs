@@ -10,9 +10,10 @@
 //! lists are evaluated with the engine's `dataflow` functions, the Task's effective input
 //! and result being the ones the run used.
 //!
-//! A Task without a `mock` runs on the fleet: a one-Task execution of the same resource with
-//! the state's effective input (and the state's TimeoutSeconds), so the task meets the same
-//! workers, stores and face collections an execution's would; it is not listed anywhere. The
+//! A Task without a `mock` runs where the store runs executions (on the fleet; in embedded
+//! mode, in `serve`'s process): a one-Task execution of the same resource with the state's
+//! effective input (and the state's TimeoutSeconds), so the task meets the same workers,
+//! stores and face collections an execution's would; it is not listed anywhere. The
 //! state's `Retry` is not run: as on AWS, an error a retrier would retry answers `RETRIABLE`
 //! (with the retrier's index and backoff; `stateConfiguration.retrierRetryCount` says how many
 //! retries were used), else a Catch answers `CAUGHT_ERROR` with the catcher's target as
@@ -46,7 +47,7 @@ use coordinator::engine::{EventType, ExecutionInfo};
 use coordinator::entropy::Entropy;
 use coordinator::scripted::{self, Limits, Outcome};
 
-use super::sync::{EXPRESS_LIMIT_SECONDS, wait_for_end};
+use super::sync::EXPRESS_LIMIT_SECONDS;
 use super::{invalid_definition, json_input};
 use crate::api::backend::Store;
 use crate::api::wire::{ApiError, Input};
@@ -169,7 +170,7 @@ pub(super) async fn test_state(store: &Store, input: Input) -> Result<Value, Api
     };
     let role = input.str("roleArn")?.map(str::to_string);
     let handle = tokio::runtime::Handle::current();
-    let fleet_store = store.clone();
+    let task_store = store.clone();
     let run = tokio::task::spawn_blocking(move || {
         let mut steps: Vec<(Value, Outcome)> = Vec::new();
         let limits = Limits {
@@ -191,7 +192,7 @@ pub(super) async fn test_state(store: &Store, input: Input) -> Result<Value, Api
                 } else if let Some(Mock(m)) = &mock {
                     m.clone()
                 } else {
-                    handle.block_on(run_task_on_fleet(&fleet_store, role.as_deref(), step))
+                    handle.block_on(run_task(&task_store, role.as_deref(), step))
                 };
                 steps.push((step.input.clone(), out.clone()));
                 out
@@ -541,9 +542,10 @@ fn inspection(
     d
 }
 
-/// Runs one Task step on the fleet: a one-Task execution of its resource with its effective
-/// input, ended by the state's TimeoutSeconds or TestState's five minutes.
-async fn run_task_on_fleet(store: &Store, role: Option<&str>, step: &StepRequest) -> Outcome {
+/// Runs one Task step where the store runs executions (the fleet, or `serve`'s process in
+/// embedded mode): a one-Task execution of its resource with its effective input, ended by
+/// the state's TimeoutSeconds or TestState's five minutes.
+async fn run_task(store: &Store, role: Option<&str>, step: &StepRequest) -> Outcome {
     let mut task = json!({ "Type": "Task", "Resource": step.resource, "End": true });
     if let Some(t) = step.timeout {
         task["TimeoutSeconds"] = json!(t.as_secs().max(1));
@@ -557,36 +559,23 @@ async fn run_task_on_fleet(store: &Store, role: Option<&str>, step: &StepRequest
     if let Some(r) = role {
         info.role_arn = r.to_string();
     }
-    let arn = info.execution_arn.clone();
-    let fleet_failed = |e: &dyn std::fmt::Display| {
-        StatesError::runtime(format!("The fleet could not run the task: {e}"))
-    };
-    let Some(fleet) = store.fleet().map(|f| &f.fleet) else {
-        return Err(StatesError::runtime(
-            "TestState runs a Task on the fleet only (mapfleet serve --redis): give a mock in \
-             embedded mode",
-        ));
-    };
-    fleet
-        .submit(&text, &def, &info)
-        .await
-        .map_err(|e| fleet_failed(&e))?;
     let limit = Duration::from_secs(EXPRESS_LIMIT_SECONDS + 30);
-    match wait_for_end(store, &arn, limit).await {
+    match store
+        .run_unlisted(&text, std::sync::Arc::new(def), &info, limit)
+        .await
+    {
         Ok(Some(r)) if r.status == Status::Succeeded => Ok(r.output.unwrap_or(Value::Null)),
         Ok(Some(r)) => Err(r
             .error
             .unwrap_or_else(|| StatesError::new("States.TaskFailed", "the task did not succeed"))),
-        Ok(None) => {
-            let _ = fleet
-                .stop(&arn, "States.Timeout", "TestState's limit")
-                .await;
-            Err(StatesError::new(
-                "States.Timeout",
-                format!("The task did not end within {EXPRESS_LIMIT_SECONDS} seconds"),
-            ))
-        }
-        Err(e) => Err(fleet_failed(&e)),
+        Ok(None) => Err(StatesError::new(
+            "States.Timeout",
+            format!("The task did not end within {EXPRESS_LIMIT_SECONDS} seconds"),
+        )),
+        Err(e) => Err(StatesError::runtime(format!(
+            "The task could not be run: {}",
+            e.message
+        ))),
     }
 }
 

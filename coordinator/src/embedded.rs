@@ -436,6 +436,8 @@ async fn drive(
     let timeout = def.timeout_seconds;
     let mut engine = Engine::new(def, info);
     engine.options = opts.engine.clone();
+    // Without `--history` and without a host that sees the events, none is built.
+    engine.options.history &= opts.keep_history || hooks.is_some();
     // A redrive's clock starts now, not at the execution's first start.
     let wall_base = if resume.is_some() {
         Utc::now()

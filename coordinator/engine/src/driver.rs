@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::asl::error::StatesError;
 use crate::engine::Engine;
 use crate::engine::cursor::{Action, Cursor, CursorEvent, CursorId, Phase};
-use crate::engine::history::{Event, EventType};
+use crate::engine::history::Event;
 use crate::engine::run::{Ending, Tx};
 use crate::entropy::Entropy;
 
@@ -247,7 +247,8 @@ impl Processor {
     /// Creates the root cursor (writing `ExecutionStarted`) and queues its `Enter`.
     pub fn start(&mut self, backend: &mut dyn Backend, now: DateTime<Utc>) {
         let mut next = self.next_event_id;
-        let mut tx = Tx::new(now, self.entropy.next_f64(), &mut next);
+        let mut tx =
+            Tx::new(now, self.entropy.next_f64(), &mut next).with_options(&self.engine.options);
         let root = self.engine.start(&mut tx);
         let actions = tx.actions;
         self.next_event_id = next;
@@ -270,7 +271,8 @@ impl Processor {
         now: DateTime<Utc>,
     ) {
         let mut next = self.next_event_id;
-        let mut tx = Tx::new(now, self.entropy.next_f64(), &mut next);
+        let mut tx =
+            Tx::new(now, self.entropy.next_f64(), &mut next).with_options(&self.engine.options);
         self.engine.redrive(&mut root, count, &mut tx);
         let actions = tx.actions;
         self.next_event_id = next;
@@ -382,8 +384,10 @@ impl Processor {
                 continue; // finished or aborted: late events are dropped
             };
             let mut next = self.next_event_id;
-            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next)
+                .with_options(&self.engine.options);
             self.engine.apply(&mut cursor, event, &mut tx);
+            self.transitions += tx.transitions;
             let actions = tx.actions;
             self.next_event_id = next;
             self.put(cursor);
@@ -403,12 +407,7 @@ impl Processor {
     ) -> Result<(), BackendError> {
         for action in actions {
             match action {
-                Action::History(e) => {
-                    if matches!(e.event_type, EventType::StateEntered(_)) {
-                        self.transitions += 1;
-                    }
-                    backend.record(e);
-                }
+                Action::History(e) => backend.record(e),
                 Action::PublishStep {
                     cursor,
                     seq,
@@ -503,7 +502,8 @@ impl Processor {
             None => Vec::new(),
         };
         let mut next = self.next_event_id;
-        let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+        let mut tx =
+            Tx::new(now(), self.entropy.next_f64(), &mut next).with_options(&self.engine.options);
         let mut spawned = Vec::with_capacity(to - from);
         let mut done = Vec::new();
         for (offset, index) in (from..to).enumerate() {
@@ -556,7 +556,8 @@ impl Processor {
                 continue;
             };
             let mut next = self.next_event_id;
-            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next)
+                .with_options(&self.engine.options);
             self.engine.apply(&mut child, CursorEvent::Abort, &mut tx);
             let actions = tx.actions;
             self.next_event_id = next;
@@ -669,7 +670,8 @@ impl Processor {
         Box::pin(self.abort_children(backend, "", now)).await?;
         if let Some(mut root) = self.cursor(backend, "").await? {
             let mut next = self.next_event_id;
-            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next)
+                .with_options(&self.engine.options);
             let at_end = root.clone();
             self.engine
                 .stop_execution(&mut root, error.clone(), ending, &mut tx);

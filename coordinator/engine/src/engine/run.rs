@@ -30,6 +30,11 @@ pub struct Tx<'a> {
     pub entropy: Entropy,
     next_event_id: &'a mut u64,
     pub actions: Vec<Action>,
+    /// Whether history events are written ([`EngineOptions::history`]): off, events still
+    /// take their ids (runtime errors quote them) but their details are never built.
+    pub history: bool,
+    /// State transitions made (each `...StateEntered`), counted with history off too.
+    pub transitions: u64,
 }
 
 impl<'a> Tx<'a> {
@@ -40,11 +45,35 @@ impl<'a> Tx<'a> {
             entropy: Entropy::new(random.to_bits()),
             next_event_id,
             actions: Vec::new(),
+            history: true,
+            transitions: 0,
+        }
+    }
+
+    /// [`Tx::new`] for an engine with these options.
+    pub fn with_options(self, options: &EngineOptions) -> Self {
+        Tx {
+            history: options.history,
+            ..self
         }
     }
 
     /// Appends a history event for `cursor` and returns its id.
     fn record(&mut self, cursor: &mut Cursor, event_type: EventType, details: Value) -> u64 {
+        self.record_with(cursor, event_type, || details)
+    }
+
+    /// [`Tx::record`] with details built only when history is written: most of a Map
+    /// item's events carry a copy of a state's input or output.
+    fn record_with(
+        &mut self,
+        cursor: &mut Cursor,
+        event_type: EventType,
+        details: impl FnOnce() -> Value,
+    ) -> u64 {
+        if matches!(event_type, EventType::StateEntered(_)) {
+            self.transitions += 1;
+        }
         // Counted for quiet cursors too: a Distributed Map's child is a child execution with
         // a history (and AWS's cap) of its own, even though its events are not kept here.
         cursor.events += 1;
@@ -55,14 +84,16 @@ impl<'a> Tx<'a> {
         *self.next_event_id += 1;
         let previous_event_id = cursor.last_event;
         cursor.last_event = id;
-        self.actions.push(Action::History(Event {
-            id,
-            previous_event_id,
-            event_type,
-            timestamp: self.now,
-            details,
-            cursor: cursor.id.clone(),
-        }));
+        if self.history {
+            self.actions.push(Action::History(Event {
+                id,
+                previous_event_id,
+                event_type,
+                timestamp: self.now,
+                details: details(),
+                cursor: cursor.id.clone(),
+            }));
+        }
         id
     }
 }
@@ -78,6 +109,11 @@ pub struct EngineOptions {
     /// The most history events one cursor may write (0: no cap): past it the execution
     /// fails with `States.Runtime` (see [`MAX_HISTORY_EVENTS`] for how this counts).
     pub max_history_events: u64,
+    /// Whether the engine writes history events (`Action::History`). The fleet keeps every
+    /// execution's history; embedded mode without `--history` (and without a host that
+    /// keeps it) turns this off, and the engine then never builds the events' details.
+    /// Event ids are counted all the same.
+    pub history: bool,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +122,7 @@ impl Default for EngineOptions {
             max_children_in_flight: 1000,
             payload_limit: super::PAYLOAD_LIMIT_BYTES,
             max_history_events: MAX_HISTORY_EVENTS,
+            history: true,
         }
     }
 }
@@ -181,14 +218,12 @@ impl Engine {
             events: 0,
             redrive: None,
         };
-        tx.record(
-            &mut root,
-            EventType::ExecutionStarted,
+        tx.record_with(&mut root, EventType::ExecutionStarted, || {
             object([
                 ("input", self.info.input.clone()),
                 ("roleArn", Value::String(self.info.role_arn.clone())),
-            ]),
-        );
+            ])
+        });
         // AWS points the first state's entry at 0, not at ExecutionStarted.
         root.last_event = 0;
         root
@@ -383,10 +418,15 @@ impl Engine {
             let state = self.state(cursor);
             cursor.entered_at = tx.now;
             cursor.retries = vec![0; state.common.retry.len()];
-            let details = object([
-                ("name", Value::String(state.name.clone())),
-                ("input", cursor.input.clone()),
-            ]);
+            // Not a closure for record_with: it would borrow the cursor that record moves on.
+            let details = if tx.history {
+                object([
+                    ("name", Value::String(state.name.clone())),
+                    ("input", cursor.input.clone()),
+                ])
+            } else {
+                Value::Null
+            };
             cursor.entered_event = tx.record(
                 cursor,
                 EventType::StateEntered(StateType::of(state)),
@@ -755,11 +795,9 @@ impl Engine {
         tx: &mut Tx<'_>,
     ) -> bool {
         let state = self.state(cursor);
-        tx.record(
-            cursor,
-            EventType::StateExited(StateType::of(state)),
-            exit_details(name, &output, assigned.as_ref()),
-        );
+        tx.record_with(cursor, EventType::StateExited(StateType::of(state)), || {
+            exit_details(name, &output, assigned.as_ref())
+        });
         if let Some(vars) = assigned {
             cursor.vars.extend(vars);
         }
@@ -913,18 +951,20 @@ impl Engine {
         match &cursor.parent {
             None => match &result {
                 Ok(output) => {
-                    tx.record(
-                        cursor,
-                        EventType::ExecutionSucceeded,
-                        object([("output", output.clone())]),
-                    );
+                    tx.record_with(cursor, EventType::ExecutionSucceeded, || {
+                        object([("output", output.clone())])
+                    });
                 }
                 Err(e) => {
                     tx.record(cursor, EventType::ExecutionFailed, error_details(e));
                 }
             },
             Some(link) if link.kind == ChildKind::Map => {
-                let details = json!({ "index": link.index, "name": link.state_name });
+                let details = if tx.history {
+                    iteration_details(link.index, &link.state_name)
+                } else {
+                    Value::Null
+                };
                 let t = if result.is_ok() {
                     EventType::MapIterationSucceeded
                 } else {
@@ -1011,6 +1051,14 @@ fn exit_details(name: &str, output: &Value, assigned: Option<&Map<String, Value>
         details["assignedVariables"] = Value::Object(vars.clone());
     }
     details
+}
+
+/// A `MapIteration...` event's details.
+pub(super) fn iteration_details(index: usize, name: &str) -> Value {
+    object([
+        ("index", Value::from(index)),
+        ("name", Value::String(name.to_string())),
+    ])
 }
 
 /// `{error, cause}` details, leaving out empty ones as AWS does for a bare Fail state.

@@ -817,3 +817,67 @@ fn activity_outcomes_have_activity_events() {
         ["ActivityScheduled", "ActivityScheduleFailed"]
     );
 }
+
+/// A Map over `items` whose processor is two Pass states, as the embedded benchmark runs it
+/// (`examples/map_pass.rs`), with `extra` fields on its ItemSelector.
+fn map_of_passes(selector: Value, second: Value) -> Value {
+    json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items",
+        "ItemSelector": selector,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "A", "States": {
+            "A": {"Type": "Pass", "Parameters": {"k.$": "$.v.k", "i.$": "$.i"}, "Next": "B"},
+            "B": second}},
+        "ResultPath": "$.results", "End": true}}})
+}
+
+fn scripted(definition: Value, items: usize, history: bool) -> crate::scripted::ScriptedResult {
+    let def = parse_definition_value(&definition).expect("a valid test definition");
+    let input = json!({ "items": (0..items).map(|i| json!({ "k": format!("item-{i}") })).collect::<Vec<_>>() });
+    crate::scripted::run(
+        Arc::new(def),
+        input,
+        super::run::EngineOptions::default(),
+        &crate::scripted::Limits::default(),
+        history,
+        &mut |_| Ok(Value::Null),
+    )
+}
+
+#[test]
+fn history_off_builds_no_events_and_changes_nothing_else() {
+    let selector = json!({"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"});
+    let ok = map_of_passes(
+        selector.clone(),
+        json!({"Type": "Pass", "ResultPath": "$.done", "Result": true, "End": true}),
+    );
+    // ResultPath through a string: a runtime error that quotes the state's entry event id.
+    let failing = map_of_passes(
+        selector,
+        json!({"Type": "Pass", "ResultPath": "$.k.deeper", "Result": true, "End": true}),
+    );
+    for def in [ok, failing] {
+        let on = scripted(def.clone(), 20, true);
+        let off = scripted(def, 20, false);
+        assert!(off.events.is_empty());
+        assert_eq!(on.events.len() as u64, on.event_count);
+        assert_eq!(
+            (on.status, &on.output, &on.error, on.event_count, on.fed),
+            (
+                off.status,
+                &off.output,
+                &off.error,
+                off.event_count,
+                off.fed
+            )
+        );
+    }
+    let failed = scripted(
+        map_of_passes(
+            json!({"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"}),
+            json!({"Type": "Pass", "ResultPath": "$.k.deeper", "Result": true, "End": true}),
+        ),
+        3,
+        false,
+    );
+    let cause = failed.error.expect("the Map fails").cause;
+    assert!(cause.contains("(entered at the event id #"), "{cause}");
+}

@@ -509,11 +509,9 @@ impl Engine {
         };
         if ch.kind == ChildKind::Map {
             child.last_event = ch.started_event.max(parent.last_event);
-            tx.record(
-                &mut child,
-                EventType::MapIterationStarted,
-                json!({ "index": index, "name": state.name }),
-            );
+            tx.record_with(&mut child, EventType::MapIterationStarted, || {
+                super::iteration_details(index, &state.name)
+            });
         }
         match input {
             Ok(v) => child.input = v,

@@ -506,12 +506,13 @@ impl Processor {
             Tx::new(now(), self.entropy.next_f64(), &mut next).with_options(&self.engine.options);
         let mut spawned = Vec::with_capacity(to - from);
         let mut done = Vec::new();
+        let mut items = items.into_iter();
         for (offset, index) in (from..to).enumerate() {
+            let item = items.next();
             if let Some(output) = kept.get_mut(offset).and_then(Option::take) {
                 done.push((index, output));
                 continue;
             }
-            let item = items.get(offset).cloned();
             spawned.push(self.engine.spawn_child(&parent, index, item, &mut tx));
         }
         // A kept child finishes at once with its earlier output.

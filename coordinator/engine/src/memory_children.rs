@@ -25,17 +25,27 @@ impl MemoryChildren {
         self.items.insert(map.to_string(), items);
     }
 
-    /// Items `from..to` of a Map (clamped to what it has).
-    pub fn items(&self, map: &str, from: usize, to: usize) -> Vec<Value> {
+    /// Items `from..to` of a Map (clamped to what it has), moved out: the driver asks for
+    /// each child's item once, when it starts the child.
+    pub fn items(&mut self, map: &str, from: usize, to: usize) -> Vec<Value> {
         self.items
-            .get(map)
-            .map(|items| items[from.min(items.len())..to.min(items.len())].to_vec())
+            .get_mut(map)
+            .map(|items| {
+                let to = to.min(items.len());
+                items[from.min(to)..to]
+                    .iter_mut()
+                    .map(Value::take)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Child `index`'s result.
     pub fn store_result(&mut self, parent: &str, index: usize, output: Option<Value>) {
-        let results = self.results.entry(parent.to_string()).or_default();
+        let results = match self.results.get_mut(parent) {
+            Some(results) => results,
+            None => self.results.entry(parent.to_string()).or_default(),
+        };
         if results.len() <= index {
             results.resize(index + 1, None);
         }

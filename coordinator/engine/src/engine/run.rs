@@ -301,7 +301,7 @@ impl Engine {
                     cursor.last_event = last_event;
                 }
                 ch.last_iteration_event = ch.last_iteration_event.max(finished_event);
-                self.child_finished(cursor, *ch, index, result, tx)
+                self.child_finished(cursor, ch, index, result, tx)
             }
             (Phase::Collecting(ch), CursorEvent::Results { results }) => {
                 self.children_collected(cursor, *ch, results, tx)
@@ -313,7 +313,7 @@ impl Engine {
                 self.map_run_closed(cursor, *ch, result, tx)
             }
             (Phase::Children(ch), CursorEvent::UpdateLimits(update)) => {
-                self.limits_updated(cursor, *ch, update, tx);
+                self.limits_updated(cursor, ch, update, tx);
                 false
             }
             (Phase::Aborting(ch), CursorEvent::ChildrenAborted) => {
@@ -451,6 +451,10 @@ impl Engine {
             StateKind::Pass { .. } if state.common.jsonata.is_some() => {
                 StateEnd::Result(cursor.input.clone())
             }
+            // A Result with the input as the effective input: nothing to evaluate.
+            StateKind::Pass {
+                result: Some(result),
+            } if dataflow::input_is_effective(&state.common) => StateEnd::Result(result.clone()),
             StateKind::Pass { result } => {
                 match dataflow::effective_input(
                     &state.common,
@@ -732,21 +736,21 @@ impl Engine {
                 let scope = self.jscope(cursor, &ctx, tx, Some(&result), None);
                 let p =
                     self.produce(j.assign.as_ref(), j.output.as_ref(), &scope, result.clone())?;
-                dataflow::check_size(
-                    &p.output,
-                    &format!("state/task '{}' returned a result with a size", state.name),
-                    self.options.payload_limit,
-                )?;
+                dataflow::check_result_size(&p.output, &state.name, self.options.payload_limit)?;
                 Ok::<_, StatesError>(p)
             })();
             return match processed {
-                Ok(p) => {
-                    let name = state.name.clone();
-                    self.exit_and_transition(cursor, &name, p.output, p.assigned, tx)
-                }
+                Ok(p) => self.exit_and_transition(cursor, &state.name, p.output, p.assigned, tx),
                 Err(e) => self.handle_error(cursor, e, None, tx),
             };
         }
+        // The state's input is moved into its output rather than copied when nothing can
+        // look at it again: not a Retry or Catch, and not a redrive (which resumes the root
+        // cursor with the input of the state it failed in).
+        let taken_input = (cursor.parent.is_some()
+            && state.common.retry.is_empty()
+            && state.common.catch.is_empty())
+        .then(|| std::mem::take(&mut cursor.input));
         let processed = (|| {
             let selected =
                 dataflow::select_result(&state.common, result, &ctx, &cursor.vars, &tx.entropy)?;
@@ -760,8 +764,12 @@ impl Engine {
             if let Some(vars) = &vars {
                 self.check_assigned(vars)?;
             }
-            let combined =
-                dataflow::result_path(&state.common.result_path, &cursor.input, selected)?;
+            let combined = match taken_input {
+                Some(input) => {
+                    dataflow::result_path_into(&state.common.result_path, input, selected)?
+                }
+                None => dataflow::result_path(&state.common.result_path, &cursor.input, selected)?,
+            };
             let output = dataflow::output_path(
                 &state.common.output_path,
                 combined,
@@ -769,18 +777,11 @@ impl Engine {
                 &cursor.vars,
                 &tx.entropy,
             )?;
-            dataflow::check_size(
-                &output,
-                &format!("state/task '{}' returned a result with a size", state.name),
-                self.options.payload_limit,
-            )?;
+            dataflow::check_result_size(&output, &state.name, self.options.payload_limit)?;
             Ok::<_, StatesError>((vars, output))
         })();
         match processed {
-            Ok((vars, output)) => {
-                let name = state.name.clone();
-                self.exit_and_transition(cursor, &name, output, vars, tx)
-            }
+            Ok((vars, output)) => self.exit_and_transition(cursor, &state.name, output, vars, tx),
             Err(e) => self.handle_error(cursor, e, None, tx),
         }
     }

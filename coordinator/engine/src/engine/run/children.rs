@@ -559,7 +559,7 @@ impl Engine {
     pub(super) fn child_finished(
         &self,
         cursor: &mut Cursor,
-        mut ch: Children,
+        mut ch: Box<Children>,
         index: usize,
         result: Result<(), StatesError>,
         tx: &mut Tx<'_>,
@@ -587,9 +587,9 @@ impl Engine {
                 cursor: cursor.id.clone(),
                 count: ch.total,
             });
-            cursor.phase = Phase::Collecting(Box::new(ch));
+            cursor.phase = Phase::Collecting(ch);
         } else {
-            cursor.phase = Phase::Children(Box::new(ch));
+            cursor.phase = Phase::Children(ch);
         }
         false
     }
@@ -599,7 +599,7 @@ impl Engine {
     pub(super) fn limits_updated(
         &self,
         cursor: &mut Cursor,
-        mut ch: Children,
+        mut ch: Box<Children>,
         update: LimitsUpdate,
         tx: &mut Tx<'_>,
     ) {
@@ -621,7 +621,7 @@ impl Engine {
             return;
         };
         self.start_more(cursor, &mut ch, tx);
-        cursor.phase = Phase::Children(Box::new(ch));
+        cursor.phase = Phase::Children(ch);
     }
 
     /// When the state failed: asks the driver to stop the other children first (the state
@@ -630,16 +630,16 @@ impl Engine {
     fn abort_if_failed(
         &self,
         cursor: &mut Cursor,
-        ch: Children,
+        ch: Box<Children>,
         tx: &mut Tx<'_>,
-    ) -> Option<Children> {
+    ) -> Option<Box<Children>> {
         if ch.failure.is_none() {
             return Some(ch);
         }
         tx.actions.push(Action::AbortChildren {
             cursor: cursor.id.clone(),
         });
-        cursor.phase = Phase::Aborting(Box::new(ch));
+        cursor.phase = Phase::Aborting(ch);
         None
     }
 

@@ -5,7 +5,7 @@
 //! worker, where timers and history go. Embedded mode keeps all of it in memory
 //! ([`crate::embedded`]); the fleet keeps it in Redis and RabbitMQ ([`crate::fleet`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +17,7 @@ use crate::engine::cursor::{Action, Cursor, CursorEvent, CursorId, Phase};
 use crate::engine::history::Event;
 use crate::engine::run::{Ending, Tx};
 use crate::entropy::Entropy;
+use crate::ids::{IdMap, IdSet};
 
 /// How an execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -195,14 +196,14 @@ pub trait Backend: Send {
 /// Feeds events to cursors until none is left, carrying out the actions they return.
 pub struct Processor {
     pub engine: Engine,
-    cursors: HashMap<CursorId, Cursor>,
+    cursors: IdMap<Cursor>,
     /// Whether to track changed and removed cursors for [`Processor::take_changes`] (a
     /// backend that persists cursors needs it; the in-memory one does not).
     track_changes: bool,
     /// Cursors changed since the last [`Processor::take_changes`].
-    dirty: HashSet<CursorId>,
+    dirty: IdSet,
     /// Cursors finished or aborted since the last [`Processor::take_changes`].
-    removed: HashSet<CursorId>,
+    removed: IdSet,
     queue: VecDeque<(CursorId, CursorEvent)>,
     pub next_event_id: u64,
     /// State transitions made (each `...StateEntered`).
@@ -232,9 +233,9 @@ impl Processor {
             entropy: Entropy::new(seed),
             engine,
             track_changes,
-            cursors: HashMap::new(),
-            dirty: HashSet::new(),
-            removed: HashSet::new(),
+            cursors: IdMap::default(),
+            dirty: IdSet::default(),
+            removed: IdSet::default(),
             queue: VecDeque::new(),
             next_event_id,
             transitions: 0,
@@ -541,6 +542,9 @@ impl Processor {
             if ready {
                 self.queue.push_back((id, CursorEvent::Enter));
             }
+        }
+        if actions.is_empty() {
+            return Ok(());
         }
         Box::pin(self.carry_out(backend, actions, now)).await
     }

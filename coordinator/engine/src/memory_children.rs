@@ -3,18 +3,17 @@
 //! [`crate::scripted`]'s) keep their children here and answer the [`crate::driver::Backend`]
 //! child methods from it.
 
-use std::collections::{HashMap, HashSet};
-
 use serde_json::Value;
 
 use crate::engine::cursor::CursorId;
+use crate::ids::{IdMap, IdSet};
 
 /// Items, results and live children by parent cursor.
 #[derive(Debug, Default)]
 pub struct MemoryChildren {
-    items: HashMap<CursorId, Vec<Value>>,
-    results: HashMap<CursorId, Vec<Option<Value>>>,
-    live: HashMap<CursorId, HashSet<CursorId>>,
+    items: IdMap<Vec<Value>>,
+    results: IdMap<Vec<Option<Value>>>,
+    live: IdMap<IdSet>,
 }
 
 impl MemoryChildren {

@@ -196,7 +196,8 @@ pub trait Backend: Send {
 /// Feeds events to cursors until none is left, carrying out the actions they return.
 pub struct Processor {
     pub engine: Engine,
-    cursors: IdMap<Cursor>,
+    /// Boxed: a cursor moves in and out of the map for every event it takes.
+    cursors: IdMap<Box<Cursor>>,
     /// Whether to track changed and removed cursors for [`Processor::take_changes`] (a
     /// backend that persists cursors needs it; the in-memory one does not).
     track_changes: bool,
@@ -253,7 +254,7 @@ impl Processor {
         let root = self.engine.start(&mut tx);
         let actions = tx.actions;
         self.next_event_id = next;
-        self.put(root);
+        self.put(Box::new(root));
         for a in actions {
             if let Action::History(e) = a {
                 backend.record(e);
@@ -279,7 +280,7 @@ impl Processor {
         self.next_event_id = next;
         self.ended = None;
         self.ended_root = None;
-        self.put(root);
+        self.put(Box::new(root));
         for a in actions {
             if let Action::History(e) = a {
                 backend.record(e);
@@ -291,7 +292,7 @@ impl Processor {
     /// The root cursor as it stands between events (`None` once the execution ended, or
     /// while a backend that persists cursors has it out of the cache).
     pub fn root(&self) -> Option<&Cursor> {
-        self.cursors.get("")
+        self.cursors.get("").map(|c| &**c)
     }
 
     /// Whether events are waiting to be processed.
@@ -304,7 +305,7 @@ impl Processor {
         self.queue.push_back((cursor, event));
     }
 
-    fn put(&mut self, cursor: Cursor) {
+    fn put(&mut self, cursor: Box<Cursor>) {
         if self.track_changes {
             self.dirty.insert(cursor.id.clone());
             self.removed.remove(&cursor.id);
@@ -312,7 +313,7 @@ impl Processor {
         self.cursors.insert(cursor.id.clone(), cursor);
     }
 
-    fn remove(&mut self, id: &str) -> Option<Cursor> {
+    fn remove(&mut self, id: &str) -> Option<Box<Cursor>> {
         if self.track_changes {
             self.dirty.remove(id);
             self.removed.insert(id.to_string());
@@ -324,14 +325,14 @@ impl Processor {
         &mut self,
         backend: &mut dyn Backend,
         id: &str,
-    ) -> Result<Option<Cursor>, BackendError> {
+    ) -> Result<Option<Box<Cursor>>, BackendError> {
         if let Some(c) = self.cursors.remove(id) {
             return Ok(Some(c));
         }
         if self.removed.contains(id) {
             return Ok(None);
         }
-        backend.load_cursor(id).await
+        Ok(backend.load_cursor(id).await?.map(Box::new))
     }
 
     /// What changed since the last call (for a backend that persists cursors). The changed
@@ -342,7 +343,7 @@ impl Processor {
         let changed = self
             .dirty
             .drain()
-            .filter_map(|id| self.cursors.remove(&id))
+            .filter_map(|id| self.cursors.remove(&id).map(|c| *c))
             .collect();
         let removed = self.removed.drain().collect();
         Changes { changed, removed }
@@ -514,7 +515,9 @@ impl Processor {
                 done.push((index, output));
                 continue;
             }
-            spawned.push(self.engine.spawn_child(&parent, index, item, &mut tx));
+            spawned.push(Box::new(
+                self.engine.spawn_child(&parent, index, item, &mut tx),
+            ));
         }
         // A kept child finishes at once with its earlier output.
         for (index, output) in done {
@@ -608,6 +611,7 @@ impl Processor {
         let Some(cursor) = self.remove(&id) else {
             return Ok(());
         };
+        let cursor = *cursor;
         match cursor.parent {
             None => {
                 let status = if result.is_ok() {
@@ -683,7 +687,7 @@ impl Processor {
             let actions = tx.actions;
             self.next_event_id = next;
             self.remove("");
-            self.ended_root = Some(at_end);
+            self.ended_root = Some(*at_end);
             for action in actions {
                 if let Action::History(e) = action {
                     backend.record(e);

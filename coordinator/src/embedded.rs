@@ -601,19 +601,19 @@ async fn drive(
     if let Some(h) = &hooks {
         h.idle(None);
     }
+    let ended_root = p.ended_root.take();
+    let transitions = p.transitions;
     let result = ExecutionResult {
-        info: (*p.engine.info).clone(),
+        // The engine's own, not a copy (it holds the execution input).
+        info: Arc::unwrap_or_clone(p.engine.info),
         status,
         output,
         error,
         stop_date: now(),
         events: backend.events,
-        transitions: p.transitions,
+        transitions,
     };
-    LiveEnd {
-        result,
-        ended_root: p.ended_root.take(),
-    }
+    LiveEnd { result, ended_root }
 }
 
 async fn recv_opt(

@@ -72,10 +72,11 @@ impl MemoryChildren {
     }
 
     pub fn add_live(&mut self, parent: &str, children: &[CursorId]) {
-        self.live
-            .entry(parent.to_string())
-            .or_default()
-            .extend(children.iter().cloned());
+        let live = match self.live.get_mut(parent) {
+            Some(live) => live,
+            None => self.live.entry(parent.to_string()).or_default(),
+        };
+        live.extend(children.iter().cloned());
     }
 
     pub fn remove_live(&mut self, parent: &str, child: &str) {

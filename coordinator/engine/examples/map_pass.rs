@@ -4,6 +4,11 @@
 //! backend, history not kept). Cheap to build in release and to run under callgrind:
 //!
 //! `cargo run -p mapfleet-engine --release --example map_pass [-- ITEMS]` (default 10,000).
+//!
+//! `map_pass run DEF.json --input IN.json [--max-payload-bytes N]` is a whole-process
+//! stand-in for `mapfleet run` (read, parse, run, print the output), which
+//! `loadtest/local-sfn/compare.py --mapfleet` accepts: the engine's share of that benchmark
+//! without the runtime, the task executor and the CLI around it.
 
 // The allocator of the `mapfleet` binary, so that the figures are its figures.
 #[global_allocator]
@@ -19,10 +24,11 @@ use mapfleet_engine::scripted::{Limits, run};
 use serde_json::{Value, json};
 
 fn main() {
-    let items: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("run") {
+        return run_files(&args[1..]);
+    }
+    let items: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10_000);
     let def = json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 0,
         "ItemSelector": {"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"},
         "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "A", "States": {
@@ -57,4 +63,60 @@ fn main() {
         secs * 1e6 / items as f64,
         result.event_count
     );
+}
+
+/// `run DEF --input IN [--max-payload-bytes N]`: reads both files, runs the definition with
+/// history off and prints the output as `mapfleet run` does (pretty JSON).
+fn run_files(args: &[String]) {
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let (Some(def_path), Some(input_path)) = (args.first(), flag("--input")) else {
+        eprintln!("usage: map_pass run DEF.json --input IN.json [--max-payload-bytes N]");
+        std::process::exit(2);
+    };
+    let limit = flag("--max-payload-bytes").map_or(Ok(262_144), |n| n.parse());
+    let read = |path: &str| {
+        std::fs::read_to_string(path).unwrap_or_else(|e| {
+            eprintln!("{path}: {e}");
+            std::process::exit(2);
+        })
+    };
+    let def = match parse_definition(&read(def_path)) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            eprintln!("{def_path}: {e:?}");
+            std::process::exit(2);
+        }
+    };
+    let input: Value = match serde_json::from_str(&read(input_path)) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{input_path}: {e}");
+            std::process::exit(2);
+        }
+    };
+    let options = EngineOptions {
+        payload_limit: limit.unwrap_or(262_144),
+        ..EngineOptions::default()
+    };
+    let limits = Limits {
+        max_events: usize::MAX,
+        ..Limits::default()
+    };
+    let result = run(def, input, options, &limits, false, &mut |_| {
+        Ok(Value::Null)
+    });
+    match (result.status, result.output) {
+        (Status::Succeeded, Some(output)) => println!(
+            "{}",
+            serde_json::to_string_pretty(&output).unwrap_or_default()
+        ),
+        (status, _) => {
+            eprintln!("{status:?}: {:?}", result.error);
+            std::process::exit(1);
+        }
+    }
 }

@@ -33,7 +33,8 @@ pub struct Tx<'a> {
     /// Whether history events are written ([`EngineOptions::history`]): off, events still
     /// take their ids (runtime errors quote them) but their details are never built.
     pub history: bool,
-    /// State transitions made (each `...StateEntered`), counted with history off too.
+    /// State transitions made (each `...StateEntered` of this history), counted with history
+    /// off too.
     pub transitions: u64,
 }
 
@@ -71,14 +72,14 @@ impl<'a> Tx<'a> {
         event_type: EventType,
         details: impl FnOnce() -> Value,
     ) -> u64 {
-        if matches!(event_type, EventType::StateEntered(_)) {
-            self.transitions += 1;
-        }
         // Counted for quiet cursors too: a Distributed Map's child is a child execution with
         // a history (and AWS's cap) of its own, even though its events are not kept here.
         cursor.events += 1;
         if cursor.quiet {
             return cursor.last_event;
+        }
+        if matches!(event_type, EventType::StateEntered(_)) {
+            self.transitions += 1;
         }
         let id = *self.next_event_id;
         *self.next_event_id += 1;

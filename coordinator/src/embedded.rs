@@ -436,6 +436,8 @@ async fn drive(
     let timeout = def.timeout_seconds;
     let mut engine = Engine::new(def, info);
     engine.options = opts.engine.clone();
+    // Without `--history` and without a host that sees the events, none is built.
+    engine.options.history &= opts.keep_history || hooks.is_some();
     // A redrive's clock starts now, not at the execution's first start.
     let wall_base = if resume.is_some() {
         Utc::now()
@@ -599,19 +601,19 @@ async fn drive(
     if let Some(h) = &hooks {
         h.idle(None);
     }
+    let ended_root = p.ended_root.take();
+    let transitions = p.transitions;
     let result = ExecutionResult {
-        info: (*p.engine.info).clone(),
+        // The engine's own, not a copy (it holds the execution input).
+        info: Arc::unwrap_or_clone(p.engine.info),
         status,
         output,
         error,
         stop_date: now(),
         events: backend.events,
-        transitions: p.transitions,
+        transitions,
     };
-    LiveEnd {
-        result,
-        ended_root: p.ended_root.take(),
-    }
+    LiveEnd { result, ended_root }
 }
 
 async fn recv_opt(

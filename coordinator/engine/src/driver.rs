@@ -5,7 +5,7 @@
 //! worker, where timers and history go. Embedded mode keeps all of it in memory
 //! ([`crate::embedded`]); the fleet keeps it in Redis and RabbitMQ ([`crate::fleet`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,9 +14,10 @@ use serde_json::Value;
 use crate::asl::error::StatesError;
 use crate::engine::Engine;
 use crate::engine::cursor::{Action, Cursor, CursorEvent, CursorId, Phase};
-use crate::engine::history::{Event, EventType};
+use crate::engine::history::Event;
 use crate::engine::run::{Ending, Tx};
 use crate::entropy::Entropy;
+use crate::ids::{IdMap, IdSet};
 
 /// How an execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -195,14 +196,15 @@ pub trait Backend: Send {
 /// Feeds events to cursors until none is left, carrying out the actions they return.
 pub struct Processor {
     pub engine: Engine,
-    cursors: HashMap<CursorId, Cursor>,
+    /// Boxed: a cursor moves in and out of the map for every event it takes.
+    cursors: IdMap<Box<Cursor>>,
     /// Whether to track changed and removed cursors for [`Processor::take_changes`] (a
     /// backend that persists cursors needs it; the in-memory one does not).
     track_changes: bool,
     /// Cursors changed since the last [`Processor::take_changes`].
-    dirty: HashSet<CursorId>,
+    dirty: IdSet,
     /// Cursors finished or aborted since the last [`Processor::take_changes`].
-    removed: HashSet<CursorId>,
+    removed: IdSet,
     queue: VecDeque<(CursorId, CursorEvent)>,
     pub next_event_id: u64,
     /// State transitions made (each `...StateEntered`).
@@ -232,9 +234,9 @@ impl Processor {
             entropy: Entropy::new(seed),
             engine,
             track_changes,
-            cursors: HashMap::new(),
-            dirty: HashSet::new(),
-            removed: HashSet::new(),
+            cursors: IdMap::default(),
+            dirty: IdSet::default(),
+            removed: IdSet::default(),
             queue: VecDeque::new(),
             next_event_id,
             transitions: 0,
@@ -247,11 +249,12 @@ impl Processor {
     /// Creates the root cursor (writing `ExecutionStarted`) and queues its `Enter`.
     pub fn start(&mut self, backend: &mut dyn Backend, now: DateTime<Utc>) {
         let mut next = self.next_event_id;
-        let mut tx = Tx::new(now, self.entropy.next_f64(), &mut next);
+        let mut tx =
+            Tx::new(now, self.entropy.next_f64(), &mut next).with_options(&self.engine.options);
         let root = self.engine.start(&mut tx);
         let actions = tx.actions;
         self.next_event_id = next;
-        self.put(root);
+        self.put(Box::new(root));
         for a in actions {
             if let Action::History(e) = a {
                 backend.record(e);
@@ -270,13 +273,14 @@ impl Processor {
         now: DateTime<Utc>,
     ) {
         let mut next = self.next_event_id;
-        let mut tx = Tx::new(now, self.entropy.next_f64(), &mut next);
+        let mut tx =
+            Tx::new(now, self.entropy.next_f64(), &mut next).with_options(&self.engine.options);
         self.engine.redrive(&mut root, count, &mut tx);
         let actions = tx.actions;
         self.next_event_id = next;
         self.ended = None;
         self.ended_root = None;
-        self.put(root);
+        self.put(Box::new(root));
         for a in actions {
             if let Action::History(e) = a {
                 backend.record(e);
@@ -288,7 +292,7 @@ impl Processor {
     /// The root cursor as it stands between events (`None` once the execution ended, or
     /// while a backend that persists cursors has it out of the cache).
     pub fn root(&self) -> Option<&Cursor> {
-        self.cursors.get("")
+        self.cursors.get("").map(|c| &**c)
     }
 
     /// Whether events are waiting to be processed.
@@ -301,7 +305,7 @@ impl Processor {
         self.queue.push_back((cursor, event));
     }
 
-    fn put(&mut self, cursor: Cursor) {
+    fn put(&mut self, cursor: Box<Cursor>) {
         if self.track_changes {
             self.dirty.insert(cursor.id.clone());
             self.removed.remove(&cursor.id);
@@ -309,7 +313,7 @@ impl Processor {
         self.cursors.insert(cursor.id.clone(), cursor);
     }
 
-    fn remove(&mut self, id: &str) -> Option<Cursor> {
+    fn remove(&mut self, id: &str) -> Option<Box<Cursor>> {
         if self.track_changes {
             self.dirty.remove(id);
             self.removed.insert(id.to_string());
@@ -321,14 +325,14 @@ impl Processor {
         &mut self,
         backend: &mut dyn Backend,
         id: &str,
-    ) -> Result<Option<Cursor>, BackendError> {
+    ) -> Result<Option<Box<Cursor>>, BackendError> {
         if let Some(c) = self.cursors.remove(id) {
             return Ok(Some(c));
         }
         if self.removed.contains(id) {
             return Ok(None);
         }
-        backend.load_cursor(id).await
+        Ok(backend.load_cursor(id).await?.map(Box::new))
     }
 
     /// What changed since the last call (for a backend that persists cursors). The changed
@@ -339,7 +343,7 @@ impl Processor {
         let changed = self
             .dirty
             .drain()
-            .filter_map(|id| self.cursors.remove(&id))
+            .filter_map(|id| self.cursors.remove(&id).map(|c| *c))
             .collect();
         let removed = self.removed.drain().collect();
         Changes { changed, removed }
@@ -382,8 +386,10 @@ impl Processor {
                 continue; // finished or aborted: late events are dropped
             };
             let mut next = self.next_event_id;
-            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next)
+                .with_options(&self.engine.options);
             self.engine.apply(&mut cursor, event, &mut tx);
+            self.transitions += tx.transitions;
             let actions = tx.actions;
             self.next_event_id = next;
             self.put(cursor);
@@ -403,12 +409,7 @@ impl Processor {
     ) -> Result<(), BackendError> {
         for action in actions {
             match action {
-                Action::History(e) => {
-                    if matches!(e.event_type, EventType::StateEntered(_)) {
-                        self.transitions += 1;
-                    }
-                    backend.record(e);
-                }
+                Action::History(e) => backend.record(e),
                 Action::PublishStep {
                     cursor,
                     seq,
@@ -503,16 +504,20 @@ impl Processor {
             None => Vec::new(),
         };
         let mut next = self.next_event_id;
-        let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+        let mut tx =
+            Tx::new(now(), self.entropy.next_f64(), &mut next).with_options(&self.engine.options);
         let mut spawned = Vec::with_capacity(to - from);
         let mut done = Vec::new();
+        let mut items = items.into_iter();
         for (offset, index) in (from..to).enumerate() {
+            let item = items.next();
             if let Some(output) = kept.get_mut(offset).and_then(Option::take) {
                 done.push((index, output));
                 continue;
             }
-            let item = items.get(offset).cloned();
-            spawned.push(self.engine.spawn_child(&parent, index, item, &mut tx));
+            spawned.push(Box::new(
+                self.engine.spawn_child(&parent, index, item, &mut tx),
+            ));
         }
         // A kept child finishes at once with its earlier output.
         for (index, output) in done {
@@ -541,6 +546,9 @@ impl Processor {
                 self.queue.push_back((id, CursorEvent::Enter));
             }
         }
+        if actions.is_empty() {
+            return Ok(());
+        }
         Box::pin(self.carry_out(backend, actions, now)).await
     }
 
@@ -556,7 +564,8 @@ impl Processor {
                 continue;
             };
             let mut next = self.next_event_id;
-            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next)
+                .with_options(&self.engine.options);
             self.engine.apply(&mut child, CursorEvent::Abort, &mut tx);
             let actions = tx.actions;
             self.next_event_id = next;
@@ -602,6 +611,7 @@ impl Processor {
         let Some(cursor) = self.remove(&id) else {
             return Ok(());
         };
+        let cursor = *cursor;
         match cursor.parent {
             None => {
                 let status = if result.is_ok() {
@@ -669,14 +679,15 @@ impl Processor {
         Box::pin(self.abort_children(backend, "", now)).await?;
         if let Some(mut root) = self.cursor(backend, "").await? {
             let mut next = self.next_event_id;
-            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next);
+            let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next)
+                .with_options(&self.engine.options);
             let at_end = root.clone();
             self.engine
                 .stop_execution(&mut root, error.clone(), ending, &mut tx);
             let actions = tx.actions;
             self.next_event_id = next;
             self.remove("");
-            self.ended_root = Some(at_end);
+            self.ended_root = Some(*at_end);
             for action in actions {
                 if let Action::History(e) = action {
                     backend.record(e);

@@ -14,6 +14,7 @@
 //!   their actions over the [`driver::Backend`] seam; what differs between embedded mode and
 //!   the fleet lives behind that seam, in the `coordinator` crate.
 //! - [`entropy`]: the caller-seeded randomness (retry jitter, `States.UUID`, `States.MathRandom`).
+//! - [`ids`]: maps keyed by cursor ids, with a fast hash.
 //! - [`maprun`]: a Distributed Map's run over an object store (ItemReader, ResultWriter).
 //! - [`memory_children`]: a Map's or Parallel's children held in memory, for the in-memory
 //!   backends (embedded mode's and `scripted`'s).
@@ -24,6 +25,7 @@ pub mod asl;
 pub mod driver;
 pub mod engine;
 pub mod entropy;
+pub mod ids;
 pub mod maprun;
 pub mod memory_children;
 pub mod scripted;

@@ -3,18 +3,17 @@
 //! [`crate::scripted`]'s) keep their children here and answer the [`crate::driver::Backend`]
 //! child methods from it.
 
-use std::collections::{HashMap, HashSet};
-
 use serde_json::Value;
 
 use crate::engine::cursor::CursorId;
+use crate::ids::{IdMap, IdSet};
 
 /// Items, results and live children by parent cursor.
 #[derive(Debug, Default)]
 pub struct MemoryChildren {
-    items: HashMap<CursorId, Vec<Value>>,
-    results: HashMap<CursorId, Vec<Option<Value>>>,
-    live: HashMap<CursorId, HashSet<CursorId>>,
+    items: IdMap<Vec<Value>>,
+    results: IdMap<Vec<Option<Value>>>,
+    live: IdMap<IdSet>,
 }
 
 impl MemoryChildren {
@@ -25,17 +24,27 @@ impl MemoryChildren {
         self.items.insert(map.to_string(), items);
     }
 
-    /// Items `from..to` of a Map (clamped to what it has).
-    pub fn items(&self, map: &str, from: usize, to: usize) -> Vec<Value> {
+    /// Items `from..to` of a Map (clamped to what it has), moved out: the driver asks for
+    /// each child's item once, when it starts the child.
+    pub fn items(&mut self, map: &str, from: usize, to: usize) -> Vec<Value> {
         self.items
-            .get(map)
-            .map(|items| items[from.min(items.len())..to.min(items.len())].to_vec())
+            .get_mut(map)
+            .map(|items| {
+                let to = to.min(items.len());
+                items[from.min(to)..to]
+                    .iter_mut()
+                    .map(Value::take)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Child `index`'s result.
     pub fn store_result(&mut self, parent: &str, index: usize, output: Option<Value>) {
-        let results = self.results.entry(parent.to_string()).or_default();
+        let results = match self.results.get_mut(parent) {
+            Some(results) => results,
+            None => self.results.entry(parent.to_string()).or_default(),
+        };
         if results.len() <= index {
             results.resize(index + 1, None);
         }
@@ -63,10 +72,11 @@ impl MemoryChildren {
     }
 
     pub fn add_live(&mut self, parent: &str, children: &[CursorId]) {
-        self.live
-            .entry(parent.to_string())
-            .or_default()
-            .extend(children.iter().cloned());
+        let live = match self.live.get_mut(parent) {
+            Some(live) => live,
+            None => self.live.entry(parent.to_string()).or_default(),
+        };
+        live.extend(children.iter().cloned());
     }
 
     pub fn remove_live(&mut self, parent: &str, child: &str) {

@@ -84,6 +84,8 @@ pub fn run(
     let info = ExecutionInfo::new("Scripted", "scripted", input, start);
     let mut engine = Engine::new(def, info);
     engine.options = options;
+    // Events that are not kept are not built either.
+    engine.options.history &= keep_history;
     let mut backend = MemoryBackend {
         keep_history,
         ..MemoryBackend::default()

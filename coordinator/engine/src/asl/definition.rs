@@ -109,9 +109,69 @@ pub struct Common {
     /// Whether one of them may read `$$.Execution.Input` (or the whole context): only then
     /// does the context carry a copy of the execution input, which can be large.
     pub uses_execution_input: bool,
+    /// Which members of `$$` its expressions read (JSONPath states; a JSONata state's
+    /// `$states.context` counts as all of them).
+    pub context_parts: ContextParts,
     /// The JSONata fields of a state whose query language is JSONata; `None` for JSONPath
     /// states (whose path fields above then apply; in a JSONata state they hold `$`).
     pub jsonata: Option<Box<JsonataFields>>,
+}
+
+/// A set of the context object's top-level members (`$$.Execution`, `$$.State`,
+/// `$$.StateMachine`, `$$.Task`, `$$.Map`), found in a state's text when it is parsed: a
+/// Map's ItemSelector that reads only `$$.Map.Item` gets a context of that member alone
+/// for each item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ContextParts(u8);
+
+impl ContextParts {
+    pub const NONE: ContextParts = ContextParts(0);
+    pub const EXECUTION: ContextParts = ContextParts(1);
+    pub const STATE: ContextParts = ContextParts(2);
+    pub const STATE_MACHINE: ContextParts = ContextParts(4);
+    pub const TASK: ContextParts = ContextParts(8);
+    pub const MAP: ContextParts = ContextParts(16);
+    pub const ALL: ContextParts = ContextParts(31);
+
+    /// Both sets.
+    pub const fn with(self, other: ContextParts) -> ContextParts {
+        ContextParts(self.0 | other.0)
+    }
+
+    /// Whether every member of `other` is in this set.
+    pub const fn has(self, other: ContextParts) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The members that the `$$` references in a JSONPath state's text read: any
+    /// reference other than `$$.<member>` followed by `.`, `[` or the reference's end (the
+    /// whole `$$`, `$$.*`, `$$..x`, `$$['Map']`, a name it does not know) reads them all.
+    pub fn referenced(text: &str) -> ContextParts {
+        const MEMBERS: &[(&str, ContextParts)] = &[
+            ("Execution", ContextParts::EXECUTION),
+            ("StateMachine", ContextParts::STATE_MACHINE),
+            ("State", ContextParts::STATE),
+            ("Task", ContextParts::TASK),
+            ("Map", ContextParts::MAP),
+        ];
+        let mut parts = ContextParts::NONE;
+        for (i, _) in text.match_indices("$$") {
+            let rest = &text[i + 2..];
+            let member = rest.strip_prefix('.').and_then(|rest| {
+                MEMBERS.iter().find_map(|(name, part)| {
+                    let after = rest.strip_prefix(name)?;
+                    let ends = after.chars().next().is_none_or(|c| !is_name_char(c));
+                    ends.then_some(*part)
+                })
+            });
+            parts = parts.with(member.unwrap_or(ContextParts::ALL));
+        }
+        parts
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
 }
 
 /// What a JSONata state (or Choice rule, or catcher) carries instead of InputPath,

@@ -441,13 +441,18 @@ impl Builder {
         }
         let comment = self.string_opt(raw.Comment.as_ref(), &loc.field("Comment"));
         let raw_text = raw_value.to_string();
-        let (uses_context, uses_execution_input) = if jsonata {
+        let (uses_context, uses_execution_input, context_parts) = if jsonata {
             (
                 raw_text.contains("$states"),
                 states_context_reads_input(&raw_text),
+                ContextParts::ALL,
             )
         } else {
-            (raw_text.contains("$$"), context_reads_input(&raw_text))
+            (
+                raw_text.contains("$$"),
+                context_reads_input(&raw_text),
+                ContextParts::referenced(&raw_text),
+            )
         };
         let terminal = matches!(type_name.as_str(), "Choice" | "Succeed" | "Fail");
         let transition = if terminal {
@@ -486,6 +491,7 @@ impl Builder {
             catch: self.catchers(raw.Catch.as_ref(), loc, names),
             uses_context,
             uses_execution_input,
+            context_parts,
             jsonata: jsonata_fields,
         };
         let kind = match type_name.as_str() {

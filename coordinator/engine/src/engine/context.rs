@@ -1,10 +1,13 @@
 //! Facts about an execution that every state can see, and the context object (`$$`).
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::history::object;
+use crate::asl::definition::ContextParts;
 
 /// What is fixed for the life of an execution.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -20,6 +23,9 @@ pub struct ExecutionInfo {
     /// When the latest redrive happened (`RedriveExecution`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redrive_date: Option<DateTime<Utc>>,
+    /// `start_time` as `$$.Execution.StartTime` shows it, formatted once.
+    #[serde(skip)]
+    start_iso: OnceLock<(DateTime<Utc>, String)>,
 }
 
 impl ExecutionInfo {
@@ -45,6 +51,20 @@ impl ExecutionInfo {
             input,
             redrive_count: 0,
             redrive_date: None,
+            start_iso: OnceLock::new(),
+        }
+    }
+
+    /// `$$.Execution.StartTime`.
+    pub fn start_time_iso(&self) -> String {
+        let (at, text) = self
+            .start_iso
+            .get_or_init(|| (self.start_time, iso(&self.start_time)));
+        // The field is public: a start time changed after the first use is formatted anew.
+        if *at == self.start_time {
+            text.clone()
+        } else {
+            iso(&self.start_time)
         }
     }
 }
@@ -82,41 +102,64 @@ pub struct StateFacts<'a> {
 /// when the state cannot read it: copying a large input for every Map item would make a
 /// Map quadratic.
 pub fn context_object(info: &ExecutionInfo, facts: &StateFacts<'_>, with_input: bool) -> Value {
+    Value::Object(context_members(info, facts, with_input, ContextParts::ALL))
+}
+
+/// The members of `$$` in `parts` (in the order of the whole object), for an expression
+/// that reads no other: what it finds is what it would find in the whole object.
+pub fn context_members(
+    info: &ExecutionInfo,
+    facts: &StateFacts<'_>,
+    with_input: bool,
+    parts: ContextParts,
+) -> Map<String, Value> {
     let mut ctx = Map::new();
-    let mut execution = json!({
-        "Id": info.execution_arn,
-        "Name": info.name,
-        "RoleArn": info.role_arn,
-        "StartTime": iso(&info.start_time),
-        "RedriveCount": info.redrive_count,
-    });
-    if with_input {
-        execution["Input"] = info.input.clone();
+    if parts.has(ContextParts::EXECUTION) {
+        let mut execution = object([
+            ("Id", Value::String(info.execution_arn.clone())),
+            ("Name", Value::String(info.name.clone())),
+            ("RoleArn", Value::String(info.role_arn.clone())),
+            ("StartTime", Value::String(info.start_time_iso())),
+            ("RedriveCount", Value::from(info.redrive_count)),
+        ]);
+        if with_input {
+            execution["Input"] = info.input.clone();
+        }
+        ctx.insert("Execution".into(), execution);
     }
-    ctx.insert("Execution".into(), execution);
-    ctx.insert(
-        "State".into(),
-        json!({
-            "EnteredTime": iso(facts.entered_time),
-            "Name": facts.name,
-            "RetryCount": facts.retry_count,
-        }),
-    );
-    ctx.insert(
-        "StateMachine".into(),
-        json!({ "Id": info.state_machine_arn, "Name": info.state_machine_name }),
-    );
-    if let Some(token) = facts.task_token {
-        ctx.insert("Task".into(), json!({ "Token": token }));
-    }
-    if let Some((index, value)) = facts.map_item {
+    if parts.has(ContextParts::STATE) {
         ctx.insert(
-            "Map".into(),
-            object([(
-                "Item",
-                object([("Index", Value::from(index)), ("Value", value.clone())]),
-            )]),
+            "State".into(),
+            object([
+                ("EnteredTime", Value::String(iso(facts.entered_time))),
+                ("Name", Value::String(facts.name.to_string())),
+                ("RetryCount", Value::from(facts.retry_count)),
+            ]),
         );
     }
-    Value::Object(ctx)
+    if parts.has(ContextParts::STATE_MACHINE) {
+        ctx.insert(
+            "StateMachine".into(),
+            json!({ "Id": info.state_machine_arn, "Name": info.state_machine_name }),
+        );
+    }
+    if let Some(token) = facts.task_token
+        && parts.has(ContextParts::TASK)
+    {
+        ctx.insert("Task".into(), json!({ "Token": token }));
+    }
+    if let Some((index, value)) = facts.map_item
+        && parts.has(ContextParts::MAP)
+    {
+        ctx.insert("Map".into(), map_member(index, value.clone()));
+    }
+    ctx
+}
+
+/// `$$.Map`: `{"Item": {"Index": index, "Value": item}}`.
+pub fn map_member(index: usize, item: Value) -> Value {
+    object([(
+        "Item",
+        object([("Index", Value::from(index)), ("Value", item)]),
+    )])
 }

@@ -58,8 +58,25 @@ pub fn effective_input(
     vars: &Map<String, Value>,
     entropy: &Entropy,
 ) -> Result<Value, StatesError> {
+    if let (Some(p), Some(t)) = (&common.input_path, &common.parameters)
+        && p.is_root()
+    {
+        // Parameters read the input where it is: no copy of it first.
+        return t.eval(&Scope {
+            input,
+            context,
+            vars,
+            entropy,
+        });
+    }
     let selected = input_path(&common.input_path, input, context, vars, entropy)?;
     parameters(&common.parameters, selected, context, vars, entropy)
+}
+
+/// Whether [`effective_input`] is the state's input itself (no InputPath but `$`, no
+/// Parameters): it cannot fail then.
+pub fn input_is_effective(common: &Common) -> bool {
+    common.parameters.is_none() && common.input_path.as_ref().is_some_and(Path::is_root)
 }
 
 /// What a state produced, after ResultSelector, ready for ResultPath/OutputPath/Assign.
@@ -91,6 +108,19 @@ pub fn result_path(
         None => Ok(input.clone()),
         Some(p) if p.is_root() => Ok(result),
         Some(p) => p.set(input.clone(), result),
+    }
+}
+
+/// [`result_path`] into an input the caller no longer needs.
+pub fn result_path_into(
+    path: &Option<ReferencePath>,
+    input: Value,
+    result: Value,
+) -> Result<Value, StatesError> {
+    match path {
+        None => Ok(input),
+        Some(p) if p.is_root() => Ok(result),
+        Some(p) => p.set(input, result),
     }
 }
 
@@ -150,6 +180,18 @@ pub fn check_size(value: &Value, what: &str, limit: usize) -> Result<(), StatesE
     Ok(())
 }
 
+/// [`check_size`] for what state `state` returned (its message is built only when it fails).
+pub fn check_result_size(value: &Value, state: &str, limit: usize) -> Result<(), StatesError> {
+    if limit == 0 || json_size(value, limit + 1) <= limit {
+        return Ok(());
+    }
+    check_size(
+        value,
+        &format!("state/task '{state}' returned a result with a size"),
+        limit,
+    )
+}
+
 /// The length of `value` as compact JSON, counted without serialising it, and counting
 /// stops once it passes `cap`. Escapes are counted as one byte, so this never exceeds the
 /// true length: a payload it rejects is certainly over the limit.
@@ -161,7 +203,7 @@ pub fn json_size(value: &Value, cap: usize) -> usize {
         match v {
             Value::Null => *total += 4,
             Value::Bool(b) => *total += if *b { 4 } else { 5 },
-            Value::Number(n) => *total += n.to_string().len(),
+            Value::Number(n) => *total += number_len(n),
             Value::String(s) => *total += s.len() + 2,
             Value::Array(a) => {
                 *total += 2 + a.len().saturating_sub(1);
@@ -181,4 +223,63 @@ pub fn json_size(value: &Value, cap: usize) -> usize {
     let mut total = 0;
     walk(value, &mut total, cap);
     total
+}
+
+/// The length of a number as JSON, without formatting an integer.
+fn number_len(n: &serde_json::Number) -> usize {
+    let digits = |mut u: u64| {
+        let mut len = 1;
+        while u >= 10 {
+            u /= 10;
+            len += 1;
+        }
+        len
+    };
+    if let Some(u) = n.as_u64() {
+        digits(u)
+    } else if let Some(i) = n.as_i64() {
+        1 + digits(i.unsigned_abs())
+    } else {
+        n.to_string().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_size_counts_numbers_as_serde_json_writes_them() {
+        for v in [
+            json!(0),
+            json!(9),
+            json!(10),
+            json!(-1),
+            json!(-10),
+            json!(12345),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(1.5),
+            json!(-0.25),
+            json!(1e300),
+            json!({"a": [1, -22, 333, 4.5], "b": {"c": 1000000}}),
+        ] {
+            let len = serde_json::to_string(&v).unwrap().len();
+            assert_eq!(json_size(&v, usize::MAX), len, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_result_over_the_limit_is_named_by_its_state() {
+        let v = json!({"k": "x".repeat(2000)});
+        assert!(check_result_size(&v, "Big", 0).is_ok());
+        assert!(check_result_size(&v, "Big", 4096).is_ok());
+        let e = check_result_size(&v, "Big", 1024).unwrap_err();
+        assert_eq!(
+            e.cause,
+            "The state/task 'Big' returned a result with a size of 2008+ bytes exceeds the maximum number of bytes service limit (1024)."
+        );
+    }
 }

@@ -30,6 +30,12 @@ pub struct Tx<'a> {
     pub entropy: Entropy,
     next_event_id: &'a mut u64,
     pub actions: Vec<Action>,
+    /// Whether history events are written ([`EngineOptions::history`]): off, events still
+    /// take their ids (runtime errors quote them) but their details are never built.
+    pub history: bool,
+    /// State transitions made (each `...StateEntered` of this history), counted with history
+    /// off too.
+    pub transitions: u64,
 }
 
 impl<'a> Tx<'a> {
@@ -40,29 +46,55 @@ impl<'a> Tx<'a> {
             entropy: Entropy::new(random.to_bits()),
             next_event_id,
             actions: Vec::new(),
+            history: true,
+            transitions: 0,
+        }
+    }
+
+    /// [`Tx::new`] for an engine with these options.
+    pub fn with_options(self, options: &EngineOptions) -> Self {
+        Tx {
+            history: options.history,
+            ..self
         }
     }
 
     /// Appends a history event for `cursor` and returns its id.
     fn record(&mut self, cursor: &mut Cursor, event_type: EventType, details: Value) -> u64 {
+        self.record_with(cursor, event_type, || details)
+    }
+
+    /// [`Tx::record`] with details built only when history is written: most of a Map
+    /// item's events carry a copy of a state's input or output.
+    fn record_with(
+        &mut self,
+        cursor: &mut Cursor,
+        event_type: EventType,
+        details: impl FnOnce() -> Value,
+    ) -> u64 {
         // Counted for quiet cursors too: a Distributed Map's child is a child execution with
         // a history (and AWS's cap) of its own, even though its events are not kept here.
         cursor.events += 1;
         if cursor.quiet {
             return cursor.last_event;
         }
+        if matches!(event_type, EventType::StateEntered(_)) {
+            self.transitions += 1;
+        }
         let id = *self.next_event_id;
         *self.next_event_id += 1;
         let previous_event_id = cursor.last_event;
         cursor.last_event = id;
-        self.actions.push(Action::History(Event {
-            id,
-            previous_event_id,
-            event_type,
-            timestamp: self.now,
-            details,
-            cursor: cursor.id.clone(),
-        }));
+        if self.history {
+            self.actions.push(Action::History(Event {
+                id,
+                previous_event_id,
+                event_type,
+                timestamp: self.now,
+                details: details(),
+                cursor: cursor.id.clone(),
+            }));
+        }
         id
     }
 }
@@ -78,6 +110,11 @@ pub struct EngineOptions {
     /// The most history events one cursor may write (0: no cap): past it the execution
     /// fails with `States.Runtime` (see [`MAX_HISTORY_EVENTS`] for how this counts).
     pub max_history_events: u64,
+    /// Whether the engine writes history events (`Action::History`). The fleet keeps every
+    /// execution's history; embedded mode without `--history` (and without a host that
+    /// keeps it) turns this off, and the engine then never builds the events' details.
+    /// Event ids are counted all the same.
+    pub history: bool,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +123,7 @@ impl Default for EngineOptions {
             max_children_in_flight: 1000,
             payload_limit: super::PAYLOAD_LIMIT_BYTES,
             max_history_events: MAX_HISTORY_EVENTS,
+            history: true,
         }
     }
 }
@@ -181,14 +219,12 @@ impl Engine {
             events: 0,
             redrive: None,
         };
-        tx.record(
-            &mut root,
-            EventType::ExecutionStarted,
+        tx.record_with(&mut root, EventType::ExecutionStarted, || {
             object([
                 ("input", self.info.input.clone()),
                 ("roleArn", Value::String(self.info.role_arn.clone())),
-            ]),
-        );
+            ])
+        });
         // AWS points the first state's entry at 0, not at ExecutionStarted.
         root.last_event = 0;
         root
@@ -266,7 +302,7 @@ impl Engine {
                     cursor.last_event = last_event;
                 }
                 ch.last_iteration_event = ch.last_iteration_event.max(finished_event);
-                self.child_finished(cursor, *ch, index, result, tx)
+                self.child_finished(cursor, ch, index, result, tx)
             }
             (Phase::Collecting(ch), CursorEvent::Results { results }) => {
                 self.children_collected(cursor, *ch, results, tx)
@@ -278,7 +314,7 @@ impl Engine {
                 self.map_run_closed(cursor, *ch, result, tx)
             }
             (Phase::Children(ch), CursorEvent::UpdateLimits(update)) => {
-                self.limits_updated(cursor, *ch, update, tx);
+                self.limits_updated(cursor, ch, update, tx);
                 false
             }
             (Phase::Aborting(ch), CursorEvent::ChildrenAborted) => {
@@ -383,10 +419,15 @@ impl Engine {
             let state = self.state(cursor);
             cursor.entered_at = tx.now;
             cursor.retries = vec![0; state.common.retry.len()];
-            let details = object([
-                ("name", Value::String(state.name.clone())),
-                ("input", cursor.input.clone()),
-            ]);
+            // Not a closure for record_with: it would borrow the cursor that record moves on.
+            let details = if tx.history {
+                object([
+                    ("name", Value::String(state.name.clone())),
+                    ("input", cursor.input.clone()),
+                ])
+            } else {
+                Value::Null
+            };
             cursor.entered_event = tx.record(
                 cursor,
                 EventType::StateEntered(StateType::of(state)),
@@ -411,6 +452,10 @@ impl Engine {
             StateKind::Pass { .. } if state.common.jsonata.is_some() => {
                 StateEnd::Result(cursor.input.clone())
             }
+            // A Result with the input as the effective input: nothing to evaluate.
+            StateKind::Pass {
+                result: Some(result),
+            } if dataflow::input_is_effective(&state.common) => StateEnd::Result(result.clone()),
             StateKind::Pass { result } => {
                 match dataflow::effective_input(
                     &state.common,
@@ -692,21 +737,21 @@ impl Engine {
                 let scope = self.jscope(cursor, &ctx, tx, Some(&result), None);
                 let p =
                     self.produce(j.assign.as_ref(), j.output.as_ref(), &scope, result.clone())?;
-                dataflow::check_size(
-                    &p.output,
-                    &format!("state/task '{}' returned a result with a size", state.name),
-                    self.options.payload_limit,
-                )?;
+                dataflow::check_result_size(&p.output, &state.name, self.options.payload_limit)?;
                 Ok::<_, StatesError>(p)
             })();
             return match processed {
-                Ok(p) => {
-                    let name = state.name.clone();
-                    self.exit_and_transition(cursor, &name, p.output, p.assigned, tx)
-                }
+                Ok(p) => self.exit_and_transition(cursor, &state.name, p.output, p.assigned, tx),
                 Err(e) => self.handle_error(cursor, e, None, tx),
             };
         }
+        // The state's input is moved into its output rather than copied when nothing can
+        // look at it again: not a Retry or Catch, and not a redrive (which resumes the root
+        // cursor with the input of the state it failed in).
+        let taken_input = (cursor.parent.is_some()
+            && state.common.retry.is_empty()
+            && state.common.catch.is_empty())
+        .then(|| std::mem::take(&mut cursor.input));
         let processed = (|| {
             let selected =
                 dataflow::select_result(&state.common, result, &ctx, &cursor.vars, &tx.entropy)?;
@@ -720,8 +765,12 @@ impl Engine {
             if let Some(vars) = &vars {
                 self.check_assigned(vars)?;
             }
-            let combined =
-                dataflow::result_path(&state.common.result_path, &cursor.input, selected)?;
+            let combined = match taken_input {
+                Some(input) => {
+                    dataflow::result_path_into(&state.common.result_path, input, selected)?
+                }
+                None => dataflow::result_path(&state.common.result_path, &cursor.input, selected)?,
+            };
             let output = dataflow::output_path(
                 &state.common.output_path,
                 combined,
@@ -729,18 +778,11 @@ impl Engine {
                 &cursor.vars,
                 &tx.entropy,
             )?;
-            dataflow::check_size(
-                &output,
-                &format!("state/task '{}' returned a result with a size", state.name),
-                self.options.payload_limit,
-            )?;
+            dataflow::check_result_size(&output, &state.name, self.options.payload_limit)?;
             Ok::<_, StatesError>((vars, output))
         })();
         match processed {
-            Ok((vars, output)) => {
-                let name = state.name.clone();
-                self.exit_and_transition(cursor, &name, output, vars, tx)
-            }
+            Ok((vars, output)) => self.exit_and_transition(cursor, &state.name, output, vars, tx),
             Err(e) => self.handle_error(cursor, e, None, tx),
         }
     }
@@ -755,11 +797,9 @@ impl Engine {
         tx: &mut Tx<'_>,
     ) -> bool {
         let state = self.state(cursor);
-        tx.record(
-            cursor,
-            EventType::StateExited(StateType::of(state)),
-            exit_details(name, &output, assigned.as_ref()),
-        );
+        tx.record_with(cursor, EventType::StateExited(StateType::of(state)), || {
+            exit_details(name, &output, assigned.as_ref())
+        });
         if let Some(vars) = assigned {
             cursor.vars.extend(vars);
         }
@@ -913,18 +953,20 @@ impl Engine {
         match &cursor.parent {
             None => match &result {
                 Ok(output) => {
-                    tx.record(
-                        cursor,
-                        EventType::ExecutionSucceeded,
-                        object([("output", output.clone())]),
-                    );
+                    tx.record_with(cursor, EventType::ExecutionSucceeded, || {
+                        object([("output", output.clone())])
+                    });
                 }
                 Err(e) => {
                     tx.record(cursor, EventType::ExecutionFailed, error_details(e));
                 }
             },
             Some(link) if link.kind == ChildKind::Map => {
-                let details = json!({ "index": link.index, "name": link.state_name });
+                let details = if tx.history {
+                    iteration_details(link.index, &link.state_name)
+                } else {
+                    Value::Null
+                };
                 let t = if result.is_ok() {
                     EventType::MapIterationSucceeded
                 } else {
@@ -1011,6 +1053,14 @@ fn exit_details(name: &str, output: &Value, assigned: Option<&Map<String, Value>
         details["assignedVariables"] = Value::Object(vars.clone());
     }
     details
+}
+
+/// A `MapIteration...` event's details.
+pub(super) fn iteration_details(index: usize, name: &str) -> Value {
+    object([
+        ("index", Value::from(index)),
+        ("name", Value::String(name.to_string())),
+    ])
 }
 
 /// `{error, cause}` details, leaving out empty ones as AWS does for a bare Fail state.

@@ -817,3 +817,141 @@ fn activity_outcomes_have_activity_events() {
         ["ActivityScheduled", "ActivityScheduleFailed"]
     );
 }
+
+/// A Map over `items` whose processor is two Pass states, as the embedded benchmark runs it
+/// (`examples/map_pass.rs`), with `extra` fields on its ItemSelector.
+fn map_of_passes(selector: Value, second: Value) -> Value {
+    json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items",
+        "ItemSelector": selector,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "A", "States": {
+            "A": {"Type": "Pass", "Parameters": {"k.$": "$.v.k", "i.$": "$.i"}, "Next": "B"},
+            "B": second}},
+        "ResultPath": "$.results", "End": true}}})
+}
+
+fn scripted(definition: Value, items: usize, history: bool) -> crate::scripted::ScriptedResult {
+    let def = parse_definition_value(&definition).expect("a valid test definition");
+    let input = json!({ "items": (0..items).map(|i| json!({ "k": format!("item-{i}") })).collect::<Vec<_>>() });
+    crate::scripted::run(
+        Arc::new(def),
+        input,
+        super::run::EngineOptions::default(),
+        &crate::scripted::Limits::default(),
+        history,
+        &mut |_| Ok(Value::Null),
+    )
+}
+
+#[test]
+fn history_off_builds_no_events_and_changes_nothing_else() {
+    let selector = json!({"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"});
+    let ok = map_of_passes(
+        selector.clone(),
+        json!({"Type": "Pass", "ResultPath": "$.done", "Result": true, "End": true}),
+    );
+    // ResultPath through a string: a runtime error that quotes the state's entry event id.
+    let failing = map_of_passes(
+        selector,
+        json!({"Type": "Pass", "ResultPath": "$.k.deeper", "Result": true, "End": true}),
+    );
+    for def in [ok, failing] {
+        let on = scripted(def.clone(), 20, true);
+        let off = scripted(def, 20, false);
+        assert!(off.events.is_empty());
+        assert_eq!(on.events.len() as u64, on.event_count);
+        assert_eq!(
+            (on.status, &on.output, &on.error, on.event_count, on.fed),
+            (
+                off.status,
+                &off.output,
+                &off.error,
+                off.event_count,
+                off.fed
+            )
+        );
+    }
+    let failed = scripted(
+        map_of_passes(
+            json!({"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"}),
+            json!({"Type": "Pass", "ResultPath": "$.k.deeper", "Result": true, "End": true}),
+        ),
+        3,
+        false,
+    );
+    let cause = failed.error.expect("the Map fails").cause;
+    assert!(cause.contains("(entered at the event id #"), "{cause}");
+}
+
+#[test]
+fn an_item_selector_sees_the_context_members_it_reads_and_its_errors_quote_them_all() {
+    let second = json!({"Type": "Pass", "End": true});
+    let r = scripted(
+        map_of_passes(
+            json!({"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index",
+                   "name.$": "$$.Execution.Name", "state.$": "$$.State.Name"}),
+            json!({"Type": "Pass", "Parameters": {"k.$": "$.k", "i.$": "$.i"}, "End": true}),
+        ),
+        2,
+        false,
+    );
+    assert_eq!(
+        r.output.expect("succeeds")["results"],
+        json!([{"k": "item-0", "i": 0}, {"k": "item-1", "i": 1}])
+    );
+    // What a selector reads is found in the members built for it, as in the whole object.
+    let r = scripted(
+        json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items",
+            "ItemSelector": {"name.$": "$$.Execution.Name", "state.$": "$$.State.Name",
+                             "machine.$": "$$.StateMachine.Name", "k.$": "$$.Map.Item.Value.k"},
+            "ItemProcessor": {"StartAt": "P", "States": {"P": second}}, "End": true}}}),
+        1,
+        false,
+    );
+    assert_eq!(
+        r.output.expect("succeeds"),
+        json!([{"name": "scripted", "state": "Fan", "machine": "Scripted", "k": "item-0"}])
+    );
+    // A path that finds nothing: the message quotes the whole context object, as before.
+    let r = scripted(
+        json!({"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "ItemsPath": "$.items",
+            "ItemSelector": {"v.$": "$$.Map.Item.Value.missing"},
+            "ItemProcessor": {"StartAt": "P", "States": {"P": second}}, "End": true}}}),
+        1,
+        false,
+    );
+    let cause = r.error.expect("the item fails").cause;
+    for member in [
+        r#""Execution":{"Id":"#,
+        r#""State":{"EnteredTime":"#,
+        r#""StateMachine":{"Id":"#,
+        r#""Map":{"Item":{"Index":0,"Value":{"k":"item-0"}}}"#,
+    ] {
+        assert!(cause.contains(member), "{member} in {cause}");
+    }
+}
+
+#[test]
+fn context_members_are_found_in_a_states_text() {
+    use crate::asl::definition::ContextParts as P;
+    let parts = |text: &str| P::referenced(text);
+    assert_eq!(parts(r#"{"a.$":"$.x"}"#), P::NONE);
+    assert_eq!(parts(r#"{"v.$":"$$.Map.Item.Value"}"#), P::MAP);
+    assert_eq!(
+        parts(r#"{"a.$":"$$.State.Name","b.$":"$$.StateMachine.Id"}"#),
+        P::STATE.with(P::STATE_MACHINE)
+    );
+    assert_eq!(
+        parts(r#"{"t.$":"$$.Task.Token","e.$":"$$.Execution"}"#),
+        P::TASK.with(P::EXECUTION)
+    );
+    for all in [
+        r#""$$""#,
+        r#""$$.*""#,
+        r#""$$..Value""#,
+        r#""$$['Map']""#,
+        r#""$$.MapX.Item""#,
+        r#""States.JsonToString($$)""#,
+    ] {
+        assert_eq!(parts(all), P::ALL, "{all}");
+    }
+}

@@ -4,12 +4,13 @@ use serde_json::{Map, Value, json};
 
 use super::query::{expr_integer, expr_percentage};
 use super::{Engine, Tx};
+use crate::asl::definition::ContextParts;
 use crate::asl::definition::{Dynamic, ItemBatcher, MapSpec, ProcessorMode, StateKind};
 use crate::asl::error::{StatesError, names};
 use crate::asl::jsonata::{JScope, query_error};
 use crate::asl::path::json_kind;
 use crate::asl::scope::Scope;
-use crate::engine::context::{StateFacts, context_object};
+use crate::engine::context::{StateFacts, context_members, context_object, map_member};
 use crate::engine::cursor::*;
 use crate::engine::dataflow;
 use crate::engine::history::EventType;
@@ -396,16 +397,48 @@ impl Engine {
             return Ok(item);
         }
         let state = self.state(cursor);
+        let facts = StateFacts {
+            name: &state.name,
+            entered_time: &cursor.entered_at,
+            retry_count: cursor.retries.iter().sum(),
+            map_item: None,
+            task_token: None,
+        };
+        let with_input = state.common.uses_execution_input;
+        let parts = state.common.context_parts;
+        if let (None, Some(selector)) = (jsonata_selector, &spec.item_selector)
+            && !parts.has(ContextParts::ALL)
+        {
+            // Only the members of `$$` the selector reads, the item moved in rather than
+            // copied. A failure is evaluated again against the whole context object, which
+            // its message quotes.
+            let eval = |ctx: &Value| {
+                selector.eval(&Scope {
+                    input: effective,
+                    context: ctx,
+                    vars: &cursor.vars,
+                    entropy,
+                })
+            };
+            let mut members = context_members(&self.info, &facts, with_input, parts);
+            members.insert("Map".into(), map_member(index, item));
+            let mut ctx = Value::Object(members);
+            let selected = eval(&ctx);
+            if selected.is_ok() {
+                return selected;
+            }
+            let item = ctx["Map"]["Item"]["Value"].take();
+            let mut whole = context_members(&self.info, &facts, with_input, ContextParts::ALL);
+            whole.insert("Map".into(), map_member(index, item));
+            return eval(&Value::Object(whole));
+        }
         let ctx = context_object(
             &self.info,
             &StateFacts {
-                name: &state.name,
-                entered_time: &cursor.entered_at,
-                retry_count: cursor.retries.iter().sum(),
                 map_item: Some((index, &item)),
-                task_token: None,
+                ..facts
             },
-            state.common.uses_execution_input,
+            with_input,
         );
         if let Some(selector) = jsonata_selector {
             return selector.eval(
@@ -509,11 +542,9 @@ impl Engine {
         };
         if ch.kind == ChildKind::Map {
             child.last_event = ch.started_event.max(parent.last_event);
-            tx.record(
-                &mut child,
-                EventType::MapIterationStarted,
-                json!({ "index": index, "name": state.name }),
-            );
+            tx.record_with(&mut child, EventType::MapIterationStarted, || {
+                super::iteration_details(index, &state.name)
+            });
         }
         match input {
             Ok(v) => child.input = v,
@@ -528,7 +559,7 @@ impl Engine {
     pub(super) fn child_finished(
         &self,
         cursor: &mut Cursor,
-        mut ch: Children,
+        mut ch: Box<Children>,
         index: usize,
         result: Result<(), StatesError>,
         tx: &mut Tx<'_>,
@@ -556,9 +587,9 @@ impl Engine {
                 cursor: cursor.id.clone(),
                 count: ch.total,
             });
-            cursor.phase = Phase::Collecting(Box::new(ch));
+            cursor.phase = Phase::Collecting(ch);
         } else {
-            cursor.phase = Phase::Children(Box::new(ch));
+            cursor.phase = Phase::Children(ch);
         }
         false
     }
@@ -568,7 +599,7 @@ impl Engine {
     pub(super) fn limits_updated(
         &self,
         cursor: &mut Cursor,
-        mut ch: Children,
+        mut ch: Box<Children>,
         update: LimitsUpdate,
         tx: &mut Tx<'_>,
     ) {
@@ -590,7 +621,7 @@ impl Engine {
             return;
         };
         self.start_more(cursor, &mut ch, tx);
-        cursor.phase = Phase::Children(Box::new(ch));
+        cursor.phase = Phase::Children(ch);
     }
 
     /// When the state failed: asks the driver to stop the other children first (the state
@@ -599,16 +630,16 @@ impl Engine {
     fn abort_if_failed(
         &self,
         cursor: &mut Cursor,
-        ch: Children,
+        ch: Box<Children>,
         tx: &mut Tx<'_>,
-    ) -> Option<Children> {
+    ) -> Option<Box<Children>> {
         if ch.failure.is_none() {
             return Some(ch);
         }
         tx.actions.push(Action::AbortChildren {
             cursor: cursor.id.clone(),
         });
-        cursor.phase = Phase::Aborting(Box::new(ch));
+        cursor.phase = Phase::Aborting(ch);
         None
     }
 

@@ -78,6 +78,9 @@ pub struct EngineOptions {
     /// The most history events one cursor may write (0: no cap): past it the execution
     /// fails with `States.Runtime` (see [`MAX_HISTORY_EVENTS`] for how this counts).
     pub max_history_events: u64,
+    /// What `.waitForTaskToken` tokens' secrets are derived under: drivers draw it from
+    /// the OS when they start ([`super::token`]).
+    pub token_key: super::token::TokenKey,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +89,7 @@ impl Default for EngineOptions {
             max_children_in_flight: 1000,
             payload_limit: super::PAYLOAD_LIMIT_BYTES,
             max_history_events: MAX_HISTORY_EVENTS,
+            token_key: super::token::TokenKey::default(),
         }
     }
 }
@@ -245,6 +249,11 @@ impl Engine {
             (Phase::Task(wait), CursorEvent::StepHeartbeat { seq }) if seq == cursor.seq => {
                 self.task_heartbeat(cursor, wait, tx);
                 false
+            }
+            (Phase::Task(wait), CursorEvent::TaskAnswered { seq, result })
+                if seq == cursor.seq && wait.callback =>
+            {
+                self.task_answered(cursor, wait, result, tx)
             }
             (Phase::Wait { output }, CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
                 let name = self.state(cursor).name.clone();

@@ -817,3 +817,5 @@ fn activity_outcomes_have_activity_events() {
         ["ActivityScheduled", "ActivityScheduleFailed"]
     );
 }
+
+mod callback;

@@ -33,7 +33,8 @@ use coordinator::asl::error::StatesError;
 use coordinator::asl::parse::parse_definition;
 use coordinator::driver::Status;
 use coordinator::embedded::{
-    Control, EmbeddedOptions, ExecutionResult, Live, Resume, TaskExecutor, run_live,
+    Control, EmbeddedOptions, ExecutionResult, Live, Resume, TaskExecutor, TokenAnswer,
+    TokenRefused, run_live,
 };
 use coordinator::engine::cursor::LimitsUpdate;
 use coordinator::engine::history::{Event, EventType};
@@ -668,6 +669,38 @@ impl ApiStore for EmbeddedStore {
             })?
             .map_err(|_| ApiError::internal("the execution's run ended without its record"))?;
         Ok(())
+    }
+
+    async fn send_task(
+        &self,
+        token: &str,
+        answer: TokenAnswer,
+    ) -> Result<Result<(), TokenRefused>, ApiError> {
+        let Some(decoded) = coordinator::engine::token::decode(token) else {
+            return Ok(Err(TokenRefused::Invalid));
+        };
+        let arn = &decoded.step.execution;
+        let Some(live) = self.live(arn) else {
+            // Its execution ended (a restart of serve ends the running ones): no task of it
+            // waits any more. A token of no execution here was never handed out.
+            let known = lock(&self.inner.index).executions.contains_key(arn);
+            return Ok(Err(if known {
+                TokenRefused::TimedOut
+            } else {
+                TokenRefused::Invalid
+            }));
+        };
+        let (reply, taken) = tokio::sync::oneshot::channel();
+        let sent = live.control.send(Control::Token {
+            token: token.to_string(),
+            answer,
+            reply,
+        });
+        if sent.is_err() {
+            return Ok(Err(TokenRefused::TimedOut));
+        }
+        // The run answers between two engine steps; one that ends first drops `reply`.
+        Ok(taken.await.unwrap_or(Err(TokenRefused::TimedOut)))
     }
 
     async fn redrive(&self, arn: &str, client_token: Option<&str>) -> Result<Redriven, ApiError> {

@@ -3,7 +3,9 @@
 //! token, read from GetExecutionHistory and answered with SendTaskSuccess; one item's
 //! SendTaskFailure is caught by a Catch, one's first token is left to time out with
 //! States.HeartbeatTimeout and retried, one sends heartbeats past HeartbeatSeconds; a token
-//! answered twice, a stale, a forged and a spent token get AWS's errors.
+//! answered twice, a stale, a forged and a spent token get AWS's errors. The fleet's Map
+//! uses `lambda:invoke.waitForTaskToken` (FunctionName `echo`), the embedded one the
+//! mapfleet task's own form; a restart of embedded serve ends a waiting token.
 
 mod api;
 mod common;
@@ -39,7 +41,7 @@ async fn boto3_answers_task_tokens_of_a_map_on_the_fleet() {
     let url = serve.url.clone();
     let result = tokio::time::timeout(
         Duration::from_secs(240),
-        tokio::spawn(async move { scenario(&url).await }),
+        tokio::spawn(async move { scenario(&url, Form::Lambda).await }),
     )
     .await;
     drop(serve);
@@ -59,7 +61,8 @@ async fn boto3_answers_task_tokens_of_a_map_embedded() {
         &[],
         &[("MAPFLEET_API_KEYS", &keys), ("NO_COLOR", "1")],
     );
-    let result = tokio::time::timeout(Duration::from_secs(240), scenario(&serve.url)).await;
+    let result =
+        tokio::time::timeout(Duration::from_secs(240), scenario(&serve.url, Form::Task)).await;
     drop(serve);
     result.expect("the scenario took over 4 minutes");
 }
@@ -78,9 +81,42 @@ async fn events(aws: &Aws, arn: &str, kind: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn scenario(url: &str) {
+/// How the Task names its integration.
+#[derive(Clone, Copy)]
+enum Form {
+    /// `arn:mapfleet:task:::echo.waitForTaskToken`.
+    Task,
+    /// `arn:aws:states:::lambda:invoke.waitForTaskToken`, FunctionName `echo`.
+    Lambda,
+}
+
+impl Form {
+    /// The Task's Resource and Parameters giving the integration `{"i": ..., "token": ...}`,
+    /// and its (resourceType, resource) in history.
+    fn task(self) -> (Value, Value, (&'static str, &'static str)) {
+        let payload = json!({"i.$": "$.i", "token.$": "$$.Task.Token"});
+        match self {
+            Form::Task => (
+                json!("arn:mapfleet:task:::echo.waitForTaskToken"),
+                payload,
+                ("mapfleet", "echo.waitForTaskToken"),
+            ),
+            Form::Lambda => (
+                json!("arn:aws:states:::lambda:invoke.waitForTaskToken"),
+                json!({
+                    "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:echo",
+                    "Payload": payload
+                }),
+                ("lambda", "invoke.waitForTaskToken"),
+            ),
+        }
+    }
+}
+
+async fn scenario(url: &str, form: Form) {
     let aws = Aws::new(url);
     let dir = tempfile::tempdir().expect("temp dir");
+    let (resource, parameters, (resource_type, resource_name)) = form.task();
     let map = json!({
         "StartAt": "Each",
         "States": {"Each": {
@@ -91,8 +127,8 @@ async fn scenario(url: &str) {
                 "States": {
                     "Ask": {
                         "Type": "Task",
-                        "Resource": "arn:mapfleet:task:::echo.waitForTaskToken",
-                        "Parameters": {"i.$": "$.i", "token.$": "$$.Task.Token"},
+                        "Resource": resource,
+                        "Parameters": parameters,
                         "HeartbeatSeconds": 3,
                         "TimeoutSeconds": 120,
                         "Retry": [{
@@ -185,18 +221,21 @@ async fn scenario(url: &str) {
             &details["resource"],
             &details["heartbeatInSeconds"]
         ),
-        (
-            &json!("mapfleet"),
-            &json!("echo.waitForTaskToken"),
-            &json!(3)
-        ),
+        (&json!(resource_type), &json!(resource_name), &json!(3)),
         "{details}"
     );
     assert_eq!(events(&aws, &exec, "TaskStarted").await.len(), ITEMS + 1);
     let submitted = events(&aws, &exec, "TaskSubmitted").await;
     assert!(!submitted.is_empty(), "the integration's results show");
     let out = &submitted[0]["taskSubmittedEventDetails"];
-    assert_eq!(out["resource"], "echo.waitForTaskToken", "{out}");
+    assert_eq!(out["resource"], resource_name, "{out}");
+    if let Form::Lambda = form {
+        let lambda = out["output"].as_str().unwrap_or_default();
+        assert!(
+            lambda.contains("\"StatusCode\":200"),
+            "Lambda's response: {out}"
+        );
+    }
     assert_eq!(
         events(&aws, &exec, "TaskSucceeded").await.len(),
         ITEMS - 1,
@@ -214,4 +253,105 @@ async fn scenario(url: &str) {
         timed_out[0]["taskTimedOutEventDetails"]["error"],
         "States.HeartbeatTimeout"
     );
+}
+
+/// The tokens in `arn`'s TaskScheduled events, in order.
+async fn tokens(aws: &Aws, arn: &str) -> Vec<String> {
+    events(aws, arn, "TaskScheduled")
+        .await
+        .iter()
+        .map(|e| {
+            let p = e["taskScheduledEventDetails"]["parameters"]
+                .as_str()
+                .expect("parameters");
+            let p: Value = serde_json::from_str(p).expect("parameters are JSON");
+            p["Payload"]["token"]
+                .as_str()
+                .or(p["token"].as_str())
+                .expect("a token")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Waits until `arn` has `n` TaskScheduled events; returns their tokens.
+async fn wait_for_tokens(aws: &Aws, arn: &str, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = tokens(aws, arn).await;
+        if t.len() >= n {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} tokens never came: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A task waiting for its token when embedded serve is killed: the restart ends its
+/// execution FAILED `Mapfleet.ServeRestarted` and its token with it (TaskTimedOut); a
+/// redrive runs the Task again with a new token, which completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_of_embedded_serve_ends_waiting_tokens_and_a_redrive_hands_out_new_ones() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = format!("{KEY_ID}:{SECRET}");
+    let env = [("MAPFLEET_API_KEYS", keys.as_str())];
+    let mut serve = Serve::embedded(data.path(), &[], &env);
+    let aws = Aws::new(&serve.url);
+    let def = json!({"StartAt": "Ask", "States": {"Ask": {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": "echo", "Payload": {"token.$": "$$.Task.Token"}},
+        "End": true}}});
+    let machine = aws
+        .ok(&create("Waits", &write(dir.path(), "waits.json", &def)))
+        .await["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exec = aws.ok(&start(&machine, "waiting", "{}")).await["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = wait_for_tokens(&aws, &exec, 1).await.remove(0);
+    serve.child.kill().expect("kill -9 serve");
+    serve.child.wait().unwrap();
+    drop(serve);
+
+    let serve = Serve::embedded(data.path(), &[], &env);
+    let aws = Aws::new(&serve.url);
+    let d = aws
+        .ok(&["describe-execution", "--execution-arn", &exec])
+        .await;
+    assert_eq!(
+        (d["status"].as_str(), d["error"].as_str()),
+        (Some("FAILED"), Some("Mapfleet.ServeRestarted")),
+        "{d}"
+    );
+    let answer = |token: &str| {
+        [
+            "send-task-success".to_string(),
+            "--task-token".into(),
+            token.to_string(),
+            "--task-output".into(),
+            r#"{"answered": true}"#.into(),
+        ]
+    };
+    let old = answer(&first);
+    let old: Vec<&str> = old.iter().map(String::as_str).collect();
+    aws.fails(&[], &old, "TaskTimedOut").await;
+
+    aws.ok(&["redrive-execution", "--execution-arn", &exec])
+        .await;
+    let second = wait_for_tokens(&aws, &exec, 2).await.remove(1);
+    assert_ne!(first, second, "a new token");
+    aws.fails(&[], &old, "TaskTimedOut").await;
+    let new = answer(&second);
+    let new: Vec<&str> = new.iter().map(String::as_str).collect();
+    aws.ok(&new).await;
+    let d = wait_for_status(&aws, &exec, "SUCCEEDED").await;
+    assert_eq!(d["output"], r#"{"answered":true}"#, "{d}");
 }

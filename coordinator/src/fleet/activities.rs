@@ -302,6 +302,10 @@ redis.call('RPUSH', KEYS[2], ARGV[3])
 return 1
 ";
 
+/// A token's fields in the tokens hash: its record (`t:`), its start or last beat (`b:`),
+/// whether a callback token was answered (`a:`).
+type TokenFields = (Option<String>, Option<u64>, Option<String>);
+
 /// A task handed to a worker.
 #[derive(Debug, Clone)]
 pub struct ActivityTask {
@@ -655,16 +659,16 @@ impl Activities {
         let field = token.field();
         let arn = &token.step.execution;
         let mut conn = self.conn.clone();
-        let ((record, beat, answered), ttl): ((Option<String>, Option<u64>, Option<String>), i64) =
-            redis::pipe()
-                .cmd("HMGET")
-                .arg(tokens_key(&self.keys, arn))
-                .arg(format!("t:{field}"))
-                .arg(format!("b:{field}"))
-                .arg(format!("a:{field}"))
-                .ttl(self.keys.exec(arn))
-                .query_async(&mut conn)
-                .await?;
+        let (fields, ttl): (TokenFields, i64) = redis::pipe()
+            .cmd("HMGET")
+            .arg(tokens_key(&self.keys, arn))
+            .arg(format!("t:{field}"))
+            .arg(format!("b:{field}"))
+            .arg(format!("a:{field}"))
+            .ttl(self.keys.exec(arn))
+            .query_async(&mut conn)
+            .await?;
+        let (record, beat, answered) = fields;
         let unknown = ActivityError::InvalidToken("Invalid token");
         let record = record.ok_or(unknown)?;
         let mut parts = record.split('|');

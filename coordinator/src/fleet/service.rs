@@ -1161,7 +1161,8 @@ impl Coordinator {
             return Ok(None);
         }
         let mut conn = self.conn.clone();
-        let resource = wait.step_resource();
+        let (resource, _) = wait.step();
+        let resource = resource.as_str();
         if shared::topology::activity_name(resource).is_some() {
             // An activity's steps wait for its workers; only a missing activity fails them.
             let exists = super::activities::exists(&mut conn, &self.keys, &wait.resource)
@@ -1243,12 +1244,13 @@ impl Coordinator {
             && c.seq == seq
         {
             tracing::warn!(execution = %backend.arn, cursor, seq, resource = %wait.resource, "re-driving a step whose outcome is overdue");
+            let (resource, input) = wait.step();
             backend.publish(StepRequest {
                 cursor: cursor.to_string(),
                 seq,
                 attempt: 1 + c.retries.iter().sum::<u32>(),
-                resource: wait.step_resource().to_string(),
-                input: wait.effective_input.clone(),
+                resource,
+                input,
                 timeout: wait.timeout.map(Duration::from_secs),
                 heartbeat: wait.heartbeat.map(Duration::from_secs),
                 // Its token was kept when it was first published.

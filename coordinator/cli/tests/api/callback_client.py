@@ -3,7 +3,7 @@
 Usage: callback_client.py ENDPOINT MACHINE_ARN ITEMS REJECT STALL BEAT
 Starts an execution of MACHINE_ARN over ITEMS items `{"i": n}` whose Map Task waits for its
 token, reads each task's token from GetExecutionHistory (the TaskScheduled `parameters`,
-`{"i": n, "token": ...}`) and answers it: SendTaskSuccess `{"i": n, "square": n*n}`, but
+`{"i": n, "token": ...}`, or its `Payload` for lambda:invoke) and answers it: SendTaskSuccess `{"i": n, "square": n*n}`, but
 SendTaskFailure for item REJECT, nothing for the first token of item STALL (so it times out
 with States.HeartbeatTimeout and its Retry hands out a new token), and heartbeats for longer
 than HeartbeatSeconds for item BEAT. Also answers one token twice, a forged token, and the
@@ -67,6 +67,7 @@ while True:
                 continue
             seen.add(event["id"])
             params = json.loads(event["taskScheduledEventDetails"]["parameters"])
+            params = params.get("Payload", params)  # lambda:invoke's
             i, token = params["i"], params["token"]
             tokens.setdefault(i, []).append(token)
             if i == stall and len(tokens[i]) == 1:

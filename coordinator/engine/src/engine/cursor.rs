@@ -147,10 +147,11 @@ pub struct TaskWait {
 }
 
 impl TaskWait {
-    /// The resource the step runs: a `.waitForTaskToken` Task's integration without the
-    /// suffix, else the state's resource.
-    pub fn step_resource(&self) -> &str {
-        super::token::callback_base(&self.resource).unwrap_or(&self.resource)
+    /// The resource the step runs and its input ([`super::token::step_of`]): a
+    /// `.waitForTaskToken` Task's integration, `lambda:invoke`'s function as a mapfleet task.
+    pub fn step(&self) -> (String, Value) {
+        let (resource, input, _) = super::token::step_of(&self.resource, &self.effective_input);
+        (resource, input)
     }
 }
 

@@ -20,6 +20,63 @@ pub fn callback_base(resource: &str) -> Option<&str> {
         .filter(|base| !base.is_empty())
 }
 
+/// The Lambda integration's resource.
+pub const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
+
+/// What a Task's step runs: the resource a worker serves and its input. A
+/// `.waitForTaskToken` Task runs its integration (the resource without the suffix);
+/// `lambda:invoke` with a `FunctionName` runs the mapfleet task of that function's name
+/// (`NAME`, `arn:aws:lambda:R:A:function:NAME[:QUALIFIER]` or `arn:mapfleet:task:::NAME`)
+/// on its `Payload` (`{}` without one). The third member says the result is a Lambda
+/// response (`{"Payload": ..., "StatusCode": 200, ...}`, see [`lambda_response`]).
+pub fn step_of(resource: &str, effective: &serde_json::Value) -> (String, serde_json::Value, bool) {
+    let base = callback_base(resource).unwrap_or(resource);
+    if base == LAMBDA_INVOKE
+        && let Some(function) = effective.get("FunctionName").and_then(|f| f.as_str())
+        && let Some(task) = function_task(function)
+    {
+        let payload = effective
+            .get("Payload")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}));
+        return (task, payload, true);
+    }
+    (base.to_string(), effective.clone(), false)
+}
+
+/// Whether the Task runs a Lambda function's task ([`step_of`]'s third member), without
+/// building the step.
+pub fn runs_function(resource: &str, effective: &serde_json::Value) -> bool {
+    callback_base(resource).unwrap_or(resource) == LAMBDA_INVOKE
+        && effective
+            .get("FunctionName")
+            .and_then(|f| f.as_str())
+            .and_then(function_task)
+            .is_some()
+}
+
+/// The mapfleet task a Lambda `FunctionName` names.
+fn function_task(function: &str) -> Option<String> {
+    if let Some(name) = function.strip_prefix("arn:mapfleet:task:::") {
+        return (!name.is_empty()).then(|| function.to_string());
+    }
+    let name = match function.split_once(":function:") {
+        Some((_, rest)) => rest,
+        None => function,
+    };
+    let name = name.split(':').next().unwrap_or_default();
+    (!name.is_empty()).then(|| format!("arn:mapfleet:task:::{name}"))
+}
+
+/// A task's output as `lambda:invoke` returns it.
+pub fn lambda_response(payload: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "ExecutedVersion": "$LATEST",
+        "Payload": payload,
+        "StatusCode": 200
+    })
+}
+
 /// The key task tokens' secrets are derived under. Its `Debug` shows nothing of it.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct TokenKey([u8; 32]);
@@ -28,6 +85,16 @@ impl TokenKey {
     /// A key from 32 bytes the caller drew from the OS (the all-zero default is for tests).
     pub fn new(bytes: [u8; 32]) -> TokenKey {
         TokenKey(bytes)
+    }
+
+    /// The key as 64 hex digits, for a driver that keeps it (embedded `serve`'s store).
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// A key [`TokenKey::to_hex`] wrote.
+    pub fn from_hex(text: &str) -> Option<TokenKey> {
+        unhex(text.trim())?.try_into().ok().map(TokenKey)
     }
 }
 
@@ -146,6 +213,9 @@ mod tests {
             &expected_secret(&TokenKey::new([2; 32]), &step())
         ));
         assert_eq!(format!("{:?}", TokenKey::new([9; 32])), "TokenKey(..)");
+        let key = TokenKey::new([0xab; 32]);
+        assert_eq!(TokenKey::from_hex(&key.to_hex()), Some(key));
+        assert_eq!(TokenKey::from_hex("abcd"), None);
     }
 
     #[test]
@@ -162,6 +232,41 @@ mod tests {
         ] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn lambda_invoke_runs_the_task_its_function_names() {
+        use serde_json::json;
+        for function in [
+            "notify",
+            "notify:live",
+            "arn:aws:lambda:us-east-1:123456789012:function:notify",
+            "arn:aws:lambda:us-east-1:123456789012:function:notify:3",
+            "arn:mapfleet:task:::notify",
+        ] {
+            let input = json!({"FunctionName": function, "Payload": {"token": "t"}});
+            assert_eq!(
+                step_of("arn:aws:states:::lambda:invoke.waitForTaskToken", &input),
+                (
+                    "arn:mapfleet:task:::notify".to_string(),
+                    json!({"token": "t"}),
+                    true
+                ),
+                "{function}"
+            );
+        }
+        let bare = json!({"FunctionName": "notify"});
+        assert_eq!(step_of(LAMBDA_INVOKE, &bare).1, json!({}));
+        // Without a FunctionName, or another integration: the resource as it is.
+        let other = json!({"a": 1});
+        assert_eq!(
+            step_of(LAMBDA_INVOKE, &other),
+            (LAMBDA_INVOKE.to_string(), other.clone(), false)
+        );
+        assert_eq!(
+            step_of("arn:mapfleet:task:::echo.waitForTaskToken", &other),
+            ("arn:mapfleet:task:::echo".to_string(), other, false)
+        );
     }
 
     #[test]

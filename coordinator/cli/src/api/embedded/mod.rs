@@ -85,6 +85,9 @@ struct Inner {
     /// and writes do not interleave (a name taken twice, a tag count exceeded).
     writing: tokio::sync::Mutex<()>,
     executors: Executors,
+    /// What the runs' `.waitForTaskToken` tokens are minted under (`token.key`): one key
+    /// for the store, so that a token from an earlier run of an execution is known as its.
+    token_key: coordinator::engine::token::TokenKey,
 }
 
 /// The task executors of the runs: the worker's utility tasks, and the rider-photo tasks
@@ -117,11 +120,13 @@ impl EmbeddedStore {
         std::fs::create_dir_all(layout.machines())?;
         std::fs::create_dir_all(layout.executions())?;
         let registry = worker::default_registry(worker::RegistryOptions::default());
+        let token_key = disk::token_key(&layout)?;
         let inner = Inner {
             layout,
             data_dir: data_dir.to_path_buf(),
             index: Mutex::new(Index::default()),
             writing: tokio::sync::Mutex::new(()),
+            token_key,
             executors: Executors {
                 plain: Arc::new(crate::tasks::RegistryExecutor::new(registry)),
                 photos: tokio::sync::OnceCell::new(),
@@ -221,6 +226,7 @@ impl EmbeddedStore {
             task_slots: coordinator::embedded::default_task_slots(),
             ..Default::default()
         };
+        opts.engine.token_key = self.inner.token_key.clone();
         opts.buckets = Some(Arc::new(crate::buckets::StoreBuckets(Arc::new(
             worker::store::LocalStore::new(self.inner.data_dir.join("buckets")),
         ))));

@@ -236,13 +236,13 @@ impl Engine {
             }
         }
         let callback = token.is_some();
-        let step_resource = callback_base(&spec.resource).unwrap_or(&spec.resource);
+        let (step_resource, step_input, _) = token::step_of(&spec.resource, &effective);
         tx.actions.push(Action::PublishStep {
             cursor: cursor.id.clone(),
             seq: cursor.seq,
             attempt,
-            resource: step_resource.to_string(),
-            input: effective.clone(),
+            resource: step_resource,
+            input: step_input,
             timeout: timeout.map(Duration::from_secs),
             heartbeat: heartbeat.map(Duration::from_secs),
             callback: token.map(|token| Callback {
@@ -395,6 +395,12 @@ impl Engine {
         output: Value,
         tx: &mut Tx<'_>,
     ) -> bool {
+        // `lambda:invoke` ran a task for a function: its result is Lambda's response.
+        let output = if token::runs_function(&wait.resource, &wait.effective_input) {
+            token::lambda_response(output)
+        } else {
+            output
+        };
         if wait.callback {
             if !wait.submitted {
                 wait.submitted = true;

@@ -259,3 +259,43 @@ fn only_callback_tasks_see_a_token() {
         "{actions:?}"
     );
 }
+
+#[test]
+fn lambda_invoke_wait_for_task_token_runs_the_functions_task_on_its_payload() {
+    let def = one_task(json!({
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {
+            "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:notify",
+            "Payload": {"token.$": "$$.Task.Token"}
+        }
+    }));
+    let mut b = Bench::new(def);
+    let (mut root, actions) = b.start(json!({}));
+    let seq = published_seq(&actions);
+    let (resource, input, token) = published(&actions);
+    assert_eq!(resource, "arn:mapfleet:task:::notify");
+    assert_eq!(input, json!({ "token": token }));
+    b.apply(
+        &mut root,
+        CursorEvent::StepSucceeded {
+            seq,
+            output: json!("sent"),
+        },
+    );
+    let submitted = &b.history.last().expect("an event");
+    assert_eq!(submitted.event_type, EventType::TaskSubmitted);
+    assert_eq!(
+        submitted.details,
+        json!({"resourceType": "lambda", "resource": "invoke.waitForTaskToken",
+               "output": {"ExecutedVersion": "$LATEST", "Payload": "sent", "StatusCode": 200}})
+    );
+    let actions = b.apply(
+        &mut root,
+        CursorEvent::TaskAnswered {
+            seq,
+            result: Ok(json!({"done": 1})),
+        },
+    );
+    let (result, _, _) = finished(&actions).expect("ends");
+    assert_eq!(result.as_ref().ok(), Some(&json!({"done": 1})));
+}

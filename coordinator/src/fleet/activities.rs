@@ -854,6 +854,47 @@ mod tests {
     }
 
     #[test]
+    fn a_callback_steps_token_is_kept_with_its_deadlines() {
+        use crate::engine::cursor::Callback;
+        use crate::engine::token::{TokenKey, TokenStep, mint};
+        let exec = "arn:aws:states:local:000000000000:execution:m:e";
+        let token = mint(
+            &TokenKey::new([3; 32]),
+            &TokenStep {
+                execution: exec.into(),
+                cursor: "/3".into(),
+                seq: 7,
+                attempt: 2,
+            },
+        );
+        let issued = chrono::DateTime::from_timestamp_millis(1_000_000).unwrap();
+        let mut step = StepRequest {
+            cursor: "/3".into(),
+            seq: 7,
+            attempt: 2,
+            resource: "arn:mapfleet:task:::echo".into(),
+            input: serde_json::json!({}),
+            timeout: Some(Duration::from_secs(60)),
+            heartbeat: Some(Duration::from_secs(5)),
+            callback: Some(Callback {
+                token: token.clone(),
+                issued,
+            }),
+        };
+        let [(t, record), (b, start)] = callback_record(exec, &step).expect("a record");
+        let decoded = TaskToken::decode(&token).unwrap();
+        assert_eq!(t, format!("t:{}", decoded.field()));
+        assert_eq!(b, format!("b:{}", decoded.field()));
+        assert_eq!(record, format!("{}|1060000|5000|c", decoded.secret));
+        assert_eq!(start, "1000000");
+        step.callback = None;
+        assert!(
+            callback_record(exec, &step).is_none(),
+            "no token, no record"
+        );
+    }
+
+    #[test]
     fn secrets_compare_whole() {
         assert!(same_secret("00ff", "00ff"));
         assert!(!same_secret("00ff", "00fe"));

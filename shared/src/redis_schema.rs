@@ -72,6 +72,11 @@ impl Keys {
     pub fn timers(&self) -> String {
         format!("{}:timers", self.prefix)
     }
+
+    /// The activities of `mapfleet serve` (CreateActivity): name → record.
+    pub fn activities(&self) -> String {
+        format!("{}:sfn:activities", self.prefix)
+    }
 }
 
 /// How long data lives after its last write.
@@ -408,6 +413,13 @@ impl FleetStore {
     }
 
     /// Deletes every key under the prefix (tests and cleanup). Uses SCAN, so it is slow on a big keyspace: not for hot paths.
+    /// The names of the activities created under this prefix (each has a queue of its own
+    /// on the broker).
+    pub async fn activity_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hkeys(self.keys.activities()).await?)
+    }
+
     pub async fn delete_prefix(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         if conn.is_cluster() {

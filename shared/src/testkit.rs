@@ -142,25 +142,33 @@ pub async fn teardown(amqp_url: &str, redis_url: &str, prefix: &str) -> Result<(
     // Bounded: a broker reply that never comes (seen once in 150 teardowns, a channel left
     // closing by the services just stopped) must cost a leftover queue, not a hung test.
     tokio::time::timeout(TEARDOWN_LIMIT, async {
-        let (conn, channel) = channel(amqp_url, "mapfleet-teardown", prefix).await?;
-        topology::delete(&channel, &Topology::new(prefix, 1))
-            .await
-            .map_err(|source| TestkitError::Broker {
-                doing: "delete the queues and exchanges",
-                prefix: prefix.to_string(),
-                source,
-            })?;
-        amqp::close(&conn, "teardown").await;
         let redis = |source| TestkitError::Redis {
             prefix: prefix.to_string(),
             source,
         };
-        FleetStore::connect(redis_url, prefix)
-            .await
-            .map_err(redis)?
-            .delete_prefix()
+        let store = FleetStore::connect(redis_url, prefix)
             .await
             .map_err(redis)?;
+        let activities = store.activity_names().await.map_err(redis)?;
+        let (conn, channel) = channel(amqp_url, "mapfleet-teardown", prefix).await?;
+        let topo = Topology::new(prefix, 1);
+        let broker = |doing| {
+            move |source| TestkitError::Broker {
+                doing,
+                prefix: prefix.to_string(),
+                source,
+            }
+        };
+        for name in &activities {
+            topology::delete_activity(&channel, &topo, name)
+                .await
+                .map_err(broker("delete an activity's queue"))?;
+        }
+        topology::delete(&channel, &topo)
+            .await
+            .map_err(broker("delete the queues and exchanges"))?;
+        amqp::close(&conn, "teardown").await;
+        store.delete_prefix().await.map_err(redis)?;
         Ok(())
     })
     .await

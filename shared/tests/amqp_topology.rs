@@ -111,3 +111,55 @@ async fn connect_gives_up_with_a_clear_error() {
     assert!(text.contains("could not connect"), "{text}");
     assert!(!text.contains("secret"), "password leaked: {text}");
 }
+
+/// A test's teardown deletes its activities' queues too (CreateActivity made them; they
+/// are not in the prefix's fixed topology), with the prefix's Redis keys.
+#[tokio::test]
+async fn teardown_deletes_activity_queues() {
+    use shared::lapin::options::QueueDeclareOptions;
+    use shared::redis_schema::FleetStore;
+    use shared::testkit::{redis_url, teardown};
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let prefix = unique_prefix("teardown-activity");
+        let conn = amqp::connect(&amqp_url(), "teardown-test", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let topo = Topology::new(&prefix, 3);
+        let ch = conn.create_channel().await.unwrap();
+        topology::declare(&ch, &topo).await.unwrap();
+        let arn = "arn:aws:states:local:000000000000:activity:resize";
+        topology::declare_activity(&ch, &topo, arn).await.unwrap();
+        let store = FleetStore::connect(&redis_url(), &prefix).await.unwrap();
+        let mut redis = shared::redis_schema::connect(&redis_url()).await.unwrap();
+        let _: () = shared::redis::AsyncCommands::hset(
+            &mut redis,
+            store.keys().activities(),
+            "resize",
+            "{}",
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.activity_names().await.unwrap(), ["resize"]);
+
+        teardown(&amqp_url(), &redis_url(), &prefix).await.unwrap();
+
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let gone = conn
+            .create_channel()
+            .await
+            .unwrap()
+            .queue_declare(
+                topo.activity_queue("resize").as_str().into(),
+                passive,
+                Default::default(),
+            )
+            .await;
+        assert!(gone.is_err(), "the activity's queue is left: {gone:?}");
+        assert!(store.activity_names().await.unwrap().is_empty());
+    })
+    .await
+    .expect("the teardown test took over a minute");
+}

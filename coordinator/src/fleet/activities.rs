@@ -125,7 +125,7 @@ pub fn activity_arn(name: &str) -> String {
 
 /// `P:sfn:activities`.
 fn registry_key(keys: &FleetKeys) -> String {
-    format!("{}:sfn:activities", keys.shared.prefix())
+    keys.shared.activities()
 }
 
 /// `P:sfn:activity-tags:NAME`.

@@ -1,4 +1,4 @@
-//! Sunglasses: a small CNN trained from scratch (`deploy/train-sunglasses/`, `make
+//! Sunglasses: a small CNN trained from scratch (`deploy/face-training/`, `make
 //! train-sunglasses`) on faces from registry packages with eyewear painted at the detected eye
 //! points. Its ONNX file is part of the source tree (`worker/models/sunglasses/`, ~470 KB) and
 //! compiled into the binary, so there is nothing to install; its sha256 is checked when the

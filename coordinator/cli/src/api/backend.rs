@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use coordinator::asl::definition::StateMachine;
@@ -82,11 +83,8 @@ pub trait ApiStore: Send + Sync {
     /// Every execution `machine` started through the API: (start ms, ARN), newest first
     /// (ties by ARN).
     async fn executions(&self, machine: &str) -> Result<Vec<(i64, String)>, ApiError>;
-    /// The status and stop date (RFC 3339) of executions (`None`: gone).
-    async fn statuses(
-        &self,
-        arns: &[&str],
-    ) -> Result<Vec<(Option<String>, Option<String>)>, ApiError>;
+    /// What ListExecutions shows of executions, in the order asked (`None`: gone).
+    async fn statuses(&self, arns: &[&str]) -> Result<Vec<Option<ListRow>>, ApiError>;
     /// The execution as it stands, without its history.
     async fn describe(&self, arn: &str) -> Result<ExecutionResult, ApiError>;
     /// The execution's history events, in order.
@@ -128,6 +126,19 @@ pub trait ApiStore: Send + Sync {
         status: Option<&str>,
         take: usize,
     ) -> Result<(Vec<Value>, bool), ApiError>;
+}
+
+/// What ListExecutions shows of one execution besides its name and start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListRow {
+    /// `RUNNING`, `SUCCEEDED`, ...
+    pub status: String,
+    /// When it ended; `None` while it runs.
+    pub stop_date: Option<DateTime<Utc>>,
+    /// How many times it was redriven (`redriveCount`, `redriveFilter`).
+    pub redrive_count: u32,
+    /// When it was last redriven.
+    pub redrive_date: Option<DateTime<Utc>>,
 }
 
 /// The fleet's client, for an operation that runs on the fleet only; in embedded mode

@@ -12,7 +12,7 @@ pub mod sync;
 mod tags;
 pub mod test_state;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{Map, Value, json};
 
 use coordinator::asl::parse::{
@@ -445,6 +445,19 @@ fn status_filter(input: &Input) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// ListExecutions' `redriveFilter`: `Some(true)` lists only the executions redriven at
+/// least once, `Some(false)` only those never redriven.
+pub(super) fn redrive_filter(input: &Input) -> Result<Option<bool>, ApiError> {
+    match input.str("redriveFilter")? {
+        None => Ok(None),
+        Some("REDRIVEN") => Ok(Some(true)),
+        Some("NOT_REDRIVEN") => Ok(Some(false)),
+        Some(s) => Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{s}' at 'redriveFilter' failed to satisfy constraint: Member must satisfy enum value set: [REDRIVEN, NOT_REDRIVEN]"
+        ))),
+    }
+}
+
 async fn list_executions(store: &Store, input: Input) -> Result<Value, ApiError> {
     if input.str("mapRunArn")?.is_some() {
         return map_runs::list_map_run_executions(store, &input).await;
@@ -458,6 +471,7 @@ async fn list_executions(store: &Store, input: Input) -> Result<Value, ApiError>
         return Err(sync::type_not_supported());
     }
     let filter = status_filter(&input)?;
+    let redriven = redrive_filter(&input)?;
     let max = input.max_results(MAX_PAGE, DEFAULT_PAGE)?;
     let after = match input.token("executions")? {
         None => None,
@@ -484,9 +498,11 @@ async fn list_executions(store: &Store, input: Input) -> Result<Value, ApiError>
     'chunks: for chunk in rest.chunks(500) {
         let arns: Vec<&str> = chunk.iter().map(|(_, a)| a.as_str()).collect();
         let rows = store.statuses(&arns).await?;
-        for (entry, (status, stop)) in chunk.iter().zip(rows) {
-            let Some(status) = status else { continue }; // expired from Redis
-            if filter.as_deref().is_some_and(|f| f != status) {
+        for (entry, row) in chunk.iter().zip(rows) {
+            let Some(row) = row else { continue }; // expired from Redis
+            if filter.as_deref().is_some_and(|f| f != row.status)
+                || redriven.is_some_and(|r| r != (row.redrive_count > 0))
+            {
                 continue;
             }
             if page.len() == max {
@@ -502,15 +518,17 @@ async fn list_executions(store: &Store, input: Input) -> Result<Value, ApiError>
                 "executionArn": exec_arn,
                 "stateMachineArn": machine.arn,
                 "name": name,
-                "status": status,
+                "status": row.status,
                 "startDate": epoch_ms(*ms),
-                "redriveCount": 0,
+                "redriveCount": row.redrive_count,
             });
-            if let Some(stop) = stop
-                .as_deref()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            if row.status != "RUNNING"
+                && let Some(stop) = &row.stop_date
             {
-                item["stopDate"] = epoch(&stop.with_timezone(&Utc));
+                item["stopDate"] = epoch(stop);
+            }
+            if let Some(d) = &row.redrive_date {
+                item["redriveDate"] = epoch(d);
             }
             page.push(item);
             last = Some(entry);

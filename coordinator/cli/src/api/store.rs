@@ -26,7 +26,7 @@ use coordinator::engine::history::Event;
 use coordinator::fleet::client::FleetClient;
 use coordinator::fleet::redrive::Redriven;
 
-use super::backend::ApiStore;
+use super::backend::{ApiStore, ListRow};
 use super::wire::ApiError;
 
 /// One state machine as CreateStateMachine made it.
@@ -351,10 +351,7 @@ impl ApiStore for FleetStore {
     }
 
     /// The `status` and `stop_date` fields of executions, in one round trip.
-    async fn statuses(
-        &self,
-        arns: &[&str],
-    ) -> Result<Vec<(Option<String>, Option<String>)>, ApiError> {
+    async fn statuses(&self, arns: &[&str]) -> Result<Vec<Option<ListRow>>, ApiError> {
         use coordinator::fleet::record::field;
         let mut c = self.fleet.conn.clone();
         let mut pipe = redis::pipe();
@@ -362,10 +359,27 @@ impl ApiStore for FleetStore {
             pipe.cmd("HMGET")
                 .arg(self.fleet.keys.exec(arn))
                 .arg(field::STATUS)
-                .arg(field::STOP_DATE);
+                .arg(field::STOP_DATE)
+                .arg(field::REDRIVE_COUNT)
+                .arg(field::REDRIVE_DATE);
         }
-        let rows: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut c).await?;
-        Ok(rows)
+        type Fields = (Option<String>, Option<String>, Option<u32>, Option<String>);
+        let rows: Vec<Fields> = pipe.query_async(&mut c).await?;
+        let date = |s: Option<String>| {
+            s.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+                .map(|d| d.with_timezone(&chrono::Utc))
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(status, stop, count, redriven)| {
+                status.map(|status| ListRow {
+                    status,
+                    stop_date: date(stop),
+                    redrive_count: count.unwrap_or(0),
+                    redrive_date: date(redriven),
+                })
+            })
+            .collect())
     }
 
     /// Whether the fleet holds an execution of that ARN.

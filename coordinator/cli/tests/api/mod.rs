@@ -1195,6 +1195,64 @@ pub async fn redrive_after_stop(url: &str) {
     );
     let arn = stopped("stop-2").await;
     redrive_twice_with_one_token(&aws, &arn).await;
+    // ListExecutions' redriveFilter: the two redriven against one that never was.
+    stopped("stop-3").await;
+    let listed = |extra: &'static [&'static str]| {
+        let (aws, machine) = (&aws, machine.clone());
+        async move {
+            let mut args = vec!["list-executions", "--state-machine-arn", &machine];
+            args.extend_from_slice(extra);
+            let out = aws.ok(&args).await;
+            let mut rows: Vec<(String, u64, bool)> = out["executions"]
+                .as_array()
+                .expect("executions")
+                .iter()
+                .map(|e| {
+                    (
+                        e["name"].as_str().expect("name").to_string(),
+                        e["redriveCount"].as_u64().expect("redriveCount"),
+                        e["redriveDate"].is_number(),
+                    )
+                })
+                .collect();
+            rows.sort();
+            rows
+        }
+    };
+    let row = |name: &str, count: u64| (name.to_string(), count, count > 0);
+    assert_eq!(
+        listed(&["--redrive-filter", "REDRIVEN"]).await,
+        [row("stop-1", 1), row("stop-2", 1)]
+    );
+    assert_eq!(
+        listed(&["--redrive-filter", "NOT_REDRIVEN"]).await,
+        [row("stop-3", 0)]
+    );
+    assert_eq!(
+        listed(&["--redrive-filter", "REDRIVEN", "--status-filter", "ABORTED"]).await,
+        Vec::<(String, u64, bool)>::new()
+    );
+    assert_eq!(
+        listed(&[]).await,
+        [row("stop-1", 1), row("stop-2", 1), row("stop-3", 0)]
+    );
+    let refused = aws
+        .fails(
+            &[],
+            &[
+                "list-executions",
+                "--state-machine-arn",
+                &machine,
+                "--redrive-filter",
+                "redriven",
+            ],
+            "ValidationException",
+        )
+        .await;
+    assert!(
+        refused.contains("Value 'redriven' at 'redriveFilter' failed to satisfy constraint"),
+        "{refused}"
+    );
 }
 
 /// RedriveExecution of the ended `arn` twice with one client token: one redrive (the same

@@ -46,7 +46,7 @@ use coordinator::fleet::map_runs::{
 };
 use coordinator::fleet::redrive::Redriven;
 
-use super::backend::ApiStore;
+use super::backend::{ApiStore, ListRow};
 use super::store::{MachineRecord, Revision, TagRefused, revision_key};
 use super::wire::ApiError;
 use disk::{ExecRecord, Layout};
@@ -65,6 +65,8 @@ struct ExecMeta {
     start_ms: i64,
     status: Status,
     stop_date: Option<DateTime<Utc>>,
+    redrive_count: u32,
+    redrive_date: Option<DateTime<Utc>>,
     /// In its machine's list (ListExecutions); false once the machine was deleted.
     listed: bool,
     live: Option<LiveHandle>,
@@ -215,6 +217,8 @@ impl EmbeddedStore {
         if let Some(m) = lock(&self.inner.index).executions.get_mut(&arn) {
             m.status = Status::Running;
             m.stop_date = None;
+            m.redrive_count = info.redrive_count;
+            m.redrive_date = info.redrive_date;
             m.live = Some(LiveHandle {
                 control,
                 ended,
@@ -289,6 +293,8 @@ impl Inner {
                         start_ms: info.start_time.timestamp_millis(),
                         status: record.status,
                         stop_date: record.stop_date,
+                        redrive_count: info.redrive_count,
+                        redrive_date: info.redrive_date,
                         listed: listed.contains(&info.execution_arn),
                         live: None,
                     },
@@ -584,6 +590,8 @@ impl ApiStore for EmbeddedStore {
                 start_ms: info.start_time.timestamp_millis(),
                 status: Status::Running,
                 stop_date: None,
+                redrive_count: 0,
+                redrive_date: None,
                 listed: true,
                 live: None,
             },
@@ -607,19 +615,17 @@ impl ApiStore for EmbeddedStore {
         Ok(out)
     }
 
-    async fn statuses(
-        &self,
-        arns: &[&str],
-    ) -> Result<Vec<(Option<String>, Option<String>)>, ApiError> {
+    async fn statuses(&self, arns: &[&str]) -> Result<Vec<Option<ListRow>>, ApiError> {
         let index = lock(&self.inner.index);
         Ok(arns
             .iter()
-            .map(|a| match index.executions.get(*a) {
-                Some(m) => (
-                    Some(m.status.as_str().to_string()),
-                    m.stop_date.map(|d| d.to_rfc3339()),
-                ),
-                None => (None, None),
+            .map(|a| {
+                index.executions.get(*a).map(|m| ListRow {
+                    status: m.status.as_str().to_string(),
+                    stop_date: m.stop_date,
+                    redrive_count: m.redrive_count,
+                    redrive_date: m.redrive_date,
+                })
             })
             .collect())
     }

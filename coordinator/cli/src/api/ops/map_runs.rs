@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use coordinator::engine::cursor::LimitsUpdate;
 use coordinator::fleet::map_runs::{MapRunChildrenError, MapRunError};
 
-use super::{existing_execution, status_filter};
+use super::{existing_execution, redrive_filter, status_filter};
 use crate::api::backend::Store;
 use crate::api::wire::{ApiError, DEFAULT_PAGE, Input, MAX_PAGE, encode_token, epoch};
 
@@ -150,7 +150,10 @@ pub(super) async fn list_map_run_executions(
     let record_status = filter
         .as_deref()
         .filter(|f| matches!(*f, "SUCCEEDED" | "FAILED"));
-    if filter.is_some() && record_status.is_none() {
+    // A map run's children are never redriven themselves (a redrive of the parent starts
+    // new ones).
+    let redriven_only = redrive_filter(input)? == Some(true);
+    if (filter.is_some() && record_status.is_none()) || redriven_only {
         return Ok(json!({ "executions": [] }));
     }
     let (children, more) = store

@@ -5,7 +5,7 @@
 //! from tokio's clock (so tests can pause it), randomness from the thread RNG.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +18,10 @@ use crate::asl::definition::StateMachine;
 use crate::asl::error::{StatesError, names};
 pub use crate::driver::Status;
 use crate::driver::{Backend, BackendError, Processor, StepRequest};
-use crate::engine::cursor::{Cursor, CursorEvent, CursorId, LimitsUpdate};
+use crate::engine::cursor::{Cursor, CursorEvent, CursorId, LimitsUpdate, Phase};
 use crate::engine::history::Event;
 use crate::engine::run::EngineOptions;
+use crate::engine::token;
 use crate::engine::{Engine, ExecutionInfo};
 use crate::maprun::{Buckets, MapRunPlan, OpenRun};
 use mapfleet_engine::memory_children::MemoryChildren;
@@ -103,12 +104,24 @@ pub struct EmbeddedOptions {
 impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
-            engine: EngineOptions::default(),
+            engine: EngineOptions {
+                token_key: os_token_key(),
+                ..EngineOptions::default()
+            },
             keep_history: true,
             task_slots: 0,
             buckets: None,
         }
     }
+}
+
+/// A key for `.waitForTaskToken` tokens' secrets ([`crate::engine::token`]), drawn from
+/// the OS: each process (each embedded run, each coordinator) has its own.
+pub fn os_token_key() -> crate::engine::token::TokenKey {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    crate::engine::token::TokenKey::new(bytes)
 }
 
 /// Task slots for `mapfleet run` in this process: twice the CPU cores, at least 8 (a fleet
@@ -159,6 +172,30 @@ pub enum Control {
     Stop(StatesError),
     /// UpdateMapRun: the Map at cursor `map` takes new limits.
     UpdateLimits { map: CursorId, limits: LimitsUpdate },
+    /// SendTaskSuccess, SendTaskFailure or SendTaskHeartbeat with the token of one of this
+    /// execution's `.waitForTaskToken` steps: `reply` says whether the run took it.
+    Token {
+        token: String,
+        answer: TokenAnswer,
+        reply: tokio::sync::oneshot::Sender<Result<(), TokenRefused>>,
+    },
+}
+
+/// What the holder of a `.waitForTaskToken` token sent.
+#[derive(Debug)]
+pub enum TokenAnswer {
+    /// SendTaskSuccess (`Ok`) or SendTaskFailure (`Err`).
+    Result(Result<Value, StatesError>),
+    Heartbeat,
+}
+
+/// Why a run refused a token (AWS's `InvalidToken` and `TaskTimedOut`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRefused {
+    /// Not a token this run handed out.
+    Invalid,
+    /// Its task is no longer waiting: answered already, timed out, failed or stopped.
+    TimedOut,
 }
 
 /// Where a redrive resumes: the root cursor as the execution ended (or as it stood when
@@ -469,6 +506,8 @@ async fn drive(
         hooks: hooks.clone(),
     };
     let redrive_count = engine.info.redrive_count;
+    // The (cursor, seq) of the callback tokens answered but not yet applied.
+    let mut answered: HashSet<(CursorId, u64)> = HashSet::new();
     let mut p = match resume {
         Some(Resume {
             root,
@@ -495,6 +534,14 @@ async fn drive(
                 }
                 Control::UpdateLimits { map, limits } => {
                     p.push(map, CursorEvent::UpdateLimits(limits))
+                }
+                Control::Token {
+                    token,
+                    answer,
+                    reply,
+                } => {
+                    let taken = take_token(&mut p, &mut answered, &token, answer, now());
+                    let _ = reply.send(taken);
                 }
             }
         }
@@ -542,11 +589,18 @@ async fn drive(
             if p.has_queued() {
                 continue;
             }
-            let e = StatesError::runtime(
-                "The execution stopped making progress: no task, timer or event is pending",
-            );
-            let _ = p.stop(&mut backend, e, false, now).await;
-            break;
+            let waits_for_token = p.awaits_callback();
+            if !(waits_for_token && control.is_some()) {
+                let e = StatesError::runtime(if waits_for_token {
+                    "The execution stopped making progress: a .waitForTaskToken task waits for \
+                     its token, which only a host such as mapfleet serve can answer \
+                     (SendTaskSuccess)"
+                } else {
+                    "The execution stopped making progress: no task, timer or event is pending"
+                });
+                let _ = p.stop(&mut backend, e, false, now).await;
+                break;
+            }
         }
         let next_timer = backend
             .timers
@@ -576,6 +630,10 @@ async fn drive(
                     }
                     Some(Control::UpdateLimits { map, limits }) => {
                         p.push(map, CursorEvent::UpdateLimits(limits));
+                    }
+                    Some(Control::Token { token, answer, reply }) => {
+                        let taken = take_token(&mut p, &mut answered, &token, answer, now());
+                        let _ = reply.send(taken);
                     }
                     // The host is gone: run on without it.
                     None => control = None,
@@ -614,6 +672,54 @@ async fn drive(
         transitions,
     };
     LiveEnd { result, ended_root }
+}
+
+/// Checks a `.waitForTaskToken` token against the run (its secret under the run's key, its
+/// step still awaited within its deadlines, not answered yet) and feeds the answer in.
+fn take_token(
+    p: &mut Processor,
+    answered: &mut HashSet<(CursorId, u64)>,
+    text: &str,
+    answer: TokenAnswer,
+    now: DateTime<Utc>,
+) -> Result<(), TokenRefused> {
+    let decoded = token::decode(text).ok_or(TokenRefused::Invalid)?;
+    let step = &decoded.step;
+    let expected = token::expected_secret(&p.engine.options.token_key, step);
+    if step.execution != p.engine.info.execution_arn
+        || !token::same_secret(&decoded.secret, &expected)
+    {
+        return Err(TokenRefused::Invalid);
+    }
+    let cursor = p
+        .cursor_in_cache(&step.cursor)
+        .ok_or(TokenRefused::TimedOut)?;
+    let Phase::Task(wait) = &cursor.phase else {
+        return Err(TokenRefused::TimedOut);
+    };
+    let passed = |at: Option<DateTime<Utc>>| at.is_some_and(|t| now >= t);
+    if !wait.callback
+        || cursor.seq != step.seq
+        || 1 + cursor.retries.iter().sum::<u32>() != step.attempt
+        || passed(wait.timeout_at)
+        || passed(wait.heartbeat_at)
+        || answered.contains(&(step.cursor.clone(), step.seq))
+    {
+        return Err(TokenRefused::TimedOut);
+    }
+    let (id, seq) = (step.cursor.clone(), step.seq);
+    match answer {
+        TokenAnswer::Result(result) => {
+            if answered.len() >= 1024 {
+                // Forget the answers applied since (their cursors moved on).
+                answered.retain(|(c, s)| p.cursor_in_cache(c).is_some_and(|c| c.seq == *s));
+            }
+            answered.insert((id.clone(), seq));
+            p.push(id, CursorEvent::TaskAnswered { seq, result });
+        }
+        TokenAnswer::Heartbeat => p.push(id, CursorEvent::StepHeartbeat { seq }),
+    }
+    Ok(())
 }
 
 async fn recv_opt(

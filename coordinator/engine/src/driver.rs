@@ -62,6 +62,8 @@ pub struct StepRequest {
     pub input: Value,
     pub timeout: Option<Duration>,
     pub heartbeat: Option<Duration>,
+    /// A `.waitForTaskToken` step's token: a backend that checks answers keeps its secret.
+    pub callback: Option<crate::engine::cursor::Callback>,
 }
 
 /// Errors of a backend (a store or broker that failed). The processor stops at the first
@@ -295,6 +297,19 @@ impl Processor {
         self.cursors.get("").map(|c| &**c)
     }
 
+    /// Whether a cursor in the processor's cache waits for a `.waitForTaskToken` answer
+    /// (embedded mode, whose cache holds every cursor, keeps running for it).
+    pub fn awaits_callback(&self) -> bool {
+        self.cursors
+            .values()
+            .any(|c| matches!(&c.phase, Phase::Task(w) if w.callback))
+    }
+
+    /// A cursor in the processor's cache, as it stands between events.
+    pub fn cursor_in_cache(&self, id: &str) -> Option<&Cursor> {
+        self.cursors.get(id)
+    }
+
     /// Whether events are waiting to be processed.
     pub fn has_queued(&self) -> bool {
         !self.queue.is_empty()
@@ -418,6 +433,7 @@ impl Processor {
                     input,
                     timeout,
                     heartbeat,
+                    callback,
                 } => {
                     backend.publish(StepRequest {
                         cursor,
@@ -427,6 +443,7 @@ impl Processor {
                         input,
                         timeout,
                         heartbeat,
+                        callback,
                     });
                 }
                 Action::ScheduleTimer { cursor, seq, at } => backend.schedule(&cursor, seq, at),

@@ -13,6 +13,12 @@
 //!   workers' own exactly-once path ─▶ ActivitySucceeded / ActivityFailed
 //! ```
 //!
+//! A `.waitForTaskToken` Task's token (`$$.Task.Token`, minted by the engine before its
+//! integration runs, see `mapfleet_engine::engine::token`) is kept the same way, by the
+//! commit that publishes its step ([`callback_record`]). Its answers cannot take the step's
+//! own exactly-once path, which its integration's outcome takes; [`ANSWER`] admits one answer
+//! per token instead (`a:...`), and the engine drops an answer for a step it no longer waits for.
+//!
 //! A task token names the step (execution, cursor, seq, attempt) and carries a 128-bit secret
 //! drawn from the OS when the step was handed out; the server keeps the secret and compares it
 //! in constant time, so a token cannot be guessed or forged from a step's name. The token's
@@ -25,7 +31,7 @@
 //! |---|---|---|
 //! | `P:sfn:activities` | hash | activity name → [`ActivityRecord`] (JSON) |
 //! | `P:sfn:activity-tags:NAME` | hash | tag key → value |
-//! | `P:{ARN}:tokens` | hash | `t:CURSOR\|SEQ\|ATTEMPT` → `SECRET\|DEADLINE_MS\|HEARTBEAT_MS` of the token handed out for that step; `b:...` → when it started or last beat (ms); expires with the execution |
+//! | `P:{ARN}:tokens` | hash | `t:CURSOR\|SEQ\|ATTEMPT` → `SECRET\|DEADLINE_MS\|HEARTBEAT_MS` of the token handed out for that step (`...\|c` for a `.waitForTaskToken` step's); `b:...` → when it started or last beat (ms); `a:...` → a callback token was answered; expires with the execution |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +56,9 @@ use tokio::sync::Mutex;
 use super::InboxEvent;
 use super::keys::FleetKeys;
 use crate::asl::error::StatesError;
+use crate::driver::StepRequest;
 use crate::engine::context::{LOCAL_ACCOUNT, LOCAL_REGION};
+use crate::engine::token::{self, same_secret};
 
 /// The delivery limit of the activity queues (a step a server took and never settled comes
 /// back; past this many deliveries it is dead-lettered and fails as any step would).
@@ -126,7 +134,7 @@ fn tags_key(keys: &FleetKeys, name: &str) -> String {
 }
 
 /// `P:{ARN}:tokens`.
-fn tokens_key(keys: &FleetKeys, execution: &str) -> String {
+pub(super) fn tokens_key(keys: &FleetKeys, execution: &str) -> String {
     format!("{}:{{{execution}}}:tokens", keys.shared.prefix())
 }
 
@@ -187,24 +195,17 @@ impl TaskToken {
         format!("{}.{}", hex(&name), self.secret)
     }
 
+    /// Reads a token (an activity's or a `.waitForTaskToken` step's: one format).
     pub fn decode(text: &str) -> Result<TaskToken, ActivityError> {
-        let malformed = ActivityError::InvalidToken("Invalid token");
-        let (name, secret) = text.split_once('.').ok_or(malformed)?;
-        let bytes = unhex(name).ok_or(ActivityError::InvalidToken("Invalid token"))?;
-        let (execution, cursor, seq, attempt): (String, String, u64, u32) =
-            serde_json::from_slice(&bytes)
-                .map_err(|_| ActivityError::InvalidToken("Invalid token"))?;
-        if secret.len() != 32 || unhex(secret).is_none() {
-            return Err(ActivityError::InvalidToken("Invalid token"));
-        }
+        let t = token::decode(text).ok_or(ActivityError::InvalidToken("Invalid token"))?;
         Ok(TaskToken {
             step: StepId {
-                execution,
-                cursor,
-                seq,
-                attempt,
+                execution: t.step.execution,
+                cursor: t.step.cursor,
+                seq: t.step.seq,
+                attempt: t.step.attempt,
             },
-            secret: secret.to_string(),
+            secret: t.secret,
         })
     }
 
@@ -222,19 +223,30 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// Equal, compared in time that does not depend on where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+/// The tokens-hash fields that make a `.waitForTaskToken` step's token answerable (none for
+/// any other step): its secret and deadlines, and its start, the engine's time of publishing.
+pub(super) fn callback_record(
+    execution: &str,
+    step: &StepRequest,
+) -> Option<[(String, String); 2]> {
+    let callback = step.callback.as_ref()?;
+    let secret = token::decode(&callback.token)?.secret;
+    let issued = callback.issued.timestamp_millis().max(0) as u64;
+    let deadline = step.timeout.map_or(0, |t| issued + t.as_millis() as u64);
+    let heartbeat = step.heartbeat.map_or(0, |h| h.as_millis() as u64);
+    let field = step_field(&StepId {
+        execution: execution.to_string(),
+        cursor: step.cursor.clone(),
+        seq: step.seq,
+        attempt: step.attempt,
+    });
+    Some([
+        (
+            format!("t:{field}"),
+            format!("{secret}|{deadline}|{heartbeat}|c"),
+        ),
+        (format!("b:{field}"), issued.to_string()),
+    ])
 }
 
 /// Hands out the step if its cursor still awaits it and no token was handed out for it yet:
@@ -266,6 +278,33 @@ redis.call('HSET', KEYS[2], 'b:' .. ARGV[3], ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[5])
 return 1
 ";
+
+/// The one answer of a `.waitForTaskToken` token, while its execution runs.
+const ANSWER: &str = r"
+-- KEYS[1] tokens, KEYS[2] inbox, KEYS[3] execution hash
+-- ARGV[1] step field, ARGV[2] inbox entry
+if redis.call('HGET', KEYS[3], 'status') ~= 'RUNNING' then return 0 end
+if redis.call('HSETNX', KEYS[1], 'a:' .. ARGV[1], '1') == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+";
+
+/// A heartbeat of a `.waitForTaskToken` token not answered yet.
+const BEAT_CALLBACK: &str = r"
+-- KEYS[1] tokens, KEYS[2] inbox, KEYS[3] execution hash
+-- ARGV[1] step field, ARGV[2] now ms, ARGV[3] inbox entry
+if redis.call('HGET', KEYS[3], 'status') ~= 'RUNNING' then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'a:' .. ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'b:' .. ARGV[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[3])
+return 1
+";
+
+/// A token's fields in the tokens hash: its record (`t:`), its start or last beat (`b:`),
+/// whether a callback token was answered (`a:`).
+type TokenFields = (Option<String>, Option<u64>, Option<String>);
 
 /// A task handed to a worker.
 #[derive(Debug, Clone)]
@@ -613,21 +652,23 @@ impl Activities {
         Ok(Some(token.encode()))
     }
 
-    /// The step of a token handed out by this fleet whose deadlines have not passed, and how
-    /// long its execution's keys live.
-    async fn check(&self, text: &str) -> Result<(TaskToken, u64), ActivityError> {
+    /// The step of a token handed out by this fleet whose deadlines have not passed, how
+    /// long its execution's keys live, and whether it is a `.waitForTaskToken` step's.
+    async fn check(&self, text: &str) -> Result<(TaskToken, u64, bool), ActivityError> {
         let token = TaskToken::decode(text)?;
         let field = token.field();
         let arn = &token.step.execution;
         let mut conn = self.conn.clone();
-        let ((record, beat), ttl): ((Option<String>, Option<u64>), i64) = redis::pipe()
+        let (fields, ttl): (TokenFields, i64) = redis::pipe()
             .cmd("HMGET")
             .arg(tokens_key(&self.keys, arn))
             .arg(format!("t:{field}"))
             .arg(format!("b:{field}"))
+            .arg(format!("a:{field}"))
             .ttl(self.keys.exec(arn))
             .query_async(&mut conn)
             .await?;
+        let (record, beat, answered) = fields;
         let unknown = ActivityError::InvalidToken("Invalid token");
         let record = record.ok_or(unknown)?;
         let mut parts = record.split('|');
@@ -638,8 +679,12 @@ impl Activities {
         ) else {
             return Err(ActivityError::InvalidToken("Invalid token"));
         };
+        let callback = parts.next() == Some("c");
         if !same_secret(secret, &token.secret) {
             return Err(ActivityError::InvalidToken("Invalid token"));
+        }
+        if answered.is_some() {
+            return Err(ActivityError::TimedOut);
         }
         let now = shared::now_ms();
         let beat = beat.unwrap_or(now);
@@ -650,7 +695,7 @@ impl Activities {
             .ok()
             .filter(|t| *t > 0)
             .unwrap_or(FALLBACK_TTL.as_secs());
-        Ok((token, ttl))
+        Ok((token, ttl, callback))
     }
 
     /// SendTaskSuccess (`Ok(output)`) or SendTaskFailure (`Err`): the outcome goes through
@@ -661,8 +706,11 @@ impl Activities {
         token: &str,
         result: Result<Value, StatesError>,
     ) -> Result<(), ActivityError> {
-        let (token, ttl) = self.check(token).await?;
+        let (token, ttl, callback) = self.check(token).await?;
         let id = &token.step;
+        if callback {
+            return self.answer(&token, result).await;
+        }
         let (outcome, entry) = outcome_texts(id, &result);
         let mut conn = self.conn.clone();
         let applied = apply_to_inbox(
@@ -686,7 +734,7 @@ impl Activities {
 
     /// SendTaskHeartbeat: the step's heartbeat deadline moves on.
     pub async fn heartbeat(&self, token: &str) -> Result<(), ActivityError> {
-        let (token, _) = self.check(token).await?;
+        let (token, _, callback) = self.check(token).await?;
         let id = &token.step;
         let entry = serde_json::to_string(&InboxEvent::TaskHeartbeat {
             cursor: id.cursor.clone(),
@@ -694,6 +742,22 @@ impl Activities {
         })
         .expect("inbox events serialize");
         let mut conn = self.conn.clone();
+        if callback {
+            let beat: i64 = redis::Script::new(BEAT_CALLBACK)
+                .key(tokens_key(&self.keys, &id.execution))
+                .key(self.keys.inbox(&id.execution))
+                .key(self.keys.exec(&id.execution))
+                .arg(token.field())
+                .arg(shared::now_ms())
+                .arg(entry)
+                .invoke_async(&mut conn)
+                .await?;
+            if beat == 0 {
+                return Err(ActivityError::TimedOut);
+            }
+            super::service::flag_ready(&mut conn, &self.keys, &id.execution).await?;
+            return Ok(());
+        }
         let beat: i64 = redis::Script::new(BEAT)
             .key(self.keys.shared.cursor(&id.execution, &id.cursor))
             .key(tokens_key(&self.keys, &id.execution))
@@ -706,6 +770,38 @@ impl Activities {
             .invoke_async(&mut conn)
             .await?;
         if beat == 0 {
+            return Err(ActivityError::TimedOut);
+        }
+        super::service::flag_ready(&mut conn, &self.keys, &id.execution).await?;
+        Ok(())
+    }
+}
+
+impl Activities {
+    /// The one answer of a `.waitForTaskToken` token ([`ANSWER`]); a second one, or one
+    /// after its execution ended, is TaskTimedOut.
+    async fn answer(
+        &self,
+        token: &TaskToken,
+        result: Result<Value, StatesError>,
+    ) -> Result<(), ActivityError> {
+        let id = &token.step;
+        let entry = serde_json::to_string(&InboxEvent::TaskAnswered {
+            cursor: id.cursor.clone(),
+            seq: id.seq,
+            result,
+        })
+        .expect("inbox events serialize");
+        let mut conn = self.conn.clone();
+        let answered: i64 = redis::Script::new(ANSWER)
+            .key(tokens_key(&self.keys, &id.execution))
+            .key(self.keys.inbox(&id.execution))
+            .key(self.keys.exec(&id.execution))
+            .arg(token.field())
+            .arg(entry)
+            .invoke_async(&mut conn)
+            .await?;
+        if answered == 0 {
             return Err(ActivityError::TimedOut);
         }
         super::service::flag_ready(&mut conn, &self.keys, &id.execution).await?;
@@ -755,6 +851,47 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_callback_steps_token_is_kept_with_its_deadlines() {
+        use crate::engine::cursor::Callback;
+        use crate::engine::token::{TokenKey, TokenStep, mint};
+        let exec = "arn:aws:states:local:000000000000:execution:m:e";
+        let token = mint(
+            &TokenKey::new([3; 32]),
+            &TokenStep {
+                execution: exec.into(),
+                cursor: "/3".into(),
+                seq: 7,
+                attempt: 2,
+            },
+        );
+        let issued = chrono::DateTime::from_timestamp_millis(1_000_000).unwrap();
+        let mut step = StepRequest {
+            cursor: "/3".into(),
+            seq: 7,
+            attempt: 2,
+            resource: "arn:mapfleet:task:::echo".into(),
+            input: serde_json::json!({}),
+            timeout: Some(Duration::from_secs(60)),
+            heartbeat: Some(Duration::from_secs(5)),
+            callback: Some(Callback {
+                token: token.clone(),
+                issued,
+            }),
+        };
+        let [(t, record), (b, start)] = callback_record(exec, &step).expect("a record");
+        let decoded = TaskToken::decode(&token).unwrap();
+        assert_eq!(t, format!("t:{}", decoded.field()));
+        assert_eq!(b, format!("b:{}", decoded.field()));
+        assert_eq!(record, format!("{}|1060000|5000|c", decoded.secret));
+        assert_eq!(start, "1000000");
+        step.callback = None;
+        assert!(
+            callback_record(exec, &step).is_none(),
+            "no token, no record"
+        );
     }
 
     #[test]

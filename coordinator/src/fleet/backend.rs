@@ -16,7 +16,7 @@ use super::record::field;
 use super::{stored, timer_member};
 use crate::asl::error::StatesError;
 use crate::driver::{Backend, BackendError, Changes, PlanSource, StepRequest};
-use crate::engine::cursor::{Cursor, CursorId};
+use crate::engine::cursor::{Cursor, CursorId, Phase};
 use crate::engine::history::{Event, EventType};
 use crate::maprun::MapRunPlan;
 
@@ -369,6 +369,19 @@ impl RedisBackend {
         for (member, due) in &p.timers {
             pipe.zadd_timer(&timers, member, *due);
         }
+        // A `.waitForTaskToken` step's token is kept with the step, in the same commit: the
+        // token is answerable exactly when the step (and the TaskScheduled showing it) is.
+        let callbacks: Vec<(String, String)> = p
+            .steps
+            .iter()
+            .filter_map(|s| super::activities::callback_record(&arn, s))
+            .flatten()
+            .collect();
+        if !callbacks.is_empty() {
+            let tokens = super::activities::tokens_key(&self.keys, &arn);
+            pipe.hset_multiple(&tokens, &callbacks);
+            pipe.expire(&tokens, ttl_secs);
+        }
         if !p.steps.is_empty() {
             let outbox = self.keys.outbox(&arn);
             let steps: Vec<String> = p
@@ -386,9 +399,19 @@ impl RedisBackend {
             }
         }
         // After the additions: a step re-driven in the batch that also took its outcome
-        // needs no timer either.
+        // needs no timer either. A `.waitForTaskToken` step whose integration returned still
+        // waits for its token: its deadline timer stays.
+        let waiting_for_token: HashSet<(&str, u64)> = changes
+            .changed
+            .iter()
+            .filter(|c| matches!(&c.phase, Phase::Task(w) if w.callback))
+            .map(|c| (c.id.as_str(), c.seq))
+            .collect();
         for (cursor, seq) in &p.settled {
             for kind in ['R', 'T'] {
+                if kind == 'T' && waiting_for_token.contains(&(cursor.as_str(), *seq)) {
+                    continue;
+                }
                 pipe.zrem_timer(&timers, &timer_member(kind, &arn, cursor, *seq));
             }
         }

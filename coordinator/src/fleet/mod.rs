@@ -85,6 +85,13 @@ pub enum InboxEvent {
     },
     /// The worker of the cursor's activity step sent a heartbeat (SendTaskHeartbeat).
     TaskHeartbeat { cursor: String, seq: u64 },
+    /// SendTaskSuccess/Failure answered the token of the cursor's `.waitForTaskToken` step
+    /// (once: [`activities`] keeps which tokens were answered).
+    TaskAnswered {
+        cursor: String,
+        seq: u64,
+        result: Result<Value, StatesError>,
+    },
     /// A step's re-drive timer fired: publish it again if the cursor still waits for it.
     Redrive { cursor: String, seq: u64 },
     /// A step was published for a resource no live worker served: fail it if that is still

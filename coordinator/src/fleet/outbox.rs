@@ -97,6 +97,7 @@ mod tests {
             input: json!({"a": [1, "x"]}),
             timeout: Some(Duration::from_millis(1500)),
             heartbeat: Some(Duration::from_secs(4)),
+            callback: None,
         }
     }
 

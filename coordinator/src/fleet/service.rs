@@ -73,7 +73,10 @@ pub struct ServiceOptions {
 impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
-            engine: EngineOptions::default(),
+            engine: EngineOptions {
+                token_key: crate::embedded::os_token_key(),
+                ..EngineOptions::default()
+            },
             batch: 1024,
             // Short, and renewed after every batch: a killed coordinator's executions are
             // taken over within seconds.
@@ -857,7 +860,8 @@ impl Coordinator {
                 InboxEvent::Outcome { cursor, .. }
                 | InboxEvent::Timer { cursor, .. }
                 | InboxEvent::TaskStarted { cursor, .. }
-                | InboxEvent::TaskHeartbeat { cursor, .. } => Some(cursor.as_str()),
+                | InboxEvent::TaskHeartbeat { cursor, .. }
+                | InboxEvent::TaskAnswered { cursor, .. } => Some(cursor.as_str()),
                 _ => None,
             })
             .collect();
@@ -983,6 +987,15 @@ impl Coordinator {
                 } => p.push(cursor, CursorEvent::StepStarted { seq, worker }),
                 InboxEvent::TaskHeartbeat { cursor, seq } => {
                     p.push(cursor, CursorEvent::StepHeartbeat { seq })
+                }
+                InboxEvent::TaskAnswered {
+                    cursor,
+                    seq,
+                    result,
+                } => {
+                    // Its deadline and re-drive timers are done with, as for an outcome.
+                    backend.settled(&cursor, seq);
+                    p.push(cursor, CursorEvent::TaskAnswered { seq, result })
                 }
                 InboxEvent::Redrive { cursor, seq } => self.redrive(backend, &cursor, seq).await?,
                 InboxEvent::Unserved { cursor, seq } => {
@@ -1148,7 +1161,9 @@ impl Coordinator {
             return Ok(None);
         }
         let mut conn = self.conn.clone();
-        if shared::topology::activity_name(&wait.resource).is_some() {
+        let (resource, _) = wait.step();
+        let resource = resource.as_str();
+        if shared::topology::activity_name(resource).is_some() {
             // An activity's steps wait for its workers; only a missing activity fails them.
             let exists = super::activities::exists(&mut conn, &self.keys, &wait.resource)
                 .await
@@ -1158,12 +1173,12 @@ impl Coordinator {
         let served = shared::workers::served(&mut conn, self.keys.shared.prefix())
             .await
             .doing(|| "read which resources the live workers serve".into())?;
-        if served.contains(&wait.resource) {
+        if served.contains(resource) {
             return Ok(None);
         }
         let mut served: Vec<String> = served.into_iter().collect();
         served.sort();
-        Ok(Some(StatesError::unserved(&wait.resource, &served)))
+        Ok(Some(StatesError::unserved(resource, &served)))
     }
 
     /// Schedules an unserved-resource check for the steps whose resource no live worker
@@ -1229,14 +1244,17 @@ impl Coordinator {
             && c.seq == seq
         {
             tracing::warn!(execution = %backend.arn, cursor, seq, resource = %wait.resource, "re-driving a step whose outcome is overdue");
+            let (resource, input) = wait.step();
             backend.publish(StepRequest {
                 cursor: cursor.to_string(),
                 seq,
                 attempt: 1 + c.retries.iter().sum::<u32>(),
-                resource: wait.resource.clone(),
-                input: wait.effective_input.clone(),
+                resource,
+                input,
                 timeout: wait.timeout.map(Duration::from_secs),
                 heartbeat: wait.heartbeat.map(Duration::from_secs),
+                // Its token was kept when it was first published.
+                callback: None,
             });
         }
         Ok(())

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use coordinator::asl::definition::StateMachine;
-use coordinator::embedded::ExecutionResult;
+use coordinator::embedded::{ExecutionResult, TokenAnswer, TokenRefused};
 use coordinator::engine::ExecutionInfo;
 use coordinator::engine::cursor::LimitsUpdate;
 use coordinator::engine::history::Event;
@@ -115,6 +115,19 @@ pub trait ApiStore: Send + Sync {
     async fn stop(&self, arn: &str, error: &str, cause: &str) -> Result<(), ApiError>;
     /// Redrives an execution that ended FAILED, ABORTED or TIMED_OUT.
     async fn redrive(&self, arn: &str, client_token: Option<&str>) -> Result<Redriven, ApiError>;
+    /// SendTaskSuccess, SendTaskFailure or SendTaskHeartbeat with a `.waitForTaskToken`
+    /// token, for a store that runs its executions itself (the fleet's tokens go through
+    /// its activities' store, `coordinator::fleet::activities`).
+    async fn send_task(
+        &self,
+        token: &str,
+        answer: TokenAnswer,
+    ) -> Result<Result<(), TokenRefused>, ApiError> {
+        let _ = (token, answer);
+        Err(ApiError::validation(
+            "task tokens are answered through the fleet's activities here",
+        ))
+    }
 
     // Distributed Map runs.
 

@@ -138,6 +138,11 @@ async fn answer(
         ));
     }
     let input = Input::parse(body)?;
+    if api.activities.is_none()
+        && let Some(answer) = ops::activities::answer_in_store(&api.store, operation, &input).await
+    {
+        return answer;
+    }
     match &api.activities {
         Some(activities) => {
             if let Some(answer) = ops::activities::call(activities, operation, &input).await {

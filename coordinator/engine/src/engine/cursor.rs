@@ -137,6 +137,31 @@ pub struct TaskWait {
     /// A worker took the activity task (ActivityStarted was written).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub started: bool,
+    /// A `.waitForTaskToken` Task: its integration's result only submits it (TaskSubmitted);
+    /// the state waits for SendTaskSuccess/Failure with its token ([`CursorEvent::TaskAnswered`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub callback: bool,
+    /// The callback Task's integration returned (TaskSubmitted was written).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub submitted: bool,
+}
+
+impl TaskWait {
+    /// The resource the step runs and its input ([`super::token::step_of`]): a
+    /// `.waitForTaskToken` Task's integration, `lambda:invoke`'s function as a mapfleet task.
+    pub fn step(&self) -> (String, Value) {
+        let (resource, input, _) = super::token::step_of(&self.resource, &self.effective_input);
+        (resource, input)
+    }
+}
+
+/// The token of a `.waitForTaskToken` step, for the driver that keeps what answers check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Callback {
+    /// The token as `$$.Task.Token` shows it.
+    pub token: String,
+    /// When it was handed out: its `TimeoutSeconds` and first `HeartbeatSeconds` run from then.
+    pub issued: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,8 +222,15 @@ pub enum CursorEvent {
     TimerFired { seq: u64 },
     /// A worker took the activity task published with this `seq` (GetActivityTask).
     StepStarted { seq: u64, worker: String },
-    /// The worker of the activity task published with this `seq` sent a heartbeat.
+    /// The worker of the activity task published with this `seq` sent a heartbeat (or the
+    /// holder of a `.waitForTaskToken` step's token did).
     StepHeartbeat { seq: u64 },
+    /// SendTaskSuccess (`Ok`) or SendTaskFailure (`Err`) with the token of the
+    /// `.waitForTaskToken` step published with this `seq`.
+    TaskAnswered {
+        seq: u64,
+        result: Result<Value, StatesError>,
+    },
     /// Child `index` finished (its output, if any, went to the driver's result store).
     /// `last_event` is the child's last history event, which the parent's next event follows.
     /// `finished_event` is its MapIterationSucceeded/Failed event (0 for a Parallel branch).
@@ -251,6 +283,8 @@ pub enum Action {
         input: Value,
         timeout: Option<Duration>,
         heartbeat: Option<Duration>,
+        /// A `.waitForTaskToken` step's token.
+        callback: Option<Callback>,
     },
     /// Feed `TimerFired { seq }` to the cursor at `at`.
     ScheduleTimer {

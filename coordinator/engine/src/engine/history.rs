@@ -34,6 +34,9 @@ pub enum EventType {
     StateExited(StateType),
     TaskScheduled,
     TaskStarted,
+    /// A `.waitForTaskToken` Task's integration returned; the state waits for its token's
+    /// answer: `{resourceType, resource, output}`.
+    TaskSubmitted,
     TaskSucceeded,
     TaskFailed,
     TaskTimedOut,
@@ -146,6 +149,7 @@ fn details_member(t: &EventType) -> Option<&'static str> {
         StateExited(_) => "stateExitedEventDetails",
         TaskScheduled => "taskScheduledEventDetails",
         TaskStarted => "taskStartedEventDetails",
+        TaskSubmitted => "taskSubmittedEventDetails",
         TaskSucceeded => "taskSucceededEventDetails",
         TaskFailed => "taskFailedEventDetails",
         TaskTimedOut => "taskTimedOutEventDetails",

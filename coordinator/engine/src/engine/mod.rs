@@ -16,6 +16,7 @@
 //! - [`context`]: execution facts and the context object (`$$`).
 //! - [`dataflow`]: InputPath, Parameters, ResultSelector, ResultPath, OutputPath, Assign.
 //! - [`run`]: what each state type does with each event.
+//! - [`token`]: task tokens of `.waitForTaskToken` Tasks.
 
 pub mod context;
 pub mod cursor;
@@ -24,6 +25,7 @@ pub mod history;
 pub mod run;
 #[cfg(test)]
 mod tests;
+pub mod token;
 
 pub use context::ExecutionInfo;
 pub use cursor::{Action, ChildKind, Cursor, CursorEvent, CursorId, Phase};

@@ -115,6 +115,9 @@ pub struct EngineOptions {
     /// keeps it) turns this off, and the engine then never builds the events' details.
     /// Event ids are counted all the same.
     pub history: bool,
+    /// What `.waitForTaskToken` tokens' secrets are derived under: drivers draw it from
+    /// the OS when they start ([`super::token`]).
+    pub token_key: super::token::TokenKey,
 }
 
 impl Default for EngineOptions {
@@ -124,6 +127,7 @@ impl Default for EngineOptions {
             payload_limit: super::PAYLOAD_LIMIT_BYTES,
             max_history_events: MAX_HISTORY_EVENTS,
             history: true,
+            token_key: super::token::TokenKey::default(),
         }
     }
 }
@@ -281,6 +285,11 @@ impl Engine {
             (Phase::Task(wait), CursorEvent::StepHeartbeat { seq }) if seq == cursor.seq => {
                 self.task_heartbeat(cursor, wait, tx);
                 false
+            }
+            (Phase::Task(wait), CursorEvent::TaskAnswered { seq, result })
+                if seq == cursor.seq && wait.callback =>
+            {
+                self.task_answered(cursor, wait, result, tx)
             }
             (Phase::Wait { output }, CursorEvent::TimerFired { seq }) if seq == cursor.seq => {
                 let name = self.state(cursor).name.clone();

@@ -955,3 +955,4 @@ fn context_members_are_found_in_a_states_text() {
         assert_eq!(parts(all), P::ALL, "{all}");
     }
 }
+mod callback;

@@ -11,6 +11,7 @@
 //! | `executions/M/E/history.jsonl` | its history events, a line each | appended |
 //! | `executions/M/E/resume.json` | the root cursor a redrive resumes from | whole, atomically |
 //! | `executions/M/E/mapruns.json` | its map runs' facts, by map run ARN (the fleet's shape) | whole, atomically |
+//! | `token.key` | the key of `.waitForTaskToken` tokens' secrets (64 hex digits, mode 0600), so a token from before a restart is known as this store's (TaskTimedOut, not InvalidToken) | once, atomically |
 //!
 //! `M` and `E` are the machine and execution names with every byte outside `[A-Za-z0-9_-]`
 //! written `%XX` (names cannot hold `%`, and `.`/`..` cannot escape). "Atomically": a
@@ -29,6 +30,7 @@ use serde_json::Value;
 use coordinator::driver::Status;
 use coordinator::engine::ExecutionInfo;
 use coordinator::engine::history::Event;
+use coordinator::engine::token::TokenKey;
 
 /// An execution as embedded mode keeps it (its history apart).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +90,11 @@ impl Layout {
         self.root.join("executions")
     }
 
+    /// The key of the `.waitForTaskToken` tokens' secrets.
+    pub fn token_key(&self) -> PathBuf {
+        self.root.join("token.key")
+    }
+
     /// The directory of execution `name` of `machine`.
     pub fn execution(&self, machine: &str, name: &str) -> PathBuf {
         self.executions()
@@ -112,6 +119,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     std::fs::rename(&tmp, path)?;
     sync_dir(dir)
+}
+
+/// The store's token key ([`Layout::token_key`]), drawn from the OS and written (readable by
+/// its owner only) the first time.
+pub fn token_key(layout: &Layout) -> std::io::Result<TokenKey> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = layout.token_key();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return TokenKey::from_hex(&text).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not 64 hex digits", path.display()),
+                )
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let key = coordinator::embedded::os_token_key();
+    let text = key.to_hex();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(".token.key.tmp");
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(dir)?;
+    Ok(key)
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.

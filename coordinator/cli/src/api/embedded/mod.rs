@@ -33,7 +33,8 @@ use coordinator::asl::error::StatesError;
 use coordinator::asl::parse::parse_definition;
 use coordinator::driver::Status;
 use coordinator::embedded::{
-    Control, EmbeddedOptions, ExecutionResult, Live, Resume, TaskExecutor, run_execution, run_live,
+    Control, EmbeddedOptions, ExecutionResult, Live, Resume, TaskExecutor, TokenAnswer,
+    TokenRefused, run_execution, run_live,
 };
 use coordinator::engine::cursor::LimitsUpdate;
 use coordinator::engine::history::{Event, EventType};
@@ -86,6 +87,9 @@ struct Inner {
     /// and writes do not interleave (a name taken twice, a tag count exceeded).
     writing: tokio::sync::Mutex<()>,
     executors: Executors,
+    /// What the runs' `.waitForTaskToken` tokens are minted under (`token.key`): one key
+    /// for the store, so that a token from an earlier run of an execution is known as its.
+    token_key: coordinator::engine::token::TokenKey,
 }
 
 /// The task executors of the runs: the worker's utility tasks, and the rider-photo tasks
@@ -118,11 +122,13 @@ impl EmbeddedStore {
         std::fs::create_dir_all(layout.machines())?;
         std::fs::create_dir_all(layout.executions())?;
         let registry = worker::default_registry(worker::RegistryOptions::default());
+        let token_key = disk::token_key(&layout)?;
         let inner = Inner {
             layout,
             data_dir: data_dir.to_path_buf(),
             index: Mutex::new(Index::default()),
             writing: tokio::sync::Mutex::new(()),
+            token_key,
             executors: Executors {
                 plain: Arc::new(crate::tasks::RegistryExecutor::new(registry)),
                 photos: tokio::sync::OnceCell::new(),
@@ -181,6 +187,7 @@ impl EmbeddedStore {
             task_slots: coordinator::embedded::default_task_slots(),
             ..Default::default()
         };
+        opts.engine.token_key = self.inner.token_key.clone();
         opts.buckets = Some(Arc::new(crate::buckets::StoreBuckets(Arc::new(
             worker::store::LocalStore::new(self.inner.data_dir.join("buckets")),
         ))));
@@ -712,6 +719,38 @@ impl ApiStore for EmbeddedStore {
             })?
             .map_err(|_| ApiError::internal("the execution's run ended without its record"))?;
         Ok(())
+    }
+
+    async fn send_task(
+        &self,
+        token: &str,
+        answer: TokenAnswer,
+    ) -> Result<Result<(), TokenRefused>, ApiError> {
+        let Some(decoded) = coordinator::engine::token::decode(token) else {
+            return Ok(Err(TokenRefused::Invalid));
+        };
+        let arn = &decoded.step.execution;
+        let Some(live) = self.live(arn) else {
+            // Its execution ended (a restart of serve ends the running ones): no task of it
+            // waits any more. A token of no execution here was never handed out.
+            let known = lock(&self.inner.index).executions.contains_key(arn);
+            return Ok(Err(if known {
+                TokenRefused::TimedOut
+            } else {
+                TokenRefused::Invalid
+            }));
+        };
+        let (reply, taken) = tokio::sync::oneshot::channel();
+        let sent = live.control.send(Control::Token {
+            token: token.to_string(),
+            answer,
+            reply,
+        });
+        if sent.is_err() {
+            return Ok(Err(TokenRefused::TimedOut));
+        }
+        // The run answers between two engine steps; one that ends first drops `reply`.
+        Ok(taken.await.unwrap_or(Err(TokenRefused::TimedOut)))
     }
 
     async fn redrive(&self, arn: &str, client_token: Option<&str>) -> Result<Redriven, ApiError> {

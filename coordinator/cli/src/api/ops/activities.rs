@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use coordinator::asl::error::StatesError;
+use coordinator::embedded::{TokenAnswer, TokenRefused};
 use coordinator::fleet::activities::{
     Activities, ActivityError, ActivityRecord, TagRefused, Taken,
 };
@@ -274,16 +275,61 @@ fn task_token(input: &Input) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-async fn send_task_success(api: &ActivityApi, input: &Input) -> Result<Value, ApiError> {
+/// The token's answers (SendTaskSuccess, SendTaskFailure, SendTaskHeartbeat).
+const ANSWERS: &[&str] = &["SendTaskSuccess", "SendTaskFailure", "SendTaskHeartbeat"];
+
+/// A SendTask* request: its token and what it sends.
+fn task_answer<'a>(operation: &str, input: &'a Input) -> Result<(&'a str, TokenAnswer), ApiError> {
     let token = task_token(input)?;
+    let answer = match operation {
+        "SendTaskSuccess" => TokenAnswer::Result(Ok(success_output(input)?)),
+        "SendTaskFailure" => TokenAnswer::Result(Err(failure_error(input)?)),
+        _ => TokenAnswer::Heartbeat,
+    };
+    Ok((token, answer))
+}
+
+/// SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat where the store runs the
+/// executions itself (embedded `mapfleet serve`): the `.waitForTaskToken` tokens of its
+/// runs. `None` for any other operation.
+pub async fn answer_in_store(
+    store: &crate::api::backend::Store,
+    operation: &str,
+    input: &Input,
+) -> Option<Result<Value, ApiError>> {
+    if !ANSWERS.contains(&operation) {
+        return None;
+    }
+    Some(
+        async {
+            let (token, answer) = task_answer(operation, input)?;
+            match store.send_task(token, answer).await? {
+                Ok(()) => Ok(json!({})),
+                Err(TokenRefused::Invalid) => {
+                    Err(api_error(ActivityError::InvalidToken("Invalid token")))
+                }
+                Err(TokenRefused::TimedOut) => Err(api_error(ActivityError::TimedOut)),
+            }
+        }
+        .await,
+    )
+}
+
+/// SendTaskSuccess's `output`, which must be JSON.
+fn success_output(input: &Input) -> Result<Value, ApiError> {
     let output = input.required("output")?;
     if output.len() > MAX_OUTPUT {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value at 'output' failed to satisfy constraint: Member must have length less than or equal to {MAX_OUTPUT}"
         )));
     }
-    let output: Value = serde_json::from_str(output)
-        .map_err(|e| ApiError::new("InvalidOutput", format!("Invalid Output: '{e}'")))?;
+    serde_json::from_str(output)
+        .map_err(|e| ApiError::new("InvalidOutput", format!("Invalid Output: '{e}'")))
+}
+
+async fn send_task_success(api: &ActivityApi, input: &Input) -> Result<Value, ApiError> {
+    let token = task_token(input)?;
+    let output = success_output(input)?;
     api.activities
         .complete(token, Ok(output))
         .await
@@ -291,8 +337,8 @@ async fn send_task_success(api: &ActivityApi, input: &Input) -> Result<Value, Ap
     Ok(json!({}))
 }
 
-async fn send_task_failure(api: &ActivityApi, input: &Input) -> Result<Value, ApiError> {
-    let token = task_token(input)?;
+/// SendTaskFailure's `error` and `cause`.
+fn failure_error(input: &Input) -> Result<StatesError, ApiError> {
     let error = input.str("error")?.unwrap_or_default();
     let cause = input.str("cause")?.unwrap_or_default();
     if error.chars().count() > 256 || cause.chars().count() > 32_768 {
@@ -300,8 +346,14 @@ async fn send_task_failure(api: &ActivityApi, input: &Input) -> Result<Value, Ap
             "1 validation error detected: error must be at most 256 characters and cause at most 32768",
         ));
     }
+    Ok(StatesError::new(error, cause))
+}
+
+async fn send_task_failure(api: &ActivityApi, input: &Input) -> Result<Value, ApiError> {
+    let token = task_token(input)?;
+    let error = failure_error(input)?;
     api.activities
-        .complete(token, Err(StatesError::new(error, cause)))
+        .complete(token, Err(error))
         .await
         .map_err(api_error)?;
     Ok(json!({}))

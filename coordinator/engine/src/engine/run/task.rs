@@ -8,9 +8,10 @@ use super::{Engine, Tx};
 use crate::asl::definition::{Dynamic, TaskSpec};
 use crate::asl::error::{StatesError, names};
 use crate::asl::scope::Scope;
-use crate::engine::cursor::{Action, Cursor, Phase, RetryAgain, TaskWait};
+use crate::engine::cursor::{Action, Callback, Cursor, Phase, RetryAgain, TaskWait};
 use crate::engine::dataflow;
 use crate::engine::history::{EventType, object};
+use crate::engine::token::{self, TokenStep, callback_base};
 
 /// The earlier of a task's timeout and heartbeat deadlines, in seconds.
 fn first_deadline(timeout: Option<u64>, heartbeat: Option<u64>) -> Option<u64> {
@@ -89,13 +90,20 @@ impl Engine {
     /// `$$.State.RetryCount` (and the task token) in Parameters are those of the attempt.
     pub(super) fn start_task(&self, cursor: &mut Cursor, spec: &TaskSpec, tx: &mut Tx<'_>) -> bool {
         let state = self.state(cursor);
-        let token = format!(
-            "{}#{}#{}",
-            self.info.execution_arn,
-            cursor.id,
-            cursor.seq + 1
-        );
-        let ctx = self.context(cursor, state, None, Some(&token));
+        // Only a `.waitForTaskToken` Task has `$$.Task.Token`, as on AWS: the token of the
+        // step about to be published (the next seq, this attempt).
+        let token = callback_base(&spec.resource).map(|_| {
+            token::mint(
+                &self.options.token_key,
+                &TokenStep {
+                    execution: self.info.execution_arn.clone(),
+                    cursor: cursor.id.clone(),
+                    seq: cursor.seq + 1,
+                    attempt: 1 + cursor.retries.iter().sum::<u32>(),
+                },
+            )
+        });
+        let ctx = self.context(cursor, state, None, token.as_deref());
         if let Some(j) = self.jsonata_of(state) {
             let prepared = (|| {
                 let scope = self.jscope(cursor, &ctx, tx, None, None);
@@ -118,7 +126,7 @@ impl Engine {
             })();
             return match prepared {
                 Ok((effective, timeout, heartbeat)) => {
-                    self.publish_task(cursor, spec, effective, timeout, heartbeat, tx);
+                    self.publish_task(cursor, spec, effective, timeout, heartbeat, token, tx);
                     false
                 }
                 Err(e) => self.handle_error(cursor, e, None, tx),
@@ -154,13 +162,14 @@ impl Engine {
         });
         match prepared {
             Ok((effective, timeout, heartbeat)) => {
-                self.publish_task(cursor, spec, effective, timeout, heartbeat, tx);
+                self.publish_task(cursor, spec, effective, timeout, heartbeat, token, tx);
                 false
             }
             Err(e) => self.handle_error(cursor, e, None, tx),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn publish_task(
         &self,
         cursor: &mut Cursor,
@@ -168,11 +177,13 @@ impl Engine {
         effective: Value,
         timeout: Option<u64>,
         heartbeat: Option<u64>,
+        token: Option<String>,
         tx: &mut Tx<'_>,
     ) {
         cursor.seq += 1;
         let attempt = 1 + cursor.retries.iter().sum::<u32>();
         let mut timeout_at = None;
+        let mut heartbeat_at = None;
         match classify(&spec.resource) {
             ResourceKind::Activity => {
                 let mut details = object([
@@ -224,19 +235,35 @@ impl Engine {
                 );
             }
         }
+        let callback = token.is_some();
+        let (step_resource, step_input, _) = token::step_of(&spec.resource, &effective);
         tx.actions.push(Action::PublishStep {
             cursor: cursor.id.clone(),
             seq: cursor.seq,
             attempt,
-            resource: spec.resource.clone(),
-            input: effective.clone(),
+            resource: step_resource,
+            input: step_input,
             timeout: timeout.map(Duration::from_secs),
             heartbeat: heartbeat.map(Duration::from_secs),
+            callback: token.map(|token| Callback {
+                token,
+                issued: tx.now,
+            }),
         });
         let first = if matches!(classify(&spec.resource), ResourceKind::Activity) {
             // Its heartbeat timer starts with the task; without a timeout a task waits for
             // a worker as long as it takes.
             timeout_at
+        } else if callback {
+            // Started at once (TaskStarted above): both deadlines are times, so that
+            // SendTaskHeartbeat can move the heartbeat's.
+            let at = |s: u64| tx.now + chrono::Duration::seconds(s as i64);
+            timeout_at = timeout.map(at);
+            heartbeat_at = heartbeat.map(at);
+            match (timeout_at, heartbeat_at) {
+                (Some(t), Some(h)) => Some(t.min(h)),
+                (t, h) => t.or(h),
+            }
         } else {
             // Tasks send no heartbeats, so the first heartbeat deadline is the one that
             // counts: one timer at whichever of the two deadlines comes first.
@@ -255,8 +282,10 @@ impl Engine {
             timeout,
             heartbeat,
             timeout_at,
-            heartbeat_at: None,
-            started: false,
+            heartbeat_at,
+            started: callback,
+            callback,
+            submitted: false,
         });
     }
 
@@ -357,7 +386,59 @@ impl Engine {
         }
     }
 
+    /// The step's integration returned. A `.waitForTaskToken` Task only notes it
+    /// (TaskSubmitted, once) and goes on waiting for its token's answer.
     pub(super) fn task_succeeded(
+        &self,
+        cursor: &mut Cursor,
+        mut wait: TaskWait,
+        output: Value,
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        // `lambda:invoke` ran a task for a function: its result is Lambda's response.
+        let output = if token::runs_function(&wait.resource, &wait.effective_input) {
+            token::lambda_response(output)
+        } else {
+            output
+        };
+        if wait.callback {
+            if !wait.submitted {
+                wait.submitted = true;
+                let details = object([("output", output)]);
+                self.task_event(
+                    cursor,
+                    &wait,
+                    EventType::LambdaFunctionSucceeded,
+                    EventType::TaskSubmitted,
+                    details,
+                    tx,
+                );
+            }
+            cursor.phase = Phase::Task(wait);
+            return false;
+        }
+        self.task_result(cursor, wait, output, tx)
+    }
+
+    /// SendTaskSuccess or SendTaskFailure answered a `.waitForTaskToken` Task: its output
+    /// (or its failure, which Retry and Catch see as any) is the state's. The step's
+    /// integration may still return; its outcome is stale from here on.
+    pub(super) fn task_answered(
+        &self,
+        cursor: &mut Cursor,
+        wait: TaskWait,
+        result: Result<Value, StatesError>,
+        tx: &mut Tx<'_>,
+    ) -> bool {
+        cursor.seq += 1;
+        match result {
+            Ok(output) => self.task_result(cursor, wait, output, tx),
+            Err(error) => self.task_failed(cursor, wait, error, tx),
+        }
+    }
+
+    /// The task's result: TaskSucceeded (or its kind's event) and on to the next state.
+    fn task_result(
         &self,
         cursor: &mut Cursor,
         wait: TaskWait,

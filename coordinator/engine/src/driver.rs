@@ -307,7 +307,7 @@ impl Processor {
 
     /// A cursor in the processor's cache, as it stands between events.
     pub fn cursor_in_cache(&self, id: &str) -> Option<&Cursor> {
-        self.cursors.get(id)
+        self.cursors.get(id).map(|c| &**c)
     }
 
     /// Whether events are waiting to be processed.

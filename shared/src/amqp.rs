@@ -584,11 +584,23 @@ impl Publisher {
         steps: impl IntoIterator<Item = StepMessage>,
         max_batch: usize,
     ) -> Result<(), PublishError> {
+        self.publish_step_batches_by(topo, steps, |_| max_batch)
+            .await
+    }
+
+    /// [`Self::publish_step_batches`] with a cap per resource (`cap(resource)`, at least 1):
+    /// the coordinators size a resource's batches by what its tasks cost.
+    pub async fn publish_step_batches_by(
+        &self,
+        topo: &Topology,
+        steps: impl IntoIterator<Item = StepMessage>,
+        cap: impl Fn(&str) -> usize,
+    ) -> Result<(), PublishError> {
         let mut set = tokio::task::JoinSet::new();
         // Each spawned publish takes a window permit itself; this extra bound keeps the
         // number of spawned-but-waiting tasks (and their bodies) near the window.
         let spawn_bound = Arc::new(Semaphore::new(self.inner.opts.window.max(1) * 2));
-        for batch in step_batches(steps, max_batch) {
+        for batch in step_batches_by(steps, cap) {
             let permit = spawn_bound
                 .clone()
                 .acquire_owned()
@@ -712,7 +724,15 @@ pub fn step_batches(
     steps: impl IntoIterator<Item = StepMessage>,
     max_batch: usize,
 ) -> Vec<Vec<StepMessage>> {
-    let max_batch = max_batch.max(1);
+    step_batches_by(steps, |_| max_batch)
+}
+
+/// [`step_batches`] with the most steps per message given per resource (`cap(resource)`,
+/// taken as 1 when 0).
+pub fn step_batches_by(
+    steps: impl IntoIterator<Item = StepMessage>,
+    cap: impl Fn(&str) -> usize,
+) -> Vec<Vec<StepMessage>> {
     let mut by_resource: Vec<(String, Vec<StepMessage>)> = Vec::new();
     for step in steps {
         match by_resource.iter_mut().find(|(r, _)| *r == step.resource) {
@@ -726,7 +746,7 @@ pub fn step_batches(
         let max_batch = if crate::topology::activity_name(&resource).is_some() {
             1
         } else {
-            max_batch
+            cap(&resource).max(1)
         };
         let messages = group.len().div_ceil(max_batch);
         let size = group.len().div_ceil(messages.max(1));
@@ -810,6 +830,24 @@ mod tests {
         assert_eq!(step_batches((0..3).map(|i| step("a", i)), 1).len(), 3);
         assert_eq!(step_batches((0..3).map(|i| step("a", i)), 0).len(), 3);
         assert!(step_batches(Vec::new(), 16).is_empty());
+        // Per resource: "slow" one step a message, "fast" up to 16.
+        let mixed = (0..8).map(|i| step(if i % 2 == 0 { "slow" } else { "fast" }, i));
+        let batches = step_batches_by(mixed, |r| if r == "slow" { 1 } else { 16 });
+        let sizes: Vec<(String, usize)> = batches
+            .iter()
+            .map(|b| (b[0].resource.clone(), b.len()))
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                ("slow", 1),
+                ("slow", 1),
+                ("slow", 1),
+                ("slow", 1),
+                ("fast", 4)
+            ]
+            .map(|(r, n)| (r.to_string(), n))
+        );
         let activity = "arn:aws:states:local:000000000000:activity:a";
         assert_eq!(step_batches((0..3).map(|i| step(activity, i)), 16).len(), 3);
     }

@@ -105,9 +105,11 @@ async fn crashing_step_is_dead_lettered_and_the_map_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_step_in_a_batch_is_split_out_and_dead_lettered_alone() {
     timeout(TEST_LIMIT, async {
-        // The Map's 25 steps go out together, as one message.
+        // The Map's 25 steps go out together, as one message (whatever the task costs: no
+        // time budget per message).
         let opts = ServiceOptions {
             step_batch: 25,
+            step_batch_budget: Duration::ZERO,
             ..ServiceOptions::default()
         };
         let fleet = Fleet::start_with("fleet-crash-batch", 2, opts).await;

@@ -45,6 +45,12 @@ pub struct CoordinatorArgs {
     /// counts messages, so it may hold up to prefetch x this many steps.
     #[arg(long, env = "MAPFLEET_STEP_BATCH", default_value_t = 16)]
     pub step_batch: usize,
+    /// Expected task time, in milliseconds, one step message may carry: a resource's batches
+    /// shrink as its tasks (timed by the workers) get slower, so a slow task's steps spread
+    /// over the workers instead of queueing in one; tasks slower than this travel one step a
+    /// message, as do a resource's first steps. 0: always `--step-batch`.
+    #[arg(long, env = "MAPFLEET_STEP_BATCH_BUDGET_MS", default_value_t = 10)]
+    pub step_batch_budget_ms: u64,
     /// The largest state input or output in bytes (`States.DataLimitExceeded` above it).
     /// AWS's 256 KiB by default; raise it (up to 64 MiB) for inline Maps whose results need
     /// more. Every coordinator of a fleet should use the same value.
@@ -79,6 +85,7 @@ impl CoordinatorArgs {
         opts.redrive_after = Duration::from_secs(self.redrive_after_secs);
         opts.unserved_grace = Duration::from_secs(self.unserved_grace_secs);
         opts.step_batch = self.step_batch.max(1);
+        opts.step_batch_budget = Duration::from_millis(self.step_batch_budget_ms);
         opts.engine.payload_limit = self.max_payload_bytes;
         opts.engine.max_history_events = self.max_history_events;
         opts

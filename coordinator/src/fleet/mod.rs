@@ -45,6 +45,7 @@
 
 pub mod activities;
 pub mod backend;
+pub mod batching;
 pub mod client;
 pub mod command;
 pub mod keys;

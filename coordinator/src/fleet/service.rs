@@ -65,6 +65,10 @@ pub struct ServiceOptions {
     /// stays per step. A worker's prefetch counts messages, so it may hold up to prefetch x
     /// this many steps (no more than its slots run at once): keep it small.
     pub step_batch: usize,
+    /// Expected task time one step message may carry ([`super::batching`]): a resource's
+    /// batches shrink as its tasks get dearer, down to one step for tasks slower than this.
+    /// Zero: always `step_batch`.
+    pub step_batch_budget: Duration,
     /// The object store Distributed Maps with an ItemReader read from and write their
     /// results to (none by default: such Maps then fail with `States.ItemReaderFailed`).
     pub map_runs: super::maprun::MapRunStore,
@@ -86,6 +90,7 @@ impl Default for ServiceOptions {
             ttl: Duration::from_secs(7 * 24 * 3600),
             unserved_grace: Duration::from_secs(30),
             step_batch: 16,
+            step_batch_budget: Duration::from_millis(10),
             map_runs: Default::default(),
         }
     }
@@ -260,6 +265,8 @@ pub struct Coordinator {
     /// What this coordinator (and its earlier incarnations in this process) needs to put
     /// back what a restarted Redis lost ([`recovery`]).
     recovery: Arc<recovery::Recovery>,
+    /// Steps per message by resource, from the task times in the outcomes.
+    batching: super::batching::StepBatching,
 }
 
 /// Appends events to an execution's inbox and flags it ready: atomically on a single
@@ -377,6 +384,7 @@ impl Coordinator {
         .await
         .doing(|| "open the publishing channel".into())?;
         let slots = Arc::new(Semaphore::new(opts.parallel.max(1)));
+        let batching = super::batching::StepBatching::new(opts.step_batch, opts.step_batch_budget);
         Ok(Arc::new(Coordinator {
             conn,
             keys,
@@ -395,6 +403,7 @@ impl Coordinator {
             tokens: lease::Tokens::new(&id),
             in_flight: lease::InFlight::default(),
             recovery,
+            batching,
         }))
     }
 
@@ -685,7 +694,7 @@ impl Coordinator {
         let steps: Vec<StepMessage> = entries.into_iter().map(|e| e.publish_at(now)).collect();
         let steps = self.check_served(arn, steps).await?;
         self.publisher
-            .publish_step_batches(&self.topo, steps, self.opts.step_batch)
+            .publish_step_batches_by(&self.topo, steps, |r| self.batching.cap(r))
             .await
             .map_err(|source| Error::Publish {
                 execution: arn.to_string(),

@@ -26,6 +26,13 @@ impl Coordinator {
                     Ok(outcomes) => {
                         let published: Vec<Option<u64>> =
                             outcomes.iter().map(|o| o.timings.published_ms).collect();
+                        for o in &outcomes {
+                            me.batching.observe(
+                                &o.resource,
+                                o.timings.started_ms,
+                                o.timings.finished_ms,
+                            );
+                        }
                         let outcomes = outcomes
                             .into_iter()
                             .map(|o| {

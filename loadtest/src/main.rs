@@ -50,6 +50,10 @@ enum Scenario {
     MapCoordinator,
     /// Not in the default set: needs the face models (`deploy/setup-models.sh`).
     PhotoFleet,
+    /// Not in the default set: the rider-photo Map of `--photos` photos on 1 and then 2
+    /// workers x 1 slot (the report's photo scaling curve), with each process's CPU time;
+    /// needs the face models.
+    PhotoScaling,
     /// Not in the default set: a Distributed Map of `--items` echo items read from a JSONL
     /// object, results checked from its ResultWriter's files (`MaxConcurrency`: `--fleet-cap`,
     /// 1,000 by default).
@@ -215,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
     let mut map_rates = Vec::new();
     let mut photo_rates = Vec::new();
     let mut python_rates = Vec::new();
+    let mut scaling_rates: Vec<(f64, f64)> = Vec::new();
     let mut chaos_runs = chaos::Rounds::default();
     let worker_bin = match &cli.worker_bin {
         Some(b) => b.clone(),
@@ -406,6 +411,27 @@ async fn main() -> anyhow::Result<()> {
                         )
                         .await?;
                 }
+                Scenario::PhotoScaling => {
+                    let base = scaling::Base {
+                        amqp_url: &cli.amqp_url,
+                        redis_url: &cli.redis_url,
+                        worker_bin: &worker_bin,
+                        mapfleet_bin: &mapfleet_bin,
+                        limit,
+                    };
+                    let models = cli
+                        .models_dir
+                        .clone()
+                        .unwrap_or_else(|| photo_fleet::repo_root().join("mapfleet-data/models"));
+                    let points = scaling::photo_curve(&base, &models, cli.photos).await?;
+                    let (one, two) = (points[0].rate(), points[1].rate());
+                    println!(
+                        "photo-scaling: {} rider photos: {one:.2} images/s on 1 worker, {two:.2} on 2: {:.2}x",
+                        cli.photos,
+                        two / one
+                    );
+                    scaling_rates.push((one, two));
+                }
                 Scenario::PhotoFleet => {
                     let r = photo_fleet_round(&cli, &worker_bin, &mapfleet_bin, limit).await?;
                     photo_rates.push((r.rate(), r.rate_by_cpu()));
@@ -437,6 +463,19 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(m) = m {
         println!("map-coordinator: {m:.0} items/s");
+    }
+    if !scaling_rates.is_empty() {
+        let one = median(scaling_rates.iter().map(|r| r.0).collect()).unwrap_or(0.0);
+        let two = median(scaling_rates.iter().map(|r| r.1).collect()).unwrap_or(0.0);
+        let ratios: Vec<String> = scaling_rates
+            .iter()
+            .map(|r| format!("{:.2}", r.1 / r.0))
+            .collect();
+        println!(
+            "photo-scaling:   {one:.2} images/s on 1 worker, {two:.2} on 2: {:.2}x (aim >= 1.8x; rounds: {})",
+            two / one,
+            ratios.join(", ")
+        );
     }
     if !photo_rates.is_empty() {
         let wall = median(photo_rates.iter().map(|r| r.0).collect()).unwrap_or(0.0);

@@ -111,7 +111,7 @@ fn pinned(bin: &Path, cores: Option<&str>) -> Command {
 }
 
 /// User + system CPU time of a process (clock ticks of 10 ms, fine over seconds of work).
-fn cpu_time(pid: u32) -> Duration {
+pub(crate) fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -331,4 +331,19 @@ pub fn python_baseline(repo: &Path, core: Option<usize>) -> anyhow::Result<Optio
             med("pipeline_img_per_cpu_s", "embed_twice"),
         ),
     }))
+}
+
+/// The summed CPU time of this machine's processes named `comm` (as `/proc/<pid>/comm`
+/// has it: `beam.smp` for RabbitMQ, `redis-server`), for what a run cost the services.
+pub(crate) fn cpu_time_of(comm: &str) -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .map(cpu_time)
+        .sum()
 }

@@ -171,9 +171,10 @@ pub async fn photo_curve(
             elapsed: run.elapsed,
         };
         println!(
-            "scaling: {photos} rider photos on {workers} worker(s) x 1 slot: {:.2} s, {:.2} images/s",
+            "scaling: {photos} rider photos on {workers} worker(s) x 1 slot: {:.2} s, {:.2} images/s; {}",
             point.elapsed.as_secs_f64(),
-            point.rate()
+            point.rate(),
+            run.cpu
         );
         points.push(point);
     }

@@ -72,6 +72,53 @@ pub struct Run {
     pub latency: Histogram,
     pub output: Value,
     pub history: Vec<Event>,
+    /// CPU time from the submit to the end, by who spent it.
+    pub cpu: CpuTimes,
+}
+
+/// CPU time spent during a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    pub workers: Duration,
+    pub coordinator: Duration,
+    /// RabbitMQ (`beam.smp`) and Redis (`redis-server`) on this machine, whoever else
+    /// used them meanwhile.
+    pub broker: Duration,
+    pub redis: Duration,
+}
+
+impl CpuTimes {
+    fn now(workers: &[u32], coordinator: u32) -> Self {
+        use crate::photo_fleet::{cpu_time, cpu_time_of};
+        CpuTimes {
+            workers: workers.iter().map(|&p| cpu_time(p)).sum(),
+            coordinator: cpu_time(coordinator),
+            broker: cpu_time_of("beam.smp"),
+            redis: cpu_time_of("redis-server"),
+        }
+    }
+
+    fn since(self, earlier: CpuTimes) -> Self {
+        CpuTimes {
+            workers: self.workers.saturating_sub(earlier.workers),
+            coordinator: self.coordinator.saturating_sub(earlier.coordinator),
+            broker: self.broker.saturating_sub(earlier.broker),
+            redis: self.redis.saturating_sub(earlier.redis),
+        }
+    }
+}
+
+impl std::fmt::Display for CpuTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CPU s: workers {:.2}, coordinator {:.2}, RabbitMQ {:.2}, Redis {:.2}",
+            self.workers.as_secs_f64(),
+            self.coordinator.as_secs_f64(),
+            self.broker.as_secs_f64(),
+            self.redis.as_secs_f64()
+        )
+    }
 }
 
 /// A child process killed (SIGKILL) when dropped.
@@ -189,6 +236,9 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
     let first = latency_of(&scrape::get(coordinator_addr).await?);
     let mut previous = first.clone();
 
+    let worker_pids: Vec<u32> = procs.iter().take(p.workers).map(|c| c.0.id()).collect();
+    let coordinator_pid = procs.last().map(|c| c.0.id()).unwrap_or(0);
+    let cpu_before = CpuTimes::now(&worker_pids, coordinator_pid);
     let started = Instant::now();
     client.submit(&p.definition, &def, &info).await?;
     let mut samples = Vec::new();
@@ -241,6 +291,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let elapsed = started.elapsed();
+    let cpu = CpuTimes::now(&worker_pids, coordinator_pid).since(cpu_before);
     let result = client.describe(&arn, false).await?;
     ensure!(
         status == Status::Succeeded,
@@ -291,5 +342,6 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
             .output
             .context("a SUCCEEDED execution without output")?,
         history,
+        cpu,
     })
 }

@@ -176,6 +176,16 @@ pub async fn photo_curve(
             point.rate(),
             run.cpu
         );
+        for t in &run.tasks {
+            println!(
+                "scaling:   task {}: {} runs, mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms",
+                t.task,
+                t.count,
+                t.mean * 1000.0,
+                t.p50 * 1000.0,
+                t.p95 * 1000.0
+            );
+        }
         points.push(point);
     }
     Ok(points)

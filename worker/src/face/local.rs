@@ -33,8 +33,11 @@ pub struct LocalEngineConfig {
     pub detect: DetectOptions,
     /// How long a search's reservation holds a face for its searcher. Default 5 minutes.
     pub reservation_ttl: Duration,
-    /// Photos whose analysis is kept. Default 64.
+    /// Photos whose analysis is kept (0: none). Default 4,096.
     pub cache_entries: usize,
+    /// Bytes the kept analyses may hold (their aligned face crops, mostly: ~38 KB a face).
+    /// Default 32 MiB, about 850 one-face photos.
+    pub cache_bytes: usize,
 }
 
 impl Default for LocalEngineConfig {
@@ -44,7 +47,8 @@ impl Default for LocalEngineConfig {
             max_pixels: 40_000_000,
             detect: DetectOptions::default(),
             reservation_ttl: Duration::from_secs(300),
-            cache_entries: 64,
+            cache_entries: 4096,
+            cache_bytes: 32 << 20,
         }
     }
 }
@@ -70,7 +74,7 @@ impl LocalEngine {
         collections: Arc<dyn FaceCollections>,
         config: LocalEngineConfig,
     ) -> Self {
-        let cache = AnalysisCache::new(config.cache_entries);
+        let cache = AnalysisCache::new(config.cache_entries, config.cache_bytes);
         Self {
             store,
             models,

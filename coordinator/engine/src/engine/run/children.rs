@@ -10,6 +10,7 @@ use crate::asl::error::{StatesError, names};
 use crate::asl::jsonata::{JScope, query_error};
 use crate::asl::path::json_kind;
 use crate::asl::scope::Scope;
+use crate::asl::template::MapItemEval;
 use crate::engine::context::{StateFacts, context_members, context_object, map_member};
 use crate::engine::cursor::*;
 use crate::engine::dataflow;
@@ -396,6 +397,25 @@ impl Engine {
         if spec.item_selector.is_none() && jsonata_selector.is_none() {
             return Ok(item);
         }
+        // The common selector reads `$$.Map.Item.Index` and `.Value` only: no context object
+        // is built for it, and the item is moved in where it is taken whole.
+        // A failure is evaluated again against the whole context object, as below.
+        let (item, failed) = match (jsonata_selector, &spec.item_selector) {
+            (None, Some(selector)) => {
+                let scope = Scope {
+                    input: effective,
+                    context: &Value::Null,
+                    vars: &cursor.vars,
+                    entropy,
+                };
+                match selector.eval_map_item(&scope, index, item) {
+                    MapItemEval::Selected(selected) => return Ok(selected),
+                    MapItemEval::NeedsContext(item) => (item, false),
+                    MapItemEval::Failed(item) => (item, true),
+                }
+            }
+            _ => (item, false),
+        };
         let state = self.state(cursor);
         let facts = StateFacts {
             name: &state.name,
@@ -408,6 +428,7 @@ impl Engine {
         let parts = state.common.context_parts;
         if let (None, Some(selector)) = (jsonata_selector, &spec.item_selector)
             && !parts.has(ContextParts::ALL)
+            && !failed
         {
             // Only the members of `$$` the selector reads, the item moved in rather than
             // copied. A failure is evaluated again against the whole context object, which

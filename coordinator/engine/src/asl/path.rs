@@ -21,7 +21,7 @@ use syntax::{
     Parser, Root, Segment, Selector, push_bracket_name, push_jayway_selector, to_rfc9535,
 };
 
-pub use reference::ReferencePath;
+pub use reference::{ReferencePath, SetUndo};
 
 /// Why a path string is not a valid path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,7 +16,24 @@ pub type CursorId = String;
 
 /// The id of the child at `index` under `parent`.
 pub fn child_id(parent: &str, index: usize) -> CursorId {
-    format!("{parent}/{index}")
+    // Written by hand rather than with `format!`: one id per Map item.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = index;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = std::str::from_utf8(&digits[at..]).expect("ASCII digits");
+    let mut id = String::with_capacity(parent.len() + 1 + digits.len());
+    id.push_str(parent);
+    id.push('/');
+    id.push_str(digits);
+    id
 }
 
 /// Where a cursor stands within its graph.
@@ -328,4 +345,20 @@ pub enum Action {
         last_event: u64,
         finished_event: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn child_ids() {
+        for (parent, index) in [
+            ("", 0),
+            ("", 7),
+            ("/3", 10),
+            ("/3/1", 12345),
+            ("", usize::MAX),
+        ] {
+            assert_eq!(super::child_id(parent, index), format!("{parent}/{index}"));
+        }
+    }
 }

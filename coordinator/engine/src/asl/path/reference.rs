@@ -15,6 +15,15 @@ enum RefStep {
     Index(usize),
 }
 
+/// What a [`ReferencePath::set_undoable`] write changed.
+#[derive(Debug)]
+pub enum SetUndo {
+    /// The name was new.
+    Inserted,
+    /// The value the write replaced.
+    Replaced(Value),
+}
+
 /// A reference path (ResultPath): names and indices only, no wildcards; `$` is the root.
 #[derive(Debug, Clone)]
 pub struct ReferencePath {
@@ -115,6 +124,48 @@ impl ReferencePath {
             (_, other) => return Err(self.set_error(depth, other)),
         }
         Ok(root)
+    }
+
+    /// [`ReferencePath::set`] for a path of one name into an object (`$.results`), a write
+    /// that [`ReferencePath::unset`] takes back: a state whose input must outlive a failure
+    /// after the write (for a Retry, a Catch or a redrive) moves its input into its output
+    /// rather than copying it. `Err` hands both back untouched, for [`ReferencePath::set`].
+    pub fn set_undoable(
+        &self,
+        target: Value,
+        value: Value,
+    ) -> Result<(Value, SetUndo), (Value, Value)> {
+        match (self.steps.as_slice(), target) {
+            ([RefStep::Name(n)], Value::Object(mut m)) => {
+                let undo = match m.insert(n.clone(), value) {
+                    Some(old) => SetUndo::Replaced(old),
+                    None => SetUndo::Inserted,
+                };
+                Ok((Value::Object(m), undo))
+            }
+            (_, target) => Err((target, value)),
+        }
+    }
+
+    /// Takes back a [`ReferencePath::set_undoable`] write: `written` is what it returned.
+    pub fn unset(&self, written: Value, undo: SetUndo) -> Value {
+        match (written, self.steps.as_slice()) {
+            (Value::Object(mut m), [RefStep::Name(n)]) => {
+                match undo {
+                    // It was appended: removing it restores the order too.
+                    SetUndo::Inserted => {
+                        m.shift_remove(n);
+                    }
+                    SetUndo::Replaced(old) => {
+                        if let Some(v) = m.get_mut(n) {
+                            *v = old;
+                        }
+                    }
+                }
+                Value::Object(m)
+            }
+            (other, _) => other,
+        }
     }
 
     /// Cause for a write that has to go through a value that cannot hold the next step.

@@ -190,3 +190,32 @@ fn reference_path_set() {
         assert!(ReferencePath::parse(bad).is_err(), "{bad} should not parse");
     }
 }
+
+#[test]
+fn undoable_writes_are_taken_back() {
+    let input = json!({"a": 1, "b": {"c": 2}, "z": 3});
+    for (path, undoable) in [
+        ("$.new", true),
+        ("$.b", true),
+        ("$.b.c", false),
+        ("$", false),
+    ] {
+        let p = ReferencePath::parse(path).unwrap();
+        let want = p.set(input.clone(), json!("v")).unwrap();
+        match p.set_undoable(input.clone(), json!("v")) {
+            Ok((written, undo)) => {
+                assert!(undoable, "{path}");
+                assert_eq!(written.to_string(), want.to_string(), "{path}");
+                let back = p.unset(written, undo);
+                assert_eq!(back.to_string(), input.to_string(), "{path}");
+            }
+            Err((target, value)) => {
+                assert!(!undoable, "{path}");
+                assert_eq!((target, value), (input.clone(), json!("v")));
+            }
+        }
+    }
+    // Not an object: handed back.
+    let p = ReferencePath::parse("$.x").unwrap();
+    assert!(p.set_undoable(json!([1]), json!(2)).is_err());
+}

@@ -193,8 +193,13 @@ pub enum ChildKind {
 pub struct Children {
     pub kind: ChildKind,
     /// The effective input of the state: what `$` means in a Map's ItemSelector, or what
-    /// every Parallel branch receives.
+    /// every Parallel branch receives. Null when it is the cursor's input
+    /// (`effective_is_input`): read it with [`Children::effective`].
     pub effective_input: Value,
+    /// The effective input is the state's input (InputPath `$`), kept once, as the cursor's
+    /// input (the state does not change its input while it runs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub effective_is_input: bool,
     pub total: usize,
     /// Children with an index below this have been started.
     pub next: usize,
@@ -224,6 +229,17 @@ pub struct Children {
     /// ([`crate::engine::Engine::map_run_plan`]).
     #[serde(default)]
     pub run_seed: u64,
+}
+
+impl Children {
+    /// The state's effective input; `input` is its cursor's input.
+    pub fn effective<'a>(&'a self, input: &'a Value) -> &'a Value {
+        if self.effective_is_input {
+            input
+        } else {
+            &self.effective_input
+        }
+    }
 }
 
 /// Something that happened to a cursor.

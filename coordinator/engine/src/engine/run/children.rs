@@ -44,6 +44,7 @@ impl Engine {
         let ch = Children {
             kind: ChildKind::Parallel,
             effective_input: effective,
+            effective_is_input: false,
             total: branches,
             next: branches,
             running: branches,
@@ -90,22 +91,29 @@ impl Engine {
                     },
                     None => cursor.input.clone(),
                 };
+                // The effective input is the state's input: not copied (`None`).
                 return match items {
-                    Value::Array(items) => Ok((cursor.input.clone(), items)),
+                    Value::Array(items) => Ok((None, items)),
                     other => Err(query_error(format!(
                         "Map state input must be an array but was: {other}"
                     ))),
                 };
             }
-            let effective = dataflow::input_path(
-                &state.common.input_path,
-                &cursor.input,
-                ctx,
-                &cursor.vars,
-                &tx.entropy,
-            )?;
+            // `None`: the effective input is the state's input (InputPath `$`), which the
+            // Map keeps once rather than twice (it can hold every item).
+            let own = match &state.common.input_path {
+                Some(p) if p.is_root() => None,
+                _ => Some(dataflow::input_path(
+                    &state.common.input_path,
+                    &cursor.input,
+                    ctx,
+                    &cursor.vars,
+                    &tx.entropy,
+                )?),
+            };
+            let effective = own.as_ref().unwrap_or(&cursor.input);
             let scope = Scope {
-                input: &effective,
+                input: effective,
                 context: ctx,
                 vars: &cursor.vars,
                 entropy: &tx.entropy,
@@ -115,7 +123,7 @@ impl Engine {
                 None => effective.clone(),
             };
             match items {
-                Value::Array(items) => Ok((effective, items)),
+                Value::Array(items) => Ok((own, items)),
                 other => Err(StatesError::runtime(format!(
                     "Invalid path '{}' : The Map state's ItemsPath must reference a JSON array, but it references {}",
                     spec.items_path.as_ref().map(|p| p.as_str()).unwrap_or("$"),
@@ -123,7 +131,7 @@ impl Engine {
                 ))),
             }
         })();
-        let (effective, items) = match selected {
+        let (own, items) = match selected {
             Ok(v) => v,
             // AWS writes MapStateFailed after a JSONata state's EvaluationFailed.
             Err(e) if jsonata.is_some() => {
@@ -142,7 +150,7 @@ impl Engine {
             }
             Dynamic::Path(p) => p
                 .eval(&Scope {
-                    input: &effective,
+                    input: own.as_ref().unwrap_or(&cursor.input),
                     context: ctx,
                     vars: &cursor.vars,
                     entropy: &tx.entropy,
@@ -166,7 +174,7 @@ impl Engine {
         let mut give_up = Vec::new();
         let settings = (|| {
             let scope = Scope {
-                input: &effective,
+                input: own.as_ref().unwrap_or(&cursor.input),
                 context: ctx,
                 vars: &cursor.vars,
                 entropy: &tx.entropy,
@@ -226,13 +234,14 @@ impl Engine {
         let batched = match &spec.item_batcher {
             None => Ok((items, false)),
             Some(batcher) => {
+                let effective = own.as_ref().unwrap_or(&cursor.input);
                 let scope = Scope {
-                    input: &effective,
+                    input: effective,
                     context: ctx,
                     vars: &cursor.vars,
                     entropy: &tx.entropy,
                 };
-                self.batch(spec, batcher, items, &effective, cursor, &scope)
+                self.batch(spec, batcher, items, effective, cursor, &scope)
                     .map(|b| (b, true))
             }
         };
@@ -259,7 +268,8 @@ impl Engine {
         }
         let mut ch = Children {
             kind: ChildKind::Map,
-            effective_input: effective,
+            effective_is_input: own.is_none(),
+            effective_input: own.unwrap_or_default(),
             total,
             next: 0,
             running: 0,
@@ -527,13 +537,16 @@ impl Engine {
             format!("{}/{generation}:{index}", parent.id)
         };
         let (graph, input) = match &state.kind {
-            StateKind::Parallel { branches } => (branches[index], Ok(ch.effective_input.clone())),
+            StateKind::Parallel { branches } => {
+                (branches[index], Ok(ch.effective(&parent.input).clone()))
+            }
             StateKind::Map(spec) => {
                 let item = item.unwrap_or(Value::Null);
                 let input = if ch.preselected {
                     Ok(item)
                 } else {
-                    self.select_item(spec, &ch.effective_input, parent, index, item, &tx.entropy)
+                    let effective = ch.effective(&parent.input);
+                    self.select_item(spec, effective, parent, index, item, &tx.entropy)
                 };
                 (spec.processor, input)
             }

@@ -789,27 +789,22 @@ impl Engine {
                 self.check_assigned(vars)?;
             }
             let selected = match undoable {
-                Some(path) => {
-                    match path.set_undoable(std::mem::take(&mut cursor.input), selected) {
-                        Ok((output, undo)) => {
-                            return match dataflow::check_result_size(
-                                &output,
-                                &state.name,
-                                self.options.payload_limit,
-                            ) {
-                                Ok(()) => Ok((vars, output)),
-                                Err(e) => {
-                                    cursor.input = path.unset(output, undo);
-                                    Err(e)
-                                }
-                            };
-                        }
-                        Err((input, selected)) => {
-                            cursor.input = input;
-                            selected
-                        }
+                Some(path) => match path.set_undoable(&mut cursor.input, selected) {
+                    Ok(undo) => {
+                        return match dataflow::check_result_size(
+                            &cursor.input,
+                            &state.name,
+                            self.options.payload_limit,
+                        ) {
+                            Ok(()) => Ok((vars, std::mem::take(&mut cursor.input))),
+                            Err(e) => {
+                                path.unset(&mut cursor.input, undo);
+                                Err(e)
+                            }
+                        };
                     }
-                }
+                    Err(selected) => selected,
+                },
                 None => selected,
             };
             let combined = match taken_input {

@@ -16,7 +16,7 @@ enum RefStep {
 }
 
 /// What a [`ReferencePath::set_undoable`] write changed.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum SetUndo {
     /// The name was new.
     Inserted,
@@ -126,45 +126,35 @@ impl ReferencePath {
         Ok(root)
     }
 
-    /// [`ReferencePath::set`] for a path of one name into an object (`$.results`), a write
-    /// that [`ReferencePath::unset`] takes back: a state whose input must outlive a failure
-    /// after the write (for a Retry, a Catch or a redrive) moves its input into its output
-    /// rather than copying it. `Err` hands both back untouched, for [`ReferencePath::set`].
-    pub fn set_undoable(
-        &self,
-        target: Value,
-        value: Value,
-    ) -> Result<(Value, SetUndo), (Value, Value)> {
+    /// [`ReferencePath::set`] for a path of one name into an object (`$.results`), written
+    /// in place, a write that [`ReferencePath::unset`] takes back: a state whose input must
+    /// outlive a failure after the write (for a Retry, a Catch or a redrive) turns its input
+    /// into its output rather than copying it. `Err` hands `value` back, `target` untouched,
+    /// for [`ReferencePath::set`].
+    pub fn set_undoable(&self, target: &mut Value, value: Value) -> Result<SetUndo, Value> {
         match (self.steps.as_slice(), target) {
-            ([RefStep::Name(n)], Value::Object(mut m)) => {
-                let undo = match m.insert(n.clone(), value) {
-                    Some(old) => SetUndo::Replaced(old),
-                    None => SetUndo::Inserted,
-                };
-                Ok((Value::Object(m), undo))
-            }
-            (_, target) => Err((target, value)),
+            ([RefStep::Name(n)], Value::Object(m)) => Ok(match m.insert(n.clone(), value) {
+                Some(old) => SetUndo::Replaced(old),
+                None => SetUndo::Inserted,
+            }),
+            _ => Err(value),
         }
     }
 
-    /// Takes back a [`ReferencePath::set_undoable`] write: `written` is what it returned.
-    pub fn unset(&self, written: Value, undo: SetUndo) -> Value {
-        match (written, self.steps.as_slice()) {
-            (Value::Object(mut m), [RefStep::Name(n)]) => {
-                match undo {
-                    // It was appended: removing it restores the order too.
-                    SetUndo::Inserted => {
-                        m.shift_remove(n);
-                    }
-                    SetUndo::Replaced(old) => {
-                        if let Some(v) = m.get_mut(n) {
-                            *v = old;
-                        }
+    /// Takes back a [`ReferencePath::set_undoable`] write into `target`.
+    pub fn unset(&self, target: &mut Value, undo: SetUndo) {
+        if let (Value::Object(m), [RefStep::Name(n)]) = (target, self.steps.as_slice()) {
+            match undo {
+                // It was appended: removing it restores the order too.
+                SetUndo::Inserted => {
+                    m.shift_remove(n);
+                }
+                SetUndo::Replaced(old) => {
+                    if let Some(v) = m.get_mut(n) {
+                        *v = old;
                     }
                 }
-                Value::Object(m)
             }
-            (other, _) => other,
         }
     }
 

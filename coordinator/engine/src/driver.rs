@@ -321,11 +321,16 @@ impl Processor {
     }
 
     fn put(&mut self, cursor: Box<Cursor>) {
+        self.put_as(cursor.id.clone(), cursor);
+    }
+
+    /// [`Processor::put`] with a copy of the cursor's id the caller already has.
+    fn put_as(&mut self, id: CursorId, cursor: Box<Cursor>) {
         if self.track_changes {
-            self.dirty.insert(cursor.id.clone());
-            self.removed.remove(&cursor.id);
+            self.dirty.insert(id.clone());
+            self.removed.remove(&id);
         }
-        self.cursors.insert(cursor.id.clone(), cursor);
+        self.cursors.insert(id, cursor);
     }
 
     fn remove(&mut self, id: &str) -> Option<Box<Cursor>> {
@@ -575,13 +580,11 @@ impl Processor {
         }
         let ids: Vec<CursorId> = spawned.iter().map(|c| c.id.clone()).collect();
         backend.add_live(parent_id, &ids).await?;
-        for child in spawned {
-            let ready = matches!(child.phase, Phase::Ready);
-            let id = child.id.clone();
-            self.put(child);
-            if ready {
-                self.queue.push_back((id, CursorEvent::Enter));
+        for (child, id) in spawned.into_iter().zip(ids) {
+            if matches!(child.phase, Phase::Ready) {
+                self.queue.push_back((id.clone(), CursorEvent::Enter));
             }
+            self.put_as(id, child);
         }
         if actions.is_empty() {
             return Ok(());

@@ -102,7 +102,8 @@ pub struct ParentLink {
     pub id: CursorId,
     pub index: usize,
     pub kind: ChildKind,
-    /// The parent's Map or Parallel state name (MapIteration events carry it).
+    /// The parent's Map or Parallel state name (MapIteration events carry it); empty when
+    /// the engine writes no history ([`super::run::EngineOptions::history`]).
     pub state_name: String,
 }
 

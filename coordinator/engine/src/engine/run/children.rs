@@ -558,7 +558,12 @@ impl Engine {
                 id: parent.id.clone(),
                 index,
                 kind: ch.kind,
-                state_name: state.name.clone(),
+                // Only history events carry it: not copied for each child when none is written.
+                state_name: if tx.history {
+                    state.name.clone()
+                } else {
+                    String::new()
+                },
             }),
             graph,
             state: self.def.graphs[graph].start_at,

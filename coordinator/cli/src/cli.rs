@@ -1,6 +1,6 @@
 //! The `mapfleet` command line: one enum of commands, one function per command.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -706,7 +706,15 @@ fn print_result(result: &ExecutionResult, args: &RunArgs) -> ExitCode {
             if let Some(hook) = args.before_output {
                 hook(output);
             }
-            println!("{}", crate::pretty::to_string_pretty(output));
+            // Streamed: a large output is never held whole as text.
+            let mut stdout = std::io::stdout().lock();
+            let written = crate::pretty::write_pretty(&mut stdout, output)
+                .and_then(|()| writeln!(stdout))
+                .and_then(|()| stdout.flush());
+            if let Err(e) = written {
+                eprintln!("error: cannot write the output: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
         }
         (_, Some(e)) => {
             eprintln!("execution {} {}", result.info.name, result.status.as_str());

@@ -115,7 +115,11 @@ fn run_files(args: &[String]) {
     });
     match (result.status, result.output) {
         (Status::Succeeded, Some(output)) => {
-            println!("{}", pretty::to_string_pretty(&output));
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            let _ = pretty::write_pretty(&mut stdout, &output)
+                .and_then(|()| writeln!(stdout))
+                .and_then(|()| stdout.flush());
             // As `mapfleet run` does: the process ends here, the output is not freed.
             std::mem::forget(output);
         }

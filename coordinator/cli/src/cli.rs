@@ -1,6 +1,6 @@
 //! The `mapfleet` command line: one enum of commands, one function per command.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -599,7 +599,11 @@ pub async fn run(args: RunArgs) -> ExitCode {
         args.objects.object_store(&args.data_dir).await,
     )));
     let result = run_execution(def, info, executor, opts).await;
-    print_result(&result, &args)
+    let code = print_result(&result, &args);
+    // The process ends after this command: freeing a large output and input value by value
+    // (a 10,000-item Map's) would cost a sizeable share of the whole run, for nothing.
+    std::mem::forget(result);
+    code
 }
 
 /// `mapfleet run` forced to embedded mode (the demo, whatever the environment says).
@@ -702,10 +706,15 @@ fn print_result(result: &ExecutionResult, args: &RunArgs) -> ExitCode {
             if let Some(hook) = args.before_output {
                 hook(output);
             }
-            println!(
-                "{}",
-                serde_json::to_string_pretty(output).unwrap_or_else(|_| output.to_string())
-            );
+            // Streamed: a large output is never held whole as text.
+            let mut stdout = std::io::stdout().lock();
+            let written = crate::pretty::write_pretty(&mut stdout, output)
+                .and_then(|()| writeln!(stdout))
+                .and_then(|()| stdout.flush());
+            if let Err(e) = written {
+                eprintln!("error: cannot write the output: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
         }
         (_, Some(e)) => {
             eprintln!("execution {} {}", result.info.name, result.status.as_str());

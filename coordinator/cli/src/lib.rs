@@ -6,6 +6,7 @@
 //! - [`cli`]: one enum of commands, one function per command.
 //! - [`buckets`]: the worker's object store as Distributed Maps' [`coordinator::maprun::Buckets`].
 //! - [`console`]: the web console `mapfleet serve` shows at `/`.
+//! - [`pretty`]: an execution's output as `mapfleet run` prints it.
 //! - [`tasks`]: the worker's task registry as embedded mode's [`coordinator::embedded::TaskExecutor`].
 
 pub mod access;
@@ -13,6 +14,7 @@ pub mod api;
 pub mod buckets;
 pub mod cli;
 pub mod console;
+pub mod pretty;
 pub mod tasks;
 
 pub(crate) use coordinator::{asl, embedded, engine, fleet, maprun};

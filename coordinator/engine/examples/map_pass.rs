@@ -14,6 +14,10 @@
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+// The printer of `mapfleet run`, so that the output is written as it writes it.
+#[path = "../../cli/src/pretty.rs"]
+mod pretty;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,7 +70,7 @@ fn main() {
 }
 
 /// `run DEF --input IN [--max-payload-bytes N]`: reads both files, runs the definition with
-/// history off and prints the output as `mapfleet run` does (pretty JSON).
+/// history off and prints the output as `mapfleet run` does (pretty JSON, its printer).
 fn run_files(args: &[String]) {
     let flag = |name: &str| {
         args.iter()
@@ -110,10 +114,15 @@ fn run_files(args: &[String]) {
         Ok(Value::Null)
     });
     match (result.status, result.output) {
-        (Status::Succeeded, Some(output)) => println!(
-            "{}",
-            serde_json::to_string_pretty(&output).unwrap_or_default()
-        ),
+        (Status::Succeeded, Some(output)) => {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            let _ = pretty::write_pretty(&mut stdout, &output)
+                .and_then(|()| writeln!(stdout))
+                .and_then(|()| stdout.flush());
+            // As `mapfleet run` does: the process ends here, the output is not freed.
+            std::mem::forget(output);
+        }
         (status, _) => {
             eprintln!("{status:?}: {:?}", result.error);
             std::process::exit(1);

@@ -321,11 +321,16 @@ impl Processor {
     }
 
     fn put(&mut self, cursor: Box<Cursor>) {
+        self.put_as(cursor.id.clone(), cursor);
+    }
+
+    /// [`Processor::put`] with a copy of the cursor's id the caller already has.
+    fn put_as(&mut self, id: CursorId, cursor: Box<Cursor>) {
         if self.track_changes {
-            self.dirty.insert(cursor.id.clone());
-            self.removed.remove(&cursor.id);
+            self.dirty.insert(id.clone());
+            self.removed.remove(&id);
         }
-        self.cursors.insert(cursor.id.clone(), cursor);
+        self.cursors.insert(id, cursor);
     }
 
     fn remove(&mut self, id: &str) -> Option<Box<Cursor>> {
@@ -397,17 +402,28 @@ impl Processor {
             }
             done += 1;
             self.events_fed += 1;
-            let Some(mut cursor) = self.cursor(backend, &id).await? else {
-                continue; // finished or aborted: late events are dropped
+            // The cursor is changed where it lies in the cache (two hash lookups and a key
+            // copy fewer per event than taking it out and putting it back).
+            if !self.cursors.contains_key(&id) {
+                let Some(cursor) = self.cursor(backend, &id).await? else {
+                    continue; // finished or aborted: late events are dropped
+                };
+                self.cursors.insert(id.clone(), cursor);
+            }
+            let Some(cursor) = self.cursors.get_mut(&id) else {
+                continue;
             };
             let mut next = self.next_event_id;
             let mut tx = Tx::new(now(), self.entropy.next_f64(), &mut next)
                 .with_options(&self.engine.options);
-            self.engine.apply(&mut cursor, event, &mut tx);
+            self.engine.apply(cursor, event, &mut tx);
             self.transitions += tx.transitions;
             let actions = tx.actions;
             self.next_event_id = next;
-            self.put(cursor);
+            if self.track_changes {
+                self.removed.remove(&id);
+                self.dirty.insert(id);
+            }
             self.carry_out(backend, actions, &now).await?;
         }
         if self.ended.is_some() {
@@ -499,14 +515,20 @@ impl Processor {
         to: usize,
         now: &impl Fn() -> DateTime<Utc>,
     ) -> Result<(), BackendError> {
-        let Some(parent) = self.cursor(backend, parent_id).await? else {
+        // The parent stays in the cache: its children are spawned from a borrow of it.
+        if !self.cursors.contains_key(parent_id) {
+            let Some(parent) = self.cursor(backend, parent_id).await? else {
+                return Ok(());
+            };
+            self.put(parent);
+        }
+        let Some(parent) = self.cursors.get(parent_id) else {
             return Ok(());
         };
         let is_map = matches!(&parent.phase, Phase::Children(ch) if ch.kind == crate::engine::ChildKind::Map);
         let distributed = matches!(&parent.phase, Phase::Children(ch) if ch.distributed);
         let items = if is_map && distributed {
             let engine = &self.engine;
-            let parent = &parent;
             backend
                 .map_run_items(parent_id, from, to, &move || engine.map_run_plan(parent))
                 .await?
@@ -533,7 +555,7 @@ impl Processor {
                 continue;
             }
             spawned.push(Box::new(
-                self.engine.spawn_child(&parent, index, item, &mut tx),
+                self.engine.spawn_child(parent, index, item, &mut tx),
             ));
         }
         // A kept child finishes at once with its earlier output.
@@ -552,16 +574,17 @@ impl Processor {
         }
         let actions = tx.actions;
         self.next_event_id = next;
-        self.put(parent);
+        if self.track_changes {
+            self.removed.remove(parent_id);
+            self.dirty.insert(parent_id.to_string());
+        }
         let ids: Vec<CursorId> = spawned.iter().map(|c| c.id.clone()).collect();
         backend.add_live(parent_id, &ids).await?;
-        for child in spawned {
-            let ready = matches!(child.phase, Phase::Ready);
-            let id = child.id.clone();
-            self.put(child);
-            if ready {
-                self.queue.push_back((id, CursorEvent::Enter));
+        for (child, id) in spawned.into_iter().zip(ids) {
+            if matches!(child.phase, Phase::Ready) {
+                self.queue.push_back((id.clone(), CursorEvent::Enter));
             }
+            self.put_as(id, child);
         }
         if actions.is_empty() {
             return Ok(());

@@ -170,6 +170,7 @@ mod tests {
             phase: Phase::Children(Box::new(Children {
                 kind: ChildKind::Map,
                 effective_input: input,
+                effective_is_input: false,
                 total: items,
                 next: 10,
                 running: 10,

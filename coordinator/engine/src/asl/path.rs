@@ -21,7 +21,7 @@ use syntax::{
     Parser, Root, Segment, Selector, push_bracket_name, push_jayway_selector, to_rfc9535,
 };
 
-pub use reference::ReferencePath;
+pub use reference::{ReferencePath, SetUndo};
 
 /// Why a path string is not a valid path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +126,62 @@ impl Path {
             Some(q) => Some(Cow::Owned(Value::Array(
                 q.query(root).all().into_iter().cloned().collect(),
             ))),
+        }
+    }
+
+    /// What a definite `$$.Map.Item.Index...` or `$$.Map.Item.Value...` path reads, taken
+    /// from item `index` (value `item`) of a Map without building the context object:
+    /// `Some(None)` when it matches nothing. `None`: the path is not such a path (it reads
+    /// another part of `$$`, or is not a context path, or is indefinite).
+    pub fn find_map_item<'v>(
+        &self,
+        index: usize,
+        item: &'v Value,
+    ) -> Option<Option<Cow<'v, Value>>> {
+        let rest = self.map_item_rest()?;
+        Some(match rest.split_first() {
+            Some((
+                Segment {
+                    selector: Selector::Name(member),
+                    ..
+                },
+                rest,
+            )) if member == "Value" => walk_definite(item, rest).map(Cow::Borrowed),
+            // A number has no members or elements.
+            Some((
+                Segment {
+                    selector: Selector::Name(member),
+                    ..
+                },
+                rest,
+            )) if member == "Index" => rest.is_empty().then(|| Cow::Owned(Value::from(index))),
+            _ => return None,
+        })
+    }
+
+    /// Whether this path is exactly `$$.Map.Item.Value` (the whole item).
+    pub fn is_map_item_value(&self) -> bool {
+        matches!(self.map_item_rest(), Some([Segment { selector: Selector::Name(m), .. }]) if m == "Value")
+    }
+
+    /// The segments after `$$.Map.Item` of a definite context path under it.
+    fn map_item_rest(&self) -> Option<&[Segment]> {
+        if self.root != Root::Context || self.query.is_some() {
+            return None;
+        }
+        match self.segments.as_slice() {
+            [
+                Segment {
+                    selector: Selector::Name(map),
+                    ..
+                },
+                Segment {
+                    selector: Selector::Name(item),
+                    ..
+                },
+                rest @ ..,
+            ] if map == "Map" && item == "Item" => Some(rest),
+            _ => None,
         }
     }
 

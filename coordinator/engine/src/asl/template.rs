@@ -45,14 +45,81 @@ enum Node {
 #[derive(Debug, Clone)]
 pub struct Template {
     root: Node,
+    /// How the template reads `$$.Map.Item`, for a Map's ItemSelector
+    /// ([`Template::eval_map_item`]).
+    map_item: MapItemUse,
+}
+
+/// What [`Template::eval_map_item`] did.
+#[derive(Debug)]
+pub enum MapItemEval {
+    /// The template's output.
+    Selected(Value),
+    /// The template reads more of `$$`: evaluate it against a context object (the item
+    /// comes back for it).
+    NeedsContext(Value),
+    /// The evaluation failed: evaluate it again against the whole context object, which the
+    /// error message quotes (the item comes back for it).
+    Failed(Value),
+}
+
+/// Whether a template can be evaluated for a Map item without the context object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MapItemUse {
+    /// It reads `$$` other than through definite `$$.Map.Item.Index`/`.Value...` paths (an
+    /// intrinsic that mentions `$$` counts as reading all of it).
+    Context,
+    /// Only such paths (or none).
+    ItemOnly,
+    /// Only such paths, and the whole item exactly once, as the top-level object's field
+    /// number `.0` (whose output key no other field has): the item can be moved there.
+    MovesItem(usize),
 }
 
 impl Template {
     pub fn parse(raw: &Value) -> Result<Template, TemplateError> {
         let mut pointer = String::new();
-        Ok(Template {
-            root: compile(raw, &mut pointer, 0)?,
-        })
+        let root = compile(raw, &mut pointer, 0)?;
+        let map_item = map_item_use(&root);
+        Ok(Template { root, map_item })
+    }
+
+    /// Evaluates a Map's ItemSelector for item `index` (its value `item`) without building
+    /// the context object, when the template reads nothing of `$$` but `$$.Map.Item.Index`
+    /// and `$$.Map.Item.Value...` (`scope.context` is not read). The item is moved into the
+    /// output where the template takes it whole.
+    pub fn eval_map_item(&self, scope: &Scope<'_>, index: usize, item: Value) -> MapItemEval {
+        let failed = |item| MapItemEval::Failed(item);
+        match self.map_item {
+            MapItemUse::Context => MapItemEval::NeedsContext(item),
+            MapItemUse::ItemOnly => match eval_node_with(&self.root, scope, Some((index, &item))) {
+                Ok(v) => MapItemEval::Selected(v),
+                Err(_) => failed(item),
+            },
+            MapItemUse::MovesItem(field) => {
+                let Node::Object(fields) = &self.root else {
+                    return MapItemEval::NeedsContext(item);
+                };
+                let mut out = Map::with_capacity(fields.len());
+                for (i, (key, node)) in fields.iter().enumerate() {
+                    let value = if i == field {
+                        Value::Null // the item, once every other field is built
+                    } else {
+                        match eval_node_with(node, scope, Some((index, &item))) {
+                            Ok(v) => v,
+                            Err(_) => return failed(item),
+                        }
+                    };
+                    out.insert(key.clone(), value);
+                }
+                // Output keys are distinct (see `MapItemUse::MovesItem`): field `field` is
+                // entry `field`.
+                if let Some(slot) = out.values_mut().nth(field) {
+                    *slot = item;
+                }
+                MapItemEval::Selected(Value::Object(out))
+            }
+        }
     }
 
     /// Does the template contain no `.$` field at all (its value is fixed)?
@@ -201,23 +268,87 @@ fn push_pointer_token(out: &mut String, token: &str) {
 }
 
 fn eval_node(node: &Node, scope: &Scope<'_>) -> Result<Value, StatesError> {
+    eval_node_with(node, scope, None)
+}
+
+/// [`eval_node`]; with `map_item`, context paths read `$$.Map.Item` from it (the template
+/// reads no other part of `$$`: see [`MapItemUse`]).
+fn eval_node_with(
+    node: &Node,
+    scope: &Scope<'_>,
+    map_item: Option<(usize, &Value)>,
+) -> Result<Value, StatesError> {
     match node {
         Node::Literal(v) => Ok(v.clone()),
         Node::Object(fields) => {
             let mut out = Map::with_capacity(fields.len());
             for (key, node) in fields {
-                out.insert(key.clone(), eval_node(node, scope)?);
+                out.insert(key.clone(), eval_node_with(node, scope, map_item)?);
             }
             Ok(Value::Object(out))
         }
         Node::Array(items) => items
             .iter()
-            .map(|n| eval_node(n, scope))
+            .map(|n| eval_node_with(n, scope, map_item))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
-        Node::Path { path, field } => eval_path(path, field, scope),
+        Node::Path { path, field } => match map_item {
+            Some((index, item)) if path.is_context() => match path.find_map_item(index, item) {
+                Some(Some(v)) => Ok(v.into_owned()),
+                // The caller evaluates again against the whole context for the message.
+                _ => Err(StatesError::runtime(path.no_results_cause())),
+            },
+            _ => eval_path(path, field, scope),
+        },
         Node::Intrinsic(call) => call.eval(scope),
     }
+}
+
+/// How `root` reads `$$.Map.Item` ([`MapItemUse`]).
+fn map_item_use(root: &Node) -> MapItemUse {
+    /// Counts the paths that read the whole item; false when something reads other `$$`.
+    fn walk(node: &Node, whole_item: &mut usize) -> bool {
+        match node {
+            Node::Literal(_) => true,
+            Node::Object(fields) => fields.iter().all(|(_, n)| walk(n, whole_item)),
+            Node::Array(items) => items.iter().all(|n| walk(n, whole_item)),
+            Node::Path { path, .. } => {
+                if !path.is_context() {
+                    return true;
+                }
+                let item = Value::Null;
+                if path.find_map_item(0, &item).is_none() {
+                    return false;
+                }
+                if path.is_map_item_value() {
+                    *whole_item += 1;
+                }
+                true
+            }
+            Node::Intrinsic(call) => !call.as_str().contains("$$"),
+        }
+    }
+    let mut whole_item = 0;
+    if !walk(root, &mut whole_item) {
+        return MapItemUse::Context;
+    }
+    if whole_item != 1 {
+        return MapItemUse::ItemOnly;
+    }
+    let Node::Object(fields) = root else {
+        return MapItemUse::ItemOnly;
+    };
+    let Some(field) = fields
+        .iter()
+        .position(|(_, n)| matches!(n, Node::Path { path, .. } if path.is_map_item_value()))
+    else {
+        return MapItemUse::ItemOnly;
+    };
+    let key = &fields[field].0;
+    if fields.iter().filter(|(k, _)| k == key).count() > 1 {
+        return MapItemUse::ItemOnly;
+    }
+    MapItemUse::MovesItem(field)
 }
 
 fn eval_path(path: &Path, field: &str, scope: &Scope<'_>) -> Result<Value, StatesError> {
@@ -301,6 +432,108 @@ mod tests {
                 .unwrap()
                 .is_constant()
         );
+    }
+
+    #[test]
+    fn map_item_selectors_need_no_context_object() {
+        let item = json!({"k": "item-7", "n": [1, 2]});
+        let ctx = json!({"Execution": {"Id": "e-1"}, "Map": {"Item": {"Index": 7, "Value": item.clone()}}});
+        let input = json!({"a": 1});
+        let vars = Map::new();
+        let entropy = crate::entropy::Entropy::new(0);
+        let with_ctx = Scope {
+            input: &input,
+            context: &ctx,
+            vars: &vars,
+            entropy: &entropy,
+        };
+        let without = Scope {
+            context: &Value::Null,
+            ..with_ctx
+        };
+        // (template, evaluated without the context, moves the item)
+        let cases = [
+            (
+                json!({"v.$": "$$.Map.Item.Value", "i.$": "$$.Map.Item.Index"}),
+                true,
+                true,
+            ),
+            (
+                json!({"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value", "a.$": "$.a"}),
+                true,
+                true,
+            ),
+            (
+                json!({"k.$": "$$.Map.Item.Value.k", "n.$": "$$.Map.Item.Value.n[1]"}),
+                true,
+                false,
+            ),
+            (
+                json!({"v.$": "$$.Map.Item.Value", "w.$": "$$.Map.Item.Value"}),
+                true,
+                false,
+            ),
+            (
+                json!({"v.$": "$$.Map.Item.Value", "v": "literal"}),
+                true,
+                false,
+            ),
+            (json!({"deep": {"v.$": "$$.Map.Item.Value"}}), true, false),
+            (json!(["x", {"i.$": "$$.Map.Item.Index"}]), true, false),
+            (json!({"a.$": "$.a", "lit": [1]}), true, false),
+            (
+                json!({"v.$": "$$.Map.Item.Value", "id.$": "$$.Execution.Id"}),
+                false,
+                false,
+            ),
+            (json!({"m.$": "$$.Map.Item"}), false, false),
+            (json!({"n.$": "$$.Map.Item.Value.n[*]"}), false, false),
+            (
+                json!({"f.$": "States.Format('{}', $$.Map.Item.Index)"}),
+                false,
+                false,
+            ),
+            (
+                json!({"f.$": "States.Format('{}', $.a)", "v.$": "$$.Map.Item.Value"}),
+                true,
+                true,
+            ),
+        ];
+        for (template, direct, moves) in cases {
+            let t = Template::parse(&template).unwrap();
+            let want = t.eval(&with_ctx).unwrap();
+            match t.eval_map_item(&without, 7, item.clone()) {
+                MapItemEval::Selected(v) => {
+                    assert!(direct, "{template}");
+                    assert_eq!(v, want, "{template}");
+                    // Key order too.
+                    assert_eq!(v.to_string(), want.to_string(), "{template}");
+                }
+                MapItemEval::NeedsContext(v) => {
+                    assert!(!direct, "{template}");
+                    assert_eq!(v, item, "{template}");
+                }
+                MapItemEval::Failed(_) => panic!("{template}"),
+            }
+            assert_eq!(
+                matches!(t.map_item, MapItemUse::MovesItem(_)),
+                moves,
+                "{template}"
+            );
+        }
+        // A path that finds nothing hands the item back for the whole context's message.
+        for template in [
+            json!({"v.$": "$$.Map.Item.Value", "x.$": "$$.Map.Item.Value.missing"}),
+            json!({"x.$": "$$.Map.Item.Index.deeper"}),
+            json!({"v.$": "$$.Map.Item.Value", "x.$": "$.missing"}),
+        ] {
+            let t = Template::parse(&template).unwrap();
+            assert!(t.eval(&with_ctx).is_err(), "{template}");
+            match t.eval_map_item(&without, 7, item.clone()) {
+                MapItemEval::Failed(v) => assert_eq!(v, item, "{template}"),
+                other => panic!("{template}: {other:?}"),
+            }
+        }
     }
 
     #[test]

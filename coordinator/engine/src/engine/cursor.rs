@@ -16,7 +16,24 @@ pub type CursorId = String;
 
 /// The id of the child at `index` under `parent`.
 pub fn child_id(parent: &str, index: usize) -> CursorId {
-    format!("{parent}/{index}")
+    // Written by hand rather than with `format!`: one id per Map item.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = index;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let digits = std::str::from_utf8(&digits[at..]).expect("ASCII digits");
+    let mut id = String::with_capacity(parent.len() + 1 + digits.len());
+    id.push_str(parent);
+    id.push('/');
+    id.push_str(digits);
+    id
 }
 
 /// Where a cursor stands within its graph.
@@ -85,7 +102,8 @@ pub struct ParentLink {
     pub id: CursorId,
     pub index: usize,
     pub kind: ChildKind,
-    /// The parent's Map or Parallel state name (MapIteration events carry it).
+    /// The parent's Map or Parallel state name (MapIteration events carry it); empty when
+    /// the engine writes no history ([`super::run::EngineOptions::history`]).
     pub state_name: String,
 }
 
@@ -176,8 +194,13 @@ pub enum ChildKind {
 pub struct Children {
     pub kind: ChildKind,
     /// The effective input of the state: what `$` means in a Map's ItemSelector, or what
-    /// every Parallel branch receives.
+    /// every Parallel branch receives. Null when it is the cursor's input
+    /// (`effective_is_input`): read it with [`Children::effective`].
     pub effective_input: Value,
+    /// The effective input is the state's input (InputPath `$`), kept once, as the cursor's
+    /// input (the state does not change its input while it runs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub effective_is_input: bool,
     pub total: usize,
     /// Children with an index below this have been started.
     pub next: usize,
@@ -207,6 +230,17 @@ pub struct Children {
     /// ([`crate::engine::Engine::map_run_plan`]).
     #[serde(default)]
     pub run_seed: u64,
+}
+
+impl Children {
+    /// The state's effective input; `input` is its cursor's input.
+    pub fn effective<'a>(&'a self, input: &'a Value) -> &'a Value {
+        if self.effective_is_input {
+            input
+        } else {
+            &self.effective_input
+        }
+    }
 }
 
 /// Something that happened to a cursor.
@@ -328,4 +362,20 @@ pub enum Action {
         last_event: u64,
         finished_event: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn child_ids() {
+        for (parent, index) in [
+            ("", 0),
+            ("", 7),
+            ("/3", 10),
+            ("/3/1", 12345),
+            ("", usize::MAX),
+        ] {
+            assert_eq!(super::child_id(parent, index), format!("{parent}/{index}"));
+        }
+    }
 }

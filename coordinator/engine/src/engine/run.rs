@@ -11,6 +11,7 @@ use super::history::{Event, EventType, StateType, object};
 use crate::asl::choice::RuleCondition;
 use crate::asl::definition::*;
 use crate::asl::error::{StatesError, names};
+use crate::asl::path::Path;
 use crate::asl::retry::error_matches;
 use crate::asl::scope::Scope;
 use crate::entropy::Entropy;
@@ -761,6 +762,19 @@ impl Engine {
             && state.common.retry.is_empty()
             && state.common.catch.is_empty())
         .then(|| std::mem::take(&mut cursor.input));
+        // Otherwise, for the common `"ResultPath": "$.name"` with the output the whole
+        // result (a Map's results at the top level, whose input holds all its items), the
+        // input is moved into the output all the same and given back if the output is too
+        // large.
+        let undoable = match &state.common.result_path {
+            Some(p)
+                if taken_input.is_none()
+                    && state.common.output_path.as_ref().is_some_and(Path::is_root) =>
+            {
+                Some(p)
+            }
+            _ => None,
+        };
         let processed = (|| {
             let selected =
                 dataflow::select_result(&state.common, result, &ctx, &cursor.vars, &tx.entropy)?;
@@ -774,6 +788,25 @@ impl Engine {
             if let Some(vars) = &vars {
                 self.check_assigned(vars)?;
             }
+            let selected = match undoable {
+                Some(path) => match path.set_undoable(&mut cursor.input, selected) {
+                    Ok(undo) => {
+                        return match dataflow::check_result_size(
+                            &cursor.input,
+                            &state.name,
+                            self.options.payload_limit,
+                        ) {
+                            Ok(()) => Ok((vars, std::mem::take(&mut cursor.input))),
+                            Err(e) => {
+                                path.unset(&mut cursor.input, undo);
+                                Err(e)
+                            }
+                        };
+                    }
+                    Err(selected) => selected,
+                },
+                None => selected,
+            };
             let combined = match taken_input {
                 Some(input) => {
                     dataflow::result_path_into(&state.common.result_path, input, selected)?

@@ -931,6 +931,57 @@ fn an_item_selector_sees_the_context_members_it_reads_and_its_errors_quote_them_
 }
 
 #[test]
+fn a_top_level_state_whose_output_is_too_large_keeps_its_input_for_retry_and_catch() {
+    // Each under the limit (1 KiB), the input with the result over it.
+    let big = "x".repeat(600);
+    let half = "y".repeat(600);
+    for (input, result_path) in [
+        (json!({"a": half, "b": 2}), "$.new"),
+        (json!({"a": half, "old": "kept", "b": 2}), "$.old"),
+    ] {
+        let def = json!({"StartAt": "Big", "States": {
+            "Big": {"Type": "Task", "Resource": "arn:mapfleet:task:::echo", "ResultPath": result_path,
+                "Retry": [{"ErrorEquals": ["States.DataLimitExceeded"], "MaxAttempts": 1}],
+                "Catch": [{"ErrorEquals": ["States.DataLimitExceeded"], "ResultPath": "$.error", "Next": "After"}],
+                "Next": "After"},
+            "After": {"Type": "Pass", "End": true}}});
+        let def = parse_definition_value(&def).expect("a valid test definition");
+        let options = super::run::EngineOptions {
+            payload_limit: 1024,
+            ..Default::default()
+        };
+        let r = crate::scripted::run(
+            Arc::new(def),
+            input.clone(),
+            options,
+            &crate::scripted::Limits::default(),
+            true,
+            &mut |_| Ok(json!(big)),
+        );
+        let output = r.output.unwrap_or_else(|| panic!("caught: {:?}", r.error));
+        assert_eq!(output["error"]["Error"], json!("States.DataLimitExceeded"));
+        let mut want = input.clone();
+        want["error"] = output["error"].clone();
+        // The same members in the same order: the input as it was.
+        assert_eq!(output.to_string(), want.to_string());
+        // Tried twice: the retry too failed on the size, not on a lost input.
+        let entered: Vec<&Value> = r
+            .events
+            .iter()
+            .filter(|e| matches!(e.event_type, EventType::StateEntered(_)))
+            .map(|e| &e.details["input"])
+            .collect();
+        assert_eq!(entered, [&input, &output], "Big, then After");
+        let scheduled = r
+            .events
+            .iter()
+            .filter(|e| e.event_type == EventType::TaskScheduled)
+            .count();
+        assert_eq!(scheduled, 2, "tried twice");
+    }
+}
+
+#[test]
 fn context_members_are_found_in_a_states_text() {
     use crate::asl::definition::ContextParts as P;
     let parts = |text: &str| P::referenced(text);

@@ -15,6 +15,15 @@ enum RefStep {
     Index(usize),
 }
 
+/// What a [`ReferencePath::set_undoable`] write changed.
+#[derive(Debug, PartialEq)]
+pub enum SetUndo {
+    /// The name was new.
+    Inserted,
+    /// The value the write replaced.
+    Replaced(Value),
+}
+
 /// A reference path (ResultPath): names and indices only, no wildcards; `$` is the root.
 #[derive(Debug, Clone)]
 pub struct ReferencePath {
@@ -115,6 +124,38 @@ impl ReferencePath {
             (_, other) => return Err(self.set_error(depth, other)),
         }
         Ok(root)
+    }
+
+    /// [`ReferencePath::set`] for a path of one name into an object (`$.results`), written
+    /// in place, a write that [`ReferencePath::unset`] takes back: a state whose input must
+    /// outlive a failure after the write (for a Retry, a Catch or a redrive) turns its input
+    /// into its output rather than copying it. `Err` hands `value` back, `target` untouched,
+    /// for [`ReferencePath::set`].
+    pub fn set_undoable(&self, target: &mut Value, value: Value) -> Result<SetUndo, Value> {
+        match (self.steps.as_slice(), target) {
+            ([RefStep::Name(n)], Value::Object(m)) => Ok(match m.insert(n.clone(), value) {
+                Some(old) => SetUndo::Replaced(old),
+                None => SetUndo::Inserted,
+            }),
+            _ => Err(value),
+        }
+    }
+
+    /// Takes back a [`ReferencePath::set_undoable`] write into `target`.
+    pub fn unset(&self, target: &mut Value, undo: SetUndo) {
+        if let (Value::Object(m), [RefStep::Name(n)]) = (target, self.steps.as_slice()) {
+            match undo {
+                // It was appended: removing it restores the order too.
+                SetUndo::Inserted => {
+                    m.shift_remove(n);
+                }
+                SetUndo::Replaced(old) => {
+                    if let Some(v) = m.get_mut(n) {
+                        *v = old;
+                    }
+                }
+            }
+        }
     }
 
     /// Cause for a write that has to go through a value that cannot hold the next step.

@@ -190,3 +190,33 @@ fn reference_path_set() {
         assert!(ReferencePath::parse(bad).is_err(), "{bad} should not parse");
     }
 }
+
+#[test]
+fn undoable_writes_are_taken_back() {
+    let input = json!({"a": 1, "b": {"c": 2}, "z": 3});
+    for (path, undoable) in [
+        ("$.new", true),
+        ("$.b", true),
+        ("$.b.c", false),
+        ("$", false),
+    ] {
+        let p = ReferencePath::parse(path).unwrap();
+        let want = p.set(input.clone(), json!("v")).unwrap();
+        let mut target = input.clone();
+        match p.set_undoable(&mut target, json!("v")) {
+            Ok(undo) => {
+                assert!(undoable, "{path}");
+                assert_eq!(target.to_string(), want.to_string(), "{path}");
+                p.unset(&mut target, undo);
+                assert_eq!(target.to_string(), input.to_string(), "{path}");
+            }
+            Err(value) => {
+                assert!(!undoable, "{path}");
+                assert_eq!((target, value), (input.clone(), json!("v")));
+            }
+        }
+    }
+    // Not an object: handed back.
+    let p = ReferencePath::parse("$.x").unwrap();
+    assert_eq!(p.set_undoable(&mut json!([1]), json!(2)), Err(json!(2)));
+}

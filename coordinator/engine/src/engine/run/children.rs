@@ -10,6 +10,7 @@ use crate::asl::error::{StatesError, names};
 use crate::asl::jsonata::{JScope, query_error};
 use crate::asl::path::json_kind;
 use crate::asl::scope::Scope;
+use crate::asl::template::MapItemEval;
 use crate::engine::context::{StateFacts, context_members, context_object, map_member};
 use crate::engine::cursor::*;
 use crate::engine::dataflow;
@@ -43,6 +44,7 @@ impl Engine {
         let ch = Children {
             kind: ChildKind::Parallel,
             effective_input: effective,
+            effective_is_input: false,
             total: branches,
             next: branches,
             running: branches,
@@ -89,22 +91,29 @@ impl Engine {
                     },
                     None => cursor.input.clone(),
                 };
+                // The effective input is the state's input: not copied (`None`).
                 return match items {
-                    Value::Array(items) => Ok((cursor.input.clone(), items)),
+                    Value::Array(items) => Ok((None, items)),
                     other => Err(query_error(format!(
                         "Map state input must be an array but was: {other}"
                     ))),
                 };
             }
-            let effective = dataflow::input_path(
-                &state.common.input_path,
-                &cursor.input,
-                ctx,
-                &cursor.vars,
-                &tx.entropy,
-            )?;
+            // `None`: the effective input is the state's input (InputPath `$`), which the
+            // Map keeps once rather than twice (it can hold every item).
+            let own = match &state.common.input_path {
+                Some(p) if p.is_root() => None,
+                _ => Some(dataflow::input_path(
+                    &state.common.input_path,
+                    &cursor.input,
+                    ctx,
+                    &cursor.vars,
+                    &tx.entropy,
+                )?),
+            };
+            let effective = own.as_ref().unwrap_or(&cursor.input);
             let scope = Scope {
-                input: &effective,
+                input: effective,
                 context: ctx,
                 vars: &cursor.vars,
                 entropy: &tx.entropy,
@@ -114,7 +123,7 @@ impl Engine {
                 None => effective.clone(),
             };
             match items {
-                Value::Array(items) => Ok((effective, items)),
+                Value::Array(items) => Ok((own, items)),
                 other => Err(StatesError::runtime(format!(
                     "Invalid path '{}' : The Map state's ItemsPath must reference a JSON array, but it references {}",
                     spec.items_path.as_ref().map(|p| p.as_str()).unwrap_or("$"),
@@ -122,7 +131,7 @@ impl Engine {
                 ))),
             }
         })();
-        let (effective, items) = match selected {
+        let (own, items) = match selected {
             Ok(v) => v,
             // AWS writes MapStateFailed after a JSONata state's EvaluationFailed.
             Err(e) if jsonata.is_some() => {
@@ -141,7 +150,7 @@ impl Engine {
             }
             Dynamic::Path(p) => p
                 .eval(&Scope {
-                    input: &effective,
+                    input: own.as_ref().unwrap_or(&cursor.input),
                     context: ctx,
                     vars: &cursor.vars,
                     entropy: &tx.entropy,
@@ -165,7 +174,7 @@ impl Engine {
         let mut give_up = Vec::new();
         let settings = (|| {
             let scope = Scope {
-                input: &effective,
+                input: own.as_ref().unwrap_or(&cursor.input),
                 context: ctx,
                 vars: &cursor.vars,
                 entropy: &tx.entropy,
@@ -225,13 +234,14 @@ impl Engine {
         let batched = match &spec.item_batcher {
             None => Ok((items, false)),
             Some(batcher) => {
+                let effective = own.as_ref().unwrap_or(&cursor.input);
                 let scope = Scope {
-                    input: &effective,
+                    input: effective,
                     context: ctx,
                     vars: &cursor.vars,
                     entropy: &tx.entropy,
                 };
-                self.batch(spec, batcher, items, &effective, cursor, &scope)
+                self.batch(spec, batcher, items, effective, cursor, &scope)
                     .map(|b| (b, true))
             }
         };
@@ -258,7 +268,8 @@ impl Engine {
         }
         let mut ch = Children {
             kind: ChildKind::Map,
-            effective_input: effective,
+            effective_is_input: own.is_none(),
+            effective_input: own.unwrap_or_default(),
             total,
             next: 0,
             running: 0,
@@ -396,6 +407,25 @@ impl Engine {
         if spec.item_selector.is_none() && jsonata_selector.is_none() {
             return Ok(item);
         }
+        // The common selector reads `$$.Map.Item.Index` and `.Value` only: no context object
+        // is built for it, and the item is moved in where it is taken whole.
+        // A failure is evaluated again against the whole context object, as below.
+        let (item, failed) = match (jsonata_selector, &spec.item_selector) {
+            (None, Some(selector)) => {
+                let scope = Scope {
+                    input: effective,
+                    context: &Value::Null,
+                    vars: &cursor.vars,
+                    entropy,
+                };
+                match selector.eval_map_item(&scope, index, item) {
+                    MapItemEval::Selected(selected) => return Ok(selected),
+                    MapItemEval::NeedsContext(item) => (item, false),
+                    MapItemEval::Failed(item) => (item, true),
+                }
+            }
+            _ => (item, false),
+        };
         let state = self.state(cursor);
         let facts = StateFacts {
             name: &state.name,
@@ -408,6 +438,7 @@ impl Engine {
         let parts = state.common.context_parts;
         if let (None, Some(selector)) = (jsonata_selector, &spec.item_selector)
             && !parts.has(ContextParts::ALL)
+            && !failed
         {
             // Only the members of `$$` the selector reads, the item moved in rather than
             // copied. A failure is evaluated again against the whole context object, which
@@ -506,13 +537,16 @@ impl Engine {
             format!("{}/{generation}:{index}", parent.id)
         };
         let (graph, input) = match &state.kind {
-            StateKind::Parallel { branches } => (branches[index], Ok(ch.effective_input.clone())),
+            StateKind::Parallel { branches } => {
+                (branches[index], Ok(ch.effective(&parent.input).clone()))
+            }
             StateKind::Map(spec) => {
                 let item = item.unwrap_or(Value::Null);
                 let input = if ch.preselected {
                     Ok(item)
                 } else {
-                    self.select_item(spec, &ch.effective_input, parent, index, item, &tx.entropy)
+                    let effective = ch.effective(&parent.input);
+                    self.select_item(spec, effective, parent, index, item, &tx.entropy)
                 };
                 (spec.processor, input)
             }
@@ -524,7 +558,12 @@ impl Engine {
                 id: parent.id.clone(),
                 index,
                 kind: ch.kind,
-                state_name: state.name.clone(),
+                // Only history events carry it: not copied for each child when none is written.
+                state_name: if tx.history {
+                    state.name.clone()
+                } else {
+                    String::new()
+                },
             }),
             graph,
             state: self.def.graphs[graph].start_at,

@@ -62,6 +62,7 @@ impl Engine {
         let ch = Children {
             kind: ChildKind::Map,
             effective_input: effective,
+            effective_is_input: false,
             total: 0,
             next: 0,
             running: 0,
@@ -110,7 +111,7 @@ impl Engine {
             &mut next_event,
         );
         Some(
-            self.map_run_settings(cursor, spec, reader, &ch.effective_input, &ctx, &tx)
+            self.map_run_settings(cursor, spec, reader, ch.effective(&cursor.input), &ctx, &tx)
                 .map(|s| s.plan),
         )
     }

@@ -3,7 +3,7 @@
 //! One [`Processor`] logic serves both modes. What differs is behind the [`Backend`] seam:
 //! where Map items, iteration results and live children are kept, how a step reaches a
 //! worker, where timers and history go. Embedded mode keeps all of it in memory
-//! ([`crate::embedded`]); the fleet keeps it in Redis and RabbitMQ ([`crate::fleet`]).
+//! (`coordinator::embedded`); the fleet keeps it in Redis and RabbitMQ (`coordinator::fleet`).
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -58,7 +58,7 @@ use super::keys::FleetKeys;
 use crate::asl::error::StatesError;
 use crate::driver::StepRequest;
 use crate::engine::context::{LOCAL_ACCOUNT, LOCAL_REGION};
-use crate::engine::token::{self, same_secret};
+use crate::engine::token::{self, hex, same_secret};
 
 /// The delivery limit of the activity queues (a step a server took and never settled comes
 /// back; past this many deliveries it is dead-lettered and fails as any step would).
@@ -190,9 +190,13 @@ impl TaskToken {
     /// The opaque text a worker holds: hex of the step's name, a dot, the secret.
     pub fn encode(&self) -> String {
         let s = &self.step;
-        let name = serde_json::to_vec(&(&s.execution, &s.cursor, s.seq, s.attempt))
-            .expect("a step name serializes");
-        format!("{}.{}", hex(&name), self.secret)
+        let step = token::TokenStep {
+            execution: s.execution.clone(),
+            cursor: s.cursor.clone(),
+            seq: s.seq,
+            attempt: s.attempt,
+        };
+        token::encode(&step, &self.secret)
     }
 
     /// Reads a token (an activity's or a `.waitForTaskToken` step's: one format).
@@ -217,10 +221,6 @@ impl TaskToken {
 
 fn step_field(s: &StepId) -> String {
     format!("{}|{}|{}", s.cursor, s.seq, s.attempt)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The tokens-hash fields that make a `.waitForTaskToken` step's token answerable (none for
@@ -742,8 +742,8 @@ impl Activities {
         })
         .expect("inbox events serialize");
         let mut conn = self.conn.clone();
-        if callback {
-            let beat: i64 = redis::Script::new(BEAT_CALLBACK)
+        let beat: i64 = if callback {
+            redis::Script::new(BEAT_CALLBACK)
                 .key(tokens_key(&self.keys, &id.execution))
                 .key(self.keys.inbox(&id.execution))
                 .key(self.keys.exec(&id.execution))
@@ -751,24 +751,20 @@ impl Activities {
                 .arg(shared::now_ms())
                 .arg(entry)
                 .invoke_async(&mut conn)
-                .await?;
-            if beat == 0 {
-                return Err(ActivityError::TimedOut);
-            }
-            super::service::flag_ready(&mut conn, &self.keys, &id.execution).await?;
-            return Ok(());
-        }
-        let beat: i64 = redis::Script::new(BEAT)
-            .key(self.keys.shared.cursor(&id.execution, &id.cursor))
-            .key(tokens_key(&self.keys, &id.execution))
-            .key(self.keys.inbox(&id.execution))
-            .arg(id.seq)
-            .arg(id.attempt)
-            .arg(token.field())
-            .arg(shared::now_ms())
-            .arg(entry)
-            .invoke_async(&mut conn)
-            .await?;
+                .await?
+        } else {
+            redis::Script::new(BEAT)
+                .key(self.keys.shared.cursor(&id.execution, &id.cursor))
+                .key(tokens_key(&self.keys, &id.execution))
+                .key(self.keys.inbox(&id.execution))
+                .arg(id.seq)
+                .arg(id.attempt)
+                .arg(token.field())
+                .arg(shared::now_ms())
+                .arg(entry)
+                .invoke_async(&mut conn)
+                .await?
+        };
         if beat == 0 {
             return Err(ActivityError::TimedOut);
         }

@@ -126,6 +126,12 @@ pub fn mint(key: &TokenKey, step: &TokenStep) -> String {
     format!("{}.{}", hex(&name), secret(key, &name))
 }
 
+/// The token text of `step` with a secret of the caller's (an activity task's, drawn from
+/// the OS): the same format [`mint`] writes and [`decode`] reads.
+pub fn encode(step: &TokenStep, secret: &str) -> String {
+    format!("{}.{secret}", hex(&step_name(step)))
+}
+
 /// The secret [`mint`] puts in `step`'s token.
 pub fn expected_secret(key: &TokenKey, step: &TokenStep) -> String {
     secret(key, &step_name(step))
@@ -169,7 +175,8 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`, as tokens and their secrets are written.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -272,7 +272,7 @@ fn verify(results: &Path, manifest_key: &str, n: usize) -> anyhow::Result<usize>
 }
 
 /// A process's peak resident set (`VmHWM`), bytes.
-fn peak_rss(pid: u32) -> Option<u64> {
+pub(crate) fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

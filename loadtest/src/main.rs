@@ -541,13 +541,14 @@ async fn photo_fleet_round(
     .await
     .context("photo-fleet timed out")??;
     println!(
-        "photo-fleet: {} rider photos through 1 coordinator and 1 worker x 1 slot (worker on core {}): {:.2} s, {:.2} images/s, {:.2} images per worker CPU second",
+        "photo-fleet: {} rider photos through 1 coordinator and 1 worker x 1 slot (worker on core {}): {:.2} s, {:.2} images/s, {:.2} images per worker CPU second; worker peak RSS {:.1} MB",
         r.photos,
         r.worker_core
             .map_or_else(|| "any".to_string(), |c| c.to_string()),
         r.elapsed.as_secs_f64(),
         r.rate(),
-        r.rate_by_cpu()
+        r.rate_by_cpu(),
+        r.worker_peak_rss as f64 / 1e6
     );
     Ok(r)
 }

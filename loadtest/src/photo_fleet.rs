@@ -55,6 +55,8 @@ pub struct Report {
     pub worker_cpu: Duration,
     /// The core the worker ran on, if pinned.
     pub worker_core: Option<usize>,
+    /// The worker's peak resident set (`VmHWM`), bytes: both face models loaded.
+    pub worker_peak_rss: u64,
 }
 
 impl Report {
@@ -234,12 +236,14 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
     let cpu0 = cpu_time(worker.0.id());
     let (elapsed, result) = run_to_success(&client, &text, &def, &info, p.limit).await?;
     let worker_cpu = cpu_time(worker.0.id()).saturating_sub(cpu0);
+    let worker_peak_rss = crate::distributed_map::peak_rss(worker.0.id()).unwrap_or(0);
     verify(&result.output.context("no output")?, p.photos)?;
     Ok(Report {
         photos: p.photos,
         elapsed,
         worker_cpu,
         worker_core,
+        worker_peak_rss,
     })
 }
 

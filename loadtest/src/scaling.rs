@@ -171,10 +171,11 @@ pub async fn photo_curve(
             elapsed: run.elapsed,
         };
         println!(
-            "scaling: {photos} rider photos on {workers} worker(s) x 1 slot: {:.2} s, {:.2} images/s; {}",
+            "scaling: {photos} rider photos on {workers} worker(s) x 1 slot: {:.2} s, {:.2} images/s; {}; worker peak RSS {:.1} MB",
             point.elapsed.as_secs_f64(),
             point.rate(),
-            run.cpu
+            run.cpu,
+            run.worker_peak_rss as f64 / 1e6
         );
         for t in &run.tasks {
             println!(

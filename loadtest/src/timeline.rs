@@ -74,6 +74,8 @@ pub struct Run {
     pub history: Vec<Event>,
     /// CPU time from the submit to the end, by who spent it.
     pub cpu: CpuTimes,
+    /// The largest peak resident set (`VmHWM`) of the workers, bytes (0 where unknown).
+    pub worker_peak_rss: u64,
 }
 
 /// CPU time spent during a run.
@@ -331,6 +333,11 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
         })
         .collect();
     let history = client.history(&arn).await?;
+    let worker_peak_rss = worker_pids
+        .iter()
+        .filter_map(|&pid| crate::distributed_map::peak_rss(pid))
+        .max()
+        .unwrap_or(0);
     let _ = amqp.close(200, "done".into()).await;
     drop(procs);
     Ok(Run {
@@ -343,5 +350,6 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
             .context("a SUCCEEDED execution without output")?,
         history,
         cpu,
+        worker_peak_rss,
     })
 }

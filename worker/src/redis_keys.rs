@@ -11,14 +11,15 @@
 //! | `P:{faces:C}:expiry` | sorted set | FaceId → reservation expiry (Unix ms) |
 //! | `P:{faces:C}:changes` | sorted set | FaceId → `seq` of its last change |
 //! | `P:table:T` | hash | `Username` → metadata item (JSON) |
+//! | `P:analysis:H` | hash | a photo's shared analysis, expiring ([`crate::face::shared_analyses`]) |
 //!
 //! A collection's keys share the hash tag `{faces:C}`, so a Redis Cluster keeps them in one
 //! slot and one script may change them all. `changes` lets a worker bring its cached copy of
 //! the collection up to date by reading only the faces changed since the `seq` it holds; it
 //! is trimmed to its newest entries, and `floor` is the highest `seq` trimmed away: a copy
-//! older than that reloads the whole collection. None of these keys expires: a collection
-//! and a table are durable data, like the Rekognition collection and the DynamoDB table
-//! they stand for.
+//! older than that reloads the whole collection. The collection and table keys never
+//! expire: a collection and a table are durable data, like the Rekognition collection and
+//! the DynamoDB table they stand for.
 
 /// Key names for one fleet prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -235,3 +235,97 @@ async fn collection_search_index_list_delete() {
     );
     assert!(e.list_faces("c").await.unwrap().is_empty());
 }
+
+/// Two workers of a fleet (two engines, each with its own cache) sharing analyses through
+/// the real Redis, against a third engine that shares nothing.
+#[tokio::test]
+async fn a_second_worker_takes_the_first_workers_analysis_from_redis() {
+    use shared::redis::AsyncCommands;
+    use worker::face::SharedAnalyses;
+    use worker::face::shared_analyses::redis_key;
+
+    let models = models_or_skip!();
+    let prefix = shared::testkit::unique_prefix("mft-shared-analysis");
+    let conn = shared::redis_schema::connect(&shared::testkit::redis_url())
+        .await
+        .expect("Redis for the fleet tests");
+    let shared = || {
+        Some(Arc::new(SharedAnalyses::new(
+            conn.clone(),
+            &prefix,
+            std::time::Duration::from_secs(60),
+        )))
+    };
+    let a = engine(models.clone(), "shared-a").with_shared_analyses(shared());
+    let b = engine(models.clone(), "shared-b").with_shared_analyses(shared());
+    let alone = engine(models, "shared-alone");
+    let bytes_of = photo_support::photo("1_happy_face.jpg");
+    let key = redis_key(&prefix, "", "", &worker::store::sha256_hex(&bytes_of));
+    let photo = bytes(bytes_of);
+    let mut redis = conn.clone();
+    let fields = |mut r: shared::redis_conn::RedisConn, k: String| async move {
+        let mut f: Vec<String> = r.hkeys(&k).await.unwrap();
+        f.sort();
+        f
+    };
+
+    // Worker A detects: the analysis is left with the face's aligned crop, no embedding yet.
+    let detected = a.detect_faces(&photo).await.unwrap();
+    assert_eq!(detected, alone.detect_faces(&photo).await.unwrap());
+    assert_eq!(
+        fields(redis.clone(), key.clone()).await,
+        ["crop:0", "faces"]
+    );
+    let ttl: i64 = redis.pttl(&key).await.unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+
+    // Worker B searches the same photo: the same answer as an engine that works alone, from
+    // A's analysis. (Proof that B used it: a mark put into the shared entry shows in B's
+    // answer; the face's own confidence is in `alone`'s.)
+    let header: String = redis.hget(&key, "faces").await.unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&header).unwrap();
+    json["faces"][0]["detail"]["Confidence"] = serde_json::json!(12.5);
+    let _: () = redis.hset(&key, "faces", json.to_string()).await.unwrap();
+    let search = |collection: &str| SearchFacesByImageRequest {
+        collection_id: collection.into(),
+        image: photo.clone(),
+        face_match_threshold: 70.0,
+        max_faces: 1,
+        reserve_for: None,
+    };
+    b.create_collection("c").await.unwrap();
+    alone.create_collection("c").await.unwrap();
+    let by_b = b.search_faces_by_image(&search("c")).await.unwrap();
+    let by_alone = alone.search_faces_by_image(&search("c")).await.unwrap();
+    assert_eq!(
+        by_b.searched_face_confidence, 12.5,
+        "B analysed the photo itself"
+    );
+    assert_eq!(
+        by_b.searched_face_bounding_box,
+        by_alone.searched_face_bounding_box
+    );
+    // B made the embedding and left it; with every face embedded the crop is gone.
+    assert_eq!(fields(redis.clone(), key.clone()).await, ["emb:0", "faces"]);
+
+    // A, which holds the analysis but not the embedding, indexes the face with B's
+    // embedding: a search by the engine that works alone then finds it as the same face.
+    let shared_emb: Vec<u8> = redis.hget(&key, "emb:0").await.unwrap();
+    assert_eq!(shared_emb.len(), 128 * 4);
+    a.create_collection("c").await.unwrap();
+    let indexed = a
+        .index_faces(&IndexFacesRequest {
+            collection_id: "c".into(),
+            image: photo.clone(),
+            external_image_id: "rider".into(),
+            max_faces: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(indexed.len(), 1);
+    let again = a.search_faces_by_image(&search("c")).await.unwrap();
+    assert_eq!(again.face_matches.len(), 1);
+    assert!(again.face_matches[0].similarity > 99.0, "{again:?}");
+
+    let _: () = redis.del(&key).await.unwrap();
+}

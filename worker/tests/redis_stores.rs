@@ -355,6 +355,7 @@ async fn metadata_put_get_list_through_two_workers() {
         url: redis_url(),
         prefix: prefix.clone(),
         tls: Default::default(),
+        shared_analysis: std::time::Duration::ZERO,
     };
     let here = std::path::Path::new("unused");
     let a = PhotoStores::open(&at, here).await.unwrap().metadata;
@@ -377,6 +378,7 @@ async fn an_unreachable_redis_is_a_clear_error() {
         url: "redis://:secret@127.0.0.1:1/".into(),
         prefix: "p".into(),
         tls: Default::default(),
+        shared_analysis: std::time::Duration::ZERO,
     };
     let Err(e) = PhotoStores::open(&at, std::path::Path::new("unused")).await else {
         panic!("connected to nothing");

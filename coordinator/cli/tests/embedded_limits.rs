@@ -426,3 +426,78 @@ fn invalid_utf8_and_deeply_nested_input_are_refused() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// The kernel's huge-page switch of a running process (`THP_enabled` in its status).
+fn thp_enabled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:"))?;
+    Some(line.split_whitespace().nth(1)? == "1")
+}
+
+/// Waits until the process's huge-page switch reads `want`; false if it never does.
+fn thp_becomes(pid: u32, want: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if thp_enabled(pid) == Some(want) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn huge_pages_are_for_the_batch_commands_only() {
+    if thp_enabled(std::process::id()).is_none() {
+        eprintln!("skipped: this kernel does not report THP_enabled");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let def = echo_definition(dir.path());
+
+    // `mapfleet run` waiting for its input on stdin: huge pages on.
+    let mut run = Command::new(MAPFLEET)
+        .arg("run")
+        .arg(&def)
+        .args(["--input", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let on = thp_becomes(run.id(), true);
+    run.stdin.take().unwrap().write_all(b"{}").unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(on, "`mapfleet run` did not allow huge pages");
+
+    // `mapfleet serve`, long-lived: huge pages off for its whole life.
+    let mut serve = Command::new(MAPFLEET)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("MAPFLEET_API_KEYS", "AKIDHUGEPAGES:huge-pages-secret")
+        .env("MAPFLEET_MODELS_DIR", models_dir())
+        .env_remove("MAPFLEET_CREDENTIALS_FILE")
+        .env_remove("MAPFLEET_REDIS_URL")
+        .env_remove("MAPFLEET_AMQP_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let off = thp_becomes(serve.id(), false);
+    std::thread::sleep(Duration::from_millis(300));
+    let still_off = thp_enabled(serve.id()) == Some(false);
+    let _ = serve.kill();
+    let out = serve.wait_with_output().unwrap();
+    assert!(
+        off && still_off,
+        "`mapfleet serve` kept huge pages: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

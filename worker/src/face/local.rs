@@ -1,5 +1,6 @@
 //! The local face engine: objects from the [`ObjectStore`], YuNet + SFace through [`Models`],
-//! faces in [`FaceCollections`], and a per-photo [`AnalysisCache`].
+//! faces in [`FaceCollections`], a per-photo [`AnalysisCache`], and on a fleet the analyses
+//! the workers share ([`SharedAnalyses`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use super::collection::{FaceCollections, Reservation, StoredFace};
 use super::decoded::DecodedImages;
 use super::imagefile::{self, ImageError};
 use super::models::{DetectOptions, Models};
+use super::shared_analyses::SharedAnalyses;
 use super::similarity::{cosine, similarity};
 use super::sunglasses;
 use super::{
@@ -62,6 +64,8 @@ pub struct LocalEngine {
     config: LocalEngineConfig,
     /// Where full decodes are left for the thumbnail task, if anywhere.
     decoded: Option<Arc<DecodedImages>>,
+    /// The analyses the fleet's workers share, if any.
+    shared: Option<Arc<SharedAnalyses>>,
 }
 
 const INVALID_S3_OBJECT: &str =
@@ -82,7 +86,15 @@ impl LocalEngine {
             cache,
             config,
             decoded: None,
+            shared: None,
         }
+    }
+
+    /// Looks in `shared` for the analyses and embeddings this worker does not hold, and
+    /// leaves its own there.
+    pub fn with_shared_analyses(mut self, shared: Option<Arc<SharedAnalyses>>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Leaves each photo's full RGB decode in `decoded`, for the thumbnail task.
@@ -127,11 +139,19 @@ impl LocalEngine {
         }
     }
 
-    /// The image's analysis, from the cache or computed.
-    async fn analyze(&self, image: &Image) -> Result<Arc<Analysis>, FaceError> {
+    /// The image's analysis and its key: from this worker's cache, from the fleet's shared
+    /// analyses, or computed (and then shared).
+    async fn analyze(&self, image: &Image) -> Result<(Key, Arc<Analysis>), FaceError> {
         let (key, bytes) = self.load(image).await?;
         if let Some(a) = self.cache.get(&key) {
-            return Ok(a);
+            return Ok((key, a));
+        }
+        if let Some(shared) = &self.shared
+            && let Some(a) = shared.get(&key).await
+        {
+            let a = Arc::new(a);
+            self.cache.insert(key.clone(), a.clone());
+            return Ok((key, a));
         }
         let models = self.models.clone();
         let config = self.config.clone();
@@ -147,14 +167,29 @@ impl LocalEngine {
             d.insert(key.clone(), Arc::new(rgb));
         }
         let analysis = Arc::new(analysis);
-        self.cache.insert(key, analysis.clone());
-        Ok(analysis)
+        if let Some(shared) = &self.shared
+            && !analysis.faces.is_empty()
+        {
+            shared.put(&key, &analysis).await;
+        }
+        self.cache.insert(key.clone(), analysis.clone());
+        Ok((key, analysis))
     }
 
-    /// The embedding of one face of an analysis, computed once.
-    async fn embedding(&self, analysis: &Arc<Analysis>, i: usize) -> Result<Arc<[f32]>, FaceError> {
+    /// The embedding of one face of an analysis: computed once, by this worker or another.
+    async fn embedding(
+        &self,
+        key: &Key,
+        analysis: &Arc<Analysis>,
+        i: usize,
+    ) -> Result<Arc<[f32]>, FaceError> {
         if let Some(e) = analysis.faces[i].embedding.get() {
             return Ok(e.clone());
+        }
+        if let Some(shared) = &self.shared
+            && let Some(e) = shared.embedding(key, i).await
+        {
+            return Ok(analysis.faces[i].embedding.get_or_init(|| e).clone());
         }
         let models = self.models.clone();
         let a = analysis.clone();
@@ -163,7 +198,16 @@ impl LocalEngine {
             .map_err(|e| FaceError::Internal(format!("embedding task: {e}")))?
             .map_err(|e| FaceError::Internal(e.to_string()))?
             .into();
-        Ok(analysis.faces[i].embedding.get_or_init(|| e).clone())
+        let e = analysis.faces[i].embedding.get_or_init(|| e).clone();
+        if let Some(shared) = &self.shared {
+            let complete = analysis
+                .faces
+                .iter()
+                .all(|f| f.embedding.get().is_some())
+                .then_some(analysis.faces.len());
+            shared.put_embedding(key, i, &e, complete).await;
+        }
+        Ok(e)
     }
 
     /// The `Face` a face of this image gets when indexed under `external_image_id`: ids derived
@@ -314,6 +358,7 @@ impl FaceEngine for LocalEngine {
         Ok(self
             .analyze(image)
             .await?
+            .1
             .faces
             .iter()
             .map(|f| f.detail.clone())
@@ -324,11 +369,11 @@ impl FaceEngine for LocalEngine {
         &self,
         req: &SearchFacesByImageRequest,
     ) -> Result<SearchFacesByImageOutput, FaceError> {
-        let a = self.analyze(&req.image).await?;
+        let (key, a) = self.analyze(&req.image).await?;
         let Some(&largest) = a.by_size().first() else {
             return Err(FaceError::InvalidParameter(NO_FACES.into()));
         };
-        let emb = self.embedding(&a, largest).await?;
+        let emb = self.embedding(&key, &a, largest).await?;
         let reserve = req.reserve_for.as_ref().map(|ext| Reservation {
             face: self.face_for(&req.collection_id, &a, largest, 0, ext),
             embedding: emb.to_vec(),
@@ -360,7 +405,7 @@ impl FaceEngine for LocalEngine {
     }
 
     async fn index_faces(&self, req: &IndexFacesRequest) -> Result<Vec<FaceRecord>, FaceError> {
-        let a = self.analyze(&req.image).await?;
+        let (key, a) = self.analyze(&req.image).await?;
         let mut records = Vec::new();
         for (rank, i) in a
             .by_size()
@@ -368,7 +413,7 @@ impl FaceEngine for LocalEngine {
             .take(req.max_faces.max(1))
             .enumerate()
         {
-            let emb = self.embedding(&a, i).await?;
+            let emb = self.embedding(&key, &a, i).await?;
             let face = self.face_for(&req.collection_id, &a, i, rank, &req.external_image_id);
             let face = self
                 .collections
@@ -412,15 +457,15 @@ impl FaceEngine for LocalEngine {
         target: &Image,
         threshold: f32,
     ) -> Result<CompareFacesOutput, FaceError> {
-        let s = self.analyze(source).await?;
+        let (sk, s) = self.analyze(source).await?;
         let Some(&largest) = s.by_size().first() else {
             return Err(FaceError::InvalidParameter(NO_FACES.into()));
         };
-        let se = self.embedding(&s, largest).await?;
-        let t = self.analyze(target).await?;
+        let se = self.embedding(&sk, &s, largest).await?;
+        let (tk, t) = self.analyze(target).await?;
         let mut compared = Vec::new();
         for i in 0..t.faces.len() {
-            let te = self.embedding(&t, i).await?;
+            let te = self.embedding(&tk, &t, i).await?;
             let d = &t.faces[i].detail;
             compared.push(ComparedFace {
                 similarity: similarity(cosine(&se, &te)),

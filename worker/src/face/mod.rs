@@ -26,6 +26,7 @@ mod local;
 pub mod models;
 pub mod redis_collection;
 pub mod rekognition;
+pub mod shared_analyses;
 pub mod similarity;
 pub mod sunglasses;
 pub mod yunet;
@@ -39,6 +40,7 @@ pub use local::{LocalEngine, LocalEngineConfig, MAX_OBJECT_BYTES};
 pub use models::{ModelPaths, Models};
 pub use redis_collection::RedisCollections;
 pub use rekognition::RekognitionEngine;
+pub use shared_analyses::SharedAnalyses;
 
 /// The embedding model's name, reported as Rekognition's `FaceModelVersion`.
 pub const FACE_MODEL_VERSION: &str = "sface-2021dec+yunet-2023mar";

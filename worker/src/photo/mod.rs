@@ -35,7 +35,7 @@ use crate::store::{LocalStore, MetadataTable, ObjectStore};
 use crate::task::{Registry, TaskFailure};
 
 pub use setup::SetupError;
-pub use stores::{PhotoStores, StoresAt};
+pub use stores::{DEFAULT_SHARED_ANALYSIS, PhotoStores, StoresAt};
 
 /// The default bucket of rider photos (the workshop's `RiderPhotoS3Bucket` output).
 pub const DEFAULT_PHOTO_BUCKET: &str = "mapfleet-rider-photos";
@@ -178,7 +178,8 @@ impl PhotoContext {
     ) -> Result<Self, SetupError> {
         let decoded = Arc::new(DecodedImages::default());
         let engine = LocalEngine::new(store.clone(), models, stores.collections, engine_config)
-            .with_decoded_images(decoded.clone());
+            .with_decoded_images(decoded.clone())
+            .with_shared_analyses(stores.analyses);
         match engine.create_collection(&config.collection_id).await {
             Ok(()) | Err(FaceError::ResourceAlreadyExists(_)) => {}
             Err(error) => {

@@ -54,6 +54,7 @@ impl StoresArgs {
                 url: self.fleet.redis_url()?,
                 prefix: self.fleet.prefix.clone(),
                 tls: Default::default(),
+                shared_analysis: std::time::Duration::ZERO,
             },
             None => StoresAt::DataDir,
         };

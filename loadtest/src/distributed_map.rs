@@ -49,6 +49,8 @@ pub struct Report {
     /// Redis's highest `used_memory` sampled during the run, bytes.
     pub redis_peak: u64,
     pub result_files: usize,
+    /// CPU time from the submit to SUCCEEDED, by who spent it.
+    pub cpu: crate::timeline::CpuTimes,
 }
 
 impl Report {
@@ -151,7 +153,7 @@ pub fn write_items_at(data: &Path, key: &str, n: usize) -> anyhow::Result<()> {
 
 async fn measure(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result<Report> {
     write_items(data, p.items)?;
-    let _workers = spawn_workers(
+    let workers = spawn_workers(
         p.worker_bin,
         p.amqp_url,
         p.redis_url,
@@ -160,6 +162,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result
         p.concurrency,
         p.window,
     )?;
+    let worker_pids: Vec<u32> = workers.iter().map(|w| w.child.id()).collect();
     let coordinator = spawn_coordinator(p, topo, data)?;
     wait_for_consumers(p.amqp_url, &topo.default_steps_queue(), p.workers as u32).await?;
     wait_for_consumers(p.amqp_url, &topo.outcomes_queue(), 1).await?;
@@ -173,7 +176,10 @@ async fn measure(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result
         .await
         .context("connecting to Redis to sample its memory")?;
     let sampler = RedisMemory::start(redis).await?;
+    let coordinator_pid = coordinator.0.id();
+    let cpu_before = crate::timeline::CpuTimes::now(&worker_pids, coordinator_pid);
     let ran = run_to_success(&client, &text, &def, &info, p.limit).await;
+    let cpu = crate::timeline::CpuTimes::now(&worker_pids, coordinator_pid).since(cpu_before);
     let (redis_before, redis_peak) = sampler.stop();
     let (elapsed, result) = ran?;
     let coordinator_peak_rss = peak_rss(coordinator.0.id()).unwrap_or(0);
@@ -190,6 +196,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result
         redis_before,
         redis_peak,
         result_files,
+        cpu,
     })
 }
 

@@ -356,7 +356,7 @@ async fn main() -> anyhow::Result<()> {
                         .map(|b| format!(", {:.2}x the raw broker", r.rate() / b))
                         .unwrap_or_default();
                     println!(
-                        "distributed-map: {} echo items from a JSONL object through 1 mapfleet coordinator and {} workers x {} slots, {} result files, each item once: {:.2} s, {:.0} items/s{ratio}; coordinator peak RSS {:.1} MB; Redis peak used_memory {:.1} MB, {:.1} MB above its {:.1} MB before the submit",
+                        "distributed-map: {} echo items from a JSONL object through 1 mapfleet coordinator and {} workers x {} slots, {} result files, each item once: {:.2} s, {:.0} items/s{ratio}; coordinator peak RSS {:.1} MB; Redis peak used_memory {:.1} MB, {:.1} MB above its {:.1} MB before the submit; {}",
                         r.items,
                         cli.workers,
                         cli.concurrency,
@@ -366,7 +366,8 @@ async fn main() -> anyhow::Result<()> {
                         r.coordinator_peak_rss as f64 / 1e6,
                         r.redis_peak as f64 / 1e6,
                         r.redis_growth() as f64 / 1e6,
-                        r.redis_before as f64 / 1e6
+                        r.redis_before as f64 / 1e6,
+                        r.cpu
                     );
                 }
                 Scenario::MapRunPage => {

@@ -90,7 +90,7 @@ pub struct CpuTimes {
 }
 
 impl CpuTimes {
-    fn now(workers: &[u32], coordinator: u32) -> Self {
+    pub(crate) fn now(workers: &[u32], coordinator: u32) -> Self {
         use crate::photo_fleet::{cpu_time, cpu_time_of};
         CpuTimes {
             workers: workers.iter().map(|&p| cpu_time(p)).sum(),
@@ -100,7 +100,7 @@ impl CpuTimes {
         }
     }
 
-    fn since(self, earlier: CpuTimes) -> Self {
+    pub(crate) fn since(self, earlier: CpuTimes) -> Self {
         CpuTimes {
             workers: self.workers.saturating_sub(earlier.workers),
             coordinator: self.coordinator.saturating_sub(earlier.coordinator),

@@ -279,13 +279,8 @@ pub struct CoordinatorCommand {
 
 /// Entry point of the `mapfleet` binary.
 pub fn main() -> ExitCode {
-    // Huge pages off before anything else is allocated; the batch commands turn them on.
-    crate::huge_pages::set(false);
     shared::process::init_tracing("warn");
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Run(_) | Command::Demo { .. }) {
-        crate::huge_pages::set(true);
-    }
     match &cli.command {
         Command::Validate { definition } => return validate(definition),
         Command::Resources => return photos::resources(),

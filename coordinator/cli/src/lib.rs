@@ -6,7 +6,6 @@
 //! - [`cli`]: one enum of commands, one function per command.
 //! - [`buckets`]: the worker's object store as Distributed Maps' [`coordinator::maprun::Buckets`].
 //! - [`console`]: the web console `mapfleet serve` shows at `/`.
-//! - [`huge_pages`]: transparent huge pages for the embedded batch commands only.
 //! - [`pretty`]: an execution's output as `mapfleet run` prints it.
 //! - [`tasks`]: the worker's task registry as embedded mode's [`coordinator::embedded::TaskExecutor`].
 
@@ -15,7 +14,6 @@ pub mod api;
 pub mod buckets;
 pub mod cli;
 pub mod console;
-pub mod huge_pages;
 pub mod pretty;
 pub mod tasks;
 

@@ -90,7 +90,7 @@ fn embedding_bytes(e: &[f32]) -> Vec<u8> {
 }
 
 fn embedding_from(bytes: &[u8]) -> Option<Arc<[f32]>> {
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(

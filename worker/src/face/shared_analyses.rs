@@ -210,21 +210,31 @@ impl SharedAnalyses {
         redis_key(&self.prefix, &key.0, &key.1, &key.2)
     }
 
+    /// Runs a read; a Redis error is logged and reads as nothing.
+    async fn read<T: shared::redis::FromRedisValue>(&self, cmd: &shared::redis::Cmd) -> Option<T> {
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn)
+            .await
+            .map_err(|e| skipped("read", e))
+            .ok()
+    }
+
+    /// Runs `pipe`'s writes to the hash `k` and renews its time to live; a Redis error is
+    /// logged.
+    async fn write(&self, mut pipe: shared::redis::Pipeline, k: &str) {
+        pipe.cmd("PEXPIRE").arg(k).arg(self.ttl_ms()).ignore();
+        let mut conn = self.conn.clone();
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            skipped("write", e);
+        }
+    }
+
     /// The photo's analysis, if a worker left one usable here (every face with its crop or
     /// its embedding).
     pub(crate) async fn get(&self, key: &Key) -> Option<Analysis> {
-        let mut conn = self.conn.clone();
-        let fields: std::collections::HashMap<String, Vec<u8>> = match shared::redis::cmd("HGETALL")
-            .arg(self.key(key))
-            .query_async(&mut conn)
-            .await
-        {
-            Ok(f) => f,
-            Err(e) => {
-                skipped("read", e);
-                return None;
-            }
-        };
+        let mut cmd = shared::redis::cmd("HGETALL");
+        cmd.arg(self.key(key));
+        let fields: std::collections::HashMap<String, Vec<u8>> = self.read(&cmd).await?;
         if fields.is_empty() {
             return None;
         }
@@ -233,19 +243,9 @@ impl SharedAnalyses {
 
     /// Face `i`'s embedding, if a worker left it.
     pub(crate) async fn embedding(&self, key: &Key, i: usize) -> Option<Arc<[f32]>> {
-        let mut conn = self.conn.clone();
-        let bytes: Option<Vec<u8>> = match shared::redis::cmd("HGET")
-            .arg(self.key(key))
-            .arg(format!("emb:{i}"))
-            .query_async(&mut conn)
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                skipped("read", e);
-                return None;
-            }
-        };
+        let mut cmd = shared::redis::cmd("HGET");
+        cmd.arg(self.key(key)).arg(format!("emb:{i}"));
+        let bytes: Option<Vec<u8>> = self.read(&cmd).await?;
         embedding_from(&bytes?)
     }
 
@@ -261,15 +261,8 @@ impl SharedAnalyses {
         for (f, v) in &fields {
             pipe.arg(f).arg(v.as_slice());
         }
-        pipe.ignore()
-            .cmd("PEXPIRE")
-            .arg(&k)
-            .arg(self.ttl_ms())
-            .ignore();
-        let mut conn = self.conn.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-            skipped("write", e);
-        }
+        pipe.ignore();
+        self.write(pipe, &k).await;
     }
 
     /// Leaves face `i`'s embedding; `complete: Some(n)`: every one of the photo's `n` faces
@@ -296,11 +289,7 @@ impl SharedAnalyses {
             }
             pipe.add_command(del).ignore();
         }
-        pipe.cmd("PEXPIRE").arg(&k).arg(self.ttl_ms()).ignore();
-        let mut conn = self.conn.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-            skipped("write", e);
-        }
+        self.write(pipe, &k).await;
     }
 }
 

@@ -182,7 +182,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result
     let cpu = crate::timeline::CpuTimes::now(&worker_pids, coordinator_pid).since(cpu_before);
     let (redis_before, redis_peak) = sampler.stop();
     let (elapsed, result) = ran?;
-    let coordinator_peak_rss = peak_rss(coordinator.0.id()).unwrap_or(0);
+    let coordinator_peak_rss = crate::photo_fleet::peak_rss(coordinator.0.id()).unwrap_or(0);
     drop(coordinator);
     let output = result.output.context("a SUCCEEDED Map without output")?;
     let key = output["ResultWriterDetails"]["Key"]
@@ -276,14 +276,6 @@ fn verify(results: &Path, manifest_key: &str, n: usize) -> anyhow::Result<usize>
     }
     ensure!(records == n, "{records} records for {n} items");
     Ok(files.len())
-}
-
-/// A process's peak resident set (`VmHWM`), bytes.
-pub(crate) fn peak_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 pub fn spawn_coordinator(p: &Params<'_>, topo: &Topology, data: &Path) -> anyhow::Result<Proc> {

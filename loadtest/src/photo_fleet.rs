@@ -112,6 +112,14 @@ fn pinned(bin: &Path, cores: Option<&str>) -> Command {
     }
 }
 
+/// A process's peak resident set (`VmHWM`), bytes.
+pub(crate) fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// User + system CPU time of a process (clock ticks of 10 ms, fine over seconds of work).
 pub(crate) fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -236,7 +244,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
     let cpu0 = cpu_time(worker.0.id());
     let (elapsed, result) = run_to_success(&client, &text, &def, &info, p.limit).await?;
     let worker_cpu = cpu_time(worker.0.id()).saturating_sub(cpu0);
-    let worker_peak_rss = crate::distributed_map::peak_rss(worker.0.id()).unwrap_or(0);
+    let worker_peak_rss = peak_rss(worker.0.id()).unwrap_or(0);
     verify(&result.output.context("no output")?, p.photos)?;
     Ok(Report {
         photos: p.photos,

@@ -335,7 +335,7 @@ async fn measure(p: &Params<'_>, topo: &Topology, data_dir: &Path) -> anyhow::Re
     let history = client.history(&arn).await?;
     let worker_peak_rss = worker_pids
         .iter()
-        .filter_map(|&pid| crate::distributed_map::peak_rss(pid))
+        .filter_map(|&pid| crate::photo_fleet::peak_rss(pid))
         .max()
         .unwrap_or(0);
     let _ = amqp.close(200, "done".into()).await;
